@@ -1,0 +1,1 @@
+//! HTTP API: routes, handlers, the OpenAPI document and problem+json errors.

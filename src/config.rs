@@ -1,0 +1,1 @@
+//! Settings from `config.toml`, overridden by `FERRY_*` environment variables.

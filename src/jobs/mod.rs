@@ -1,0 +1,1 @@
+//! The migration aggregate: commands become events; state is folded from events.

@@ -1,0 +1,244 @@
+//! Redis endpoint addresses, parsed once and redacted everywhere they are shown.
+//!
+//! Users give Ferry `redis://[user[:password]@]host:port[/db]` (or `rediss://` for TLS). The password
+//! is the one secret that flows through the whole system, so it lives in a [`Secret`] whose `Debug`
+//! and `Display` print `***`: a stray `{:?}` in a log line, a panic message or a serialized event
+//! cannot leak it. Only [`RedisUrl::expose_url`] returns the real string, and its name says so.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Default Redis port when the URL names none.
+pub const DEFAULT_PORT: u16 = 6379;
+
+/// A string that must never be displayed: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The real value. Call sites are few and easy to audit: the connection handshake and the
+    /// encrypted credential store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Why a URL was refused. Messages say what to fix and never echo the password.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("not a URL ({0}); expected redis://[user[:password]@]host:port[/db]")]
+    Malformed(String),
+    #[error("unsupported scheme `{0}`; use redis:// or rediss:// (TLS)")]
+    Scheme(String),
+    #[error("the URL has no host; expected redis://host:port")]
+    MissingHost,
+    #[error("database `{0}` is not a number; use /0, /1, …")]
+    BadDb(String),
+    #[error("unexpected `{0}` in the URL; only a /db path is allowed")]
+    Extra(&'static str),
+}
+
+/// A parsed Redis endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The db named in the path, if any. Replication always carries every db; this only matters for
+    /// the admin connection (validation, verification).
+    pub db: Option<u32>,
+}
+
+impl RedisUrl {
+    pub fn parse(input: &str) -> Result<Self, UrlError> {
+        let parsed = url::Url::parse(input.trim()).map_err(|e| Self::describe(input, e))?;
+        let tls = match parsed.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => return Err(UrlError::Scheme(other.to_string())),
+        };
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or(UrlError::MissingHost)?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = parsed.port().unwrap_or(DEFAULT_PORT);
+        let username = Some(decode(parsed.username())).filter(|u| !u.is_empty());
+        let password = parsed.password().map(|p| Secret::new(decode(p)));
+        if parsed.query().is_some() {
+            return Err(UrlError::Extra("?query"));
+        }
+        if parsed.fragment().is_some() {
+            return Err(UrlError::Extra("#fragment"));
+        }
+        let path = parsed.path().trim_start_matches('/');
+        let db = if path.is_empty() {
+            None
+        } else {
+            Some(
+                path.parse::<u32>()
+                    .map_err(|_| UrlError::BadDb(path.to_string()))?,
+            )
+        };
+        Ok(RedisUrl {
+            tls,
+            host,
+            port,
+            username,
+            password,
+            db,
+        })
+    }
+
+    fn describe(input: &str, err: url::ParseError) -> UrlError {
+        // url's messages never include the input, so they are safe to pass on.
+        if !input.contains("://") {
+            return UrlError::Malformed("missing scheme".into());
+        }
+        UrlError::Malformed(err.to_string())
+    }
+
+    /// `host:port`, for connecting and for messages.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL with the password included. Only for connecting and for the encrypted credential store.
+    pub fn expose_url(&self) -> String {
+        self.render(self.password.as_ref().map(Secret::expose))
+    }
+
+    fn render(&self, password: Option<&str>) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let mut out = format!("{scheme}://");
+        match (&self.username, password) {
+            (Some(u), Some(p)) => out.push_str(&format!("{}:{}@", encode(u), encode(p))),
+            (Some(u), None) => out.push_str(&format!("{}@", encode(u))),
+            (None, Some(p)) => out.push_str(&format!(":{}@", encode(p))),
+            (None, None) => {}
+        }
+        out.push_str(&self.addr());
+        if let Some(db) = self.db {
+            out.push_str(&format!("/{db}"));
+        }
+        out
+    }
+}
+
+/// Shows the URL with the password replaced by `***`: safe for logs, events and responses.
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(self.password.as_ref().map(|_| "***")))
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// Serializes redacted. Anything that needs the password (the credential store) calls
+/// [`RedisUrl::expose_url`] explicitly.
+impl Serialize for RedisUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RedisUrl::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_url_and_redacts_password() {
+        let u = RedisUrl::parse("redis://alice:s3cret@10.0.0.1:6380/2").unwrap();
+        assert_eq!(u.host, "10.0.0.1");
+        assert_eq!(u.port, 6380);
+        assert_eq!(u.username.as_deref(), Some("alice"));
+        assert_eq!(u.password.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(u.db, Some(2));
+        assert_eq!(u.to_string(), "redis://alice:***@10.0.0.1:6380/2");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert_eq!(
+            serde_json::to_string(&u).unwrap(),
+            "\"redis://alice:***@10.0.0.1:6380/2\""
+        );
+        assert_eq!(u.expose_url(), "redis://alice:s3cret@10.0.0.1:6380/2");
+    }
+
+    #[test]
+    fn password_only_and_defaults() {
+        let u = RedisUrl::parse("rediss://:p%40ss@example.com").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, DEFAULT_PORT);
+        assert_eq!(u.username, None);
+        assert_eq!(u.password.as_ref().unwrap().expose(), "p@ss");
+        assert_eq!(u.to_string(), "rediss://:***@example.com:6379");
+        assert_eq!(RedisUrl::parse(&u.expose_url()).unwrap(), u);
+    }
+
+    #[test]
+    fn rejects_bad_urls_without_echoing_secrets() {
+        assert_eq!(
+            RedisUrl::parse("http://h:1").unwrap_err(),
+            UrlError::Scheme("http".into())
+        );
+        assert!(matches!(
+            RedisUrl::parse("localhost:6379"),
+            Err(UrlError::Malformed(_)) | Err(UrlError::Scheme(_))
+        ));
+        assert_eq!(
+            RedisUrl::parse("redis://h:1/abc").unwrap_err(),
+            UrlError::BadDb("abc".into())
+        );
+        let err = RedisUrl::parse("redis://u:topsecret@h:99999").unwrap_err();
+        assert!(!err.to_string().contains("topsecret"));
+    }
+}

@@ -1,0 +1,1 @@
+//! The replica side of Redis replication: handshake, PSYNC, RDB framing, ACKs.

@@ -1,0 +1,255 @@
+//! The event model: every fact Ferry records, as past-tense types.
+//!
+//! Events are the only state Ferry keeps about a migration. They are appended, never edited, and
+//! folded into views by `jobs`. So this file is the schema of the audit trail: add variants and
+//! optional fields freely, but never change the meaning of an existing one, because old logs must
+//! keep folding.
+//!
+//! No variant may carry a secret. URLs inside specs serialize redacted (see [`crate::redis_url`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::spec::MigrationSpec;
+
+/// Who caused an event: `api` (or the API token's name) for requests, `engine` for the worker.
+pub type Actor = String;
+
+/// The envelope stored in the log. `seq` increases across the whole log, with no gaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub seq: u64,
+    /// The migration (or backup) the event belongs to.
+    pub migration_id: Uuid,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened. Serialized as `{"type": "SnapshotStarted", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", content = "data")]
+pub enum EventKind {
+    MigrationCreated {
+        spec: MigrationSpec,
+    },
+    MigrationUpdated {
+        spec: MigrationSpec,
+    },
+    ValidationStarted {},
+    ValidationCompleted {
+        report: ValidationReport,
+    },
+    MigrationStarted {},
+    BackupCompleted {
+        backup_id: Uuid,
+        bytes: u64,
+    },
+    SnapshotStarted {
+        replid: String,
+        offset: i64,
+        /// `true` when the source streams the RDB without writing it to disk (`$EOF:` framing).
+        diskless: bool,
+        /// Known only for disk-based transfers (`$<len>` framing).
+        rdb_bytes_total: Option<u64>,
+        /// What a restarted snapshot redoes, when this is not the first attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redo: Option<String>,
+    },
+    SnapshotProgress {
+        rdb_bytes_read: u64,
+        rdb_bytes_total: Option<u64>,
+        keys_written: u64,
+        keys_skipped: u64,
+        keys_expired: u64,
+    },
+    SnapshotCompleted {
+        rdb_bytes: u64,
+        keys_written: u64,
+        keys_skipped: u64,
+        keys_expired: u64,
+        /// Keys written as plain commands instead of RESTORE (older target, or too big).
+        keys_rewritten: u64,
+        duration_ms: u64,
+    },
+    StreamingStarted {
+        replid: String,
+        offset: i64,
+    },
+    /// What a restart needs to resume: the replication id and the offset the *target* has applied.
+    Checkpoint {
+        replid: String,
+        applied_offset: i64,
+        commands_streamed: u64,
+        lag_bytes: Option<u64>,
+    },
+    LinkLost {
+        link: Link,
+        cause: String,
+    },
+    LinkResumed {
+        link: Link,
+        kind: ResumeKind,
+        reason: String,
+    },
+    CutoverStarted {
+        pause_source_writes: bool,
+    },
+    CutoverCompleted {
+        final_offset: i64,
+    },
+    VerificationCompleted {
+        report: VerificationReport,
+    },
+    MigrationCompleted {},
+    MigrationFailed {
+        /// A stable, machine-readable reason, such as `engine_unavailable` or `busy_key`.
+        code: String,
+        /// What went wrong and what to do, for people.
+        message: String,
+    },
+    MigrationCancelled {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl EventKind {
+    /// The `type` tag, for filtering (`GET /v1/events?type=`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::MigrationCreated { .. } => "MigrationCreated",
+            EventKind::MigrationUpdated { .. } => "MigrationUpdated",
+            EventKind::ValidationStarted { .. } => "ValidationStarted",
+            EventKind::ValidationCompleted { .. } => "ValidationCompleted",
+            EventKind::MigrationStarted { .. } => "MigrationStarted",
+            EventKind::BackupCompleted { .. } => "BackupCompleted",
+            EventKind::SnapshotStarted { .. } => "SnapshotStarted",
+            EventKind::SnapshotProgress { .. } => "SnapshotProgress",
+            EventKind::SnapshotCompleted { .. } => "SnapshotCompleted",
+            EventKind::StreamingStarted { .. } => "StreamingStarted",
+            EventKind::Checkpoint { .. } => "Checkpoint",
+            EventKind::LinkLost { .. } => "LinkLost",
+            EventKind::LinkResumed { .. } => "LinkResumed",
+            EventKind::CutoverStarted { .. } => "CutoverStarted",
+            EventKind::CutoverCompleted { .. } => "CutoverCompleted",
+            EventKind::VerificationCompleted { .. } => "VerificationCompleted",
+            EventKind::MigrationCompleted { .. } => "MigrationCompleted",
+            EventKind::MigrationFailed { .. } => "MigrationFailed",
+            EventKind::MigrationCancelled { .. } => "MigrationCancelled",
+        }
+    }
+}
+
+/// Which connection an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    Source,
+    Target,
+}
+
+/// How a link came back: `partial` (PSYNC continued from the applied offset) or `full` (a new
+/// snapshot was needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeKind {
+    Partial,
+    Full,
+}
+
+/// Outcome of one check, and of a whole report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One pre-flight check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "source.connect", "status": "pass",
+    "message": "connected to 127.0.0.1:6379 (Redis 7.2.4)", "details": {"latency_ms": 1}}))]
+pub struct CheckResult {
+    /// Stable id, such as `source.connect` or `capacity.memory`.
+    pub id: String,
+    pub status: CheckStatus,
+    /// One line that says what was found and, when it is not a pass, what to do.
+    pub message: String,
+    /// Measured values behind the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// The overall verdict of a validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    Passed,
+    PassedWithWarnings,
+    Failed,
+}
+
+/// The result of `POST /v1/migrations/{id}/validate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ValidationReport {
+    pub status: ReportStatus,
+    pub checks: Vec<CheckResult>,
+}
+
+impl ValidationReport {
+    /// Builds a report whose status follows from its worst check.
+    pub fn from_checks(checks: Vec<CheckResult>) -> Self {
+        let worst = checks.iter().map(|c| c.status).max();
+        let status = match worst {
+            Some(CheckStatus::Fail) => ReportStatus::Failed,
+            Some(CheckStatus::Warn) => ReportStatus::PassedWithWarnings,
+            _ => ReportStatus::Passed,
+        };
+        ValidationReport { status, checks }
+    }
+}
+
+/// How a key differed between source and target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Difference {
+    Missing,
+    Extra,
+    Type,
+    Value,
+    Ttl,
+}
+
+/// One key that did not match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProblemKey {
+    pub db: u32,
+    /// The key, lossily decoded as UTF-8 for display.
+    pub key: String,
+    pub difference: Difference,
+}
+
+/// What verification compared and found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationReport {
+    pub mode: crate::spec::Verify,
+    pub checked: u64,
+    pub missing: u64,
+    pub different: u64,
+    pub extra: u64,
+    /// The first 100 problem keys.
+    pub problems: Vec<ProblemKey>,
+}
+
+impl VerificationReport {
+    pub fn is_clean(&self) -> bool {
+        self.missing == 0 && self.different == 0 && self.extra == 0
+    }
+}

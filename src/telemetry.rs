@@ -1,0 +1,1 @@
+//! Logging and tracing setup (tracing-subscriber), pretty or JSON.
