@@ -302,6 +302,14 @@ impl Parser {
                     let used = cur.pos;
                     match found {
                         Ok(record) => {
+                            if used as u64 > self.max_record_bytes {
+                                return Err(RdbError::TooLarge {
+                                    offset: self.base,
+                                    what: "a record",
+                                    len: used as u64,
+                                    limit: self.max_record_bytes,
+                                });
+                            }
                             if let Some(item) = self.emit(record, used)? {
                                 return Ok(Some(item));
                             }
