@@ -190,7 +190,36 @@ fn round_trip(version: &str) {
         );
     }
     assert_eq!(entries(&items).len(), keys_in_source, "one entry per key");
+    check_inspect(&file, &source, &type_bytes);
     assert_types_cover(version, &type_bytes);
+}
+
+/// `ferry rdb inspect` on the saved file agrees with the server about keys per database.
+fn check_inspect(
+    file: &[u8],
+    source: &common::redis::RedisServer,
+    seen: &std::collections::BTreeSet<u8>,
+) {
+    let path = source.dir().join("dump.rdb");
+    assert_eq!(std::fs::read(&path).expect("dump.rdb"), file);
+    let json = ferry::rdb::inspect::run(&path, true).expect("inspect --json");
+    let parsed: serde_json::Value = serde_json::from_str(&json).expect("inspect prints JSON");
+    let dbs = parsed["databases"].as_array().expect("databases");
+    for db in 0..3u8 {
+        let keys = corpus::snapshot(source, db).len() as u64;
+        let reported = dbs
+            .iter()
+            .find(|d| d["db"] == u64::from(db))
+            .unwrap_or_else(|| panic!("db {db} missing in {json}"));
+        assert_eq!(reported["keys"].as_u64(), Some(keys), "db {db} in {json}");
+    }
+    assert_eq!(parsed["file_bytes"].as_u64(), Some(file.len() as u64));
+    assert!(parsed["aux"].as_array().is_some_and(|a| !a.is_empty()));
+    let text = ferry::rdb::inspect::run(&path, false).expect("inspect");
+    assert!(text.contains("RDB version"), "{text}");
+    if seen.contains(&7) {
+        assert!(text.contains("module ReJSON-RL"), "{text}");
+    }
 }
 
 fn assert_same(want: &BTreeMap<Vec<u8>, String>, got: &BTreeMap<Vec<u8>, String>, what: &str) {
