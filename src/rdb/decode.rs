@@ -22,7 +22,7 @@ use super::ziplist::Ziplist;
 pub(crate) fn string_bytes(owner: &Bytes, s: RdbStr<'_>, at: u64) -> Result<Bytes, RdbError> {
     match s {
         RdbStr::Raw(b) => Ok(owner.slice_ref(b)),
-        RdbStr::Int(i) => Ok(Bytes::from(i.to_string())),
+        RdbStr::Int(i) => Ok(super::cursor::int_text(i)),
         RdbStr::Lzf { compressed, len } => lzf::decompress(compressed, len)
             .map(Bytes::from)
             .map_err(|e| RdbError::corrupt(at, format!("valid LZF data ({e:?})"))),
@@ -33,7 +33,7 @@ pub(crate) fn string_bytes(owner: &Bytes, s: RdbStr<'_>, at: u64) -> Result<Byte
 pub(crate) fn element_bytes(owner: &Bytes, e: Element<'_>) -> Bytes {
     match e {
         Element::Str(s) => owner.slice_ref(s),
-        Element::Int(i) => Bytes::from(i.to_string()),
+        Element::Int(i) => super::cursor::int_text(i),
     }
 }
 
@@ -156,7 +156,7 @@ fn decode_inner(type_byte: u8, cur: &mut Cursor<'_>, raw: &Bytes, valkey: bool) 
             Value::Set(
                 intset_members(&data, at)?
                     .into_iter()
-                    .map(|i| Bytes::from(i.to_string()))
+                    .map(super::cursor::int_text)
                     .collect(),
             )
         }
