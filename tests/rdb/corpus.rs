@@ -147,7 +147,9 @@ pub fn populate(server: &RedisServer) {
     if at_least(v, 7, 0) {
         // elements over the packed threshold become PLAIN quicklist nodes
         r(c, "DEBUG QUICKLIST-PACKED-THRESHOLD 100");
-        run(c, &[b"RPUSH", b"l:plain", b"tiny", &[b'P'; 300], b"tiny2"]);
+        // (7.2+ keeps lists of <= 4 elements as one listpack: make it a quicklist first)
+        r(c, "RPUSH l:plain a b c d e");
+        run(c, &[b"RPUSH", b"l:plain", &big_value()[..300], b"tiny2"]);
     }
     // sets: intset, listpack (7.2+), hashtable
     r(c, "SADD set:ints 1 2 3 -100000 4294967296");

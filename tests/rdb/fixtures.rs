@@ -11,7 +11,7 @@ use ferry::rdb::{Item, Value};
 
 use crate::{corpus, entries, parse_all, replay};
 
-fn len(n: usize) -> Vec<u8> {
+pub fn len(n: usize) -> Vec<u8> {
     if n < 64 {
         vec![n as u8]
     } else if n < 16384 {
@@ -23,7 +23,7 @@ fn len(n: usize) -> Vec<u8> {
     }
 }
 
-fn s(b: &[u8]) -> Vec<u8> {
+pub fn s(b: &[u8]) -> Vec<u8> {
     let mut v = len(b.len());
     v.extend_from_slice(b);
     v
@@ -95,21 +95,21 @@ fn intset(members: &[i16]) -> Vec<u8> {
     out
 }
 
-fn record(type_byte: u8, key: &[u8], value: Vec<u8>) -> Vec<u8> {
+pub fn record(type_byte: u8, key: &[u8], value: Vec<u8>) -> Vec<u8> {
     let mut out = vec![type_byte];
     out.extend(s(key));
     out.extend(value);
     out
 }
 
-fn finish(mut file: Vec<u8>) -> Vec<u8> {
+pub fn finish(mut file: Vec<u8>) -> Vec<u8> {
     file.push(0xFF);
     let crc = crc64::checksum(&file);
     file.extend(crc.to_le_bytes());
     file
 }
 
-fn b(x: &str) -> Bytes {
+pub fn b(x: &str) -> Bytes {
     Bytes::copy_from_slice(x.as_bytes())
 }
 

@@ -8,6 +8,7 @@ mod alloc_probe;
 mod corpus;
 mod fixtures;
 mod hostile;
+mod modern;
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -128,6 +129,13 @@ fn round_trip(version: &str) {
             }
             Item::Entry(e) => {
                 type_bytes.insert(e.type_byte);
+                if &e.key[..] == b"l:plain" {
+                    // a PLAIN quicklist node (container 1) holding the 300-byte element
+                    assert!(
+                        e.raw_value.windows(3).any(|w| w == [0x01, 0x41, 0x2C]),
+                        "no plain node"
+                    );
+                }
                 if e.db != db {
                     db = e.db;
                     for c in [&mut src, &mut a, &mut b] {
