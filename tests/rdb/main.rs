@@ -329,6 +329,31 @@ fn one_byte_at_a_time_gives_the_same_items() {
     assert_eq!(parse_all(&file, 4093), whole);
 }
 
+/// Memory is bounded by the largest record plus what was pushed since, never by the file.
+#[test]
+fn buffering_is_bounded_by_the_largest_record() {
+    let file = corpus_file("7.4", true);
+    let largest = entries(&parse_all(&file, file.len()))
+        .iter()
+        .map(|e| e.key.len() + e.raw_value.len() + 32)
+        .max()
+        .expect("entries");
+    let chunk = 16 * 1024;
+    let mut parser = Parser::new();
+    let mut most = 0;
+    for piece in file.chunks(chunk) {
+        parser.push(piece);
+        most = most.max(parser.buffered());
+        while parser.next_item().expect("parse").is_some() {}
+    }
+    parser.finish().expect("complete");
+    assert!(largest > 1_000_000, "the corpus has a big value");
+    assert!(
+        most <= largest + chunk,
+        "buffered {most} bytes, largest record {largest}, chunk {chunk}"
+    );
+}
+
 #[test]
 fn a_flipped_bit_fails_the_checksum_and_truncation_is_reported() {
     let mut file = corpus_file("7.0", false);
