@@ -276,6 +276,22 @@ fn hand_built_rdb6_with_retired_encodings() {
         Some(i64::from(secs) * 1000),
         "EXPIRETIME seconds become ms"
     );
+    // inspect reads the old format too
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v6.rdb");
+    std::fs::write(&path, &file).expect("write fixture");
+    let summary =
+        ferry::rdb::inspect::summarize(std::fs::File::open(&path).expect("open")).expect("inspect");
+    assert_eq!(
+        (summary.rdb_version, summary.total_keys),
+        (6, expected.len() as u64)
+    );
+    let encodings = &summary.databases[0].encodings;
+    for name in ["linkedlist", "skiplist-text", "zipmap", "ziplist", "intset"] {
+        assert!(encodings.contains_key(name), "{name} in {encodings:?}");
+    }
+    let text = ferry::rdb::inspect::run(&path, false).expect("inspect text");
+    assert!(text.contains("Redis RDB version 6"), "{text}");
 }
 
 #[test]
