@@ -187,6 +187,8 @@ pub fn populate(server: &RedisServer) {
     r(c, "XREADGROUP GROUP g1 bob COUNT 3 STREAMS st >");
     r(c, "XREADGROUP GROUP g1 alice COUNT 1 STREAMS st 0");
     r(c, "XACK st g1 1700000000000-1");
+    // a delivered, unacknowledged message that is then deleted stays in bob's PEL
+    r(c, "XDEL st 1700000000000-8");
     r(c, "XGROUP CREATE st g2 $");
     r(c, "XGROUP CREATECONSUMER st g2 idle-one");
     r(c, "XADD st:small * a 1");
