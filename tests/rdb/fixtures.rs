@@ -117,7 +117,7 @@ fn bs(xs: &[&str]) -> Vec<Bytes> {
     xs.iter().map(|x| b(x)).collect()
 }
 
-fn rdb6(expire_secs: i32) -> (Vec<u8>, Vec<(&'static str, Value)>) {
+pub fn rdb6(expire_secs: i32) -> (Vec<u8>, Vec<(&'static str, Value)>) {
     let mut f = b"REDIS0006".to_vec();
     f.extend([0xFE, 0x00]);
     f.push(0xFD);
