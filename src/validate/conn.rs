@@ -27,16 +27,35 @@ pub struct Admin {
     pub latency: Duration,
 }
 
-/// Connects, authenticates and PINGs within `connect_timeout`.
-pub async fn connect(
-    url: &RedisUrl,
-    connect_timeout: Duration,
-    call_timeout: Duration,
-) -> Result<Admin, ConnectError> {
+/// How to connect: the time limits, and which certificate authority to trust for `rediss://`.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// For the whole handshake: TCP, TLS, AUTH and a first PING.
+    pub connect_timeout: Duration,
+    /// For each admin command afterwards.
+    pub call_timeout: Duration,
+    /// PEM certificates of the CA that signed the servers' TLS certificates. `None` trusts the
+    /// system's roots (which also honour `SSL_CERT_FILE`).
+    pub tls_root_pem: Option<Vec<u8>>,
+}
+
+/// Connects, authenticates and PINGs within the connect timeout.
+pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, ConnectError> {
     let addr = url.addr();
+    let connect_timeout = options.connect_timeout;
+    let call_timeout = options.call_timeout;
     let attempt = async {
-        let client = redis::Client::open(url.expose_url())
-            .map_err(|e| classify_connect(&addr, url, connect_timeout, &e))?;
+        let client = match (&options.tls_root_pem, url.tls) {
+            (Some(pem), true) => redis::Client::build_with_tls(
+                url.expose_url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            _ => redis::Client::open(url.expose_url()),
+        }
+        .map_err(|e| classify_connect(&addr, url, connect_timeout, &e))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(call_timeout));

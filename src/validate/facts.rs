@@ -9,12 +9,10 @@
 //! ACL user may lack `MODULE`. The checks that need it then say which command was missing instead of
 //! guessing.
 
-use std::time::Duration;
-
 use futures::future::join_all;
 use redis::Value;
 
-use super::conn::{connect, Admin};
+use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
 use super::info::{Config, Info};
 use crate::redis_url::RedisUrl;
@@ -22,7 +20,7 @@ use crate::redis_url::RedisUrl;
 /// What connecting measured.
 #[derive(Debug, Clone)]
 pub struct Connected {
-    pub latency: Duration,
+    pub latency: std::time::Duration,
     /// The ACL user the URL authenticates as (`default` when none is named).
     pub user: String,
 }
@@ -102,13 +100,8 @@ impl ServerFacts {
     }
 
     /// Connects to `url` and reads every fact the checks need.
-    pub async fn gather(
-        side: Side,
-        url: &RedisUrl,
-        connect_timeout: Duration,
-        call_timeout: Duration,
-    ) -> Self {
-        let admin = match connect(url, connect_timeout, call_timeout).await {
+    pub async fn gather(side: Side, url: &RedisUrl, options: &ConnectOptions) -> Self {
+        let admin = match connect(url, options).await {
             Ok(admin) => admin,
             Err(error) => return Self::unreachable(side, url, error),
         };

@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::spec::MigrationSpec;
 use crate::store::event::ValidationReport;
 use checks::{Inputs, LocalFacts};
+use conn::ConnectOptions;
 use error::Side;
 use facts::ServerFacts;
 
@@ -44,6 +45,9 @@ pub struct ValidateContext {
     pub data_dir: PathBuf,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
+    /// A PEM file with the CA certificate(s) that signed the servers' TLS certificates, for
+    /// `rediss://` servers with a private CA. `None` trusts the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl ValidateContext {
@@ -53,6 +57,7 @@ impl ValidateContext {
             data_dir: data_dir.into(),
             connect_timeout: CONNECT_TIMEOUT,
             call_timeout: CALL_TIMEOUT,
+            tls_ca_file: None,
         }
     }
 }
@@ -65,19 +70,25 @@ pub async fn run(spec: &MigrationSpec) -> ValidationReport {
 
 /// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
 pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> ValidationReport {
+    let tls_root_pem = match &ctx.tls_ca_file {
+        None => None,
+        Some(path) => match tokio::fs::read(path).await {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                // An empty trust store: rediss:// servers then fail to connect, naming TLS.
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the TLS CA file");
+                Some(Vec::new())
+            }
+        },
+    };
+    let options = ConnectOptions {
+        connect_timeout: ctx.connect_timeout,
+        call_timeout: ctx.call_timeout,
+        tls_root_pem,
+    };
     let (source, target) = tokio::join!(
-        ServerFacts::gather(
-            Side::Source,
-            &spec.source.url,
-            ctx.connect_timeout,
-            ctx.call_timeout
-        ),
-        ServerFacts::gather(
-            Side::Target,
-            &spec.target.url,
-            ctx.connect_timeout,
-            ctx.call_timeout
-        ),
+        ServerFacts::gather(Side::Source, &spec.source.url, &options),
+        ServerFacts::gather(Side::Target, &spec.target.url, &options),
     );
     let local = measure_local(ctx, &target).await;
     let inputs = Inputs {
