@@ -23,6 +23,8 @@ pub struct Admin {
     conn: MultiplexedConnection,
     url: RedisUrl,
     call_timeout: Duration,
+    /// No call may run past this instant: the budget of the whole gathering, whatever the rounds.
+    deadline: Instant,
     /// Round trip of the first PING, after the handshake.
     pub latency: Duration,
 }
@@ -34,6 +36,9 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// For each admin command afterwards.
     pub call_timeout: Duration,
+    /// For everything with one server, connecting included: the calls of a server that answers,
+    /// but slowly, share it, so several rounds of calls cannot add up past it.
+    pub budget: Duration,
     /// PEM certificates of the CA that signed the servers' TLS certificates. `None` trusts the
     /// system's roots (which also honour `SSL_CERT_FILE`).
     pub tls_root_pem: Option<Vec<u8>>,
@@ -42,7 +47,8 @@ pub struct ConnectOptions {
 /// Connects, authenticates and PINGs within the connect timeout.
 pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, ConnectError> {
     let addr = url.addr();
-    let connect_timeout = options.connect_timeout;
+    let deadline = Instant::now() + options.budget;
+    let connect_timeout = options.connect_timeout.min(options.budget);
     let call_timeout = options.call_timeout;
     let attempt = async {
         let client = match (&options.tls_root_pem, url.tls) {
@@ -72,6 +78,7 @@ pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, 
             conn,
             url: url.clone(),
             call_timeout,
+            deadline,
             latency: started.elapsed(),
         })
     };
@@ -93,13 +100,18 @@ impl Admin {
     ) -> Result<T, CallError> {
         // A clone of a multiplexed connection is a cheap handle onto the same socket.
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.call_timeout, cmd.query_async::<T>(&mut conn)).await {
+        let limit = self
+            .call_timeout
+            .min(self.deadline.saturating_duration_since(Instant::now()));
+        let timed_out = || CallError::Timeout {
+            command: label.to_string(),
+            millis: limit.as_millis() as u64,
+        };
+        match tokio::time::timeout(limit, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.is_timeout() => Err(timed_out()),
             Ok(Err(e)) => Err(classify_call(label, &self.url, &e)),
-            Err(_) => Err(CallError::Timeout {
-                command: label.to_string(),
-                secs: self.call_timeout.as_secs(),
-            }),
+            Err(_) => Err(timed_out()),
         }
     }
 
@@ -138,9 +150,6 @@ fn classify_connect(
 fn classify_call(label: &str, url: &RedisUrl, e: &RedisError) -> CallError {
     let command = label.to_string();
     let detail = scrub(&e.to_string(), url);
-    if e.is_timeout() {
-        return CallError::Timeout { command, secs: 0 };
-    }
     match e.kind() {
         ErrorKind::Server(ServerErrorKind::NoPerm) => CallError::Denied { command, detail },
         _ if detail.contains("unknown command") => CallError::Unavailable { command },

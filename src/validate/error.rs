@@ -51,8 +51,8 @@ pub enum CallError {
     /// The server never connected, so nothing was asked.
     #[error("the {side} is unreachable (see {side}.connect)")]
     NotConnected { side: Side },
-    #[error("`{command}` got no answer within {secs}s")]
-    Timeout { command: String, secs: u64 },
+    #[error("`{command}` got no answer within {millis} ms")]
+    Timeout { command: String, millis: u64 },
     /// The command is renamed or disabled (`rename-command`), as managed services often do.
     #[error("`{command}` is renamed or disabled on this server")]
     Unavailable { command: String },

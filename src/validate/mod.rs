@@ -6,9 +6,9 @@
 //!
 //! 1. **Gather** ([`facts`]): connect to both servers *concurrently* and read every fact once (INFO,
 //!    CONFIG GET, MODULE LIST, COMMAND INFO, ACL DRYRUN on ≥ 7.0), each call under a timeout. A dead
-//!    server costs at most [`ValidateContext::connect_timeout`], a live but stalled one a few call
-//!    timeouts, so the endpoint answers in seconds whatever the servers do. Then measure free disk
-//!    on this host ([`disk`]).
+//!    server costs at most [`CONNECT_TIMEOUT`]; a live but stalled one at most [`GATHER_BUDGET`],
+//!    however many rounds of calls remain. Then measure free disk on this host ([`disk`]), under
+//!    [`DISK_TIMEOUT`]. So the endpoint answers within 9 s whatever the servers do.
 //! 2. **Decide** ([`checks`]): one pure function per check id turns the facts into a
 //!    [`CheckResult`](crate::store::event::CheckResult). A fact that could not be read (a renamed
 //!    `CONFIG`, say) makes the checks that need it warn, naming the command.
@@ -37,6 +37,11 @@ use facts::ServerFacts;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one admin command may take once connected.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long everything with one server may take, connecting included. Both servers are gathered
+/// concurrently, so this plus [`DISK_TIMEOUT`] bounds the whole validation: 9 s.
+pub const GATHER_BUDGET: Duration = Duration::from_secs(8);
+/// How long measuring free disk space on this host may take.
+pub const DISK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What validation needs besides the spec.
 #[derive(Debug, Clone)]
@@ -45,6 +50,8 @@ pub struct ValidateContext {
     pub data_dir: PathBuf,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
+    /// Everything with one server, connecting included (see [`GATHER_BUDGET`]).
+    pub budget: Duration,
     /// A PEM file with the CA certificate(s) that signed the servers' TLS certificates, for
     /// `rediss://` servers with a private CA. `None` trusts the system's roots.
     pub tls_ca_file: Option<PathBuf>,
@@ -57,6 +64,7 @@ impl ValidateContext {
             data_dir: data_dir.into(),
             connect_timeout: CONNECT_TIMEOUT,
             call_timeout: CALL_TIMEOUT,
+            budget: GATHER_BUDGET,
             tls_ca_file: None,
         }
     }
@@ -84,6 +92,7 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
     let options = ConnectOptions {
         connect_timeout: ctx.connect_timeout,
         call_timeout: ctx.call_timeout,
+        budget: ctx.budget,
         tls_root_pem,
     };
     let (source, target) = tokio::join!(
@@ -113,7 +122,7 @@ async fn measure_local(ctx: &ValidateContext, target: &ServerFacts) -> LocalFact
         let target_dir_free = target_dir.map(|dir| disk::free_bytes(&dir));
         (data_dir, data_dir_free, target_dir_free)
     });
-    match tokio::time::timeout(ctx.call_timeout, measured).await {
+    match tokio::time::timeout(DISK_TIMEOUT, measured).await {
         Ok(Ok((data_dir, data_dir_free, target_dir_free))) => LocalFacts {
             data_dir,
             data_dir_free,

@@ -777,3 +777,97 @@ async fn rediss_urls_connect_over_tls_and_an_untrusted_certificate_fails_naming_
     );
     drop(server);
 }
+
+/// A server that completes the client handshake (`CLIENT SETINFO`, `AUTH`, `PING`) and then never
+/// answers again: the "alive but stalled" fault, which no real redis-server can be made to show on
+/// cue. It speaks just enough RESP to get there.
+fn stalled_server() -> String {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "redis://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut stalled = false;
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    // Each command is an array whose first bulk string is the name.
+                    while let Some((name, used)) = first_command(&pending) {
+                        pending.drain(..used);
+                        let reply: &[u8] = match name.to_ascii_uppercase().as_str() {
+                            _ if stalled => continue,
+                            "PING" => b"+PONG\r\n",
+                            "CLIENT" | "AUTH" | "SELECT" => b"+OK\r\n",
+                            _ => {
+                                stalled = true;
+                                continue;
+                            }
+                        };
+                        let _ = stream.write_all(reply);
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Parses one complete RESP array of bulk strings: its first element and the bytes it used.
+fn first_command(bytes: &[u8]) -> Option<(String, usize)> {
+    let line_end = |from: usize| {
+        bytes[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| from + p)
+    };
+    let end = line_end(0)?;
+    let count: usize = std::str::from_utf8(bytes.get(1..end)?).ok()?.parse().ok()?;
+    let mut at = end + 2;
+    let mut name = None;
+    for _ in 0..count {
+        let len_end = line_end(at)?;
+        let len: usize = std::str::from_utf8(&bytes[at + 1..len_end])
+            .ok()?
+            .parse()
+            .ok()?;
+        let start = len_end + 2;
+        let item = bytes.get(start..start + len)?;
+        name.get_or_insert_with(|| String::from_utf8_lossy(item).into_owned());
+        at = start + len + 2;
+    }
+    (at <= bytes.len()).then(|| (name.unwrap_or_default(), at))
+}
+
+#[tokio::test]
+async fn a_server_that_stalls_after_the_handshake_is_bounded_too() {
+    let source = stalled_server();
+    let target = stalled_server();
+    let started = Instant::now();
+    let report = validate(&source, &target).await;
+    let elapsed = started.elapsed();
+    eprintln!("two stalled servers: validation answered in {elapsed:?}");
+    assert!(elapsed <= Duration::from_secs(10), "took {elapsed:?}");
+    expect(&report, "source.connect", CheckStatus::Pass, &[]);
+    expect(
+        &report,
+        "distinct_servers",
+        CheckStatus::Fail,
+        &["not checked", "`INFO` got no answer", "stalled"],
+    );
+    expect(
+        &report,
+        "modules",
+        CheckStatus::Fail,
+        &["`MODULE LIST` got no answer"],
+    );
+    assert_eq!(report.status, ReportStatus::Failed);
+}

@@ -2,8 +2,8 @@
 //!
 //! Each function answers `Ok(CheckResult)` with its verdict, or `Err(Unknown)` when a fact it needs
 //! could not be read. [`run_all`] turns an `Unknown` into a result too: a `fail` when the server was
-//! unreachable (nothing about it is known, so nothing may pass), and a `warn` naming the missing
-//! command otherwise (e.g. `CONFIG` renamed on a managed service): the user can check by hand.
+//! unreachable or too slow to answer (nothing may pass on facts nobody saw), and a `warn` naming the
+//! missing command otherwise (e.g. `CONFIG` renamed on a managed service): the user can check by hand.
 //!
 //! [`ALL`] is the registry of check ids, in report order; the guide has one item per entry.
 
@@ -138,6 +138,11 @@ pub fn run_all(inputs: &Inputs) -> Vec<CheckResult> {
 fn not_checked(id: &str, unknown: Unknown) -> CheckResult {
     let (status, advice) = match unknown.cause {
         CallError::NotConnected { .. } => (CheckStatus::Fail, "fix the connection first"),
+        // A server too slow to answer an admin command is no server to migrate with.
+        CallError::Timeout { .. } => (
+            CheckStatus::Fail,
+            "the server is overloaded or stalled; validate again once it answers",
+        ),
         _ => (
             CheckStatus::Warn,
             "check it by hand (see GET /v1/guide/redis) or allow the command for Ferry's user",
