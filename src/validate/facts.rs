@@ -66,7 +66,22 @@ pub struct ServerFacts {
     pub replication_commands: Result<ReplicationCommands, CallError>,
     /// Empty when the server is older than 7.0 (no `ACL DRYRUN`) or unreachable.
     pub acl: Vec<AclProbe>,
+    /// Hashes sampled for field TTLs, taken only on a source of Redis ≥ 7.4 whose `INFO keyspace`
+    /// does not count them (`subexpiry`).
+    pub field_ttl_sample: Option<Result<FieldTtlSample, CallError>>,
 }
+
+/// What sampling hashes for field TTLs found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldTtlSample {
+    pub hashes_sampled: u64,
+    pub with_field_ttls: u64,
+}
+
+/// At most this many hashes are sampled for field TTLs, across all databases.
+pub const FIELD_TTL_SAMPLE_HASHES: u64 = 200;
+/// At most this many fields of each sampled hash are asked for their TTL.
+const FIELD_TTL_SAMPLE_FIELDS: usize = 16;
 
 /// The commands whose ACL rights each side needs, with harmless arguments for `ACL DRYRUN`.
 fn acl_probes(side: Side) -> &'static [(&'static str, &'static [&'static str])] {
@@ -96,6 +111,7 @@ impl ServerFacts {
             modules: Err(missing.clone()),
             replication_commands: Err(missing),
             acl: Vec::new(),
+            field_ttl_sample: None,
         }
     }
 
@@ -125,6 +141,20 @@ impl ServerFacts {
         } else {
             Vec::new()
         };
+        let uncounted_dbs: Vec<u32> = match &info {
+            Ok(info) if side == Side::Source && info.version_pair() >= Some((7, 4)) => info
+                .keyspace
+                .iter()
+                .filter(|(_, db)| db.keys > 0 && db.subexpiry.is_none())
+                .map(|(index, _)| *index)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let field_ttl_sample = if uncounted_dbs.is_empty() {
+            None
+        } else {
+            Some(sample_field_ttls(&admin, &uncounted_dbs, url.db.unwrap_or(0)).await)
+        };
         ServerFacts {
             side,
             url: url.clone(),
@@ -137,8 +167,75 @@ impl ServerFacts {
             modules: modules.and_then(parse_modules),
             replication_commands: replication_commands.and_then(parse_command_info),
             acl,
+            field_ttl_sample,
         }
     }
+}
+
+/// Looks for hash field TTLs in a sample of hashes (`SCAN … TYPE hash`, `HRANDFIELD`, `HTTL`),
+/// for servers that do not count them in `INFO keyspace`. A sample can prove that such keys exist,
+/// never that they do not.
+///
+/// It `SELECT`s each db on the shared connection, so it must run when no other call is in flight;
+/// it selects `home_db` again at the end.
+pub async fn sample_field_ttls(
+    admin: &Admin,
+    dbs: &[u32],
+    home_db: u32,
+) -> Result<FieldTtlSample, CallError> {
+    let mut sample = FieldTtlSample {
+        hashes_sampled: 0,
+        with_field_ttls: 0,
+    };
+    let outcome = async {
+        for db in dbs {
+            admin
+                .call::<()>("SELECT", command(&["SELECT", &db.to_string()]))
+                .await?;
+            let mut cursor = "0".to_string();
+            loop {
+                let scan = command(&["SCAN", &cursor, "COUNT", "100", "TYPE", "hash"]);
+                let (next, keys): (String, Vec<Vec<u8>>) = admin.call("SCAN", scan).await?;
+                for key in keys {
+                    if sample.hashes_sampled >= FIELD_TTL_SAMPLE_HASHES {
+                        return Ok(());
+                    }
+                    sample.hashes_sampled += 1;
+                    if hash_has_field_ttl(admin, &key).await? {
+                        sample.with_field_ttls += 1;
+                    }
+                }
+                if next == "0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok::<(), CallError>(())
+    }
+    .await;
+    // Put the connection back where it belongs even when sampling stopped early.
+    let restored = admin
+        .call::<()>("SELECT", command(&["SELECT", &home_db.to_string()]))
+        .await;
+    outcome.and(restored).map(|()| sample)
+}
+
+async fn hash_has_field_ttl(admin: &Admin, key: &[u8]) -> Result<bool, CallError> {
+    let mut fields_cmd = redis::cmd("HRANDFIELD");
+    fields_cmd.arg(key).arg(FIELD_TTL_SAMPLE_FIELDS);
+    let fields: Vec<Vec<u8>> = admin.call("HRANDFIELD", fields_cmd).await?;
+    if fields.is_empty() {
+        return Ok(false);
+    }
+    let mut ttl_cmd = redis::cmd("HTTL");
+    ttl_cmd.arg(key).arg("FIELDS").arg(fields.len());
+    for field in &fields {
+        ttl_cmd.arg(field.as_slice());
+    }
+    // Per field: -2 no such field, -1 no TTL, else seconds left.
+    let ttls: Vec<i64> = admin.call("HTTL", ttl_cmd).await?;
+    Ok(ttls.iter().any(|ttl| *ttl >= 0))
 }
 
 /// Asks `ACL DRYRUN` about every command the side needs, concurrently.

@@ -871,3 +871,46 @@ async fn a_server_that_stalls_after_the_handshake_is_bounded_too() {
     );
     assert_eq!(report.status, ReportStatus::Failed);
 }
+
+#[tokio::test]
+async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
+    use ferry::validate::conn::{connect, ConnectOptions};
+    use ferry::validate::facts::sample_field_ttls;
+    // Redis 7.4 counts them (subexpiry), so the sampler is exercised directly: it is what
+    // validation falls back to on a server that does not.
+    let server = RedisServer::start("7.4");
+    let mut conn = server.conn();
+    for db in [0, 2] {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        for i in 0..5 {
+            let _: () = redis::cmd("HSET")
+                .arg(&[&format!("h{i}"), "a", "1", "b", "2"])
+                .query(&mut conn)
+                .unwrap();
+        }
+        let _: () = redis::cmd("SET")
+            .arg(&["plain", "x"])
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: Vec<i64> = redis::cmd("HEXPIRE")
+        .arg(&["h3", "1000", "FIELDS", "1", "b"])
+        .query(&mut conn)
+        .unwrap();
+    let options = ConnectOptions {
+        connect_timeout: Duration::from_secs(5),
+        call_timeout: Duration::from_secs(5),
+        budget: Duration::from_secs(20),
+        tls_root_pem: None,
+    };
+    let url = ferry::redis_url::RedisUrl::parse(&server.url()).unwrap();
+    let admin = connect(&url, &options)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let sample = sample_field_ttls(&admin, &[0, 2], 0).await.unwrap();
+    assert_eq!(sample.hashes_sampled, 10);
+    assert_eq!(sample.with_field_ttls, 1, "only h3 in db 2 has a field TTL");
+    // The connection is back on its own db.
+    let dbsize: i64 = admin.call("DBSIZE", redis::cmd("DBSIZE")).await.unwrap();
+    assert_eq!(dbsize, 6);
+}

@@ -36,11 +36,11 @@ pub fn versions(inputs: &Inputs) -> Verdict {
             json!({ "source_version": source_version, "target_version": target_version }),
         );
     };
-    // Keys with hash field TTLs, as counted by INFO keyspace (`subexpiry`, Redis ≥ 7.4). A source
-    // that could hold them but does not report the count leaves the question open.
+    // Keys with hash field TTLs, as counted by INFO keyspace (`subexpiry`, Redis ≥ 7.4). Where a
+    // source that could hold them does not count them, the gathering sampled hashes instead.
     let could_hold_field_ttls =
         type_introduced_in(HASH_WITH_FIELD_TTLS).is_some_and(|v| source_rdb >= v);
-    let field_ttl_keys: Option<u64> = if could_hold_field_ttls {
+    let counted: Option<u64> = if could_hold_field_ttls {
         source_info
             .keyspace
             .values()
@@ -49,35 +49,65 @@ pub fn versions(inputs: &Inputs) -> Verdict {
     } else {
         Some(0)
     };
+    let sample = inputs.source.field_ttl_sample.as_ref();
+    let detection = match (could_hold_field_ttls, counted, sample) {
+        (false, _, _) => "not needed: the source predates hash field TTLs",
+        (true, Some(_), _) => "INFO keyspace subexpiry",
+        (true, None, Some(Ok(_))) => "sample: SCAN TYPE hash, HRANDFIELD, HTTL",
+        (true, None, _) => "none: INFO keyspace has no subexpiry and sampling failed",
+    };
+    let sampled = sample.and_then(|s| s.as_ref().ok());
     let details = json!({
         "source_version": source_version,
         "target_version": target_version,
         "source_rdb_version": source_rdb,
         "target_rdb_version": target_rdb,
-        "keys_with_hash_field_ttls": field_ttl_keys,
-        "hash_field_ttl_detection": "INFO keyspace subexpiry",
+        "keys_with_hash_field_ttls": counted,
+        "hash_field_ttl_detection": detection,
+        "hashes_sampled": sampled.map(|s| s.hashes_sampled),
+        "sampled_hashes_with_field_ttls": sampled.map(|s| s.with_field_ttls),
     });
-    let target_knows_field_ttls = target_understands(HASH_WITH_FIELD_TTLS, target_rdb);
-    if !target_knows_field_ttls {
-        match field_ttl_keys {
-            Some(0) => {}
-            Some(keys) => {
+    if !target_understands(HASH_WITH_FIELD_TTLS, target_rdb) {
+        let cannot = format!(
+            "Redis {target_version} cannot store them: use a target of Redis 7.4 or newer, \
+             or remove the field TTLs on the source (HPERSIST)"
+        );
+        match (counted, sampled) {
+            (Some(0), _) => {}
+            (Some(keys), _) => {
+                return fail(
+                    id,
+                    format!("{keys} keys on the source have hash field TTLs, and {cannot}"),
+                    details,
+                )
+            }
+            (None, Some(found)) if found.with_field_ttls > 0 => {
                 return fail(
                     id,
                     format!(
-                        "{keys} keys on the source have hash field TTLs, which Redis {target_version} cannot \
-                         store; use a target of Redis 7.4 or newer, or remove the field TTLs on the source \
-                         (HPERSIST)"
+                        "{} of {} sampled hashes on the source have field TTLs, and {cannot}",
+                        found.with_field_ttls, found.hashes_sampled
                     ),
                     details,
                 )
             }
-            None => {
+            (None, Some(found)) => {
+                return warn(
+                    id,
+                    format!(
+                        "none of {} sampled hashes has field TTLs, but the source (Redis {source_version}) \
+                         does not count them, so others may; if they do, {cannot}",
+                        found.hashes_sampled
+                    ),
+                    details,
+                )
+            }
+            (None, None) => {
                 return warn(
                     id,
                     format!(
                         "the source (Redis {source_version}) does not report how many keys have hash field \
-                         TTLs, and Redis {target_version} cannot store them; make sure no hash fields carry TTLs"
+                         TTLs; if any do, {cannot}"
                     ),
                     details,
                 )

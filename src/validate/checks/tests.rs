@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::*;
 use crate::redis_url::RedisUrl;
-use crate::validate::facts::{Connected, Module, ReplicationCommands};
+use crate::validate::facts::{Connected, FieldTtlSample, Module, ReplicationCommands};
 use crate::validate::info::{Config, Info};
 
 const MB: u64 = 1024 * 1024;
@@ -52,6 +52,7 @@ fn server(side: Side, host: &str, info: &str, config: &[(&str, &str)]) -> Server
             sync: true,
         }),
         acl: Vec::new(),
+        field_ttl_sample: None,
     }
 }
 
@@ -199,6 +200,31 @@ fn hash_field_ttls_decide_between_fail_warn_and_pass() {
     assert_eq!(result.status, CheckStatus::Warn);
     assert!(
         result.message.contains("does not report"),
+        "{}",
+        result.message
+    );
+
+    // Where the count is missing, a sample decides: found ones fail, none found only warns.
+    let mut sampled = silent.clone();
+    sampled.field_ttl_sample = Some(Ok(FieldTtlSample {
+        hashes_sampled: 40,
+        with_field_ttls: 2,
+    }));
+    let result = verdict("versions", &sampled, &old_target);
+    assert_eq!(result.status, CheckStatus::Fail);
+    assert!(
+        result.message.contains("2 of 40 sampled hashes"),
+        "{}",
+        result.message
+    );
+    sampled.field_ttl_sample = Some(Ok(FieldTtlSample {
+        hashes_sampled: 40,
+        with_field_ttls: 0,
+    }));
+    let result = verdict("versions", &sampled, &old_target);
+    assert_eq!(result.status, CheckStatus::Warn);
+    assert!(
+        result.message.contains("none of 40 sampled hashes"),
         "{}",
         result.message
     );
