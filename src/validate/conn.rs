@@ -39,9 +39,19 @@ pub struct ConnectOptions {
     /// For everything with one server, connecting included: the calls of a server that answers,
     /// but slowly, share it, so several rounds of calls cannot add up past it.
     pub budget: Duration,
-    /// PEM certificates of the CA that signed the servers' TLS certificates. `None` trusts the
-    /// system's roots (which also honour `SSL_CERT_FILE`).
-    pub tls_root_pem: Option<Vec<u8>>,
+    /// Which certificate authorities `rediss://` servers are checked against.
+    pub tls_roots: TlsRoots,
+}
+
+/// The trust anchors for TLS connections.
+#[derive(Debug, Clone)]
+pub enum TlsRoots {
+    /// The system's roots (`rustls-native-certs`, which also honours `SSL_CERT_FILE`).
+    System,
+    /// PEM certificates of a private CA.
+    Pem(Vec<u8>),
+    /// The configured CA file could not be read: TLS connections fail and say why.
+    Unreadable { path: String, detail: String },
 }
 
 /// Connects, authenticates and PINGs within the connect timeout.
@@ -51,14 +61,20 @@ pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, 
     let connect_timeout = options.connect_timeout.min(options.budget);
     let call_timeout = options.call_timeout;
     let attempt = async {
-        let client = match (&options.tls_root_pem, url.tls) {
-            (Some(pem), true) => redis::Client::build_with_tls(
+        let client = match (&options.tls_roots, url.tls) {
+            (TlsRoots::Pem(pem), true) => redis::Client::build_with_tls(
                 url.expose_url(),
                 redis::TlsCertificates {
                     client_tls: None,
                     root_cert: Some(pem.clone()),
                 },
             ),
+            (TlsRoots::Unreadable { path, detail }, true) => {
+                return Err(ConnectError::TlsCaFile {
+                    path: path.clone(),
+                    detail: detail.clone(),
+                })
+            }
             _ => redis::Client::open(url.expose_url()),
         }
         .map_err(|e| classify_connect(&addr, url, connect_timeout, &e))?;

@@ -41,6 +41,8 @@ pub enum ConnectError {
     Refused { addr: String },
     #[error("TLS handshake with {addr} failed ({detail}); check that the server speaks TLS and that its certificate is trusted")]
     Tls { addr: String, detail: String },
+    #[error("cannot read the TLS CA file {path} ({detail}); fix the path or its permissions")]
+    TlsCaFile { path: String, detail: String },
     #[error("cannot use {addr}: {detail}")]
     Other { addr: String, detail: String },
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::spec::MigrationSpec;
 use crate::store::event::ValidationReport;
 use checks::{Inputs, LocalFacts};
-use conn::ConnectOptions;
+use conn::{ConnectOptions, TlsRoots};
 use error::Side;
 use facts::ServerFacts;
 
@@ -78,22 +78,21 @@ pub async fn run(spec: &MigrationSpec) -> ValidationReport {
 
 /// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
 pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> ValidationReport {
-    let tls_root_pem = match &ctx.tls_ca_file {
-        None => None,
+    let tls_roots = match &ctx.tls_ca_file {
+        None => TlsRoots::System,
         Some(path) => match tokio::fs::read(path).await {
-            Ok(pem) => Some(pem),
-            Err(e) => {
-                // An empty trust store: rediss:// servers then fail to connect, naming TLS.
-                tracing::warn!(path = %path.display(), error = %e, "cannot read the TLS CA file");
-                Some(Vec::new())
-            }
+            Ok(pem) => TlsRoots::Pem(pem),
+            Err(e) => TlsRoots::Unreadable {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            },
         },
     };
     let options = ConnectOptions {
         connect_timeout: ctx.connect_timeout,
         call_timeout: ctx.call_timeout,
         budget: ctx.budget,
-        tls_root_pem,
+        tls_roots,
     };
     let (source, target) = tokio::join!(
         ServerFacts::gather(Side::Source, &spec.source.url, &options),

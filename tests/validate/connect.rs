@@ -209,12 +209,24 @@ async fn rediss_urls_connect_over_tls_and_an_untrusted_certificate_fails_naming_
         ],
     );
     let report = run_with(&spec, &ValidateContext::new(data_dir.path())).await;
-    eprintln!("untrusted: {}", check(&report, "source.connect").message);
     expect(
         &report,
         "source.connect",
         CheckStatus::Fail,
         &["TLS", "certificate"],
     );
+
+    // A CA file that cannot be read is named, not mistaken for an untrusted server.
+    let mut ctx = ValidateContext::new(data_dir.path());
+    ctx.tls_ca_file = Some(certs.dir.path().join("missing-ca.pem"));
+    let report = run_with(&spec, &ctx).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Fail,
+        &["cannot read the TLS CA file", "missing-ca.pem"],
+    );
+    // Plain redis:// servers do not need the CA.
+    expect(&report, "target.connect", CheckStatus::Pass, &[]);
     drop(server);
 }

@@ -142,7 +142,7 @@ async fn a_busy_source_with_small_buffers_warns_about_the_output_buffer_and_the_
 
 #[tokio::test]
 async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
-    use ferry::validate::conn::{connect, ConnectOptions};
+    use ferry::validate::conn::{connect, ConnectOptions, TlsRoots};
     use ferry::validate::facts::sample_field_ttls;
     // Redis 7.4 counts them (subexpiry), so the sampler is exercised directly: it is what
     // validation falls back to on a server that does not.
@@ -169,7 +169,7 @@ async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
         connect_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(5),
         budget: Duration::from_secs(20),
-        tls_root_pem: None,
+        tls_roots: TlsRoots::System,
     };
     let url = ferry::redis_url::RedisUrl::parse(&server.url()).unwrap();
     let admin = connect(&url, &options)
