@@ -80,6 +80,9 @@ pub struct FieldTtlSample {
 
 /// At most this many hashes are sampled for field TTLs, across all databases.
 pub const FIELD_TTL_SAMPLE_HASHES: u64 = 200;
+/// At most this many `SCAN` calls are spent looking for hashes: in a keyspace of few hashes among
+/// many keys, `SCAN … TYPE hash` walks a lot to find each one.
+const FIELD_TTL_SCAN_CALLS: u32 = 100;
 /// At most this many fields of each sampled hash are asked for their TTL.
 const FIELD_TTL_SAMPLE_FIELDS: usize = 16;
 
@@ -187,13 +190,15 @@ pub async fn sample_field_ttls(
         hashes_sampled: 0,
         with_field_ttls: 0,
     };
+    let mut scans_left = FIELD_TTL_SCAN_CALLS;
     let outcome = async {
         for db in dbs {
             admin
                 .call::<()>("SELECT", command(&["SELECT", &db.to_string()]))
                 .await?;
             let mut cursor = "0".to_string();
-            loop {
+            while scans_left > 0 {
+                scans_left -= 1;
                 let scan = command(&["SCAN", &cursor, "COUNT", "100", "TYPE", "hash"]);
                 let (next, keys): (String, Vec<Vec<u8>>) = admin.call("SCAN", scan).await?;
                 for key in keys {
