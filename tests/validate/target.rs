@@ -135,7 +135,7 @@ async fn an_older_target_warns_and_hash_field_ttls_fail() {
         &report,
         "versions",
         CheckStatus::Fail,
-        &["1 keys", "hash field TTLs", "7.4"],
+        &["1 key on the source", "hash field TTLs", "7.4"],
     );
 
     // The same key moving to another 7.4 is fine.

@@ -77,7 +77,7 @@ pub fn versions(inputs: &Inputs) -> Verdict {
             (Some(keys), _) => {
                 return fail(
                     id,
-                    format!("{keys} keys on the source have hash field TTLs, and {cannot}"),
+                    format!("{} on the source have hash field TTLs, and {cannot}", super::keys(keys)),
                     details,
                 )
             }

@@ -26,7 +26,11 @@ pub fn keyspace_notifications(inputs: &Inputs) -> Verdict {
     if classes(source) == classes(target) {
         return pass(
             id,
-            format!("keyspace notifications match (`{source}`)"),
+            if source.is_empty() {
+                "keyspace notifications are off on both servers".to_string()
+            } else {
+                format!("keyspace notifications match (`{source}`)")
+            },
             details,
         );
     }

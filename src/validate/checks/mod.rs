@@ -240,6 +240,15 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// "1 key", "3 keys".
+fn keys(count: u64) -> String {
+    if count == 1 {
+        "1 key".to_string()
+    } else {
+        format!("{count} keys")
+    }
+}
+
 /// A size for a Redis config line, rounded up to whole megabytes (`CONFIG SET … 300mb`).
 fn config_mb(bytes: u64) -> String {
     format!("{}mb", bytes.div_ceil(1024 * 1024).max(1))

@@ -197,6 +197,15 @@ pub fn source_output_buffer(inputs: &Inputs) -> Verdict {
                 details,
             )
         }
+        Some(limit_bytes) if rate == 0 => pass(
+            id,
+            format!(
+                "no writes measured right now, so the replica output buffer limit ({}) holds; \
+                 validate again under normal load to be sure",
+                human(limit_bytes)
+            ),
+            details,
+        ),
         Some(limit_bytes) => pass(
             id,
             format!(
@@ -242,7 +251,8 @@ pub fn source_backlog(inputs: &Inputs) -> Verdict {
         None => pass(
             id,
             format!(
-                "repl-backlog-size is {}; no writes measured right now, so any interruption can resume",
+                "repl-backlog-size is {}; no writes measured right now, so it cannot be too small yet; \
+                 validate again under normal load to be sure",
                 human(backlog)
             ),
             details,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::{fail, pass, warn, Inputs, Verdict};
+use super::{fail, keys, pass, warn, Inputs, Verdict};
 use crate::spec::OnConflict;
 
 pub fn target_writable(inputs: &Inputs) -> Verdict {
@@ -158,7 +158,7 @@ pub fn target_conflicts(inputs: &Inputs) -> Verdict {
         .map(|(db, keys)| format!("{db}: {keys}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let held = format!("the target already holds {total} keys ({listing})");
+    let held = format!("the target already holds {} ({listing})", keys(total));
     match on_conflict {
         OnConflict::Fail => fail(
             id,
