@@ -196,7 +196,9 @@ pub fn parse(frame: &Bytes) -> Result<Frame, RespError> {
 
 fn parse_at(buf: &Bytes, pos: &mut usize) -> Result<Frame, RespError> {
     let start = *pos;
-    let kind = *buf.get(start).ok_or(RespError::BadInteger { offset: start })?;
+    let kind = *buf
+        .get(start)
+        .ok_or(RespError::BadInteger { offset: start })?;
     let end = buf[start + 1..]
         .iter()
         .position(|&b| b == b'\r')
@@ -324,7 +326,11 @@ mod tests {
     fn every_prefix_is_incomplete_not_an_error() {
         let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nva\r\nl\r\n";
         for cut in 0..input.len() {
-            assert_eq!(check(&input[..cut], &Limits::default()), Ok(None), "cut {cut}");
+            assert_eq!(
+                check(&input[..cut], &Limits::default()),
+                Ok(None),
+                "cut {cut}"
+            );
         }
         assert_eq!(check(input, &Limits::default()), Ok(Some(input.len())));
     }
@@ -345,7 +351,10 @@ mod tests {
         };
         assert!(matches!(
             check(b"$11\r\n", &limits),
-            Err(RespError::TooLarge { what: "bulk string", .. })
+            Err(RespError::TooLarge {
+                what: "bulk string",
+                ..
+            })
         ));
         assert!(matches!(
             check(b"*5\r\n", &limits),
