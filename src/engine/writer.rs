@@ -1,0 +1,548 @@
+//! The pipelined target writer: many commands in flight on one connection, within a bounded window.
+//!
+//! Round trips dominate a naive copy (one RESTORE, wait, next RESTORE...). Here the caller encodes
+//! commands into one reused buffer and the writer sends it in large writes, while a separate reader
+//! task consumes the replies in order and checks each against what was expected of it
+//! ([`Expect`]). The two halves are joined by a bounded queue of pending replies, and a byte budget
+//! (a semaphore) is taken for every command sent and given back when its reply arrives. So the
+//! memory held for a slow target is at most the window (commands and bytes), never the dataset:
+//! when the window is full the writer waits, the replication link is not read, and TCP pushes back
+//! on the source.
+//!
+//! Deadlock rule: before the writer waits for anything (window, queue space, a barrier, or the
+//! next input), it flushes what it has encoded, so every reply the reader waits for has been sent.
+//!
+//! The reader also tracks the *applied* replication offset: a pending entry may carry the offset
+//! reached once its reply is in, and [`Pending::Applied`] marks offsets of commands that were not
+//! sent at all (PING, REPLCONF) so they count as applied once everything before them is.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
+
+use super::conn::Conn;
+use super::error::{show_key, EngineError};
+use crate::resp::{CommandBuf, Decoder, Frame, Limits};
+use crate::spec::OnConflict;
+
+/// CRC-64/Jones as Redis computes it for DUMP payloads, 16 bytes per step.
+const CRC64: crc::Crc<u64, crc::Table<16>> =
+    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
+
+/// Bounds of the in-flight window and the batching of writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Most commands sent and not yet answered.
+    pub max_inflight_commands: usize,
+    /// Most bytes sent and not yet answered.
+    pub max_inflight_bytes: usize,
+    /// Flush the output buffer once it holds this much.
+    pub flush_bytes: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_inflight_commands: 4096,
+            max_inflight_bytes: 16 * 1024 * 1024,
+            flush_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// What a command's reply must look like, and what it means.
+#[derive(Debug)]
+pub(crate) enum Expect {
+    /// `RESTORE`: `+OK`; `-BUSYKEY` is a skip or a failure depending on `on_conflict`.
+    Restore { db: u32, key: Bytes },
+    /// One command of a key rewritten as plain commands; the `last` one completes the key.
+    Rewrite {
+        db: u32,
+        key: Bytes,
+        command: Bytes,
+        last: bool,
+    },
+    /// SELECT, FLUSHDB, FUNCTION LOAD...: an error fails, unless it contains `tolerate`.
+    Setup {
+        db: u32,
+        what: &'static str,
+        tolerate: Option<&'static str>,
+    },
+    /// A command of the replication stream; `offset` is applied once it is answered.
+    Stream {
+        db: u32,
+        command: Bytes,
+        offset: Option<i64>,
+    },
+}
+
+enum Pending {
+    Reply { expect: Expect, cost: u32 },
+    Applied(i64),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Counters the reader updates as replies come in.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub keys_written: AtomicU64,
+    pub keys_skipped: AtomicU64,
+    pub commands_applied: AtomicU64,
+    pub applied_offset: AtomicI64,
+}
+
+struct Shared {
+    stats: WriterStats,
+    error: Mutex<Option<EngineError>>,
+    window: Semaphore,
+}
+
+/// Aborts the reader task when the writer is dropped (cancel, error): no task outlives its job.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct Writer {
+    write: OwnedWriteHalf,
+    out: CommandBuf,
+    tx: mpsc::Sender<Pending>,
+    shared: Arc<Shared>,
+    _reader: AbortOnDrop,
+    cfg: WriterConfig,
+    db: Option<u32>,
+}
+
+impl Writer {
+    /// Takes over an authenticated connection to the target.
+    pub fn new(conn: Conn, cfg: WriterConfig, on_conflict: OnConflict, start_offset: i64) -> Self {
+        let addr = conn.addr().to_string();
+        let leftover = conn.buf;
+        let (read, write) = conn.stream.into_split();
+        let (tx, rx) = mpsc::channel(cfg.max_inflight_commands.max(1));
+        let shared = Arc::new(Shared {
+            stats: WriterStats::default(),
+            error: Mutex::new(None),
+            window: Semaphore::new(cfg.max_inflight_bytes.max(1)),
+        });
+        shared
+            .stats
+            .applied_offset
+            .store(start_offset, Ordering::Release);
+        let reader = ReplyReader {
+            read,
+            buf: leftover,
+            decoder: Decoder::new(Limits::default()),
+            shared: shared.clone(),
+            on_conflict,
+            addr,
+        };
+        let task = tokio::spawn(reader.run(rx));
+        Writer {
+            write,
+            out: CommandBuf::with_capacity(cfg.flush_bytes * 2),
+            tx,
+            shared,
+            _reader: AbortOnDrop(task),
+            cfg,
+            db: None,
+        }
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// The replication offset the target has applied.
+    pub fn applied_offset(&self) -> i64 {
+        self.shared.stats.applied_offset.load(Ordering::Acquire)
+    }
+
+    /// The db the writer's connection is on, as far as commands sent so far go.
+    pub fn db(&self) -> u32 {
+        self.db.unwrap_or(0)
+    }
+
+    /// Records that a forwarded command (the stream's own SELECT) switched the db.
+    pub fn note_db(&mut self, db: u32) {
+        self.db = Some(db);
+    }
+
+    fn failure(&self) -> EngineError {
+        self.shared
+            .error
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take())
+            .unwrap_or_else(|| EngineError::TargetLinkLost("the reply reader stopped".into()))
+    }
+
+    /// Fails fast if the reader has seen an error.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let failed = self
+            .shared
+            .error
+            .lock()
+            .map(|e| e.is_some())
+            .unwrap_or(true);
+        if failed {
+            Err(self.failure())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends everything encoded so far.
+    pub async fn flush(&mut self) -> Result<(), EngineError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.write.write_all_buf(self.out.buf_mut()).await {
+            self.check()?;
+            return Err(EngineError::TargetLinkLost(e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Waits until every command sent so far has been answered (and checked).
+    pub async fn drain(&mut self) -> Result<(), EngineError> {
+        self.flush().await?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Pending::Barrier(tx)).await?;
+        self.flush().await?;
+        rx.await.map_err(|_| self.failure())?;
+        self.check()
+    }
+
+    async fn enqueue(&mut self, pending: Pending) -> Result<(), EngineError> {
+        match self.tx.try_send(pending) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(pending)) => {
+                self.flush().await?;
+                self.tx.send(pending).await.map_err(|_| self.failure())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.failure()),
+        }
+    }
+
+    /// Admits the command just encoded (`len` bytes) into the window and queues its expectation.
+    async fn admit(&mut self, len: usize, expect: Expect) -> Result<(), EngineError> {
+        let cost = len.clamp(1, self.cfg.max_inflight_bytes.min(u32::MAX as usize)) as u32;
+        let shared = self.shared.clone();
+        match shared.window.try_acquire_many(cost) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => {
+                self.flush().await?;
+                let permit = shared
+                    .window
+                    .acquire_many(cost)
+                    .await
+                    .map_err(|_| self.failure())?;
+                permit.forget();
+            }
+            Err(TryAcquireError::Closed) => return Err(self.failure()),
+        }
+        self.enqueue(Pending::Reply { expect, cost }).await?;
+        if self.out.len() >= self.cfg.flush_bytes {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Switches the connection to `db` unless it is there already.
+    pub async fn select(&mut self, db: u32) -> Result<(), EngineError> {
+        if self.db == Some(db) {
+            return Ok(());
+        }
+        let start = self.out.len();
+        self.out.array(2).arg(b"SELECT").arg_int(db as i64);
+        self.db = Some(db);
+        let len = self.out.len() - start;
+        self.admit(
+            len,
+            Expect::Setup {
+                db,
+                what: "SELECT",
+                tolerate: None,
+            },
+        )
+        .await
+    }
+
+    /// A setup command (FLUSHDB, FUNCTION LOAD, SCRIPT LOAD) on `db`.
+    pub async fn setup(
+        &mut self,
+        db: u32,
+        args: &[&[u8]],
+        what: &'static str,
+        tolerate: Option<&'static str>,
+    ) -> Result<(), EngineError> {
+        self.select(db).await?;
+        let start = self.out.len();
+        self.out.command(args);
+        let len = self.out.len() - start;
+        self.admit(len, Expect::Setup { db, what, tolerate }).await
+    }
+
+    /// `RESTORE key ttl payload [REPLACE] ABSTTL [IDLETIME s | FREQ f]`, with the DUMP payload
+    /// (type byte, value bytes, RDB version, CRC64) built straight into the output buffer.
+    pub async fn restore(&mut self, r: Restore<'_>) -> Result<(), EngineError> {
+        self.select(r.db).await?;
+        let start = self.out.len();
+        let hint = if r.idle_secs.is_some() || r.freq.is_some() {
+            2
+        } else {
+            0
+        };
+        let argc = 5 + usize::from(r.replace) + hint;
+        let out = &mut self.out;
+        out.array(argc)
+            .arg(b"RESTORE")
+            .arg(r.key)
+            .arg_int(r.expire_ms.unwrap_or(0));
+        let version = r.rdb_version.to_le_bytes();
+        let mut crc = CRC64.digest();
+        crc.update(&[r.type_byte]);
+        crc.update(r.raw_value);
+        crc.update(&version);
+        out.bulk_header(1 + r.raw_value.len() + 2 + 8)
+            .raw(&[r.type_byte])
+            .raw(r.raw_value)
+            .raw(&version)
+            .raw(&crc.finalize().to_le_bytes())
+            .end_arg();
+        if r.replace {
+            out.arg(b"REPLACE");
+        }
+        out.arg(b"ABSTTL");
+        if let Some(freq) = r.freq {
+            out.arg(b"FREQ").arg_int(freq as i64);
+        } else if let Some(idle) = r.idle_secs {
+            out.arg(b"IDLETIME")
+                .arg_int(idle.min(i64::MAX as u64) as i64);
+        }
+        let len = self.out.len() - start;
+        let key = r.key.clone();
+        self.admit(len, Expect::Restore { db: r.db, key }).await
+    }
+
+    /// One command of a key rewritten as plain commands.
+    pub async fn rewrite_command(
+        &mut self,
+        db: u32,
+        key: &Bytes,
+        args: &[Bytes],
+        last: bool,
+    ) -> Result<(), EngineError> {
+        self.select(db).await?;
+        let start = self.out.len();
+        self.out.command(args);
+        let len = self.out.len() - start;
+        let command = args.first().cloned().unwrap_or_default();
+        self.admit(
+            len,
+            Expect::Rewrite {
+                db,
+                key: key.clone(),
+                command,
+                last,
+            },
+        )
+        .await
+    }
+
+    /// A replication-stream command, forwarded byte for byte. `offset` is what the target has
+    /// applied once this command is answered (`None` inside a transaction, before its EXEC).
+    pub async fn forward(
+        &mut self,
+        raw: &[u8],
+        command: &Bytes,
+        offset: Option<i64>,
+    ) -> Result<(), EngineError> {
+        self.out.raw(raw);
+        let db = self.db();
+        self.admit(
+            raw.len(),
+            Expect::Stream {
+                db,
+                command: command.clone(),
+                offset,
+            },
+        )
+        .await
+    }
+
+    /// Marks `offset` applied once everything queued before it is (for commands not sent).
+    pub async fn mark_applied(&mut self, offset: i64) -> Result<(), EngineError> {
+        self.enqueue(Pending::Applied(offset)).await
+    }
+}
+
+/// The parts of a RESTORE.
+pub struct Restore<'a> {
+    pub db: u32,
+    pub key: &'a Bytes,
+    pub type_byte: u8,
+    pub raw_value: &'a [u8],
+    pub rdb_version: u16,
+    pub expire_ms: Option<i64>,
+    pub replace: bool,
+    pub idle_secs: Option<u64>,
+    pub freq: Option<u8>,
+}
+
+struct ReplyReader {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: Decoder,
+    shared: Arc<Shared>,
+    on_conflict: OnConflict,
+    addr: String,
+}
+
+impl ReplyReader {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        if let Err(e) = self.serve(&mut rx).await {
+            if let Ok(mut slot) = self.shared.error.lock() {
+                slot.get_or_insert(e);
+            }
+            // Wake a writer waiting for window space: it will find the error.
+            self.shared.window.close();
+        }
+    }
+
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Pending>) -> Result<(), EngineError> {
+        while let Some(pending) = rx.recv().await {
+            match pending {
+                Pending::Applied(offset) => self
+                    .shared
+                    .stats
+                    .applied_offset
+                    .store(offset, Ordering::Release),
+                Pending::Barrier(done) => {
+                    let _ = done.send(());
+                }
+                Pending::Reply { expect, cost } => {
+                    let reply = self.read_reply().await?;
+                    self.judge(expect, reply)?;
+                    self.shared.window.add_permits(cost as usize);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_reply(&mut self) -> Result<Frame, EngineError> {
+        loop {
+            if let Some((frame, _)) = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?
+            {
+                return Ok(frame);
+            }
+            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+                self.buf.reserve(64 * 1024);
+            }
+            let n = self
+                .read
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?;
+            if n == 0 {
+                return Err(EngineError::TargetLinkLost(format!(
+                    "{} closed the connection",
+                    self.addr
+                )));
+            }
+        }
+    }
+
+    fn judge(&self, expect: Expect, reply: Frame) -> Result<(), EngineError> {
+        let stats = &self.shared.stats;
+        let error = reply
+            .as_error()
+            .map(|e| String::from_utf8_lossy(e).into_owned());
+        match expect {
+            Expect::Restore { db, key } => match error {
+                None => {
+                    stats.keys_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(e) if e.starts_with("BUSYKEY") => match self.on_conflict {
+                    OnConflict::Skip => {
+                        stats.keys_skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        return Err(EngineError::BusyKey {
+                            db,
+                            key: show_key(&key),
+                        })
+                    }
+                },
+                Some(message) => {
+                    return Err(EngineError::TargetError {
+                        db,
+                        key: show_key(&key),
+                        command: "RESTORE".into(),
+                        message,
+                    })
+                }
+            },
+            Expect::Rewrite {
+                db,
+                key,
+                command,
+                last,
+            } => match error {
+                None if last => {
+                    stats.keys_written.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {}
+                Some(message) => {
+                    return Err(EngineError::TargetError {
+                        db,
+                        key: show_key(&key),
+                        command: String::from_utf8_lossy(&command).to_uppercase(),
+                        message,
+                    })
+                }
+            },
+            Expect::Setup { db, what, tolerate } => match error {
+                Some(e) if !tolerate.is_some_and(|t| e.contains(t)) => {
+                    return Err(EngineError::TargetError {
+                        db,
+                        key: String::new(),
+                        command: what.into(),
+                        message: e,
+                    })
+                }
+                _ => {}
+            },
+            Expect::Stream {
+                db,
+                command,
+                offset,
+            } => {
+                if let Some(message) = error {
+                    return Err(EngineError::StreamApplyFailed {
+                        db,
+                        command: String::from_utf8_lossy(&command).to_uppercase(),
+                        message,
+                    });
+                }
+                stats.commands_applied.fetch_add(1, Ordering::Relaxed);
+                if let Some(offset) = offset {
+                    stats.applied_offset.store(offset, Ordering::Release);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! Running the engine against real servers, and comparing servers independently of the engine's
+//! own verifier (a test that trusted the code under test would prove little).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferry::engine::{self, Controls, EngineError, EngineJob, Tuning};
+use ferry::redis_url::RedisUrl;
+use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
+use ferry::store::EventKind;
+use redis::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::common::redis::RedisServer;
+
+pub fn spec(
+    source: &RedisServer,
+    target: &RedisServer,
+    mode: Mode,
+    options: Options,
+) -> MigrationSpec {
+    MigrationSpec {
+        name: Some("test".into()),
+        source: Endpoint {
+            url: RedisUrl::parse(&source.url()).unwrap(),
+        },
+        target: Endpoint {
+            url: RedisUrl::parse(&target.url()).unwrap(),
+        },
+        mode,
+        options,
+    }
+}
+
+pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
+    Options {
+        on_conflict,
+        backup: false,
+        verify,
+        pause_source_writes_on_cutover: false,
+        auto_cutover: false,
+    }
+}
+
+/// A running engine: its task, the events it emitted so far, and its controls.
+pub struct Running {
+    pub task: JoinHandle<Result<(), EngineError>>,
+    pub events: Arc<Mutex<Vec<EventKind>>>,
+    pub controls: Controls,
+}
+
+pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
+    let (tx, mut rx) = mpsc::channel(64);
+    let controls = Controls::default();
+    let job = EngineJob {
+        migration_id: uuid::Uuid::now_v7(),
+        spec,
+        resume: None,
+    };
+    let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
+    let events = Arc::new(Mutex::new(vec![]));
+    let sink = events.clone();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            sink.lock().unwrap().push(e);
+        }
+    });
+    Running {
+        task,
+        events,
+        controls,
+    }
+}
+
+impl Running {
+    pub fn names(&self) -> Vec<&'static str> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.type_name())
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<EventKind> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Polls until an event matching `pred` was emitted.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&EventKind) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.events.lock().unwrap().iter().any(&pred) {
+                return;
+            }
+            if self.task.is_finished() {
+                panic!("engine ended before {what}; events: {:?}", self.names());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within 60s; events: {:?}",
+                self.names()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the engine's result (60 s at most).
+    pub async fn finish(self) -> (Result<(), EngineError>, Vec<EventKind>) {
+        let result = tokio::time::timeout(Duration::from_secs(120), self.task)
+            .await
+            .expect("engine finished within 120s")
+            .expect("engine task did not panic");
+        // Let the collector drain the channel.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let events = self.events.lock().unwrap().clone();
+        (result, events)
+    }
+}
+
+pub fn names(events: &[EventKind]) -> Vec<&'static str> {
+    events.iter().map(|e| e.type_name()).collect()
+}
+
+/// A small tuning for tests: quick reports.
+pub fn quick() -> Tuning {
+    Tuning {
+        report_interval: Duration::from_millis(200),
+        ..Tuning::default()
+    }
+}
+
+/// Every key of every db, with type, a canonical value and whether it has a TTL (± a tolerance
+/// checked separately).
+pub type Snapshot = BTreeMap<(u32, Vec<u8>), (String, Vec<Vec<u8>>, i64)>;
+
+fn bytes_of(v: Value, out: &mut Vec<Vec<u8>>) {
+    match v {
+        Value::BulkString(b) => out.push(b),
+        Value::SimpleString(s) => out.push(s.into_bytes()),
+        Value::Int(i) => out.push(i.to_string().into_bytes()),
+        Value::Nil => out.push(b"(nil)".to_vec()),
+        Value::Array(items) => {
+            out.push(format!("*{}", items.len()).into_bytes());
+            for i in items {
+                bytes_of(i, out);
+            }
+        }
+        other => out.push(format!("{other:?}").into_bytes()),
+    }
+}
+
+fn query(conn: &mut redis::Connection, args: &[&[u8]]) -> Value {
+    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).unwrap());
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(conn).unwrap()
+}
+
+/// Reads a whole server into a comparable form.
+pub fn dump_all(server: &RedisServer, dbs: u32) -> Snapshot {
+    let mut conn = server.conn();
+    let mut all = Snapshot::new();
+    for db in 0..dbs {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut conn).unwrap();
+            let mut value = vec![];
+            let k = &key[..];
+            match kind.as_str() {
+                "string" => bytes_of(query(&mut conn, &[b"GET", k]), &mut value),
+                "list" => bytes_of(query(&mut conn, &[b"LRANGE", k, b"0", b"-1"]), &mut value),
+                "set" => {
+                    bytes_of(query(&mut conn, &[b"SMEMBERS", k]), &mut value);
+                    value.sort();
+                }
+                "hash" => {
+                    let mut flat = vec![];
+                    bytes_of(query(&mut conn, &[b"HGETALL", k]), &mut flat);
+                    let mut pairs: Vec<_> = flat[1..].chunks(2).map(|c| c.to_vec()).collect();
+                    pairs.sort();
+                    value = pairs.concat();
+                }
+                "zset" => {
+                    let mut flat = vec![];
+                    bytes_of(
+                        query(&mut conn, &[b"ZRANGE", k, b"0", b"-1", b"WITHSCORES"]),
+                        &mut flat,
+                    );
+                    for pair in flat[1..].chunks(2) {
+                        value.push(pair[0].clone());
+                        let score: f64 = std::str::from_utf8(&pair[1]).unwrap().parse().unwrap();
+                        value.push(score.to_bits().to_string().into_bytes());
+                    }
+                }
+                "stream" => {
+                    bytes_of(query(&mut conn, &[b"XRANGE", k, b"-", b"+"]), &mut value);
+                    let mut groups = vec![];
+                    bytes_of(query(&mut conn, &[b"XINFO", b"GROUPS", k]), &mut groups);
+                    // name, consumers, pending, last-delivered-id are common to all versions.
+                    for w in groups.windows(2) {
+                        if matches!(
+                            &w[0][..],
+                            b"name" | b"consumers" | b"pending" | b"last-delivered-id"
+                        ) {
+                            value.extend(w.iter().cloned());
+                        }
+                    }
+                    let mut pending = vec![];
+                    for w in groups.windows(2) {
+                        if &w[0][..] == b"name" {
+                            bytes_of(
+                                query(&mut conn, &[b"XPENDING", k, &w[1], b"-", b"+", b"100"]),
+                                &mut pending,
+                            );
+                        }
+                    }
+                    // Delivery counts and ids of pending entries (idle times differ, skip them).
+                    value.extend(pending.into_iter().filter(|p| !p.starts_with(b"*")));
+                }
+                other => value.push(other.as_bytes().to_vec()),
+            }
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            all.insert((db, key), (kind, value, ttl));
+        }
+    }
+    all
+}
+
+/// Asserts both servers hold the same keys, types, values, and TTLs within 3 s.
+pub fn assert_same(source: &RedisServer, target: &RedisServer, dbs: u32) {
+    let a = dump_all(source, dbs);
+    let b = dump_all(target, dbs);
+    let missing: Vec<_> = a.keys().filter(|k| !b.contains_key(*k)).take(5).collect();
+    let extra: Vec<_> = b.keys().filter(|k| !a.contains_key(*k)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} keys on source, {} on target; missing {missing:?}, extra {extra:?}",
+        a.len(),
+        b.len()
+    );
+    for (key, (kind, value, ttl)) in &a {
+        let (tkind, tvalue, tttl) = &b[key];
+        assert_eq!(kind, tkind, "type of {key:?}");
+        assert!(value == tvalue, "value of {key:?} ({kind}) differs");
+        assert_eq!(*ttl == -1, *tttl == -1, "TTL presence of {key:?}");
+        if *ttl >= 0 {
+            assert!((ttl - tttl).abs() < 3000, "TTL of {key:?}: {ttl} vs {tttl}");
+        }
+    }
+    assert!(!a.is_empty(), "the comparison compared something");
+}
