@@ -1,0 +1,1 @@
+//! Values rewritten as plain commands (filled in below).
