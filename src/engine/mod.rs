@@ -27,8 +27,6 @@ mod error;
 mod snapshot;
 mod stream;
 mod verify;
-// Interim: parts of the writer wait for the RDB parser (snapshot apply).
-#[allow(dead_code)]
 mod writer;
 
 pub use conn::{Conn, ConnError};
@@ -190,13 +188,11 @@ impl Reporter {
 
 /// What the engine learned about the two servers before starting.
 #[derive(Debug, Clone)]
-#[allow(dead_code)]
 pub(crate) struct Servers {
     pub source_version: String,
     pub target_version: String,
     /// The highest RDB version the target accepts in a DUMP payload.
     pub target_rdb: u16,
-    pub source_rdb: u16,
 }
 
 struct Migration {
@@ -223,7 +219,6 @@ impl Migration {
             .await
             .map_err(EngineError::target)?;
         let servers = Servers {
-            source_rdb: rdb_version_for_version_string(&source_version).unwrap_or(9),
             target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
             source_version,
             target_version,

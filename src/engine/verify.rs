@@ -289,12 +289,12 @@ async fn canonical(
             &mut out,
         ),
         "set" => {
-            flatten(conn.call_ok(&[b"SMEMBERS".as_slice(), k]).await?, &mut out);
+            elements(conn.call_ok(&[b"SMEMBERS".as_slice(), k]).await?, &mut out);
             out.sort();
         }
         "hash" => {
             let mut flat = vec![];
-            flatten(conn.call_ok(&[b"HGETALL".as_slice(), k]).await?, &mut flat);
+            elements(conn.call_ok(&[b"HGETALL".as_slice(), k]).await?, &mut flat);
             let mut pairs: Vec<(Bytes, Bytes)> = flat
                 .chunks(2)
                 .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
@@ -307,7 +307,7 @@ async fn canonical(
         }
         "zset" => {
             let mut flat = vec![];
-            flatten(
+            elements(
                 conn.call_ok(&[b"ZRANGE".as_slice(), k, b"0", b"-1", b"WITHSCORES"])
                     .await?,
                 &mut flat,
@@ -334,7 +334,7 @@ async fn canonical(
             if let Frame::Array(groups) = groups {
                 for group in groups {
                     let mut fields = vec![];
-                    flatten(group, &mut fields);
+                    elements(group, &mut fields);
                     // Fields differ by version (entries-read, lag came in 7.0): keep the common ones.
                     for pair in fields.chunks(2) {
                         if let [name, value] = pair {
@@ -355,6 +355,20 @@ async fn canonical(
     Ok(Some(out))
 }
 
+/// The elements of an array reply, flattened (without the array's own length marker).
+fn elements(frame: Frame, out: &mut Vec<Bytes>) {
+    match frame {
+        Frame::Array(items) => {
+            for item in items {
+                flatten(item, out);
+            }
+        }
+        other => flatten(other, out),
+    }
+}
+
+/// Renders a reply as a sequence of byte strings; nested arrays keep a `*N` marker so that
+/// structure differences show.
 fn flatten(frame: Frame, out: &mut Vec<Bytes>) {
     match frame {
         Frame::Simple(b) | Frame::Bulk(b) => out.push(b),

@@ -157,7 +157,9 @@ impl<'a> Cursor<'a> {
                 0x81 => Ok(LenOrSpecial::Len(u64::from_be_bytes(self.array(expected)?))),
                 _ => {
                     self.pos -= 1;
-                    Err(self.corrupt(format!("a length for {expected} (byte {first:#04x} is no length encoding)")))
+                    Err(self.corrupt(format!(
+                        "a length for {expected} (byte {first:#04x} is no length encoding)"
+                    )))
                 }
             },
             _ => Ok(LenOrSpecial::Special(first & 0x3F)),
@@ -227,9 +229,9 @@ impl<'a> Cursor<'a> {
                     len: ulen as usize,
                 })
             }
-            LenOrSpecial::Special(s) => Err(self.corrupt(format!(
-                "{expected}: string encoding {s} (only 0–3 exist)"
-            ))),
+            LenOrSpecial::Special(s) => {
+                Err(self.corrupt(format!("{expected}: string encoding {s} (only 0–3 exist)")))
+            }
         }
     }
 
@@ -253,7 +255,10 @@ mod tests {
         assert_eq!(len_of(&[0x05]), 5);
         assert_eq!(len_of(&[0x41, 0x02]), 0x102);
         assert_eq!(len_of(&[0x80, 0, 1, 0, 0]), 65536);
-        assert_eq!(len_of(&[0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]), u64::MAX);
+        assert_eq!(
+            len_of(&[0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            u64::MAX
+        );
         assert!(matches!(
             Cursor::new(&[0x82], 0).len("x"),
             Err(Halt::Fail(_))
@@ -276,7 +281,9 @@ mod tests {
     #[test]
     fn absurd_lzf_claims_are_refused() {
         let mut c = Cursor::new(&[0xC3, 0x01, 0x81, 0, 0, 0, 1, 0, 0, 0, 0, 0x00], 0);
-        assert!(matches!(c.string("x"), Err(Halt::Fail(e)) if matches!(*e, RdbError::TooLarge { .. })));
+        assert!(
+            matches!(c.string("x"), Err(Halt::Fail(e)) if matches!(*e, RdbError::TooLarge { .. }))
+        );
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub(crate) fn element_bytes(owner: &Bytes, e: Element<'_>) -> Bytes {
 fn element_score(e: Element<'_>, at: u64) -> Result<f64, RdbError> {
     match e {
         Element::Int(i) => Ok(i as f64),
-        Element::Str(s) => parse_score(s).ok_or_else(|| RdbError::corrupt(at, "a numeric zset score")),
+        Element::Str(s) => {
+            parse_score(s).ok_or_else(|| RdbError::corrupt(at, "a numeric zset score"))
+        }
     }
 }
 
@@ -61,7 +63,10 @@ pub(crate) fn decode_value(
     if !cur.at_end() {
         return Err(RdbError::corrupt(
             cur.offset(),
-            format!("the end of the value, {} more bytes follow", raw.len() - cur.pos),
+            format!(
+                "the end of the value, {} more bytes follow",
+                raw.len() - cur.pos
+            ),
         ));
     }
     Ok(value)
@@ -282,8 +287,12 @@ fn flat_to_value(
         return Err(RdbError::corrupt(at, "an even number of elements (pairs)"));
     }
     Ok(match type_byte {
-        types::LIST_ZIPLIST => Value::List(flat.into_iter().map(|e| element_bytes(data, e)).collect()),
-        types::SET_LISTPACK => Value::Set(flat.into_iter().map(|e| element_bytes(data, e)).collect()),
+        types::LIST_ZIPLIST => {
+            Value::List(flat.into_iter().map(|e| element_bytes(data, e)).collect())
+        }
+        types::SET_LISTPACK => {
+            Value::Set(flat.into_iter().map(|e| element_bytes(data, e)).collect())
+        }
         types::ZSET_ZIPLIST | types::ZSET_LISTPACK => Value::SortedSet(
             flat.chunks_exact(2)
                 .map(|p| Ok((element_bytes(data, p[0]), element_score(p[1], at)?)))

@@ -9,7 +9,9 @@
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RdbError {
     /// The first 9 bytes are neither `REDIS00vv` nor `VALKEYvvv`.
-    #[error("not an RDB file: expected the magic `REDIS00vv` or `VALKEYvvv` at byte 0, found {found:?}")]
+    #[error(
+        "not an RDB file: expected the magic `REDIS00vv` or `VALKEYvvv` at byte 0, found {found:?}"
+    )]
     BadMagic { found: String },
     /// A version this build does not know how to read.
     #[error(

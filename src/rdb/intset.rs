@@ -14,12 +14,18 @@ pub(crate) fn intset_members(data: &[u8], base: u64) -> Result<Vec<i64>, RdbErro
     let width = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
     let count = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
     if !matches!(width, 2 | 4 | 8) {
-        return Err(RdbError::corrupt(base, format!("an intset width of 2, 4 or 8, found {width}")));
+        return Err(RdbError::corrupt(
+            base,
+            format!("an intset width of 2, 4 or 8, found {width}"),
+        ));
     }
     if count.checked_mul(width) != Some(data.len() - 8) {
         return Err(RdbError::corrupt(
             base,
-            format!("an intset of {count} x {width} bytes, found {} bytes", data.len() - 8),
+            format!(
+                "an intset of {count} x {width} bytes, found {} bytes",
+                data.len() - 8
+            ),
         ));
     }
     Ok(data[8..]
@@ -37,11 +43,9 @@ pub(crate) fn intset_members(data: &[u8], base: u64) -> Result<Vec<i64>, RdbErro
 pub(crate) type Range = (usize, usize);
 
 /// The (field, value) byte ranges of a zipmap, as index pairs into `data`.
-pub(crate) fn zipmap_pairs(
-    data: &[u8],
-    base: u64,
-) -> Result<Vec<(Range, Range)>, RdbError> {
-    let corrupt = |at: usize, what: &str| RdbError::corrupt(base + at as u64, format!("a zipmap {what}"));
+pub(crate) fn zipmap_pairs(data: &[u8], base: u64) -> Result<Vec<(Range, Range)>, RdbError> {
+    let corrupt =
+        |at: usize, what: &str| RdbError::corrupt(base + at as u64, format!("a zipmap {what}"));
     if data.is_empty() {
         return Err(corrupt(0, "count byte"));
     }
@@ -52,7 +56,9 @@ pub(crate) fn zipmap_pairs(
             *pos += 1;
             Ok(usize::from(b))
         } else if b == 254 {
-            let d = data.get(*pos + 1..*pos + 5).ok_or_else(|| corrupt(*pos, "length"))?;
+            let d = data
+                .get(*pos + 1..*pos + 5)
+                .ok_or_else(|| corrupt(*pos, "length"))?;
             *pos += 5;
             Ok(u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize)
         } else {
@@ -67,12 +73,22 @@ pub(crate) fn zipmap_pairs(
             Some(_) => {}
         }
         let klen = read_len(&mut pos)?;
-        let key = (pos, pos.checked_add(klen).filter(|&e| e <= data.len()).ok_or_else(|| corrupt(pos, "key"))?);
+        let key = (
+            pos,
+            pos.checked_add(klen)
+                .filter(|&e| e <= data.len())
+                .ok_or_else(|| corrupt(pos, "key"))?,
+        );
         pos = key.1;
         let vlen = read_len(&mut pos)?;
         let free = usize::from(*data.get(pos).ok_or_else(|| corrupt(pos, "free byte"))?);
         pos += 1;
-        let value = (pos, pos.checked_add(vlen).filter(|&e| e <= data.len()).ok_or_else(|| corrupt(pos, "value"))?);
+        let value = (
+            pos,
+            pos.checked_add(vlen)
+                .filter(|&e| e <= data.len())
+                .ok_or_else(|| corrupt(pos, "value"))?,
+        );
         pos = value.1 + free;
         pairs.push((key, value));
     }

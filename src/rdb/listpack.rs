@@ -47,7 +47,10 @@ impl<'a> Listpack<'a> {
     }
 
     fn corrupt(&self, what: &str) -> RdbError {
-        RdbError::corrupt(self.base + self.pos as u64, format!("a listpack element: {what}"))
+        RdbError::corrupt(
+            self.base + self.pos as u64,
+            format!("a listpack element: {what}"),
+        )
     }
 
     fn bytes(&self, from: usize, n: usize) -> Result<&'a [u8], RdbError> {
@@ -99,7 +102,10 @@ impl<'a> Listpack<'a> {
                 }
                 0xF3 => {
                     let d = self.bytes(p + 1, 4)?;
-                    (Element::Int(i64::from(i32::from_le_bytes([d[0], d[1], d[2], d[3]]))), 5)
+                    (
+                        Element::Int(i64::from(i32::from_le_bytes([d[0], d[1], d[2], d[3]]))),
+                        5,
+                    )
                 }
                 0xF4 => {
                     let d = self.bytes(p + 1, 8)?;

@@ -40,9 +40,7 @@ pub(crate) fn skip_op(cur: &mut Cursor<'_>) -> Step<bool> {
         5 => cur.skip_string("a module string")?,
         other => {
             cur.pos = at;
-            return Err(cur.corrupt(format!(
-                "a module opcode 0–5, found {other}"
-            )));
+            return Err(cur.corrupt(format!("a module opcode 0–5, found {other}")));
         }
     }
     Ok(false)

@@ -13,8 +13,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::cursor::{Cursor, Halt, RdbStr, Step};
 use super::crc64;
+use super::cursor::{Cursor, Halt, RdbStr, Step};
 use super::error::RdbError;
 use super::module;
 use super::skip::{known_type, skip_value, Resume};
@@ -55,7 +55,11 @@ pub enum Item {
     /// Module aux data (skipped; only the module can interpret it).
     ModuleAux { module_id: u64, module_name: String },
     /// A cluster slot's size hint (RDB 12).
-    SlotInfo { slot: u64, size: u64, expires_size: u64 },
+    SlotInfo {
+        slot: u64,
+        size: u64,
+        expires_size: u64,
+    },
     /// A key and its value.
     Entry(Entry),
     /// The end; the checksum was verified unless it is 0 (written with `rdbchecksum no`).
@@ -104,9 +108,11 @@ impl Span {
         match s {
             RdbStr::Raw(b) => Span::Raw(start_of(b), start_of(b) + b.len()),
             RdbStr::Int(i) => Span::Int(i),
-            RdbStr::Lzf { compressed, len } => {
-                Span::Lzf(start_of(compressed), start_of(compressed) + compressed.len(), len)
-            }
+            RdbStr::Lzf { compressed, len } => Span::Lzf(
+                start_of(compressed),
+                start_of(compressed) + compressed.len(),
+                len,
+            ),
         }
     }
 
@@ -123,7 +129,10 @@ impl Span {
 
 /// A record found by the check phase; positions are buffer indexes.
 enum Record {
-    End { stored: u64, covered: usize },
+    End {
+        stored: u64,
+        covered: usize,
+    },
     SelectDb(u64),
     ExpireMs(i64),
     Idle(u64),
@@ -448,10 +457,9 @@ fn check_record(
             Record::ExpireMs(i64::from(cur.i32_le("an expiry in seconds")?) * 1000)
         }
         opcode::EXPIRETIME_MS => Record::ExpireMs(cur.i64_le("an expiry in milliseconds")?),
-        opcode::RESIZEDB => Record::ResizeDb(
-            cur.len("the database size")?,
-            cur.len("the expires size")?,
-        ),
+        opcode::RESIZEDB => {
+            Record::ResizeDb(cur.len("the database size")?, cur.len("the expires size")?)
+        }
         opcode::AUX => {
             let key = Span::of(buf, cur.string("an aux key")?);
             let value = Span::of(buf, cur.string("an aux value")?);

@@ -31,7 +31,11 @@ pub fn parse(payload: &[u8]) -> Option<(u8, &[u8], u16)> {
         return None;
     }
     let (value, version) = body.split_at(body.len() - 2);
-    Some((value[0], &value[1..], u16::from_le_bytes([version[0], version[1]])))
+    Some((
+        value[0],
+        &value[1..],
+        u16::from_le_bytes([version[0], version[1]]),
+    ))
 }
 
 #[cfg(test)]

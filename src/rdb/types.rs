@@ -27,7 +27,10 @@ pub const HASH_LISTPACK_EX: u8 = 25;
 
 /// Whether `t` is one of the stream encodings.
 pub fn is_stream(t: u8) -> bool {
-    matches!(t, STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3)
+    matches!(
+        t,
+        STREAM_LISTPACKS | STREAM_LISTPACKS_2 | STREAM_LISTPACKS_3
+    )
 }
 
 /// The Redis data type (as `TYPE` reports it) of an object type byte.

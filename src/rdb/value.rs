@@ -18,7 +18,10 @@ pub enum Value {
     HashWithTtl(Vec<(Bytes, Bytes, Option<i64>)>),
     Stream(Stream),
     /// Opaque module data: only `RESTORE` on a target with the module can move it.
-    Module { module_id: u64, module_name: String },
+    Module {
+        module_id: u64,
+        module_name: String,
+    },
 }
 
 impl Value {

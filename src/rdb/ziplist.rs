@@ -39,7 +39,10 @@ impl<'a> Ziplist<'a> {
     }
 
     fn corrupt(&self, what: &str) -> RdbError {
-        RdbError::corrupt(self.base + self.pos as u64, format!("a ziplist entry: {what}"))
+        RdbError::corrupt(
+            self.base + self.pos as u64,
+            format!("a ziplist entry: {what}"),
+        )
     }
 
     fn bytes(&self, from: usize, n: usize) -> Result<&'a [u8], RdbError> {

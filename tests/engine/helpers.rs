@@ -210,17 +210,25 @@ pub fn dump_all(server: &RedisServer, dbs: u32) -> Snapshot {
                             value.extend(w.iter().cloned());
                         }
                     }
-                    let mut pending = vec![];
                     for w in groups.windows(2) {
-                        if &w[0][..] == b"name" {
-                            bytes_of(
-                                query(&mut conn, &[b"XPENDING", k, &w[1], b"-", b"+", b"100"]),
-                                &mut pending,
-                            );
+                        if &w[0][..] != b"name" {
+                            continue;
+                        }
+                        let pending =
+                            query(&mut conn, &[b"XPENDING", k, &w[1], b"-", b"+", b"100"]);
+                        // id, consumer, idle ms, delivery count: idle times differ, skip them.
+                        if let Value::Array(entries) = pending {
+                            for entry in entries {
+                                if let Value::Array(fields) = entry {
+                                    for (i, f) in fields.into_iter().enumerate() {
+                                        if i != 2 {
+                                            bytes_of(f, &mut value);
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
-                    // Delivery counts and ids of pending entries (idle times differ, skip them).
-                    value.extend(pending.into_iter().filter(|p| !p.starts_with(b"*")));
                 }
                 other => value.push(other.as_bytes().to_vec()),
             }
@@ -253,4 +261,155 @@ pub fn assert_same(source: &RedisServer, target: &RedisServer, dbs: u32) {
         }
     }
     assert!(!a.is_empty(), "the comparison compared something");
+}
+
+fn version_at_least(server: &RedisServer, major: u32, minor: u32) -> bool {
+    let mut parts = server.version.split('.').map(|p| p.parse::<u32>().unwrap());
+    let (a, b) = (parts.next().unwrap(), parts.next().unwrap());
+    (a, b) >= (major, minor)
+}
+
+/// Fills `dbs` databases with every type in small and large encodings, TTLs, binary keys, a
+/// >1 MB string, streams with groups/PEL/deleted entries, and (7.0+) a function library.
+pub fn populate(server: &RedisServer, dbs: u32) -> u64 {
+    let mut c = server.conn();
+    let mut keys = 0u64;
+    for db in 0..dbs {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut c).unwrap();
+        let mut p = redis::pipe();
+        p.cmd("SET").arg("str:int").arg(12345).ignore();
+        p.cmd("SET").arg("str:raw").arg("hello world").ignore();
+        p.cmd("SET")
+            .arg(b"bin:\x00\xff\r\n".as_slice())
+            .arg(b"\x00\x01\x02\xfe".as_slice())
+            .ignore();
+        p.cmd("SET")
+            .arg("str:ttl")
+            .arg("expires")
+            .arg("PX")
+            .arg(600_000)
+            .ignore();
+        p.cmd("SET").arg("str:long").arg("x".repeat(5000)).ignore();
+        p.cmd("RPUSH")
+            .arg("list:small")
+            .arg(&["a", "b", "c"])
+            .ignore();
+        let big: Vec<String> = (0..600)
+            .map(|i| format!("item-{i}-{}", "y".repeat(i % 70)))
+            .collect();
+        p.cmd("RPUSH").arg("list:big").arg(&big).ignore();
+        p.cmd("SADD").arg("set:int").arg(&[1, 2, 3, 99]).ignore();
+        p.cmd("SADD").arg("set:str").arg(&["a", "b", "c"]).ignore();
+        let members: Vec<String> = (0..700).map(|i| format!("m{i}")).collect();
+        p.cmd("SADD").arg("set:big").arg(&members).ignore();
+        p.cmd("ZADD")
+            .arg("zset:small")
+            .arg(&["0.1", "a", "1e-300", "b", "inf", "c", "-inf", "d"])
+            .ignore();
+        let mut zbig = vec![];
+        for i in 0..300 {
+            zbig.push(format!("{}", i as f64 / 7.0));
+            zbig.push(format!("z{i}"));
+        }
+        p.cmd("ZADD").arg("zset:big").arg(&zbig).ignore();
+        p.cmd("HSET")
+            .arg("hash:small")
+            .arg(&["f1", "v1", "f2", "v2"])
+            .ignore();
+        let mut hbig = vec![];
+        for i in 0..600 {
+            hbig.push(format!("field{i}"));
+            hbig.push("v".repeat(i % 100));
+        }
+        p.cmd("HSET").arg("hash:big").arg(&hbig).ignore();
+        p.cmd("HSET").arg("hash:ttl").arg(&["a", "1"]).ignore();
+        p.cmd("PEXPIRE").arg("hash:ttl").arg(900_000).ignore();
+        for i in 1..=20 {
+            p.cmd("XADD")
+                .arg("stream")
+                .arg(format!("{i}-1"))
+                .arg("f")
+                .arg(i)
+                .ignore();
+        }
+        p.cmd("XDEL").arg("stream").arg("3-1").ignore();
+        p.cmd("XGROUP")
+            .arg("CREATE")
+            .arg("stream")
+            .arg("g1")
+            .arg("0")
+            .ignore();
+        p.cmd("XGROUP")
+            .arg("CREATE")
+            .arg("stream")
+            .arg("g2")
+            .arg("$")
+            .ignore();
+        p.cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g1")
+            .arg("alice")
+            .arg("COUNT")
+            .arg(5)
+            .arg("STREAMS")
+            .arg("stream")
+            .arg(">")
+            .ignore();
+        p.cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g1")
+            .arg("bob")
+            .arg("COUNT")
+            .arg(2)
+            .arg("STREAMS")
+            .arg("stream")
+            .arg(">")
+            .ignore();
+        p.cmd("XACK").arg("stream").arg("g1").arg("1-1").ignore();
+        for i in 0..50 {
+            p.cmd("SET").arg(format!("db{db}:key:{i}")).arg(i).ignore();
+        }
+        p.query::<()>(&mut c).unwrap();
+        keys += 16 + 50;
+    }
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+    // Incompressible, so the RDB really carries more than a megabyte for it.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..1_200_000)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let _: () = redis::cmd("SET")
+        .arg("str:huge")
+        .arg(&big)
+        .query(&mut c)
+        .unwrap();
+    keys += 1;
+    if version_at_least(server, 7, 0) {
+        let lib = "#!lua name=ferrylib\nredis.register_function('ferry_echo', function(keys, args) return args[1] end)";
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(lib)
+            .query(&mut c)
+            .unwrap();
+    }
+    keys
+}
+
+/// The function libraries' names on a server.
+pub fn function_names(server: &RedisServer) -> Vec<String> {
+    let listing = server.cli(&["FUNCTION", "LIST"]);
+    let mut names: Vec<String> = listing
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "library_name")
+        .map(|w| w[1].to_string())
+        .collect();
+    names.sort();
+    names
 }
