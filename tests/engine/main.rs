@@ -177,3 +177,513 @@ async fn snapshot_of_every_type_in_several_dbs_with_ttls_same_version_diskless()
 async fn snapshot_from_a_disk_based_6_2_source_into_7_4() {
     snapshot_copies_everything("6.2", "7.4", false).await;
 }
+
+/// Writes every kind of command the stream must carry, until `stop` is set.
+fn spawn_writer(
+    source: &RedisServer,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let url = source.url();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let i = n % 50;
+            let _: () = redis::cmd("SET")
+                .arg(format!("w:s:{i}"))
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("INCR").arg("w:counter").query(&mut c).unwrap();
+            let _: i64 = redis::cmd("LPUSH")
+                .arg("w:list")
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("HSET")
+                .arg("w:hash")
+                .arg(format!("f{i}"))
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("EXPIRE")
+                .arg(format!("w:s:{i}"))
+                .arg(1000)
+                .query(&mut c)
+                .unwrap();
+            if n % 3 == 0 {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(format!("w:s:{}", (i + 7) % 50))
+                    .query(&mut c)
+                    .unwrap();
+            }
+            let _: () = redis::pipe()
+                .atomic()
+                .cmd("INCRBY")
+                .arg("w:tx")
+                .arg(2)
+                .cmd("SADD")
+                .arg("w:set")
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("EVAL")
+                .arg("redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]); return redis.call('ZCARD', KEYS[1])")
+                .arg(1)
+                .arg("w:zset")
+                .arg(n as f64 / 3.0)
+                .arg(format!("m{i}"))
+                .query(&mut c)
+                .unwrap();
+            n += 1;
+        }
+        n
+    })
+}
+
+async fn live_with_concurrent_writes(from: &str, to: &str, diskless: bool) {
+    let source = RedisServer::start_with(
+        from,
+        &[
+            "--databases",
+            "4",
+            "--repl-diskless-sync",
+            if diskless { "yes" } else { "no" },
+            "--repl-diskless-sync-delay",
+            "0",
+            // Slow the snapshot down so that writes land while it is being taken and applied.
+            "--rdb-key-save-delay",
+            "2000",
+        ],
+    );
+    let target = RedisServer::start_with(to, &["--databases", "4"]);
+    populate(&source, 2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = spawn_writer(&source, stop.clone());
+    let mut opts = options(OnConflict::Fail, Verify::Full);
+    opts.pause_source_writes_on_cutover = true;
+    let run = start(spec(&source, &target, Mode::Live, opts), quick());
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    // Let the stream carry a while of writes, with lag reported.
+    run.wait_for("a checkpoint with lag", |e| {
+        matches!(e, EventKind::Checkpoint { commands_streamed, .. } if *commands_streamed > 500)
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 100, "the writer made progress: {written}");
+    run.controls.cutover.cancel();
+    let (result, events) = run.finish().await;
+    result.unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+    assert_same(&source, &target, 4);
+    source_writes_succeed_promptly(&source);
+    let kinds = names(&events);
+    let pos = |n: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == n)
+            .unwrap_or_else(|| panic!("no {n} in {kinds:?}"))
+    };
+    assert!(pos("SnapshotStarted") < pos("SnapshotCompleted"));
+    assert!(pos("SnapshotCompleted") < pos("StreamingStarted"));
+    assert!(pos("StreamingStarted") < pos("VerificationCompleted"));
+    assert!(pos("VerificationCompleted") < pos("CutoverCompleted"));
+    assert_eq!(kinds.last(), Some(&"CutoverCompleted"));
+    // Applied offsets only move forward, and the final one is the cutover's.
+    let offsets: Vec<i64> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::Checkpoint { applied_offset, .. } => Some(*applied_offset),
+            _ => None,
+        })
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "{offsets:?}");
+    let EventKind::CutoverCompleted { final_offset } = events.last().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(Some(final_offset), offsets.last());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_with_concurrent_writes_ends_with_an_identical_target_diskless() {
+    live_with_concurrent_writes("7.2", "7.2", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_mode_with_concurrent_writes_from_a_disk_based_7_0_into_7_4() {
+    live_with_concurrent_writes("7.0", "7.4", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_cutover_starts_by_itself_once_lag_is_zero() {
+    let source = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.4");
+    populate(&source, 1);
+    let mut opts = options(OnConflict::Fail, Verify::Sample);
+    opts.auto_cutover = true;
+    let run = start(spec(&source, &target, Mode::Live, opts), quick());
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    let kinds = names(&events);
+    let tail: Vec<_> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != "Checkpoint")
+        .collect();
+    assert_eq!(
+        &tail[tail.len() - 3..],
+        [
+            "CutoverStarted",
+            "VerificationCompleted",
+            "CutoverCompleted"
+        ]
+    );
+    assert_same(&source, &target, 1);
+}
+
+async fn run_snapshot_with_conflict(
+    on_conflict: OnConflict,
+    verify: Verify,
+    prepare: impl Fn(&mut redis::Connection),
+) -> (
+    RedisServer,
+    RedisServer,
+    Result<(), ferry::engine::EngineError>,
+    Vec<EventKind>,
+) {
+    let source = RedisServer::start_with(
+        "7.2",
+        &["--databases", "4", "--repl-diskless-sync-delay", "0"],
+    );
+    let target = RedisServer::start_with("7.2", &["--databases", "4"]);
+    populate(&source, 2);
+    prepare(&mut target.conn());
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Snapshot,
+            options(on_conflict, verify),
+        ),
+        quick(),
+    );
+    let (result, events) = run.finish().await;
+    (source, target, result, events)
+}
+
+fn completed_counts(events: &[EventKind]) -> (u64, u64) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::SnapshotCompleted {
+                keys_written,
+                keys_skipped,
+                ..
+            } => Some((*keys_written, *keys_skipped)),
+            _ => None,
+        })
+        .expect("SnapshotCompleted")
+}
+
+fn get(server: &RedisServer, db: u32, key: &str) -> Option<String> {
+    let mut c = server.conn();
+    let _: () = redis::cmd("SELECT").arg(db).query(&mut c).unwrap();
+    redis::cmd("GET").arg(key).query(&mut c).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_fail_stops_with_busy_key_naming_the_key() {
+    let (_s, _t, result, _) = run_snapshot_with_conflict(OnConflict::Fail, Verify::Full, |c| {
+        let _: () = redis::cmd("SET")
+            .arg("str:raw")
+            .arg("theirs")
+            .query(c)
+            .unwrap();
+    })
+    .await;
+    let err = result.expect_err("an existing key stops the job");
+    assert_eq!(err.code(), "busy_key");
+    assert!(err.to_string().contains("str:raw"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_replace_overwrites_the_targets_key() {
+    let (source, target, result, _) =
+        run_snapshot_with_conflict(OnConflict::Replace, Verify::Full, |c| {
+            let _: () = redis::cmd("SET")
+                .arg("str:raw")
+                .arg("theirs")
+                .query(c)
+                .unwrap();
+            let _: () = redis::cmd("SET")
+                .arg("list:small")
+                .arg("wrong type")
+                .query(c)
+                .unwrap();
+        })
+        .await;
+    result.unwrap();
+    assert_eq!(get(&target, 0, "str:raw").as_deref(), Some("hello world"));
+    assert_same(&source, &target, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_skip_keeps_the_targets_key_and_counts_it() {
+    let (source, target, result, events) =
+        run_snapshot_with_conflict(OnConflict::Skip, Verify::None, |c| {
+            let _: () = redis::cmd("SET")
+                .arg("str:raw")
+                .arg("theirs")
+                .query(c)
+                .unwrap();
+        })
+        .await;
+    result.unwrap();
+    assert_eq!(get(&target, 0, "str:raw").as_deref(), Some("theirs"));
+    assert_eq!(get(&target, 1, "str:raw").as_deref(), Some("hello world"));
+    let (written, skipped) = completed_counts(&events);
+    assert_eq!(skipped, 1);
+    assert_eq!(written + skipped, dump_all(&source, 4).len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_conflict_flush_empties_only_the_databases_the_snapshot_touches() {
+    let (source, target, result, _) =
+        run_snapshot_with_conflict(OnConflict::Flush, Verify::Full, |c| {
+            let _: () = redis::cmd("SET").arg("stale").arg("x").query(c).unwrap();
+            let _: () = redis::cmd("SELECT").arg(3).query(c).unwrap();
+            let _: () = redis::cmd("SET")
+                .arg("untouched")
+                .arg("y")
+                .query(c)
+                .unwrap();
+        })
+        .await;
+    result.unwrap();
+    assert_eq!(get(&target, 0, "stale"), None);
+    assert_eq!(get(&target, 3, "untouched").as_deref(), Some("y"));
+    assert_same(&source, &target, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reports_a_difference_and_fails_the_job() {
+    // `skip` keeps the target's differing value, which full verification must catch.
+    let (_s, _t, result, events) =
+        run_snapshot_with_conflict(OnConflict::Skip, Verify::Full, |c| {
+            let _: () = redis::cmd("SET")
+                .arg("str:raw")
+                .arg("theirs")
+                .query(c)
+                .unwrap();
+        })
+        .await;
+    let err = result.expect_err("a difference fails the job");
+    assert_eq!(err.code(), "verification_failed");
+    let report = events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::VerificationCompleted { report } => Some(report.clone()),
+            _ => None,
+        })
+        .expect("the report is emitted before the failure");
+    assert_eq!(report.different, 1, "{report:?}");
+    assert_eq!(report.problems[0].key, "str:raw");
+}
+
+async fn wait_until_cancelled(run: Running) -> Vec<EventKind> {
+    let started = Instant::now();
+    run.controls.cancel.cancel();
+    let (result, events) = run.finish().await;
+    assert!(
+        matches!(result, Err(ferry::engine::EngineError::Cancelled)),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cancel is prompt"
+    );
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_the_snapshot_stops_promptly_and_leaves_the_source_usable() {
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "50000",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    populate(&source, 1);
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Live,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    run.wait_for("SnapshotStarted", |e| {
+        matches!(e, EventKind::SnapshotStarted { .. })
+    })
+    .await;
+    let events = wait_until_cancelled(run).await;
+    assert!(!names(&events).contains(&"SnapshotCompleted"));
+    source_writes_succeed_promptly(&source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_streaming_stops_promptly() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Live,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    wait_until_cancelled(run).await;
+    source_writes_succeed_promptly(&source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_during_a_paused_cutover_releases_the_source_pause() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    let mut opts = options(OnConflict::Fail, Verify::Full);
+    opts.pause_source_writes_on_cutover = true;
+    let run = start(spec(&source, &target, Mode::Live, opts), quick());
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    // Hold the target so the engine cannot catch up: cutover stays in its paused wait.
+    // (Long enough for the test; CLIENT UNPAUSE would itself be held by an ALL pause.)
+    target.cli(&["CLIENT", "PAUSE", "15000", "ALL"]);
+    let _: () = redis::cmd("SET")
+        .arg("late")
+        .arg("1")
+        .query(&mut source.conn())
+        .unwrap();
+    run.controls.cutover.cancel();
+    // Wait until the source is really paused: a write blocks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = source.conn();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        if redis::cmd("SET")
+            .arg("probe")
+            .arg("1")
+            .query::<()>(&mut c)
+            .is_err()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the source never got paused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until_cancelled(run).await;
+    source_writes_succeed_promptly(&source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_moves_during_a_slow_snapshot_and_lag_rises_then_falls() {
+    let source = RedisServer::start_with(
+        "7.4",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "20000",
+        ],
+    );
+    let target = RedisServer::start("7.4");
+    populate(&source, 2);
+    let tuning = ferry::engine::Tuning {
+        report_interval: Duration::from_millis(100),
+        ..quick()
+    };
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Live,
+            options(OnConflict::Fail, Verify::Sample),
+        ),
+        tuning,
+    );
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    let progress: Vec<u64> = run
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::SnapshotProgress { rdb_bytes_read, .. } => Some(*rdb_bytes_read),
+            _ => None,
+        })
+        .collect();
+    assert!(progress.len() >= 3, "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]) && progress[0] < *progress.last().unwrap(),
+        "{progress:?}"
+    );
+
+    // Stall the target: the source moves on, and lag shows it.
+    target.cli(&["CLIENT", "PAUSE", "1500", "WRITE"]);
+    let mut c = source.conn();
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("lag:{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    run.wait_for(
+        "a checkpoint with lag",
+        |e| matches!(e, EventKind::Checkpoint { lag_bytes: Some(l), .. } if *l > 0),
+    )
+    .await;
+    let seen = run.events().len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let caught_up = run.events()[seen..].iter().any(|e| {
+            matches!(
+                e,
+                EventKind::Checkpoint {
+                    lag_bytes: Some(0),
+                    ..
+                }
+            )
+        });
+        if caught_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag never returned to 0: {:?}",
+            run.names()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.controls.cutover.cancel();
+    let (result, _) = run.finish().await;
+    result.unwrap();
+    assert_same(&source, &target, 2);
+}
