@@ -25,6 +25,7 @@ use super::conn::Conn;
 use super::error::{show_key, EngineError};
 use super::writer::{Restore, Writer};
 use super::{Reporter, Servers, Tuning};
+use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::target_understands;
 use crate::rdb::{Entry, Item, Parser, RdbError};
 use crate::replication::{LinkItem, ReplicaLink};
@@ -249,8 +250,13 @@ impl Snapshot<'_> {
         counts: &mut Counts,
     ) -> Result<(), EngineError> {
         let value = entry.decode().map_err(rdb_error)?;
+        let opts = RewriteOptions {
+            max_chunk_bytes: self.tuning.rewrite_chunk_bytes,
+            max_chunk_items: self.tuning.rewrite_chunk_items,
+            target_rdb: self.servers.target_rdb,
+        };
         let commands =
-            to_commands(&entry, &value, self.tuning, self.servers.target_rdb).map_err(|e| {
+            value_to_commands(&entry.key, &value, entry.expire_ms, &opts).map_err(|e| {
                 EngineError::Unsupported(format!(
                     "key `{}` (db {db}, type byte {}) cannot go to Redis {}: {e}",
                     show_key(&entry.key),
@@ -297,16 +303,4 @@ impl Snapshot<'_> {
         counts.rewritten += 1;
         Ok(())
     }
-}
-
-/// Interim until `rdb::commands::value_to_commands` lands on the rdb branch.
-fn to_commands(
-    _entry: &Entry,
-    _value: &crate::rdb::Value,
-    _tuning: &Tuning,
-    _target_rdb: u16,
-) -> Result<Vec<Vec<Bytes>>, RdbError> {
-    Err(RdbError::Unsupported {
-        what: "rewriting values as commands is not available in this build yet".into(),
-    })
 }

@@ -687,3 +687,135 @@ async fn progress_moves_during_a_slow_snapshot_and_lag_rises_then_falls() {
     result.unwrap();
     assert_same(&source, &target, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_from_7_4_into_6_2_rewrites_what_6_2_cannot_restore() {
+    let source = RedisServer::start_with(
+        "7.4",
+        &["--databases", "4", "--repl-diskless-sync-delay", "0"],
+    );
+    let target = RedisServer::start_with("6.2", &["--databases", "4"]);
+    populate(&source, 2);
+    // Functions do not exist on 6.2: drop the library so the rest can move.
+    source.cli(&["FUNCTION", "FLUSH"]);
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    assert_same(&source, &target, 4);
+    let rewritten = events.iter().find_map(|e| match e {
+        EventKind::SnapshotCompleted { keys_rewritten, .. } => Some(*keys_rewritten),
+        _ => None,
+    });
+    assert!(
+        rewritten.unwrap() > 10,
+        "listpack-encoded values went as commands: {rewritten:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_library_cannot_go_to_a_6_2_target_and_the_error_says_so() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("6.2");
+    populate(&source, 1);
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    let (result, _) = run.finish().await;
+    let err = result.expect_err("functions need 7.0");
+    assert_eq!(err.code(), "unsupported");
+    assert!(err.to_string().contains("functions"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_keys_over_the_threshold_go_as_chunked_commands_while_the_target_keeps_answering() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    let mut c = source.conn();
+    // A ~6 MB list and hash of incompressible values, with a 256 KB threshold.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = move || {
+        (0..12)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                format!("{seed:016x}")
+            })
+            .collect::<String>()
+    };
+    for batch in 0..30 {
+        let items: Vec<String> = (0..1000)
+            .map(|i| format!("{batch}-{i}-{}", noise()))
+            .collect();
+        let _: () = redis::cmd("RPUSH")
+            .arg("big:list")
+            .arg(&items)
+            .query(&mut c)
+            .unwrap();
+        let mut pairs = vec![];
+        for i in 0..1000 {
+            pairs.push(format!("f{batch}-{i}"));
+            pairs.push(noise());
+        }
+        let _: () = redis::cmd("HSET")
+            .arg("big:hash")
+            .arg(&pairs)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("small")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    let tuning = ferry::engine::Tuning {
+        big_key_bytes: 256 * 1024,
+        rewrite_chunk_bytes: 64 * 1024,
+        ..quick()
+    };
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        tuning,
+    );
+    // Meanwhile the target answers PING quickly.
+    let mut probe = target.conn();
+    let mut worst = Duration::ZERO;
+    while !run.task.is_finished() {
+        let t = Instant::now();
+        let _: String = redis::cmd("PING").query(&mut probe).unwrap();
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    assert!(worst < Duration::from_millis(200), "PING took {worst:?}");
+    assert_same(&source, &target, 1);
+    let rewritten = events.iter().find_map(|e| match e {
+        EventKind::SnapshotCompleted {
+            keys_rewritten,
+            keys_written,
+            ..
+        } => Some((*keys_rewritten, *keys_written)),
+        _ => None,
+    });
+    assert_eq!(rewritten, Some((2, 3)));
+}
