@@ -19,8 +19,9 @@
 //! [`encode`] writes commands (`*N\r\n$len\r\narg\r\n...`) into a caller-owned buffer that is
 //! reused from one command to the next, so the hot path allocates nothing per key.
 //!
-//! We benchmarked this decoder against the `redis-protocol` crate (`benches/resp.rs`); see the
-//! bench file's doc for the numbers and why we kept our own.
+//! We benchmarked this code against the `redis-protocol` crate (`benches/resp.rs`): ours decodes
+//! about 1.3× and encodes about 9× faster on this machine, and gives frame lengths and raw bytes
+//! in the same pass, so we kept it. The bench file's doc has the table.
 
 pub mod decode;
 pub mod encode;
