@@ -1,0 +1,117 @@
+//! End-to-end snapshot throughput on this machine: Ferry's engine against Redis' own full sync
+//! (`REPLICAOF` into an empty server), on the same source, in the same run.
+//!
+//! Dataset (kept small enough for CI-class machines): 200,000 strings of 64 bytes plus 20,000 each
+//! of hashes (10 fields), lists (10), sets (10) and zsets (10); 280,000 keys. Set
+//! `FERRY_BENCH_KEYS` to scale the string count.
+//!
+//! This needs the test servers (`scripts/install-redis.sh`); it reuses the test harness.
+
+#[path = "../tests/common/redis.rs"]
+#[allow(dead_code)]
+mod redis_harness;
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ferry::engine::{self, Controls, EngineJob, Tuning};
+use ferry::redis_url::RedisUrl;
+use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
+use redis_harness::RedisServer;
+
+const FILL: &str = r#"
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('HSET', 'h:'..i, 'f1','v1','f2','v2','f3','v3','f4','v4','f5','v5','f6','v6','f7','v7','f8','v8','f9','v9','f10','v10')
+  redis.call('RPUSH', 'l:'..i, 1,2,3,4,5,6,7,8,9,10)
+  redis.call('SADD', 's:'..i, 'a','b','c','d','e','f','g','h','i','j')
+  redis.call('ZADD', 'z:'..i, 1,'a',2,'b',3,'c',4,'d',5,'e',6,'f',7,'g',8,'h',9,'i',10,'j')
+end
+return 1
+"#;
+
+fn wait_synced(replica: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let info = replica.cli(&["INFO", "replication"]);
+        let loading = replica.cli(&["INFO", "persistence"]);
+        if info.contains("master_link_status:up") && loading.contains("loading:0") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "native replica never synced: {info}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn snapshot(c: &mut Criterion) {
+    let strings: u64 = std::env::var("FERRY_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    source.cli(&["DEBUG", "POPULATE", &strings.to_string(), "k", "64"]);
+    source.cli(&["EVAL", FILL, "0", &(strings / 10).to_string()]);
+    let keys = strings + 4 * (strings / 10);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let spec = MigrationSpec {
+        name: None,
+        source: Endpoint {
+            url: RedisUrl::parse(&source.url()).unwrap(),
+        },
+        target: Endpoint {
+            url: RedisUrl::parse(&target.url()).unwrap(),
+        },
+        mode: Mode::Snapshot,
+        options: Options {
+            on_conflict: OnConflict::Replace,
+            backup: false,
+            verify: Verify::None,
+            ..Options::default()
+        },
+    };
+
+    let mut group = c.benchmark_group("snapshot");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(keys));
+    group.bench_function("ferry_diskless", |b| {
+        b.iter(|| {
+            target.cli(&["FLUSHALL"]);
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+            let job = EngineJob {
+                migration_id: uuid::Uuid::now_v7(),
+                spec: spec.clone(),
+                resume: None,
+            };
+            rt.block_on(async {
+                let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                engine::run_with(job, tx, Controls::default(), Tuning::default())
+                    .await
+                    .unwrap();
+                drain.await.unwrap();
+            });
+        })
+    });
+    for (name, diskless) in [("native_replicaof_diskless", "yes"), ("native_replicaof_disk", "no")] {
+        source.cli(&["CONFIG", "SET", "repl-diskless-sync", diskless]);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                target.cli(&["FLUSHALL"]);
+                target.cli(&["REPLICAOF", "127.0.0.1", &source.port.to_string()]);
+                wait_synced(&target);
+                target.cli(&["REPLICAOF", "NO", "ONE"]);
+            })
+        });
+    }
+    group.finish();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM")) {
+        println!("bench process peak RSS (engine + criterion): {hwm}");
+    }
+}
+
+criterion_group!(benches, snapshot);
+criterion_main!(benches);
