@@ -8,7 +8,6 @@
 //! This needs the test servers (`scripts/install-redis.sh`); it reuses the test harness.
 
 #[path = "../tests/common/redis.rs"]
-#[allow(dead_code)]
 mod redis_harness;
 
 use std::time::{Duration, Instant};
