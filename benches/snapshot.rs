@@ -36,7 +36,10 @@ fn wait_synced(replica: &RedisServer) {
         if info.contains("master_link_status:up") && loading.contains("loading:0") {
             return;
         }
-        assert!(Instant::now() < deadline, "native replica never synced: {info}");
+        assert!(
+            Instant::now() < deadline,
+            "native replica never synced: {info}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -94,7 +97,10 @@ fn snapshot(c: &mut Criterion) {
             });
         })
     });
-    for (name, diskless) in [("native_replicaof_diskless", "yes"), ("native_replicaof_disk", "no")] {
+    for (name, diskless) in [
+        ("native_replicaof_diskless", "yes"),
+        ("native_replicaof_disk", "no"),
+    ] {
         source.cli(&["CONFIG", "SET", "repl-diskless-sync", diskless]);
         group.bench_function(name, |b| {
             b.iter(|| {

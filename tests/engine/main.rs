@@ -819,3 +819,172 @@ async fn big_keys_over_the_threshold_go_as_chunked_commands_while_the_target_kee
     });
     assert_eq!(rewritten, Some((2, 3)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_servers_work_and_a_wrong_password_fails_without_leaking_it() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    source.cli(&[
+        "ACL",
+        "SETUSER",
+        "mover",
+        "on",
+        ">src-secret-1",
+        "+@all",
+        "~*",
+    ]);
+    target.cli(&["CONFIG", "SET", "requirepass", "tgt-secret-2"]);
+    populate(&source, 1);
+    let mut s = spec(
+        &source,
+        &target,
+        Mode::Snapshot,
+        options(OnConflict::Fail, Verify::Full),
+    );
+    s.source.url = ferry::redis_url::RedisUrl::parse(&format!(
+        "redis://mover:src-secret-1@127.0.0.1:{}",
+        source.port
+    ))
+    .unwrap();
+    s.target.url = ferry::redis_url::RedisUrl::parse(&format!(
+        "redis://:tgt-secret-2@127.0.0.1:{}",
+        target.port
+    ))
+    .unwrap();
+    let (result, _) = start(s.clone(), quick()).finish().await;
+    result.unwrap();
+
+    s.source.url = ferry::redis_url::RedisUrl::parse(&format!(
+        "redis://mover:not-it-3@127.0.0.1:{}",
+        source.port
+    ))
+    .unwrap();
+    let (result, events) = start(s, quick()).finish().await;
+    let err = result.expect_err("a wrong password fails");
+    assert_eq!(err.code(), "auth_failed");
+    let shown = format!("{err} {err:?} {events:?}");
+    for secret in ["src-secret-1", "tgt-secret-2", "not-it-3"] {
+        assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_source_fails_with_source_unreachable() {
+    let target = RedisServer::start("7.2");
+    let mut s = spec(
+        &target,
+        &target,
+        Mode::Snapshot,
+        options(OnConflict::Fail, Verify::None),
+    );
+    s.source.url = ferry::redis_url::RedisUrl::parse(&format!(
+        "redis://127.0.0.1:{}",
+        common::redis::free_port()
+    ))
+    .unwrap();
+    let (result, events) = start(s, quick()).finish().await;
+    assert_eq!(result.unwrap_err().code(), "source_unreachable");
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_psync_gets_replication_refused() {
+    let source = RedisServer::start("7.2");
+    let target = RedisServer::start("7.2");
+    source.cli(&[
+        "ACL", "SETUSER", "reader", "on", ">pw", "+@all", "-psync", "-sync", "~*",
+    ]);
+    let mut s = spec(
+        &source,
+        &target,
+        Mode::Snapshot,
+        options(OnConflict::Fail, Verify::None),
+    );
+    s.source.url =
+        ferry::redis_url::RedisUrl::parse(&format!("redis://reader:pw@127.0.0.1:{}", source.port))
+            .unwrap();
+    let (result, _) = start(s, quick()).finish().await;
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), "replication_refused", "{err}");
+    assert!(err.to_string().contains("PSYNC"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    populate(&source, 1);
+    let s = spec(
+        &source,
+        &target,
+        Mode::Live,
+        options(OnConflict::Fail, Verify::Full),
+    );
+    let run = start(s.clone(), quick());
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    let mut c = source.conn();
+    let _: () = redis::cmd("SET")
+        .arg("before-restart")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    run.wait_for("a checkpoint at zero lag", |e| matches!(e, EventKind::Checkpoint { lag_bytes: Some(0), commands_streamed, .. } if *commands_streamed >= 1)).await;
+    let (replid, applied) = run
+        .events()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            EventKind::Checkpoint {
+                replid,
+                applied_offset,
+                ..
+            } => Some((replid.clone(), *applied_offset)),
+            _ => None,
+        })
+        .unwrap();
+    wait_until_cancelled(run).await;
+
+    let _: () = redis::cmd("SET")
+        .arg("while-down")
+        .arg("2")
+        .query(&mut c)
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let controls = ferry::engine::Controls::default();
+    let job = ferry::engine::EngineJob {
+        migration_id: uuid::Uuid::now_v7(),
+        spec: s,
+        resume: Some(ferry::engine::ResumePoint {
+            replid,
+            applied_offset: applied,
+        }),
+    };
+    let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), quick()));
+    let first = rx.recv().await.unwrap();
+    assert!(
+        matches!(
+            first,
+            EventKind::LinkResumed {
+                kind: ferry::store::event::ResumeKind::Partial,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&target, 0, "while-down").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the write made while down never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    controls.cutover.cancel();
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    task.await.unwrap().unwrap();
+    drain.await.unwrap();
+    assert_same(&source, &target, 1);
+}
