@@ -32,6 +32,8 @@ pub enum EngineError {
     ReplicationRefused(String),
     #[error("the replication link to the source broke: {0}")]
     SourceLinkLost(String),
+    #[error("a call to the source failed: {0}")]
+    SourceError(String),
     #[error("the connection to the target broke: {0}")]
     TargetLinkLost(String),
     #[error("key `{key}` (db {db}) already exists on the target; choose on_conflict replace, skip or flush, or remove the key")]
@@ -76,6 +78,7 @@ impl EngineError {
             EngineError::AuthFailed(_) => "auth_failed",
             EngineError::ReplicationRefused(_) => "replication_refused",
             EngineError::SourceLinkLost(_) => "source_link_lost",
+            EngineError::SourceError(_) => "source_error",
             EngineError::TargetLinkLost(_) => "target_link_lost",
             EngineError::BusyKey { .. } => "busy_key",
             EngineError::TargetError { .. } => "target_error",
@@ -103,7 +106,7 @@ impl EngineError {
         match e {
             ConnError::Connect { .. } => EngineError::SourceUnreachable(e.to_string()),
             ConnError::Auth { .. } => EngineError::AuthFailed(e.to_string()),
-            other => EngineError::SourceLinkLost(other.to_string()),
+            other => EngineError::SourceError(other.to_string()),
         }
     }
 

@@ -94,6 +94,8 @@ pub struct Tuning {
     pub pause_ms: u64,
     /// How long cutover waits for the target to catch up.
     pub cutover_timeout: Duration,
+    /// How long to keep trying to re-establish a broken replication link (partial resync).
+    pub reconnect_timeout: Duration,
     /// Keys compared by `verify: sample`.
     pub sample_keys: usize,
     /// TTLs may differ by this much and still match (clocks move during the copy).
@@ -111,6 +113,7 @@ impl Default for Tuning {
             report_interval: Duration::from_secs(1),
             pause_ms: 30_000,
             cutover_timeout: Duration::from_secs(120),
+            reconnect_timeout: Duration::from_secs(60),
             sample_keys: 1000,
             ttl_tolerance_ms: 2000,
         }
@@ -349,20 +352,50 @@ impl Migration {
                 offset,
             })
             .await?;
-        let final_offset = stream::Streamer {
-            link: &mut link,
-            writer: &mut writer,
-            source: &mut source,
-            reporter: &self.reporter,
-            controls: &self.controls,
-            tuning: &self.tuning,
-            replid,
-            auto_cutover: spec.options.auto_cutover,
-            pause: spec.options.pause_source_writes_on_cutover,
-            paused: &self.paused,
-        }
-        .run()
-        .await?;
+        let mut replid = replid;
+        let final_offset = loop {
+            let streamed = stream::Streamer {
+                link: &mut link,
+                writer: &mut writer,
+                source: &mut source,
+                reporter: &self.reporter,
+                controls: &self.controls,
+                tuning: &self.tuning,
+                replid: replid.clone(),
+                auto_cutover: spec.options.auto_cutover,
+                pause: spec.options.pause_source_writes_on_cutover,
+                paused: &self.paused,
+            }
+            .run()
+            .await;
+            match streamed {
+                Ok(offset) => break offset,
+                Err(EngineError::SourceLinkLost(cause)) => {
+                    self.reporter
+                        .emit(EventKind::LinkLost {
+                            link: Link::Source,
+                            cause: cause.clone(),
+                        })
+                        .await?;
+                    // Everything sent must be answered before we ask the source to continue
+                    // from the applied offset: then nothing is applied twice or skipped.
+                    writer.drain().await?;
+                    let applied = writer.applied_offset();
+                    link = self.reconnect(&replid, applied, &cause).await?;
+                    if let SyncStart::Partial { replid: id, .. } = link.start() {
+                        replid = id.clone();
+                    }
+                    self.reporter
+                        .emit(EventKind::LinkResumed {
+                            link: Link::Source,
+                            kind: ResumeKind::Partial,
+                            reason: format!("continued from applied offset {applied}"),
+                        })
+                        .await?;
+                }
+                Err(other) => return Err(other),
+            }
+        };
         drop(link);
         drop(writer);
         self.verify(&mut source, &mut target, &servers).await?;
@@ -375,6 +408,38 @@ impl Migration {
         self.reporter
             .emit(EventKind::CutoverCompleted { final_offset })
             .await
+    }
+
+    /// Reconnects the replication link after it broke, asking to continue from `applied`.
+    /// Retries for `reconnect_timeout`; a source that can only offer a full resync (its backlog no
+    /// longer holds our offset) ends the job: a second snapshot over live data is not attempted.
+    async fn reconnect(
+        &self,
+        replid: &str,
+        applied: i64,
+        cause: &str,
+    ) -> Result<ReplicaLink, EngineError> {
+        let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
+        let url = &self.job.spec.source.url;
+        loop {
+            match ReplicaLink::connect(url, self.tuning.link, Some((replid, applied))).await {
+                Ok(link) if matches!(link.start(), SyncStart::Partial { .. }) => return Ok(link),
+                Ok(_) => {
+                    return Err(EngineError::SourceLinkLost(format!(
+                        "{cause}; the source can no longer continue from offset {applied} (its \
+                         replication backlog moved on; raise repl-backlog-size) and would send a \
+                         new snapshot: start a new migration"
+                    )))
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EngineError::SourceLinkLost(format!(
+                        "{cause}; reconnecting failed for {}s: {e}",
+                        self.tuning.reconnect_timeout.as_secs()
+                    )))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
     }
 
     async fn verify(

@@ -197,6 +197,9 @@ impl Streamer<'_> {
                     .await?;
                 return Ok(count);
             }
+            if cmd.is("SELECT") {
+                self.writer.note_db(select_db(&cmd)?);
+            }
             queued.push(cmd);
             return Ok(0);
         }
@@ -209,15 +212,7 @@ impl Streamer<'_> {
             return Ok(0);
         }
         if cmd.is("SELECT") {
-            let db = cmd
-                .args
-                .get(1)
-                .and_then(|d| std::str::from_utf8(d).ok())
-                .and_then(|d| d.parse::<u32>().ok())
-                .ok_or_else(|| {
-                    EngineError::SourceLinkLost("a SELECT without a valid db number".into())
-                })?;
-            self.writer.note_db(db);
+            self.writer.note_db(select_db(&cmd)?);
             self.writer
                 .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
                 .await?;
@@ -228,4 +223,13 @@ impl Streamer<'_> {
             .await?;
         Ok(1)
     }
+}
+
+/// The db number of a `SELECT` from the stream.
+fn select_db(cmd: &ReplCommand) -> Result<u32, EngineError> {
+    cmd.args
+        .get(1)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse::<u32>().ok())
+        .ok_or_else(|| EngineError::SourceLinkLost("a SELECT without a valid db number".into()))
 }

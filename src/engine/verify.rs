@@ -150,12 +150,10 @@ impl Verifier<'_> {
                 .await
                 .map_err(src_err)?;
             let Frame::Array(mut parts) = reply else {
-                return Err(EngineError::SourceLinkLost("SCAN returned no array".into()));
+                return Err(EngineError::SourceError("SCAN returned no array".into()));
             };
             if parts.len() != 2 {
-                return Err(EngineError::SourceLinkLost(
-                    "SCAN returned a bad array".into(),
-                ));
+                return Err(EngineError::SourceError("SCAN returned a bad array".into()));
             }
             if let Frame::Array(batch) = parts.pop().unwrap_or(Frame::Null) {
                 keys.extend(batch.into_iter().filter_map(|f| f.as_bytes().cloned()));

@@ -988,3 +988,52 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
     drain.await.unwrap();
     assert_same(&source, &target, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replication_link_is_resumed_with_a_partial_resync_and_loses_nothing() {
+    let source = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.4");
+    populate(&source, 1);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Live,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    let writer = spawn_writer(&source, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    source.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+    run.wait_for("LinkResumed", |e| {
+        matches!(e, EventKind::LinkResumed { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    run.controls.cutover.cancel();
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    let kinds = names(&events);
+    let lost = kinds
+        .iter()
+        .position(|k| *k == "LinkLost")
+        .expect("LinkLost");
+    let resumed = kinds.iter().position(|k| *k == "LinkResumed").unwrap();
+    assert!(lost < resumed);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EventKind::LinkResumed {
+            kind: ferry::store::event::ResumeKind::Partial,
+            ..
+        }
+    )));
+    assert_same(&source, &target, 1);
+}
