@@ -59,7 +59,11 @@ impl Streamer<'_> {
         let mut streamed: u64 = 0;
         let mut goal: Option<Goal> = None;
         let mut last_report = Instant::now();
-        let mut last_checkpoint: Option<i64> = None;
+        // A checkpoint right away: a restart from here on resumes by partial resync instead of
+        // copying the snapshot again.
+        let start = self.writer.applied_offset();
+        self.checkpoint(start, 0, None).await?;
+        let mut last_checkpoint = Some(start);
         loop {
             if goal.is_none() && self.controls.cutover.is_cancelled() {
                 goal = Some(self.begin_cutover().await?);

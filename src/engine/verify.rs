@@ -74,46 +74,45 @@ impl Verifier<'_> {
             let target_count = target_dbs.get(&db).copied().unwrap_or(0);
             self.source.select(db).await.map_err(src_err)?;
             self.target.select(db).await.map_err(tgt_err)?;
-            let keys = match self.mode {
-                Verify::Full => self.scan_all().await?,
+            // Full mode walks the source with SCAN and checks each batch as it comes, so memory
+            // stays at one batch whatever the size of the database. (SCAN may return a key twice
+            // while the source rehashes; such a key is simply checked twice.)
+            let mut missing_here = 0u64;
+            match self.mode {
+                Verify::Full => {
+                    let mut cursor = b"0".to_vec();
+                    loop {
+                        let (next, batch) = self.scan_batch(&cursor).await?;
+                        for key in &batch {
+                            self.check_key(db, key, &mut report, &mut missing_here)
+                                .await?;
+                        }
+                        if next == b"0" {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
                 _ => {
                     let share = if total == 0 {
                         0
                     } else {
                         ((self.tuning.sample_keys as u64 * source_count).div_ceil(total)) as usize
                     };
-                    self.sample(share.min(source_count as usize)).await?
-                }
-            };
-            let mut found = 0u64;
-            for key in &keys {
-                match self.compare(key).await? {
-                    Outcome::Gone => continue,
-                    Outcome::Same => found += 1,
-                    Outcome::Differs(d) => {
-                        if d != Difference::Missing {
-                            found += 1;
-                        }
-                        match d {
-                            Difference::Missing => report.missing += 1,
-                            _ => report.different += 1,
-                        }
-                        if report.problems.len() < MAX_PROBLEMS {
-                            report.problems.push(ProblemKey {
-                                db,
-                                key: show_key(key),
-                                difference: d,
-                            });
-                        }
+                    let keys = self.sample(share.min(source_count as usize)).await?;
+                    for key in &keys {
+                        self.check_key(db, key, &mut report, &mut missing_here)
+                            .await?;
                     }
                 }
-                report.checked += 1;
             }
-            // Keys on the target that the source does not have. In full mode every source key
-            // was looked up, so the rest of the target's keys are extra; in sample mode the
-            // counts are all we have.
+            // Keys on the target that the source does not have: the target holds the source's
+            // keys minus the missing ones, plus the extra ones. In sample mode only the counts
+            // are known.
             let extra = match self.mode {
-                Verify::Full => target_count.saturating_sub(found),
+                Verify::Full => {
+                    target_count.saturating_sub(source_count.saturating_sub(missing_here))
+                }
                 _ => target_count.saturating_sub(source_count),
             };
             if self.mode != Verify::Full && source_count > target_count {
@@ -140,36 +139,60 @@ impl Verifier<'_> {
         Ok(report)
     }
 
-    async fn scan_all(&mut self) -> Result<Vec<Bytes>, EngineError> {
-        let mut keys = vec![];
-        let mut cursor = b"0".to_vec();
-        loop {
-            let reply = self
-                .source
-                .call_ok(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"])
-                .await
-                .map_err(src_err)?;
-            let Frame::Array(mut parts) = reply else {
-                return Err(EngineError::SourceError("SCAN returned no array".into()));
-            };
-            if parts.len() != 2 {
-                return Err(EngineError::SourceError("SCAN returned a bad array".into()));
-            }
-            if let Frame::Array(batch) = parts.pop().unwrap_or(Frame::Null) {
-                keys.extend(batch.into_iter().filter_map(|f| f.as_bytes().cloned()));
-            }
-            cursor = parts
-                .pop()
-                .and_then(|c| c.as_bytes().map(|b| b.to_vec()))
-                .unwrap_or_else(|| b"0".to_vec());
-            if cursor == b"0" {
-                break;
-            }
+    /// One SCAN step on the source: the next cursor and a batch of keys.
+    async fn scan_batch(&mut self, cursor: &[u8]) -> Result<(Vec<u8>, Vec<Bytes>), EngineError> {
+        let reply = self
+            .source
+            .call_ok(&[b"SCAN".as_slice(), cursor, b"COUNT", b"1000"])
+            .await
+            .map_err(src_err)?;
+        let Frame::Array(mut parts) = reply else {
+            return Err(EngineError::SourceError("SCAN returned no array".into()));
+        };
+        let (Some(Frame::Array(batch)), Some(next)) = (parts.pop(), parts.pop()) else {
+            return Err(EngineError::SourceError("SCAN returned a bad array".into()));
+        };
+        let next = next
+            .as_bytes()
+            .map(|b| b.to_vec())
+            .unwrap_or_else(|| b"0".to_vec());
+        let keys = batch
+            .into_iter()
+            .filter_map(|f| f.as_bytes().cloned())
+            .collect();
+        Ok((next, keys))
+    }
+
+    async fn check_key(
+        &mut self,
+        db: u32,
+        key: &Bytes,
+        report: &mut VerificationReport,
+        missing_here: &mut u64,
+    ) -> Result<(), EngineError> {
+        let difference = match self.compare(key).await? {
+            Outcome::Gone => return Ok(()),
+            Outcome::Same => None,
+            Outcome::Differs(d) => Some(d),
+        };
+        report.checked += 1;
+        let Some(d) = difference else {
+            return Ok(());
+        };
+        if d == Difference::Missing {
+            report.missing += 1;
+            *missing_here += 1;
+        } else {
+            report.different += 1;
         }
-        // SCAN may return a key twice.
-        let mut seen = HashSet::new();
-        keys.retain(|k| seen.insert(k.clone()));
-        Ok(keys)
+        if report.problems.len() < MAX_PROBLEMS {
+            report.problems.push(ProblemKey {
+                db,
+                key: show_key(key),
+                difference: d,
+            });
+        }
+        Ok(())
     }
 
     async fn sample(&mut self, n: usize) -> Result<Vec<Bytes>, EngineError> {
