@@ -115,6 +115,33 @@ impl Conn {
             })?
     }
 
+    /// Sends several commands in one write and returns their replies in order (error replies
+    /// included as `Frame::Error`): one round trip instead of `commands.len()`.
+    pub async fn call_many(&mut self, commands: &[Vec<&[u8]>]) -> Result<Vec<Frame>, ConnError> {
+        self.out.clear();
+        for command in commands {
+            self.out.command(command);
+        }
+        self.stream
+            .write_all(self.out.as_slice())
+            .await
+            .map_err(|source| ConnError::Io {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in 0..commands.len() {
+            let reply = tokio::time::timeout(CALL_TIMEOUT, self.read_reply())
+                .await
+                .map_err(|_| ConnError::Timeout {
+                    addr: self.addr.clone(),
+                    secs: CALL_TIMEOUT.as_secs(),
+                })??;
+            replies.push(reply);
+        }
+        Ok(replies)
+    }
+
     /// Like [`Conn::call`], but an error reply becomes `Err` with the command named.
     pub async fn call_ok<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Frame, ConnError> {
         match self.call(args).await? {

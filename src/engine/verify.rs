@@ -24,6 +24,9 @@ use crate::store::event::{Difference, ProblemKey, VerificationReport};
 /// Problem keys listed in the report.
 const MAX_PROBLEMS: usize = 100;
 
+/// Bytes of values (by `MEMORY USAGE`) fetched with DUMP in one pipelined group.
+const DUMP_BUDGET: u64 = 8 * 1024 * 1024;
+
 pub(crate) struct Verifier<'a> {
     pub source: &'a mut Conn,
     pub target: &'a mut Conn,
@@ -83,10 +86,8 @@ impl Verifier<'_> {
                     let mut cursor = b"0".to_vec();
                     loop {
                         let (next, batch) = self.scan_batch(&cursor).await?;
-                        for key in &batch {
-                            self.check_key(db, key, &mut report, &mut missing_here)
-                                .await?;
-                        }
+                        self.check_batch(db, &batch, &mut report, &mut missing_here)
+                            .await?;
                         if next == b"0" {
                             break;
                         }
@@ -100,8 +101,8 @@ impl Verifier<'_> {
                         ((self.tuning.sample_keys as u64 * source_count).div_ceil(total)) as usize
                     };
                     let keys = self.sample(share.min(source_count as usize)).await?;
-                    for key in &keys {
-                        self.check_key(db, key, &mut report, &mut missing_here)
+                    for batch in keys.chunks(1000) {
+                        self.check_batch(db, batch, &mut report, &mut missing_here)
                             .await?;
                     }
                 }
@@ -163,36 +164,109 @@ impl Verifier<'_> {
         Ok((next, keys))
     }
 
-    async fn check_key(
+    /// Checks a batch of keys with a few pipelined round trips per side: type, TTL and size of
+    /// every key first, then their DUMPs in groups bounded by [`DUMP_BUDGET`] bytes (so a batch
+    /// of big values is never held in memory at once).
+    async fn check_batch(
         &mut self,
         db: u32,
-        key: &Bytes,
+        keys: &[Bytes],
         report: &mut VerificationReport,
         missing_here: &mut u64,
     ) -> Result<(), EngineError> {
-        let difference = match self.compare(key).await? {
-            Outcome::Gone => return Ok(()),
-            Outcome::Same => None,
-            Outcome::Differs(d) => Some(d),
-        };
-        report.checked += 1;
-        let Some(d) = difference else {
-            return Ok(());
-        };
-        if d == Difference::Missing {
-            report.missing += 1;
-            *missing_here += 1;
-        } else {
-            report.different += 1;
-        }
-        if report.problems.len() < MAX_PROBLEMS {
-            report.problems.push(ProblemKey {
-                db,
-                key: show_key(key),
-                difference: d,
-            });
+        let meta: Vec<Vec<&[u8]>> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    vec![b"TYPE".as_slice(), k],
+                    vec![b"PTTL".as_slice(), k],
+                    vec![b"MEMORY".as_slice(), b"USAGE", k, b"SAMPLES", b"0"],
+                ]
+            })
+            .collect();
+        let source_meta = Meta::parse(self.source.call_many(&meta).await.map_err(src_err)?);
+        let target_meta = Meta::parse(self.target.call_many(&meta).await.map_err(tgt_err)?);
+        let mut start = 0;
+        while start < keys.len() {
+            let mut end = start;
+            let mut budget = 0u64;
+            while end < keys.len() && (end == start || budget < DUMP_BUDGET) {
+                budget += source_meta[end].size.max(target_meta[end].size);
+                end += 1;
+            }
+            let dumps: Vec<Vec<&[u8]>> = keys[start..end]
+                .iter()
+                .map(|k| vec![b"DUMP".as_slice(), k])
+                .collect();
+            let source_dumps = self.source.call_many(&dumps).await.map_err(src_err)?;
+            let target_dumps = self.target.call_many(&dumps).await.map_err(tgt_err)?;
+            for (i, (s_dump, t_dump)) in source_dumps.into_iter().zip(target_dumps).enumerate() {
+                let at = start + i;
+                let outcome = self
+                    .judge(
+                        &keys[at],
+                        &source_meta[at],
+                        &target_meta[at],
+                        s_dump,
+                        t_dump,
+                    )
+                    .await?;
+                record(db, &keys[at], outcome, report, missing_here);
+            }
+            start = end;
         }
         Ok(())
+    }
+
+    async fn judge(
+        &mut self,
+        key: &Bytes,
+        source: &Meta,
+        target: &Meta,
+        source_dump: Frame,
+        target_dump: Frame,
+    ) -> Result<Outcome, EngineError> {
+        if source.kind == "none" {
+            return Ok(Outcome::Gone);
+        }
+        if target.kind == "none" {
+            return Ok(Outcome::Differs(Difference::Missing));
+        }
+        if source.kind != target.kind {
+            return Ok(Outcome::Differs(Difference::Type));
+        }
+        let same_bytes = match (dump_body(&source_dump), dump_body(&target_dump)) {
+            (Some(s), Some(t)) => s == t,
+            _ => false,
+        };
+        if !same_bytes {
+            // Hash field TTLs exist from Redis 7.4 (RDB 12) on.
+            let field_ttls = self.servers.target_rdb >= 12;
+            let source_value = canonical(self.source, &source.kind, key, field_ttls)
+                .await
+                .map_err(src_err)?;
+            let target_value = canonical(self.target, &target.kind, key, field_ttls)
+                .await
+                .map_err(tgt_err)?;
+            // No type-aware form (module types): the DUMP comparison was the only test.
+            if source_value.is_none() || source_value != target_value {
+                // The key may have expired on the source meanwhile.
+                if key_type(self.source, key).await.map_err(src_err)? == "none" {
+                    return Ok(Outcome::Gone);
+                }
+                return Ok(Outcome::Differs(Difference::Value));
+            }
+        }
+        let ttl_ok = match (source.ttl, target.ttl) {
+            (-2, _) => return Ok(Outcome::Gone),
+            (-1, -1) => true,
+            (s, t) if s >= 0 && t >= 0 => (s - t).abs() <= self.tuning.ttl_tolerance_ms,
+            _ => false,
+        };
+        if !ttl_ok {
+            return Ok(Outcome::Differs(Difference::Ttl));
+        }
+        Ok(Outcome::Same)
     }
 
     async fn sample(&mut self, n: usize) -> Result<Vec<Bytes>, EngineError> {
@@ -210,52 +284,6 @@ impl Verifier<'_> {
         }
         Ok(seen.into_iter().collect())
     }
-
-    async fn compare(&mut self, key: &Bytes) -> Result<Outcome, EngineError> {
-        let source_type = key_type(self.source, key).await.map_err(src_err)?;
-        if source_type == "none" {
-            return Ok(Outcome::Gone);
-        }
-        let target_type = key_type(self.target, key).await.map_err(tgt_err)?;
-        if target_type == "none" {
-            return Ok(Outcome::Differs(Difference::Missing));
-        }
-        if source_type != target_type {
-            return Ok(Outcome::Differs(Difference::Type));
-        }
-        if !self.same_value(&source_type, key).await? {
-            // The key may have expired on the source meanwhile.
-            if key_type(self.source, key).await.map_err(src_err)? == "none" {
-                return Ok(Outcome::Gone);
-            }
-            return Ok(Outcome::Differs(Difference::Value));
-        }
-        let source_ttl = pttl(self.source, key).await.map_err(src_err)?;
-        let target_ttl = pttl(self.target, key).await.map_err(tgt_err)?;
-        let ttl_ok = match (source_ttl, target_ttl) {
-            (-2, _) => return Ok(Outcome::Gone),
-            (-1, -1) => true,
-            (s, t) if s >= 0 && t >= 0 => (s - t).abs() <= self.tuning.ttl_tolerance_ms,
-            _ => false,
-        };
-        if !ttl_ok {
-            return Ok(Outcome::Differs(Difference::Ttl));
-        }
-        Ok(Outcome::Same)
-    }
-
-    async fn same_value(&mut self, kind: &str, key: &Bytes) -> Result<bool, EngineError> {
-        let source_dump = dump_body(self.source, key).await.map_err(src_err)?;
-        let target_dump = dump_body(self.target, key).await.map_err(tgt_err)?;
-        if source_dump.is_some() && source_dump == target_dump {
-            return Ok(true);
-        }
-        let _ = self.servers;
-        let source_value = canonical(self.source, kind, key).await.map_err(src_err)?;
-        let target_value = canonical(self.target, kind, key).await.map_err(tgt_err)?;
-        // No type-aware form (module types): the DUMP comparison above was the only test.
-        Ok(source_value.is_some() && source_value == target_value)
-    }
 }
 
 enum Outcome {
@@ -272,20 +300,68 @@ async fn key_type(conn: &mut Conn, key: &[u8]) -> Result<String, super::ConnErro
         .unwrap_or_default())
 }
 
-async fn pttl(conn: &mut Conn, key: &[u8]) -> Result<i64, super::ConnError> {
-    Ok(conn
-        .call_ok(&[b"PTTL".as_slice(), key])
-        .await?
-        .as_int()
-        .unwrap_or(-2))
+/// The DUMP payload without its version and CRC trailer (10 bytes), which differ by server version.
+fn dump_body(reply: &Frame) -> Option<&[u8]> {
+    match reply {
+        Frame::Bulk(b) if b.len() >= 10 => Some(&b[..b.len() - 10]),
+        _ => None,
+    }
 }
 
-/// The DUMP payload without its version and CRC trailer (10 bytes), which differ by server version.
-async fn dump_body(conn: &mut Conn, key: &[u8]) -> Result<Option<Bytes>, super::ConnError> {
-    Ok(match conn.call(&[b"DUMP".as_slice(), key]).await? {
-        Frame::Bulk(b) if b.len() >= 10 => Some(b.slice(..b.len() - 10)),
-        _ => None,
-    })
+/// Type, TTL and approximate size of one key, from one pipelined round trip.
+struct Meta {
+    kind: String,
+    ttl: i64,
+    size: u64,
+}
+
+impl Meta {
+    /// Groups replies of `TYPE`, `PTTL`, `MEMORY USAGE` (three per key) into one `Meta` per key.
+    fn parse(replies: Vec<Frame>) -> Vec<Meta> {
+        replies
+            .chunks(3)
+            .map(|r| Meta {
+                kind: r[0]
+                    .as_bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+                ttl: r.get(1).and_then(Frame::as_int).unwrap_or(-2),
+                size: r.get(2).and_then(Frame::as_int).unwrap_or(0).max(0) as u64,
+            })
+            .collect()
+    }
+}
+
+/// Adds a key's outcome to the report.
+fn record(
+    db: u32,
+    key: &Bytes,
+    outcome: Outcome,
+    report: &mut VerificationReport,
+    missing_here: &mut u64,
+) {
+    let difference = match outcome {
+        Outcome::Gone => return,
+        Outcome::Same => None,
+        Outcome::Differs(d) => Some(d),
+    };
+    report.checked += 1;
+    let Some(d) = difference else {
+        return;
+    };
+    if d == Difference::Missing {
+        report.missing += 1;
+        *missing_here += 1;
+    } else {
+        report.different += 1;
+    }
+    if report.problems.len() < MAX_PROBLEMS {
+        report.problems.push(ProblemKey {
+            db,
+            key: show_key(key),
+            difference: d,
+        });
+    }
 }
 
 /// A version-independent rendering of a value, or `None` for types we cannot read generically.
@@ -293,6 +369,7 @@ async fn canonical(
     conn: &mut Conn,
     kind: &str,
     key: &[u8],
+    field_ttls: bool,
 ) -> Result<Option<Vec<Bytes>>, super::ConnError> {
     let k = key;
     let mut out = vec![];
@@ -315,9 +392,26 @@ async fn canonical(
                 .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
                 .collect();
             pairs.sort();
-            for (f, v) in pairs {
-                out.push(f);
-                out.push(v);
+            if field_ttls && !pairs.is_empty() {
+                // Absolute expiry of every field; a server without field TTLs (< 7.4) answers
+                // an error, which means "no TTLs" (-1), as on a server that has none set.
+                let count = pairs.len().to_string();
+                let mut args: Vec<&[u8]> = vec![b"HPEXPIRETIME", k, b"FIELDS", count.as_bytes()];
+                args.extend(pairs.iter().map(|(f, _)| &f[..]));
+                let expiries = match conn.call(&args).await? {
+                    Frame::Array(items) => items.iter().map(|i| i.as_int().unwrap_or(-1)).collect(),
+                    _ => vec![-1; pairs.len()],
+                };
+                for ((f, v), at) in pairs.into_iter().zip(expiries) {
+                    out.push(f);
+                    out.push(v);
+                    out.push(Bytes::from(at.to_string()));
+                }
+            } else {
+                for (f, v) in pairs {
+                    out.push(f);
+                    out.push(v);
+                }
             }
         }
         "zset" => {

@@ -1037,3 +1037,73 @@ async fn a_killed_replication_link_is_resumed_with_a_partial_resync_and_loses_no
     )));
     assert_same(&source, &target, 1);
 }
+
+fn field_expiries(server: &RedisServer) -> Vec<i64> {
+    redis::cmd("HPEXPIRETIME")
+        .arg("hash:fttl")
+        .arg("FIELDS")
+        .arg(3)
+        .arg(&["a", "b", "c"])
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+fn hash_with_field_ttls(source: &RedisServer) {
+    let mut c = source.conn();
+    let _: () = redis::cmd("HSET")
+        .arg("hash:fttl")
+        .arg(&["a", "1", "b", "2", "c", "3"])
+        .query(&mut c)
+        .unwrap();
+    let _: Vec<i64> = redis::cmd("HPEXPIRE")
+        .arg("hash:fttl")
+        .arg(600_000)
+        .arg("FIELDS")
+        .arg(2)
+        .arg(&["a", "b"])
+        .query(&mut c)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_field_ttls_move_from_7_4_to_7_4_and_are_verified() {
+    let source = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.4");
+    populate(&source, 1);
+    hash_with_field_ttls(&source);
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    let (result, _) = run.finish().await;
+    result.unwrap();
+    let expiries = field_expiries(&target);
+    assert_eq!(expiries, field_expiries(&source));
+    assert!(expiries[0] > 0 && expiries[2] == -1, "{expiries:?}");
+    assert_same(&source, &target, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_field_ttls_cannot_go_to_7_2_and_the_error_names_the_key() {
+    let source = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    hash_with_field_ttls(&source);
+    let run = start(
+        spec(
+            &source,
+            &target,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    let (result, _) = run.finish().await;
+    let err = result.expect_err("7.2 has no field TTLs");
+    assert_eq!(err.code(), "unsupported");
+    assert!(err.to_string().contains("hash:fttl"), "{err}");
+}
