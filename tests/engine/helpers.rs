@@ -413,3 +413,141 @@ pub fn function_names(server: &RedisServer) -> Vec<String> {
     names.sort();
     names
 }
+
+pub fn source_writes_succeed_promptly(source: &RedisServer) {
+    let mut c = source.conn();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let started = Instant::now();
+    let _: () = redis::cmd("SET")
+        .arg("probe")
+        .arg("1")
+        .query(&mut c)
+        .expect("a write on the source succeeds: it is not paused");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let _: () = redis::cmd("DEL").arg("probe").query(&mut c).unwrap();
+}
+
+/// Writes every kind of command the stream must carry, until `stop` is set.
+pub fn spawn_writer(
+    source: &RedisServer,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    let url = source.url();
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let mut n = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let i = n % 50;
+            let _: () = redis::cmd("SET")
+                .arg(format!("w:s:{i}"))
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("INCR").arg("w:counter").query(&mut c).unwrap();
+            let _: i64 = redis::cmd("LPUSH")
+                .arg("w:list")
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("HSET")
+                .arg("w:hash")
+                .arg(format!("f{i}"))
+                .arg(n)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("EXPIRE")
+                .arg(format!("w:s:{i}"))
+                .arg(1000)
+                .query(&mut c)
+                .unwrap();
+            if n % 3 == 0 {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(format!("w:s:{}", (i + 7) % 50))
+                    .query(&mut c)
+                    .unwrap();
+            }
+            let _: () = redis::pipe()
+                .atomic()
+                .cmd("INCRBY")
+                .arg("w:tx")
+                .arg(2)
+                .cmd("SADD")
+                .arg("w:set")
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("EVAL")
+                .arg("redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]); return redis.call('ZCARD', KEYS[1])")
+                .arg(1)
+                .arg("w:zset")
+                .arg(n as f64 / 3.0)
+                .arg(format!("m{i}"))
+                .query(&mut c)
+                .unwrap();
+            n += 1;
+        }
+        n
+    })
+}
+
+pub fn completed_counts(events: &[EventKind]) -> (u64, u64) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::SnapshotCompleted {
+                keys_written,
+                keys_skipped,
+                ..
+            } => Some((*keys_written, *keys_skipped)),
+            _ => None,
+        })
+        .expect("SnapshotCompleted")
+}
+
+pub fn get(server: &RedisServer, db: u32, key: &str) -> Option<String> {
+    let mut c = server.conn();
+    let _: () = redis::cmd("SELECT").arg(db).query(&mut c).unwrap();
+    redis::cmd("GET").arg(key).query(&mut c).unwrap()
+}
+
+pub async fn wait_until_cancelled(run: Running) -> Vec<EventKind> {
+    let started = Instant::now();
+    run.controls.cancel.cancel();
+    let (result, events) = run.finish().await;
+    assert!(
+        matches!(result, Err(ferry::engine::EngineError::Cancelled)),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cancel is prompt"
+    );
+    events
+}
+
+pub fn field_expiries(server: &RedisServer) -> Vec<i64> {
+    redis::cmd("HPEXPIRETIME")
+        .arg("hash:fttl")
+        .arg("FIELDS")
+        .arg(3)
+        .arg(&["a", "b", "c"])
+        .query(&mut server.conn())
+        .unwrap()
+}
+
+pub fn hash_with_field_ttls(source: &RedisServer) {
+    let mut c = source.conn();
+    let _: () = redis::cmd("HSET")
+        .arg("hash:fttl")
+        .arg(&["a", "1", "b", "2", "c", "3"])
+        .query(&mut c)
+        .unwrap();
+    let _: Vec<i64> = redis::cmd("HPEXPIRE")
+        .arg("hash:fttl")
+        .arg(600_000)
+        .arg("FIELDS")
+        .arg(2)
+        .arg(&["a", "b"])
+        .query(&mut c)
+        .unwrap();
+}
