@@ -107,7 +107,8 @@ impl Default for Tuning {
         Tuning {
             writer: WriterConfig::default(),
             link: LinkConfig::default(),
-            big_key_bytes: 64 * 1024 * 1024,
+            // A RESTORE of a few MB already costs the target tens of milliseconds.
+            big_key_bytes: 8 * 1024 * 1024,
             rewrite_chunk_bytes: 1024 * 1024,
             rewrite_chunk_items: 1000,
             report_interval: Duration::from_secs(1),

@@ -219,8 +219,10 @@ impl Snapshot<'_> {
         let db = u32::try_from(entry.db)
             .map_err(|_| EngineError::Rdb(format!("database number {}", entry.db)))?;
         let target_rdb = self.servers.target_rdb;
+        // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
+        let opaque = matches!(entry.type_byte, 6 | 7);
         let restorable = target_understands(entry.type_byte, target_rdb)
-            && entry.raw_value.len() <= self.tuning.big_key_bytes;
+            && (opaque || entry.raw_value.len() <= self.tuning.big_key_bytes);
         if !restorable {
             return self.rewrite(db, entry, counts).await;
         }

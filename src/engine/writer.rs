@@ -208,6 +208,10 @@ impl Writer {
             self.check()?;
             return Err(EngineError::TargetLinkLost(e.to_string()));
         }
+        // One huge command (a big rewritten element) must not pin a huge buffer for good.
+        if self.out.capacity() > 8 * self.cfg.flush_bytes {
+            self.out = CommandBuf::with_capacity(self.cfg.flush_bytes * 2);
+        }
         Ok(())
     }
 
@@ -313,9 +317,23 @@ impl Writer {
         crc.update(r.raw_value);
         crc.update(&version);
         out.bulk_header(1 + r.raw_value.len() + 2 + 8)
-            .raw(&[r.type_byte])
-            .raw(r.raw_value)
-            .raw(&version)
+            .raw(&[r.type_byte]);
+        // A big value goes from the parser's buffer straight to the socket: copying it into
+        // the output buffer would hold it twice and leave that buffer huge.
+        let mut sent_directly = 0;
+        if r.raw_value.len() >= self.cfg.flush_bytes {
+            sent_directly = self.out.len() - start + r.raw_value.len();
+            self.flush().await?;
+            if let Err(e) = self.write.write_all(r.raw_value).await {
+                self.check()?;
+                return Err(EngineError::TargetLinkLost(e.to_string()));
+            }
+        } else {
+            self.out.raw(r.raw_value);
+        }
+        let rest = self.out.len();
+        let out = &mut self.out;
+        out.raw(&version)
             .raw(&crc.finalize().to_le_bytes())
             .end_arg();
         if r.replace {
@@ -328,7 +346,11 @@ impl Writer {
             out.arg(b"IDLETIME")
                 .arg_int(idle.min(i64::MAX as u64) as i64);
         }
-        let len = self.out.len() - start;
+        let len = if sent_directly > 0 {
+            sent_directly + (self.out.len() - rest)
+        } else {
+            self.out.len() - start
+        };
         let key = r.key.clone();
         self.admit(len, Expect::Restore { db: r.db, key }).await
     }

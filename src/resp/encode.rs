@@ -129,6 +129,11 @@ impl CommandBuf {
         self.buf.is_empty()
     }
 
+    /// Bytes allocated, used or not.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The encoded bytes so far.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf
