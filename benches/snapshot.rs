@@ -6,6 +6,19 @@
 //! `FERRY_BENCH_KEYS` to scale the string count.
 //!
 //! This needs the test servers (`scripts/install-redis.sh`); it reuses the test harness.
+//!
+//! Measured on the 2-core build machine (release, Redis 7.2 → 7.2, 280,000 keys, 2026-11-25;
+//! medians, two runs at different machine load):
+//!
+//! | | run 1 | run 2 |
+//! |---|---|---|
+//! | Ferry snapshot (diskless source) | 399 ms | 264 ms (1.06 M keys/s) |
+//! | native REPLICAOF, diskless | 356 ms | 261 ms |
+//! | native REPLICAOF, disk-based | 413 ms | 302 ms |
+//! | Ferry snapshot + `verify: full` | | 1.43 s |
+//!
+//! Ferry/native: 0.97× and 0.88× of disk-based, 1.12× and 1.01× of diskless. Peak RSS of the
+//! whole bench process (engine, runtime, criterion) stayed at 10–13 MB.
 
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
@@ -86,6 +99,27 @@ fn snapshot(c: &mut Criterion) {
             let job = EngineJob {
                 migration_id: uuid::Uuid::now_v7(),
                 spec: spec.clone(),
+                resume: None,
+            };
+            rt.block_on(async {
+                let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                engine::run_with(job, tx, Controls::default(), Tuning::default())
+                    .await
+                    .unwrap();
+                drain.await.unwrap();
+            });
+        })
+    });
+    // Snapshot + full verification (every key compared), to show what `verify: full` costs.
+    let mut verified = spec.clone();
+    verified.options.verify = Verify::Full;
+    group.bench_function("ferry_diskless_verify_full", |b| {
+        b.iter(|| {
+            target.cli(&["FLUSHALL"]);
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+            let job = EngineJob {
+                migration_id: uuid::Uuid::now_v7(),
+                spec: verified.clone(),
                 resume: None,
             };
             rt.block_on(async {
