@@ -19,8 +19,19 @@
 //!    applied offset reaches the source's, and verifies.
 //! 4. [`verify`] compares source and target (key counts and a sample, or every key).
 //!
+//! If the replication link breaks while streaming, the engine records `LinkLost`, waits until the
+//! target has answered everything sent, and reconnects with `PSYNC <replid> <applied+1>`: the
+//! source continues exactly after the last applied byte (`LinkResumed`). A restarted job does the
+//! same from its last `Checkpoint` ([`EngineJob::resume`]).
+//!
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
+//!
+//! Events, in order: `SnapshotStarted`, `SnapshotProgress`*, `SnapshotCompleted`; then in live
+//! mode `StreamingStarted`, `Checkpoint`* (and `LinkLost`/`LinkResumed`), `CutoverStarted` (auto
+//! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
+//! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
+//! `LinkResumed` instead of the snapshot events.
 
 mod conn;
 mod error;

@@ -251,3 +251,47 @@ async fn an_unreachable_source_fails_fast_with_the_address() {
     assert!(matches!(err, LinkError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains(&port.to_string()));
 }
+
+#[tokio::test]
+async fn a_source_without_psync_is_synced_with_legacy_sync() {
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--rename-command",
+            "PSYNC",
+            "",
+            "--repl-diskless-sync",
+            "no",
+        ],
+    );
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut source.conn())
+        .unwrap();
+    let mut link = ReplicaLink::connect(&url(&source), LinkConfig::default(), None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(link.start(), SyncStart::Full { replid, transfer: Transfer::Sized(_), .. } if replid == "?"),
+        "{:?}",
+        link.start()
+    );
+    read_rdb(&mut link, "7.2").await;
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut source.conn())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no command after SYNC");
+        if let Ok(item) = tokio::time::timeout(Duration::from_millis(200), link.next()).await {
+            if let LinkItem::Command(c) = item.unwrap() {
+                if c.is("SET") {
+                    break;
+                }
+            }
+        }
+    }
+}
