@@ -10,14 +10,14 @@
 //! 1. Admin connections to both servers learn their versions (the target's decides which RDB
 //!    version a DUMP payload may carry).
 //! 2. The replication link ([`crate::replication`]) handshakes as a replica and receives the RDB.
-//!    [`snapshot`] parses it as it streams and turns each key into a `RESTORE` (or into plain
-//!    commands when the target cannot take the payload), written by the pipelined [`writer`]
+//!    `snapshot` parses it as it streams and turns each key into a `RESTORE` (or into plain
+//!    commands when the target cannot take the payload), written by the pipelined `writer`
 //!    within a bounded window. Nothing is spooled to disk.
-//! 3. In `live` mode, [`stream`] then replays the command stream in order, keeping transactions
+//! 3. In `live` mode, `stream` then replays the command stream in order, keeping transactions
 //!    whole, and acknowledges to the source only the offset the target has *answered*. Cutover
 //!    (manual, or automatic at zero lag) optionally pauses writes on the source, waits until the
 //!    applied offset reaches the source's, and verifies.
-//! 4. [`verify`] compares source and target (key counts and a sample, or every key).
+//! 4. `verify` compares source and target (key counts and a sample, or every key).
 //!
 //! If the replication link breaks while streaming, the engine records `LinkLost`, waits until the
 //! target has answered everything sent, and reconnects with `PSYNC <replid> <applied+1>`: the
