@@ -1,7 +1,7 @@
 //! The replica side of Redis replication: handshake, PSYNC, RDB framing, the command stream, ACKs.
 //!
 //! Ferry gets a consistent snapshot *and* every later write by asking the source to treat it as a
-//! replica. The conversation ([`handshake`]) is: `PING`, `AUTH`, `REPLCONF listening-port`,
+//! replica. The conversation (`handshake`) is: `PING`, `AUTH`, `REPLCONF listening-port`,
 //! `REPLCONF capa eof capa psync2`, then `PSYNC ? -1` (first time) or `PSYNC <replid> <offset+1>`
 //! (resume). The master answers `+FULLRESYNC <replid> <offset>` and sends an RDB, or `+CONTINUE`
 //! and goes straight to the command stream. Old servers without PSYNC get `SYNC`.
