@@ -26,12 +26,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
 use super::conn::Conn;
 use super::error::{show_key, EngineError};
+use crate::rdb::crc64;
 use crate::resp::{CommandBuf, Decoder, Frame, Limits};
 use crate::spec::OnConflict;
-
-/// CRC-64/Jones as Redis computes it for DUMP payloads, 16 bytes per step.
-const CRC64: crc::Crc<u64, crc::Table<16>> =
-    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
 
 /// Bounds of the in-flight window and the batching of writes.
 #[derive(Debug, Clone, Copy)]
@@ -312,10 +309,11 @@ impl Writer {
             .arg(r.key)
             .arg_int(r.expire_ms.unwrap_or(0));
         let version = r.rdb_version.to_le_bytes();
-        let mut crc = CRC64.digest();
-        crc.update(&[r.type_byte]);
-        crc.update(r.raw_value);
-        crc.update(&version);
+        // CRC-64/Jones over type byte, value and version (the rdb module's fast implementation).
+        let crc = crc64::update(
+            crc64::update(crc64::update(0, &[r.type_byte]), r.raw_value),
+            &version,
+        );
         out.bulk_header(1 + r.raw_value.len() + 2 + 8)
             .raw(&[r.type_byte]);
         // A big value goes from the parser's buffer straight to the socket: copying it into
@@ -333,9 +331,7 @@ impl Writer {
         }
         let rest = self.out.len();
         let out = &mut self.out;
-        out.raw(&version)
-            .raw(&crc.finalize().to_le_bytes())
-            .end_arg();
+        out.raw(&version).raw(&crc.to_le_bytes()).end_arg();
         if r.replace {
             out.arg(b"REPLACE");
         }

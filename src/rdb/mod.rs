@@ -20,6 +20,7 @@ mod intset;
 mod listpack;
 mod lzf_impl;
 mod parser;
+mod record;
 mod skip;
 mod stream;
 mod value;

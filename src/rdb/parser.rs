@@ -2,39 +2,29 @@
 //!
 //! Bytes go in with [`Parser::push`] in chunks of any size; [`Parser::next_item`] hands out one
 //! [`Item`] at a time, or `Ok(None)` when the buffered bytes do not yet hold a complete record.
-//! Each call first *checks* that a whole record is buffered (see [`super::cursor`]), then cuts it
-//! out of the buffer with `split_to`: the key and the raw value of an [`Entry`] are `Bytes` slices
-//! of that cut, so no per-key copy or allocation happens on the hot path. Memory is therefore
-//! bounded by the largest single record plus one pushed chunk, never by the file.
+//! Each call first *checks* that a whole record is buffered ([`super::record`]), then hands out
+//! its parts as `Bytes` slices: no per-key copy or allocation happens on the hot path.
 //!
-//! Opcodes that qualify the next key (`EXPIRETIME`, `IDLE`, `FREQ`, Redis `KEY_META`) are consumed
-//! as they come and remembered until the key arrives. The CRC64 runs over every consumed byte and
-//! is checked at the end opcode.
+//! Two buffers make that cheap. Pushed bytes are appended to a growable `BytesMut`. As soon as a
+//! complete record is found there, the whole buffer is frozen into an immutable *window*, and
+//! records are cut from the window by reference counting alone, one after the other. When the
+//! window ends in the middle of a record, that partial record is copied to the front of the
+//! growable buffer and waits for more bytes (the check phase says how many it needs at least, so
+//! byte-at-a-time feeding does not re-check on every byte). Memory is therefore bounded by the
+//! largest single record plus one pushed chunk, never by the file.
+//!
+//! The CRC64 runs over the window in large steps (when the window is retired and at the end
+//! opcode) rather than per record. Opcodes that qualify the next key (`EXPIRETIME`, `IDLE`,
+//! `FREQ`, Redis `KEY_META`) are consumed as they come and remembered until the key arrives.
 
 use bytes::{Bytes, BytesMut};
 
 use super::crc64;
-use super::cursor::{Cursor, Halt, RdbStr, Step};
+use super::cursor::{Cursor, Halt};
 use super::error::RdbError;
 use super::module;
-use super::skip::{known_type, skip_value, Resume};
-
-/// Opcodes (§1.5).
-mod opcode {
-    pub const KEY_META_OR_SLOT_IMPORT: u8 = 0xF3;
-    pub const SLOT_INFO: u8 = 0xF4;
-    pub const FUNCTION2: u8 = 0xF5;
-    pub const FUNCTION_PRE_GA: u8 = 0xF6;
-    pub const MODULE_AUX: u8 = 0xF7;
-    pub const IDLE: u8 = 0xF8;
-    pub const FREQ: u8 = 0xF9;
-    pub const AUX: u8 = 0xFA;
-    pub const RESIZEDB: u8 = 0xFB;
-    pub const EXPIRETIME_MS: u8 = 0xFC;
-    pub const EXPIRETIME: u8 = 0xFD;
-    pub const SELECTDB: u8 = 0xFE;
-    pub const EOF: u8 = 0xFF;
-}
+use super::record::{check_record, parse_magic, Record};
+use super::skip::Resume;
 
 /// The default cap on one record (a key with its value): 16 GiB.
 pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 30;
@@ -95,66 +85,17 @@ enum State {
     Done,
 }
 
-/// A string's place in the buffer, to materialise after the record has been cut out.
-enum Span {
-    Raw(usize, usize),
-    Int(i64),
-    Lzf(usize, usize, usize),
-}
-
-impl Span {
-    fn of(buf: &[u8], s: RdbStr<'_>) -> Span {
-        let start_of = |part: &[u8]| part.as_ptr() as usize - buf.as_ptr() as usize;
-        match s {
-            RdbStr::Raw(b) => Span::Raw(start_of(b), start_of(b) + b.len()),
-            RdbStr::Int(i) => Span::Int(i),
-            RdbStr::Lzf { compressed, len } => Span::Lzf(
-                start_of(compressed),
-                start_of(compressed) + compressed.len(),
-                len,
-            ),
-        }
-    }
-
-    fn materialise(&self, record: &Bytes, base: u64) -> Result<Bytes, RdbError> {
-        match *self {
-            Span::Raw(a, b) => Ok(record.slice(a..b)),
-            Span::Int(i) => Ok(Bytes::from(i.to_string())),
-            Span::Lzf(a, b, len) => super::lzf_impl::decompress(&record[a..b], len)
-                .map(Bytes::from)
-                .map_err(|e| RdbError::corrupt(base + a as u64, format!("valid LZF data ({e:?})"))),
-        }
-    }
-}
-
-/// A record found by the check phase; positions are buffer indexes.
-enum Record {
-    End {
-        stored: u64,
-        covered: usize,
-    },
-    SelectDb(u64),
-    ExpireMs(i64),
-    Idle(u64),
-    Freq(u8),
-    Skipped,
-    ResizeDb(u64, u64),
-    Aux(Span, Span),
-    Function(Span),
-    ModuleAux(u64),
-    SlotInfo(u64, u64, u64),
-    Entry {
-        type_byte: u8,
-        key: Span,
-        value_start: usize,
-    },
-}
-
 /// The push parser. See the module documentation.
 #[derive(Debug)]
 pub struct Parser {
+    /// Frozen bytes records are cut from; `window[wpos..]` is not consumed yet.
+    window: Bytes,
+    wpos: usize,
+    /// `window[..crc_pos]` is already folded into `crc`.
+    crc_pos: usize,
+    /// Bytes pushed after the window (or, when the window is used up, everything pending).
     buf: BytesMut,
-    /// Absolute offset of `buf[0]`.
+    /// Absolute offset of the next record (bytes consumed so far).
     base: u64,
     crc: u64,
     state: State,
@@ -164,7 +105,7 @@ pub struct Parser {
     expire_ms: Option<i64>,
     idle_secs: Option<u64>,
     freq: Option<u8>,
-    /// Do not re-check before the buffer holds this many bytes.
+    /// In buffer mode, do not re-check before `buf` holds this many bytes.
     need: usize,
     /// What the last incomplete check was waiting for (for `finish`).
     waiting_for: &'static str,
@@ -182,6 +123,9 @@ impl Default for Parser {
 impl Parser {
     pub fn new() -> Parser {
         Parser {
+            window: Bytes::new(),
+            wpos: 0,
+            crc_pos: 0,
             buf: BytesMut::new(),
             base: 0,
             crc: 0,
@@ -229,7 +173,7 @@ impl Parser {
 
     /// Bytes buffered but not yet consumed.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.window.len() - self.wpos + self.buf.len()
     }
 
     /// Whether the end opcode (and checksum) has been read.
@@ -245,20 +189,30 @@ impl Parser {
         match self.state {
             State::Done => Ok(()),
             _ => Err(RdbError::Truncated {
-                offset: self.base + self.buf.len() as u64,
+                offset: self.base + self.buffered() as u64,
                 expected: self.waiting_for,
             }),
         }
     }
 
     /// After the end: the bytes pushed beyond the RDB (e.g. a diskless transfer's EOF marker or
-    /// the start of the replication stream). Empties the buffer.
+    /// the start of the replication stream). Empties the buffers.
     pub fn take_remaining(&mut self) -> Bytes {
-        if self.state == State::Done {
-            self.buf.split().freeze()
-        } else {
-            Bytes::new()
+        if self.state != State::Done {
+            return Bytes::new();
         }
+        let tail = self.window.slice(self.wpos..);
+        self.window = Bytes::new();
+        self.wpos = 0;
+        self.crc_pos = 0;
+        if tail.is_empty() {
+            return self.buf.split().freeze();
+        }
+        let mut all = BytesMut::with_capacity(tail.len() + self.buf.len());
+        all.extend_from_slice(&tail);
+        all.extend_from_slice(&self.buf);
+        self.buf.clear();
+        all.freeze()
     }
 
     /// The next complete item, `Ok(None)` if more bytes are needed (or the end was reached).
@@ -278,106 +232,147 @@ impl Parser {
 
     fn step(&mut self) -> Result<Option<Item>, RdbError> {
         loop {
-            if self.buf.len() < self.need {
+            if self.state == State::Done {
                 return Ok(None);
             }
-            match self.state {
-                State::Done => return Ok(None),
-                State::Header => {
-                    if self.buf.len() < 9 {
-                        self.need = 9;
-                        return Ok(None);
+            let in_window = self.wpos < self.window.len();
+            if !in_window && (self.buf.is_empty() || self.buf.len() < self.need) {
+                return Ok(None);
+            }
+            let region: &[u8] = if in_window {
+                &self.window[self.wpos..]
+            } else {
+                &self.buf
+            };
+            let base = self.base;
+            let found = if self.state == State::Header {
+                check_header(region)
+            } else {
+                let version = self.version.unwrap_or(0);
+                let mut cur = Cursor::new(region, base);
+                check_record(&mut cur, &mut self.resume, self.valkey, version)
+                    .map(|record| (record, cur.pos))
+            };
+            match found {
+                Ok((record, used)) => {
+                    if used as u64 > self.max_record_bytes {
+                        return Err(self.too_large(used));
                     }
-                    let (version, valkey) = parse_magic(&self.buf[..9])?;
-                    self.version = Some(version);
-                    self.valkey = valkey;
-                    self.consume(9);
-                    self.state = State::Body;
-                    return Ok(Some(Item::Header { version }));
-                }
-                State::Body => {
-                    let version = self.version.unwrap_or(0);
-                    let mut cur = Cursor::new(&self.buf, self.base);
-                    let found = check_record(&mut cur, &mut self.resume, self.valkey, version);
-                    let used = cur.pos;
-                    match found {
-                        Ok(record) => {
-                            if let Some(item) = self.emit(record, used)? {
-                                return Ok(Some(item));
-                            }
-                        }
-                        Err(Halt::Incomplete { need, expected }) => {
-                            if need as u64 > self.max_record_bytes {
-                                return Err(RdbError::TooLarge {
-                                    offset: self.base,
-                                    what: "a record",
-                                    len: need as u64,
-                                    limit: self.max_record_bytes,
-                                });
-                            }
-                            self.need = need;
-                            self.waiting_for = expected;
-                            return Ok(None);
-                        }
-                        Err(Halt::Fail(e)) => return Err(*e),
+                    if !in_window {
+                        // Complete: freeze everything pending and cut records from it.
+                        self.retire_window();
+                        self.window = self.buf.split().freeze();
+                        continue;
+                    }
+                    if let Some(item) = self.emit(record, used)? {
+                        return Ok(Some(item));
                     }
                 }
+                Err(Halt::Incomplete { need, expected }) => {
+                    if need as u64 > self.max_record_bytes {
+                        return Err(self.too_large(need));
+                    }
+                    self.need = need;
+                    self.waiting_for = expected;
+                    if in_window {
+                        // The window ends inside this record: move the partial record in front
+                        // of the bytes pushed since, and go on in buffer mode.
+                        self.retire_window();
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                Err(Halt::Fail(e)) => return Err(*e),
             }
         }
     }
 
-    /// Cuts `n` bytes off the front, folding them into the checksum.
-    fn consume(&mut self, n: usize) -> Bytes {
-        self.crc = crc64::update(self.crc, &self.buf[..n]);
+    fn too_large(&self, len: usize) -> RdbError {
+        RdbError::TooLarge {
+            offset: self.base,
+            what: "a record",
+            len: len as u64,
+            limit: self.max_record_bytes,
+        }
+    }
+
+    /// Folds the consumed part of the window into the checksum and moves its unconsumed tail (a
+    /// partial record) to the front of `buf`.
+    fn retire_window(&mut self) {
+        self.crc = crc64::update(self.crc, &self.window[self.crc_pos..self.wpos]);
+        let tail = &self.window[self.wpos..];
+        if !tail.is_empty() {
+            let mut joined = BytesMut::with_capacity(tail.len() + self.buf.len());
+            joined.extend_from_slice(tail);
+            joined.extend_from_slice(&self.buf);
+            self.buf = joined;
+        }
+        self.window = Bytes::new();
+        self.wpos = 0;
+        self.crc_pos = 0;
+    }
+
+    /// Marks `n` window bytes consumed.
+    fn consume(&mut self, n: usize) {
+        self.wpos += n;
         self.base += n as u64;
         self.need = 0;
         self.resume = Resume::default();
-        self.buf.split_to(n).freeze()
     }
 
     fn emit(&mut self, record: Record, used: usize) -> Result<Option<Item>, RdbError> {
-        let base = self.base;
-        if let Record::End { stored, covered } = record {
-            self.consume(covered);
-            let computed = self.crc;
-            self.base += 8;
-            let _ = self.buf.split_to(8);
-            self.state = State::Done;
-            if stored != 0 && stored != computed {
-                return Err(RdbError::ChecksumMismatch { stored, computed });
-            }
-            return Ok(Some(Item::End { checksum: stored }));
-        }
-        let bytes = self.consume(used);
+        let (at, base) = (self.wpos, self.base);
         let item = match record {
-            Record::End { .. } => unreachable!("handled above"),
+            Record::Header { version, valkey } => {
+                self.version = Some(version);
+                self.valkey = valkey;
+                self.state = State::Body;
+                Item::Header { version }
+            }
+            Record::End { stored, covered } => {
+                self.crc = crc64::update(self.crc, &self.window[self.crc_pos..at + covered]);
+                self.crc_pos = at + used;
+                let computed = self.crc;
+                self.consume(used);
+                self.state = State::Done;
+                if stored != 0 && stored != computed {
+                    return Err(RdbError::ChecksumMismatch { stored, computed });
+                }
+                return Ok(Some(Item::End { checksum: stored }));
+            }
             Record::SelectDb(db) => {
                 self.db = db;
                 Item::SelectDb { db }
             }
             Record::ExpireMs(ms) => {
                 self.expire_ms = Some(ms);
+                self.consume(used);
                 return Ok(None);
             }
             Record::Idle(secs) => {
                 self.idle_secs = Some(secs);
+                self.consume(used);
                 return Ok(None);
             }
             Record::Freq(f) => {
                 self.freq = Some(f);
+                self.consume(used);
                 return Ok(None);
             }
-            Record::Skipped => return Ok(None),
+            Record::Skipped => {
+                self.consume(used);
+                return Ok(None);
+            }
             Record::ResizeDb(db_size, expires_size) => Item::ResizeDb {
                 db_size,
                 expires_size,
             },
             Record::Aux(k, v) => Item::Aux {
-                key: k.materialise(&bytes, base)?,
-                value: v.materialise(&bytes, base)?,
+                key: k.materialise(&self.window, at, base)?,
+                value: v.materialise(&self.window, at, base)?,
             },
             Record::Function(code) => Item::Function {
-                code: code.materialise(&bytes, base)?,
+                code: code.materialise(&self.window, at, base)?,
             },
             Record::ModuleAux(module_id) => Item::ModuleAux {
                 module_id,
@@ -394,142 +389,33 @@ impl Parser {
                 value_start,
             } => Item::Entry(Entry {
                 db: self.db,
-                key: key.materialise(&bytes, base)?,
+                key: key.materialise(&self.window, at, base)?,
                 type_byte,
                 expire_ms: self.expire_ms.take(),
                 idle_secs: self.idle_secs.take(),
                 freq: self.freq.take(),
-                raw_value: bytes.slice(value_start..),
+                raw_value: self.window.slice(at + value_start..at + used),
                 value_offset: base + value_start as u64,
                 rdb_version: self.version.unwrap_or(0),
             }),
         };
+        self.consume(used);
         Ok(Some(item))
     }
 }
 
-/// Reads the 9-byte magic: the version, and whether it is Valkey's.
-fn parse_magic(magic: &[u8]) -> Result<(u16, bool), RdbError> {
-    let bad = || RdbError::BadMagic {
-        found: String::from_utf8_lossy(magic).into_owned(),
-    };
-    let digits = |d: &[u8]| -> Option<u16> {
-        if d.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(d).ok()?.parse().ok()
-        } else {
-            None
+/// The check phase for the 9-byte magic.
+fn check_header(region: &[u8]) -> Result<(Record, usize), Halt> {
+    match region.get(..9) {
+        None => Err(Halt::Incomplete {
+            need: 9,
+            expected: "the RDB magic",
+        }),
+        Some(magic) => {
+            let (version, valkey) = parse_magic(magic)?;
+            Ok((Record::Header { version, valkey }, 9))
         }
-    };
-    if let Some(rest) = magic.strip_prefix(b"REDIS") {
-        let version = digits(rest).ok_or_else(bad)?;
-        if !(6..=14).contains(&version) {
-            return Err(RdbError::UnsupportedVersion { version });
-        }
-        Ok((version, false))
-    } else if let Some(rest) = magic.strip_prefix(b"VALKEY") {
-        let version = digits(rest).ok_or_else(bad)?;
-        if !(80..=81).contains(&version) {
-            return Err(RdbError::UnsupportedVersion { version });
-        }
-        Ok((version, true))
-    } else {
-        Err(bad())
     }
-}
-
-/// The check phase for one record at the start of the buffer.
-fn check_record(
-    cur: &mut Cursor<'_>,
-    resume: &mut Resume,
-    valkey: bool,
-    version: u16,
-) -> Step<Record> {
-    let op = cur.u8("an opcode or type byte")?;
-    let buf = cur.buf;
-    let record = match op {
-        opcode::EOF => {
-            let covered = cur.pos;
-            let stored = cur.u64_le("the CRC64 checksum")?;
-            Record::End { stored, covered }
-        }
-        opcode::SELECTDB => Record::SelectDb(cur.len("a database number")?),
-        opcode::EXPIRETIME => {
-            Record::ExpireMs(i64::from(cur.i32_le("an expiry in seconds")?) * 1000)
-        }
-        opcode::EXPIRETIME_MS => Record::ExpireMs(cur.i64_le("an expiry in milliseconds")?),
-        opcode::RESIZEDB => {
-            Record::ResizeDb(cur.len("the database size")?, cur.len("the expires size")?)
-        }
-        opcode::AUX => {
-            let key = Span::of(buf, cur.string("an aux key")?);
-            let value = Span::of(buf, cur.string("an aux value")?);
-            Record::Aux(key, value)
-        }
-        opcode::FREQ => Record::Freq(cur.u8("an LFU frequency")?),
-        opcode::IDLE => Record::Idle(cur.len("an LRU idle time")?),
-        opcode::MODULE_AUX => {
-            let module_id = cur.len("a module id")?;
-            let at = cur.offset();
-            let when_opcode = cur.len("the module aux 'when' opcode")?;
-            if when_opcode != 2 {
-                return Err(Halt::from(RdbError::corrupt(
-                    at,
-                    format!("module aux 'when' opcode 2 (UINT), found {when_opcode}"),
-                )));
-            }
-            cur.len("the module aux 'when' value")?;
-            module::skip_ops(cur)?;
-            Record::ModuleAux(module_id)
-        }
-        opcode::FUNCTION2 => Record::Function(Span::of(buf, cur.string("function library code")?)),
-        opcode::SLOT_INFO => Record::SlotInfo(
-            cur.len("a slot number")?,
-            cur.len("the slot size")?,
-            cur.len("the slot expires size")?,
-        ),
-        opcode::KEY_META_OR_SLOT_IMPORT if valkey => {
-            cur.skip_string("a slot import job name")?;
-            let ranges = cur.len("a slot range count")?;
-            for _ in 0..ranges {
-                cur.len("a slot range start")?;
-                cur.len("a slot range end")?;
-            }
-            Record::Skipped
-        }
-        opcode::KEY_META_OR_SLOT_IMPORT if version >= 13 => {
-            let classes = cur.len("a key metadata class count")?;
-            for _ in 0..classes {
-                cur.take(4, "a key metadata class spec")?;
-                module::skip_ops(cur)?;
-            }
-            Record::Skipped
-        }
-        opcode::FUNCTION_PRE_GA => {
-            return Err(Halt::from(RdbError::UnknownByte {
-                offset: cur.offset() - 1,
-                what: "opcode (FUNCTION from a 7.0 release candidate, which no GA server loads)",
-                byte: op,
-            }))
-        }
-        type_byte => {
-            if !known_type(type_byte, valkey) {
-                return Err(Halt::from(RdbError::UnknownByte {
-                    offset: cur.offset() - 1,
-                    what: "opcode or value type",
-                    byte: type_byte,
-                }));
-            }
-            let key = Span::of(buf, cur.string("a key")?);
-            let value_start = cur.pos;
-            skip_value(type_byte, cur, resume, valkey)?;
-            Record::Entry {
-                type_byte,
-                key,
-                value_start,
-            }
-        }
-    };
-    Ok(record)
 }
 
 impl Entry {
