@@ -8,17 +8,17 @@
 //! This needs the test servers (`scripts/install-redis.sh`); it reuses the test harness.
 //!
 //! Measured on the 2-core build machine (release, Redis 7.2 → 7.2, 280,000 keys, 2026-11-25;
-//! medians, two runs at different machine load):
+//! medians; the machine is shared, so only ratios within one run mean anything):
 //!
-//! | | run 1 | run 2 |
-//! |---|---|---|
-//! | Ferry snapshot (diskless source) | 399 ms | 264 ms (1.06 M keys/s) |
-//! | native REPLICAOF, diskless | 356 ms | 261 ms |
-//! | native REPLICAOF, disk-based | 413 ms | 302 ms |
-//! | Ferry snapshot + `verify: full` | | 1.43 s |
+//! | | run 1 | run 2 | run 3 (fast CRC64 merged) |
+//! |---|---|---|---|
+//! | Ferry snapshot (diskless source) | 399 ms | 264 ms | 331 ms |
+//! | native REPLICAOF, diskless | 356 ms | 261 ms | 380 ms |
+//! | native REPLICAOF, disk-based | 413 ms | 302 ms | 443 ms |
+//! | Ferry snapshot + `verify: full` | | 1.43 s | 1.66 s |
 //!
-//! Ferry/native: 0.97× and 0.88× of disk-based, 1.12× and 1.01× of diskless. Peak RSS of the
-//! whole bench process (engine, runtime, criterion) stayed at 10–13 MB.
+//! Ferry/native disk-based: 0.97×, 0.88×, 0.75×; Ferry/native diskless: 1.12×, 1.01×, 0.87×.
+//! Peak RSS of the whole bench process (engine, runtime, criterion) stayed at 10–14 MB.
 
 #[path = "../tests/common/redis.rs"]
 mod redis_harness;
