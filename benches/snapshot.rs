@@ -152,5 +152,134 @@ fn snapshot(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, snapshot);
+/// Writes `n` SETs to the source in pipelined batches (the load the replica side must keep up
+/// with), and returns the source's offset afterwards.
+fn load(source: &RedisServer, n: u64) -> i64 {
+    let mut conn = source.conn();
+    let value = "v".repeat(64);
+    let mut i = 0;
+    while i < n {
+        let mut pipe = redis::pipe();
+        for j in i..(i + 1000).min(n) {
+            pipe.cmd("SET")
+                .arg(format!("live:{}", j % 50_000))
+                .arg(&value)
+                .ignore();
+        }
+        pipe.query::<()>(&mut conn).unwrap();
+        i += 1000;
+    }
+    master_offset(source)
+}
+
+fn master_offset(source: &RedisServer) -> i64 {
+    let info = source.cli(&["INFO", "replication"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("master_repl_offset:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Live apply: time from the start of a burst of 200,000 SETs on the source until the replica
+/// side has applied all of it, for Ferry's streaming and for a native replica.
+fn live(c: &mut Criterion) {
+    const WRITES: u64 = 200_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("live_apply");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(WRITES));
+    group.bench_function("ferry", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+                let target = RedisServer::start("7.2");
+                let spec = MigrationSpec {
+                    name: None,
+                    source: Endpoint {
+                        url: RedisUrl::parse(&source.url()).unwrap(),
+                    },
+                    target: Endpoint {
+                        url: RedisUrl::parse(&target.url()).unwrap(),
+                    },
+                    mode: Mode::Live,
+                    options: Options {
+                        verify: Verify::None,
+                        backup: false,
+                        ..Options::default()
+                    },
+                };
+                let tuning = Tuning {
+                    report_interval: Duration::from_millis(5),
+                    ..Tuning::default()
+                };
+                total += rt.block_on(async {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+                    let controls = Controls::default();
+                    let job = EngineJob {
+                        migration_id: uuid::Uuid::now_v7(),
+                        spec,
+                        resume: None,
+                    };
+                    let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
+                    while let Some(e) = rx.recv().await {
+                        if matches!(e, ferry::store::EventKind::StreamingStarted { .. }) {
+                            break;
+                        }
+                    }
+                    let started = Instant::now();
+                    let src = &source;
+                    let goal = tokio::task::block_in_place(|| load(src, WRITES));
+                    while let Some(e) = rx.recv().await {
+                        if let ferry::store::EventKind::Checkpoint { applied_offset, .. } = e {
+                            if applied_offset >= goal {
+                                break;
+                            }
+                        }
+                    }
+                    let elapsed = started.elapsed();
+                    controls.cancel.cancel();
+                    while rx.recv().await.is_some() {}
+                    let _ = task.await;
+                    elapsed
+                });
+            }
+            total
+        })
+    });
+    group.bench_function("native_replica", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+                let replica = RedisServer::start("7.2");
+                replica.cli(&["REPLICAOF", "127.0.0.1", &source.port.to_string()]);
+                wait_synced(&replica);
+                let started = Instant::now();
+                let goal = load(&source, WRITES);
+                loop {
+                    let info = replica.cli(&["INFO", "replication"]);
+                    let applied: i64 = info
+                        .lines()
+                        .find_map(|l| l.strip_prefix("slave_repl_offset:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if applied >= goal {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, snapshot, live);
 criterion_main!(benches);

@@ -44,6 +44,9 @@ struct Goal {
 /// How long to wait for the link before re-checking cutover and ACK timers.
 const IDLE_TICK: Duration = Duration::from_millis(100);
 
+/// Commands applied between two housekeeping rounds while the link stays busy.
+const HOUSEKEEPING_EVERY: u32 = 256;
+
 impl Streamer<'_> {
     /// Streams until cutover has caught up; returns the final applied offset.
     pub async fn run(mut self) -> Result<i64, EngineError> {
@@ -64,42 +67,58 @@ impl Streamer<'_> {
         let start = self.writer.applied_offset();
         self.checkpoint(start, 0, None).await?;
         let mut last_checkpoint = Some(start);
+        // While the link has commands buffered, timers, ACKs and checks run once every
+        // `HOUSEKEEPING_EVERY` commands instead of after each (reading the clock per command
+        // shows in profiles); whenever the link runs dry they run at once.
+        let mut streak: u32 = 0;
         loop {
-            if goal.is_none() && self.controls.cutover.is_cancelled() {
-                goal = Some(self.begin_cutover().await?);
-            }
-            if let Some(g) = &goal {
-                let applied = self.writer.applied_offset();
-                if applied >= g.offset && transaction.is_none() {
-                    self.checkpoint(applied, streamed, Some(0)).await?;
-                    return Ok(applied);
+            if streak == 0 {
+                if goal.is_none() && self.controls.cutover.is_cancelled() {
+                    goal = Some(self.begin_cutover().await?);
                 }
-                if Instant::now() > g.deadline {
-                    return Err(EngineError::CutoverTimeout {
-                        secs: self.tuning.cutover_timeout.as_secs(),
-                        applied,
-                        source_offset: g.offset,
-                    });
+                if let Some(g) = &goal {
+                    let applied = self.writer.applied_offset();
+                    if applied >= g.offset && transaction.is_none() {
+                        self.checkpoint(applied, streamed, Some(0)).await?;
+                        return Ok(applied);
+                    }
+                    if Instant::now() > g.deadline {
+                        return Err(EngineError::CutoverTimeout {
+                            secs: self.tuning.cutover_timeout.as_secs(),
+                            applied,
+                            source_offset: g.offset,
+                        });
+                    }
                 }
             }
 
-            let item = match self.link.next_buffered().map_err(EngineError::from_link)? {
-                Some(item) => Some(item),
-                None => {
-                    self.writer.flush().await?;
-                    tokio::select! {
-                        r = self.link.next() => Some(r.map_err(EngineError::from_link)?),
-                        _ = tokio::time::sleep(IDLE_TICK) => None,
-                        _ = self.controls.cutover.cancelled(), if goal.is_none() => None,
+            let (item, buffered) =
+                match self.link.next_buffered().map_err(EngineError::from_link)? {
+                    Some(item) => (Some(item), true),
+                    None => {
+                        self.writer.flush().await?;
+                        let item = tokio::select! {
+                            r = self.link.next() => Some(r.map_err(EngineError::from_link)?),
+                            _ = tokio::time::sleep(IDLE_TICK) => None,
+                            _ = self.controls.cutover.cancelled(), if goal.is_none() => None,
+                        };
+                        (item, false)
                     }
-                }
-            };
+                };
             if let Some(LinkItem::Command(cmd)) = item {
                 streamed += self.apply(cmd, &mut transaction).await?;
             } else if item.is_some() {
                 return Err(EngineError::SourceLinkLost(
                     "unexpected snapshot data in the command stream".into(),
                 ));
+            }
+            streak = if buffered {
+                (streak + 1) % HOUSEKEEPING_EVERY
+            } else {
+                0
+            };
+            if streak != 0 {
+                continue;
             }
 
             self.writer.check()?;

@@ -69,19 +69,33 @@ pub(crate) enum Expect {
         what: &'static str,
         tolerate: Option<&'static str>,
     },
-    /// A command of the replication stream; `offset` is applied once it is answered.
-    Stream {
-        db: u32,
-        command: Bytes,
-        offset: Option<i64>,
-    },
 }
 
 enum Pending {
-    Reply { expect: Expect, cost: u32 },
+    Reply {
+        expect: Expect,
+        cost: u32,
+    },
+    /// Consecutive replication-stream commands, queued as one entry: the stream is the hot path,
+    /// and one queue operation per command would cost more than decoding the command.
+    Stream(StreamBatch),
     Applied(i64),
     Barrier(oneshot::Sender<()>),
 }
+
+/// Replication-stream commands sent back to back, answered in order.
+struct StreamBatch {
+    db: u32,
+    /// Command names, to name the one the target refuses.
+    names: Vec<Bytes>,
+    cost: u64,
+    /// The offset applied once all of them are answered (the last one that ends a transaction
+    /// or stands alone).
+    offset: Option<i64>,
+}
+
+/// Commands per [`StreamBatch`].
+const STREAM_BATCH: usize = 256;
 
 /// Counters the reader updates as replies come in.
 #[derive(Debug, Default)]
@@ -115,6 +129,7 @@ pub struct Writer {
     _reader: AbortOnDrop,
     cfg: WriterConfig,
     db: Option<u32>,
+    batch: Option<StreamBatch>,
 }
 
 impl Writer {
@@ -150,6 +165,7 @@ impl Writer {
             _reader: AbortOnDrop(task),
             cfg,
             db: None,
+            batch: None,
         }
     }
 
@@ -196,8 +212,14 @@ impl Writer {
         }
     }
 
-    /// Sends everything encoded so far.
+    /// Sends everything encoded so far, and lets the reader expect all of it.
     pub async fn flush(&mut self) -> Result<(), EngineError> {
+        self.push_batch().await?;
+        self.write_out().await
+    }
+
+    /// Writes the output buffer to the socket.
+    async fn write_out(&mut self) -> Result<(), EngineError> {
         if self.out.is_empty() {
             return Ok(());
         }
@@ -212,12 +234,20 @@ impl Writer {
         Ok(())
     }
 
+    /// Queues the open stream batch, if any.
+    async fn push_batch(&mut self) -> Result<(), EngineError> {
+        match self.batch.take() {
+            Some(batch) => self.enqueue(Pending::Stream(batch)).await,
+            None => Ok(()),
+        }
+    }
+
     /// Waits until every command sent so far has been answered (and checked).
     pub async fn drain(&mut self) -> Result<(), EngineError> {
         self.flush().await?;
         let (tx, rx) = oneshot::channel();
         self.enqueue(Pending::Barrier(tx)).await?;
-        self.flush().await?;
+        self.write_out().await?;
         rx.await.map_err(|_| self.failure())?;
         self.check()
     }
@@ -226,15 +256,18 @@ impl Writer {
         match self.tx.try_send(pending) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(pending)) => {
-                self.flush().await?;
+                // The reader frees queue space as replies arrive; they can only arrive for
+                // commands that were written.
+                self.write_out().await?;
                 self.tx.send(pending).await.map_err(|_| self.failure())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(self.failure()),
         }
     }
 
-    /// Admits the command just encoded (`len` bytes) into the window and queues its expectation.
-    async fn admit(&mut self, len: usize, expect: Expect) -> Result<(), EngineError> {
+    /// Takes window space for a command of `len` bytes, waiting (after a flush) while the window
+    /// is full. Returns the space taken, to be given back when the reply arrives.
+    async fn reserve(&mut self, len: usize) -> Result<u32, EngineError> {
         let cost = len.clamp(1, self.cfg.max_inflight_bytes.min(u32::MAX as usize)) as u32;
         let shared = self.shared.clone();
         match shared.window.try_acquire_many(cost) {
@@ -250,9 +283,16 @@ impl Writer {
             }
             Err(TryAcquireError::Closed) => return Err(self.failure()),
         }
+        Ok(cost)
+    }
+
+    /// Admits the command just encoded (`len` bytes) into the window and queues its expectation.
+    async fn admit(&mut self, len: usize, expect: Expect) -> Result<(), EngineError> {
+        let cost = self.reserve(len).await?;
+        self.push_batch().await?;
         self.enqueue(Pending::Reply { expect, cost }).await?;
         if self.out.len() >= self.cfg.flush_bytes {
-            self.flush().await?;
+            self.write_out().await?;
         }
         Ok(())
     }
@@ -385,20 +425,34 @@ impl Writer {
         offset: Option<i64>,
     ) -> Result<(), EngineError> {
         self.out.raw(raw);
+        let cost = self.reserve(raw.len()).await?;
         let db = self.db();
-        self.admit(
-            raw.len(),
-            Expect::Stream {
-                db,
-                command: command.clone(),
-                offset,
-            },
-        )
-        .await
+        if self.batch.as_ref().is_some_and(|b| b.db != db) {
+            self.push_batch().await?;
+        }
+        let batch = self.batch.get_or_insert_with(|| StreamBatch {
+            db,
+            names: Vec::with_capacity(STREAM_BATCH),
+            cost: 0,
+            offset: None,
+        });
+        batch.names.push(command.clone());
+        batch.cost += cost as u64;
+        if offset.is_some() {
+            batch.offset = offset;
+        }
+        if batch.names.len() >= STREAM_BATCH {
+            self.push_batch().await?;
+        }
+        if self.out.len() >= self.cfg.flush_bytes {
+            self.write_out().await?;
+        }
+        Ok(())
     }
 
     /// Marks `offset` applied once everything queued before it is (for commands not sent).
     pub async fn mark_applied(&mut self, offset: i64) -> Result<(), EngineError> {
+        self.push_batch().await?;
         self.enqueue(Pending::Applied(offset)).await
     }
 }
@@ -451,6 +505,25 @@ impl ReplyReader {
                     let reply = self.read_reply().await?;
                     self.judge(expect, reply)?;
                     self.shared.window.add_permits(cost as usize);
+                }
+                Pending::Stream(batch) => {
+                    for name in &batch.names {
+                        if let Frame::Error(message) = self.read_reply().await? {
+                            return Err(EngineError::StreamApplyFailed {
+                                db: batch.db,
+                                command: String::from_utf8_lossy(name).to_uppercase(),
+                                message: String::from_utf8_lossy(&message).into_owned(),
+                            });
+                        }
+                    }
+                    let stats = &self.shared.stats;
+                    stats
+                        .commands_applied
+                        .fetch_add(batch.names.len() as u64, Ordering::Relaxed);
+                    self.shared.window.add_permits(batch.cost as usize);
+                    if let Some(offset) = batch.offset {
+                        stats.applied_offset.store(offset, Ordering::Release);
+                    }
                 }
             }
         }
@@ -543,23 +616,6 @@ impl ReplyReader {
                 }
                 _ => {}
             },
-            Expect::Stream {
-                db,
-                command,
-                offset,
-            } => {
-                if let Some(message) = error {
-                    return Err(EngineError::StreamApplyFailed {
-                        db,
-                        command: String::from_utf8_lossy(&command).to_uppercase(),
-                        message,
-                    });
-                }
-                stats.commands_applied.fetch_add(1, Ordering::Relaxed);
-                if let Some(offset) = offset {
-                    stats.applied_offset.store(offset, Ordering::Release);
-                }
-            }
         }
         Ok(())
     }

@@ -110,3 +110,35 @@ async fn an_error_reply_fails_the_writer_with_the_command_named() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn stream_commands_are_applied_in_batches_and_a_refused_one_is_named() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = socket.read(&mut buf).await;
+        socket
+            .write_all(b"+OK\r\n:1\r\n-WRONGTYPE Operation against a key\r\n")
+            .await
+            .unwrap();
+        let _ = socket.read(&mut buf).await;
+    });
+    let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let conn = Conn::connect(&url).await.unwrap();
+    let mut writer = Writer::new(conn, WriterConfig::default(), OnConflict::Fail, 100);
+    writer.note_db(3);
+    for (name, offset) in [("SET", 110), ("INCR", 120), ("LPUSH", 130)] {
+        writer
+            .forward(b"*1\r\n$4\r\nPING\r\n", &Bytes::from(name), Some(offset))
+            .await
+            .unwrap();
+    }
+    let err = writer.drain().await.unwrap_err();
+    assert_eq!(err.code(), "stream_apply_failed");
+    let text = err.to_string();
+    assert!(text.contains("LPUSH") && text.contains("db 3"), "{text}");
+    // Nothing of the failed batch counts as applied.
+    assert_eq!(writer.applied_offset(), 100);
+}
