@@ -42,7 +42,7 @@ struct Goal {
 }
 
 /// How long to wait for the link before re-checking cutover and ACK timers.
-const IDLE_TICK: Duration = Duration::from_millis(100);
+const IDLE_TICK: Duration = Duration::from_millis(50);
 
 /// Commands applied between two housekeeping rounds while the link stays busy.
 const HOUSEKEEPING_EVERY: u32 = 256;

@@ -104,7 +104,15 @@ pub struct ReplicaLink {
     ack_due: bool,
     last_ack: Instant,
     rdb_bytes: u64,
+    /// A command has arrived since the snapshot.
+    stream_started: bool,
 }
+
+/// ACK interval between the end of a snapshot and the first command. A diskless master starts
+/// the stream on the first ACK it gets *after* it has marked the replica online, which happens
+/// when it reaps its RDB child, possibly after our first ACK arrived: so ACK often until the
+/// stream flows, or it may wait a whole `ack_interval`.
+const EARLY_ACK_INTERVAL: Duration = Duration::from_millis(50);
 
 impl ReplicaLink {
     /// Connects and performs the handshake. `resume` asks for a partial resync.
@@ -143,6 +151,7 @@ impl ReplicaLink {
             ack_due: false,
             last_ack: Instant::now(),
             rdb_bytes: 0,
+            stream_started: false,
         })
     }
 
@@ -179,7 +188,12 @@ impl ReplicaLink {
         if self.legacy || !in_stream {
             return Ok(());
         }
-        if !self.ack_due && self.last_ack.elapsed() < self.wire.cfg.ack_interval {
+        let interval = if self.stream_started {
+            self.wire.cfg.ack_interval
+        } else {
+            EARLY_ACK_INTERVAL.min(self.wire.cfg.ack_interval)
+        };
+        if !self.ack_due && self.last_ack.elapsed() < interval {
             return Ok(());
         }
         let mut out = CommandBuf::with_capacity(64);
@@ -276,6 +290,7 @@ impl ReplicaLink {
                     }
                 };
                 self.received += raw.len() as i64;
+                self.stream_started = true;
                 let cmd = ReplCommand {
                     args,
                     raw,
