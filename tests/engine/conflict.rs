@@ -134,3 +134,23 @@ async fn verification_reports_a_difference_and_fails_the_job() {
     assert_eq!(report.different, 1, "{report:?}");
     assert_eq!(report.problems[0].key, "str:raw");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_verification_at_cutover_still_releases_the_source_pause() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    populate(&source, 1);
+    let _: () = redis::cmd("SET")
+        .arg("str:raw")
+        .arg("theirs")
+        .query(&mut target.conn())
+        .unwrap();
+    let mut opts = options(OnConflict::Skip, Verify::Full);
+    opts.pause_source_writes_on_cutover = true;
+    opts.auto_cutover = true;
+    let run = start(spec(&source, &target, Mode::Live, opts), quick());
+    let (result, events) = run.finish().await;
+    assert_eq!(result.unwrap_err().code(), "verification_failed");
+    assert!(names(&events).contains(&"CutoverStarted"));
+    source_writes_succeed_promptly(&source);
+}
