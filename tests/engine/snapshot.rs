@@ -266,3 +266,59 @@ async fn hash_field_ttls_cannot_go_to_7_2_and_the_error_names_the_key() {
     assert_eq!(err.code(), "unsupported");
     assert!(err.to_string().contains("hash:fttl"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_keys_move_by_restore_and_fail_loudly_when_the_target_lacks_the_module() {
+    let json = crate::common::redis::modules_dir("7.4").join("rejson.so");
+    let json = json.to_str().unwrap();
+    let source = RedisServer::start_with(
+        "7.4",
+        &["--repl-diskless-sync-delay", "0", "--loadmodule", json],
+    );
+    let with_module = RedisServer::start_with("7.4", &["--loadmodule", json]);
+    let without = RedisServer::start("7.4");
+    let mut c = source.conn();
+    let _: () = redis::cmd("JSON.SET")
+        .arg("doc")
+        .arg("$")
+        .arg(r#"{"a":[1,2,{"b":"c"}]}"#)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("plain")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+
+    let run = start(
+        spec(
+            &source,
+            &with_module,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    let (result, _) = run.finish().await;
+    result.unwrap();
+    let copied: String = redis::cmd("JSON.GET")
+        .arg("doc")
+        .arg("$")
+        .query(&mut with_module.conn())
+        .unwrap();
+    assert_eq!(copied, r#"[{"a":[1,2,{"b":"c"}]}]"#);
+
+    let run = start(
+        spec(
+            &source,
+            &without,
+            Mode::Snapshot,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    let (result, _) = run.finish().await;
+    let err = result.expect_err("a module key is never dropped silently");
+    assert_eq!(err.code(), "target_error");
+    assert!(err.to_string().contains("doc"), "{err}");
+}
