@@ -240,9 +240,10 @@ impl ReplicaLink {
                 Ok(Some(LinkItem::RdbChunk(buf.split_to(take).freeze())))
             }
             Phase::Diskless { mark } => {
-                if buf.len() >= mark.len() && buf.ends_with(&mark[..]) {
-                    let body = buf.len() - mark.len();
-                    let chunk = buf.split_to(body).freeze();
+                // The mark ends the RDB. Search for it (rather than only at the end of the
+                // buffer) so that bytes arriving right after it are not taken for RDB data.
+                if let Some(at) = find_mark(buf, &mark[..]) {
+                    let chunk = buf.split_to(at).freeze();
                     let _ = buf.split_to(mark.len());
                     self.phase = Phase::RdbDone;
                     if chunk.is_empty() {
@@ -252,10 +253,11 @@ impl ReplicaLink {
                     return Ok(Some(LinkItem::RdbChunk(chunk)));
                 }
                 // Hold back what could be the start of a mark split across reads.
-                if buf.len() <= mark.len() {
+                let keep = mark.len() - 1;
+                if buf.len() <= keep {
                     return Ok(None);
                 }
-                let take = buf.len() - mark.len();
+                let take = buf.len() - keep;
                 self.rdb_bytes += take as u64;
                 Ok(Some(LinkItem::RdbChunk(buf.split_to(take).freeze())))
             }
@@ -307,5 +309,101 @@ impl ReplicaLink {
                 Ok(Some(LinkItem::Command(cmd)))
             }
         }
+    }
+}
+
+/// Where `mark` starts in `hay`, if it is there whole. Scans for the mark's first byte and
+/// compares only there: a window-by-window comparison would cost a `memcmp` per RDB byte.
+fn find_mark(hay: &[u8], mark: &[u8]) -> Option<usize> {
+    let first = *mark.first()?;
+    let mut from = 0;
+    while let Some(i) = hay[from..].iter().position(|&b| b == first) {
+        let at = from + i;
+        if hay.len() - at < mark.len() {
+            return None;
+        }
+        if &hay[at..at + mark.len()] == mark {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn finds_a_whole_mark_only() {
+        let mark = b"abcd";
+        assert_eq!(find_mark(b"xxabcdyy", mark), Some(2));
+        assert_eq!(find_mark(b"xxabcaabcd", mark), Some(6));
+        assert_eq!(find_mark(b"xxabc", mark), None);
+        assert_eq!(find_mark(b"", mark), None);
+    }
+
+    /// A scripted master: answers the handshake, then sends a diskless transfer in pieces cut
+    /// inside the EOF mark, immediately followed by a command.
+    #[tokio::test]
+    async fn a_diskless_mark_split_across_reads_ends_the_rdb_exactly() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mark = "0123456789abcdef0123456789abcdef01234567";
+        let rdb: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let body = rdb.clone();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 1024];
+            for reply in ["+PONG\r\n", "+OK\r\n", "+OK\r\n"] {
+                let _ = s.read(&mut buf).await.unwrap();
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+            let _ = s.read(&mut buf).await.unwrap();
+            let mut stream = format!("\n+FULLRESYNC {mark} 7\r\n\n$EOF:{mark}\r\n").into_bytes();
+            stream.extend_from_slice(&body);
+            stream.extend_from_slice(mark.as_bytes());
+            stream.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+            let cut = stream.len() - 14 - 20; // inside the mark
+            for piece in [
+                &stream[..cut - 3000],
+                &stream[cut - 3000..cut],
+                &stream[cut..],
+            ] {
+                s.write_all(piece).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            let _ = s.read(&mut buf).await;
+        });
+        let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut link = ReplicaLink::connect(&url, LinkConfig::default(), None)
+            .await
+            .unwrap();
+        assert!(matches!(
+            link.start(),
+            SyncStart::Full {
+                offset: 7,
+                transfer: Transfer::Diskless { .. },
+                ..
+            }
+        ));
+        let mut got = Vec::new();
+        loop {
+            match link.next().await.unwrap() {
+                LinkItem::RdbChunk(c) => got.extend_from_slice(&c),
+                LinkItem::RdbDone => break,
+                LinkItem::Command(_) => panic!("command inside the RDB"),
+            }
+        }
+        assert_eq!(got, rdb);
+        let LinkItem::Command(ping) = link.next().await.unwrap() else {
+            panic!("expected the command after the RDB")
+        };
+        assert!(ping.is("PING"));
+        assert_eq!(ping.end_offset, 7 + 14);
     }
 }
