@@ -406,4 +406,50 @@ mod tests {
         assert_eq!(&buf[..], b"*1");
         assert_eq!(d.decode_with_raw(&mut buf).unwrap(), None);
     }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::resp::CommandBuf;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Arbitrary bytes never panic: a frame, "incomplete", or an error.
+            #[test]
+            fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..256)) {
+                let limits = Limits { max_bulk_len: 1 << 20, max_array_len: 1024, max_depth: 8, max_line_len: 128 };
+                let d = Decoder::new(limits);
+                let mut buf = BytesMut::from(&input[..]);
+                while let Ok(Some(_)) = d.decode(&mut buf) {}
+            }
+
+            /// Encoded commands decode back to their arguments whatever the read boundaries.
+            #[test]
+            fn commands_round_trip_across_any_split(
+                args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),
+                cut in 0usize..400,
+            ) {
+                let mut out = CommandBuf::default();
+                out.command(&args);
+                let bytes = out.as_slice().to_vec();
+                let cut = cut.min(bytes.len());
+                let d = Decoder::default();
+                let mut buf = BytesMut::from(&bytes[..cut]);
+                let first = d.decode(&mut buf).unwrap();
+                if cut < bytes.len() {
+                    prop_assert!(first.is_none());
+                    buf.extend_from_slice(&bytes[cut..]);
+                } else {
+                    prop_assert!(first.is_some());
+                    buf = BytesMut::from(&bytes[..]);
+                }
+                let (frame, len) = d.decode(&mut buf).unwrap().unwrap();
+                prop_assert_eq!(len, bytes.len());
+                let expected = Frame::Array(args.iter().map(|a| Frame::Bulk(Bytes::copy_from_slice(a))).collect());
+                prop_assert_eq!(frame, expected);
+            }
+        }
+    }
 }
