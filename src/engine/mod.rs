@@ -306,6 +306,15 @@ impl Migration {
                 }
                 .run()
                 .await?;
+                tracing::info!(
+                    rdb_bytes = summary.rdb_bytes,
+                    keys_written = summary.keys_written,
+                    keys_skipped = summary.keys_skipped,
+                    keys_expired = summary.keys_expired,
+                    keys_rewritten = summary.keys_rewritten,
+                    ms = summary.duration.as_millis() as u64,
+                    "snapshot applied"
+                );
                 self.reporter
                     .emit(EventKind::SnapshotCompleted {
                         rdb_bytes: summary.rdb_bytes,
@@ -383,6 +392,7 @@ impl Migration {
             match streamed {
                 Ok(offset) => break offset,
                 Err(EngineError::SourceLinkLost(cause)) => {
+                    tracing::warn!(%cause, "replication link lost; resuming by partial resync");
                     self.reporter
                         .emit(EventKind::LinkLost {
                             link: Link::Source,
@@ -417,6 +427,7 @@ impl Migration {
                 .await
                 .map_err(EngineError::source)?;
         }
+        tracing::info!(final_offset, "cutover completed");
         self.reporter
             .emit(EventKind::CutoverCompleted { final_offset })
             .await
