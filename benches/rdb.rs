@@ -4,8 +4,8 @@
 //! The dataset is generated once from a real Redis 7.2 server (RDB 11) and cached in the temp
 //! dir: 200k keys, 60% strings, 12% hashes of 10 fields, 10% lists, 6% sets, 6% zsets and 2%
 //! streams, 20% of keys with a TTL — the mix at a fifth of its 1M keys, because the full
-//! 280 MB file takes too long to generate per run on the 2-core machine. Throughput is per byte
-//! of file, so the figure carries over.
+//! file takes too long to generate per run on the 2-core machine (`FERRY_RDB_BENCH_KEYS=1000000`
+//! generates and caches it). Throughput is per byte of file, so the figure carries over.
 
 #[path = "../tests/common/redis.rs"]
 mod redis_server;
@@ -16,11 +16,18 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use ferry::rdb::commands::{value_to_commands, RewriteOptions};
 use ferry::rdb::{crc64, lzf, Entry, Item, Parser};
 
-const KEYS: usize = 200_000;
+/// Keys in the generated dataset; `FERRY_RDB_BENCH_KEYS=1000000` gives the full size.
+fn keys() -> usize {
+    std::env::var("FERRY_RDB_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
 const CHUNK: usize = 64 * 1024;
 
 fn dataset() -> Vec<u8> {
-    let path: PathBuf = std::env::temp_dir().join(format!("ferry-rdb-bench-{KEYS}-v1.rdb"));
+    let keys = keys();
+    let path: PathBuf = std::env::temp_dir().join(format!("ferry-rdb-bench-{keys}-v1.rdb"));
     if let Ok(file) = std::fs::read(&path) {
         return file;
     }
@@ -37,7 +44,7 @@ fn dataset() -> Vec<u8> {
         "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
     ];
     let mut pipe = redis::pipe();
-    for i in 0..KEYS {
+    for i in 0..keys {
         let slot = i % 50;
         let key = format!(
             "{}:{i}",
@@ -123,7 +130,7 @@ fn dataset() -> Vec<u8> {
             pipe = redis::pipe();
         }
     }
-    if KEYS % 500 != 0 {
+    if keys % 500 != 0 {
         pipe.query::<()>(&mut conn)
             .expect("populate the bench dataset");
     }

@@ -12,15 +12,17 @@
 //! (`PEXPIREAT`) comes last so a half-written key never expires early, and field expiries
 //! (`HPEXPIREAT`) come after the fields exist.
 //!
-//! Streams are rebuilt with explicit ids: `XADD` per live entry, `XSETID` to restore the last id
-//! (plus `ENTRIESADDED` and `MAXDELETEDID` on RDB 10+ targets), `XGROUP CREATE` with the group's
-//! last delivered id (and `ENTRIESREAD`), `XGROUP CREATECONSUMER` for every consumer, and one
-//! `XCLAIM … TIME t RETRYCOUNT n FORCE JUSTID` per pending entry: `JUSTID` keeps XCLAIM from
-//! counting a delivery, so `RETRYCOUNT` and `TIME` set the delivery count and time exactly.
-//! Known limits: a consumer's seen/active time cannot be set by any command, and a pending entry
-//! whose message was deleted (`XDEL` after delivery) cannot be recreated by `XCLAIM`.
+//! Streams are rebuilt with explicit ids: `XADD` per live entry, `XGROUP CREATE` with the
+//! group's last delivered id (and `ENTRIESREAD` on RDB 10+ targets), `XGROUP CREATECONSUMER`
+//! for every consumer, one `XCLAIM … TIME t RETRYCOUNT n FORCE JUSTID` per pending entry
+//! (`JUSTID` keeps XCLAIM from counting a delivery, so `RETRYCOUNT` and `TIME` set the delivery
+//! count and time exactly), and finally `XSETID` with the stored last id (plus `ENTRIESADDED` and
+//! `MAXDELETEDID` on RDB 10+ targets). A pending entry whose message was deleted (`XDEL` after
+//! delivery) cannot be claimed, so its id is added as a placeholder message, claimed, and
+//! deleted again before `XSETID` runs; the target should not serve readers meanwhile.
+//! Known limit: a consumer's seen/active time cannot be set by any command.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use bytes::Bytes;
 
@@ -251,7 +253,21 @@ fn stream_commands(
     opts: &RewriteOptions,
 ) -> Result<(), RdbError> {
     let modern = opts.target_rdb >= 10;
+    // Pending entries whose message was deleted: XCLAIM only claims existing messages, so such
+    // an id is added as a placeholder message, claimed, and deleted again afterwards.
+    let live: HashSet<StreamId> = stream.entries.iter().map(|e| e.id).collect();
+    let dangling: BTreeSet<StreamId> = stream
+        .groups
+        .iter()
+        .flat_map(|g| g.pending.iter().map(|p| p.id))
+        .filter(|id| !live.contains(id))
+        .collect();
+    let mut placeholders = dangling.iter().peekable();
     for entry in &stream.entries {
+        while let Some(&&id) = placeholders.peek().filter(|id| ***id < entry.id) {
+            out.push(placeholder(key, id));
+            placeholders.next();
+        }
         let mut cmd = Vec::with_capacity(3 + 2 * entry.fields.len());
         cmd.extend([arg("XADD"), key.clone(), id_arg(entry.id)]);
         for (f, v) in &entry.fields {
@@ -260,7 +276,10 @@ fn stream_commands(
         }
         out.push(cmd);
     }
-    if stream.entries.is_empty() {
+    for &id in placeholders {
+        out.push(placeholder(key, id));
+    }
+    if stream.entries.is_empty() && dangling.is_empty() {
         // No entry to XADD: create the key empty through a throwaway group.
         let tmp = arg("ferry-empty-stream");
         out.push(vec![
@@ -272,20 +291,6 @@ fn stream_commands(
             arg("MKSTREAM"),
         ]);
         out.push(vec![arg("XGROUP"), arg("DESTROY"), key.clone(), tmp]);
-    }
-    let mut setid = vec![arg("XSETID"), key.clone(), id_arg(stream.last_id)];
-    if modern {
-        if let (Some(added), Some(maxdel)) = (stream.entries_added, stream.max_deleted_id) {
-            setid.extend([
-                arg("ENTRIESADDED"),
-                text(added),
-                arg("MAXDELETEDID"),
-                id_arg(maxdel),
-            ]);
-        }
-    }
-    if setid.len() > 3 || stream.last_id != StreamId::default() {
-        out.push(setid);
     }
     for group in &stream.groups {
         let mut create = vec![
@@ -339,7 +344,39 @@ fn stream_commands(
             ]);
         }
     }
+    let ids: Vec<StreamId> = dangling.into_iter().collect();
+    for chunk in ids.chunks(opts.max_chunk_items.max(1)) {
+        let mut xdel = vec![arg("XDEL"), key.clone()];
+        xdel.extend(chunk.iter().map(|id| id_arg(*id)));
+        out.push(xdel);
+    }
+    // Last: the XADDs (and XDELs) above moved the last id and counters; set them as stored.
+    let mut setid = vec![arg("XSETID"), key.clone(), id_arg(stream.last_id)];
+    if modern {
+        if let (Some(added), Some(maxdel)) = (stream.entries_added, stream.max_deleted_id) {
+            setid.extend([
+                arg("ENTRIESADDED"),
+                text(added),
+                arg("MAXDELETEDID"),
+                id_arg(maxdel),
+            ]);
+        }
+    }
+    if setid.len() > 3 || stream.last_id != StreamId::default() {
+        out.push(setid);
+    }
     Ok(())
+}
+
+/// `XADD` of a placeholder message for a pending id whose message was deleted.
+fn placeholder(key: &Bytes, id: StreamId) -> Vec<Bytes> {
+    vec![
+        arg("XADD"),
+        key.clone(),
+        id_arg(id),
+        arg("ferry-deleted-pending-entry"),
+        arg("1"),
+    ]
 }
 
 #[cfg(test)]

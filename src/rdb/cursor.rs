@@ -39,6 +39,26 @@ pub(crate) fn finished(halt: Halt, base: u64) -> RdbError {
     }
 }
 
+/// The decimal text of an integer-encoded element, without going through `String`.
+pub(crate) fn int_text(i: i64) -> bytes::Bytes {
+    let mut buf = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut pos = buf.len();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        pos -= 1;
+        buf[pos] = b'-';
+    }
+    bytes::Bytes::copy_from_slice(&buf[pos..])
+}
+
 /// An RDB string as it is encoded, before materialising it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum RdbStr<'a> {
@@ -275,6 +295,13 @@ mod tests {
         match c.string("s") {
             Err(Halt::Incomplete { need, .. }) => assert_eq!(need, 11),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn integer_text_matches_to_string() {
+        for i in [0, 7, -7, 10, 99, -100, i64::MAX, i64::MIN, 1_234_567_890] {
+            assert_eq!(&int_text(i)[..], i.to_string().as_bytes());
         }
     }
 

@@ -22,7 +22,7 @@ use super::ziplist::Ziplist;
 pub(crate) fn string_bytes(owner: &Bytes, s: RdbStr<'_>, at: u64) -> Result<Bytes, RdbError> {
     match s {
         RdbStr::Raw(b) => Ok(owner.slice_ref(b)),
-        RdbStr::Int(i) => Ok(Bytes::from(i.to_string())),
+        RdbStr::Int(i) => Ok(super::cursor::int_text(i)),
         RdbStr::Lzf { compressed, len } => lzf::decompress(compressed, len)
             .map(Bytes::from)
             .map_err(|e| RdbError::corrupt(at, format!("valid LZF data ({e:?})"))),
@@ -33,7 +33,7 @@ pub(crate) fn string_bytes(owner: &Bytes, s: RdbStr<'_>, at: u64) -> Result<Byte
 pub(crate) fn element_bytes(owner: &Bytes, e: Element<'_>) -> Bytes {
     match e {
         Element::Str(s) => owner.slice_ref(s),
-        Element::Int(i) => Bytes::from(i.to_string()),
+        Element::Int(i) => super::cursor::int_text(i),
     }
 }
 
@@ -156,27 +156,21 @@ fn decode_inner(type_byte: u8, cur: &mut Cursor<'_>, raw: &Bytes, valkey: bool) 
             Value::Set(
                 intset_members(&data, at)?
                     .into_iter()
-                    .map(|i| Bytes::from(i.to_string()))
+                    .map(super::cursor::int_text)
                     .collect(),
             )
         }
         types::LIST_ZIPLIST | types::ZSET_ZIPLIST | types::HASH_ZIPLIST => {
             let (data, at) = blob(cur, raw, "a ziplist")?;
             let mut zl = Ziplist::open(&data, at)?;
-            let mut flat = Vec::with_capacity(zl.size_hint());
-            while let Some(e) = zl.next_element()? {
-                flat.push(e);
-            }
-            flat_to_value(type_byte, &data, flat, at)?
+            let hint = zl.size_hint();
+            compact_to_value(type_byte, &data, at, hint, || zl.next_element())?
         }
         types::HASH_LISTPACK | types::ZSET_LISTPACK | types::SET_LISTPACK => {
             let (data, at) = blob(cur, raw, "a listpack")?;
             let mut lp = Listpack::open(&data, at)?;
-            let mut flat = Vec::with_capacity(lp.size_hint());
-            while let Some(e) = lp.next_element()? {
-                flat.push(e);
-            }
-            flat_to_value(type_byte, &data, flat, at)?
+            let hint = lp.size_hint();
+            compact_to_value(type_byte, &data, at, hint, || lp.next_element())?
         }
         types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => {
             let nodes = cur.count("a quicklist node count", 1, max)?;
@@ -272,36 +266,43 @@ fn decode_inner(type_byte: u8, cur: &mut Cursor<'_>, raw: &Bytes, valkey: bool) 
     Ok(value)
 }
 
-/// Groups the flat elements of a ziplist or listpack by the type's shape.
-fn flat_to_value(
+/// Builds the value of a ziplist or listpack type from its elements (`next` yields them in
+/// order), grouping them by the type's shape without an intermediate vector.
+fn compact_to_value<'a>(
     type_byte: u8,
     data: &Bytes,
-    flat: Vec<Element<'_>>,
     at: u64,
+    hint: usize,
+    mut next: impl FnMut() -> Result<Option<Element<'a>>, RdbError>,
 ) -> Result<Value, RdbError> {
-    let pairs_needed = matches!(
-        type_byte,
-        types::ZSET_ZIPLIST | types::HASH_ZIPLIST | types::ZSET_LISTPACK | types::HASH_LISTPACK
-    );
-    if pairs_needed && flat.len() % 2 != 0 {
-        return Err(RdbError::corrupt(at, "an even number of elements (pairs)"));
-    }
+    let odd = || RdbError::corrupt(at, "an even number of elements (pairs)");
     Ok(match type_byte {
-        types::LIST_ZIPLIST => {
-            Value::List(flat.into_iter().map(|e| element_bytes(data, e)).collect())
+        types::LIST_ZIPLIST | types::SET_LISTPACK => {
+            let mut items = Vec::with_capacity(hint);
+            while let Some(e) = next()? {
+                items.push(element_bytes(data, e));
+            }
+            if type_byte == types::LIST_ZIPLIST {
+                Value::List(items)
+            } else {
+                Value::Set(items)
+            }
         }
-        types::SET_LISTPACK => {
-            Value::Set(flat.into_iter().map(|e| element_bytes(data, e)).collect())
+        types::ZSET_ZIPLIST | types::ZSET_LISTPACK => {
+            let mut items = Vec::with_capacity(hint / 2);
+            while let Some(member) = next()? {
+                let score = next()?.ok_or_else(odd)?;
+                items.push((element_bytes(data, member), element_score(score, at)?));
+            }
+            Value::SortedSet(items)
         }
-        types::ZSET_ZIPLIST | types::ZSET_LISTPACK => Value::SortedSet(
-            flat.chunks_exact(2)
-                .map(|p| Ok((element_bytes(data, p[0]), element_score(p[1], at)?)))
-                .collect::<Result<_, RdbError>>()?,
-        ),
-        _ => Value::Hash(
-            flat.chunks_exact(2)
-                .map(|p| (element_bytes(data, p[0]), element_bytes(data, p[1])))
-                .collect(),
-        ),
+        _ => {
+            let mut items = Vec::with_capacity(hint / 2);
+            while let Some(field) = next()? {
+                let value = next()?.ok_or_else(odd)?;
+                items.push((element_bytes(data, field), element_bytes(data, value)));
+            }
+            Value::Hash(items)
+        }
     })
 }

@@ -83,6 +83,7 @@ pub fn summarize(mut reader: impl Read) -> Result<Summary, SummarizeError> {
     let mut parser = Parser::new();
     let mut summary = Summary::default();
     let mut dbs: BTreeMap<u64, DbSummary> = BTreeMap::new();
+    let mut current_db = 0;
     let mut chunk = vec![0u8; 1 << 20];
     loop {
         let n = reader.read(&mut chunk).map_err(SummarizeError::Io)?;
@@ -102,14 +103,15 @@ pub fn summarize(mut reader: impl Read) -> Result<Summary, SummarizeError> {
                     String::from_utf8_lossy(&value).into_owned(),
                 )),
                 Item::SelectDb { db } => {
+                    current_db = db;
                     dbs.entry(db).or_insert_with(|| DbSummary {
                         db,
                         ..DbSummary::default()
                     });
                 }
                 Item::ResizeDb { db_size, .. } => {
-                    if let Some(last) = dbs.values_mut().next_back() {
-                        last.size_hint = Some(db_size);
+                    if let Some(current) = dbs.get_mut(&current_db) {
+                        current.size_hint = Some(db_size);
                     }
                 }
                 Item::Function { .. } => summary.functions += 1,

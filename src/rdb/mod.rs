@@ -9,9 +9,17 @@
 //! Only when a value must be rewritten (older target, key too big for one `RESTORE`) is it
 //! decoded ([`Entry::decode`], [`Value`]) and turned into commands ([`commands`]).
 //!
-//! Layout, bottom-up: [`cursor`](self) primitives (lengths, strings) used by the check phase
-//! (`skip`) and by decoding; the compact encodings (`listpack`, `ziplist`, `intset`, `stream`,
-//! `module`); `lzf` and [`crc64`]; then [`Parser`], [`payload`], [`commands`] and [`inspect`].
+//! Layout, bottom-up:
+//! - `cursor`: the primitives (lengths, strings, numbers) and the *check phase* convention: a walk
+//!   that runs out of bytes says how many it needs ("incomplete"), which is not an error.
+//! - `skip` and `record`: checking that a whole record is buffered, resumably for huge values.
+//! - [`Parser`] (`parser`): buffers, the frozen window records are cut from, the checksum.
+//! - `decode` with the encodings `listpack`, `ziplist`, `intset` (and zipmap), `stream`,
+//!   [`module`]; [`lzf`] and [`crc64`] (each with the benchmark that chose the implementation).
+//! - [`payload`] (DUMP payloads), [`commands`] (values as commands), [`version`] (which server
+//!   writes and reads what), [`inspect`] (`ferry rdb inspect`).
+//!
+//! The module knows nothing about jobs, HTTP, storage or async runtimes: bytes in, items out.
 
 mod cursor;
 mod decode;

@@ -57,6 +57,10 @@ pub enum Item {
 }
 
 /// A key with its metadata and its value exactly as serialized.
+///
+/// `key` and `raw_value` are reference-counted slices of the parser's window: an entry kept
+/// alive keeps that window (about one pushed chunk, or one big record) alive too. Process
+/// entries as they come, or copy what must outlive them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// The database (from the last SELECTDB).

@@ -59,7 +59,7 @@ impl Span {
     ) -> Result<Bytes, RdbError> {
         match *self {
             Span::Raw(a, b) => Ok(window.slice(at + a..at + b)),
-            Span::Int(i) => Ok(Bytes::from(i.to_string())),
+            Span::Int(i) => Ok(super::cursor::int_text(i)),
             Span::Lzf(a, b, len) => super::lzf_impl::decompress(&window[at + a..at + b], len)
                 .map(Bytes::from)
                 .map_err(|e| RdbError::corrupt(base + a as u64, format!("valid LZF data ({e:?})"))),

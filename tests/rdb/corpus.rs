@@ -147,7 +147,9 @@ pub fn populate(server: &RedisServer) {
     if at_least(v, 7, 0) {
         // elements over the packed threshold become PLAIN quicklist nodes
         r(c, "DEBUG QUICKLIST-PACKED-THRESHOLD 100");
-        run(c, &[b"RPUSH", b"l:plain", b"tiny", &[b'P'; 300], b"tiny2"]);
+        // (7.2+ keeps lists of <= 4 elements as one listpack: make it a quicklist first)
+        r(c, "RPUSH l:plain a b c d e");
+        run(c, &[b"RPUSH", b"l:plain", &big_value()[..300], b"tiny2"]);
     }
     // sets: intset, listpack (7.2+), hashtable
     r(c, "SADD set:ints 1 2 3 -100000 4294967296");
@@ -185,6 +187,8 @@ pub fn populate(server: &RedisServer) {
     r(c, "XREADGROUP GROUP g1 bob COUNT 3 STREAMS st >");
     r(c, "XREADGROUP GROUP g1 alice COUNT 1 STREAMS st 0");
     r(c, "XACK st g1 1700000000000-1");
+    // a delivered, unacknowledged message that is then deleted stays in bob's PEL
+    r(c, "XDEL st 1700000000000-8");
     r(c, "XGROUP CREATE st g2 $");
     r(c, "XGROUP CREATECONSUMER st g2 idle-one");
     r(c, "XADD st:small * a 1");
@@ -247,6 +251,16 @@ fn bulk(v: redis::Value) -> Vec<Vec<u8>> {
 
 /// A type-aware description of every key in `db`: key -> canonical text.
 pub fn snapshot(server: &RedisServer, db: u8) -> BTreeMap<Vec<u8>, String> {
+    snapshot_with(server, db, false)
+}
+
+/// Like [`snapshot`], but only what every version reports alike (for comparing a newer source
+/// with an older target): data, TTLs to the nearest 10 s, stream ids, groups and PELs.
+pub fn snapshot_portable(server: &RedisServer, db: u8) -> BTreeMap<Vec<u8>, String> {
+    snapshot_with(server, db, true)
+}
+
+fn snapshot_with(server: &RedisServer, db: u8, portable: bool) -> BTreeMap<Vec<u8>, String> {
     let v = server.version.clone();
     let mut conn = server.conn();
     let c = &mut conn;
@@ -265,13 +279,26 @@ pub fn snapshot(server: &RedisServer, db: u8) -> BTreeMap<Vec<u8>, String> {
                 m.sort();
                 d += &format!("{m:?}");
             }
-            "zset" => d += &describe(&run(c, &[b"ZRANGE", k, b"0", b"-1", b"WITHSCORES"])),
+            "zset" => {
+                // 6.2 prints scores with %.17g, 7.x with the shortest form: compare the doubles
+                let flat = bulk(run(c, &[b"ZRANGE", k, b"0", b"-1", b"WITHSCORES"]));
+                let pairs: Vec<(String, f64)> = flat
+                    .chunks(2)
+                    .map(|p| {
+                        let score = String::from_utf8_lossy(&p[1])
+                            .parse::<f64>()
+                            .expect("score");
+                        (String::from_utf8_lossy(&p[0]).into_owned(), score)
+                    })
+                    .collect();
+                d += &format!("{pairs:?}");
+            }
             "hash" => {
                 let flat = bulk(run(c, &[b"HGETALL", k]));
                 let mut pairs: Vec<_> = flat.chunks(2).map(|p| p.to_vec()).collect();
                 pairs.sort();
                 d += &format!("{pairs:?}");
-                if at_least(&v, 7, 4) {
+                if at_least(&v, 7, 4) && !portable {
                     let fields: Vec<Vec<u8>> = pairs.iter().map(|p| p[0].clone()).collect();
                     let mut args: Vec<&[u8]> = vec![b"HPEXPIRETIME", k, b"FIELDS"];
                     let n = fields.len().to_string();
@@ -280,10 +307,10 @@ pub fn snapshot(server: &RedisServer, db: u8) -> BTreeMap<Vec<u8>, String> {
                     d += &format!(";fieldttl={}", describe(&run(c, &args)));
                 }
             }
-            "stream" => d += &describe_stream(c, k, &v),
+            "stream" => d += &describe_stream(c, k, portable),
             _ => d += &describe(&run(c, &[b"JSON.GET", k])),
         }
-        if at_least(&v, 7, 0) {
+        if at_least(&v, 7, 0) && !portable {
             d += &format!(";pexpiretime={}", describe(&run(c, &[b"PEXPIRETIME", k])));
         } else {
             let pttl: i64 = redis::from_redis_value(run(c, &[b"PTTL", k])).expect("pttl");
@@ -314,17 +341,22 @@ fn info_map(v: redis::Value) -> BTreeMap<String, redis::Value> {
         .collect()
 }
 
-fn describe_stream(c: &mut redis::Connection, k: &[u8], version: &str) -> String {
+fn describe_stream(c: &mut redis::Connection, k: &[u8], portable: bool) -> String {
     let mut d = format!("entries={}", describe(&run(c, &[b"XRANGE", k, b"-", b"+"])));
     let info = info_map(run(c, &[b"XINFO", b"STREAM", k]));
-    for field in [
-        "length",
-        "last-generated-id",
-        "max-deleted-entry-id",
-        "entries-added",
-        "recorded-first-entry-id",
-    ] {
-        if let Some(x) = info.get(field) {
+    let fields: &[&str] = if portable {
+        &["length", "last-generated-id"]
+    } else {
+        &[
+            "length",
+            "last-generated-id",
+            "max-deleted-entry-id",
+            "entries-added",
+            "recorded-first-entry-id",
+        ]
+    };
+    for field in fields {
+        if let Some(x) = info.get(*field) {
             d += &format!(";{field}={}", describe(x));
         }
     }
@@ -334,8 +366,13 @@ fn describe_stream(c: &mut redis::Connection, k: &[u8], version: &str) -> String
         let g = info_map(g);
         let name: Vec<u8> = redis::from_redis_value(g["name"].clone()).expect("group name");
         d += &format!(";group {}", describe(&g["name"]));
-        for field in ["consumers", "pending", "last-delivered-id", "entries-read"] {
-            if let Some(x) = g.get(field) {
+        let group_fields: &[&str] = if portable {
+            &["consumers", "pending", "last-delivered-id"]
+        } else {
+            &["consumers", "pending", "last-delivered-id", "entries-read"]
+        };
+        for field in group_fields {
+            if let Some(x) = g.get(*field) {
                 d += &format!(" {field}={}", describe(x));
             }
         }
@@ -364,6 +401,5 @@ fn describe_stream(c: &mut redis::Connection, k: &[u8], version: &str) -> String
         names.sort();
         d += &format!(" consumers={names:?}");
     }
-    let _ = version;
     d
 }

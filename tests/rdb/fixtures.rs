@@ -11,7 +11,7 @@ use ferry::rdb::{Item, Value};
 
 use crate::{corpus, entries, parse_all, replay};
 
-fn len(n: usize) -> Vec<u8> {
+pub fn len(n: usize) -> Vec<u8> {
     if n < 64 {
         vec![n as u8]
     } else if n < 16384 {
@@ -23,7 +23,7 @@ fn len(n: usize) -> Vec<u8> {
     }
 }
 
-fn s(b: &[u8]) -> Vec<u8> {
+pub fn s(b: &[u8]) -> Vec<u8> {
     let mut v = len(b.len());
     v.extend_from_slice(b);
     v
@@ -95,21 +95,21 @@ fn intset(members: &[i16]) -> Vec<u8> {
     out
 }
 
-fn record(type_byte: u8, key: &[u8], value: Vec<u8>) -> Vec<u8> {
+pub fn record(type_byte: u8, key: &[u8], value: Vec<u8>) -> Vec<u8> {
     let mut out = vec![type_byte];
     out.extend(s(key));
     out.extend(value);
     out
 }
 
-fn finish(mut file: Vec<u8>) -> Vec<u8> {
+pub fn finish(mut file: Vec<u8>) -> Vec<u8> {
     file.push(0xFF);
     let crc = crc64::checksum(&file);
     file.extend(crc.to_le_bytes());
     file
 }
 
-fn b(x: &str) -> Bytes {
+pub fn b(x: &str) -> Bytes {
     Bytes::copy_from_slice(x.as_bytes())
 }
 
@@ -117,7 +117,7 @@ fn bs(xs: &[&str]) -> Vec<Bytes> {
     xs.iter().map(|x| b(x)).collect()
 }
 
-fn rdb6(expire_secs: i32) -> (Vec<u8>, Vec<(&'static str, Value)>) {
+pub fn rdb6(expire_secs: i32) -> (Vec<u8>, Vec<(&'static str, Value)>) {
     let mut f = b"REDIS0006".to_vec();
     f.extend([0xFE, 0x00]);
     f.push(0xFD);
@@ -276,6 +276,22 @@ fn hand_built_rdb6_with_retired_encodings() {
         Some(i64::from(secs) * 1000),
         "EXPIRETIME seconds become ms"
     );
+    // inspect reads the old format too
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("v6.rdb");
+    std::fs::write(&path, &file).expect("write fixture");
+    let summary =
+        ferry::rdb::inspect::summarize(std::fs::File::open(&path).expect("open")).expect("inspect");
+    assert_eq!(
+        (summary.rdb_version, summary.total_keys),
+        (6, expected.len() as u64)
+    );
+    let encodings = &summary.databases[0].encodings;
+    for name in ["linkedlist", "skiplist-text", "zipmap", "ziplist", "intset"] {
+        assert!(encodings.contains_key(name), "{name} in {encodings:?}");
+    }
+    let text = ferry::rdb::inspect::run(&path, false).expect("inspect text");
+    assert!(text.contains("Redis RDB version 6"), "{text}");
 }
 
 #[test]
