@@ -26,7 +26,7 @@ use super::error::{show_key, EngineError};
 use super::writer::{Restore, Writer};
 use super::{Reporter, Servers, Tuning};
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
-use crate::rdb::version::target_understands;
+use crate::rdb::version::{payload_version, target_understands};
 use crate::rdb::{Entry, Item, Parser, RdbError};
 use crate::replication::{LinkItem, ReplicaLink};
 use crate::spec::OnConflict;
@@ -226,9 +226,10 @@ impl Snapshot<'_> {
         if !restorable {
             return self.rewrite(db, entry, counts).await;
         }
-        // A payload may carry any version the target knows; the source's own if the target is
-        // newer, the target's if it is older (the type byte is known there: checked above).
-        let version = entry.rdb_version.min(target_rdb);
+        // A payload may carry any version the target knows: the source's own if the target is
+        // newer, the target's if it is older (the type byte is known there: checked above);
+        // Valkey refuses Redis' 12-79 and gets 11.
+        let version = payload_version(entry.rdb_version, target_rdb);
         self.writer
             .restore(Restore {
                 db,
