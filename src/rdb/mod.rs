@@ -1,4 +1,52 @@
-//! RDB: a streaming parser for RDB versions 6–12, DUMP payloads, and values rewritten as commands.
+//! RDB: a streaming parser for RDB versions 6–14 (and Valkey 80–81), DUMP payloads, and values
+//! rewritten as plain commands.
+//!
+//! An RDB is a magic (`REDIS0011`), a flat sequence of records (aux fields, database selectors,
+//! keys with their values) and an end byte followed by a CRC64. Ferry reads it while it streams
+//! from a master, so the [`Parser`] is push-based: feed it bytes as they arrive, pull [`Item`]s.
+//! A key comes out as an [`Entry`] holding the value's *raw* bytes, which is all a same-or-newer
+//! target needs: [`Entry::dump_payload`] turns them into a `RESTORE` payload without decoding.
+//! Only when a value must be rewritten (older target, key too big for one `RESTORE`) is it
+//! decoded ([`Entry::decode`], [`Value`]) and turned into commands ([`commands`]).
+//!
+//! Layout, bottom-up:
+//! - `cursor`: the primitives (lengths, strings, numbers) and the *check phase* convention: a walk
+//!   that runs out of bytes says how many it needs ("incomplete"), which is not an error.
+//! - `skip` and `record`: checking that a whole record is buffered, resumably for huge values.
+//! - [`Parser`] (`parser`): buffers, the frozen window records are cut from, the checksum.
+//! - `decode` with the encodings `listpack`, `ziplist`, `intset` (and zipmap), `stream`,
+//!   [`module`]; [`lzf`] and [`crc64`] (each with the benchmark that chose the implementation).
+//! - [`payload`] (DUMP payloads), [`commands`] (values as commands), [`version`] (which server
+//!   writes and reads what), [`inspect`] (`ferry rdb inspect`).
+//!
+//! The module knows nothing about jobs, HTTP, storage or async runtimes: bytes in, items out.
 
+mod cursor;
+mod decode;
+mod error;
+mod intset;
+mod listpack;
+mod lzf_impl;
+mod parser;
+mod record;
+mod skip;
+mod stream;
+mod value;
+mod ziplist;
+
+pub mod commands;
+pub mod crc64;
 pub mod inspect;
+pub mod module;
+pub mod payload;
+pub mod types;
 pub mod version;
+
+pub use error::RdbError;
+pub use parser::{Entry, Item, Parser, DEFAULT_MAX_RECORD_BYTES};
+pub use value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, Value};
+
+/// LZF decompression, ours and the crate's (public for the benchmark).
+pub mod lzf {
+    pub use super::lzf_impl::{decompress, own, via_crate, LzfError};
+}

@@ -49,9 +49,36 @@ pub fn type_introduced_in(type_byte: u8) -> Option<u16> {
     })
 }
 
+/// The first RDB version of Valkey's own numbering (Valkey 9.0); 12–79 are "foreign" to Valkey.
+pub const VALKEY_FIRST_RDB: u16 = 80;
+
 /// Whether a payload of `type_byte` can be relabelled for a target that speaks `target_rdb`.
+///
+/// Valkey 9+ (`target_rdb` ≥ 80) continues Redis' RDB 11 type set with its own additions (22 =
+/// hash with field TTLs, 23 at 81); it does not know Redis 7.4+'s types 24 and up.
 pub fn target_understands(type_byte: u8, target_rdb: u16) -> bool {
+    if target_rdb >= VALKEY_FIRST_RDB {
+        return match type_byte {
+            22 => true,
+            23 => target_rdb >= 81,
+            t => type_introduced_in(t).is_some_and(|v| v <= 11),
+        };
+    }
     type_introduced_in(type_byte).is_some_and(|v| v <= target_rdb)
+}
+
+/// The version to stamp into a DUMP payload from a `source_rdb` file for a `target_rdb` server
+/// (check [`target_understands`] for the type first).
+///
+/// Redis accepts any version up to its own. Valkey (strict mode, the default) accepts up to 11
+/// and its own 80+, but refuses the Redis-only 12–79, so a Redis 7.4+ payload is stamped 11.
+pub fn payload_version(source_rdb: u16, target_rdb: u16) -> u16 {
+    let version = source_rdb.min(target_rdb);
+    if target_rdb >= VALKEY_FIRST_RDB && (12..VALKEY_FIRST_RDB).contains(&version) {
+        11
+    } else {
+        version
+    }
 }
 
 #[cfg(test)]
@@ -65,6 +92,25 @@ mod tests {
         assert_eq!(rdb_version_for_version_string("7.2.4"), Some(11));
         assert_eq!(rdb_version_for_version_string("7.4.1"), Some(12));
         assert_eq!(rdb_version_for_version_string("x"), None);
+    }
+
+    #[test]
+    fn valkey_targets_get_their_own_rules() {
+        assert!(target_understands(21, 80));
+        assert!(target_understands(22, 80));
+        assert!(
+            !target_understands(24, 80),
+            "Redis 7.4 field-TTL hashes are foreign to Valkey"
+        );
+        assert!(
+            !target_understands(22, 12),
+            "type 22 was only a Redis release candidate"
+        );
+        assert_eq!(payload_version(12, 80), 11);
+        assert_eq!(payload_version(11, 80), 11);
+        assert_eq!(payload_version(80, 80), 80);
+        assert_eq!(payload_version(12, 11), 11);
+        assert_eq!(payload_version(9, 12), 9);
     }
 
     #[test]
