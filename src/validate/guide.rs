@@ -1,4 +1,7 @@
 //! The configure guide (`GET /v1/guide/redis`): each prerequisite, why it matters, how to fix it.
+//!
+//! One item per validation check id (a test keeps them in step with [`super::checks::ALL`]),
+//! plus advice no check can enforce, such as the maintenance window.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -15,20 +18,179 @@ pub struct GuideItem {
     pub how_to_fix: &'static str,
 }
 
+const fn item(
+    check_id: &'static str,
+    title: &'static str,
+    why: &'static str,
+    how_to_fix: &'static str,
+) -> GuideItem {
+    GuideItem {
+        check_id: Some(check_id),
+        title,
+        why,
+        how_to_fix,
+    }
+}
+
 /// Every prerequisite, in the order a user should go through them.
 pub fn prerequisites() -> Vec<GuideItem> {
     vec![
+        item(
+            "source.connect",
+            "Ferry can reach the source",
+            "Ferry reads the data through a replication connection to the source.",
+            "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls. \
+             \"authentication failed\" means the user name or password in the URL is wrong.",
+        ),
+        item(
+            "target.connect",
+            "Ferry can reach the target",
+            "Ferry writes every key to the target and verifies it afterwards.",
+            "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls. \
+             \"authentication failed\" means the user name or password in the URL is wrong.",
+        ),
+        item(
+            "distinct_servers",
+            "The source and the target are two different servers",
+            "Pointing the target at the source (through another address, a NAT or a DNS alias) would make \
+             Ferry write the data onto itself. Ferry compares the servers' run_id, which each process draws at start-up.",
+            "Point the target URL at the server you want to migrate to.",
+        ),
+        item(
+            "source.replication",
+            "The source allows replication commands",
+            "Ferry connects as a replica (REPLCONF, PSYNC). Managed services often rename or forbid PSYNC, \
+             and an ACL user needs +psync and +replconf.",
+            "Ask the operator to enable PSYNC/REPLCONF for Ferry's user (`ACL SETUSER <user> +psync +replconf`, \
+             or remove `rename-command PSYNC`). Alternatives: migrate from a replica you run yourself, or export \
+             an RDB file and import it (POST /v1/backups/upload).",
+        ),
+        item(
+            "source.role",
+            "The source is a standalone master or replica",
+            "Reading from a replica is fine and spares the master. A replica whose master link is down serves \
+             stale data. Cluster mode is not supported yet.",
+            "Repair a broken master link or migrate from the master; for a cluster, migrate each shard's data \
+             through a standalone server.",
+        ),
+        item(
+            "target.writable",
+            "The target accepts Ferry's writes",
+            "A replica refuses writes (and its master would overwrite them), min-replicas-to-write can refuse \
+             them, and an ACL user needs RESTORE, SELECT and FLUSHDB (checked with ACL DRYRUN on Redis 7.0+).",
+            "Point Ferry at a master or run `REPLICAOF NO ONE` on the target; grant \
+             `ACL SETUSER <user> +restore +select +flushdb` and the write commands of your data types.",
+        ),
+        item(
+            "versions",
+            "The target can express every value of the source",
+            "A target older than the source cannot load newer encodings through RESTORE, so Ferry rewrites those \
+             values as commands, which is slower. Some data cannot be expressed at all: hash field TTLs need \
+             Redis 7.4 (counted by INFO keyspace `subexpiry`).",
+            "Prefer a target at least as new as the source; remove hash field TTLs (HPERSIST) or use a 7.4+ target.",
+        ),
+        item(
+            "databases",
+            "Every database the source uses exists on the target",
+            "Keys keep their db number; a target with fewer `databases` cannot hold db 5.",
+            "Set `databases N` in the target's configuration (one more than the highest db the source uses) \
+             and restart it; it cannot be changed at runtime.",
+        ),
+        item(
+            "target.conflicts",
+            "The target holds no keys in the way",
+            "Keys already on the target collide with migrated ones. With on_conflict `fail` (the default) a \
+             non-empty target fails validation.",
+            "Empty the target, or choose on_conflict `replace` (overwrite), `skip` (keep the target's value) or \
+             `flush` (flush the affected dbs after a restore point).",
+        ),
+        item(
+            "capacity.memory",
+            "The target has memory for the dataset",
+            "The target needs the source's used_memory_dataset plus a margin below its maxmemory; an eviction \
+             policy other than noeviction may silently drop migrated keys when memory fills.",
+            "Raise the target's maxmemory (`CONFIG SET maxmemory …`) or free memory; use \
+             `maxmemory-policy noeviction` during the migration.",
+        ),
+        item(
+            "capacity.disk",
+            "The target and Ferry have disk for the dataset",
+            "A persisting target writes a full new RDB/AOF next to the old one; Ferry's data_dir holds the \
+             restore point of a non-empty target and the spool. Ferry measures disks on its own host; a remote \
+             target's disk can only be checked by you.",
+            "Free space under the target's `dir` (twice the dataset) and under Ferry's data_dir, or move them \
+             to bigger disks.",
+        ),
+        item(
+            "source.output_buffer",
+            "The source's replica output buffer survives the sync",
+            "During a sync the source buffers new writes for the replica; past `client-output-buffer-limit replica` \
+             it drops the link and the sync starts over, forever (the classic endless resync).",
+            "Raise the limit on the source, e.g. `CONFIG SET client-output-buffer-limit \"replica 1gb 1gb 0\"`, \
+             to the size the check suggests, or migrate in a quieter period.",
+        ),
+        item(
+            "source.backlog",
+            "The source's backlog covers a short interruption",
+            "After a dropped link Ferry resumes with PSYNC only while the missed writes are still in \
+             repl-backlog-size; otherwise it must copy everything again.",
+            "Raise `repl-backlog-size` on the source to the size the check suggests (a minute of writes).",
+        ),
+        item(
+            "modules",
+            "The target loads every module the source uses",
+            "Module keys (RedisJSON, RedisBloom, RedisTimeSeries…) can only be written where the module is \
+             loaded; Ferry never drops them silently.",
+            "Load the named modules on the target (`loadmodule /path/to/module.so`), at least the source's versions.",
+        ),
+        item(
+            "keyspace_notifications",
+            "Keyspace notifications match",
+            "Applications subscribed to keyspace events get different events after cutover if \
+             notify-keyspace-events differs.",
+            "Align it on the target: `CONFIG SET notify-keyspace-events <source value>`.",
+        ),
+        item(
+            "maxmemory_policy",
+            "The eviction policy matches",
+            "A different maxmemory-policy evicts different keys (or refuses writes) once memory fills after cutover.",
+            "Align it on the target: `CONFIG SET maxmemory-policy <source value>`.",
+        ),
+        item(
+            "persistence",
+            "Persistence settings match",
+            "save, appendonly and appendfsync decide what survives a restart; a difference changes what the \
+             application can lose after cutover.",
+            "Align them on the target with CONFIG SET, then CONFIG REWRITE.",
+        ),
         GuideItem {
-            check_id: Some("source.connect"),
-            title: "Ferry can reach the source",
-            why: "Ferry reads the data through a replication connection to the source.",
-            how_to_fix: "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls.",
-        },
-        GuideItem {
-            check_id: Some("target.connect"),
-            title: "Ferry can reach the target",
-            why: "Ferry writes every key to the target and verifies it afterwards.",
-            how_to_fix: "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls.",
+            check_id: None,
+            title: "Plan a maintenance window for the cutover",
+            why: "Between the last write applied and the switch of the clients, writes to the source would be \
+                  lost; pausing source writes during cutover closes that gap but stops writers briefly.",
+            how_to_fix: "Schedule the cutover at a quiet time and use pause_source_writes_on_cutover.",
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::checks::ALL;
+
+    #[test]
+    fn every_check_id_has_exactly_one_guide_item() {
+        let items = prerequisites();
+        for check in ALL {
+            let count = items
+                .iter()
+                .filter(|i| i.check_id == Some(check.id))
+                .count();
+            assert_eq!(count, 1, "guide items for {}", check.id);
+        }
+        let known: Vec<&str> = ALL.iter().map(|c| c.id).collect();
+        for item in items.iter().filter_map(|i| i.check_id) {
+            assert!(known.contains(&item), "guide item for unknown check {item}");
+        }
+    }
 }

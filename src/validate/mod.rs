@@ -1,74 +1,136 @@
-//! Pre-flight checks against both servers, one function per check id.
+//! Pre-flight checks: catch, before anything is written, what would break the migration.
 //!
-//! [`run`] is the only entry point `jobs` calls. Each check returns a [`CheckResult`] with a stable
-//! id; independent checks run concurrently, each under a timeout, so a dead server cannot hang the
-//! endpoint.
+//! Most failed migrations fail for reasons visible beforehand: a target too small, a source that
+//! forbids PSYNC, an output buffer that makes the sync loop, a missing module, or a target that is
+//! the source itself. Validation runs in two steps:
+//!
+//! 1. **Gather** ([`facts`]): connect to both servers *concurrently* and read every fact once (INFO,
+//!    CONFIG GET, MODULE LIST, COMMAND INFO, ACL DRYRUN on ≥ 7.0), each call under a timeout. A dead
+//!    server costs at most [`CONNECT_TIMEOUT`]; a live but stalled one at most [`GATHER_BUDGET`],
+//!    however many rounds of calls remain. Then measure free disk on this host ([`disk`]), under
+//!    [`DISK_TIMEOUT`]. So the endpoint answers within 9 s whatever the servers do.
+//! 2. **Decide** ([`checks`]): one pure function per check id turns the facts into a
+//!    [`CheckResult`](crate::store::event::CheckResult). A fact that could not be read (a renamed
+//!    `CONFIG`, say) makes the checks that need it warn, naming the command.
+//!
+//! [`run`] never fails: every problem is a check result. The guide ([`guide`]) explains each id.
 
+pub mod checks;
+pub mod conn;
+pub mod disk;
+pub mod error;
+pub mod facts;
 pub mod guide;
+pub mod info;
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use serde_json::json;
-
-use crate::redis_url::RedisUrl;
 use crate::spec::MigrationSpec;
-use crate::store::event::{CheckResult, CheckStatus, ValidationReport};
+use crate::store::event::ValidationReport;
+use checks::{Inputs, LocalFacts};
+use conn::{ConnectOptions, TlsRoots};
+use error::Side;
+use facts::ServerFacts;
 
-/// How long one connection attempt may take.
+/// How long one connection attempt (TCP, TLS, AUTH, PING) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one admin command may take once connected.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long everything with one server may take, connecting included. Both servers are gathered
+/// concurrently, so this plus [`DISK_TIMEOUT`] bounds the whole validation: 9 s.
+pub const GATHER_BUDGET: Duration = Duration::from_secs(8);
+/// How long measuring free disk space on this host may take.
+pub const DISK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
-pub async fn run(spec: &MigrationSpec) -> ValidationReport {
-    let (source, target) = tokio::join!(
-        check_connect("source.connect", &spec.source.url),
-        check_connect("target.connect", &spec.target.url),
-    );
-    ValidationReport::from_checks(vec![source, target])
+/// What validation needs besides the spec.
+#[derive(Debug, Clone)]
+pub struct ValidateContext {
+    /// Ferry's own data directory: restore points and spool go there, so its free space is checked.
+    pub data_dir: PathBuf,
+    pub connect_timeout: Duration,
+    pub call_timeout: Duration,
+    /// Everything with one server, connecting included (see [`GATHER_BUDGET`]).
+    pub budget: Duration,
+    /// A PEM file with the CA certificate(s) that signed the servers' TLS certificates, for
+    /// `rediss://` servers with a private CA. `None` trusts the system's roots.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
-/// `source.connect` / `target.connect`: the server answers PING within the timeout.
-async fn check_connect(id: &str, url: &RedisUrl) -> CheckResult {
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(CONNECT_TIMEOUT, ping(url)).await;
-    let (status, message) = match outcome {
-        Ok(Ok(())) => (CheckStatus::Pass, format!("connected to {}", url.addr())),
-        Ok(Err(e)) => (CheckStatus::Fail, format!("cannot use {}: {e}", url.addr())),
-        Err(_) => (
-            CheckStatus::Fail,
-            format!(
-                "no answer from {} within {}s; check the host, port and firewall",
-                url.addr(),
-                CONNECT_TIMEOUT.as_secs()
-            ),
-        ),
-    };
-    CheckResult {
-        id: id.to_string(),
-        status,
-        message,
-        details: Some(json!({ "latency_ms": started.elapsed().as_millis() as u64 })),
+impl ValidateContext {
+    /// A context for `data_dir` with the default timeouts.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ValidateContext {
+            data_dir: data_dir.into(),
+            connect_timeout: CONNECT_TIMEOUT,
+            call_timeout: CALL_TIMEOUT,
+            budget: GATHER_BUDGET,
+            tls_ca_file: None,
+        }
     }
 }
 
-async fn ping(url: &RedisUrl) -> Result<(), String> {
-    let client = redis::Client::open(url.expose_url()).map_err(describe)?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(describe)?;
-    redis::cmd("PING")
-        .query_async::<String>(&mut conn)
-        .await
-        .map_err(describe)?;
-    Ok(())
+/// Runs every check for `spec`, measuring Ferry's disk at `./data`. Prefer [`run_with`], which
+/// knows the configured `data_dir`.
+pub async fn run(spec: &MigrationSpec) -> ValidationReport {
+    run_with(spec, &ValidateContext::new("data")).await
 }
 
-/// Turns a client error into a message that names the problem, never the password.
-fn describe(e: redis::RedisError) -> String {
-    let text = e.to_string();
-    if text.contains("WRONGPASS") || text.contains("invalid password") || text.contains("NOAUTH") {
-        "authentication failed; check the user name and password in the URL".to_string()
-    } else {
-        text
+/// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
+pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> ValidationReport {
+    let tls_roots = match &ctx.tls_ca_file {
+        None => TlsRoots::System,
+        Some(path) => match tokio::fs::read(path).await {
+            Ok(pem) => TlsRoots::Pem(pem),
+            Err(e) => TlsRoots::Unreadable {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            },
+        },
+    };
+    let options = ConnectOptions {
+        connect_timeout: ctx.connect_timeout,
+        call_timeout: ctx.call_timeout,
+        budget: ctx.budget,
+        tls_roots,
+    };
+    let (source, target) = tokio::join!(
+        ServerFacts::gather(Side::Source, &spec.source.url, &options),
+        ServerFacts::gather(Side::Target, &spec.target.url, &options),
+    );
+    let local = measure_local(ctx, &target).await;
+    let inputs = Inputs {
+        spec,
+        source: &source,
+        target: &target,
+        local: &local,
+    };
+    ValidationReport::from_checks(checks::run_all(&inputs))
+}
+
+/// Free space in Ferry's `data_dir` and, when the target runs here, under the target's `dir`.
+async fn measure_local(ctx: &ValidateContext, target: &ServerFacts) -> LocalFacts {
+    let target_dir = match &target.config {
+        Ok(config) if disk::is_local_host(&target.url.host) => config.get("dir").map(PathBuf::from),
+        _ => None,
+    };
+    let data_dir = ctx.data_dir.clone();
+    // statvfs is a blocking syscall (fast, but a hung network mount would stall the runtime).
+    let measured = tokio::task::spawn_blocking(move || {
+        let data_dir_free = disk::free_bytes(&data_dir);
+        let target_dir_free = target_dir.map(|dir| disk::free_bytes(&dir));
+        (data_dir, data_dir_free, target_dir_free)
+    });
+    match tokio::time::timeout(DISK_TIMEOUT, measured).await {
+        Ok(Ok((data_dir, data_dir_free, target_dir_free))) => LocalFacts {
+            data_dir,
+            data_dir_free,
+            target_dir_free,
+        },
+        _ => LocalFacts {
+            data_dir: ctx.data_dir.clone(),
+            data_dir_free: Err("measuring free space timed out".into()),
+            target_dir_free: Some(Err("measuring free space timed out".into())),
+        },
     }
 }

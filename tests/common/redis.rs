@@ -222,7 +222,8 @@ fn ping(port: u16) -> std::io::Result<()> {
     s.write_all(b"PING\r\n")?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line)?;
-    if line.starts_with("+PONG") {
+    // A server started with `--requirepass` answers -NOAUTH: it is up, just locked.
+    if line.starts_with("+PONG") || line.starts_with("-NOAUTH") {
         Ok(())
     } else {
         Err(std::io::Error::other(line))

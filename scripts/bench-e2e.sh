@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: Ferry vs native REPLICAOF (disk, diskless) vs SCAN+MIGRATE, in the same run,
+# plus live apply under redis-benchmark load. Parameters pass through, e.g.:
+#   scripts/bench-e2e.sh --keys 200000 --runs 3 --only ferry,disk,diskless
+# See scripts/bench_e2e.py --help for all of them.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/install-redis.sh
+cargo build --release --locked --bin ferry
+exec python3 scripts/bench_e2e.py "$@"

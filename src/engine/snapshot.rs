@@ -1,0 +1,309 @@
+//! The snapshot phase: the RDB streams in from the link and goes out to the target as it arrives.
+//!
+//! Each chunk from the link is pushed into the [`Parser`]; each key it yields becomes one
+//! `RESTORE` built in place by the writer (the payload is the entry's raw value bytes plus a
+//! version and a CRC, never re-encoded). Memory is the parser's largest record plus the writer's
+//! window, whatever the size of the dataset.
+//!
+//! A key goes as plain commands instead ("rewritten") when the target cannot decode its payload
+//! (its RDB version predates the type byte: e.g. listpack types from 7.x into 6.2), or when its
+//! serialized value is above the big-key threshold, so that no single command blocks the target
+//! for long.
+//!
+//! `on_conflict` is carried by the commands themselves: `replace` (and `flush`, defensively) adds
+//! `REPLACE`; `fail` and `skip` send a plain `RESTORE` and let the reply reader turn `BUSYKEY` into
+//! a failure naming the key, or a skip. `flush` empties each database the snapshot touches before
+//! its first key. Keys already expired at the time they are read are not written, and counted.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::error::{show_key, EngineError};
+use super::writer::{Restore, Writer};
+use super::{Reporter, Servers, Tuning};
+use crate::rdb::commands::{value_to_commands, RewriteOptions};
+use crate::rdb::version::{payload_version, target_understands};
+use crate::rdb::{Entry, Item, Parser, RdbError};
+use crate::replication::{LinkItem, ReplicaLink};
+use crate::spec::OnConflict;
+use crate::store::EventKind;
+
+pub(crate) struct Snapshot<'a> {
+    pub link: &'a mut ReplicaLink,
+    pub writer: &'a mut Writer,
+    /// An admin connection to the target (existence checks before a rewritten key).
+    pub target: &'a mut Conn,
+    pub reporter: &'a Reporter,
+    pub tuning: &'a Tuning,
+    pub servers: &'a Servers,
+    pub on_conflict: OnConflict,
+    pub rdb_bytes_total: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Summary {
+    pub rdb_bytes: u64,
+    pub keys_written: u64,
+    pub keys_skipped: u64,
+    pub keys_expired: u64,
+    pub keys_rewritten: u64,
+    pub duration: Duration,
+}
+
+/// Counters kept by the snapshot itself (the writer counts what the target confirmed).
+#[derive(Default)]
+struct Counts {
+    expired: u64,
+    rewritten: u64,
+    /// Rewritten keys skipped because the target had them (`on_conflict: skip`).
+    skipped: u64,
+}
+
+fn rdb_error(e: RdbError) -> EngineError {
+    EngineError::Rdb(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Snapshot<'_> {
+    pub async fn run(mut self) -> Result<Summary, EngineError> {
+        let started = Instant::now();
+        let mut last_report = Instant::now();
+        let mut parser = Parser::new();
+        let mut counts = Counts::default();
+        let mut flushed: HashSet<u32> = HashSet::new();
+        let mut db: u32 = 0;
+        loop {
+            let item = match self.link.next_buffered().map_err(EngineError::from_link)? {
+                Some(item) => item,
+                None => {
+                    // About to wait on the source: let the target work on what we have.
+                    self.writer.flush().await?;
+                    self.link.next().await.map_err(EngineError::from_link)?
+                }
+            };
+            match item {
+                LinkItem::RdbChunk(chunk) => {
+                    parser.push(&chunk);
+                    drop(chunk);
+                    let now = now_ms();
+                    while let Some(item) = parser.next_item().map_err(rdb_error)? {
+                        self.apply(item, now, &mut db, &mut flushed, &mut counts)
+                            .await?;
+                    }
+                }
+                LinkItem::RdbDone => break,
+                LinkItem::Command(_) => {
+                    return Err(EngineError::SourceLinkLost(
+                        "a command arrived before the snapshot ended".into(),
+                    ))
+                }
+            }
+            self.writer.check()?;
+            if last_report.elapsed() >= self.tuning.report_interval {
+                last_report = Instant::now();
+                let progress = self.progress(&counts);
+                self.reporter.emit(progress).await?;
+            }
+        }
+        parser.finish().map_err(rdb_error)?;
+        self.writer.drain().await?;
+        let stats = self.writer.stats();
+        Ok(Summary {
+            rdb_bytes: self.link.rdb_bytes(),
+            keys_written: stats.keys_written.load(Ordering::Relaxed),
+            keys_skipped: stats.keys_skipped.load(Ordering::Relaxed) + counts.skipped,
+            keys_expired: counts.expired,
+            keys_rewritten: counts.rewritten,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn progress(&self, counts: &Counts) -> EventKind {
+        let stats = self.writer.stats();
+        EventKind::SnapshotProgress {
+            rdb_bytes_read: self.link.rdb_bytes(),
+            rdb_bytes_total: self.rdb_bytes_total,
+            keys_written: stats.keys_written.load(Ordering::Relaxed),
+            keys_skipped: stats.keys_skipped.load(Ordering::Relaxed) + counts.skipped,
+            keys_expired: counts.expired,
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        item: Item,
+        now: i64,
+        db: &mut u32,
+        flushed: &mut HashSet<u32>,
+        counts: &mut Counts,
+    ) -> Result<(), EngineError> {
+        match item {
+            Item::SelectDb { db: selected } => {
+                *db = u32::try_from(selected)
+                    .map_err(|_| EngineError::Rdb(format!("database number {selected}")))?;
+                if self.on_conflict == OnConflict::Flush && flushed.insert(*db) {
+                    self.writer
+                        .setup(*db, &[b"FLUSHDB"], "FLUSHDB", None)
+                        .await?;
+                }
+            }
+            Item::Entry(entry) => self.entry(entry, now, counts).await?,
+            Item::Function { code } => self.function(*db, &code).await?,
+            Item::Aux { key, value } if &key[..] == b"lua" => {
+                // Scripts of a ≤ 6.2 source, which may still send EVALSHA in the stream.
+                self.writer
+                    .setup(*db, &[b"SCRIPT", b"LOAD", &value], "SCRIPT LOAD", None)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn function(&mut self, db: u32, code: &Bytes) -> Result<(), EngineError> {
+        if self.servers.target_rdb < 10 {
+            return Err(EngineError::Unsupported(format!(
+                "the source has Redis functions, which the target (Redis {}) does not support; use a 7.0+ target",
+                self.servers.target_version
+            )));
+        }
+        match self.on_conflict {
+            OnConflict::Fail => {
+                self.writer
+                    .setup(db, &[b"FUNCTION", b"LOAD", code], "FUNCTION LOAD", None)
+                    .await
+            }
+            OnConflict::Skip => {
+                self.writer
+                    .setup(
+                        db,
+                        &[b"FUNCTION", b"LOAD", code],
+                        "FUNCTION LOAD",
+                        Some("already exists"),
+                    )
+                    .await
+            }
+            OnConflict::Replace | OnConflict::Flush => {
+                self.writer
+                    .setup(
+                        db,
+                        &[b"FUNCTION", b"LOAD", b"REPLACE", code],
+                        "FUNCTION LOAD",
+                        None,
+                    )
+                    .await
+            }
+        }
+    }
+
+    async fn entry(
+        &mut self,
+        entry: Entry,
+        now: i64,
+        counts: &mut Counts,
+    ) -> Result<(), EngineError> {
+        if entry.expire_ms.is_some_and(|at| at <= now) {
+            counts.expired += 1;
+            return Ok(());
+        }
+        let db = u32::try_from(entry.db)
+            .map_err(|_| EngineError::Rdb(format!("database number {}", entry.db)))?;
+        let target_rdb = self.servers.target_rdb;
+        // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
+        let opaque = matches!(entry.type_byte, 6 | 7);
+        let restorable = target_understands(entry.type_byte, target_rdb)
+            && (opaque || entry.raw_value.len() <= self.tuning.big_key_bytes);
+        if !restorable {
+            return self.rewrite(db, entry, counts).await;
+        }
+        // A payload may carry any version the target knows: the source's own if the target is
+        // newer, the target's if it is older (the type byte is known there: checked above);
+        // Valkey refuses Redis' 12-79 and gets 11.
+        let version = payload_version(entry.rdb_version, target_rdb);
+        self.writer
+            .restore(Restore {
+                db,
+                key: &entry.key,
+                type_byte: entry.type_byte,
+                raw_value: &entry.raw_value,
+                rdb_version: version,
+                expire_ms: entry.expire_ms,
+                replace: matches!(self.on_conflict, OnConflict::Replace | OnConflict::Flush),
+                idle_secs: entry.idle_secs,
+                freq: entry.freq,
+            })
+            .await
+    }
+
+    /// Writes a key as plain commands, in chunks bounded by the tuning.
+    async fn rewrite(
+        &mut self,
+        db: u32,
+        entry: Entry,
+        counts: &mut Counts,
+    ) -> Result<(), EngineError> {
+        let value = entry.decode().map_err(rdb_error)?;
+        let opts = RewriteOptions {
+            max_chunk_bytes: self.tuning.rewrite_chunk_bytes,
+            max_chunk_items: self.tuning.rewrite_chunk_items,
+            target_rdb: self.servers.target_rdb,
+        };
+        let commands =
+            value_to_commands(&entry.key, &value, entry.expire_ms, &opts).map_err(|e| {
+                EngineError::Unsupported(format!(
+                    "key `{}` (db {db}, type byte {}) cannot go to Redis {}: {e}",
+                    show_key(&entry.key),
+                    entry.type_byte,
+                    self.servers.target_version
+                ))
+            })?;
+        match self.on_conflict {
+            OnConflict::Fail | OnConflict::Skip => {
+                self.target.select(db).await.map_err(EngineError::target)?;
+                let exists = self
+                    .target
+                    .call_ok(&[b"EXISTS".as_slice(), &entry.key])
+                    .await
+                    .map_err(EngineError::target)?
+                    .as_int()
+                    .unwrap_or(0)
+                    > 0;
+                if exists && self.on_conflict == OnConflict::Skip {
+                    counts.skipped += 1;
+                    return Ok(());
+                }
+                if exists {
+                    return Err(EngineError::BusyKey {
+                        db,
+                        key: show_key(&entry.key),
+                    });
+                }
+            }
+            OnConflict::Replace => {
+                let del = [Bytes::from_static(b"DEL"), entry.key.clone()];
+                self.writer
+                    .rewrite_command(db, &entry.key, &del, commands.is_empty())
+                    .await?;
+            }
+            OnConflict::Flush => {}
+        }
+        let last = commands.len().saturating_sub(1);
+        for (i, command) in commands.iter().enumerate() {
+            self.writer
+                .rewrite_command(db, &entry.key, command, i == last)
+                .await?;
+        }
+        counts.rewritten += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,258 @@
+//! Live streaming: replay the source's command stream on the target, in order, until cutover.
+//!
+//! Rules, and why:
+//! - Commands are forwarded byte for byte on the writer's single connection, so order is kept and
+//!   the stream's own `SELECT`s switch that connection's db.
+//! - `MULTI` … `EXEC` is buffered and sent whole: a transaction cut by a read boundary must not
+//!   leave the target half-applied while we wait for more bytes.
+//! - `PING` and `REPLCONF` are part of the offset but not of the data: they are not sent, and
+//!   their offset counts as applied once everything before them is.
+//! - The offset we acknowledge and checkpoint is the one whose reply came back from the target.
+//!
+//! Cutover: optionally pause the source's writes, read its `master_repl_offset`, keep applying
+//! until our applied offset reaches it, then return (the caller verifies and releases the pause).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::conn::Conn;
+use super::error::EngineError;
+use super::writer::Writer;
+use super::{Controls, Reporter, Tuning};
+use crate::replication::{LinkItem, ReplCommand, ReplicaLink};
+use crate::store::EventKind;
+
+pub(crate) struct Streamer<'a> {
+    pub link: &'a mut ReplicaLink,
+    pub writer: &'a mut Writer,
+    pub source: &'a mut Conn,
+    pub reporter: &'a Reporter,
+    pub controls: &'a Controls,
+    pub tuning: &'a Tuning,
+    pub replid: String,
+    pub auto_cutover: bool,
+    pub pause: bool,
+    pub paused: &'a AtomicBool,
+}
+
+/// The source offset cutover waits for.
+struct Goal {
+    offset: i64,
+    deadline: Instant,
+}
+
+/// How long to wait for the link before re-checking cutover and ACK timers.
+const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// Commands applied between two housekeeping rounds while the link stays busy.
+const HOUSEKEEPING_EVERY: u32 = 256;
+
+impl Streamer<'_> {
+    /// Streams until cutover has caught up; returns the final applied offset.
+    pub async fn run(mut self) -> Result<i64, EngineError> {
+        // A diskless master sends nothing after the snapshot until our first ACK.
+        self.link.set_applied(self.writer.applied_offset());
+        self.link.request_ack();
+        self.link
+            .send_ack_if_due()
+            .await
+            .map_err(EngineError::from_link)?;
+
+        let mut transaction: Option<Vec<ReplCommand>> = None;
+        let mut streamed: u64 = 0;
+        let mut goal: Option<Goal> = None;
+        let mut last_report = Instant::now();
+        // A checkpoint right away: a restart from here on resumes by partial resync instead of
+        // copying the snapshot again.
+        let start = self.writer.applied_offset();
+        self.checkpoint(start, 0, None).await?;
+        let mut last_checkpoint = Some(start);
+        // While the link has commands buffered, timers, ACKs and checks run once every
+        // `HOUSEKEEPING_EVERY` commands instead of after each (reading the clock per command
+        // shows in profiles); whenever the link runs dry they run at once.
+        let mut streak: u32 = 0;
+        loop {
+            if streak == 0 {
+                if goal.is_none() && self.controls.cutover.is_cancelled() {
+                    goal = Some(self.begin_cutover().await?);
+                }
+                if let Some(g) = &goal {
+                    let applied = self.writer.applied_offset();
+                    if applied >= g.offset && transaction.is_none() {
+                        self.checkpoint(applied, streamed, Some(0)).await?;
+                        return Ok(applied);
+                    }
+                    if Instant::now() > g.deadline {
+                        return Err(EngineError::CutoverTimeout {
+                            secs: self.tuning.cutover_timeout.as_secs(),
+                            applied,
+                            source_offset: g.offset,
+                        });
+                    }
+                }
+            }
+
+            let (item, buffered) =
+                match self.link.next_buffered().map_err(EngineError::from_link)? {
+                    Some(item) => (Some(item), true),
+                    None => {
+                        self.writer.flush().await?;
+                        let item = tokio::select! {
+                            r = self.link.next() => Some(r.map_err(EngineError::from_link)?),
+                            _ = tokio::time::sleep(IDLE_TICK) => None,
+                            _ = self.controls.cutover.cancelled(), if goal.is_none() => None,
+                        };
+                        (item, false)
+                    }
+                };
+            if let Some(LinkItem::Command(cmd)) = item {
+                streamed += self.apply(cmd, &mut transaction).await?;
+            } else if item.is_some() {
+                return Err(EngineError::SourceLinkLost(
+                    "unexpected snapshot data in the command stream".into(),
+                ));
+            }
+            streak = if buffered {
+                (streak + 1) % HOUSEKEEPING_EVERY
+            } else {
+                0
+            };
+            if streak != 0 {
+                continue;
+            }
+
+            self.writer.check()?;
+            self.link.set_applied(self.writer.applied_offset());
+            self.link
+                .send_ack_if_due()
+                .await
+                .map_err(EngineError::from_link)?;
+
+            if last_report.elapsed() >= self.tuning.report_interval {
+                last_report = Instant::now();
+                let applied = self.writer.applied_offset();
+                let source_offset = self
+                    .source
+                    .master_repl_offset()
+                    .await
+                    .map_err(EngineError::source)?;
+                let lag = (source_offset - applied).max(0) as u64;
+                if last_checkpoint != Some(applied) || lag > 0 {
+                    last_checkpoint = Some(applied);
+                    self.checkpoint(applied, streamed, Some(lag)).await?;
+                }
+                if self.auto_cutover && lag == 0 && goal.is_none() {
+                    self.reporter
+                        .emit(EventKind::CutoverStarted {
+                            pause_source_writes: self.pause,
+                        })
+                        .await?;
+                    goal = Some(self.begin_cutover().await?);
+                }
+            }
+        }
+    }
+
+    async fn checkpoint(
+        &self,
+        applied: i64,
+        streamed: u64,
+        lag: Option<u64>,
+    ) -> Result<(), EngineError> {
+        self.reporter
+            .emit(EventKind::Checkpoint {
+                replid: self.replid.clone(),
+                applied_offset: applied,
+                commands_streamed: streamed,
+                lag_bytes: lag,
+            })
+            .await
+    }
+
+    /// Pauses the source's writes if asked, and fixes the offset the target must reach.
+    async fn begin_cutover(&mut self) -> Result<Goal, EngineError> {
+        if self.pause {
+            // Mark first: if the call is cut short by a cancel, the pause may still be in effect.
+            self.paused.store(true, Ordering::Release);
+            let ms = self.tuning.pause_ms.to_string();
+            self.source
+                .call_ok(&["CLIENT", "PAUSE", &ms, "WRITE"])
+                .await
+                .map_err(|e| {
+                    EngineError::Unsupported(format!(
+                        "pausing the source's writes (CLIENT PAUSE … WRITE needs Redis 6.2+): {e}"
+                    ))
+                })?;
+        }
+        let offset = self
+            .source
+            .master_repl_offset()
+            .await
+            .map_err(EngineError::source)?;
+        Ok(Goal {
+            offset,
+            deadline: Instant::now() + self.tuning.cutover_timeout,
+        })
+    }
+
+    /// Applies one command (or buffers it inside a transaction); returns how many data commands
+    /// went to the target.
+    async fn apply(
+        &mut self,
+        cmd: ReplCommand,
+        transaction: &mut Option<Vec<ReplCommand>>,
+    ) -> Result<u64, EngineError> {
+        if cmd.args.is_empty() {
+            // An empty array carries no command; it still counts toward the offset.
+            self.writer.mark_applied(cmd.end_offset).await?;
+            return Ok(0);
+        }
+        if let Some(queued) = transaction {
+            if cmd.is("EXEC") {
+                let queued = std::mem::take(queued);
+                *transaction = None;
+                let count = queued.len().saturating_sub(1) as u64;
+                for c in &queued {
+                    self.writer.forward(&c.raw, &c.args[0], None).await?;
+                }
+                self.writer
+                    .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
+                    .await?;
+                return Ok(count);
+            }
+            if cmd.is("SELECT") {
+                self.writer.note_db(select_db(&cmd)?);
+            }
+            queued.push(cmd);
+            return Ok(0);
+        }
+        if cmd.is("MULTI") {
+            *transaction = Some(vec![cmd]);
+            return Ok(0);
+        }
+        if cmd.is("PING") || cmd.is("REPLCONF") {
+            self.writer.mark_applied(cmd.end_offset).await?;
+            return Ok(0);
+        }
+        if cmd.is("SELECT") {
+            self.writer.note_db(select_db(&cmd)?);
+            self.writer
+                .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
+                .await?;
+            return Ok(0);
+        }
+        self.writer
+            .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
+            .await?;
+        Ok(1)
+    }
+}
+
+/// The db number of a `SELECT` from the stream.
+fn select_db(cmd: &ReplCommand) -> Result<u32, EngineError> {
+    cmd.args
+        .get(1)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse::<u32>().ok())
+        .ok_or_else(|| EngineError::SourceLinkLost("a SELECT without a valid db number".into()))
+}

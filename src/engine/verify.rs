@@ -1,0 +1,494 @@
+//! Verification: does the target hold what the source holds?
+//!
+//! `sample` compares per-db key counts and a random sample of keys; `full` compares every key of
+//! the source. A key matches when its type is the same, its value is the same, and its TTL is
+//! within a tolerance (clocks move while we compare). Values are compared cheaply first: the
+//! bodies of `DUMP` (payload without the 10-byte version+CRC trailer) are equal when both servers
+//! encode the value alike. When they are not (different versions, or an encoding that converged
+//! differently under live writes), a type-aware comparison decides: sorted members for sets and
+//! hashes, exact doubles for zset scores, entries and groups for streams.
+//!
+//! A key the source no longer has (it expired during the check) is not a problem.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+
+use super::conn::Conn;
+use super::error::{show_key, EngineError};
+use super::{Servers, Tuning};
+use crate::resp::Frame;
+use crate::spec::Verify;
+use crate::store::event::{Difference, ProblemKey, VerificationReport};
+
+/// Problem keys listed in the report.
+const MAX_PROBLEMS: usize = 100;
+
+/// Bytes of values (by `MEMORY USAGE`) fetched with DUMP in one pipelined group.
+const DUMP_BUDGET: u64 = 8 * 1024 * 1024;
+
+pub(crate) struct Verifier<'a> {
+    pub source: &'a mut Conn,
+    pub target: &'a mut Conn,
+    pub servers: &'a Servers,
+    pub tuning: &'a Tuning,
+    pub mode: Verify,
+}
+
+fn src_err(e: super::ConnError) -> EngineError {
+    EngineError::source(e)
+}
+
+fn tgt_err(e: super::ConnError) -> EngineError {
+    EngineError::target(e)
+}
+
+/// `db3:keys=10,expires=2,avg_ttl=0` lines of `INFO keyspace` → db → key count.
+async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, super::ConnError> {
+    let info = conn.info("keyspace").await?;
+    Ok(info
+        .iter()
+        .filter_map(|(k, v)| {
+            let db = k.strip_prefix("db")?.parse().ok()?;
+            let keys = v.split(',').find_map(|kv| kv.strip_prefix("keys="))?;
+            Some((db, keys.parse().ok()?))
+        })
+        .collect())
+}
+
+impl Verifier<'_> {
+    pub async fn run(mut self) -> Result<VerificationReport, EngineError> {
+        let mut report = VerificationReport {
+            mode: self.mode,
+            checked: 0,
+            missing: 0,
+            different: 0,
+            extra: 0,
+            problems: vec![],
+        };
+        let source_dbs = keyspace(self.source).await.map_err(src_err)?;
+        let target_dbs = keyspace(self.target).await.map_err(tgt_err)?;
+        let total: u64 = source_dbs.values().sum();
+        // The databases the source has. A database only the target has was not touched by
+        // the migration (`flush` empties only what the snapshot writes to), so it is not judged.
+        let dbs: Vec<u32> = source_dbs.keys().copied().collect();
+        for db in dbs {
+            let source_count = source_dbs.get(&db).copied().unwrap_or(0);
+            let target_count = target_dbs.get(&db).copied().unwrap_or(0);
+            self.source.select(db).await.map_err(src_err)?;
+            self.target.select(db).await.map_err(tgt_err)?;
+            // Full mode walks the source with SCAN and checks each batch as it comes, so memory
+            // stays at one batch whatever the size of the database. (SCAN may return a key twice
+            // while the source rehashes; such a key is simply checked twice.)
+            let mut missing_here = 0u64;
+            match self.mode {
+                Verify::Full => {
+                    let mut cursor = b"0".to_vec();
+                    loop {
+                        let (next, batch) = self.scan_batch(&cursor).await?;
+                        self.check_batch(db, &batch, &mut report, &mut missing_here)
+                            .await?;
+                        if next == b"0" {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+                _ => {
+                    let share = if total == 0 {
+                        0
+                    } else {
+                        ((self.tuning.sample_keys as u64 * source_count).div_ceil(total)) as usize
+                    };
+                    let keys = self.sample(share.min(source_count as usize)).await?;
+                    for batch in keys.chunks(1000) {
+                        self.check_batch(db, batch, &mut report, &mut missing_here)
+                            .await?;
+                    }
+                }
+            }
+            // Keys on the target that the source does not have: the target holds the source's
+            // keys minus the missing ones, plus the extra ones. In sample mode only the counts
+            // are known.
+            let extra = match self.mode {
+                Verify::Full => {
+                    target_count.saturating_sub(source_count.saturating_sub(missing_here))
+                }
+                _ => target_count.saturating_sub(source_count),
+            };
+            if self.mode != Verify::Full && source_count > target_count {
+                report.missing += source_count - target_count;
+                if report.problems.len() < MAX_PROBLEMS {
+                    report.problems.push(ProblemKey {
+                        db,
+                        key: format!("({} keys)", source_count - target_count),
+                        difference: Difference::Missing,
+                    });
+                }
+            }
+            if extra > 0 {
+                report.extra += extra;
+                if report.problems.len() < MAX_PROBLEMS {
+                    report.problems.push(ProblemKey {
+                        db,
+                        key: format!("({extra} keys)"),
+                        difference: Difference::Extra,
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// One SCAN step on the source: the next cursor and a batch of keys.
+    async fn scan_batch(&mut self, cursor: &[u8]) -> Result<(Vec<u8>, Vec<Bytes>), EngineError> {
+        let reply = self
+            .source
+            .call_ok(&[b"SCAN".as_slice(), cursor, b"COUNT", b"1000"])
+            .await
+            .map_err(src_err)?;
+        let Frame::Array(mut parts) = reply else {
+            return Err(EngineError::SourceError("SCAN returned no array".into()));
+        };
+        let (Some(Frame::Array(batch)), Some(next)) = (parts.pop(), parts.pop()) else {
+            return Err(EngineError::SourceError("SCAN returned a bad array".into()));
+        };
+        let next = next
+            .as_bytes()
+            .map(|b| b.to_vec())
+            .unwrap_or_else(|| b"0".to_vec());
+        let keys = batch
+            .into_iter()
+            .filter_map(|f| f.as_bytes().cloned())
+            .collect();
+        Ok((next, keys))
+    }
+
+    /// Checks a batch of keys with a few pipelined round trips per side: type, TTL and size of
+    /// every key first, then their DUMPs in groups bounded by [`DUMP_BUDGET`] bytes (so a batch
+    /// of big values is never held in memory at once).
+    async fn check_batch(
+        &mut self,
+        db: u32,
+        keys: &[Bytes],
+        report: &mut VerificationReport,
+        missing_here: &mut u64,
+    ) -> Result<(), EngineError> {
+        let meta: Vec<Vec<&[u8]>> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    vec![b"TYPE".as_slice(), k],
+                    vec![b"PTTL".as_slice(), k],
+                    vec![b"MEMORY".as_slice(), b"USAGE", k, b"SAMPLES", b"0"],
+                ]
+            })
+            .collect();
+        let source_meta = Meta::parse(self.source.call_many(&meta).await.map_err(src_err)?);
+        let target_meta = Meta::parse(self.target.call_many(&meta).await.map_err(tgt_err)?);
+        let mut start = 0;
+        while start < keys.len() {
+            let mut end = start;
+            let mut budget = 0u64;
+            while end < keys.len() && (end == start || budget < DUMP_BUDGET) {
+                budget += source_meta[end].size.max(target_meta[end].size);
+                end += 1;
+            }
+            let dumps: Vec<Vec<&[u8]>> = keys[start..end]
+                .iter()
+                .map(|k| vec![b"DUMP".as_slice(), k])
+                .collect();
+            let source_dumps = self.source.call_many(&dumps).await.map_err(src_err)?;
+            let target_dumps = self.target.call_many(&dumps).await.map_err(tgt_err)?;
+            for (i, (s_dump, t_dump)) in source_dumps.into_iter().zip(target_dumps).enumerate() {
+                let at = start + i;
+                let outcome = self
+                    .judge(
+                        &keys[at],
+                        &source_meta[at],
+                        &target_meta[at],
+                        s_dump,
+                        t_dump,
+                    )
+                    .await?;
+                record(db, &keys[at], outcome, report, missing_here);
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn judge(
+        &mut self,
+        key: &Bytes,
+        source: &Meta,
+        target: &Meta,
+        source_dump: Frame,
+        target_dump: Frame,
+    ) -> Result<Outcome, EngineError> {
+        if source.kind == "none" {
+            return Ok(Outcome::Gone);
+        }
+        if target.kind == "none" {
+            return Ok(Outcome::Differs(Difference::Missing));
+        }
+        if source.kind != target.kind {
+            return Ok(Outcome::Differs(Difference::Type));
+        }
+        let same_bytes = match (dump_body(&source_dump), dump_body(&target_dump)) {
+            (Some(s), Some(t)) => s == t,
+            _ => false,
+        };
+        if !same_bytes {
+            // Hash field TTLs exist from Redis 7.4 (RDB 12) on.
+            let field_ttls = self.servers.target_rdb >= 12;
+            let source_value = canonical(self.source, &source.kind, key, field_ttls)
+                .await
+                .map_err(src_err)?;
+            let target_value = canonical(self.target, &target.kind, key, field_ttls)
+                .await
+                .map_err(tgt_err)?;
+            // No type-aware form (module types): the DUMP comparison was the only test.
+            if source_value.is_none() || source_value != target_value {
+                // The key may have expired on the source meanwhile.
+                if key_type(self.source, key).await.map_err(src_err)? == "none" {
+                    return Ok(Outcome::Gone);
+                }
+                return Ok(Outcome::Differs(Difference::Value));
+            }
+        }
+        let ttl_ok = match (source.ttl, target.ttl) {
+            (-2, _) => return Ok(Outcome::Gone),
+            (-1, -1) => true,
+            (s, t) if s >= 0 && t >= 0 => (s - t).abs() <= self.tuning.ttl_tolerance_ms,
+            _ => false,
+        };
+        if !ttl_ok {
+            return Ok(Outcome::Differs(Difference::Ttl));
+        }
+        Ok(Outcome::Same)
+    }
+
+    async fn sample(&mut self, n: usize) -> Result<Vec<Bytes>, EngineError> {
+        let mut seen = HashSet::new();
+        for _ in 0..n * 2 {
+            if seen.len() >= n {
+                break;
+            }
+            match self.source.call_ok(&["RANDOMKEY"]).await.map_err(src_err)? {
+                Frame::Bulk(k) => {
+                    seen.insert(k);
+                }
+                _ => break,
+            }
+        }
+        Ok(seen.into_iter().collect())
+    }
+}
+
+enum Outcome {
+    Same,
+    Gone,
+    Differs(Difference),
+}
+
+async fn key_type(conn: &mut Conn, key: &[u8]) -> Result<String, super::ConnError> {
+    let reply = conn.call_ok(&[b"TYPE".as_slice(), key]).await?;
+    Ok(reply
+        .as_bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default())
+}
+
+/// The DUMP payload without its version and CRC trailer (10 bytes), which differ by server version.
+fn dump_body(reply: &Frame) -> Option<&[u8]> {
+    match reply {
+        Frame::Bulk(b) if b.len() >= 10 => Some(&b[..b.len() - 10]),
+        _ => None,
+    }
+}
+
+/// Type, TTL and approximate size of one key, from one pipelined round trip.
+struct Meta {
+    kind: String,
+    ttl: i64,
+    size: u64,
+}
+
+impl Meta {
+    /// Groups replies of `TYPE`, `PTTL`, `MEMORY USAGE` (three per key) into one `Meta` per key.
+    fn parse(replies: Vec<Frame>) -> Vec<Meta> {
+        replies
+            .chunks(3)
+            .map(|r| Meta {
+                kind: r[0]
+                    .as_bytes()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default(),
+                ttl: r.get(1).and_then(Frame::as_int).unwrap_or(-2),
+                size: r.get(2).and_then(Frame::as_int).unwrap_or(0).max(0) as u64,
+            })
+            .collect()
+    }
+}
+
+/// Adds a key's outcome to the report.
+fn record(
+    db: u32,
+    key: &Bytes,
+    outcome: Outcome,
+    report: &mut VerificationReport,
+    missing_here: &mut u64,
+) {
+    let difference = match outcome {
+        Outcome::Gone => return,
+        Outcome::Same => None,
+        Outcome::Differs(d) => Some(d),
+    };
+    report.checked += 1;
+    let Some(d) = difference else {
+        return;
+    };
+    if d == Difference::Missing {
+        report.missing += 1;
+        *missing_here += 1;
+    } else {
+        report.different += 1;
+    }
+    if report.problems.len() < MAX_PROBLEMS {
+        report.problems.push(ProblemKey {
+            db,
+            key: show_key(key),
+            difference: d,
+        });
+    }
+}
+
+/// A version-independent rendering of a value, or `None` for types we cannot read generically.
+async fn canonical(
+    conn: &mut Conn,
+    kind: &str,
+    key: &[u8],
+    field_ttls: bool,
+) -> Result<Option<Vec<Bytes>>, super::ConnError> {
+    let k = key;
+    let mut out = vec![];
+    match kind {
+        "string" => flatten(conn.call_ok(&[b"GET".as_slice(), k]).await?, &mut out),
+        "list" => flatten(
+            conn.call_ok(&[b"LRANGE".as_slice(), k, b"0", b"-1"])
+                .await?,
+            &mut out,
+        ),
+        "set" => {
+            elements(conn.call_ok(&[b"SMEMBERS".as_slice(), k]).await?, &mut out);
+            out.sort();
+        }
+        "hash" => {
+            let mut flat = vec![];
+            elements(conn.call_ok(&[b"HGETALL".as_slice(), k]).await?, &mut flat);
+            let mut pairs: Vec<(Bytes, Bytes)> = flat
+                .chunks(2)
+                .filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone())))
+                .collect();
+            pairs.sort();
+            if field_ttls && !pairs.is_empty() {
+                // Absolute expiry of every field; a server without field TTLs (< 7.4) answers
+                // an error, which means "no TTLs" (-1), as on a server that has none set.
+                let count = pairs.len().to_string();
+                let mut args: Vec<&[u8]> = vec![b"HPEXPIRETIME", k, b"FIELDS", count.as_bytes()];
+                args.extend(pairs.iter().map(|(f, _)| &f[..]));
+                let expiries = match conn.call(&args).await? {
+                    Frame::Array(items) => items.iter().map(|i| i.as_int().unwrap_or(-1)).collect(),
+                    _ => vec![-1; pairs.len()],
+                };
+                for ((f, v), at) in pairs.into_iter().zip(expiries) {
+                    out.push(f);
+                    out.push(v);
+                    out.push(Bytes::from(at.to_string()));
+                }
+            } else {
+                for (f, v) in pairs {
+                    out.push(f);
+                    out.push(v);
+                }
+            }
+        }
+        "zset" => {
+            let mut flat = vec![];
+            elements(
+                conn.call_ok(&[b"ZRANGE".as_slice(), k, b"0", b"-1", b"WITHSCORES"])
+                    .await?,
+                &mut flat,
+            );
+            // Versions print doubles differently (%.17g vs shortest): compare the numbers.
+            for pair in flat.chunks(2) {
+                if let [member, score] = pair {
+                    out.push(member.clone());
+                    let parsed = std::str::from_utf8(score)
+                        .ok()
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .map(|f| f.to_bits().to_string())
+                        .unwrap_or_else(|| String::from_utf8_lossy(score).into_owned());
+                    out.push(Bytes::from(parsed));
+                }
+            }
+        }
+        "stream" => {
+            flatten(
+                conn.call_ok(&[b"XRANGE".as_slice(), k, b"-", b"+"]).await?,
+                &mut out,
+            );
+            let groups = conn.call_ok(&[b"XINFO".as_slice(), b"GROUPS", k]).await?;
+            if let Frame::Array(groups) = groups {
+                for group in groups {
+                    let mut fields = vec![];
+                    elements(group, &mut fields);
+                    // Fields differ by version (entries-read, lag came in 7.0): keep the common ones.
+                    for pair in fields.chunks(2) {
+                        if let [name, value] = pair {
+                            if matches!(
+                                &name[..],
+                                b"name" | b"pending" | b"last-delivered-id" | b"consumers"
+                            ) {
+                                out.push(name.clone());
+                                out.push(value.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(out))
+}
+
+/// The elements of an array reply, flattened (without the array's own length marker).
+fn elements(frame: Frame, out: &mut Vec<Bytes>) {
+    match frame {
+        Frame::Array(items) => {
+            for item in items {
+                flatten(item, out);
+            }
+        }
+        other => flatten(other, out),
+    }
+}
+
+/// Renders a reply as a sequence of byte strings; nested arrays keep a `*N` marker so that
+/// structure differences show.
+fn flatten(frame: Frame, out: &mut Vec<Bytes>) {
+    match frame {
+        Frame::Simple(b) | Frame::Bulk(b) => out.push(b),
+        Frame::Integer(i) => out.push(Bytes::from(i.to_string())),
+        Frame::Null => out.push(Bytes::from_static(b"(nil)")),
+        Frame::Error(e) => out.push(e),
+        Frame::Array(items) => {
+            out.push(Bytes::from(format!("*{}", items.len())));
+            for item in items {
+                flatten(item, out);
+            }
+        }
+    }
+}

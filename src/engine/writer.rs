@@ -1,0 +1,626 @@
+//! The pipelined target writer: many commands in flight on one connection, within a bounded window.
+//!
+//! Round trips dominate a naive copy (one RESTORE, wait, next RESTORE...). Here the caller encodes
+//! commands into one reused buffer and the writer sends it in large writes, while a separate reader
+//! task consumes the replies in order and checks each against what was expected of it
+//! ([`Expect`]). The two halves are joined by a bounded queue of pending replies, and a byte budget
+//! (a semaphore) is taken for every command sent and given back when its reply arrives. So the
+//! memory held for a slow target is at most the window (commands and bytes), never the dataset:
+//! when the window is full the writer waits, the replication link is not read, and TCP pushes back
+//! on the source.
+//!
+//! Deadlock rule: before the writer waits for anything (window, queue space, a barrier, or the
+//! next input), it flushes what it has encoded, so every reply the reader waits for has been sent.
+//!
+//! The reader also tracks the *applied* replication offset: a pending entry may carry the offset
+//! reached once its reply is in, and [`Pending::Applied`] marks offsets of commands that were not
+//! sent at all (PING, REPLCONF) so they count as applied once everything before them is.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
+
+use super::conn::Conn;
+use super::error::{show_key, EngineError};
+use crate::rdb::crc64;
+use crate::resp::{CommandBuf, Decoder, Frame, Limits};
+use crate::spec::OnConflict;
+
+/// Bounds of the in-flight window and the batching of writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Most commands sent and not yet answered.
+    pub max_inflight_commands: usize,
+    /// Most bytes sent and not yet answered.
+    pub max_inflight_bytes: usize,
+    /// Flush the output buffer once it holds this much.
+    pub flush_bytes: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            max_inflight_commands: 4096,
+            max_inflight_bytes: 16 * 1024 * 1024,
+            flush_bytes: 128 * 1024,
+        }
+    }
+}
+
+/// What a command's reply must look like, and what it means.
+#[derive(Debug)]
+pub(crate) enum Expect {
+    /// `RESTORE`: `+OK`; `-BUSYKEY` is a skip or a failure depending on `on_conflict`.
+    Restore { db: u32, key: Bytes },
+    /// One command of a key rewritten as plain commands; the `last` one completes the key.
+    Rewrite {
+        db: u32,
+        key: Bytes,
+        command: Bytes,
+        last: bool,
+    },
+    /// SELECT, FLUSHDB, FUNCTION LOAD...: an error fails, unless it contains `tolerate`.
+    Setup {
+        db: u32,
+        what: &'static str,
+        tolerate: Option<&'static str>,
+    },
+}
+
+enum Pending {
+    Reply {
+        expect: Expect,
+        cost: u32,
+    },
+    /// Consecutive replication-stream commands, queued as one entry: the stream is the hot path,
+    /// and one queue operation per command would cost more than decoding the command.
+    Stream(StreamBatch),
+    Applied(i64),
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Replication-stream commands sent back to back, answered in order.
+struct StreamBatch {
+    db: u32,
+    /// Command names, to name the one the target refuses.
+    names: Vec<Bytes>,
+    cost: u64,
+    /// The offset applied once all of them are answered (the last one that ends a transaction
+    /// or stands alone).
+    offset: Option<i64>,
+}
+
+/// Commands per [`StreamBatch`].
+const STREAM_BATCH: usize = 256;
+
+/// Counters the reader updates as replies come in.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub keys_written: AtomicU64,
+    pub keys_skipped: AtomicU64,
+    pub commands_applied: AtomicU64,
+    pub applied_offset: AtomicI64,
+}
+
+struct Shared {
+    stats: WriterStats,
+    error: Mutex<Option<EngineError>>,
+    window: Semaphore,
+}
+
+/// Aborts the reader task when the writer is dropped (cancel, error): no task outlives its job.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub struct Writer {
+    write: OwnedWriteHalf,
+    out: CommandBuf,
+    tx: mpsc::Sender<Pending>,
+    shared: Arc<Shared>,
+    _reader: AbortOnDrop,
+    cfg: WriterConfig,
+    db: Option<u32>,
+    batch: Option<StreamBatch>,
+}
+
+impl Writer {
+    /// Takes over an authenticated connection to the target.
+    pub fn new(conn: Conn, cfg: WriterConfig, on_conflict: OnConflict, start_offset: i64) -> Self {
+        let addr = conn.addr().to_string();
+        let leftover = conn.buf;
+        let (read, write) = conn.stream.into_split();
+        let (tx, rx) = mpsc::channel(cfg.max_inflight_commands.max(1));
+        let shared = Arc::new(Shared {
+            stats: WriterStats::default(),
+            error: Mutex::new(None),
+            window: Semaphore::new(cfg.max_inflight_bytes.max(1)),
+        });
+        shared
+            .stats
+            .applied_offset
+            .store(start_offset, Ordering::Release);
+        let reader = ReplyReader {
+            read,
+            buf: leftover,
+            decoder: Decoder::new(Limits::default()),
+            shared: shared.clone(),
+            on_conflict,
+            addr,
+        };
+        let task = tokio::spawn(reader.run(rx));
+        Writer {
+            write,
+            out: CommandBuf::with_capacity(cfg.flush_bytes * 2),
+            tx,
+            shared,
+            _reader: AbortOnDrop(task),
+            cfg,
+            db: None,
+            batch: None,
+        }
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// The replication offset the target has applied.
+    pub fn applied_offset(&self) -> i64 {
+        self.shared.stats.applied_offset.load(Ordering::Acquire)
+    }
+
+    /// The db the writer's connection is on, as far as commands sent so far go.
+    pub fn db(&self) -> u32 {
+        self.db.unwrap_or(0)
+    }
+
+    /// Records that a forwarded command (the stream's own SELECT) switched the db.
+    pub fn note_db(&mut self, db: u32) {
+        self.db = Some(db);
+    }
+
+    fn failure(&self) -> EngineError {
+        self.shared
+            .error
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take())
+            .unwrap_or_else(|| EngineError::TargetLinkLost("the reply reader stopped".into()))
+    }
+
+    /// Fails fast if the reader has seen an error.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let failed = self
+            .shared
+            .error
+            .lock()
+            .map(|e| e.is_some())
+            .unwrap_or(true);
+        if failed {
+            Err(self.failure())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends everything encoded so far, and lets the reader expect all of it.
+    pub async fn flush(&mut self) -> Result<(), EngineError> {
+        self.push_batch().await?;
+        self.write_out().await
+    }
+
+    /// Writes the output buffer to the socket.
+    async fn write_out(&mut self) -> Result<(), EngineError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.write.write_all_buf(self.out.buf_mut()).await {
+            self.check()?;
+            return Err(EngineError::TargetLinkLost(e.to_string()));
+        }
+        // One huge command (a big rewritten element) must not pin a huge buffer for good.
+        if self.out.capacity() > 8 * self.cfg.flush_bytes {
+            self.out = CommandBuf::with_capacity(self.cfg.flush_bytes * 2);
+        }
+        Ok(())
+    }
+
+    /// Queues the open stream batch, if any.
+    async fn push_batch(&mut self) -> Result<(), EngineError> {
+        match self.batch.take() {
+            Some(batch) => self.enqueue(Pending::Stream(batch)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every command sent so far has been answered (and checked).
+    pub async fn drain(&mut self) -> Result<(), EngineError> {
+        self.flush().await?;
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Pending::Barrier(tx)).await?;
+        self.write_out().await?;
+        rx.await.map_err(|_| self.failure())?;
+        self.check()
+    }
+
+    async fn enqueue(&mut self, pending: Pending) -> Result<(), EngineError> {
+        match self.tx.try_send(pending) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(pending)) => {
+                // The reader frees queue space as replies arrive; they can only arrive for
+                // commands that were written.
+                self.write_out().await?;
+                self.tx.send(pending).await.map_err(|_| self.failure())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.failure()),
+        }
+    }
+
+    /// Takes window space for a command of `len` bytes, waiting (after a flush) while the window
+    /// is full. Returns the space taken, to be given back when the reply arrives.
+    async fn reserve(&mut self, len: usize) -> Result<u32, EngineError> {
+        let cost = len.clamp(1, self.cfg.max_inflight_bytes.min(u32::MAX as usize)) as u32;
+        let shared = self.shared.clone();
+        match shared.window.try_acquire_many(cost) {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::NoPermits) => {
+                self.flush().await?;
+                let permit = shared
+                    .window
+                    .acquire_many(cost)
+                    .await
+                    .map_err(|_| self.failure())?;
+                permit.forget();
+            }
+            Err(TryAcquireError::Closed) => return Err(self.failure()),
+        }
+        Ok(cost)
+    }
+
+    /// Admits the command just encoded (`len` bytes) into the window and queues its expectation.
+    async fn admit(&mut self, len: usize, expect: Expect) -> Result<(), EngineError> {
+        let cost = self.reserve(len).await?;
+        self.push_batch().await?;
+        self.enqueue(Pending::Reply { expect, cost }).await?;
+        if self.out.len() >= self.cfg.flush_bytes {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    /// Switches the connection to `db` unless it is there already.
+    pub async fn select(&mut self, db: u32) -> Result<(), EngineError> {
+        if self.db == Some(db) {
+            return Ok(());
+        }
+        let start = self.out.len();
+        self.out.array(2).arg(b"SELECT").arg_int(db as i64);
+        self.db = Some(db);
+        let len = self.out.len() - start;
+        self.admit(
+            len,
+            Expect::Setup {
+                db,
+                what: "SELECT",
+                tolerate: None,
+            },
+        )
+        .await
+    }
+
+    /// A setup command (FLUSHDB, FUNCTION LOAD, SCRIPT LOAD) on `db`.
+    pub async fn setup(
+        &mut self,
+        db: u32,
+        args: &[&[u8]],
+        what: &'static str,
+        tolerate: Option<&'static str>,
+    ) -> Result<(), EngineError> {
+        self.select(db).await?;
+        let start = self.out.len();
+        self.out.command(args);
+        let len = self.out.len() - start;
+        self.admit(len, Expect::Setup { db, what, tolerate }).await
+    }
+
+    /// `RESTORE key ttl payload [REPLACE] ABSTTL [IDLETIME s | FREQ f]`, with the DUMP payload
+    /// (type byte, value bytes, RDB version, CRC64) built straight into the output buffer.
+    pub async fn restore(&mut self, r: Restore<'_>) -> Result<(), EngineError> {
+        self.select(r.db).await?;
+        let start = self.out.len();
+        let hint = if r.idle_secs.is_some() || r.freq.is_some() {
+            2
+        } else {
+            0
+        };
+        let argc = 5 + usize::from(r.replace) + hint;
+        let out = &mut self.out;
+        out.array(argc)
+            .arg(b"RESTORE")
+            .arg(r.key)
+            .arg_int(r.expire_ms.unwrap_or(0));
+        let version = r.rdb_version.to_le_bytes();
+        // CRC-64/Jones over type byte, value and version (the rdb module's fast implementation).
+        let crc = crc64::update(
+            crc64::update(crc64::update(0, &[r.type_byte]), r.raw_value),
+            &version,
+        );
+        out.bulk_header(1 + r.raw_value.len() + 2 + 8)
+            .raw(&[r.type_byte]);
+        // A big value goes from the parser's buffer straight to the socket: copying it into
+        // the output buffer would hold it twice and leave that buffer huge.
+        let mut sent_directly = 0;
+        if r.raw_value.len() >= self.cfg.flush_bytes {
+            sent_directly = self.out.len() - start + r.raw_value.len();
+            self.flush().await?;
+            if let Err(e) = self.write.write_all(r.raw_value).await {
+                self.check()?;
+                return Err(EngineError::TargetLinkLost(e.to_string()));
+            }
+        } else {
+            self.out.raw(r.raw_value);
+        }
+        let rest = self.out.len();
+        let out = &mut self.out;
+        out.raw(&version).raw(&crc.to_le_bytes()).end_arg();
+        if r.replace {
+            out.arg(b"REPLACE");
+        }
+        out.arg(b"ABSTTL");
+        if let Some(freq) = r.freq {
+            out.arg(b"FREQ").arg_int(freq as i64);
+        } else if let Some(idle) = r.idle_secs {
+            out.arg(b"IDLETIME")
+                .arg_int(idle.min(i64::MAX as u64) as i64);
+        }
+        let len = if sent_directly > 0 {
+            sent_directly + (self.out.len() - rest)
+        } else {
+            self.out.len() - start
+        };
+        let key = r.key.clone();
+        self.admit(len, Expect::Restore { db: r.db, key }).await
+    }
+
+    /// One command of a key rewritten as plain commands.
+    pub async fn rewrite_command(
+        &mut self,
+        db: u32,
+        key: &Bytes,
+        args: &[Bytes],
+        last: bool,
+    ) -> Result<(), EngineError> {
+        self.select(db).await?;
+        let start = self.out.len();
+        self.out.command(args);
+        let len = self.out.len() - start;
+        let command = args.first().cloned().unwrap_or_default();
+        self.admit(
+            len,
+            Expect::Rewrite {
+                db,
+                key: key.clone(),
+                command,
+                last,
+            },
+        )
+        .await
+    }
+
+    /// A replication-stream command, forwarded byte for byte. `offset` is what the target has
+    /// applied once this command is answered (`None` inside a transaction, before its EXEC).
+    pub async fn forward(
+        &mut self,
+        raw: &[u8],
+        command: &Bytes,
+        offset: Option<i64>,
+    ) -> Result<(), EngineError> {
+        self.out.raw(raw);
+        let cost = self.reserve(raw.len()).await?;
+        let db = self.db();
+        if self.batch.as_ref().is_some_and(|b| b.db != db) {
+            self.push_batch().await?;
+        }
+        let batch = self.batch.get_or_insert_with(|| StreamBatch {
+            db,
+            names: Vec::with_capacity(STREAM_BATCH),
+            cost: 0,
+            offset: None,
+        });
+        batch.names.push(command.clone());
+        batch.cost += cost as u64;
+        if offset.is_some() {
+            batch.offset = offset;
+        }
+        if batch.names.len() >= STREAM_BATCH {
+            self.push_batch().await?;
+        }
+        if self.out.len() >= self.cfg.flush_bytes {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    /// Marks `offset` applied once everything queued before it is (for commands not sent).
+    pub async fn mark_applied(&mut self, offset: i64) -> Result<(), EngineError> {
+        self.push_batch().await?;
+        self.enqueue(Pending::Applied(offset)).await
+    }
+}
+
+/// The parts of a RESTORE.
+pub struct Restore<'a> {
+    pub db: u32,
+    pub key: &'a Bytes,
+    pub type_byte: u8,
+    pub raw_value: &'a [u8],
+    pub rdb_version: u16,
+    pub expire_ms: Option<i64>,
+    pub replace: bool,
+    pub idle_secs: Option<u64>,
+    pub freq: Option<u8>,
+}
+
+struct ReplyReader {
+    read: OwnedReadHalf,
+    buf: BytesMut,
+    decoder: Decoder,
+    shared: Arc<Shared>,
+    on_conflict: OnConflict,
+    addr: String,
+}
+
+impl ReplyReader {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        if let Err(e) = self.serve(&mut rx).await {
+            if let Ok(mut slot) = self.shared.error.lock() {
+                slot.get_or_insert(e);
+            }
+            // Wake a writer waiting for window space: it will find the error.
+            self.shared.window.close();
+        }
+    }
+
+    async fn serve(&mut self, rx: &mut mpsc::Receiver<Pending>) -> Result<(), EngineError> {
+        while let Some(pending) = rx.recv().await {
+            match pending {
+                Pending::Applied(offset) => self
+                    .shared
+                    .stats
+                    .applied_offset
+                    .store(offset, Ordering::Release),
+                Pending::Barrier(done) => {
+                    let _ = done.send(());
+                }
+                Pending::Reply { expect, cost } => {
+                    let reply = self.read_reply().await?;
+                    self.judge(expect, reply)?;
+                    self.shared.window.add_permits(cost as usize);
+                }
+                Pending::Stream(batch) => {
+                    for name in &batch.names {
+                        if let Frame::Error(message) = self.read_reply().await? {
+                            return Err(EngineError::StreamApplyFailed {
+                                db: batch.db,
+                                command: String::from_utf8_lossy(name).to_uppercase(),
+                                message: String::from_utf8_lossy(&message).into_owned(),
+                            });
+                        }
+                    }
+                    let stats = &self.shared.stats;
+                    stats
+                        .commands_applied
+                        .fetch_add(batch.names.len() as u64, Ordering::Relaxed);
+                    self.shared.window.add_permits(batch.cost as usize);
+                    if let Some(offset) = batch.offset {
+                        stats.applied_offset.store(offset, Ordering::Release);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_reply(&mut self) -> Result<Frame, EngineError> {
+        loop {
+            if let Some((frame, _)) = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?
+            {
+                return Ok(frame);
+            }
+            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+                self.buf.reserve(64 * 1024);
+            }
+            let n = self
+                .read
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?;
+            if n == 0 {
+                return Err(EngineError::TargetLinkLost(format!(
+                    "{} closed the connection",
+                    self.addr
+                )));
+            }
+        }
+    }
+
+    fn judge(&self, expect: Expect, reply: Frame) -> Result<(), EngineError> {
+        let stats = &self.shared.stats;
+        let error = reply
+            .as_error()
+            .map(|e| String::from_utf8_lossy(e).into_owned());
+        match expect {
+            Expect::Restore { db, key } => match error {
+                None => {
+                    stats.keys_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(e) if e.starts_with("BUSYKEY") => match self.on_conflict {
+                    OnConflict::Skip => {
+                        stats.keys_skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        return Err(EngineError::BusyKey {
+                            db,
+                            key: show_key(&key),
+                        })
+                    }
+                },
+                Some(message) => {
+                    return Err(EngineError::TargetError {
+                        db,
+                        key: show_key(&key),
+                        command: "RESTORE".into(),
+                        message,
+                    })
+                }
+            },
+            Expect::Rewrite {
+                db,
+                key,
+                command,
+                last,
+            } => match error {
+                None if last => {
+                    stats.keys_written.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {}
+                Some(message) => {
+                    return Err(EngineError::TargetError {
+                        db,
+                        key: show_key(&key),
+                        command: String::from_utf8_lossy(&command).to_uppercase(),
+                        message,
+                    })
+                }
+            },
+            Expect::Setup { db, what, tolerate } => match error {
+                Some(e) if !tolerate.is_some_and(|t| e.contains(t)) => {
+                    return Err(EngineError::TargetError {
+                        db,
+                        key: String::new(),
+                        command: what.into(),
+                        message: e,
+                    })
+                }
+                _ => {}
+            },
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

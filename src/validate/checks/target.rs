@@ -1,0 +1,201 @@
+//! The target side: may Ferry write there, do the source's databases exist there, and what is in
+//! the way?
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{fail, keys, pass, warn, Inputs, Verdict};
+use crate::spec::OnConflict;
+
+pub fn target_writable(inputs: &Inputs) -> Verdict {
+    let id = "target.writable";
+    let facts = inputs.target;
+    let info = facts.need_info()?;
+    let role = info.get("role").unwrap_or("unknown");
+    let min_replicas = facts
+        .config
+        .as_ref()
+        .ok()
+        .and_then(|c| c.num("min-replicas-to-write"))
+        .unwrap_or(0);
+    let connected_replicas = info.num("connected_slaves").unwrap_or(0);
+    let details = json!({
+        "role": role,
+        "master_host": info.get("master_host"),
+        "master_port": info.get("master_port"),
+        "cluster_enabled": info.get("cluster_enabled") == Some("1"),
+        "min_replicas_to_write": min_replicas,
+        "connected_replicas": connected_replicas,
+        "acl": facts.acl_details(),
+    });
+    if role == "slave" || role == "replica" {
+        let master = format!(
+            "{}:{}",
+            info.get("master_host").unwrap_or("?"),
+            info.get("master_port").unwrap_or("?")
+        );
+        return fail(
+            id,
+            format!(
+                "the target is a read-only replica of {master}: it refuses writes, and its master would \
+                 overwrite them anyway; point Ferry at a master, or run `REPLICAOF NO ONE` on the target"
+            ),
+            details,
+        );
+    }
+    if info.get("cluster_enabled") == Some("1") {
+        return fail(
+            id,
+            "the target runs in cluster mode (cluster-enabled yes), which Ferry does not support yet; \
+             use a standalone target",
+            details,
+        );
+    }
+    if min_replicas > connected_replicas {
+        return fail(
+            id,
+            format!(
+                "the target refuses writes: min-replicas-to-write is {min_replicas} but only \
+                 {connected_replicas} replicas are connected; connect the replicas or lower the setting"
+            ),
+            details,
+        );
+    }
+    let denials = facts.acl_denials();
+    if !denials.is_empty() {
+        let user = facts
+            .connect
+            .as_ref()
+            .map(|c| c.user.as_str())
+            .unwrap_or("default");
+        return fail(
+            id,
+            format!(
+                "user `{user}` may not run what Ferry needs on the target ({}); grant it with \
+                 `ACL SETUSER {user} +restore +select +flushdb` (plus the write commands of your data types)",
+                denials.join("; ")
+            ),
+            details,
+        );
+    }
+    let acl_note = if facts.acl.is_empty() {
+        " (ACL rights not checked: ACL DRYRUN needs Redis 7.0)"
+    } else {
+        " and the user may RESTORE, SELECT and FLUSHDB"
+    };
+    pass(
+        id,
+        format!("the target is a writable master{acl_note}"),
+        details,
+    )
+}
+
+pub fn databases(inputs: &Inputs) -> Verdict {
+    let id = "databases";
+    let used: Vec<u32> = inputs
+        .source
+        .need_info()?
+        .keyspace
+        .keys()
+        .copied()
+        .collect();
+    let config = inputs.target.need_config()?;
+    let Some(available) = config.num("databases") else {
+        return warn(
+            id,
+            "the target did not report `databases`; check that it has every db the source uses",
+            json!({ "source_dbs": used }),
+        );
+    };
+    let missing: Vec<u32> = used
+        .iter()
+        .copied()
+        .filter(|db| u64::from(*db) >= available)
+        .collect();
+    let details = json!({
+        "source_dbs": used,
+        "target_databases": available,
+        "missing_dbs": missing,
+    });
+    if let Some(highest) = missing.iter().max() {
+        return fail(
+            id,
+            format!(
+                "the source uses db {} but the target has only {available} databases (0–{}); set \
+                 `databases {}` in the target's configuration and restart it",
+                join(&missing),
+                available.saturating_sub(1),
+                highest + 1
+            ),
+            details,
+        );
+    }
+    pass(
+        id,
+        format!("the target has {available} databases, enough for every db the source uses"),
+        details,
+    )
+}
+
+pub fn target_conflicts(inputs: &Inputs) -> Verdict {
+    let id = "target.conflicts";
+    let info = inputs.target.need_info()?;
+    let per_db: BTreeMap<String, u64> = info
+        .keyspace
+        .iter()
+        .filter(|(_, stats)| stats.keys > 0)
+        .map(|(db, stats)| (format!("db{db}"), stats.keys))
+        .collect();
+    let total: u64 = per_db.values().sum();
+    let on_conflict = inputs.spec.options.on_conflict;
+    let details = json!({ "keys_per_db": per_db, "total_keys": total, "on_conflict": on_conflict });
+    if total == 0 {
+        return pass(id, "the target is empty", details);
+    }
+    let listing = per_db
+        .iter()
+        .map(|(db, keys)| format!("{db}: {keys}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let held = format!("the target already holds {} ({listing})", keys(total));
+    match on_conflict {
+        OnConflict::Fail => fail(
+            id,
+            format!(
+                "{held} and on_conflict is `fail`; empty the target, or choose on_conflict \
+                 `replace`, `skip` or `flush`"
+            ),
+            details,
+        ),
+        OnConflict::Replace => warn(
+            id,
+            format!("{held}; keys that also exist on the source will be overwritten (on_conflict `replace`)"),
+            details,
+        ),
+        OnConflict::Skip => warn(
+            id,
+            format!("{held}; keys that also exist on the source keep the target's value (on_conflict `skip`)"),
+            details,
+        ),
+        OnConflict::Flush => {
+            let restore_point = if inputs.spec.options.backup {
+                "after a restore point is taken"
+            } else {
+                "WITHOUT a restore point (backup is off)"
+            };
+            warn(
+                id,
+                format!("{held}; the databases the source uses will be flushed {restore_point} (on_conflict `flush`)"),
+                details,
+            )
+        }
+    }
+}
+
+fn join(dbs: &[u32]) -> String {
+    dbs.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

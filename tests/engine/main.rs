@@ -1,0 +1,14 @@
+//! The transfer engine against real servers: `engine::run_with` is called directly with an event
+//! channel, and the target's data is compared with the source's by the test's own reader
+//! (`helpers::assert_same`), not by the engine's verifier.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(dead_code)]
+mod helpers;
+
+mod cancel;
+mod conflict;
+mod failures;
+mod live;
+mod snapshot;

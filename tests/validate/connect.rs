@@ -1,0 +1,232 @@
+//! `source.connect`, `target.connect`, `distinct_servers`: authentication, TLS, identity.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_wrong_password_fails_with_authentication_failed_and_never_shows_a_password() {
+    let right = "correct-horse-battery";
+    let wrong = "wrong-horse-staple";
+    // The harness probes readiness with an unauthenticated PING, so the password is set after start.
+    let source = RedisServer::start("7.0");
+    let target = RedisServer::start("6.2");
+    for server in [&source, &target] {
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "requirepass", right])
+            .query(&mut server.conn())
+            .unwrap();
+    }
+    let source_url = format!("redis://:{right}@127.0.0.1:{}", source.port);
+    let target_url = format!("redis://:{wrong}@127.0.0.1:{}", target.port);
+    let report = validate(&source_url, &target_url).await;
+    expect(&report, "source.connect", CheckStatus::Pass, &[]);
+    expect(
+        &report,
+        "target.connect",
+        CheckStatus::Fail,
+        &["authentication failed"],
+    );
+    expect(
+        &report,
+        "capacity.memory",
+        CheckStatus::Fail,
+        &["not checked", "target is unreachable"],
+    );
+    assert_eq!(report.status, ReportStatus::Failed);
+    let text = serde_json::to_string(&report).unwrap();
+    assert!(!text.contains(right), "the right password leaked: {text}");
+    assert!(!text.contains(wrong), "the wrong password leaked: {text}");
+
+    // A named ACL user with the wrong password on 7.x: the same answer.
+    let named = format!("redis://default:{wrong}@127.0.0.1:{}", source.port);
+    let report = validate(&named, &source_url).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Fail,
+        &["authentication failed"],
+    );
+    assert!(!serde_json::to_string(&report).unwrap().contains(wrong));
+}
+
+#[tokio::test]
+async fn the_same_server_under_two_names_fails_distinct_servers() {
+    let server = RedisServer::start("7.2");
+    let report = validate(&server.url(), &format!("redis://localhost:{}", server.port)).await;
+    expect(
+        &report,
+        "distinct_servers",
+        CheckStatus::Fail,
+        &["same server", "run_id"],
+    );
+    assert_eq!(report.status, ReportStatus::Failed);
+}
+
+/// A private CA and a server certificate for 127.0.0.1 it signed, made with the `openssl` CLI.
+struct TestCerts {
+    dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    fn make() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run `openssl` (install it: apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ferry-test-ca",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        TestCerts { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).to_str().unwrap().to_string()
+    }
+}
+
+#[tokio::test]
+async fn rediss_urls_connect_over_tls_and_an_untrusted_certificate_fails_naming_tls() {
+    let certs = TestCerts::make();
+    let tls_port = free_port().to_string();
+    let (cert, key, ca) = (
+        certs.path("server.pem"),
+        certs.path("server.key"),
+        certs.path("ca.pem"),
+    );
+    let server = RedisServer::start_with(
+        "7.2",
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let plain_target = RedisServer::start("7.2");
+    let rediss = format!("rediss://127.0.0.1:{tls_port}");
+    let data_dir = tempfile::tempdir().unwrap();
+    let spec = spec(&rediss, &plain_target.url(), json!({}));
+
+    let mut ctx = ValidateContext::new(data_dir.path());
+    ctx.tls_ca_file = Some(ca.clone().into());
+    let report = run_with(&spec, &ctx).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Pass,
+        &["Redis 7.2", "TLS"],
+    );
+    assert_eq!(
+        check(&report, "source.connect").details.as_ref().unwrap()["tls"],
+        true
+    );
+    expect(&report, "distinct_servers", CheckStatus::Pass, &[]);
+    drop(server);
+
+    // Without the private CA the server's certificate is not trusted.
+    let server = RedisServer::start_with(
+        "7.2",
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let report = run_with(&spec, &ValidateContext::new(data_dir.path())).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Fail,
+        &["TLS", "certificate"],
+    );
+
+    // A CA file that cannot be read is named, not mistaken for an untrusted server.
+    let mut ctx = ValidateContext::new(data_dir.path());
+    ctx.tls_ca_file = Some(certs.dir.path().join("missing-ca.pem"));
+    let report = run_with(&spec, &ctx).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Fail,
+        &["cannot read the TLS CA file", "missing-ca.pem"],
+    );
+    // Plain redis:// servers do not need the CA.
+    expect(&report, "target.connect", CheckStatus::Pass, &[]);
+    drop(server);
+}
