@@ -229,7 +229,11 @@ impl Jobs {
 
     /// Records a new migration. Its credentials go to the encrypted store first, so a recorded
     /// migration can always run.
-    pub async fn create(&self, spec: MigrationSpec, actor: &str) -> Result<MigrationView, JobError> {
+    pub async fn create(
+        &self,
+        spec: MigrationSpec,
+        actor: &str,
+    ) -> Result<MigrationView, JobError> {
         let id = Uuid::now_v7();
         let creds = Credentials {
             source: spec.source.url.clone(),
@@ -239,13 +243,15 @@ impl Jobs {
         let event = self
             .inner
             .store
-            .append_one(NewEvent::new(id, actor, EventKind::MigrationCreated { spec }))
+            .append_one(NewEvent::new(
+                id,
+                actor,
+                EventKind::MigrationCreated { spec },
+            ))
             .await?;
-        let migration = projection::apply(None, &event).map_err(|e| {
-            StoreError::Decode {
-                seq: event.seq,
-                message: e.to_string(),
-            }
+        let migration = projection::apply(None, &event).map_err(|e| StoreError::Decode {
+            seq: event.seq,
+            message: e.to_string(),
         })?;
         let view = migration.view.clone();
         let entry = Arc::new(Entry {
@@ -298,8 +304,15 @@ impl Jobs {
         if new_creds != creds {
             self.inner.store.put_credentials(id, new_creds).await?;
         }
-        self.commit(&entry, vec![NewEvent::new(id, actor, EventKind::MigrationUpdated { spec })])
-            .await?;
+        self.commit(
+            &entry,
+            vec![NewEvent::new(
+                id,
+                actor,
+                EventKind::MigrationUpdated { spec },
+            )],
+        )
+        .await?;
         Ok(entry.snapshot().view)
     }
 
@@ -318,7 +331,10 @@ impl Jobs {
                 )));
             }
             let started = self
-                .commit(&entry, vec![NewEvent::new(id, actor, EventKind::ValidationStarted {})])
+                .commit(
+                    &entry,
+                    vec![NewEvent::new(id, actor, EventKind::ValidationStarted {})],
+                )
                 .await;
             if let Err(e) = started {
                 entry.validating.store(false, Ordering::SeqCst);
@@ -340,7 +356,8 @@ impl Jobs {
         let kind = EventKind::ValidationCompleted {
             report: report.clone(),
         };
-        self.commit(&entry, vec![NewEvent::new(id, actor, kind)]).await?;
+        self.commit(&entry, vec![NewEvent::new(id, actor, kind)])
+            .await?;
         Ok(report)
     }
 
@@ -367,8 +384,11 @@ impl Jobs {
         let entry = self.entry(id)?;
         let _guard = entry.commands.lock().await;
         check(&entry.snapshot(), Action::Start, "start")?;
-        self.commit(&entry, vec![NewEvent::new(id, actor, EventKind::MigrationStarted {})])
-            .await?;
+        self.commit(
+            &entry,
+            vec![NewEvent::new(id, actor, EventKind::MigrationStarted {})],
+        )
+        .await?;
         self.launch(id, None, false);
         Ok(entry.snapshot().view)
     }
@@ -382,7 +402,8 @@ impl Jobs {
         let kind = EventKind::CutoverStarted {
             pause_source_writes: current.view.options.pause_source_writes_on_cutover,
         };
-        self.commit(&entry, vec![NewEvent::new(id, actor, kind)]).await?;
+        self.commit(&entry, vec![NewEvent::new(id, actor, kind)])
+            .await?;
         self.inner.supervisor.cutover(id);
         Ok(entry.snapshot().view)
     }
@@ -397,7 +418,8 @@ impl Jobs {
             let kind = EventKind::MigrationCancelled {
                 reason: Some(format!("cancelled by {actor}")),
             };
-            self.commit(&entry, vec![NewEvent::new(id, actor, kind)]).await?;
+            self.commit(&entry, vec![NewEvent::new(id, actor, kind)])
+                .await?;
         }
         Ok(entry.snapshot().view)
     }
@@ -436,7 +458,8 @@ impl Jobs {
         if entry.snapshot().view.state.is_final() {
             return Ok(());
         }
-        self.commit(&entry, vec![NewEvent::new(id, actor, kind)]).await
+        self.commit(&entry, vec![NewEvent::new(id, actor, kind)])
+            .await
     }
 
     async fn credentials(&self, id: Uuid) -> Result<Credentials, JobError> {

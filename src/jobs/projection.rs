@@ -16,9 +16,7 @@ use uuid::Uuid;
 use super::state::{Phase, State};
 use crate::engine::ResumePoint;
 use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Verify};
-use crate::store::event::{
-    Event, EventKind, ReportStatus, ValidationReport, VerificationReport,
-};
+use crate::store::event::{Event, EventKind, ReportStatus, ValidationReport, VerificationReport};
 
 /// Progress of the transfer. Every field is `null` until the engine has reported it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
@@ -112,7 +110,11 @@ impl Migration {
 #[derive(Debug, Error, PartialEq)]
 pub enum FoldError {
     #[error("event {seq} ({kind}) belongs to migration {id}, which was never created")]
-    NotCreated { seq: u64, id: Uuid, kind: &'static str },
+    NotCreated {
+        seq: u64,
+        id: Uuid,
+        kind: &'static str,
+    },
     #[error("event {seq} creates migration {id} a second time")]
     CreatedTwice { seq: u64, id: Uuid },
 }
@@ -229,9 +231,9 @@ pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
             p.keys_skipped = Some(*keys_skipped);
             if let Some(total) = p.rdb_bytes_total.filter(|t| *t > 0) {
                 p.percent = Some((*rdb_bytes_read as f64 * 100.0 / total as f64).min(100.0));
-                p.eta_seconds = m.snapshot_started_at.and_then(|started| {
-                    eta(started, event.at, *rdb_bytes_read, total)
-                });
+                p.eta_seconds = m
+                    .snapshot_started_at
+                    .and_then(|started| eta(started, event.at, *rdb_bytes_read, total));
             }
         }
         EventKind::SnapshotCompleted {

@@ -137,7 +137,10 @@ mod tests {
             State::Failed,
             State::Cancelled,
         ] {
-            assert!(!allowed(state, Mode::Snapshot).contains(&Action::Start), "{state:?}");
+            assert!(
+                !allowed(state, Mode::Snapshot).contains(&Action::Start),
+                "{state:?}"
+            );
         }
         assert!(allowed(State::Validated, Mode::Snapshot).contains(&Action::Start));
     }

@@ -196,7 +196,10 @@ fn events_of_an_unknown_migration_and_double_creation_are_refused() {
         actor: "api".into(),
         kind: EventKind::MigrationStarted {},
     };
-    assert!(matches!(apply(None, &event), Err(FoldError::NotCreated { .. })));
+    assert!(matches!(
+        apply(None, &event),
+        Err(FoldError::NotCreated { .. })
+    ));
     let created = fold(vec![EventKind::MigrationCreated {
         spec: spec(Mode::Snapshot),
     }]);
