@@ -149,10 +149,39 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest, limit: usize) -> ac
     }
 }
 
-pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    let message = err.to_string();
-    let field = backticked(&message);
-    ApiError::invalid(field, format!("bad query parameter: {message}")).into()
+pub fn query_error(err: QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let message = match &err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let field = query_field(req.query_string(), &message);
+    let detail = match &field {
+        Some(f) => format!("query parameter `{f}`: {message}"),
+        None => format!("bad query parameter: {message}"),
+    };
+    ApiError::invalid(field, detail).into()
+}
+
+/// Which query parameter a serde_urlencoded message is about: the one it names ("unknown field
+/// `x`"), the one whose value it quotes ("unknown variant `v`"), or the numeric one that is not a
+/// number.
+fn query_field(query: &str, message: &str) -> Option<String> {
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        return backticked(message);
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let quoted = backticked(message);
+    pairs
+        .iter()
+        .find(|(_, v)| quoted.as_deref() == Some(v.as_str()))
+        .or_else(|| {
+            pairs
+                .iter()
+                .find(|(k, v)| matches!(k.as_str(), "after" | "limit") && v.parse::<u64>().is_err())
+        })
+        .map(|(k, _)| k.clone())
 }
 
 pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
@@ -195,6 +224,22 @@ mod tests {
         assert_eq!(field_of("[1]"), "body");
         assert_eq!(field_of("{"), "body");
         assert_eq!(field_of(""), "body");
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        assert_eq!(
+            query_field("state=x", "unknown variant `x`, expected …").as_deref(),
+            Some("state")
+        );
+        assert_eq!(
+            query_field("a=1&limit=-1", "invalid digit found in string").as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            query_field("colour=red", "unknown field `colour`, expected `state`").as_deref(),
+            Some("colour")
+        );
     }
 
     #[test]

@@ -71,7 +71,9 @@ impl Writer {
             }
             return;
         }
-        let at = Utc::now();
+        // Stored with microsecond precision; the in-memory copy must match what a re-read gives.
+        let now = Utc::now();
+        let at = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
         let mut batch = sled::Batch::default();
         let mut written: Vec<Result<Vec<Event>, StoreError>> = Vec::with_capacity(group.len());
         let mut seq = self.last_seq;
