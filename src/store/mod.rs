@@ -114,13 +114,7 @@ impl Store {
             .open_tree("events")
             .map_err(|e| open_err(e.to_string()))?;
         let credentials = CredentialStore::open(&db, data_dir)?;
-        let last_seq = match log.scan_prefix([record::EVENT_PREFIX]).next_back() {
-            Some(entry) => {
-                let (key, _) = entry?;
-                record::seq_of_key(&key).ok_or_else(|| open_err("malformed event key".into()))?
-            }
-            None => 0,
-        };
+        let (last_seq, sealed_upto) = log_bounds(&log).map_err(|e| open_err(e.to_string()))?;
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (requests, queue) = std::sync::mpsc::channel();
         let writer = Writer {
@@ -129,6 +123,7 @@ impl Store {
             last_seq,
             live: live.clone(),
             poisoned: None,
+            sealed_upto,
         };
         std::thread::Builder::new()
             .name("ferry-store-writer".into())
@@ -183,6 +178,7 @@ impl Store {
         blocking(move || {
             let start = record::index_key(&id, after.saturating_add(1));
             let end = record::index_key(&id, u64::MAX);
+            let mut chunk = None;
             let mut out = Vec::new();
             for entry in inner.log.range(start..=end).take(limit) {
                 let (key, _) = entry?;
@@ -190,15 +186,7 @@ impl Store {
                     seq: 0,
                     message: "malformed index key".into(),
                 })?;
-                let bytes =
-                    inner
-                        .log
-                        .get(record::event_key(seq))?
-                        .ok_or_else(|| StoreError::Decode {
-                            seq,
-                            message: "indexed event is missing".into(),
-                        })?;
-                out.push(decode(seq, &bytes)?);
+                out.push(event_at(&inner.log, seq, &mut chunk)?);
             }
             Ok(out)
         })
@@ -214,73 +202,71 @@ impl Store {
         kind: Option<String>,
     ) -> Result<Vec<Event>, StoreError> {
         let inner = self.inner.clone();
-        blocking(move || {
-            let start = record::event_key(after.saturating_add(1));
-            let end = record::event_key(u64::MAX);
-            let mut out = Vec::new();
-            for entry in inner.log.range(start..=end) {
-                if out.len() >= limit {
-                    break;
-                }
-                let (key, bytes) = entry?;
-                let seq = record::seq_of_key(&key).unwrap_or_default();
-                let event = decode(seq, &bytes)?;
-                if kind.as_deref().is_none_or(|k| event.kind.type_name() == k) {
-                    out.push(event);
-                }
-            }
-            Ok(out)
-        })
-        .await
+        blocking(move || read_after(&inner.log, after, limit, kind.as_deref())).await
     }
 
     /// Calls `f` with every event of the log, in order. Blocking; this is the start-up fold.
     ///
-    /// Reading sled and decoding JSON are the two costs, so they run on two threads: this one
-    /// walks the tree and hands raw records over in chunks, a helper decodes them.
+    /// Walking sled is cheap now that old events sit in chunks; decoding JSON is the cost. So a
+    /// reader thread hands out chunks alternately to two decoder threads, and this thread takes
+    /// their results back in the same alternation, which keeps the order.
     pub fn for_each_event(&self, mut f: impl FnMut(Event)) -> Result<(), StoreError> {
-        const CHUNK: usize = 4096;
+        const DECODERS: usize = 2;
         let log = self.inner.log.clone();
-        let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<Vec<(u64, sled::IVec)>>(8);
-        let (event_tx, event_rx) =
-            std::sync::mpsc::sync_channel::<Result<Vec<Event>, StoreError>>(8);
         std::thread::scope(|scope| {
+            let mut work_txs = Vec::new();
+            let mut result_rxs = Vec::new();
+            for _ in 0..DECODERS {
+                let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Work>(4);
+                let (result_tx, result_rx) =
+                    std::sync::mpsc::sync_channel::<Result<Vec<Event>, StoreError>>(4);
+                scope.spawn(move || {
+                    for work in work_rx {
+                        let decoded = work.decode();
+                        let failed = decoded.is_err();
+                        if result_tx.send(decoded).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+                work_txs.push(work_tx);
+                result_rxs.push(result_rx);
+            }
             scope.spawn(move || {
-                for chunk in raw_rx {
-                    let decoded: Result<Vec<Event>, StoreError> = chunk
-                        .iter()
-                        .map(|(seq, bytes)| decode(*seq, bytes))
-                        .collect();
-                    let failed = decoded.is_err();
-                    if event_tx.send(decoded).is_err() || failed {
+                let mut turn = 0;
+                let mut send = |work: Work| {
+                    let sent = work_txs[turn % DECODERS].send(work).is_ok();
+                    turn += 1;
+                    sent
+                };
+                for work in log_work(&log) {
+                    let failed = work.is_err();
+                    if !send(work.unwrap_or_else(Work::Failed)) || failed {
                         return;
                     }
                 }
             });
-            let reader = scope.spawn(move || -> Result<(), StoreError> {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                for entry in log.scan_prefix([record::EVENT_PREFIX]) {
-                    let (key, bytes) = entry?;
-                    chunk.push((record::seq_of_key(&key).unwrap_or_default(), bytes));
-                    if chunk.len() == CHUNK
-                        && raw_tx
-                            .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
-                            .is_err()
-                    {
-                        return Ok(());
+            let mut expected = 1;
+            for turn in 0.. {
+                let Ok(decoded) = result_rxs[turn % DECODERS].recv() else {
+                    break;
+                };
+                for event in decoded? {
+                    if event.seq != expected {
+                        return Err(StoreError::Decode {
+                            seq: expected,
+                            message: format!(
+                                "the log jumps from {} to {}",
+                                expected - 1,
+                                event.seq
+                            ),
+                        });
                     }
+                    expected += 1;
+                    f(event);
                 }
-                if !chunk.is_empty() {
-                    let _ = raw_tx.send(chunk);
-                }
-                Ok(())
-            });
-            for events in event_rx {
-                events?.into_iter().for_each(&mut f);
             }
-            reader
-                .join()
-                .map_err(|_| StoreError::Join("log reader panicked".into()))?
+            Ok(())
         })
     }
 
@@ -295,6 +281,178 @@ impl Store {
         let inner = self.inner.clone();
         blocking(move || Ok(inner.credentials.get(id)?)).await
     }
+}
+
+/// A unit of decoding work for the start-up fold.
+enum Work {
+    Chunk(sled::IVec),
+    Singles(Vec<(u64, sled::IVec)>),
+    Failed(StoreError),
+}
+
+impl Work {
+    fn decode(self) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Work::Chunk(chunk) => decode_chunk(&chunk),
+            Work::Singles(singles) => {
+                let mut events = Vec::with_capacity(singles.len());
+                for (seq, bytes) in &singles {
+                    events.push(decode(*seq, bytes)?);
+                }
+                Ok(events)
+            }
+            Work::Failed(e) => Err(e),
+        }
+    }
+}
+
+/// The whole log as work: every chunk, then the single events in groups.
+fn log_work(log: &sled::Tree) -> impl Iterator<Item = Result<Work, StoreError>> + '_ {
+    const SINGLES: usize = 1024;
+    let chunks = log
+        .scan_prefix([record::CHUNK_PREFIX])
+        .map(|entry| Ok(Work::Chunk(entry?.1)));
+    let mut singles = log.scan_prefix([record::EVENT_PREFIX]).peekable();
+    let groups = std::iter::from_fn(move || {
+        singles.peek()?;
+        let mut group = Vec::with_capacity(SINGLES);
+        for entry in singles.by_ref().take(SINGLES) {
+            match entry {
+                Ok((key, bytes)) => {
+                    group.push((record::seq_of_key(&key).unwrap_or_default(), bytes))
+                }
+                Err(e) => return Some(Err(StoreError::from(e))),
+            }
+        }
+        Some(Ok(Work::Singles(group)))
+    });
+    chunks.chain(groups)
+}
+
+fn decode_chunk(chunk: &[u8]) -> Result<Vec<Event>, StoreError> {
+    if !record::frames_are_whole(chunk) {
+        return Err(StoreError::Decode {
+            seq: 0,
+            message: "a sealed chunk is truncated".into(),
+        });
+    }
+    // Sized up front: growing a Vec of ~300-byte events by doubling copied more bytes than the
+    // decoding itself read.
+    let mut events = Vec::with_capacity(record::SEAL_EVERY as usize);
+    for (seq, bytes) in record::frames(chunk) {
+        events.push(decode(seq, bytes)?);
+    }
+    Ok(events)
+}
+
+/// The last `seq` in the log, and the last one that is sealed into a chunk.
+fn log_bounds(log: &sled::Tree) -> Result<(u64, u64), StoreError> {
+    let last_single = match log.scan_prefix([record::EVENT_PREFIX]).next_back() {
+        Some(entry) => record::seq_of_key(&entry?.0),
+        None => None,
+    };
+    let first_single = match log.scan_prefix([record::EVENT_PREFIX]).next() {
+        Some(entry) => record::seq_of_key(&entry?.0),
+        None => None,
+    };
+    let last_sealed = match log.scan_prefix([record::CHUNK_PREFIX]).next_back() {
+        Some(entry) => record::frames(&entry?.1).last().map(|(seq, _)| seq),
+        None => None,
+    };
+    let last = last_single.max(last_sealed).unwrap_or(0);
+    let sealed = first_single.map_or(last, |first| first - 1);
+    Ok((last, sealed))
+}
+
+/// One event by `seq`: its single key, or else the chunk that holds it. `cache` keeps the last
+/// chunk read, since a migration's events cluster. The single key is tried first: sealing
+/// inserts the chunk and removes the key atomically, so a missing key means the chunk exists.
+fn event_at(
+    log: &sled::Tree,
+    seq: u64,
+    cache: &mut Option<(u64, sled::IVec)>,
+) -> Result<Event, StoreError> {
+    if let Some(bytes) = log.get(record::event_key(seq))? {
+        return decode(seq, &bytes);
+    }
+    let cached = cache
+        .as_ref()
+        .is_some_and(|(first, _)| (*first..*first + record::SEAL_EVERY).contains(&seq));
+    if !cached {
+        let found = log
+            .range(record::chunk_key(0)..=record::chunk_key(seq))
+            .next_back()
+            .transpose()?;
+        *cache = found.and_then(|(key, chunk)| Some((record::seq_of_key(&key)?, chunk)));
+    }
+    let missing = || StoreError::Decode {
+        seq,
+        message: "indexed event is missing".into(),
+    };
+    let (_, chunk) = cache.as_ref().ok_or_else(missing)?;
+    let (_, bytes) = record::frames(chunk)
+        .find(|(s, _)| *s == seq)
+        .ok_or_else(missing)?;
+    decode(seq, bytes)
+}
+
+/// The global log after `after`: the chunks from the one holding `after + 1`, then the single
+/// keys. The writer may seal events between the two walks; a jump in `seq` reveals that, and the
+/// read starts over.
+fn read_after(
+    log: &sled::Tree,
+    after: u64,
+    limit: usize,
+    kind: Option<&str>,
+) -> Result<Vec<Event>, StoreError> {
+    'attempt: for _ in 0..8 {
+        let mut out = Vec::new();
+        let mut next = after.saturating_add(1);
+        let first_chunk = log
+            .range(record::chunk_key(0)..=record::chunk_key(next))
+            .next_back()
+            .transpose()?
+            .map_or(record::chunk_key(next), |(key, _)| {
+                record::chunk_key(record::seq_of_key(&key).unwrap_or(next))
+            });
+        let take = |seq: u64, bytes: &[u8], out: &mut Vec<Event>| -> Result<bool, StoreError> {
+            let event = decode(seq, bytes)?;
+            if kind.is_none_or(|k| event.kind.type_name() == k) {
+                out.push(event);
+            }
+            Ok(out.len() >= limit)
+        };
+        for entry in log.range(first_chunk..=record::chunk_key(u64::MAX)) {
+            let (_, chunk) = entry?;
+            for (seq, bytes) in record::frames(&chunk) {
+                if seq < next {
+                    continue;
+                }
+                if seq != next {
+                    continue 'attempt;
+                }
+                next += 1;
+                if take(seq, bytes, &mut out)? {
+                    return Ok(out);
+                }
+            }
+        }
+        for entry in log.range(record::event_key(next)..=record::event_key(u64::MAX)) {
+            let (key, bytes) = entry?;
+            let seq = record::seq_of_key(&key).unwrap_or_default();
+            if seq != next {
+                continue 'attempt;
+            }
+            next += 1;
+            if take(seq, &bytes, &mut out)? {
+                return Ok(out);
+            }
+        }
+        return Ok(out);
+    }
+    Err(StoreError::Sled(
+        "the log kept changing under a read; try again".into(),
+    ))
 }
 
 fn decode(seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {

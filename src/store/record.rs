@@ -7,6 +7,12 @@
 //!   from `e`+`after+1` reads the global log in order.
 //! - `m` + migration id (16 bytes) + `seq` → empty. The per-migration index: a prefix scan yields
 //!   that migration's sequence numbers in order.
+//! - `c` + first `seq` → a *sealed chunk*: [`SEAL_EVERY`] consecutive records, each framed as
+//!   `seq` (u64 BE) + length (u32 BE) + record. Walking a sled tree costs about a microsecond per
+//!   entry, which alone would spend the start-up budget of a million-event log; so the writer
+//!   packs every full run of older events into one chunk (inserting it and removing the single
+//!   keys in one atomic batch), and the start-up fold walks a thousand entries instead of a
+//!   million. An event is always in exactly one place: its `e` key or a chunk.
 //!
 //! The record is JSON (readable with any sled dump, and tolerant of new optional fields), but not
 //! the API's envelope: the API flattens `type`/`data` into the envelope, and serde can only
@@ -22,6 +28,43 @@ use super::event::{Event, EventKind};
 
 pub(crate) const EVENT_PREFIX: u8 = b'e';
 pub(crate) const INDEX_PREFIX: u8 = b'm';
+pub(crate) const CHUNK_PREFIX: u8 = b'c';
+
+/// Events per sealed chunk.
+pub(crate) const SEAL_EVERY: u64 = 1024;
+
+/// Key of the chunk whose first event is `first_seq`.
+pub(crate) fn chunk_key(first_seq: u64) -> [u8; 9] {
+    let mut key = event_key(first_seq);
+    key[0] = CHUNK_PREFIX;
+    key
+}
+
+/// Appends one framed record to a chunk being built.
+pub(crate) fn push_framed(chunk: &mut Vec<u8>, seq: u64, record: &[u8]) {
+    chunk.extend_from_slice(&seq.to_be_bytes());
+    chunk.extend_from_slice(&(record.len() as u32).to_be_bytes());
+    chunk.extend_from_slice(record);
+}
+
+/// The `(seq, record)` frames of a chunk, in order. Stops at the first malformed frame (which
+/// [`frames_are_whole`] detects).
+pub(crate) fn frames(chunk: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let mut rest = chunk;
+    std::iter::from_fn(move || {
+        let seq = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        let len = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+        let record = rest.get(12..12 + len)?;
+        rest = &rest[12 + len..];
+        Some((seq, record))
+    })
+}
+
+/// Whether every byte of `chunk` belongs to a complete frame.
+pub(crate) fn frames_are_whole(chunk: &[u8]) -> bool {
+    let framed: usize = frames(chunk).map(|(_, r)| 12 + r.len()).sum();
+    framed == chunk.len()
+}
 
 /// Key of event `seq` in the log tree.
 pub(crate) fn event_key(seq: u64) -> [u8; 9] {
@@ -111,6 +154,21 @@ mod tests {
         };
         let bytes = encode(&event).unwrap();
         assert_eq!(decode(42, &bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn chunks_frame_records_in_order() {
+        let mut chunk = Vec::new();
+        push_framed(&mut chunk, 5, b"{}");
+        push_framed(&mut chunk, 6, b"[1]");
+        let got: Vec<(u64, &[u8])> = frames(&chunk).collect();
+        assert_eq!(got, [(5, &b"{}"[..]), (6, &b"[1]"[..])]);
+        assert!(frames_are_whole(&chunk));
+        assert!(!frames_are_whole(&chunk[..chunk.len() - 1]));
+        assert!(
+            chunk_key(1) < event_key(0),
+            "chunks sort before single events"
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub(crate) struct Writer {
     pub live: broadcast::Sender<Arc<Event>>,
     /// Set after a failed write: the reason every later append is refused.
     pub poisoned: Option<String>,
+    /// Every event up to this `seq` sits in a sealed chunk (see [`record`]).
+    pub sealed_upto: u64,
 }
 
 impl Writer {
@@ -128,6 +130,10 @@ impl Writer {
                     // The caller may have gone away (request cancelled); the event is stored anyway.
                     let _ = request.reply.send(outcome);
                 }
+                // After the replies: sealing is housekeeping, no caller waits for it.
+                if let Err(e) = self.seal() {
+                    tracing::warn!(error = %e, "sealing events into a chunk failed; will retry");
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "writing to the event log failed");
@@ -138,5 +144,42 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Packs each full run of [`record::SEAL_EVERY`] unsealed events into one chunk, atomically
+    /// (chunk in, single keys out, one batch). No flush: the events were durable already, and
+    /// sled applies batches in order, so a crash leaves either the chunk or the single keys.
+    fn seal(&mut self) -> Result<(), sled::Error> {
+        while self.last_seq.saturating_sub(self.sealed_upto) >= record::SEAL_EVERY {
+            let first = self.sealed_upto + 1;
+            let last = self.sealed_upto + record::SEAL_EVERY;
+            let mut chunk = Vec::new();
+            let mut batch = sled::Batch::default();
+            let mut expected = first;
+            for entry in self
+                .log
+                .range(record::event_key(first)..=record::event_key(last))
+            {
+                let (key, value) = entry?;
+                if record::seq_of_key(&key) != Some(expected) {
+                    // Not the run we expect (should never happen): leave the log as it is.
+                    tracing::error!(expected, "unexpected key while sealing; sealing stops");
+                    self.sealed_upto = u64::MAX / 2;
+                    return Ok(());
+                }
+                record::push_framed(&mut chunk, expected, &value);
+                batch.remove(key);
+                expected += 1;
+            }
+            if expected != last + 1 {
+                tracing::error!(first, last, "events missing while sealing; sealing stops");
+                self.sealed_upto = u64::MAX / 2;
+                return Ok(());
+            }
+            batch.insert(&record::chunk_key(first), chunk);
+            self.log.apply_batch(batch)?;
+            self.sealed_upto = last;
+        }
+        Ok(())
     }
 }
