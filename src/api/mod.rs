@@ -145,6 +145,14 @@ pub struct Application {
 impl Application {
     /// Checks the settings, opens the store (folding the log and resuming running jobs) and binds.
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        Self::build_with_engine(settings, crate::jobs::real_engine()).await
+    }
+
+    /// [`Application::build`] with another engine (tests script one).
+    pub async fn build_with_engine(
+        settings: &Settings,
+        engine: crate::jobs::EngineFn,
+    ) -> Result<Application, StartupError> {
         let tokens = settings.tokens()?;
         let addr = settings.check_exposure(&tokens)?;
         let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind {
@@ -159,7 +167,7 @@ impl Application {
             })?
             .port();
         let started = std::time::Instant::now();
-        let (jobs, stats) = Jobs::open(&settings.data_dir).await?;
+        let (jobs, stats) = Jobs::open_with_engine(&settings.data_dir, engine).await?;
         tracing::info!(
             events = stats.events,
             migrations = stats.migrations,

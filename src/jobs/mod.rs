@@ -34,6 +34,7 @@ use crate::store::{Credentials, NewEvent, Store, StoreError};
 
 pub use projection::{Migration, MigrationView};
 pub use state::{Action, Phase, State};
+pub use supervisor::{real_engine, EngineFn};
 
 /// A validation that takes longer than this is reported as failed (validate bounds its own
 /// checks far below this; this is the backstop).
@@ -141,6 +142,14 @@ pub struct FoldStats {
 impl Jobs {
     /// Opens the store in `data_dir`, folds the log and resumes the jobs that were running.
     pub async fn open(data_dir: &Path) -> Result<(Jobs, FoldStats), JobError> {
+        Self::open_with_engine(data_dir, supervisor::real_engine()).await
+    }
+
+    /// [`Jobs::open`] with another engine (tests script one).
+    pub async fn open_with_engine(
+        data_dir: &Path,
+        engine: supervisor::EngineFn,
+    ) -> Result<(Jobs, FoldStats), JobError> {
         let dir = data_dir.to_path_buf();
         let (store, migrations, stats) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&dir)?;
@@ -164,7 +173,7 @@ impl Jobs {
             inner: Arc::new(Inner {
                 store,
                 migrations: RwLock::new(entries),
-                supervisor: supervisor::Supervisor::default(),
+                supervisor: supervisor::Supervisor::new(engine),
             }),
         };
         jobs.resume_running();

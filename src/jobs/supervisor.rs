@@ -11,6 +11,8 @@
 //! takes the same, tested path.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::{JobError, Jobs};
-use crate::engine::{self, Controls, EngineError, EngineJob, ResumePoint};
+use crate::engine::{self, Controls, EngineError, EngineJob, EventSender, ResumePoint};
 use crate::store::event::EventKind;
 
 /// The actor of the events the engine reports.
@@ -33,6 +35,24 @@ const EVENT_CHANNEL: usize = 1024;
 /// How long an engine may take to honour a cancel before its task is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
+/// What the supervisor runs for a job: [`engine::run`] in production. Tests pass a scripted
+/// engine through [`super::Jobs::open_with_engine`] to drive the lifecycle through states that
+/// only a running transfer reaches.
+pub type EngineFn = Arc<
+    dyn Fn(
+            EngineJob,
+            EventSender,
+            Controls,
+        ) -> Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The real transfer engine.
+pub fn real_engine() -> EngineFn {
+    Arc::new(|job, events, controls| Box::pin(engine::run(job, events, controls)))
+}
+
 /// A running engine and how to reach it.
 struct Running {
     controls: Controls,
@@ -40,14 +60,23 @@ struct Running {
     cancelled_by: Mutex<Option<String>>,
 }
 
-#[derive(Default)]
 pub(super) struct Supervisor {
+    engine: EngineFn,
     running: Mutex<HashMap<Uuid, Arc<Running>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Supervisor {
+    pub fn new(engine: EngineFn) -> Self {
+        Supervisor {
+            engine,
+            running: Mutex::default(),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     fn get(&self, id: Uuid) -> Option<Arc<Running>> {
         self.running
             .lock()
@@ -149,7 +178,7 @@ impl Jobs {
         };
         let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
         let cancel = running.controls.cancel.clone();
-        let engine = engine::run(job, tx, running.controls.clone());
+        let engine = (self.inner.supervisor.engine)(job, tx, running.controls.clone());
         tokio::pin!(engine);
         // An engine that ignores a cancel for too long is dropped, and the job cancelled anyway.
         let overdue = async {

@@ -90,8 +90,17 @@ pub async fn spawn_app_with_token(name: &str, env_var: &str, token: &str) -> Tes
 }
 
 pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) -> TestApp {
+    spawn_with_engine(settings, data_dir, ferry::jobs::real_engine()).await
+}
+
+/// An app whose supervisor runs `engine` instead of the transfer engine.
+pub async fn spawn_with_engine(
+    settings: Settings,
+    data_dir: Arc<tempfile::TempDir>,
+    engine: ferry::jobs::EngineFn,
+) -> TestApp {
     LazyLock::force(&LOGS);
-    let app = Application::build(&settings)
+    let app = Application::build_with_engine(&settings, engine)
         .await
         .expect("the application builds");
     let port = app.port();

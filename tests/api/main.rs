@@ -9,5 +9,6 @@ mod cli;
 mod inputs;
 mod lifecycle;
 mod persistence;
+mod running;
 mod security;
 mod spec;
