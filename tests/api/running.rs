@@ -11,7 +11,7 @@ use ferry::store::event::{EventKind, VerificationReport};
 use serde_json::{json, Value};
 
 use crate::common::redis::RedisServer;
-use crate::helpers::{assert_problem, settings_for, spawn_with, TestApp};
+use crate::helpers::{assert_problem, settings_for, TestApp};
 
 const WAIT: Duration = Duration::from_secs(30);
 
