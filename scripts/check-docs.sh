@@ -39,6 +39,6 @@ for expected in 'class="swagger-ui' 'opblock' '/v1/migrations/{id}/cutover' '/v1
     fi
 done
 if [ "$fail" = 0 ]; then
-    echo "check-docs: Swagger UI rendered $(grep -o 'opblock-summary-path' <<<"$dom" | wc -l) operations"
+    echo "check-docs: Swagger UI rendered $(grep -o 'class="opblock opblock-' <<<"$dom" | wc -l) operations"
 fi
 exit "$fail"
