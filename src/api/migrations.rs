@@ -29,8 +29,16 @@ pub struct ListQuery {
     pub state: Option<State>,
 }
 
-/// A page of migrations.
+/// All migrations (or those in the requested state), oldest first.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"migrations": [{"id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "name": null,
+    "state": "configured", "phase": null, "mode": "snapshot",
+    "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
+    "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
+        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+    "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
+        "keys_skipped": null, "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
+    "error": null, "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}]}))]
 pub struct MigrationList {
     pub migrations: Vec<MigrationView>,
 }
@@ -47,6 +55,14 @@ pub struct EventsQuery {
 
 /// A page of events, oldest first. Pass `next_after` as `after` to read on.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"events": [
+    {"seq": 41, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:00.000001Z",
+        "actor": "api", "type": "MigrationStarted", "data": {}},
+    {"seq": 42, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:01.5Z",
+        "actor": "engine", "type": "Checkpoint",
+        "data": {"replid": "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb", "applied_offset": 1048576,
+            "commands_streamed": 1200, "lag_bytes": 0}}],
+    "next_after": 42}))]
 pub struct EventPage {
     pub events: Vec<Event>,
     /// The `seq` of the last event in this page (or the `after` given, when the page is empty).

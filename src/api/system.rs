@@ -83,6 +83,9 @@ pub async fn events(
 
 /// The prerequisites of a Redis migration.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"prerequisites": [{"check_id": "source.connect", "title": "Ferry can reach the source",
+    "why": "Ferry reads the data through a replication connection to the source.",
+    "how_to_fix": "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls."}]}))]
 pub struct Guide {
     pub prerequisites: Vec<GuideItem>,
 }
@@ -105,14 +108,14 @@ pub struct Health {
 }
 
 /// Liveness: the process serves HTTP.
-#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "health", security(()), responses((status = 200, body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
 /// Readiness: the event log is open and folded (the app serves only after that).
-#[utoipa::path(tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(tag = "health", security(()), responses((status = 200, body = Health)))]
 #[get("/readyz")]
 pub async fn readyz(_jobs: web::Data<Jobs>) -> web::Json<Health> {
     web::Json(Health { status: "ready" })
