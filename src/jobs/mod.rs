@@ -563,3 +563,6 @@ pub fn fold_all(store: &Store) -> Result<(BTreeMap<Uuid, Migration>, FoldStats),
     stats.migrations = migrations.len();
     Ok((migrations, stats))
 }
+
+#[cfg(test)]
+mod tests;

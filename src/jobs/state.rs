@@ -145,6 +145,43 @@ mod tests {
         assert!(allowed(State::Validated, Mode::Snapshot).contains(&Action::Start));
     }
 
+    /// The whole rule book, state by state: what the API answers 202/200 to, and 409 otherwise.
+    #[test]
+    fn the_transition_table() {
+        use Action::*;
+        let table = [
+            (
+                State::Configured,
+                Mode::Live,
+                vec![Update, Validate, Cancel],
+            ),
+            (
+                State::Validating,
+                Mode::Live,
+                vec![Update, Validate, Cancel],
+            ),
+            (
+                State::ValidationFailed,
+                Mode::Live,
+                vec![Update, Validate, Cancel],
+            ),
+            (
+                State::Validated,
+                Mode::Live,
+                vec![Update, Validate, Start, Cancel],
+            ),
+            (State::Migrating, Mode::Live, vec![Cutover, Cancel]),
+            (State::Migrating, Mode::Snapshot, vec![Cancel]),
+            (State::CuttingOver, Mode::Live, vec![Cancel]),
+            (State::Completed, Mode::Live, vec![]),
+            (State::Failed, Mode::Live, vec![]),
+            (State::Cancelled, Mode::Snapshot, vec![]),
+        ];
+        for (state, mode, expected) in table {
+            assert_eq!(allowed(state, mode), expected, "{state} ({mode:?})");
+        }
+    }
+
     #[test]
     fn final_states_allow_nothing_and_cutover_needs_live_mode() {
         assert!(allowed(State::Completed, Mode::Live).is_empty());
