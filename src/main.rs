@@ -268,6 +268,21 @@ fn describe(kind: &EventKind) -> String {
             "streaming: offset {applied_offset}, {commands_streamed} commands, lag {} bytes",
             lag_bytes.map_or("?".to_string(), |l| l.to_string())
         ),
+        EventKind::SnapshotCompleted {
+            rdb_bytes,
+            keys_written,
+            keys_skipped,
+            keys_expired,
+            duration_ms,
+            ..
+        } => format!(
+            "snapshot completed: {keys_written} keys written, {keys_skipped} skipped, \
+             {keys_expired} expired ({rdb_bytes} bytes in {duration_ms} ms)"
+        ),
+        EventKind::VerificationCompleted { report } => format!(
+            "verification: {} keys checked, {} missing, {} different, {} extra",
+            report.checked, report.missing, report.different, report.extra
+        ),
         EventKind::MigrationFailed { code, message } => format!("failed ({code}): {message}"),
         other => other.type_name().to_string(),
     }
