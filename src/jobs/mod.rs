@@ -126,6 +126,8 @@ pub struct Jobs {
 
 struct Inner {
     store: Store,
+    /// Validation measures the free space here (restore points and spool live in it).
+    data_dir: std::path::PathBuf,
     migrations: RwLock<BTreeMap<Uuid, Arc<Entry>>>,
     supervisor: supervisor::Supervisor,
 }
@@ -172,6 +174,7 @@ impl Jobs {
         let jobs = Jobs {
             inner: Arc::new(Inner {
                 store,
+                data_dir: data_dir.to_path_buf(),
                 migrations: RwLock::new(entries),
                 supervisor: supervisor::Supervisor::new(engine),
             }),
@@ -372,7 +375,9 @@ impl Jobs {
 
     async fn run_checks(&self, id: Uuid) -> Result<ValidationReport, JobError> {
         let spec = self.real_spec(id).await?;
-        match tokio::time::timeout(VALIDATION_TIMEOUT, crate::validate::run(&spec)).await {
+        let ctx = crate::validate::ValidateContext::new(&self.inner.data_dir);
+        let checks = crate::validate::run_with(&spec, &ctx);
+        match tokio::time::timeout(VALIDATION_TIMEOUT, checks).await {
             Ok(report) => Ok(report),
             Err(_) => Ok(ValidationReport::from_checks(vec![
                 crate::store::event::CheckResult {
