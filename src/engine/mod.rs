@@ -35,6 +35,7 @@
 
 mod conn;
 mod error;
+mod load;
 mod snapshot;
 mod stream;
 mod verify;
@@ -42,6 +43,7 @@ mod writer;
 
 pub use conn::{Conn, ConnError};
 pub use error::EngineError;
+pub use load::{load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};

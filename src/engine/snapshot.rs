@@ -32,8 +32,35 @@ use crate::replication::{LinkItem, ReplicaLink};
 use crate::spec::OnConflict;
 use crate::store::EventKind;
 
-pub(crate) struct Snapshot<'a> {
-    pub link: &'a mut ReplicaLink,
+/// Where the RDB bytes come from: the replication link, or a file (a backup being restored).
+///
+/// The snapshot only needs chunks in order and an end marker, so anything that can hand those
+/// out loads through the very same writer path.
+pub(crate) trait RdbInput {
+    /// The next item if one is already buffered, without waiting.
+    fn next_buffered(&mut self) -> Result<Option<LinkItem>, EngineError>;
+    /// The next item, waiting for it.
+    async fn next(&mut self) -> Result<LinkItem, EngineError>;
+    /// RDB bytes handed out so far.
+    fn rdb_bytes(&self) -> u64;
+}
+
+impl RdbInput for ReplicaLink {
+    fn next_buffered(&mut self) -> Result<Option<LinkItem>, EngineError> {
+        ReplicaLink::next_buffered(self).map_err(EngineError::from_link)
+    }
+    async fn next(&mut self) -> Result<LinkItem, EngineError> {
+        ReplicaLink::next(self)
+            .await
+            .map_err(EngineError::from_link)
+    }
+    fn rdb_bytes(&self) -> u64 {
+        ReplicaLink::rdb_bytes(self)
+    }
+}
+
+pub(crate) struct Snapshot<'a, I: RdbInput = ReplicaLink> {
+    pub link: &'a mut I,
     pub writer: &'a mut Writer,
     /// An admin connection to the target (existence checks before a rewritten key).
     pub target: &'a mut Conn,
@@ -74,7 +101,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl Snapshot<'_> {
+impl<I: RdbInput> Snapshot<'_, I> {
     pub async fn run(mut self) -> Result<Summary, EngineError> {
         let started = Instant::now();
         let mut last_report = Instant::now();
@@ -83,12 +110,12 @@ impl Snapshot<'_> {
         let mut flushed: HashSet<u32> = HashSet::new();
         let mut db: u32 = 0;
         loop {
-            let item = match self.link.next_buffered().map_err(EngineError::from_link)? {
+            let item = match self.link.next_buffered()? {
                 Some(item) => item,
                 None => {
                     // About to wait on the source: let the target work on what we have.
                     self.writer.flush().await?;
-                    self.link.next().await.map_err(EngineError::from_link)?
+                    self.link.next().await?
                 }
             };
             match item {

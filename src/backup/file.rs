@@ -1,0 +1,190 @@
+//! Writing an RDB file so that a file with the final name is always complete.
+//!
+//! Bytes go to `<id>.rdb.partial` while they arrive, and through three observers on the way: the
+//! RDB [`Parser`] (which proves the bytes are a whole, valid RDB and counts keys per database),
+//! CRC-64 and SHA-256. Only when the parser has seen the end marker (and verified the RDB's own
+//! trailing checksum) is the file fsynced, renamed to `<id>.rdb`, and the directory fsynced. A
+//! crash, a kill -9, a full disk or a corrupt input at any point before that leaves at most a
+//! `.partial` file, which no reader trusts and the next start sweeps away.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use super::BackupError;
+use crate::rdb::{crc64, Item, Parser, RdbError};
+use crate::store::event::BackupDb;
+
+/// The suffix of a file still being written.
+pub const PARTIAL_SUFFIX: &str = ".rdb.partial";
+
+/// Where the complete file of backup `id` lives.
+pub fn final_path(dir: &Path, id: Uuid) -> PathBuf {
+    dir.join(format!("{id}.rdb"))
+}
+
+fn partial_path(dir: &Path, id: Uuid) -> PathBuf {
+    dir.join(format!("{id}{PARTIAL_SUFFIX}"))
+}
+
+/// What a finished file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileFacts {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub rdb_version: u16,
+    pub crc64: String,
+    pub sha256: String,
+    pub databases: Vec<BackupDb>,
+}
+
+/// A file being written. Dropping it before [`RdbFileWriter::finish`] removes the partial file.
+pub struct RdbFileWriter {
+    partial: PathBuf,
+    final_path: PathBuf,
+    file: Option<tokio::fs::File>,
+    parser: Parser,
+    crc: u64,
+    sha: Sha256,
+    bytes: u64,
+    max_bytes: u64,
+    keys: BTreeMap<u64, u64>,
+    db: u64,
+}
+
+impl RdbFileWriter {
+    /// Creates `<id>.rdb.partial` in `dir` (creating `dir`). `max_bytes` caps the file.
+    pub async fn create(dir: &Path, id: Uuid, max_bytes: u64) -> Result<Self, BackupError> {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| BackupError::io(format!("create {}", dir.display()), e))?;
+        let partial = partial_path(dir, id);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .await
+            .map_err(|e| BackupError::io(format!("create {}", partial.display()), e))?;
+        Ok(RdbFileWriter {
+            partial,
+            final_path: final_path(dir, id),
+            file: Some(file),
+            parser: Parser::new(),
+            crc: 0,
+            sha: Sha256::new(),
+            bytes: 0,
+            max_bytes,
+            keys: BTreeMap::new(),
+            db: 0,
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends a chunk: checks the cap, parses it, hashes it, writes it.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), BackupError> {
+        let after = self.bytes + chunk.len() as u64;
+        if after > self.max_bytes {
+            return Err(BackupError::TooLarge {
+                limit: self.max_bytes,
+            });
+        }
+        self.parser.push(chunk);
+        loop {
+            match self.parser.next_item() {
+                Ok(Some(Item::SelectDb { db })) => self.db = db,
+                Ok(Some(Item::Entry(entry))) => *self.keys.entry(entry.db).or_default() += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(corrupt(e, self.parser.offset())),
+            }
+        }
+        self.crc = crc64::update(self.crc, chunk);
+        self.sha.update(chunk);
+        let file = self.file.as_mut().ok_or(BackupError::Closed)?;
+        file.write_all(chunk)
+            .await
+            .map_err(|e| BackupError::io(format!("write {}", self.partial.display()), e))?;
+        self.bytes = after;
+        Ok(())
+    }
+
+    /// Checks the RDB ended, then makes the file durable under its final name.
+    pub async fn finish(mut self) -> Result<FileFacts, BackupError> {
+        self.parser.finish().map_err(|e| corrupt(e, self.bytes))?;
+        let rdb_version = self.parser.rdb_version().unwrap_or(0);
+        let mut file = self.file.take().ok_or(BackupError::Closed)?;
+        let shown = self.partial.display().to_string();
+        file.flush()
+            .await
+            .map_err(|e| BackupError::io(format!("flush {shown}"), e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| BackupError::io(format!("fsync {shown}"), e))?;
+        drop(file);
+        tokio::fs::rename(&self.partial, &self.final_path)
+            .await
+            .map_err(|e| BackupError::io(format!("rename {shown}"), e))?;
+        if let Some(dir) = self.final_path.parent() {
+            // The rename is durable only once the directory entry is.
+            if let Ok(d) = tokio::fs::File::open(dir).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        let sha = std::mem::take(&mut self.sha).finalize();
+        Ok(FileFacts {
+            path: self.final_path.clone(),
+            bytes: self.bytes,
+            rdb_version,
+            crc64: format!("{:016x}", self.crc),
+            sha256: sha.iter().map(|b| format!("{b:02x}")).collect(),
+            databases: self
+                .keys
+                .iter()
+                .map(|(&db, &keys)| BackupDb { db, keys })
+                .collect(),
+        })
+    }
+}
+
+impl Drop for RdbFileWriter {
+    fn drop(&mut self) {
+        // Not finished: nothing half-stored stays behind.
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// The byte offset an RDB error names (or `fallback` when it names none).
+fn corrupt(e: RdbError, fallback: u64) -> BackupError {
+    let offset = match &e {
+        RdbError::Truncated { offset, .. }
+        | RdbError::Corrupt { offset, .. }
+        | RdbError::UnknownByte { offset, .. }
+        | RdbError::TooLarge { offset, .. } => *offset,
+        _ => fallback,
+    };
+    BackupError::Corrupt {
+        offset,
+        message: e.to_string(),
+    }
+}
+
+/// Removes `.partial` files a crash left behind. Returns how many went.
+pub fn sweep_partials(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
