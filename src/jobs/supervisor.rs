@@ -176,8 +176,14 @@ impl Jobs {
             let taken = tokio::select! {
                 taken = self.take_restore_point(id, &spec) => taken,
                 _ = running.controls.cancel.cancelled() => {
-                    let reason = Some("cancelled while taking the restore point".to_string());
-                    return self.record_end(id, ENGINE_ACTOR, EventKind::MigrationCancelled { reason }).await;
+                    let actor = running
+                        .cancelled_by
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| ENGINE_ACTOR.to_string());
+                    let reason = Some(format!("cancelled by {actor} before the first write"));
+                    return self.record_end(id, &actor, EventKind::MigrationCancelled { reason }).await;
                 }
             };
             match taken {

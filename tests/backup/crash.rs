@@ -52,7 +52,10 @@ async fn start_ferry(data_dir: &std::path::Path) -> Ferry {
                 return ferry;
             }
         }
-        assert!(Instant::now() < deadline, "ferry serve did not answer /healthz within 30s");
+        assert!(
+            Instant::now() < deadline,
+            "ferry serve did not answer /healthz within 30s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -62,7 +65,12 @@ async fn kill_9_during_a_backup_leaves_no_file_that_claims_to_be_complete() {
     // Each key costs the server's fork 1 ms, so the RDB trickles in over about 20 s.
     let source = RedisServer::start_with(
         "7.2",
-        &["--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "1000"],
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
     );
     let mut c = source.conn();
     for chunk in 0..20 {
@@ -100,7 +108,10 @@ async fn kill_9_during_a_backup_leaves_no_file_that_claims_to_be_complete() {
             .json()
             .await
             .unwrap();
-        assert_eq!(view["status"], "running", "the backup must still run: {view:#}");
+        assert_eq!(
+            view["status"], "running",
+            "the backup must still run: {view:#}"
+        );
         if view["bytes"].as_u64().unwrap() > 0 {
             break;
         }
@@ -116,7 +127,10 @@ async fn kill_9_during_a_backup_leaves_no_file_that_claims_to_be_complete() {
         left.iter().all(|f| f.ends_with(".rdb.partial")),
         "only a partial file may remain: {left:?}"
     );
-    assert!(!left.is_empty(), "the partial file was being written: {left:?}");
+    assert!(
+        !left.is_empty(),
+        "the partial file was being written: {left:?}"
+    );
 
     // The next start records the backup as interrupted and sweeps the partial file.
     let data = std::sync::Arc::new(tempfile::TempDir::new_in(dir.path()).unwrap());
@@ -125,7 +139,10 @@ async fn kill_9_during_a_backup_leaves_no_file_that_claims_to_be_complete() {
     let app = spawn_with(settings_for(data.path()), data).await;
     let view = backup_view(&app, &id).await;
     assert_eq!(view["status"], "failed", "{view:#}");
-    assert!(view["error"].as_str().unwrap().contains("stopped"), "{view:#}");
+    assert!(
+        view["error"].as_str().unwrap().contains("stopped"),
+        "{view:#}"
+    );
     assert!(files_in(&backups_dir(&app)).is_empty());
     let download = app.get(&format!("/v1/backups/{id}/download")).await;
     crate::app::assert_problem(download, 409).await;

@@ -36,7 +36,10 @@ pub async fn wait_backup(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool)
 /// Takes a backup of `url` through the API and waits until it is completed.
 pub async fn take_backup(app: &TestApp, url: &str) -> Value {
     let response = app
-        .post_json("/v1/backups", &json!({"server": {"url": url}, "label": "test"}))
+        .post_json(
+            "/v1/backups",
+            &json!({"server": {"url": url}, "label": "test"}),
+        )
         .await;
     let status = response.status();
     let body: Value = response.json().await.expect("JSON");

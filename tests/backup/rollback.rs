@@ -10,7 +10,10 @@ use crate::helpers::{backup_view, WAIT};
 fn fill_target(target: &RedisServer) {
     let mut c = target.conn();
     let mut p = redis::pipe();
-    p.cmd("SET").arg("shared").arg("the target's value").ignore();
+    p.cmd("SET")
+        .arg("shared")
+        .arg("the target's value")
+        .ignore();
     p.cmd("SET").arg("only:target").arg("kept").ignore();
     p.cmd("SET")
         .arg("ttl:target")
@@ -20,7 +23,10 @@ fn fill_target(target: &RedisServer) {
         .ignore();
     p.cmd("HSET").arg("h").arg(&["a", "1", "b", "2"]).ignore();
     p.cmd("RPUSH").arg("l").arg(&["x", "y", "z"]).ignore();
-    p.cmd("ZADD").arg("z").arg(&["1", "one", "2.5", "two"]).ignore();
+    p.cmd("ZADD")
+        .arg("z")
+        .arg(&["1", "one", "2.5", "two"])
+        .ignore();
     p.cmd("SADD").arg("s").arg(&["m1", "m2"]).ignore();
     p.cmd("XADD").arg("st").arg("1-1").arg(&["f", "v"]).ignore();
     p.cmd("SELECT").arg(3).ignore();
@@ -83,7 +89,11 @@ async fn a_failed_migration_rolls_back_to_exactly_the_target_it_found() {
     let backup = backup_view(&app, backup_id).await;
     assert_eq!(backup["status"], "completed");
     assert_eq!(backup["for_migration"], id.as_str());
-    assert_ne!(dump_all(&target, 16), before, "the migration wrote to the target");
+    assert_ne!(
+        dump_all(&target, 16),
+        before,
+        "the migration wrote to the target"
+    );
 
     let response = app.action(&id, "rollback").await;
     let status = response.status();
@@ -95,7 +105,10 @@ async fn a_failed_migration_rolls_back_to_exactly_the_target_it_found() {
     let after = dump_all(&target, 16);
     let missing: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
     let extra: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
     for (key, (kind, value, ttl)) in &before {
         let (k2, v2, t2) = &after[key];
         assert_eq!(kind, k2, "type of {key:?}");

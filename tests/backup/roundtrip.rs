@@ -57,12 +57,7 @@ async fn a_backup_of_every_type_restores_equal_into_the_same_and_an_older_versio
     assert_same(&source, &older, 4);
 
     // Both restores and both backups are in the audit log.
-    let page: serde_json::Value = app
-        .get("/v1/events?limit=1000")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = app.get("/v1/events?limit=1000").await.json().await.unwrap();
     let types: Vec<&str> = page["events"]
         .as_array()
         .unwrap()
@@ -75,7 +70,11 @@ async fn a_backup_of_every_type_restores_equal_into_the_same_and_an_older_versio
         "RestoreStarted",
         "RestoreCompleted",
     ] {
-        assert_eq!(types.iter().filter(|x| **x == t).count(), 2, "{t} in {types:?}");
+        assert_eq!(
+            types.iter().filter(|x| **x == t).count(),
+            2,
+            "{t} in {types:?}"
+        );
     }
 }
 

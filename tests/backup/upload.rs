@@ -34,10 +34,19 @@ async fn a_corrupt_or_truncated_upload_is_refused_with_the_offset_and_nothing_is
     // Cut in the middle of the keys.
     let cut = rdb.len() / 2;
     let problem = assert_problem(upload(&app, rdb[..cut].to_vec()).await, 400).await;
-    assert_eq!(problem["type"], "urn:ferry:problem:corrupt-rdb", "{problem}");
+    assert_eq!(
+        problem["type"], "urn:ferry:problem:corrupt-rdb",
+        "{problem}"
+    );
     let offset = problem["offset"].as_u64().expect("offset");
-    assert!(offset <= cut as u64, "offset {offset} within the {cut} bytes sent");
-    assert!(problem["detail"].as_str().unwrap().contains("truncated"), "{problem}");
+    assert!(
+        offset <= cut as u64,
+        "offset {offset} within the {cut} bytes sent"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("truncated"),
+        "{problem}"
+    );
     assert_nothing_stored(&app).await;
 
     // An unknown type byte where the first record starts (right after the 9-byte magic).
@@ -49,10 +58,16 @@ async fn a_corrupt_or_truncated_upload_is_refused_with_the_offset_and_nothing_is
 
     // One flipped bit inside a value: only the trailing checksum can tell.
     let mut flipped = rdb.clone();
-    let at = rdb.windows(6).position(|w| w == b"vvvvvv").expect("a value");
+    let at = rdb
+        .windows(6)
+        .position(|w| w == b"vvvvvv")
+        .expect("a value");
     flipped[at] = b'w';
     let problem = assert_problem(upload(&app, flipped).await, 400).await;
-    assert!(problem["detail"].as_str().unwrap().contains("checksum"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("checksum"),
+        "{problem}"
+    );
     assert!(problem["offset"].is_u64(), "{problem}");
     assert_nothing_stored(&app).await;
 
@@ -86,6 +101,9 @@ async fn an_upload_over_the_configured_limit_is_refused_and_not_stored() {
     settings.upload_max_bytes = 4096;
     let app = crate::app::spawn_with(settings, dir).await;
     let problem = assert_problem(upload(&app, rdb).await, 413).await;
-    assert!(problem["detail"].as_str().unwrap().contains("4096"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("4096"),
+        "{problem}"
+    );
     assert_nothing_stored(&app).await;
 }
