@@ -396,6 +396,16 @@ impl Backups {
         Ok(outcome)
     }
 
+    /// Records the outcome of a restore that ended before [`Backups::run_restore`] could run.
+    pub async fn record_outcome(
+        &self,
+        id: Uuid,
+        actor: &str,
+        outcome: EventKind,
+    ) -> Result<(), BackupError> {
+        self.record(id, actor, outcome).await
+    }
+
     /// Deletes the file of a backup that is not running; the history stays.
     pub async fn delete(&self, id: Uuid, actor: &str) -> Result<BackupView, BackupError> {
         let view = self.get(id)?;

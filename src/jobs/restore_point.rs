@@ -7,7 +7,9 @@
 //!
 //! `POST /v1/migrations/{id}/rollback` (in `failed`, `cancelled` or `completed`) flushes the target
 //! (every database: what the migration wrote) and loads the restore point with `REPLACE`, so the
-//! target holds exactly what it held before. The rollback's `RestoreStarted` and
+//! target holds exactly what it held before. Without a restore point it refuses: flushing a
+//! target whose earlier contents are unknown (the check for data may have failed, or the
+//! migration may have ended before it) could only destroy data. The rollback's `RestoreStarted` and
 //! `RestoreCompleted`/`RestoreFailed` are recorded under the backup and under the migration.
 
 use std::time::Duration;
@@ -74,61 +76,61 @@ impl Jobs {
         let spec = self.real_spec(id).await?;
         let target = spec.target.url.clone();
         let backups = self.backups();
-        let path = match view.backup_id {
-            Some(backup_id) => Some((
-                backup_id,
-                backups
-                    .begin_restore(backup_id, &target, OnConflict::Replace, actor)
-                    .await?,
-            )),
-            None => None,
-        };
-        if let Some((backup_id, _)) = path {
-            let started = EventKind::RestoreStarted {
-                backup_id,
-                target: target.to_string(),
-                on_conflict: OnConflict::Replace,
+        let Some(backup_id) = view.backup_id else {
+            let why = if view.options.backup {
+                "no restore point was taken (the target held no keys when the migration \
+                 started, or the migration ended before the first write)"
+            } else {
+                "options.backup was false, so no restore point was taken"
             };
-            self.commit(&entry, vec![NewEvent::new(id, actor, started)])
-                .await?;
-        } else if view.options.backup {
-            // No restore point because the target was empty: rolling back is a flush.
-        } else {
             return Err(JobError::Busy(format!(
-                "migration {id} has no restore point (options.backup was false); nothing to \
-                 roll back to"
+                "cannot roll back migration {id}: {why}; nothing is flushed without a restore point"
             )));
-        }
-        let flushed = async {
-            let mut conn = Conn::connect(&target).await.map_err(EngineError::target)?;
-            conn.call_ok(&["FLUSHALL", "SYNC"])
-                .await
-                .map_err(EngineError::target)?;
-            Ok::<_, EngineError>(())
-        }
-        .await;
-        let backup_id = path.as_ref().map(|(b, _)| *b).unwrap_or(id);
-        let outcome = match (flushed, path) {
-            (Err(e), _) => EventKind::RestoreFailed {
-                backup_id,
-                code: e.code().into(),
-                message: format!("flushing the target failed: {e}"),
-            },
-            (Ok(()), Some((backup_id, path))) => {
+        };
+        let path = backups
+            .begin_restore(backup_id, &target, OnConflict::Replace, actor)
+            .await?;
+        let started = EventKind::RestoreStarted {
+            backup_id,
+            target: target.to_string(),
+            on_conflict: OnConflict::Replace,
+        };
+        self.commit(&entry, vec![NewEvent::new(id, actor, started)])
+            .await?;
+        let outcome = match flush(&target).await {
+            Err(e) => {
+                let failed = EventKind::RestoreFailed {
+                    backup_id,
+                    code: e.code().into(),
+                    message: format!("flushing the target failed: {e}"),
+                };
+                // Recorded under the backup too, so that its `last_restore` does not stay running.
+                backups
+                    .record_outcome(backup_id, actor, failed.clone())
+                    .await?;
+                failed
+            }
+            Ok(()) => {
                 backups
                     .run_restore(backup_id, &path, &target, OnConflict::Replace, actor)
                     .await?
             }
-            (Ok(()), None) => EventKind::RestoreCompleted {
-                backup_id,
-                keys_written: 0,
-                keys_skipped: 0,
-                keys_expired: 0,
-                duration_ms: 0,
-            },
         };
         self.commit(&entry, vec![NewEvent::new(id, actor, outcome)])
             .await?;
         Ok(entry.snapshot().view)
     }
+}
+
+/// Empties the target: every database, and the function libraries where the server has them.
+async fn flush(target: &crate::redis_url::RedisUrl) -> Result<(), EngineError> {
+    let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
+    conn.call_ok(&["FLUSHALL", "SYNC"])
+        .await
+        .map_err(EngineError::target)?;
+    // Redis < 7.0 has no functions: its error reply to FUNCTION means there is nothing to flush.
+    conn.call(&["FUNCTION", "FLUSH", "SYNC"])
+        .await
+        .map_err(EngineError::target)?;
+    Ok(())
 }

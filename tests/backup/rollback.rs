@@ -129,3 +129,38 @@ async fn a_failed_migration_rolls_back_to_exactly_the_target_it_found() {
         .await;
     crate::app::assert_problem(response, 409).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_restore_point_rollback_refuses_and_flushes_nothing() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    source.cli(&["SET", "k", "v"]);
+    let app = spawn_app().await;
+    // An empty target needs no restore point.
+    let id = app.create(&source.url(), &target.url()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.action(&id, "validate").await.status(), 200);
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let view = app
+        .wait_for(&id, WAIT, |v| {
+            v["state"] == "completed" || v["state"] == "failed"
+        })
+        .await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+    assert!(view.get("backup_id").is_none(), "{view:#}");
+    assert!(!app
+        .event_types(&id)
+        .await
+        .contains(&"BackupCompleted".to_string()));
+    let problem = crate::app::assert_problem(app.action(&id, "rollback").await, 409).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no restore point"),
+        "{problem}"
+    );
+    assert_eq!(target.cli(&["GET", "k"]).trim(), "v", "nothing was flushed");
+}

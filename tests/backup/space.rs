@@ -30,3 +30,69 @@ async fn a_backup_over_the_quota_is_refused_with_what_it_needs_and_what_is_avail
     let info = server.cli(&["INFO", "stats"]);
     assert!(info.contains("sync_full:0"), "{info}");
 }
+
+/// A 1 MiB tmpfs mounted on the backup directory; unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` when this process may not mount (not root, or in a container without the right).
+    fn mount(at: &std::path::Path) -> Option<Tmpfs> {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_larger_than_the_free_disk_is_refused() {
+    let server = RedisServer::start("7.2");
+    let mut c = server.conn();
+    let mut p = redis::pipe();
+    for i in 0..3000 {
+        p.cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(format!("{i:01000}"))
+            .ignore();
+    }
+    p.query::<()>(&mut c).unwrap();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = settings_for(dir.path());
+    // A real small filesystem where the machine allows mounting one; else the same limit as a
+    // configured quota, so that the refusal is tested either way.
+    let tmpfs = Tmpfs::mount(&dir.path().join("backups"));
+    if tmpfs.is_none() {
+        eprintln!("mount -t tmpfs is not permitted here: testing with backup_max_bytes instead");
+        settings.backup_max_bytes = Some(1 << 20);
+    }
+    let app = spawn_with(settings, dir.clone()).await;
+    let response = app
+        .post_json("/v1/backups", &json!({"server": {"url": server.url()}}))
+        .await;
+    let problem = assert_problem(response, 507).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("free disk space or raise backup_max_bytes"),
+        "{detail}"
+    );
+    if tmpfs.is_some() {
+        let free = ferry::validate::disk::free_bytes(&backups_dir(&app)).unwrap();
+        assert!(free <= 1 << 20, "the tmpfs is mounted: {free} bytes free");
+        assert!(detail.contains(&format!("{free} bytes free")), "{detail}");
+    }
+    assert!(files_in(&backups_dir(&app)).is_empty());
+    let list: Value = app.get("/v1/backups").await.json().await.unwrap();
+    assert_eq!(list["backups"], json!([]));
+    drop(app);
+    drop(tmpfs);
+}
