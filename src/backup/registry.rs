@@ -115,7 +115,8 @@ impl Backups {
         })
     }
 
-    /// Records captures that a crash interrupted as failed and removes their partial files.
+    /// Records captures and restores that a crash interrupted as failed, and removes the partial
+    /// files.
     pub async fn recover(&self) -> Result<(), BackupError> {
         let swept = file::sweep_partials(&self.inner.dir);
         if swept > 0 {
@@ -130,6 +131,30 @@ impl Backups {
             .filter(|v| v.status == BackupStatus::Running)
             .map(|v| v.id)
             .collect();
+        let restoring: Vec<Uuid> = self
+            .read()
+            .values()
+            .filter(|v| {
+                v.last_restore
+                    .as_ref()
+                    .is_some_and(|r| r.status == "running")
+            })
+            .map(|v| v.id)
+            .collect();
+        for id in restoring {
+            self.record(
+                id,
+                "ferry",
+                EventKind::RestoreFailed {
+                    backup_id: id,
+                    code: "interrupted".into(),
+                    message: "Ferry stopped while the backup was being restored; the target may \
+                              hold part of it: restore again (on_conflict replace)"
+                        .into(),
+                },
+            )
+            .await?;
+        }
         for id in running {
             self.record(
                 id,

@@ -19,5 +19,6 @@ mod helpers;
 mod crash;
 mod rollback;
 mod roundtrip;
+mod secrets;
 mod space;
 mod upload;
