@@ -188,3 +188,90 @@ pub fn sweep_partials(dir: &Path) -> usize {
         .filter(|e| std::fs::remove_file(e.path()).is_ok())
         .count()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid RDB: magic, the end opcode, and the CRC of both (little endian).
+    fn empty_rdb() -> Vec<u8> {
+        let mut rdb = b"REDIS0009\xff".to_vec();
+        let crc = crc64::checksum(&rdb);
+        rdb.extend_from_slice(&crc.to_le_bytes());
+        rdb
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_complete_rdb_is_renamed_with_its_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::now_v7();
+        let rdb = empty_rdb();
+        let mut writer = RdbFileWriter::create(dir.path(), id, 1024).await.unwrap();
+        // Byte by byte: chunk boundaries do not matter.
+        for b in &rdb {
+            writer.write(std::slice::from_ref(b)).await.unwrap();
+        }
+        assert_eq!(names(dir.path()), [format!("{id}{PARTIAL_SUFFIX}")]);
+        let facts = writer.finish().await.unwrap();
+        assert_eq!(names(dir.path()), [format!("{id}.rdb")]);
+        assert_eq!(std::fs::read(&facts.path).unwrap(), rdb);
+        assert_eq!(facts.bytes, rdb.len() as u64);
+        assert_eq!(facts.rdb_version, 9);
+        assert_eq!(facts.crc64, format!("{:016x}", crc64::checksum(&rdb)));
+        assert_eq!(facts.sha256.len(), 64);
+        assert!(facts.databases.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_or_refused_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let rdb = empty_rdb();
+
+        let mut dropped = RdbFileWriter::create(dir.path(), Uuid::now_v7(), 1024)
+            .await
+            .unwrap();
+        dropped.write(&rdb[..5]).await.unwrap();
+        drop(dropped);
+        assert!(names(dir.path()).is_empty());
+
+        let mut truncated = RdbFileWriter::create(dir.path(), Uuid::now_v7(), 1024)
+            .await
+            .unwrap();
+        truncated.write(&rdb[..9]).await.unwrap();
+        match truncated.finish().await {
+            Err(BackupError::Corrupt { offset: 9, .. }) => {}
+            other => panic!("expected a truncation at byte 9, got {other:?}"),
+        }
+        assert!(names(dir.path()).is_empty());
+
+        let mut capped = RdbFileWriter::create(dir.path(), Uuid::now_v7(), 8)
+            .await
+            .unwrap();
+        assert!(matches!(
+            capped.write(&rdb).await,
+            Err(BackupError::TooLarge { limit: 8 })
+        ));
+        drop(capped);
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn sweeping_removes_only_partial_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!("a{PARTIAL_SUFFIX}")), b"x").unwrap();
+        std::fs::write(dir.path().join("b.rdb"), b"x").unwrap();
+        assert_eq!(sweep_partials(dir.path()), 1);
+        assert_eq!(names(dir.path()), ["b.rdb"]);
+        assert_eq!(sweep_partials(&dir.path().join("missing")), 0);
+    }
+}
