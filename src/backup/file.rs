@@ -18,6 +18,9 @@ use super::BackupError;
 use crate::rdb::{crc64, Item, Parser, RdbError};
 use crate::store::event::BackupDb;
 
+/// The RDB's checksum trailer.
+const TRAILER: usize = 8;
+
 /// The suffix of a file still being written.
 pub const PARTIAL_SUFFIX: &str = ".rdb.partial";
 
@@ -47,7 +50,10 @@ pub struct RdbFileWriter {
     final_path: PathBuf,
     file: Option<tokio::fs::File>,
     parser: Parser,
+    /// CRC-64 of everything but the last 8 bytes seen (`tail`): at the end, of everything but
+    /// the RDB's trailer, which is the value Redis stores in that trailer.
     crc: u64,
+    tail: Vec<u8>,
     sha: Sha256,
     bytes: u64,
     max_bytes: u64,
@@ -74,6 +80,7 @@ impl RdbFileWriter {
             file: Some(file),
             parser: Parser::new(),
             crc: 0,
+            tail: Vec::with_capacity(8),
             sha: Sha256::new(),
             bytes: 0,
             max_bytes,
@@ -105,7 +112,7 @@ impl RdbFileWriter {
                 Err(e) => return Err(corrupt(e, self.parser.offset())),
             }
         }
-        self.crc = crc64::update(self.crc, chunk);
+        self.crc_all_but_trailer(chunk);
         self.sha.update(chunk);
         let file = self.file.as_mut().ok_or(BackupError::Closed)?;
         file.write_all(chunk)
@@ -113,6 +120,22 @@ impl RdbFileWriter {
             .map_err(|e| BackupError::io(format!("write {}", self.partial.display()), e))?;
         self.bytes = after;
         Ok(())
+    }
+
+    fn crc_all_but_trailer(&mut self, chunk: &[u8]) {
+        let total = self.tail.len() + chunk.len();
+        if total <= TRAILER {
+            self.tail.extend_from_slice(chunk);
+            return;
+        }
+        let settled = total - TRAILER;
+        let from_tail = settled.min(self.tail.len());
+        self.crc = crc64::update(self.crc, &self.tail[..from_tail]);
+        let from_chunk = settled - from_tail;
+        self.crc = crc64::update(self.crc, &chunk[..from_chunk]);
+        let mut tail = self.tail[from_tail..].to_vec();
+        tail.extend_from_slice(&chunk[from_chunk..]);
+        self.tail = tail;
     }
 
     /// Checks the RDB ended, then makes the file durable under its final name.
@@ -227,7 +250,10 @@ mod tests {
         assert_eq!(std::fs::read(&facts.path).unwrap(), rdb);
         assert_eq!(facts.bytes, rdb.len() as u64);
         assert_eq!(facts.rdb_version, 9);
-        assert_eq!(facts.crc64, format!("{:016x}", crc64::checksum(&rdb)));
+        // The CRC of the content, which is what the trailer stores.
+        let content = crc64::checksum(&rdb[..rdb.len() - 8]);
+        assert_eq!(facts.crc64, format!("{content:016x}"));
+        assert_eq!(content.to_le_bytes(), rdb[rdb.len() - 8..]);
         assert_eq!(facts.sha256.len(), 64);
         assert!(facts.databases.is_empty());
     }

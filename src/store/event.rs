@@ -218,7 +218,8 @@ pub struct BackupDetails {
     /// Redis version of the server backed up.
     pub server_version: String,
     pub rdb_version: u16,
-    /// CRC-64/Jones of the whole file, as Redis computes it, in hex.
+    /// CRC-64/Jones of the file without its 8-byte trailer, in hex: the value Redis stores in that
+    /// trailer (the CRC of a whole valid file, trailer included, is always 0).
     pub crc64: String,
     /// SHA-256 of the whole file, in hex.
     pub sha256: String,
