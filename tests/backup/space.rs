@@ -96,3 +96,54 @@ async fn a_backup_larger_than_the_free_disk_is_refused() {
     drop(app);
     drop(tmpfs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_point_that_does_not_fit_fails_the_migration_before_it_writes() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    source.cli(&["SET", "from:source", "x"]);
+    for i in 0..100 {
+        target.cli(&["SET", &format!("t{i}"), &"v".repeat(1000)]);
+    }
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut settings = settings_for(dir.path());
+    settings.backup_max_bytes = Some(10_000);
+    let app = spawn_with(settings, dir).await;
+    let response = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+                "options": {"on_conflict": "replace"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.action(&id, "validate").await.status(), 200);
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let view = app
+        .wait_for(&id, crate::helpers::WAIT, |v| {
+            v["state"] == "failed" || v["state"] == "completed"
+        })
+        .await;
+    assert_eq!(view["state"], "failed", "{view:#}");
+    assert_eq!(view["error"]["code"], "backup_failed", "{view:#}");
+    let message = view["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("nothing was written") && message.contains("backup_max_bytes"),
+        "{message}"
+    );
+    assert_eq!(
+        target.cli(&["EXISTS", "from:source"]).trim(),
+        "0",
+        "the target was not written"
+    );
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "100");
+    let events = app.event_types(&id).await;
+    assert!(
+        !events.contains(&"SnapshotStarted".to_string()),
+        "{events:?}"
+    );
+}
