@@ -69,6 +69,10 @@ pub struct ServerFacts {
     /// Hashes sampled for field TTLs, taken only on a source of Redis ≥ 7.4 whose `INFO keyspace`
     /// does not count them (`subexpiry`).
     pub field_ttl_sample: Option<Result<FieldTtlSample, CallError>>,
+    /// How many function libraries (`FUNCTION LIST`) the server holds; read only on a source of
+    /// Redis ≥ 7.0 (older servers have no functions), because a target older than 7.0 cannot
+    /// hold them.
+    pub function_libraries: Option<Result<u64, CallError>>,
 }
 
 /// What sampling hashes for field TTLs found.
@@ -115,6 +119,7 @@ impl ServerFacts {
             replication_commands: Err(missing),
             acl: Vec::new(),
             field_ttl_sample: None,
+            function_libraries: None,
         }
     }
 
@@ -144,6 +149,15 @@ impl ServerFacts {
         } else {
             Vec::new()
         };
+        // Functions arrived with ACL DRYRUN, in 7.0.
+        let function_libraries = if side == Side::Source && has_dry_run {
+            let listed = admin
+                .call::<Vec<Value>>("FUNCTION LIST", command(&["FUNCTION", "LIST"]))
+                .await;
+            Some(listed.map(|libraries| libraries.len() as u64))
+        } else {
+            None
+        };
         let uncounted_dbs: Vec<u32> = match &info {
             Ok(info) if side == Side::Source && info.version_pair() >= Some((7, 4)) => info
                 .keyspace
@@ -171,6 +185,7 @@ impl ServerFacts {
             replication_commands: replication_commands.and_then(parse_command_info),
             acl,
             field_ttl_sample,
+            function_libraries,
         }
     }
 }

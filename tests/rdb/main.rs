@@ -220,7 +220,11 @@ fn check_inspect(
             .find(|d| d["db"] == u64::from(db))
             .unwrap_or_else(|| panic!("db {db} missing in {json}"));
         assert_eq!(reported["keys"].as_u64(), Some(keys), "db {db} in {json}");
-        assert_eq!(reported["size_hint"].as_u64(), Some(keys), "RESIZEDB of db {db}");
+        assert_eq!(
+            reported["size_hint"].as_u64(),
+            Some(keys),
+            "RESIZEDB of db {db}"
+        );
     }
     assert_eq!(parsed["file_bytes"].as_u64(), Some(file.len() as u64));
     assert!(parsed["aux"].as_array().is_some_and(|a| !a.is_empty()));
