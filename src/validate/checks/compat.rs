@@ -55,6 +55,7 @@ pub fn versions(inputs: &Inputs) -> Verdict {
     let sample = inputs.source.field_ttl_sample.as_ref();
     let detection = match (could_hold_field_ttls, counted, sample) {
         (false, _, _) => "not needed: the source predates hash field TTLs",
+        (true, Some(_), Some(Ok(_))) => "INFO keyspace subexpiry, checked by a sample",
         (true, Some(_), _) => "INFO keyspace subexpiry",
         (true, None, Some(Ok(_))) => "sample: SCAN TYPE hash, HRANDFIELD, HTTL",
         (true, None, _) => "none: INFO keyspace has no subexpiry and sampling failed",
@@ -97,6 +98,17 @@ pub fn versions(inputs: &Inputs) -> Verdict {
         );
         match (counted, sampled) {
             (Some(0), _) => {}
+            // Redis 7.4 still counts a hash whose last field TTL was removed (HPERSIST): a sample
+            // that looked and found none makes the count doubtful, not damning. The engine still
+            // stops, naming the key, at any field TTL it cannot carry.
+            (Some(keys), Some(found)) if found.hashes_sampled > 0 && found.with_field_ttls == 0 => {
+                return doubt(format!(
+                    "INFO keyspace counts {} with hash field TTLs on the source, but none of {} sampled \
+                     hashes has one (Redis 7.4 keeps counting a hash after HPERSIST); if some do, {cannot}",
+                    super::keys(keys),
+                    found.hashes_sampled
+                ))
+            }
             (Some(keys), _) => {
                 return refuse(format!(
                     "{} on the source have hash field TTLs, and {cannot}",

@@ -268,6 +268,24 @@ fn hash_field_ttls_decide_between_fail_warn_and_pass() {
         result.message
     );
 
+    // A count with a sample that found none: Redis 7.4 keeps counting after HPERSIST, so warn.
+    let mut stale = with_ttls.clone();
+    stale.field_ttl_sample = Some(Ok(FieldTtlSample {
+        hashes_sampled: 5,
+        with_field_ttls: 0,
+    }));
+    let result = verdict("versions", &stale, &old_target);
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+    assert!(result.message.contains("HPERSIST"), "{}", result.message);
+    // … and one that found some confirms the count.
+    stale.field_ttl_sample = Some(Ok(FieldTtlSample {
+        hashes_sampled: 5,
+        with_field_ttls: 1,
+    }));
+    let result = verdict("versions", &stale, &old_target);
+    assert_eq!(result.status, CheckStatus::Fail, "{result:?}");
+    assert!(result.message.contains("3 keys"), "{}", result.message);
+
     // Upgrades are fine.
     let result = verdict(
         "versions",

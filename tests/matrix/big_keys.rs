@@ -1,0 +1,1 @@
+//! Big keys (todo)
