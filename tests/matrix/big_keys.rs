@@ -186,3 +186,166 @@ async fn big_keys(from: &str, to: &str) {
 async fn fifty_mb_list_and_hash_go_as_chunked_commands_and_the_target_keeps_answering_ping() {
     big_keys("7.4", "7.4").await;
 }
+
+/// Runs `args` on `server`, panicking with the command on error.
+fn run(server: &RedisServer, c: &mut redis::Connection, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<redis::Value>(c)
+        .unwrap_or_else(|e| panic!("{} {args:?}: {e}", server.version));
+}
+
+/// Big keys of every type (≈ 300 KB each, over a 64 KB threshold) are verified in pages: equal
+/// ones pass, and one changed element (or score ulp, field expiry, group id) in each is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_verification_of_big_keys_finds_one_changed_element_in_each_type() {
+    let source = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.4");
+    let mut c = source.conn();
+    let n = 3000;
+    let pad = "p".repeat(90);
+    let _: () = redis::cmd("SET")
+        .arg("big:string")
+        .arg(noise(300_000, 7))
+        .query(&mut c)
+        .unwrap();
+    for key in ["big:list", "big:same"] {
+        let items: Vec<String> = (0..n).map(|i| format!("{i}-{pad}")).collect();
+        let _: () = redis::cmd("RPUSH")
+            .arg(key)
+            .arg(&items)
+            .query(&mut c)
+            .unwrap();
+    }
+    let members: Vec<String> = (0..n).map(|i| format!("m{i}-{pad}")).collect();
+    let _: () = redis::cmd("SADD")
+        .arg("big:set")
+        .arg(&members)
+        .query(&mut c)
+        .unwrap();
+    let mut scored = vec![];
+    let mut pairs = vec![];
+    for (i, m) in members.iter().enumerate() {
+        scored.push(format!("{}", i as f64 / 3.0));
+        scored.push(m.clone());
+        pairs.push(format!("f{i}"));
+        pairs.push(m.clone());
+    }
+    let _: () = redis::cmd("ZADD")
+        .arg("big:zset")
+        .arg(&scored)
+        .query(&mut c)
+        .unwrap();
+    for key in ["big:hash", "big:fttl"] {
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(&pairs)
+            .query(&mut c)
+            .unwrap();
+    }
+    for i in 0..50 {
+        run(
+            &source,
+            &mut c,
+            &[
+                "HPEXPIRE",
+                "big:fttl",
+                &(600_000 + i * 1000).to_string(),
+                "FIELDS",
+                "1",
+                &format!("f{i}"),
+            ],
+        );
+    }
+    for key in ["big:stream", "big:groups"] {
+        let mut p = redis::pipe();
+        for i in 1..=n {
+            p.cmd("XADD")
+                .arg(key)
+                .arg(format!("{i}-0"))
+                .arg("f")
+                .arg(&pad)
+                .ignore();
+        }
+        p.query::<()>(&mut c).unwrap();
+        run(&source, &mut c, &["XGROUP", "CREATE", key, "g", "100-0"]);
+    }
+    let tuning = Tuning {
+        big_key_bytes: 64 * 1024,
+        rewrite_chunk_bytes: 16 * 1024,
+        rewrite_chunk_items: 100,
+        ..tuning()
+    };
+    let (result, events) = start(spec(&source, &target, Mode::Snapshot), tuning.clone())
+        .finish()
+        .await;
+    result.expect("equal big keys verify clean in pages");
+    assert_eq!(verification(&events).map(|r| r.checked), Some(9));
+    // Every key is big: none was serialized whole to be compared.
+    assert_eq!(calls(&source, "dump") + calls(&target, "dump"), 0);
+
+    let mut t = target.conn();
+    run(&target, &mut t, &["SETRANGE", "big:string", "150000", "X"]);
+    run(&target, &mut t, &["LSET", "big:list", "1500", "changed"]);
+    run(&target, &mut t, &["SREM", "big:set", &members[1500]]);
+    run(&target, &mut t, &["SADD", "big:set", "stranger"]);
+    // One ulp above 2000/3 (1500 / 3 = 500 is exact; pick a member whose score is not).
+    let ulp = f64::from_bits((1501.0f64 / 3.0).to_bits() + 1);
+    run(
+        &target,
+        &mut t,
+        &[
+            "ZADD",
+            "big:zset",
+            "XX",
+            &format!("{ulp:?}"),
+            &members[1501],
+        ],
+    );
+    run(&target, &mut t, &["HSET", "big:hash", "f1500", "changed"]);
+    run(
+        &target,
+        &mut t,
+        &["HPEXPIRE", "big:fttl", "900000", "FIELDS", "1", "f10"],
+    );
+    run(&target, &mut t, &["XDEL", "big:stream", "1500-0"]);
+    run(
+        &target,
+        &mut t,
+        &["XADD", "big:stream", "999999-0", "f", "new"],
+    );
+    run(
+        &target,
+        &mut t,
+        &["XGROUP", "SETID", "big:groups", "g", "200-0"],
+    );
+
+    let mut skip = spec(&source, &target, Mode::Snapshot);
+    skip.options.on_conflict = ferry::spec::OnConflict::Skip;
+    let (result, events) = start(skip, tuning).finish().await;
+    let err = result.expect_err("the changed keys are found");
+    assert_eq!(err.code(), "verification_failed", "{err}");
+    let report = verification(&events).expect("VerificationCompleted");
+    let mut found: Vec<&str> = report.problems.iter().map(|p| p.key.as_str()).collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "big:fttl",
+            "big:groups",
+            "big:hash",
+            "big:list",
+            "big:set",
+            "big:stream",
+            "big:string",
+            "big:zset"
+        ],
+        "{report:?}"
+    );
+    assert!(report
+        .problems
+        .iter()
+        .all(|p| p.difference == ferry::store::event::Difference::Value));
+}
