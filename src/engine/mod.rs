@@ -38,6 +38,7 @@ mod error;
 mod snapshot;
 mod stream;
 mod verify;
+mod verify_modules;
 mod verify_paged;
 mod writer;
 

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::error::{show_key, EngineError};
+use super::verify_modules;
 use super::verify_paged::{self, Pages};
 use super::{Servers, Tuning};
 use crate::resp::Frame;
@@ -258,7 +259,7 @@ impl Verifier<'_> {
             let target_value = canonical(self.target, &target.kind, key, field_ttls)
                 .await
                 .map_err(tgt_err)?;
-            // No type-aware form (module types): the DUMP comparison was the only test.
+            // No type-aware form (some module types): the DUMP comparison was the only test.
             if source_value.is_none() || source_value != target_value {
                 // The key may have expired on the source meanwhile.
                 if key_type(self.source, key).await.map_err(src_err)? == "none" {
@@ -508,7 +509,7 @@ async fn canonical(
             );
             out.extend(stream_groups(conn, k).await?);
         }
-        _ => return Ok(None),
+        module => return verify_modules::canonical(conn, module, key).await,
     }
     Ok(Some(out))
 }
