@@ -160,6 +160,31 @@ fn strings(p: &mut redis::Pipeline, db: u32) {
     for i in 0..10 {
         p.cmd("SET").arg(format!("db{db}:k:{i}")).arg(i).ignore();
     }
+    // Integer-looking strings that are not stored as integers, and odd ones that are.
+    for (k, v) in [
+        ("s:zero", "0"),
+        ("s:lead0", "007"),
+        ("s:float", "1e3"),
+        ("s:empty", ""),
+        ("s:min", "-9223372036854775808"),
+    ] {
+        p.cmd("SET").arg(k).arg(v).ignore();
+    }
+    p.cmd("INCRBYFLOAT")
+        .arg("s:incrbyfloat")
+        .arg("10.5")
+        .ignore();
+    // A long key name, a unicode one, and a TTL far in the future.
+    p.cmd("SET")
+        .arg(format!("long:{}", "k".repeat(5000)))
+        .arg("v")
+        .ignore();
+    p.cmd("SET").arg("ключ 🔑 key").arg("значение").ignore();
+    p.cmd("SET").arg("s:far").arg("2100").ignore();
+    p.cmd("PEXPIREAT")
+        .arg("s:far")
+        .arg(4_102_444_800_123i64)
+        .ignore();
 }
 
 fn lists(p: &mut redis::Pipeline) {
@@ -187,6 +212,11 @@ fn sets(p: &mut redis::Pipeline) {
     let ints: Vec<usize> = (0..LARGE).collect();
     p.cmd("SADD").arg("set:int:big").arg(&ints).ignore();
     p.cmd("SADD").arg("set:str").arg(&["a", "b", "c"]).ignore();
+    // Few members, one too long for the compact encoding.
+    p.cmd("SADD")
+        .arg("set:longmember")
+        .arg(&["a".to_string(), "m".repeat(100)])
+        .ignore();
     let members: Vec<String> = (0..LARGE).map(|i| format!("m{i}")).collect();
     p.cmd("SADD").arg("set:str:big").arg(&members).ignore();
 }
@@ -214,6 +244,11 @@ fn zsets(p: &mut redis::Pipeline) {
         big.push(format!("zz{i}"));
     }
     p.cmd("ZADD").arg("z:big").arg(&big).ignore();
+    // Few members, one too long for the compact encoding; equal scores order by member; -0.
+    p.cmd("ZADD")
+        .arg("z:longmember")
+        .arg(&["1", "b", "1", "a", "-0", "zero", "1e308", &"m".repeat(100)])
+        .ignore();
 }
 
 fn hashes(p: &mut redis::Pipeline) {
@@ -227,6 +262,11 @@ fn hashes(p: &mut redis::Pipeline) {
         big.push("v".repeat(i * 3));
     }
     p.cmd("HSET").arg("h:big").arg(&big).ignore();
+    // Few fields, one value too long for the compact encoding; integer values.
+    p.cmd("HSET")
+        .arg("h:longvalue")
+        .arg(&["a".to_string(), "v".repeat(100), "n".into(), "-42".into()])
+        .ignore();
     p.cmd("HSET").arg("h:ttl").arg(&["a", "1"]).ignore();
     p.cmd("PEXPIRE").arg("h:ttl").arg(900_777).ignore();
 }
@@ -329,6 +369,39 @@ fn streams(c: &mut redis::Connection, version: &str) {
             ],
         );
     }
+    run(
+        c,
+        &["XGROUP", "CREATECONSUMER", "x:main", "g2", "idle-consumer"],
+    );
+    // A whole node (8 entries) deleted, odd values (empty, long, integers, binary), many fields.
+    for i in 1..=40 {
+        let id = format!("{i}-{}", i * 3);
+        let long = "L".repeat(i * 5);
+        let big = (i64::MAX - i as i64).to_string();
+        let neg = (-(i as i64) * 1000).to_string();
+        run(
+            c,
+            &[
+                "XADD",
+                "x:holes",
+                &id,
+                "empty",
+                "",
+                "long",
+                &long,
+                "int",
+                &neg,
+                "big",
+                &big,
+                "bin",
+                "\x00\x01\r\n",
+            ],
+        );
+    }
+    for i in 9..=16 {
+        run(c, &["XDEL", "x:holes", &format!("{i}-{}", i * 3)]);
+    }
+    run(c, &["XDEL", "x:holes", "40-120", "1-3"]);
     run(c, &["XADD", "x:trimmed", "MAXLEN", "5", "*", "a", "1"]);
     for i in 0..12 {
         run(
