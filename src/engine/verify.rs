@@ -6,7 +6,12 @@
 //! bodies of `DUMP` (payload without the 10-byte version+CRC trailer) are equal when both servers
 //! encode the value alike. When they are not (different versions, or an encoding that converged
 //! differently under live writes), a type-aware comparison decides: sorted members for sets and
-//! hashes, exact doubles for zset scores, entries and groups for streams.
+//! hashes, exact doubles for zset scores, entries and groups for streams, and the modules' own
+//! read commands for the Redis Stack types ([`verify_modules`](super::verify_modules)).
+//!
+//! A key above the big-key threshold is never DUMPed or read whole: that would block both servers
+//! for as long as serializing it takes (~350 ms for 50 MB), the very stall the snapshot avoided
+//! by writing it in chunks. It is compared in pages instead ([`verify_paged`](super::verify_paged)).
 //!
 //! A key the source no longer has (it expired during the check) is not a problem.
 
