@@ -35,6 +35,7 @@
 
 mod conn;
 mod error;
+mod older_target;
 mod snapshot;
 mod stream;
 mod verify;
@@ -388,6 +389,7 @@ impl Migration {
                 auto_cutover: spec.options.auto_cutover,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
+                target_rdb: servers.target_rdb,
             }
             .run()
             .await;

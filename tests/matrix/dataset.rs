@@ -519,6 +519,23 @@ pub fn spawn_writer(
                     ">",
                 ],
             );
+            // NOACK delivers without a PEL entry: the source propagates the group's new last id
+            // by itself (`XGROUP SETID … ENTRIESREAD n` on 7.0+).
+            run(
+                &mut c,
+                &[
+                    "XREADGROUP",
+                    "GROUP",
+                    "g2",
+                    "erin",
+                    "NOACK",
+                    "COUNT",
+                    "1",
+                    "STREAMS",
+                    "x:main",
+                    ">",
+                ],
+            );
             if n % 3 == 0 {
                 run(&mut c, &["DEL", &format!("w:s:{}", (n + 7) % 30)]);
                 run(&mut c, &["XACK", "x:main", "g1", "2-1"]);
