@@ -45,15 +45,14 @@ fn without_stream_counters(args: &[Bytes]) -> Option<Vec<Bytes>> {
             .is_some_and(|a| a.eq_ignore_ascii_case(name.as_bytes()))
     };
     // Where options may start, and which options (each with one value) to drop.
-    let (first_option, droppable): (usize, &[&str]) = if is(0, "XGROUP") && is(1, "SETID") {
-        (5, &["ENTRIESREAD"])
-    } else if is(0, "XGROUP") && is(1, "CREATE") {
-        (5, &["ENTRIESREAD"])
-    } else if is(0, "XSETID") {
-        (3, &["ENTRIESADDED", "MAXDELETEDID"])
-    } else {
-        return None;
-    };
+    let (first_option, droppable): (usize, &[&str]) =
+        if is(0, "XGROUP") && (is(1, "SETID") || is(1, "CREATE")) {
+            (5, &["ENTRIESREAD"])
+        } else if is(0, "XSETID") {
+            (3, &["ENTRIESADDED", "MAXDELETEDID"])
+        } else {
+            return None;
+        };
     if args.len() <= first_option {
         return None;
     }
