@@ -33,9 +33,9 @@
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
 //! `LinkResumed` instead of the snapshot events.
 
+mod adapt;
 mod conn;
 mod error;
-mod older_target;
 mod snapshot;
 mod stream;
 mod verify;

@@ -5,9 +5,6 @@
 //! ones (hashtable, skiplist, quicklist of several compressed nodes, streams of several nodes):
 //! the datasets stay small and every encoding still appears in the RDB.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::common::redis::RedisServer;
@@ -222,7 +219,7 @@ fn sets(p: &mut redis::Pipeline) {
 }
 
 /// Scores that lose precision or meaning when printed carelessly.
-const SPECIAL_SCORES: [&str; 6] = [
+pub const SPECIAL_SCORES: [&str; 6] = [
     "0.1",
     "1e-300",
     "inf",
@@ -271,7 +268,7 @@ fn hashes(p: &mut redis::Pipeline) {
     p.cmd("PEXPIRE").arg("h:ttl").arg(900_777).ignore();
 }
 
-fn run(c: &mut redis::Connection, args: &[&str]) {
+pub fn run(c: &mut redis::Connection, args: &[&str]) {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);
@@ -468,117 +465,4 @@ pub fn strip_unportable(server: &RedisServer) {
         }
         run(&mut c, &["SELECT", "0"]);
     }
-}
-
-/// Writes every kind of command the stream must carry, across databases, until `stop` is set;
-/// returns the number of rounds. `features` says what the *target* can take (functions, field
-/// TTLs), so that the stream stays portable.
-pub fn spawn_writer(
-    source: &RedisServer,
-    functions: bool,
-    field_ttls: bool,
-    stop: Arc<AtomicBool>,
-) -> JoinHandle<u64> {
-    let mut c = source.conn();
-    std::thread::spawn(move || {
-        let mut n = 0u64;
-        while !stop.load(Ordering::Relaxed) || n < 20 {
-            let db = (n % FILLED_DBS as u64).to_string();
-            let i = (n % 30).to_string();
-            let ns = n.to_string();
-            run(&mut c, &["SELECT", &db]);
-            run(&mut c, &["SET", &format!("w:s:{i}"), &ns, "PX", "900000"]);
-            run(&mut c, &["INCR", "w:counter"]);
-            run(&mut c, &["RPUSH", "l:big", &ns]);
-            run(&mut c, &["LPOP", "l:small"]);
-            run(&mut c, &["HSET", "h:small", &format!("w{i}"), &ns]);
-            run(&mut c, &["SADD", "set:int", &ns]);
-            run(&mut c, &["SREM", "set:str:big", &format!("m{i}")]);
-            run(
-                &mut c,
-                &[
-                    "ZADD",
-                    "z:small",
-                    SPECIAL_SCORES[n as usize % 6],
-                    &format!("w{i}"),
-                ],
-            );
-            run(&mut c, &["ZINCRBY", "z:big", "0.1", "zz1"]);
-            run(&mut c, &["XADD", "x:main", "*", "w", &ns]);
-            run(
-                &mut c,
-                &[
-                    "XREADGROUP",
-                    "GROUP",
-                    "g1",
-                    "dave",
-                    "COUNT",
-                    "1",
-                    "STREAMS",
-                    "x:main",
-                    ">",
-                ],
-            );
-            // NOACK delivers without a PEL entry: the source propagates the group's new last id
-            // by itself (`XGROUP SETID … ENTRIESREAD n` on 7.0+).
-            run(
-                &mut c,
-                &[
-                    "XREADGROUP",
-                    "GROUP",
-                    "g2",
-                    "erin",
-                    "NOACK",
-                    "COUNT",
-                    "1",
-                    "STREAMS",
-                    "x:main",
-                    ">",
-                ],
-            );
-            if n % 3 == 0 {
-                run(&mut c, &["DEL", &format!("w:s:{}", (n + 7) % 30)]);
-                run(&mut c, &["XACK", "x:main", "g1", "2-1"]);
-            }
-            let _: redis::Value = redis::pipe()
-                .atomic()
-                .cmd("INCRBY")
-                .arg("w:tx")
-                .arg(2)
-                .cmd("SADD")
-                .arg("w:set")
-                .arg(&i)
-                .query(&mut c)
-                .unwrap();
-            run(
-                &mut c,
-                &[
-                    "EVAL",
-                    "return redis.call('HINCRBY', KEYS[1], 'n', 1)",
-                    "1",
-                    "w:eval",
-                ],
-            );
-            if functions {
-                run(&mut c, &["FCALL", "ferry_bump", "1", "w:fcall", "3"]);
-            }
-            if field_ttls {
-                run(&mut c, &["HSET", "hf:small", &format!("w{i}"), &ns]);
-                run(
-                    &mut c,
-                    &[
-                        "HPEXPIRE",
-                        "hf:small",
-                        "650000",
-                        "FIELDS",
-                        "1",
-                        &format!("w{i}"),
-                    ],
-                );
-            }
-            n += 1;
-        }
-        run(&mut c, &["SELECT", "0"]);
-        n
-    })
 }

@@ -25,3 +25,4 @@ mod dataset;
 mod modules;
 mod pairs;
 mod runner;
+mod writer;

@@ -15,12 +15,11 @@ use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::compare::{differences, key_count};
-use crate::dataset::{
-    has_field_ttls, has_functions, populate, server_args, spawn_writer, strip_unportable,
-};
+use crate::dataset::{has_field_ttls, has_functions, populate, server_args, strip_unportable};
 use crate::runner::{
     assert_not_refused, assert_refused, keys_rewritten, spec, start, tuning, verification,
 };
+use crate::writer::spawn_writer;
 
 fn rdb(version: &str) -> u16 {
     rdb_version_for_version_string(version).expect("a known version")
@@ -112,7 +111,15 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
         start(spec, tuning()).finish().await
     };
     let (result, events) = result;
-    result.unwrap_or_else(|e| panic!("{from} -> {to} {mode:?}: {e} ({})", e.code()));
+    if let Err(e) = result {
+        // Say what differs by this binary's own reading too: it names the detail.
+        let diff = differences(&source, &target);
+        panic!(
+            "{from} -> {to} {mode:?}: {e} ({}); the judge sees:\n{}",
+            e.code(),
+            diff.join("\n")
+        );
+    }
     let report = verification(&events).expect("VerificationCompleted");
     assert!(report.is_clean() && report.checked > 50, "{report:?}");
     let rewritten = keys_rewritten(&events).expect("SnapshotCompleted");
