@@ -14,10 +14,14 @@
 //!
 //! Every run prints one `MATRIX |` line (pair, mode, outcome, time); `cargo test --test matrix
 //! -- --nocapture | grep MATRIX` gives the table. Pairs run on the test harness' threads (two on a
-//! 2-core machine), each with its own servers.
+//! 2-core machine), each with its own servers; the big-key test runs alone ([`MACHINE`]).
 
 #[path = "../common/mod.rs"]
 mod common;
+
+/// The big-key test measures latency: it holds this exclusively while the pair and module tests
+/// share it, so that it does not measure their load.
+pub static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 mod big_keys;
 mod compare;

@@ -127,6 +127,7 @@ fn module_reads(server: &RedisServer, timeseries: bool) -> Vec<Value> {
 
 /// A migration between two servers with every module: passes, and the module reads agree.
 async fn moves_by_restore(from: &str, to: &str, mode: Mode) {
+    let _shared = crate::MACHINE.read().await;
     let started = Instant::now();
     let source = start_with_modules(from, &ALL);
     let target = start_with_modules(to, &ALL);

@@ -148,6 +148,7 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
 }
 
 async fn both_modes(from: &str, to: &str) {
+    let _shared = crate::MACHINE.read().await;
     for mode in [Mode::Snapshot, Mode::Live] {
         let line = run_pair(from, to, mode).await;
         println!("MATRIX | {from} -> {to} | {mode:?} | {line}");
