@@ -1,1 +1,205 @@
 //! Settings from `config.toml`, overridden by `FERRY_*` environment variables.
+//!
+//! Precedence, lowest first: built-in defaults, the config file (`--config PATH`, else
+//! `FERRY_CONFIG`, else `./config.toml` if present), then `FERRY_LISTEN` and `FERRY_DATA_DIR`.
+//! Unknown keys are refused, so a typo is an error rather than a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::api::auth::Token;
+use crate::redis_url::Secret;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("listen address `{0}` is not host:port (e.g. 127.0.0.1:8080)")]
+    Listen(String),
+    #[error("auth token `{name}` reads its value from ${env}, which is not set (or empty)")]
+    TokenMissing { name: String, env: String },
+    #[error(
+        "refusing to listen on {0} without an API token: anyone who can reach it could start and \
+         cancel migrations. Add an [[auth.tokens]] entry (name, token_env) to the config, or \
+         listen on a loopback address such as 127.0.0.1"
+    )]
+    InsecureListen(SocketAddr),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// tracing-subscriber filter directives; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// One API token: its name (the events' actor) and the environment variable holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSetting {
+    pub name: String,
+    pub token_env: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub tokens: Vec<TokenSetting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the API listens, `host:port`. Port 0 picks a free port (tests).
+    pub listen: String,
+    /// Event log, encrypted credentials, backups.
+    pub data_dir: PathBuf,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    pub log: LogSettings,
+    pub auth: AuthSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            max_body_bytes: 64 * 1024,
+            log: LogSettings::default(),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings: defaults, then the file, then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let explicit = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("FERRY_CONFIG").map(PathBuf::from));
+        let mut settings = match explicit {
+            Some(path) => Self::from_file(&path)?,
+            None if Path::new("config.toml").exists() => Self::from_file(Path::new("config.toml"))?,
+            None => Settings::default(),
+        };
+        if let Some(listen) = std::env::var("FERRY_LISTEN").ok().filter(|s| !s.is_empty()) {
+            settings.listen = listen;
+        }
+        if let Some(dir) = std::env::var_os("FERRY_DATA_DIR").filter(|s| !s.is_empty()) {
+            settings.data_dir = PathBuf::from(dir);
+        }
+        Ok(settings)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|_| ConfigError::Listen(self.listen.clone()))
+    }
+
+    /// Reads each token from its environment variable.
+    pub fn tokens(&self) -> Result<Vec<Token>, ConfigError> {
+        self.auth
+            .tokens
+            .iter()
+            .map(|t| {
+                let value = std::env::var(&t.token_env).ok().filter(|v| !v.is_empty());
+                value
+                    .map(|v| Token {
+                        name: t.name.clone(),
+                        secret: Secret::new(v),
+                    })
+                    .ok_or_else(|| ConfigError::TokenMissing {
+                        name: t.name.clone(),
+                        env: t.token_env.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Refuses a non-loopback listen address without tokens.
+    pub fn check_exposure(&self, tokens: &[Token]) -> Result<SocketAddr, ConfigError> {
+        let addr = self.listen_addr()?;
+        if !addr.ip().is_loopback() && tokens.is_empty() {
+            return Err(ConfigError::InsecureListen(addr));
+        }
+        Ok(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        assert_eq!(Settings::from_file(&path).unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Settings>("listn = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        let settings = Settings {
+            listen: "0.0.0.0:8080".into(),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            settings.check_exposure(&[]),
+            Err(ConfigError::InsecureListen(_))
+        ));
+        let token = Token {
+            name: "ops".into(),
+            secret: Secret::new("t"),
+        };
+        assert!(settings.check_exposure(&[token]).is_ok());
+        assert!(Settings::default().check_exposure(&[]).is_ok());
+    }
+}

@@ -15,7 +15,7 @@ use super::types;
 /// Where the walk of the current value stopped. Positions are relative to the parser's buffer.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Resume {
-    /// 0: nothing read yet; 1: in the main element loop; 2, 3: stream groups.
+    /// 0: nothing read yet; 1: in the main element loop; 2: in a stream's group loop.
     stage: u8,
     /// Where the next element starts.
     pos: usize,

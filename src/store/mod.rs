@@ -1,5 +1,492 @@
 //! The event log on sled: durable appends, ordered reads, live subscriptions.
+//!
+//! This is the only module that knows sled. Everything Ferry knows about a migration is an
+//! [`Event`] in this log; views are folds of it (see `jobs`). Three promises hold:
+//!
+//! 1. **Durable before acknowledged.** [`Store::append`] returns only after sled has flushed the
+//!    events to disk. Many concurrent appends share one flush (group commit, see [`writer`]), so
+//!    durability does not cost throughput.
+//! 2. **One global order without gaps.** `seq` starts at 1 and increases by one per event across
+//!    all migrations. An event and its per-migration index entry are written by one atomic batch,
+//!    so a `kill -9` at any moment leaves a log that opens and holds every acknowledged event.
+//! 3. **Followers miss nothing.** [`Store::subscribe`] delivers events after they are durable. A
+//!    follower that falls behind (the channel is bounded) catches up with
+//!    [`Store::events_after`], using the last `seq` it saw.
+//!
+//! sled's calls block (disk I/O), so the async methods run them on tokio's blocking pool; the
+//! writer has a thread of its own.
 
+pub mod credentials;
 pub mod event;
+mod record;
+mod writer;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+
+pub use credentials::{CredentialError, Credentials};
 pub use event::{Event, EventKind};
+
+use credentials::CredentialStore;
+use writer::{AppendRequest, Writer};
+
+/// How many live events a slow subscriber may lag behind before it must catch up from the log.
+const LIVE_CAPACITY: usize = 16 * 1024;
+
+/// How long [`Store::open`] waits for another handle on the same directory to close.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open the event log in {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("event log I/O failed: {0}")]
+    Sled(String),
+    #[error("the event log refuses writes after an I/O error ({0}); restart Ferry")]
+    Unavailable(String),
+    #[error("event cannot be encoded: {0}")]
+    Encode(String),
+    #[error("event {seq} in the log cannot be read: {message}")]
+    Decode { seq: u64, message: String },
+    #[error("the event log writer has stopped")]
+    WriterGone,
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error("a blocking store task failed: {0}")]
+    Join(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e.to_string())
+    }
+}
+
+/// An event before the log has given it a `seq` and a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub migration_id: Uuid,
+    pub actor: String,
+    pub kind: EventKind,
+}
+
+impl NewEvent {
+    pub fn new(migration_id: Uuid, actor: impl Into<String>, kind: EventKind) -> Self {
+        NewEvent {
+            migration_id,
+            actor: actor.into(),
+            kind,
+        }
+    }
+}
+
+/// A cheap, cloneable handle on the log. The log closes when the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    log: sled::Tree,
+    credentials: CredentialStore,
+    requests: std::sync::mpsc::Sender<AppendRequest>,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`. Blocking: call it before serving, or from
+    /// `spawn_blocking`. Waits up to ten seconds for a previous handle in this process (an app
+    /// that is shutting down) to release the directory.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: data_dir.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        let db = open_sled(&data_dir.join("log")).map_err(|e| open_err(e.to_string()))?;
+        let log = db
+            .open_tree("events")
+            .map_err(|e| open_err(e.to_string()))?;
+        let credentials = CredentialStore::open(&db, data_dir)?;
+        let (last_seq, sealed_upto) = log_bounds(&log).map_err(|e| open_err(e.to_string()))?;
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let (requests, queue) = std::sync::mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            log: log.clone(),
+            last_seq,
+            live: live.clone(),
+            poisoned: None,
+            sealed_upto,
+        };
+        std::thread::Builder::new()
+            .name("ferry-store-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                log,
+                credentials,
+                requests,
+                live,
+            }),
+        })
+    }
+
+    /// Appends `events` atomically and durably, in order, and returns them with their `seq` and
+    /// time. Either all of them are stored or (with an error) none.
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .requests
+            .send(AppendRequest { events, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Appends one event; see [`Store::append`].
+    pub async fn append_one(&self, event: NewEvent) -> Result<Event, StoreError> {
+        self.append(vec![event])
+            .await?
+            .pop()
+            .ok_or(StoreError::WriterGone)
+    }
+
+    /// A live feed of events, each delivered after it is durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.live.subscribe()
+    }
+
+    /// Events of migration `id` with `seq > after`, in order, at most `limit`.
+    pub async fn migration_events(
+        &self,
+        id: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let start = record::index_key(&id, after.saturating_add(1));
+            let end = record::index_key(&id, u64::MAX);
+            let mut chunk = None;
+            let mut out = Vec::new();
+            for entry in inner.log.range(start..=end).take(limit) {
+                let (key, _) = entry?;
+                let seq = record::seq_of_key(&key).ok_or(StoreError::Decode {
+                    seq: 0,
+                    message: "malformed index key".into(),
+                })?;
+                out.push(event_at(&inner.log, seq, &mut chunk)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The global log after `after`, in order, at most `limit` events, optionally only those whose
+    /// `type` is `kind`.
+    pub async fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+        kind: Option<String>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || read_after(&inner.log, after, limit, kind.as_deref())).await
+    }
+
+    /// Calls `f` with every event of the log, in order. Blocking; this is the start-up fold.
+    ///
+    /// Walking sled is cheap now that old events sit in chunks; decoding JSON is the cost. So a
+    /// reader thread hands out chunks alternately to two decoder threads, and this thread takes
+    /// their results back in the same alternation, which keeps the order.
+    pub fn for_each_event(&self, mut f: impl FnMut(Event)) -> Result<(), StoreError> {
+        const DECODERS: usize = 2;
+        let log = self.inner.log.clone();
+        std::thread::scope(|scope| {
+            let mut work_txs = Vec::new();
+            let mut result_rxs = Vec::new();
+            for _ in 0..DECODERS {
+                let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Work>(4);
+                let (result_tx, result_rx) =
+                    std::sync::mpsc::sync_channel::<Result<Vec<Event>, StoreError>>(4);
+                scope.spawn(move || {
+                    for work in work_rx {
+                        let decoded = work.decode();
+                        let failed = decoded.is_err();
+                        if result_tx.send(decoded).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+                work_txs.push(work_tx);
+                result_rxs.push(result_rx);
+            }
+            scope.spawn(move || {
+                let mut turn = 0;
+                let mut send = |work: Work| {
+                    let sent = work_txs[turn % DECODERS].send(work).is_ok();
+                    turn += 1;
+                    sent
+                };
+                for work in log_work(&log) {
+                    let failed = work.is_err();
+                    if !send(work.unwrap_or_else(Work::Failed)) || failed {
+                        return;
+                    }
+                }
+            });
+            let mut expected = 1;
+            for turn in 0.. {
+                let Ok(decoded) = result_rxs[turn % DECODERS].recv() else {
+                    break;
+                };
+                for event in decoded? {
+                    if event.seq != expected {
+                        return Err(StoreError::Decode {
+                            seq: expected,
+                            message: format!(
+                                "the log jumps from {} to {}",
+                                expected - 1,
+                                event.seq
+                            ),
+                        });
+                    }
+                    expected += 1;
+                    f(event);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores the credentials of `id` (encrypted, durable), replacing earlier ones.
+    pub async fn put_credentials(&self, id: Uuid, creds: Credentials) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(inner.credentials.put(&inner.db, id, &creds)?)).await
+    }
+
+    /// The stored credentials of `id`, if any.
+    pub async fn credentials(&self, id: Uuid) -> Result<Option<Credentials>, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || Ok(inner.credentials.get(id)?)).await
+    }
+}
+
+/// A unit of decoding work for the start-up fold.
+enum Work {
+    Chunk(sled::IVec),
+    Singles(Vec<(u64, sled::IVec)>),
+    Failed(StoreError),
+}
+
+impl Work {
+    fn decode(self) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Work::Chunk(chunk) => decode_chunk(&chunk),
+            Work::Singles(singles) => {
+                let mut events = Vec::with_capacity(singles.len());
+                for (seq, bytes) in &singles {
+                    events.push(decode(*seq, bytes)?);
+                }
+                Ok(events)
+            }
+            Work::Failed(e) => Err(e),
+        }
+    }
+}
+
+/// The whole log as work: every chunk, then the single events in groups.
+fn log_work(log: &sled::Tree) -> impl Iterator<Item = Result<Work, StoreError>> + '_ {
+    const SINGLES: usize = 1024;
+    let chunks = log
+        .scan_prefix([record::CHUNK_PREFIX])
+        .map(|entry| Ok(Work::Chunk(entry?.1)));
+    let mut singles = log.scan_prefix([record::EVENT_PREFIX]).peekable();
+    let groups = std::iter::from_fn(move || {
+        singles.peek()?;
+        let mut group = Vec::with_capacity(SINGLES);
+        for entry in singles.by_ref().take(SINGLES) {
+            match entry {
+                Ok((key, bytes)) => {
+                    group.push((record::seq_of_key(&key).unwrap_or_default(), bytes))
+                }
+                Err(e) => return Some(Err(StoreError::from(e))),
+            }
+        }
+        Some(Ok(Work::Singles(group)))
+    });
+    chunks.chain(groups)
+}
+
+fn decode_chunk(chunk: &[u8]) -> Result<Vec<Event>, StoreError> {
+    if !record::frames_are_whole(chunk) {
+        return Err(StoreError::Decode {
+            seq: 0,
+            message: "a sealed chunk is truncated".into(),
+        });
+    }
+    // Sized up front: growing a Vec of ~300-byte events by doubling copied more bytes than the
+    // decoding itself read.
+    let mut events = Vec::with_capacity(record::SEAL_EVERY as usize);
+    for (seq, bytes) in record::frames(chunk) {
+        events.push(decode(seq, bytes)?);
+    }
+    Ok(events)
+}
+
+/// The last `seq` in the log, and the last one that is sealed into a chunk.
+fn log_bounds(log: &sled::Tree) -> Result<(u64, u64), StoreError> {
+    let last_single = match log.scan_prefix([record::EVENT_PREFIX]).next_back() {
+        Some(entry) => record::seq_of_key(&entry?.0),
+        None => None,
+    };
+    let first_single = match log.scan_prefix([record::EVENT_PREFIX]).next() {
+        Some(entry) => record::seq_of_key(&entry?.0),
+        None => None,
+    };
+    let last_sealed = match log.scan_prefix([record::CHUNK_PREFIX]).next_back() {
+        Some(entry) => record::frames(&entry?.1).last().map(|(seq, _)| seq),
+        None => None,
+    };
+    let last = last_single.max(last_sealed).unwrap_or(0);
+    let sealed = first_single.map_or(last, |first| first - 1);
+    Ok((last, sealed))
+}
+
+/// One event by `seq`: its single key, or else the chunk that holds it. `cache` keeps the last
+/// chunk read, since a migration's events cluster. The single key is tried first: sealing
+/// inserts the chunk and removes the key atomically, so a missing key means the chunk exists.
+fn event_at(
+    log: &sled::Tree,
+    seq: u64,
+    cache: &mut Option<(u64, sled::IVec)>,
+) -> Result<Event, StoreError> {
+    if let Some(bytes) = log.get(record::event_key(seq))? {
+        return decode(seq, &bytes);
+    }
+    let cached = cache
+        .as_ref()
+        .is_some_and(|(first, _)| (*first..*first + record::SEAL_EVERY).contains(&seq));
+    if !cached {
+        let found = log
+            .range(record::chunk_key(0)..=record::chunk_key(seq))
+            .next_back()
+            .transpose()?;
+        *cache = found.and_then(|(key, chunk)| Some((record::seq_of_key(&key)?, chunk)));
+    }
+    let missing = || StoreError::Decode {
+        seq,
+        message: "indexed event is missing".into(),
+    };
+    let (_, chunk) = cache.as_ref().ok_or_else(missing)?;
+    let (_, bytes) = record::frames(chunk)
+        .find(|(s, _)| *s == seq)
+        .ok_or_else(missing)?;
+    decode(seq, bytes)
+}
+
+/// The global log after `after`: the chunks from the one holding `after + 1`, then the single
+/// keys. The writer may seal events between the two walks; a jump in `seq` reveals that, and the
+/// read starts over.
+fn read_after(
+    log: &sled::Tree,
+    after: u64,
+    limit: usize,
+    kind: Option<&str>,
+) -> Result<Vec<Event>, StoreError> {
+    'attempt: for _ in 0..8 {
+        let mut out = Vec::new();
+        let mut next = after.saturating_add(1);
+        let first_chunk = log
+            .range(record::chunk_key(0)..=record::chunk_key(next))
+            .next_back()
+            .transpose()?
+            .map_or(record::chunk_key(next), |(key, _)| {
+                record::chunk_key(record::seq_of_key(&key).unwrap_or(next))
+            });
+        let take = |seq: u64, bytes: &[u8], out: &mut Vec<Event>| -> Result<bool, StoreError> {
+            let event = decode(seq, bytes)?;
+            if kind.is_none_or(|k| event.kind.type_name() == k) {
+                out.push(event);
+            }
+            Ok(out.len() >= limit)
+        };
+        for entry in log.range(first_chunk..=record::chunk_key(u64::MAX)) {
+            let (_, chunk) = entry?;
+            for (seq, bytes) in record::frames(&chunk) {
+                if seq < next {
+                    continue;
+                }
+                if seq != next {
+                    continue 'attempt;
+                }
+                next += 1;
+                if take(seq, bytes, &mut out)? {
+                    return Ok(out);
+                }
+            }
+        }
+        for entry in log.range(record::event_key(next)..=record::event_key(u64::MAX)) {
+            let (key, bytes) = entry?;
+            let seq = record::seq_of_key(&key).unwrap_or_default();
+            if seq != next {
+                continue 'attempt;
+            }
+            next += 1;
+            if take(seq, &bytes, &mut out)? {
+                return Ok(out);
+            }
+        }
+        return Ok(out);
+    }
+    Err(StoreError::Sled(
+        "the log kept changing under a read; try again".into(),
+    ))
+}
+
+fn decode(seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
+    record::decode(seq, bytes).map_err(|e| StoreError::Decode {
+        seq,
+        message: e.to_string(),
+    })
+}
+
+/// Runs a sled call on the blocking pool, keeping the caller's tracing span.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+}
+
+/// Opens sled, retrying while another handle in this process still holds the directory's lock.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

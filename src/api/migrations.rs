@@ -1,0 +1,348 @@
+//! `/v1/migrations`: create, list, read, change, and drive migrations through their lifecycle.
+//!
+//! Each handler parses its input, calls one `jobs` command or query, and turns the answer into
+//! JSON. The rules (what a state allows, what a command records) live in `jobs`, not here.
+
+use actix_web::http::header;
+use actix_web::{get, patch, post, web, HttpResponse};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::auth::Actor;
+use super::input;
+use super::problem::{ApiError, Problem};
+use crate::jobs::{Jobs, MigrationPatch, MigrationView, State};
+use crate::spec::MigrationSpec;
+use crate::store::event::{Event, ValidationReport, VerificationReport};
+
+/// The largest request body accepted, in bytes (from the config).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only migrations in this state.
+    pub state: Option<State>,
+}
+
+/// All migrations (or those in the requested state), oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"migrations": [{"id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "name": null,
+    "state": "configured", "phase": null, "mode": "snapshot",
+    "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
+    "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
+        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+    "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
+        "keys_skipped": null, "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
+    "error": null, "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}]}))]
+pub struct MigrationList {
+    pub migrations: Vec<MigrationView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events with a `seq` greater than this (default 0: from the start).
+    pub after: Option<u64>,
+    /// At most this many events (1–1000, default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of events, oldest first. Pass `next_after` as `after` to read on.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"events": [
+    {"seq": 41, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:00.000001Z",
+        "actor": "api", "type": "MigrationStarted", "data": {}},
+    {"seq": 42, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:01.5Z",
+        "actor": "engine", "type": "Checkpoint",
+        "data": {"replid": "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb", "applied_offset": 1048576,
+            "commands_streamed": 1200, "lag_bytes": 0}}],
+    "next_after": 42}))]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// The `seq` of the last event in this page (or the `after` given, when the page is empty).
+    pub next_after: u64,
+}
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// Checks `limit` (1–1000).
+pub fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        n => Err(ApiError::invalid(
+            Some("limit".to_string()),
+            format!("limit {n} is out of range; use 1 to {MAX_LIMIT}"),
+        )),
+    }
+}
+
+pub fn page(found: Vec<Event>, after: u64) -> EventPage {
+    let next_after = found.last().map_or(after, |e| e.seq);
+    EventPage {
+        events: found,
+        next_after,
+    }
+}
+
+/// Reads the body up to the configured limit; larger bodies get 413 without being read whole.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+) -> Result<web::Bytes, ApiError> {
+    let limit = req
+        .app_data::<web::Data<BodyLimit>>()
+        .map_or(64 * 1024, |l| l.0);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| input::payload_error(e, limit))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Create a migration.
+///
+/// Records the spec (with passwords redacted) as `MigrationCreated`; the credentials are kept
+/// encrypted, apart from the log. The migration starts in `configured`: validate it next.
+#[utoipa::path(
+    tag = "migrations",
+    request_body(content = MigrationSpec, example = json!({"name": "cache to new host",
+        "source": {"url": "redis://default:s3cret@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
+        "mode": "live", "options": {"on_conflict": "fail", "verify": "full"}})),
+    responses(
+        (status = 201, description = "Created; `Location` names the new migration", body = MigrationView,
+            headers(("Location" = String, description = "/v1/migrations/{id}"))),
+        (status = 400, description = "Malformed JSON, an unknown field, a bad URL or enum value; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/migrations")]
+pub async fn create(
+    jobs: web::Data<Jobs>,
+    actor: Actor,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload).await?;
+    let spec = input::spec(&body)?;
+    let view = jobs.create(spec, &actor.0).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/migrations/{}", view.id)))
+        .json(view))
+}
+
+/// List migrations, oldest first.
+#[utoipa::path(
+    tag = "migrations",
+    params(ListQuery),
+    responses(
+        (status = 200, body = MigrationList),
+        (status = 400, description = "Unknown state or parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/migrations")]
+pub async fn list(
+    jobs: web::Data<Jobs>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<MigrationList>, ApiError> {
+    Ok(web::Json(MigrationList {
+        migrations: jobs.list(query.state),
+    }))
+}
+
+/// Read one migration: state, phase, progress, validation report and error.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    responses(
+        (status = 200, body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/migrations/{id}")]
+pub async fn get(
+    jobs: web::Data<Jobs>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<MigrationView>, ApiError> {
+    Ok(web::Json(jobs.get(*id)?))
+}
+
+/// Change a migration before it starts.
+///
+/// Only the fields given change. Any change sends the migration back to `configured`, so it must
+/// be validated again. A URL sent back with `***` as its password keeps the stored password.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    request_body = MigrationPatch,
+    responses(
+        (status = 200, body = MigrationView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The migration has started; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[patch("/migrations/{id}")]
+pub async fn update(
+    jobs: web::Data<Jobs>,
+    actor: Actor,
+    id: web::Path<Uuid>,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
+) -> Result<web::Json<MigrationView>, ApiError> {
+    let body = read_body(&req, payload).await?;
+    let patch = input::patch(&body)?;
+    Ok(web::Json(jobs.update(*id, patch, &actor.0).await?))
+}
+
+/// Validate a migration: connect to both servers and run the pre-flight checks.
+///
+/// The report is recorded (`ValidationStarted`, `ValidationCompleted`) and returned. A report that
+/// passes, with or without warnings, moves the migration to `validated`; a failed one to
+/// `validation_failed`.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    responses(
+        (status = 200, body = ValidationReport),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed in this state, or a validation is already running", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/migrations/{id}/validate")]
+pub async fn validate(
+    jobs: web::Data<Jobs>,
+    actor: Actor,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<ValidationReport>, ApiError> {
+    Ok(web::Json(jobs.validate(*id, &actor.0).await?))
+}
+
+/// Start a validated migration. The engine runs in the background; follow it with
+/// `GET /v1/migrations/{id}` or its events.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    responses(
+        (status = 202, description = "Started", body = MigrationView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not `validated`", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/migrations/{id}/start")]
+pub async fn start(
+    jobs: web::Data<Jobs>,
+    actor: Actor,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(jobs.start(*id, &actor.0).await?))
+}
+
+/// Cut a live migration over: stop at the source's current offset, verify, complete.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    responses(
+        (status = 202, description = "Cutover started", body = MigrationView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a migrating live migration", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/migrations/{id}/cutover")]
+pub async fn cutover(
+    jobs: web::Data<Jobs>,
+    actor: Actor,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(jobs.cutover(*id, &actor.0).await?))
+}
+
+/// Cancel a migration. A running engine stops at its next safe point and `MigrationCancelled`
+/// is recorded then; a migration that is not running is cancelled at once.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    responses(
+        (status = 202, description = "Cancelled, or cancelling", body = MigrationView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already final", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[post("/migrations/{id}/cancel")]
+pub async fn cancel(
+    jobs: web::Data<Jobs>,
+    actor: Actor,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Accepted().json(jobs.cancel(*id, &actor.0).await?))
+}
+
+/// The migration's events, oldest first.
+#[utoipa::path(
+    tag = "events",
+    params(("id" = Uuid, Path, description = "Migration id"), EventsQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/migrations/{id}/events")]
+pub async fn events(
+    jobs: web::Data<Jobs>,
+    id: web::Path<Uuid>,
+    query: web::Query<EventsQuery>,
+) -> Result<web::Json<EventPage>, ApiError> {
+    let after = query.after.unwrap_or(0);
+    let found = jobs.events(*id, after, limit(query.limit)?).await?;
+    Ok(web::Json(page(found, after)))
+}
+
+/// The verification report, once the engine has verified the copy.
+#[utoipa::path(
+    tag = "migrations",
+    params(("id" = Uuid, Path, description = "Migration id")),
+    responses(
+        (status = 200, body = VerificationReport),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such migration, or not verified yet", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/migrations/{id}/verification")]
+pub async fn verification(
+    jobs: web::Data<Jobs>,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<VerificationReport>, ApiError> {
+    jobs.verification(*id)?
+        .map(web::Json)
+        .ok_or_else(|| ApiError::NotFound(format!("migration {} has not been verified yet", *id)))
+}

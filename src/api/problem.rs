@@ -1,0 +1,207 @@
+//! Errors as `application/problem+json` (RFC 9457).
+//!
+//! Every error the API returns goes through [`ApiError`], so every error has the same shape:
+//! `type`, `title`, `status`, `detail`, plus `field` for bad input and `state` /
+//! `allowed_actions` for illegal transitions. Extractor failures (malformed JSON, oversized
+//! bodies, bad path or query parameters) are turned into the same shape by the handlers
+//! installed in [`super::routes`], so a client never sees actix's plain-text errors, and bad
+//! input is never a 500.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::jobs::{Action, JobError, State};
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"type": "urn:ferry:problem:conflict", "title": "Conflict", "status": 409,
+    "detail": "cannot start a migration that is configured; allowed now: update, validate, cancel",
+    "state": "configured", "allowed_actions": ["update", "validate", "cancel"]}))]
+pub struct Problem {
+    /// A URN naming the kind of problem (`urn:ferry:problem:<kind>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong and what to do about it.
+    pub detail: String,
+    /// For invalid input: the field to fix, as a dotted path (`options.verify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For conflicts: the migration's current state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<State>,
+    /// For conflicts: what the current state allows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_actions: Option<Vec<Action>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    Invalid {
+        field: Option<String>,
+        detail: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{detail}")]
+    Conflict {
+        detail: String,
+        state: Option<State>,
+        allowed: Option<Vec<Action>>,
+    },
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<Option<String>>, detail: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            field: field.into(),
+            detail: redact_urls(&detail.into()),
+        }
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::Invalid { .. } => ("invalid-request", "Invalid request"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::Conflict { .. } => ("conflict", "Conflict"),
+            ApiError::TooLarge { .. } => ("payload-too-large", "Payload too large"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Internal(_) => ("internal", "Internal error"),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (kind, title) = self.kind();
+        let (field, state, allowed_actions) = match self {
+            ApiError::Invalid { field, .. } => (field.clone(), None, None),
+            ApiError::Conflict { state, allowed, .. } => (None, *state, allowed.clone()),
+            _ => (None, None, None),
+        };
+        Problem {
+            kind: format!("urn:ferry:problem:{kind}"),
+            title: title.to_string(),
+            status: self.status_code().as_u16(),
+            detail: self.to_string(),
+            field,
+            state,
+            allowed_actions,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type(PROBLEM_JSON);
+        if matches!(self, ApiError::Unauthorized(_)) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(self.problem())
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            JobError::Conflict {
+                state, ref allowed, ..
+            } => ApiError::Conflict {
+                detail: e.to_string(),
+                state: Some(state),
+                allowed: Some(allowed.clone()),
+            },
+            JobError::Busy(detail) => ApiError::Conflict {
+                detail,
+                state: None,
+                allowed: None,
+            },
+            JobError::CredentialsMissing(_) | JobError::Store(_) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// Replaces the password of any `scheme://user:password@` in `text` with `***`. Parser messages
+/// may quote input back; input may hold a URL in the wrong field.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (head, tail) = rest.split_at(start + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '`' || c == '\'' || c == '/')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_quoted_urls_are_redacted() {
+        assert_eq!(
+            redact_urls("invalid type: string \"redis://u:hunter2@h:1/0\", expected a boolean"),
+            "invalid type: string \"redis://u:***@h:1/0\", expected a boolean"
+        );
+        assert_eq!(
+            redact_urls("redis://h:1 and rediss://:p@x"),
+            "redis://h:1 and rediss://:***@x"
+        );
+        assert_eq!(redact_urls("no url"), "no url");
+    }
+}

@@ -1,0 +1,122 @@
+//! The global event log, the configure guide, and the health endpoints.
+
+use actix_web::{get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::migrations::{limit, page, EventPage};
+use super::problem::{ApiError, Problem};
+use crate::jobs::Jobs;
+use crate::validate::guide::{self, GuideItem};
+
+/// Every event `type`, for validating `?type=`.
+pub const EVENT_TYPES: [&str; 19] = [
+    "MigrationCreated",
+    "MigrationUpdated",
+    "ValidationStarted",
+    "ValidationCompleted",
+    "MigrationStarted",
+    "BackupCompleted",
+    "SnapshotStarted",
+    "SnapshotProgress",
+    "SnapshotCompleted",
+    "StreamingStarted",
+    "Checkpoint",
+    "LinkLost",
+    "LinkResumed",
+    "CutoverStarted",
+    "CutoverCompleted",
+    "VerificationCompleted",
+    "MigrationCompleted",
+    "MigrationFailed",
+    "MigrationCancelled",
+];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GlobalEventsQuery {
+    /// Only events with a `seq` greater than this (default 0).
+    pub after: Option<u64>,
+    /// At most this many events (1–1000, default 100).
+    pub limit: Option<usize>,
+    /// Only events of this type, e.g. `MigrationFailed`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// The whole event log, across migrations, oldest first: the audit trail.
+#[utoipa::path(
+    tag = "events",
+    params(GlobalEventsQuery),
+    responses(
+        (status = 200, body = EventPage),
+        (status = 400, description = "Bad `after`, `limit` or `type`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/events")]
+pub async fn events(
+    jobs: web::Data<Jobs>,
+    query: web::Query<GlobalEventsQuery>,
+) -> Result<web::Json<EventPage>, ApiError> {
+    let after = query.after.unwrap_or(0);
+    let limit = limit(query.limit)?;
+    if let Some(kind) = &query.kind {
+        if !EVENT_TYPES.contains(&kind.as_str()) {
+            return Err(ApiError::invalid(
+                Some("type".to_string()),
+                format!(
+                    "unknown event type `{kind}`; one of: {}",
+                    EVENT_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    let found = jobs
+        .store()
+        .events_after(after, limit, query.kind.clone())
+        .await?;
+    Ok(web::Json(page(found, after)))
+}
+
+/// The prerequisites of a Redis migration.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"prerequisites": [{"check_id": "source.connect", "title": "Ferry can reach the source",
+    "why": "Ferry reads the data through a replication connection to the source.",
+    "how_to_fix": "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls."}]}))]
+pub struct Guide {
+    pub prerequisites: Vec<GuideItem>,
+}
+
+/// The configure guide: what a migration needs from both servers and from you, why, and how to
+/// fix each validation failure.
+#[utoipa::path(tag = "guide", responses((status = 200, body = Guide), (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[get("/guide/redis")]
+pub async fn guide_redis() -> web::Json<Guide> {
+    web::Json(Guide {
+        prerequisites: guide::prerequisites(),
+    })
+}
+
+/// Liveness and readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(tag = "health", security(()), responses((status = 200, body = Health)))]
+#[get("/healthz")]
+pub async fn healthz() -> web::Json<Health> {
+    web::Json(Health { status: "ok" })
+}
+
+/// Readiness: the event log is open and folded (the app serves only after that).
+#[utoipa::path(tag = "health", security(()), responses((status = 200, body = Health)))]
+#[get("/readyz")]
+pub async fn readyz(_jobs: web::Data<Jobs>) -> web::Json<Health> {
+    web::Json(Health { status: "ready" })
+}

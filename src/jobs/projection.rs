@@ -1,0 +1,314 @@
+//! The migration view: a fold of the migration's events.
+//!
+//! [`apply`] is the only place where a migration's state changes. It is called once per event,
+//! both at start-up (folding the whole log) and after every append, so what the API shows after a
+//! restart is exactly what it showed before. The fold is lenient on purpose: events are facts
+//! that already happened (the commands enforced the rules when they recorded them), so it applies
+//! them rather than second-guessing them. It refuses only what no log can mean: an event for a
+//! migration that was never created, or a second creation.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::state::{Phase, State};
+use crate::engine::ResumePoint;
+use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Verify};
+use crate::store::event::{Event, EventKind, ReportStatus, ValidationReport, VerificationReport};
+
+/// Progress of the transfer. Every field is `null` until the engine has reported it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"rdb_bytes_total": 1048576, "rdb_bytes_read": 524288, "keys_written": 1200,
+    "keys_skipped": 0, "commands_streamed": null, "lag_bytes": null, "percent": 50.0, "eta_seconds": 4}))]
+pub struct Progress {
+    pub rdb_bytes_total: Option<u64>,
+    pub rdb_bytes_read: Option<u64>,
+    pub keys_written: Option<u64>,
+    pub keys_skipped: Option<u64>,
+    pub commands_streamed: Option<u64>,
+    /// The source's replication offset minus the offset the target has applied.
+    pub lag_bytes: Option<u64>,
+    /// Share of the snapshot transferred, 0–100.
+    pub percent: Option<f64>,
+    /// Estimated seconds until the snapshot is transferred, from the rate so far.
+    pub eta_seconds: Option<u64>,
+}
+
+/// Why a migration failed.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"code": "engine_unavailable",
+    "message": "the transfer engine is not available in this build yet"}))]
+pub struct ErrorInfo {
+    /// Stable, machine-readable reason.
+    pub code: String,
+    pub message: String,
+}
+
+/// What `GET /v1/migrations/{id}` returns. Passwords in URLs are always `***`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "name": "cache to new cluster", "state": "validated",
+    "phase": null, "mode": "snapshot",
+    "source": {"url": "redis://default:***@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
+    "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
+        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+    "validation": {"status": "passed", "checks": [
+        {"id": "source.connect", "status": "pass", "message": "connected to 10.0.0.1:6379"},
+        {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
+    "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
+        "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
+    "error": null, "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z"}))]
+pub struct MigrationView {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub state: State,
+    /// Set while `migrating`.
+    pub phase: Option<Phase>,
+    pub mode: Mode,
+    pub source: Endpoint,
+    pub target: Endpoint,
+    pub options: Options,
+    /// The latest validation report, until the spec changes.
+    pub validation: Option<ValidationReport>,
+    pub progress: Progress,
+    pub error: Option<ErrorInfo>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The aggregate: the view plus what the supervisor needs and the API does not show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Migration {
+    pub view: MigrationView,
+    /// Number of events folded so far; changes with every event (used to detect concurrent change).
+    pub version: u64,
+    /// The last `seq` folded.
+    pub last_seq: u64,
+    /// Where a restarted engine continues: the last checkpoint since the last (re)start.
+    pub resume: Option<ResumePoint>,
+    pub verification: Option<VerificationReport>,
+    snapshot_started_at: Option<DateTime<Utc>>,
+}
+
+impl Migration {
+    /// The spec as recorded (URLs redacted).
+    pub fn spec(&self) -> MigrationSpec {
+        MigrationSpec {
+            name: self.view.name.clone(),
+            source: self.view.source.clone(),
+            target: self.view.target.clone(),
+            mode: self.view.mode,
+            options: self.view.options.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum FoldError {
+    #[error("event {seq} ({kind}) belongs to migration {id}, which was never created")]
+    NotCreated {
+        seq: u64,
+        id: Uuid,
+        kind: &'static str,
+    },
+    #[error("event {seq} creates migration {id} a second time")]
+    CreatedTwice { seq: u64, id: Uuid },
+}
+
+/// Folds one event into the migration it belongs to (`None` before its first event).
+pub fn apply(state: Option<Migration>, event: &Event) -> Result<Migration, FoldError> {
+    match (state, &event.kind) {
+        (None, EventKind::MigrationCreated { spec }) => Ok(created(event, spec)),
+        (None, kind) => Err(FoldError::NotCreated {
+            seq: event.seq,
+            id: event.migration_id,
+            kind: kind.type_name(),
+        }),
+        (Some(_), EventKind::MigrationCreated { .. }) => Err(FoldError::CreatedTwice {
+            seq: event.seq,
+            id: event.migration_id,
+        }),
+        (Some(mut m), _) => {
+            apply_to(&mut m, event);
+            Ok(m)
+        }
+    }
+}
+
+fn created(event: &Event, spec: &MigrationSpec) -> Migration {
+    let view = MigrationView {
+        id: event.migration_id,
+        name: spec.name.clone(),
+        state: State::Configured,
+        phase: None,
+        mode: spec.mode,
+        source: spec.source.clone(),
+        target: spec.target.clone(),
+        options: spec.options.clone(),
+        validation: None,
+        progress: Progress::default(),
+        error: None,
+        created_at: event.at,
+        updated_at: event.at,
+    };
+    Migration {
+        view,
+        version: 1,
+        last_seq: event.seq,
+        resume: None,
+        verification: None,
+        snapshot_started_at: None,
+    }
+}
+
+/// Applies an event to an existing migration, in place.
+pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
+    m.version += 1;
+    m.last_seq = event.seq;
+    m.view.updated_at = event.at;
+    let v = &mut m.view;
+    match &event.kind {
+        EventKind::MigrationCreated { .. } => {}
+        EventKind::MigrationUpdated { spec } => {
+            v.name = spec.name.clone();
+            v.source = spec.source.clone();
+            v.target = spec.target.clone();
+            v.mode = spec.mode;
+            v.options = spec.options.clone();
+            v.state = State::Configured;
+            v.validation = None;
+        }
+        EventKind::ValidationStarted {} => v.state = State::Validating,
+        EventKind::ValidationCompleted { report } => {
+            v.state = match report.status {
+                ReportStatus::Failed => State::ValidationFailed,
+                ReportStatus::Passed | ReportStatus::PassedWithWarnings => State::Validated,
+            };
+            v.validation = Some(report.clone());
+        }
+        EventKind::MigrationStarted {} => {
+            v.state = State::Migrating;
+            v.phase = Some(if v.options.backup {
+                Phase::Backup
+            } else {
+                Phase::Snapshot
+            });
+            v.progress = Progress::default();
+            v.error = None;
+            m.resume = None;
+        }
+        EventKind::BackupCompleted { .. } => v.phase = Some(Phase::Snapshot),
+        EventKind::SnapshotStarted {
+            rdb_bytes_total, ..
+        } => {
+            v.phase = Some(Phase::Snapshot);
+            let p = &mut v.progress;
+            p.rdb_bytes_total = *rdb_bytes_total;
+            p.rdb_bytes_read = Some(0);
+            p.keys_written = Some(0);
+            p.keys_skipped = Some(0);
+            p.percent = rdb_bytes_total.map(|_| 0.0);
+            p.eta_seconds = None;
+            m.snapshot_started_at = Some(event.at);
+            // A new snapshot invalidates any earlier checkpoint: the offset belongs to the old one.
+            m.resume = None;
+        }
+        EventKind::SnapshotProgress {
+            rdb_bytes_read,
+            rdb_bytes_total,
+            keys_written,
+            keys_skipped,
+            ..
+        } => {
+            let p = &mut v.progress;
+            p.rdb_bytes_read = Some(*rdb_bytes_read);
+            p.rdb_bytes_total = rdb_bytes_total.or(p.rdb_bytes_total);
+            p.keys_written = Some(*keys_written);
+            p.keys_skipped = Some(*keys_skipped);
+            if let Some(total) = p.rdb_bytes_total.filter(|t| *t > 0) {
+                p.percent = Some((*rdb_bytes_read as f64 * 100.0 / total as f64).min(100.0));
+                p.eta_seconds = m
+                    .snapshot_started_at
+                    .and_then(|started| eta(started, event.at, *rdb_bytes_read, total));
+            }
+        }
+        EventKind::SnapshotCompleted {
+            rdb_bytes,
+            keys_written,
+            keys_skipped,
+            ..
+        } => {
+            let p = &mut v.progress;
+            p.rdb_bytes_read = Some(*rdb_bytes);
+            p.rdb_bytes_total = Some(*rdb_bytes);
+            p.keys_written = Some(*keys_written);
+            p.keys_skipped = Some(*keys_skipped);
+            p.percent = Some(100.0);
+            p.eta_seconds = Some(0);
+            v.phase = Some(match (v.mode, v.options.verify) {
+                (Mode::Live, _) => Phase::Streaming,
+                (Mode::Snapshot, Verify::None) => Phase::Snapshot,
+                (Mode::Snapshot, _) => Phase::Verifying,
+            });
+        }
+        EventKind::StreamingStarted { .. } => {
+            v.phase = Some(Phase::Streaming);
+            v.progress.commands_streamed = Some(0);
+        }
+        EventKind::Checkpoint {
+            replid,
+            applied_offset,
+            commands_streamed,
+            lag_bytes,
+        } => {
+            v.progress.commands_streamed = Some(*commands_streamed);
+            v.progress.lag_bytes = *lag_bytes;
+            m.resume = Some(ResumePoint {
+                replid: replid.clone(),
+                applied_offset: *applied_offset,
+            });
+        }
+        EventKind::LinkLost { .. } | EventKind::LinkResumed { .. } => {}
+        EventKind::CutoverStarted { .. } => {
+            v.state = State::CuttingOver;
+            v.phase = None;
+        }
+        EventKind::CutoverCompleted { .. } => {}
+        EventKind::VerificationCompleted { report } => m.verification = Some(report.clone()),
+        EventKind::MigrationCompleted {} => {
+            v.state = State::Completed;
+            v.phase = None;
+            v.progress.percent = Some(100.0);
+            v.progress.eta_seconds = Some(0);
+        }
+        EventKind::MigrationFailed { code, message } => {
+            v.state = State::Failed;
+            v.phase = None;
+            v.error = Some(ErrorInfo {
+                code: code.clone(),
+                message: message.clone(),
+            });
+        }
+        EventKind::MigrationCancelled { .. } => {
+            v.state = State::Cancelled;
+            v.phase = None;
+        }
+    }
+}
+
+/// Seconds left at the average rate since the snapshot started.
+fn eta(started: DateTime<Utc>, now: DateTime<Utc>, read: u64, total: u64) -> Option<u64> {
+    let elapsed = (now - started).num_milliseconds();
+    if elapsed <= 0 || read == 0 {
+        return None;
+    }
+    let rate_per_ms = read as f64 / elapsed as f64;
+    Some((total.saturating_sub(read) as f64 / rate_per_ms / 1000.0).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! Given events, when folded, then the view says…
+
+use chrono::{Duration, TimeZone};
+
+use super::*;
+use crate::redis_url::RedisUrl;
+use crate::store::event::{CheckResult, CheckStatus};
+
+fn spec(mode: Mode) -> MigrationSpec {
+    MigrationSpec {
+        name: Some("n".into()),
+        source: Endpoint {
+            url: RedisUrl::parse("redis://u:secret@127.0.0.1:1").unwrap(),
+        },
+        target: Endpoint {
+            url: RedisUrl::parse("redis://127.0.0.1:2").unwrap(),
+        },
+        mode,
+        options: Options::default(),
+    }
+}
+
+fn fold(kinds: Vec<EventKind>) -> Migration {
+    let id = Uuid::now_v7();
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut state = None;
+    for (i, kind) in kinds.into_iter().enumerate() {
+        let event = Event {
+            seq: i as u64 + 1,
+            migration_id: id,
+            at: t0 + Duration::seconds(i as i64),
+            actor: "api".into(),
+            kind,
+        };
+        state = Some(apply(state, &event).unwrap());
+    }
+    state.unwrap()
+}
+
+fn report(status: CheckStatus) -> ValidationReport {
+    ValidationReport::from_checks(vec![CheckResult {
+        id: "source.connect".into(),
+        status,
+        message: "m".into(),
+        details: None,
+    }])
+}
+
+#[test]
+fn a_created_migration_is_configured_with_a_redacted_source() {
+    let m = fold(vec![EventKind::MigrationCreated {
+        spec: spec(Mode::Snapshot),
+    }]);
+    assert_eq!(m.view.state, State::Configured);
+    assert_eq!(m.view.source.url.to_string(), "redis://u:***@127.0.0.1:1");
+    assert_eq!(m.view.progress, Progress::default());
+    assert_eq!(m.version, 1);
+}
+
+#[test]
+fn validation_results_decide_between_validated_and_validation_failed() {
+    let created = EventKind::MigrationCreated {
+        spec: spec(Mode::Snapshot),
+    };
+    let warned = fold(vec![
+        created.clone(),
+        EventKind::ValidationStarted {},
+        EventKind::ValidationCompleted {
+            report: report(CheckStatus::Warn),
+        },
+    ]);
+    assert_eq!(warned.view.state, State::Validated);
+    let failed = fold(vec![
+        created.clone(),
+        EventKind::ValidationStarted {},
+        EventKind::ValidationCompleted {
+            report: report(CheckStatus::Fail),
+        },
+    ]);
+    assert_eq!(failed.view.state, State::ValidationFailed);
+    assert!(failed.view.validation.is_some());
+}
+
+#[test]
+fn an_update_sends_the_migration_back_to_configured_and_drops_the_report() {
+    let m = fold(vec![
+        EventKind::MigrationCreated {
+            spec: spec(Mode::Snapshot),
+        },
+        EventKind::ValidationStarted {},
+        EventKind::ValidationCompleted {
+            report: report(CheckStatus::Pass),
+        },
+        EventKind::MigrationUpdated {
+            spec: spec(Mode::Live),
+        },
+    ]);
+    assert_eq!(m.view.state, State::Configured);
+    assert_eq!(m.view.mode, Mode::Live);
+    assert_eq!(m.view.validation, None);
+}
+
+#[test]
+fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point() {
+    let m = fold(vec![
+        EventKind::MigrationCreated {
+            spec: spec(Mode::Live),
+        },
+        EventKind::MigrationStarted {},
+        EventKind::SnapshotStarted {
+            replid: "r".into(),
+            offset: 0,
+            diskless: false,
+            rdb_bytes_total: Some(1000),
+            redo: None,
+        },
+        // one second after the start, a quarter is read: three more seconds to go
+        EventKind::SnapshotProgress {
+            rdb_bytes_read: 250,
+            rdb_bytes_total: Some(1000),
+            keys_written: 10,
+            keys_skipped: 1,
+            keys_expired: 0,
+        },
+    ]);
+    assert_eq!(m.view.phase, Some(Phase::Snapshot));
+    assert_eq!(m.view.progress.percent, Some(25.0));
+    assert_eq!(m.view.progress.eta_seconds, Some(3));
+    assert_eq!(m.view.progress.keys_written, Some(10));
+    assert_eq!(m.view.progress.commands_streamed, None);
+
+    let mut events = vec![
+        EventKind::MigrationCreated {
+            spec: spec(Mode::Live),
+        },
+        EventKind::MigrationStarted {},
+        EventKind::SnapshotCompleted {
+            rdb_bytes: 1000,
+            keys_written: 40,
+            keys_skipped: 0,
+            keys_expired: 0,
+            keys_rewritten: 0,
+            duration_ms: 5,
+        },
+        EventKind::StreamingStarted {
+            replid: "r".into(),
+            offset: 10,
+        },
+        EventKind::Checkpoint {
+            replid: "r".into(),
+            applied_offset: 77,
+            commands_streamed: 5,
+            lag_bytes: Some(3),
+        },
+    ];
+    let m = fold(events.clone());
+    assert_eq!(m.view.phase, Some(Phase::Streaming));
+    assert_eq!(m.view.progress.lag_bytes, Some(3));
+    assert_eq!(
+        m.resume,
+        Some(ResumePoint {
+            replid: "r".into(),
+            applied_offset: 77
+        })
+    );
+    events.push(EventKind::CutoverStarted {
+        pause_source_writes: false,
+    });
+    events.push(EventKind::MigrationCompleted {});
+    let m = fold(events);
+    assert_eq!((m.view.state, m.view.phase), (State::Completed, None));
+}
+
+#[test]
+fn a_failure_is_shown_with_its_code() {
+    let m = fold(vec![
+        EventKind::MigrationCreated {
+            spec: spec(Mode::Snapshot),
+        },
+        EventKind::MigrationStarted {},
+        EventKind::MigrationFailed {
+            code: "engine_unavailable".into(),
+            message: "no engine".into(),
+        },
+    ]);
+    assert_eq!(m.view.state, State::Failed);
+    assert_eq!(m.view.error.as_ref().unwrap().code, "engine_unavailable");
+}
+
+#[test]
+fn events_of_an_unknown_migration_and_double_creation_are_refused() {
+    let event = Event {
+        seq: 1,
+        migration_id: Uuid::now_v7(),
+        at: Utc::now(),
+        actor: "api".into(),
+        kind: EventKind::MigrationStarted {},
+    };
+    assert!(matches!(
+        apply(None, &event),
+        Err(FoldError::NotCreated { .. })
+    ));
+    let created = fold(vec![EventKind::MigrationCreated {
+        spec: spec(Mode::Snapshot),
+    }]);
+    let again = Event {
+        kind: EventKind::MigrationCreated {
+            spec: spec(Mode::Snapshot),
+        },
+        ..event
+    };
+    assert!(matches!(
+        apply(Some(created), &again),
+        Err(FoldError::CreatedTwice { .. })
+    ));
+}

@@ -1,0 +1,115 @@
+//! Commands against a real store, with an engine that runs until it is cancelled.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::engine::EngineError;
+use crate::store::event::{CheckResult, CheckStatus};
+
+fn idle_engine() -> EngineFn {
+    Arc::new(|_job, _events, controls| {
+        Box::pin(async move {
+            controls.cancel.cancelled().await;
+            Err(EngineError::Cancelled)
+        })
+    })
+}
+
+fn spec() -> MigrationSpec {
+    serde_json::from_str(
+        r#"{"source":{"url":"redis://:pw@127.0.0.1:1"},"target":{"url":"redis://127.0.0.1:2"}}"#,
+    )
+    .unwrap()
+}
+
+/// A data dir holding one migration that has passed validation.
+async fn validated_migration(dir: &Path) -> Uuid {
+    let (jobs, _) = Jobs::open_with_engine(dir, idle_engine()).await.unwrap();
+    let id = jobs.create(spec(), "api").await.unwrap().id;
+    let report = ValidationReport::from_checks(vec![CheckResult {
+        id: "source.connect".into(),
+        status: CheckStatus::Pass,
+        message: "ok".into(),
+        details: None,
+    }]);
+    jobs.inner
+        .store
+        .append(vec![
+            NewEvent::new(id, "api", EventKind::ValidationStarted {}),
+            NewEvent::new(id, "api", EventKind::ValidationCompleted { report }),
+        ])
+        .await
+        .unwrap();
+    jobs.shutdown().await;
+    id
+}
+
+#[tokio::test]
+async fn concurrent_starts_start_the_migration_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = validated_migration(dir.path()).await;
+    let (jobs, stats) = Jobs::open_with_engine(dir.path(), idle_engine())
+        .await
+        .unwrap();
+    assert_eq!((stats.events, stats.migrations), (3, 1));
+    assert_eq!(jobs.get(id).unwrap().state, State::Validated);
+
+    let attempts: Vec<_> = (0..16)
+        .map(|_| {
+            let jobs = jobs.clone();
+            tokio::spawn(async move { jobs.start(id, "api").await })
+        })
+        .collect();
+    let mut started = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(view) => {
+                started += 1;
+                assert_eq!(view.state, State::Migrating);
+            }
+            Err(JobError::Conflict { state, .. }) => assert_eq!(state, State::Migrating),
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(started, 1);
+    let types: Vec<&str> = jobs
+        .events(id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.kind.type_name())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "MigrationStarted").count(),
+        1
+    );
+
+    // Cancelling the running engine records the cancel with the requester as actor.
+    jobs.cancel(id, "ops").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while jobs.get(id).unwrap().state != State::Cancelled {
+        assert!(std::time::Instant::now() < deadline, "not cancelled");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let last = jobs.events(id, 0, 100).await.unwrap().pop().unwrap();
+    assert_eq!(last.actor, "ops");
+    jobs.shutdown().await;
+}
+
+#[tokio::test]
+async fn credentials_stay_out_of_the_log_but_reach_the_engine_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jobs, _) = Jobs::open_with_engine(dir.path(), idle_engine())
+        .await
+        .unwrap();
+    let id = jobs.create(spec(), "api").await.unwrap().id;
+    let event = &jobs.events(id, 0, 10).await.unwrap()[0];
+    let logged = serde_json::to_string(event).unwrap();
+    assert!(
+        !logged.contains(":pw@") && logged.contains(":***@"),
+        "{logged}"
+    );
+    let real = jobs.real_spec(id).await.unwrap();
+    assert_eq!(real.source.url.expose_url(), "redis://:pw@127.0.0.1:1");
+    jobs.shutdown().await;
+}

@@ -1,0 +1,183 @@
+//! How an event sits on disk: the key layout of the log tree and the compact record encoding.
+//!
+//! The log lives in one sled tree, so that an event and its index entry are written by a single
+//! atomic batch (sled batches are atomic per tree; a crash leaves both or neither):
+//!
+//! - `e` + `seq` (u64, big endian) → the record. Big-endian keys sort numerically, so a range scan
+//!   from `e`+`after+1` reads the global log in order.
+//! - `m` + migration id (16 bytes) + `seq` → empty. The per-migration index: a prefix scan yields
+//!   that migration's sequence numbers in order.
+//! - `c` + first `seq` → a *sealed chunk*: [`SEAL_EVERY`] consecutive records, each framed as
+//!   `seq` (u64 BE) + length (u32 BE) + record. Walking a sled tree costs about a microsecond per
+//!   entry, which alone would spend the start-up budget of a million-event log; so the writer
+//!   packs every full run of older events into one chunk (inserting it and removing the single
+//!   keys in one atomic batch), and the start-up fold walks a thousand entries instead of a
+//!   million. An event is always in exactly one place: its `e` key or a chunk.
+//!
+//! The record is JSON (readable with any sled dump, and tolerant of new optional fields), but not
+//! the API's envelope: the API flattens `type`/`data` into the envelope, and serde can only
+//! deserialize `#[serde(flatten)]` by buffering the whole map first, which made folding a million
+//! events several times slower. The record nests the kind instead and stores the time as integer
+//! microseconds, and the `seq` lives in the key only.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::event::{Event, EventKind};
+
+pub(crate) const EVENT_PREFIX: u8 = b'e';
+pub(crate) const INDEX_PREFIX: u8 = b'm';
+pub(crate) const CHUNK_PREFIX: u8 = b'c';
+
+/// Events per sealed chunk.
+pub(crate) const SEAL_EVERY: u64 = 1024;
+
+/// Key of the chunk whose first event is `first_seq`.
+pub(crate) fn chunk_key(first_seq: u64) -> [u8; 9] {
+    let mut key = event_key(first_seq);
+    key[0] = CHUNK_PREFIX;
+    key
+}
+
+/// Appends one framed record to a chunk being built.
+pub(crate) fn push_framed(chunk: &mut Vec<u8>, seq: u64, record: &[u8]) {
+    chunk.extend_from_slice(&seq.to_be_bytes());
+    chunk.extend_from_slice(&(record.len() as u32).to_be_bytes());
+    chunk.extend_from_slice(record);
+}
+
+/// The `(seq, record)` frames of a chunk, in order. Stops at the first malformed frame (which
+/// [`frames_are_whole`] detects).
+pub(crate) fn frames(chunk: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let mut rest = chunk;
+    std::iter::from_fn(move || {
+        let seq = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        let len = u32::from_be_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+        let record = rest.get(12..12 + len)?;
+        rest = &rest[12 + len..];
+        Some((seq, record))
+    })
+}
+
+/// Whether every byte of `chunk` belongs to a complete frame.
+pub(crate) fn frames_are_whole(chunk: &[u8]) -> bool {
+    let framed: usize = frames(chunk).map(|(_, r)| 12 + r.len()).sum();
+    framed == chunk.len()
+}
+
+/// Key of event `seq` in the log tree.
+pub(crate) fn event_key(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = EVENT_PREFIX;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Key of the index entry of event `seq` of migration `id`.
+pub(crate) fn index_key(id: &Uuid, seq: u64) -> [u8; 25] {
+    let mut key = [0u8; 25];
+    key[0] = INDEX_PREFIX;
+    key[1..17].copy_from_slice(id.as_bytes());
+    key[17..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The `seq` at the end of an event or index key.
+pub(crate) fn seq_of_key(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    #[serde(rename = "m")]
+    migration_id: &'a Uuid,
+    #[serde(rename = "t")]
+    at_micros: i64,
+    #[serde(rename = "a")]
+    actor: &'a str,
+    #[serde(rename = "k")]
+    kind: &'a EventKind,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    #[serde(rename = "m")]
+    migration_id: Uuid,
+    #[serde(rename = "t")]
+    at_micros: i64,
+    #[serde(rename = "a")]
+    actor: String,
+    #[serde(rename = "k")]
+    kind: EventKind,
+}
+
+pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&RecordRef {
+        migration_id: &event.migration_id,
+        at_micros: event.at.timestamp_micros(),
+        actor: &event.actor,
+        kind: &event.kind,
+    })
+}
+
+pub(crate) fn decode(seq: u64, bytes: &[u8]) -> Result<Event, serde_json::Error> {
+    let record: Record = serde_json::from_slice(bytes)?;
+    let at = DateTime::<Utc>::from_timestamp_micros(record.at_micros).unwrap_or_default();
+    Ok(Event {
+        seq,
+        migration_id: record.migration_id,
+        at,
+        actor: record.actor,
+        kind: record.kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips_with_microsecond_time() {
+        let event = Event {
+            seq: 42,
+            migration_id: Uuid::now_v7(),
+            at: DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            actor: "api".into(),
+            kind: EventKind::Checkpoint {
+                replid: "abc".into(),
+                applied_offset: 99,
+                commands_streamed: 7,
+                lag_bytes: Some(3),
+            },
+        };
+        let bytes = encode(&event).unwrap();
+        assert_eq!(decode(42, &bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn chunks_frame_records_in_order() {
+        let mut chunk = Vec::new();
+        push_framed(&mut chunk, 5, b"{}");
+        push_framed(&mut chunk, 6, b"[1]");
+        let got: Vec<(u64, &[u8])> = frames(&chunk).collect();
+        assert_eq!(got, [(5, &b"{}"[..]), (6, &b"[1]"[..])]);
+        assert!(frames_are_whole(&chunk));
+        assert!(!frames_are_whole(&chunk[..chunk.len() - 1]));
+        assert!(
+            chunk_key(1) < event_key(0),
+            "chunks sort before single events"
+        );
+    }
+
+    #[test]
+    fn keys_sort_by_seq_and_carry_it() {
+        assert!(event_key(255) < event_key(256));
+        assert_eq!(seq_of_key(&event_key(7)), Some(7));
+        let id = Uuid::now_v7();
+        assert!(index_key(&id, 1)[1..17] == *id.as_bytes());
+        assert_eq!(seq_of_key(&index_key(&id, 9)), Some(9));
+        assert_eq!(seq_of_key(b"short"), None);
+    }
+}

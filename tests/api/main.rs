@@ -1,0 +1,14 @@
+//! API integration tests: the real app (in-process, port 0, temp data dir) against real
+//! redis-server processes. Quiet unless `TEST_LOG=1`.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod helpers;
+
+mod cli;
+mod inputs;
+mod lifecycle;
+mod persistence;
+mod running;
+mod security;
+mod spec;
