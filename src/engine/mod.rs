@@ -33,12 +33,15 @@
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
 //! `LinkResumed` instead of the snapshot events.
 
+mod adapt;
 mod conn;
 mod error;
 mod load;
 mod snapshot;
 mod stream;
 mod verify;
+mod verify_modules;
+mod verify_paged;
 mod writer;
 
 pub use conn::{Conn, ConnError};
@@ -388,6 +391,7 @@ impl Migration {
                 auto_cutover: spec.options.auto_cutover,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
+                target_rdb: servers.target_rdb,
             }
             .run()
             .await;

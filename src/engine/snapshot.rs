@@ -317,7 +317,9 @@ impl<I: RdbInput> Snapshot<'_, I> {
                 }
             }
             OnConflict::Replace => {
-                let del = [Bytes::from_static(b"DEL"), entry.key.clone()];
+                // UNLINK: the old value may be as big as the new one, and freeing it must not
+                // block the target (a rewritten key is often a big one).
+                let del = [Bytes::from_static(b"UNLINK"), entry.key.clone()];
                 self.writer
                     .rewrite_command(db, &entry.key, &del, commands.is_empty())
                     .await?;
