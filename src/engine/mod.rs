@@ -35,6 +35,7 @@
 
 mod conn;
 mod error;
+pub mod resume;
 mod snapshot;
 mod stream;
 mod verify;
@@ -55,7 +56,7 @@ use uuid::Uuid;
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
-use crate::spec::{MigrationSpec, Mode, Verify};
+use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
 use crate::store::event::{Link, ResumeKind};
 use crate::store::EventKind;
 
@@ -152,6 +153,7 @@ pub async fn run_with(
     let source_url = job.spec.source.url.clone();
     let cancel = controls.cancel.clone();
     let migration = Migration {
+        offset_key: resume::offset_key(job.migration_id),
         job,
         reporter: Reporter { events },
         controls,
@@ -211,12 +213,21 @@ pub(crate) struct Servers {
 }
 
 struct Migration {
+    /// `ferry:offset:<id>` on the target (see [`resume`]).
+    offset_key: bytes::Bytes,
     job: EngineJob,
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
     paused: Arc<AtomicBool>,
 }
+
+/// How many snapshots in a row may be redone before the job gives up (a source whose backlog
+/// cannot hold even the time one snapshot takes would loop forever).
+const MAX_REDOS: u32 = 5;
+
+/// How long to wait between attempts to reach a server again.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 impl Migration {
     async fn run(self) -> Result<(), EngineError> {
@@ -244,12 +255,47 @@ impl Migration {
             "migration starting"
         );
 
-        let resume = self
-            .job
+        // The checkpoint from the log, corrected by what the target itself says it holds.
+        let mark = resume::read_mark(&mut target, &self.offset_key)
+            .await
+            .map_err(EngineError::target)?;
+        let mut start = resume::decide(self.job.resume.clone(), mark);
+        let mut redos = 0;
+        loop {
+            match self
+                .attempt(&mut source, &mut target, &servers, start.clone())
+                .await
+            {
+                Err(EngineError::ResyncNeeded(reason)) if redos < MAX_REDOS => {
+                    redos += 1;
+                    tracing::warn!(%reason, redos, "redoing the snapshot");
+                    start = resume::Start {
+                        resume: None,
+                        redo: Some(reason),
+                        db: 0,
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One pass: a replication link from `start`, a snapshot if the source sends one, then
+    /// streaming. Returns [`EngineError::ResyncNeeded`] when the job must start over with a
+    /// snapshot (the source could not continue, or the target lost data).
+    async fn attempt(
+        &self,
+        source: &mut Conn,
+        target: &mut Conn,
+        servers: &Servers,
+        start: resume::Start,
+    ) -> Result<(), EngineError> {
+        let spec = &self.job.spec;
+        let from = start
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
-        let mut link = ReplicaLink::connect(&spec.source.url, self.tuning.link, resume)
+        let mut link = ReplicaLink::connect(&spec.source.url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
         let writer_conn = Conn::connect(&spec.target.url)
@@ -262,15 +308,28 @@ impl Migration {
                 offset,
                 transfer,
             } => {
-                if self.job.resume.is_some() {
-                    self.reporter
-                        .emit(EventKind::LinkResumed {
-                            link: Link::Source,
-                            kind: ResumeKind::Full,
-                            reason: "the source could not continue from the checkpoint; copying a new snapshot".into(),
-                        })
-                        .await?;
+                let redo = match (&start.resume, start.redo) {
+                    (Some(point), _) => Some(format!(
+                        "the source could not continue from applied offset {} (its backlog no                          longer holds it, or its history changed); copying a new snapshot",
+                        point.applied_offset
+                    )),
+                    (None, redo) => redo,
+                };
+                if let Some(reason) = &redo {
+                    if start.resume.is_some() || self.job.resume.is_some() {
+                        self.reporter
+                            .emit(EventKind::LinkResumed {
+                                link: Link::Source,
+                                kind: ResumeKind::Full,
+                                reason: reason.clone(),
+                            })
+                            .await?;
+                    }
                 }
+                // Marked before the first key lands: a crash from here on redoes the snapshot.
+                resume::write_mark(target, &self.offset_key, resume::SNAPSHOT_MARK)
+                    .await
+                    .map_err(EngineError::target)?;
                 let (diskless, total) = match transfer {
                     Transfer::Sized(len) => (false, Some(len)),
                     Transfer::Diskless { .. } => (true, None),
@@ -281,31 +340,42 @@ impl Migration {
                         offset,
                         diskless,
                         rdb_bytes_total: total,
-                        redo: self
-                            .job
-                            .resume
-                            .as_ref()
-                            .map(|_| "full snapshot".to_string()),
+                        redo: redo.as_ref().map(|r| {
+                            format!(
+                                "full snapshot: {r}; keys are written with REPLACE and target \
+                                 keys absent from the new snapshot are deleted"
+                            )
+                        }),
                     })
                     .await?;
-                let mut writer = writer::Writer::new(
-                    writer_conn,
-                    self.tuning.writer,
-                    spec.options.on_conflict,
-                    offset,
-                );
+                // A redo meets our own earlier copies: they are replaced, whatever on_conflict.
+                let on_conflict = match spec.options.on_conflict {
+                    OnConflict::Fail | OnConflict::Skip if redo.is_some() => OnConflict::Replace,
+                    other => other,
+                };
+                let mut writer =
+                    writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
+                let mut written = redo.as_ref().map(|_| resume::KeySet::default());
                 let summary = snapshot::Snapshot {
                     link: &mut link,
                     writer: &mut writer,
-                    target: &mut target,
+                    target,
                     reporter: &self.reporter,
                     tuning: &self.tuning,
-                    servers: &servers,
-                    on_conflict: spec.options.on_conflict,
+                    servers,
+                    on_conflict,
                     rdb_bytes_total: total,
+                    offset_key: &self.offset_key,
+                    written: written.as_mut(),
                 }
                 .run()
                 .await?;
+                if let Some(written) = &written {
+                    let removed = resume::sweep(target, written, &self.offset_key)
+                        .await
+                        .map_err(EngineError::target)?;
+                    tracing::info!(removed, "redone snapshot: stale target keys deleted");
+                }
                 tracing::info!(
                     rdb_bytes = summary.rdb_bytes,
                     keys_written = summary.keys_written,
@@ -328,7 +398,10 @@ impl Migration {
                 if spec.mode == Mode::Snapshot {
                     drop(link);
                     drop(writer);
-                    return self.verify(&mut source, &mut target, &servers).await;
+                    self.verify(source, target, servers).await?;
+                    return resume::remove_mark(target, &self.offset_key)
+                        .await
+                        .map_err(EngineError::target);
                 }
                 return self
                     .stream(link, writer, source, target, servers, replid, offset)
@@ -345,12 +418,13 @@ impl Migration {
                 (replid, offset)
             }
         };
-        let writer = writer::Writer::new(
+        let mut writer = writer::Writer::new(
             writer_conn,
             self.tuning.writer,
             spec.options.on_conflict,
             offset,
         );
+        writer.select(start.db).await?;
         self.stream(link, writer, source, target, servers, replid, offset)
             .await
     }
@@ -360,13 +434,20 @@ impl Migration {
         &self,
         mut link: ReplicaLink,
         mut writer: writer::Writer,
-        mut source: Conn,
-        mut target: Conn,
-        servers: Servers,
+        source: &mut Conn,
+        target: &mut Conn,
+        servers: &Servers,
         replid: String,
         offset: i64,
     ) -> Result<(), EngineError> {
         let spec = &self.job.spec;
+        // The key says where the target's data stands before any stream command lands; from
+        // here on every batch moves it atomically with the data.
+        let value = resume::mark_value(&replid, offset, writer.db());
+        resume::write_mark(target, &self.offset_key, &value)
+            .await
+            .map_err(EngineError::target)?;
+        writer.track_offset(self.offset_key.clone(), replid.clone());
         self.reporter
             .emit(EventKind::StreamingStarted {
                 replid: replid.clone(),
@@ -378,7 +459,7 @@ impl Migration {
             let streamed = stream::Streamer {
                 link: &mut link,
                 writer: &mut writer,
-                source: &mut source,
+                source: &mut *source,
                 reporter: &self.reporter,
                 controls: &self.controls,
                 tuning: &self.tuning,
@@ -389,38 +470,77 @@ impl Migration {
             }
             .run()
             .await;
-            match streamed {
+            let (lost, cause) = match streamed {
                 Ok(offset) => break offset,
-                Err(EngineError::SourceLinkLost(cause)) => {
-                    tracing::warn!(%cause, "replication link lost; resuming by partial resync");
-                    self.reporter
-                        .emit(EventKind::LinkLost {
-                            link: Link::Source,
-                            cause: cause.clone(),
-                        })
-                        .await?;
+                Err(EngineError::SourceLinkLost(cause)) => (Link::Source, cause),
+                Err(EngineError::SourceError(cause)) => (Link::Source, cause),
+                Err(EngineError::TargetLinkLost(cause)) => (Link::Target, cause),
+                Err(other) => return Err(other),
+            };
+            tracing::warn!(%cause, link = ?lost, "link lost while streaming; resuming");
+            self.reporter
+                .emit(EventKind::LinkLost {
+                    link: lost,
+                    cause: cause.clone(),
+                })
+                .await?;
+            let (applied, db) = match lost {
+                Link::Source => {
                     // Everything sent must be answered before we ask the source to continue
                     // from the applied offset: then nothing is applied twice or skipped.
                     writer.drain().await?;
-                    let applied = writer.applied_offset();
-                    link = self.reconnect(&replid, applied, &cause).await?;
-                    if let SyncStart::Partial { replid: id, .. } = link.start() {
-                        replid = id.clone();
+                    if source.master_repl_offset().await.is_err() {
+                        *source = self.reconnect_conn(&spec.source.url, &cause).await?;
                     }
-                    self.reporter
-                        .emit(EventKind::LinkResumed {
-                            link: Link::Source,
-                            kind: ResumeKind::Partial,
-                            reason: format!("continued from applied offset {applied}"),
-                        })
-                        .await?;
+                    // The writer's db is the stream's: everything sent has been answered.
+                    (writer.applied_offset(), writer.db())
                 }
-                Err(other) => return Err(other),
-            }
+                Link::Target => {
+                    // What was in flight may or may not have landed; the offset key, written
+                    // in the same transaction as the data, says which.
+                    *target = self.reconnect_conn(&spec.target.url, &cause).await?;
+                    match resume::read_mark(target, &self.offset_key)
+                        .await
+                        .map_err(EngineError::target)?
+                    {
+                        resume::TargetMark::Applied(point, db) => {
+                            replid = point.replid;
+                            (point.applied_offset, db)
+                        }
+                        _ => {
+                            return Err(EngineError::ResyncNeeded(format!(
+                                "{cause}; the target came back without the offset key (it lost                                  data)"
+                            )))
+                        }
+                    }
+                }
+            };
+            let (new_link, id) = self.reconnect(&replid, applied, &cause).await?;
+            link = new_link;
+            replid = id;
+            let conn = self.reconnect_conn(&spec.target.url, &cause).await?;
+            writer = writer::Writer::new(
+                conn,
+                self.tuning.writer,
+                spec.options.on_conflict,
+                applied,
+            );
+            writer.select(db).await?;
+            writer.track_offset(self.offset_key.clone(), replid.clone());
+            self.reporter
+                .emit(EventKind::LinkResumed {
+                    link: lost,
+                    kind: ResumeKind::Partial,
+                    reason: format!("continued from applied offset {applied}"),
+                })
+                .await?;
         };
         drop(link);
         drop(writer);
-        self.verify(&mut source, &mut target, &servers).await?;
+        self.verify(source, target, servers).await?;
+        resume::remove_mark(target, &self.offset_key)
+            .await
+            .map_err(EngineError::target)?;
         if self.paused.swap(false, Ordering::AcqRel) {
             source
                 .call_ok(&["CLIENT", "UNPAUSE"])
@@ -433,26 +553,59 @@ impl Migration {
             .await
     }
 
-    /// Reconnects the replication link after it broke, asking to continue from `applied`.
-    /// Retries for `reconnect_timeout`; a source that can only offer a full resync (its backlog no
-    /// longer holds our offset) ends the job: a second snapshot over live data is not attempted.
+    /// An admin connection again, retried for `reconnect_timeout`.
+    async fn reconnect_conn(&self, url: &RedisUrl, cause: &str) -> Result<Conn, EngineError> {
+        let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
+        loop {
+            match Conn::connect(url).await {
+                Ok(mut conn) => {
+                    // A restarting server accepts connections before it has loaded its data.
+                    match conn.call(&["PING"]).await {
+                        Ok(reply) if reply.as_error().is_none() => return Ok(conn),
+                        _ => {}
+                    }
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EngineError::TargetLinkLost(format!(
+                        "{cause}; reconnecting to {url} failed for {}s: {e}",
+                        self.tuning.reconnect_timeout.as_secs()
+                    )))
+                }
+                Err(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::TargetLinkLost(format!(
+                    "{cause}; {url} did not become ready within {}s",
+                    self.tuning.reconnect_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Reconnects the replication link after it broke, asking to continue from `applied`, and
+    /// returns it with the replid to record from now on (a failed-over source answers
+    /// `+CONTINUE <new replid>`). Retries for `reconnect_timeout`; a source that can only offer
+    /// a full resync yields [`EngineError::ResyncNeeded`].
     async fn reconnect(
         &self,
         replid: &str,
         applied: i64,
         cause: &str,
-    ) -> Result<ReplicaLink, EngineError> {
+    ) -> Result<(ReplicaLink, String), EngineError> {
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
         let url = &self.job.spec.source.url;
         loop {
             match ReplicaLink::connect(url, self.tuning.link, Some((replid, applied))).await {
-                Ok(link) if matches!(link.start(), SyncStart::Partial { .. }) => return Ok(link),
-                Ok(_) => {
-                    return Err(EngineError::SourceLinkLost(format!(
+                Ok(link) => {
+                    if let SyncStart::Partial { replid: id, .. } = link.start() {
+                        let id = id.clone();
+                        return Ok((link, id));
+                    }
+                    return Err(EngineError::ResyncNeeded(format!(
                         "{cause}; the source can no longer continue from offset {applied} (its \
-                         replication backlog moved on; raise repl-backlog-size) and would send a \
-                         new snapshot: start a new migration"
-                    )))
+                         replication backlog moved on, or it lost its history)"
+                    )));
                 }
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(EngineError::SourceLinkLost(format!(
@@ -460,7 +613,7 @@ impl Migration {
                         self.tuning.reconnect_timeout.as_secs()
                     )))
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
             }
         }
     }
@@ -481,6 +634,7 @@ impl Migration {
             servers,
             tuning: &self.tuning,
             mode,
+            offset_key: Some(&self.offset_key),
         }
         .run()
         .await?;

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use super::conn::Conn;
 use super::error::{show_key, EngineError};
 use super::writer::{Restore, Writer};
+use super::resume::{KeySet, SNAPSHOT_MARK};
 use super::{Reporter, Servers, Tuning};
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::{payload_version, target_understands};
@@ -42,6 +43,10 @@ pub(crate) struct Snapshot<'a> {
     pub servers: &'a Servers,
     pub on_conflict: OnConflict,
     pub rdb_bytes_total: Option<u64>,
+    /// The offset key; its `snapshot` mark is set again after db 0 is flushed.
+    pub offset_key: &'a [u8],
+    /// A redone snapshot records what it writes, for the sweep (see `resume`).
+    pub written: Option<&'a mut KeySet>,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +160,10 @@ impl Snapshot<'_> {
                     self.writer
                         .setup(*db, &[b"FLUSHDB"], "FLUSHDB", None)
                         .await?;
+                    if *db == 0 {
+                        let mark = [b"SET".as_slice(), self.offset_key, SNAPSHOT_MARK.as_bytes()];
+                        self.writer.setup(0, &mark, "SET", None).await?;
+                    }
                 }
             }
             Item::Entry(entry) => self.entry(entry, now, counts).await?,
@@ -218,6 +227,9 @@ impl Snapshot<'_> {
         }
         let db = u32::try_from(entry.db)
             .map_err(|_| EngineError::Rdb(format!("database number {}", entry.db)))?;
+        if let Some(written) = self.written.as_deref_mut() {
+            written.insert(db, &entry.key);
+        }
         let target_rdb = self.servers.target_rdb;
         // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
         let opaque = matches!(entry.type_byte, 6 | 7);

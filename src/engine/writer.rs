@@ -86,11 +86,49 @@ enum Pending {
 /// Replication-stream commands sent back to back, answered in order.
 struct StreamBatch {
     db: u32,
-    /// Command names, to name the one the target refuses.
-    names: Vec<Bytes>,
+    /// Command names and first arguments (usually the key), to name the one the target refuses.
+    names: Vec<(Bytes, Bytes)>,
     cost: u64,
     /// The offset applied once all of them are answered (the last one that ends a transaction
     /// or stands alone).
+    offset: Option<i64>,
+    /// Starts with the `MULTI` of an offset wrap (see [`Writer::track_offset`]).
+    opens: bool,
+    /// Ends with the wrap's trailer: `SELECT 0`, `SET <offset key>`, `SELECT <db>`, `EXEC`.
+    closes: bool,
+    /// Part of a wrap: replies are `+QUEUED` and the offset counts at the `EXEC`.
+    wrapped: bool,
+}
+
+impl StreamBatch {
+    fn new(db: u32, opens: bool, wrapped: bool) -> Self {
+        StreamBatch {
+            db,
+            names: Vec::with_capacity(STREAM_BATCH),
+            cost: 0,
+            offset: None,
+            opens,
+            closes: false,
+            wrapped,
+        }
+    }
+}
+
+/// Commands queued inside the trailer of a wrap before its `EXEC`.
+const TRAILER_COMMANDS: usize = 3;
+
+/// The key on the target that holds the applied offset, written in the same transaction as the
+/// commands that reached it.
+struct OffsetKey {
+    key: Bytes,
+    replid: String,
+}
+
+/// A wrap (`MULTI` sent, `EXEC` not yet).
+#[derive(Default)]
+struct Wrap {
+    commands: usize,
+    /// The offset reached by the last whole command or transaction inside.
     offset: Option<i64>,
 }
 
@@ -130,6 +168,8 @@ pub struct Writer {
     cfg: WriterConfig,
     db: Option<u32>,
     batch: Option<StreamBatch>,
+    offset_key: Option<OffsetKey>,
+    wrap: Option<Wrap>,
 }
 
 impl Writer {
@@ -155,6 +195,7 @@ impl Writer {
             shared: shared.clone(),
             on_conflict,
             addr,
+            wrap_names: Vec::new(),
         };
         let task = tokio::spawn(reader.run(rx));
         Writer {
@@ -166,7 +207,20 @@ impl Writer {
             cfg,
             db: None,
             batch: None,
+            offset_key: None,
+            wrap: None,
         }
+    }
+
+    /// From now on, replication-stream commands go in wraps: `MULTI`, the commands (a source
+    /// transaction's own `MULTI`/`EXEC` left out: it stays atomic inside ours), then
+    /// `SELECT 0`, `SET <key> <replid>:<offset>:<db>`, `SELECT <db>`, `EXEC` (the db is the one
+    /// the stream is in after the batch: a source continuing by partial resync sends no new
+    /// `SELECT`, so a resumed writer must know it). The target thus applies
+    /// each batch and records the offset it reached in one atomic step, which is what makes a
+    /// resume exactly-once: after any crash, the key says precisely which writes the data holds.
+    pub fn track_offset(&mut self, key: Bytes, replid: String) {
+        self.offset_key = Some(OffsetKey { key, replid });
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -212,10 +266,46 @@ impl Writer {
         }
     }
 
-    /// Sends everything encoded so far, and lets the reader expect all of it.
+    /// Sends everything encoded so far, and lets the reader expect all of it. An open wrap is
+    /// closed first: callers flush only between whole commands and transactions.
     pub async fn flush(&mut self) -> Result<(), EngineError> {
+        self.close_wrap().await?;
+        self.send().await
+    }
+
+    /// Sends everything encoded so far without closing a wrap (used while waiting for window
+    /// space in the middle of a long transaction: the target answers `+QUEUED` meanwhile).
+    async fn send(&mut self) -> Result<(), EngineError> {
         self.push_batch().await?;
         self.write_out().await
+    }
+
+    /// Ends the open wrap with the offset key's trailer and `EXEC`.
+    async fn close_wrap(&mut self) -> Result<(), EngineError> {
+        let Some(wrap) = self.wrap.take() else {
+            return Ok(());
+        };
+        let Some(key) = &self.offset_key else {
+            return Ok(());
+        };
+        // A wrap is closed between whole commands, so it always has an offset; without one the
+        // key keeps its value (the data then holds no command past it).
+        let offset = wrap.offset.unwrap_or_else(|| self.applied_offset());
+        let db = self.db();
+        let value = format!("{}:{offset}:{db}", key.replid);
+        let start = self.out.len();
+        self.out.array(2).arg(b"SELECT").arg_int(0);
+        self.out.command(&[b"SET".as_slice(), &key.key, value.as_bytes()]);
+        self.out.array(2).arg(b"SELECT").arg_int(db as i64);
+        self.out.array(1).arg(b"EXEC");
+        let cost = self.reserve(self.out.len() - start).await?;
+        let batch = self
+            .batch
+            .get_or_insert_with(|| StreamBatch::new(db, false, true));
+        batch.cost += cost as u64;
+        batch.closes = true;
+        batch.offset = Some(offset);
+        self.push_batch().await
     }
 
     /// Writes the output buffer to the socket.
@@ -273,7 +363,7 @@ impl Writer {
         match shared.window.try_acquire_many(cost) {
             Ok(permit) => permit.forget(),
             Err(TryAcquireError::NoPermits) => {
-                self.flush().await?;
+                self.send().await?;
                 let permit = shared
                     .window
                     .acquire_many(cost)
@@ -421,27 +511,46 @@ impl Writer {
     pub async fn forward(
         &mut self,
         raw: &[u8],
-        command: &Bytes,
+        args: &[Bytes],
         offset: Option<i64>,
     ) -> Result<(), EngineError> {
+        let opens = self.offset_key.is_some() && self.wrap.is_none();
+        let start = self.out.len();
+        if opens {
+            // The previous batch is closed: the new wrap starts a batch of its own.
+            self.push_batch().await?;
+            self.out.array(1).arg(b"MULTI");
+            self.wrap = Some(Wrap::default());
+        }
         self.out.raw(raw);
-        let cost = self.reserve(raw.len()).await?;
+        let cost = self.reserve(self.out.len() - start).await?;
         let db = self.db();
         if self.batch.as_ref().is_some_and(|b| b.db != db) {
             self.push_batch().await?;
         }
-        let batch = self.batch.get_or_insert_with(|| StreamBatch {
-            db,
-            names: Vec::with_capacity(STREAM_BATCH),
-            cost: 0,
-            offset: None,
-        });
-        batch.names.push(command.clone());
+        let wrapped = self.wrap.is_some();
+        let batch = self
+            .batch
+            .get_or_insert_with(|| StreamBatch::new(db, opens, wrapped));
+        let name = args.first().cloned().unwrap_or_default();
+        let key = args.get(1).cloned().unwrap_or_default();
+        batch.names.push((name, key));
         batch.cost += cost as u64;
         if offset.is_some() {
             batch.offset = offset;
         }
-        if batch.names.len() >= STREAM_BATCH {
+        let full = batch.names.len() >= STREAM_BATCH;
+        let mut close = false;
+        if let Some(wrap) = &mut self.wrap {
+            wrap.commands += 1;
+            if offset.is_some() {
+                wrap.offset = offset;
+                close = wrap.commands >= STREAM_BATCH;
+            }
+        }
+        if close {
+            self.close_wrap().await?;
+        } else if full {
             self.push_batch().await?;
         }
         if self.out.len() >= self.cfg.flush_bytes {
@@ -452,6 +561,11 @@ impl Writer {
 
     /// Marks `offset` applied once everything queued before it is (for commands not sent).
     pub async fn mark_applied(&mut self, offset: i64) -> Result<(), EngineError> {
+        if let Some(wrap) = &mut self.wrap {
+            // Between whole commands: the open wrap's key records this offset too.
+            wrap.offset = Some(offset);
+            return Ok(());
+        }
         self.push_batch().await?;
         self.enqueue(Pending::Applied(offset)).await
     }
@@ -477,6 +591,8 @@ struct ReplyReader {
     shared: Arc<Shared>,
     on_conflict: OnConflict,
     addr: String,
+    /// Commands of the open wrap, to name the one whose `EXEC` result is an error.
+    wrap_names: Vec<(u32, Bytes, Bytes)>,
 }
 
 impl ReplyReader {
@@ -506,25 +622,68 @@ impl ReplyReader {
                     self.judge(expect, reply)?;
                     self.shared.window.add_permits(cost as usize);
                 }
-                Pending::Stream(batch) => {
-                    for name in &batch.names {
-                        if let Frame::Error(message) = self.read_reply().await? {
-                            return Err(EngineError::StreamApplyFailed {
-                                db: batch.db,
-                                command: String::from_utf8_lossy(name).to_uppercase(),
-                                message: String::from_utf8_lossy(&message).into_owned(),
+                Pending::Stream(batch) => self.stream_batch(batch).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the replies of one batch of stream commands. Inside a wrap each command answers
+    /// `+QUEUED` (or an error refused at queue time: OOM, NOPERM, unknown command) and the
+    /// results come in the `EXEC` array, where a runtime error (WRONGTYPE) is found.
+    async fn stream_batch(&mut self, batch: StreamBatch) -> Result<(), EngineError> {
+        if batch.opens {
+            if let Frame::Error(message) = self.read_reply().await? {
+                return Err(stream_error(batch.db, b"MULTI", b"", &message));
+            }
+        }
+        let wrapped = batch.wrapped;
+        for (name, key) in &batch.names {
+            if let Frame::Error(message) = self.read_reply().await? {
+                return Err(stream_error(batch.db, name, key, &message));
+            }
+            if wrapped {
+                self.wrap_names.push((batch.db, name.clone(), key.clone()));
+            }
+        }
+        if batch.closes {
+            for _ in 0..TRAILER_COMMANDS {
+                if let Frame::Error(message) = self.read_reply().await? {
+                    return Err(stream_error(0, b"SET", b"ferry offset key", &message));
+                }
+            }
+            let names = std::mem::take(&mut self.wrap_names);
+            match self.read_reply().await? {
+                Frame::Error(message) => {
+                    return Err(stream_error(batch.db, b"EXEC", b"", &message));
+                }
+                Frame::Array(results) => {
+                    for (i, result) in results.iter().enumerate() {
+                        if let Frame::Error(message) = result {
+                            let (db, name, key) = names.get(i).cloned().unwrap_or_else(|| {
+                                (0, Bytes::from_static(b"SET"), Bytes::from_static(b"ferry offset key"))
                             });
+                            return Err(stream_error(db, &name, &key, message));
                         }
                     }
-                    let stats = &self.shared.stats;
-                    stats
-                        .commands_applied
-                        .fetch_add(batch.names.len() as u64, Ordering::Relaxed);
-                    self.shared.window.add_permits(batch.cost as usize);
-                    if let Some(offset) = batch.offset {
-                        stats.applied_offset.store(offset, Ordering::Release);
-                    }
                 }
+                other => {
+                    return Err(EngineError::TargetLinkLost(format!(
+                        "{}: unexpected reply to EXEC: {other:?}",
+                        self.addr
+                    )))
+                }
+            }
+        }
+        let stats = &self.shared.stats;
+        stats
+            .commands_applied
+            .fetch_add(batch.names.len() as u64, Ordering::Relaxed);
+        self.shared.window.add_permits(batch.cost as usize);
+        if let Some(offset) = batch.offset {
+            // Inside a wrap the offset counts only once the EXEC is in.
+            if !wrapped || batch.closes {
+                stats.applied_offset.store(offset, Ordering::Release);
             }
         }
         Ok(())
@@ -618,6 +777,16 @@ impl ReplyReader {
             },
         }
         Ok(())
+    }
+}
+
+/// A replicated command the target refused, naming the command and its key.
+fn stream_error(db: u32, command: &[u8], key: &[u8], message: &[u8]) -> EngineError {
+    EngineError::TargetError {
+        db,
+        key: show_key(key),
+        command: String::from_utf8_lossy(command).to_uppercase(),
+        message: String::from_utf8_lossy(message).into_owned(),
     }
 }
 

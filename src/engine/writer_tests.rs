@@ -131,7 +131,7 @@ async fn stream_commands_are_applied_in_batches_and_a_refused_one_is_named() {
     writer.note_db(3);
     for (name, offset) in [("SET", 110), ("INCR", 120), ("LPUSH", 130)] {
         writer
-            .forward(b"*1\r\n$4\r\nPING\r\n", &Bytes::from(name), Some(offset))
+            .forward(b"*1\r\n$4\r\nPING\r\n", &[Bytes::from(name)], Some(offset))
             .await
             .unwrap();
     }
