@@ -310,7 +310,8 @@ impl Migration {
             } => {
                 let redo = match (&start.resume, start.redo) {
                     (Some(point), _) => Some(format!(
-                        "the source could not continue from applied offset {} (its backlog no                          longer holds it, or its history changed); copying a new snapshot",
+                        "the source could not continue from applied offset {} (its backlog no \
+                         longer holds it, or its history changed); copying a new snapshot",
                         point.applied_offset
                     )),
                     (None, redo) => redo,
@@ -519,12 +520,8 @@ impl Migration {
             link = new_link;
             replid = id;
             let conn = self.reconnect_conn(&spec.target.url, &cause).await?;
-            writer = writer::Writer::new(
-                conn,
-                self.tuning.writer,
-                spec.options.on_conflict,
-                applied,
-            );
+            writer =
+                writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
             writer.select(db).await?;
             writer.track_offset(self.offset_key.clone(), replid.clone());
             self.reporter

@@ -199,7 +199,11 @@ impl KeySet {
 
 /// Deletes every target key the redone snapshot did not write (the offset key excepted).
 /// Returns how many were deleted.
-pub async fn sweep(target: &mut Conn, written: &KeySet, offset_key: &[u8]) -> Result<u64, ConnError> {
+pub async fn sweep(
+    target: &mut Conn,
+    written: &KeySet,
+    offset_key: &[u8],
+) -> Result<u64, ConnError> {
     let info = target.info("keyspace").await?;
     let dbs: Vec<u32> = info
         .keys()

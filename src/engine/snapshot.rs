@@ -23,8 +23,8 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::error::{show_key, EngineError};
-use super::writer::{Restore, Writer};
 use super::resume::{KeySet, SNAPSHOT_MARK};
+use super::writer::{Restore, Writer};
 use super::{Reporter, Servers, Tuning};
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::{payload_version, target_understands};

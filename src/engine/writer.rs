@@ -295,7 +295,8 @@ impl Writer {
         let value = format!("{}:{offset}:{db}", key.replid);
         let start = self.out.len();
         self.out.array(2).arg(b"SELECT").arg_int(0);
-        self.out.command(&[b"SET".as_slice(), &key.key, value.as_bytes()]);
+        self.out
+            .command(&[b"SET".as_slice(), &key.key, value.as_bytes()]);
         self.out.array(2).arg(b"SELECT").arg_int(db as i64);
         self.out.array(1).arg(b"EXEC");
         let cost = self.reserve(self.out.len() - start).await?;
@@ -661,7 +662,11 @@ impl ReplyReader {
                     for (i, result) in results.iter().enumerate() {
                         if let Frame::Error(message) = result {
                             let (db, name, key) = names.get(i).cloned().unwrap_or_else(|| {
-                                (0, Bytes::from_static(b"SET"), Bytes::from_static(b"ferry offset key"))
+                                (
+                                    0,
+                                    Bytes::from_static(b"SET"),
+                                    Bytes::from_static(b"ferry offset key"),
+                                )
                             });
                             return Err(stream_error(db, &name, &key, message));
                         }

@@ -6,7 +6,11 @@ use std::time::Duration;
 use crate::common::redis::RedisServer;
 use crate::harness::{assert_converged, seed, Ferry, Load, Rng, WAIT};
 
-fn has_event(events: &[serde_json::Value], kind: &str, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+fn has_event(
+    events: &[serde_json::Value],
+    kind: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> bool {
     events.iter().any(|e| e["type"] == kind && pred(&e["data"]))
 }
 
@@ -16,7 +20,12 @@ async fn kill9_during_snapshot_and_during_streaming_then_the_job_completes() {
     // lands inside it.
     let source = RedisServer::start_with(
         "7.2",
-        &["--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "1000"],
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
     );
     let target = RedisServer::start("7.2");
     seed(&source, 3000);
@@ -44,8 +53,21 @@ async fn kill9_during_snapshot_and_during_streaming_then_the_job_completes() {
     load.wait_more(200).await;
     ferry.restart().await;
     let deadline = std::time::Instant::now() + WAIT;
-    while !ferry.link_events(&id).await.iter().any(|e| e == "LinkResumed:source:partial") {
-        assert!(std::time::Instant::now() < deadline, "no partial resume: {:?}\n{}", ferry.link_events(&id).await, ferry.log());
+    while !ferry
+        .link_events(&id)
+        .await
+        .iter()
+        .any(|e| e == "LinkResumed:source:partial")
+    {
+        let events = ferry.events(&id).await;
+        let links: Vec<_> = events
+            .iter()
+            .filter(|e| e["type"] == "LinkResumed" || e["type"] == "SnapshotStarted")
+            .collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial resume: {links:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     load.wait_more(200).await;
@@ -89,7 +111,12 @@ async fn a_backlog_that_moved_on_forces_a_full_resync_and_deleted_keys_do_not_su
     // The smallest backlog Redis allows: a few hundred load rounds overflow it.
     let source = RedisServer::start_with(
         "7.2",
-        &["--repl-diskless-sync-delay", "0", "--repl-backlog-size", "16384"],
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-backlog-size",
+            "16384",
+        ],
     );
     let target = RedisServer::start("7.2");
     seed(&source, 500);
@@ -100,24 +127,51 @@ async fn a_backlog_that_moved_on_forces_a_full_resync_and_deleted_keys_do_not_su
     load.wait_more(100).await;
     let mut t = target.conn();
     let deadline = std::time::Instant::now() + WAIT;
-    while redis::cmd("EXISTS").arg("seed:1").query::<i64>(&mut t).unwrap() == 0 {
-        assert!(std::time::Instant::now() < deadline, "seed:1 never reached the target");
+    while redis::cmd("EXISTS")
+        .arg("seed:1")
+        .query::<i64>(&mut t)
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seed:1 never reached the target"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ferry.kill9();
     // While Ferry is down: far more than 16 kB of writes, and a delete.
     load.wait_more(800).await;
-    let _: () = redis::cmd("DEL").arg("seed:1").query(&mut source.conn()).unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("seed:1")
+        .query(&mut source.conn())
+        .unwrap();
     load.wait_more(800).await;
     ferry.restart().await;
     let deadline = std::time::Instant::now() + WAIT;
-    while !ferry.link_events(&id).await.iter().any(|e| e == "LinkResumed:source:full") {
-        assert!(std::time::Instant::now() < deadline, "no full resync: {:?}\n{}", ferry.link_events(&id).await, ferry.log());
+    while !ferry
+        .link_events(&id)
+        .await
+        .iter()
+        .any(|e| e == "LinkResumed:source:full")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full resync: {:?}\n{}",
+            ferry.link_events(&id).await,
+            ferry.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     ferry.wait_streaming(&id).await;
-    let gone = redis::cmd("EXISTS").arg("seed:1").query::<i64>(&mut t).unwrap();
-    assert_eq!(gone, 0, "a key deleted on the source survived the full resync on the target");
+    let gone = redis::cmd("EXISTS")
+        .arg("seed:1")
+        .query::<i64>(&mut t)
+        .unwrap();
+    assert_eq!(
+        gone, 0,
+        "a key deleted on the source survived the full resync on the target"
+    );
     load.wait_more(100).await;
     let ops = load.stop();
     let report = ferry.cut_over(&id).await;

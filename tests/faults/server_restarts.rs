@@ -51,7 +51,8 @@ async fn a_restarted_target_gets_the_in_flight_window_again_without_gap_or_dupli
     let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
     // The target keeps what it acknowledged (AOF, fsync always): the offset key in it says
     // exactly which writes survived the restart.
-    let mut target = RedisServer::start_with("7.2", &["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut target =
+        RedisServer::start_with("7.2", &["--appendonly", "yes", "--appendfsync", "always"]);
     seed(&source, 500);
     let ferry = Ferry::start().await;
     let load = Load::start(&source);
