@@ -223,7 +223,10 @@ pub async fn sweep(
             })?;
             let stale: Vec<Bytes> = keys
                 .into_iter()
-                .filter(|k| !(db == 0 && &k[..] == offset_key) && !written.contains(db, k))
+                .filter(|k| {
+                    let ours = db == 0 && &k[..] == offset_key;
+                    !ours && !written.contains(db, k)
+                })
                 .collect();
             if !stale.is_empty() {
                 let mut del: Vec<&[u8]> = vec![b"DEL"];
