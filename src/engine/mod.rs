@@ -19,10 +19,23 @@
 //!    applied offset reaches the source's, and verifies.
 //! 4. `verify` compares source and target (key counts and a sample, or every key).
 //!
-//! If the replication link breaks while streaming, the engine records `LinkLost`, waits until the
-//! target has answered everything sent, and reconnects with `PSYNC <replid> <applied+1>`: the
-//! source continues exactly after the last applied byte (`LinkResumed`). A restarted job does the
-//! same from its last `Checkpoint` ([`EngineJob::resume`]).
+//! ## Faults and resume (see [`resume`])
+//! Every streamed batch reaches the target inside one `MULTI … EXEC` that also sets the offset
+//! key `ferry:offset:<migration id>` (db 0) to `<replid>:<offset>:<db>`, so the target itself
+//! records exactly which writes it holds: that is what makes applying exactly-once.
+//! - The source link breaks: `LinkLost`, wait until the target has answered everything sent,
+//!   reconnect with backoff and `PSYNC <replid> <applied+1>` (`LinkResumed {kind: partial}`).
+//! - The target connection breaks (or the target restarts): `LinkLost {link: target}`, reconnect,
+//!   read the offset key (what survived, in-flight batches included or not), and ask the source
+//!   to continue from there: the in-flight window is sent again with no gap and no duplicate.
+//! - A restarted job starts from the later of its last `Checkpoint` and the offset key.
+//! - The source cannot continue (backlog moved on, history lost): the snapshot is redone
+//!   (`LinkResumed {kind: full}` with the reason), with `REPLACE`, and the target keys the new
+//!   snapshot did not contain are deleted. An interrupted snapshot (the key says `snapshot`) is
+//!   redone the same way; `SnapshotStarted.redo` says so.
+//! - A failed-over source answering `+CONTINUE <new replid>` (psync2 history) is followed.
+//! - A target error no retry can fix (OOM, NOPERM, WRONGTYPE) fails the job naming the
+//!   command and key.
 //!
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
@@ -31,7 +44,8 @@
 //! mode `StreamingStarted`, `Checkpoint`* (and `LinkLost`/`LinkResumed`), `CutoverStarted` (auto
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
-//! `LinkResumed` instead of the snapshot events.
+//! `LinkResumed` instead of the snapshot events. Cutover removes the offset key after the
+//! verification, which leaves it out.
 
 mod conn;
 mod error;
