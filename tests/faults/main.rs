@@ -8,5 +8,6 @@
 mod common;
 mod harness;
 
+mod failover;
 mod ferry_restarts;
 mod server_restarts;
