@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::common::redis::RedisServer;
 use crate::harness::{differences, seed, Load, WAIT};
 
-fn spec(source: &RedisServer, target: &RedisServer) -> MigrationSpec {
+pub fn spec(source: &RedisServer, target: &RedisServer) -> MigrationSpec {
     MigrationSpec {
         name: Some("failover".into()),
         source: Endpoint {

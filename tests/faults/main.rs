@@ -11,3 +11,4 @@ mod harness;
 mod failover;
 mod ferry_restarts;
 mod server_restarts;
+mod target_errors;
