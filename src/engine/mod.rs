@@ -283,6 +283,9 @@ impl Migration {
                 Err(EngineError::ResyncNeeded(reason)) if redos < MAX_REDOS => {
                     redos += 1;
                     tracing::warn!(%reason, redos, "redoing the snapshot");
+                    // The servers may be restarting: wait for both (admin connections too).
+                    source = self.reconnect_conn(&spec.source.url, &reason).await?;
+                    target = self.reconnect_conn(&spec.target.url, &reason).await?;
                     start = resume::Start {
                         resume: None,
                         redo: Some(reason),
@@ -331,15 +334,13 @@ impl Migration {
                     (None, redo) => redo,
                 };
                 if let Some(reason) = &redo {
-                    if start.resume.is_some() || self.job.resume.is_some() {
-                        self.reporter
-                            .emit(EventKind::LinkResumed {
-                                link: Link::Source,
-                                kind: ResumeKind::Full,
-                                reason: reason.clone(),
-                            })
-                            .await?;
-                    }
+                    self.reporter
+                        .emit(EventKind::LinkResumed {
+                            link: Link::Source,
+                            kind: ResumeKind::Full,
+                            reason: reason.clone(),
+                        })
+                        .await?;
                 }
                 // Marked before the first key lands: a crash from here on redoes the snapshot.
                 resume::write_mark(target, &self.offset_key, resume::SNAPSHOT_MARK)
@@ -384,7 +385,18 @@ impl Migration {
                     written: written.as_mut(),
                 }
                 .run()
-                .await?;
+                .await;
+                let summary = match summary {
+                    Ok(summary) => summary,
+                    // A link that breaks mid-snapshot leaves part of a copy: redo it.
+                    Err(EngineError::SourceLinkLost(cause)) => {
+                        return self.snapshot_interrupted(Link::Source, cause).await
+                    }
+                    Err(EngineError::TargetLinkLost(cause)) => {
+                        return self.snapshot_interrupted(Link::Target, cause).await
+                    }
+                    Err(other) => return Err(other),
+                };
                 if let Some(written) = &written {
                     let removed = resume::sweep(target, written, &self.offset_key)
                         .await
@@ -562,6 +574,20 @@ impl Migration {
         self.reporter
             .emit(EventKind::CutoverCompleted { final_offset })
             .await
+    }
+
+    /// Records a link lost mid-snapshot and asks for the snapshot to be redone.
+    async fn snapshot_interrupted(&self, link: Link, cause: String) -> Result<(), EngineError> {
+        tracing::warn!(%cause, ?link, "link lost during the snapshot; redoing it");
+        self.reporter
+            .emit(EventKind::LinkLost {
+                link,
+                cause: cause.clone(),
+            })
+            .await?;
+        Err(EngineError::ResyncNeeded(format!(
+            "the snapshot was interrupted: {cause}"
+        )))
     }
 
     /// An admin connection again, retried for `reconnect_timeout`.

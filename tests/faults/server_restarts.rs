@@ -68,3 +68,36 @@ async fn a_restarted_target_gets_the_in_flight_window_again_without_gap_or_dupli
     assert_converged(&report, &source, &target);
     eprintln!("target restart: 1 restart survived, {ops} load rounds, 0 differences");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_restarted_mid_snapshot_gets_the_snapshot_again() {
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
+    );
+    // No persistence: the restarted target comes back empty.
+    let mut target = RedisServer::start("7.2");
+    seed(&source, 3000);
+    let ferry = Ferry::start().await;
+    let load = Load::start(&source);
+    let id = ferry.start_live(&source, &target).await;
+    ferry
+        .wait_for(&id, "keys written by the snapshot", |v| {
+            v["phase"] == "snapshot" && v["progress"]["keys_written"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    target.restart();
+    wait_link_event(&ferry, &id, "LinkLost:target:").await;
+    wait_link_event(&ferry, &id, "LinkResumed:source:full").await;
+    ferry.wait_streaming(&id).await;
+    load.wait_more(200).await;
+    let ops = load.stop();
+    let report = ferry.cut_over(&id).await;
+    assert_converged(&report, &source, &target);
+    eprintln!("target restart mid-snapshot: snapshot redone, {ops} load rounds, 0 differences");
+}
