@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 
+FERRY_PHASE = []  # seconds of the snapshot phase itself, from ferry's own report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -229,16 +231,24 @@ def run_ferry(source, args):
     target = Server(args.redis_server)
     data = tempfile.mkdtemp(prefix="ferry-bench-data-")
     try:
-        t = time.time()
-        proc = subprocess.Popen(
-            [args.ferry, "migrate", "--source", source.url(), "--target", target.url(),
-             "--mode", "snapshot", "--verify", "none", "--no-backup", "--data-dir", data],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.time() - t
-        err = proc.stderr.read().decode(errors="replace")
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError("ferry migrate failed: " + err[-2000:])
+        out_path, err_path = os.path.join(data, "stdout"), os.path.join(data, "stderr")
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            t = time.time()
+            proc = subprocess.Popen(
+                [args.ferry, "migrate", "--source", source.url(), "--target", target.url(),
+                 "--mode", "snapshot", "--verify", "none", "--no-backup",
+                 "--data-dir", os.path.join(data, "store")],
+                stdout=out, stderr=err)
+            # wait4 gives this child's own peak RSS, not that of the redis servers we also started
+            _, status, usage = os.wait4(proc.pid, 0)
+            elapsed = time.time() - t
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        report = open(out_path, errors="replace").read()
+        if proc.returncode != 0:
+            raise RuntimeError("ferry migrate failed: " + open(err_path, errors="replace").read()[-2000:]
+                               + report[-2000:])
+        m = re.search(r"snapshot completed: .* in (\d+) ms", report)
+        FERRY_PHASE.append(int(m.group(1)) / 1000.0 if m else float("nan"))
         want, got = source.conn.call("DBSIZE"), target.conn.call("DBSIZE")
         if want != got:
             raise RuntimeError("ferry copied %d of %d keys" % (got, want))
@@ -410,6 +420,9 @@ def main():
         for c, m in med.items():
             ratio = med["ferry"] / m if "ferry" in med else float("nan")
             print("| %s | %.2f | %.2f |" % (c, m, ratio))
+        if FERRY_PHASE:
+            print("ferry snapshot phase alone (no start-up, validation or verification): median %.2fs"
+                  % statistics.median(FERRY_PHASE))
         if rss:
             print("ferry peak RSS: %.1f MiB (max of runs)" % max(rss))
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the Redis servers the tests need (idempotent),
-# checks formatting and lints, then runs every test against real servers.
+# checks formatting and lints, runs every test against real servers, then renders /docs in Chromium.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -- NAME    extra arguments go to `cargo test` (e.g. a test name filter)
@@ -10,5 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-redis.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-[ "${1:-}" = "--" ] && shift
+if [ "${1:-}" = "--" ]; then shift; fi
 cargo test --all-targets --locked "$@"
+# Swagger UI at /docs, rendered by a real headless Chromium (installed from Debian if missing).
+if [ $# -eq 0 ]; then bash scripts/check-docs.sh; fi

@@ -85,6 +85,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The largest backup stored, in bytes (free disk space applies too); none by default.
+    pub backup_max_bytes: Option<u64>,
+    /// The largest RDB accepted by `POST /v1/backups/upload`, in bytes.
+    pub upload_max_bytes: u64,
     pub log: LogSettings,
     pub auth: AuthSettings,
 }
@@ -95,6 +99,8 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("./data"),
             max_body_bytes: 64 * 1024,
+            backup_max_bytes: None,
+            upload_max_bytes: 1 << 30,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
         }

@@ -19,6 +19,7 @@
 //!   password redacted wherever it could be shown.
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod engine;
 pub mod jobs;

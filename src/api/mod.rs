@@ -13,6 +13,7 @@
 //! serves until the server is stopped, then stops the engine tasks so that the store closes.
 
 pub mod auth;
+pub mod backups;
 pub mod input;
 pub mod migrations;
 pub mod problem;
@@ -61,6 +62,7 @@ pub enum StartupError {
     ),
     tags(
         (name = "migrations", description = "Migrations and their lifecycle"),
+        (name = "backups", description = "Backups (RDB copies of a server), restore, import and export"),
         (name = "events", description = "The audit trail: immutable, past-tense events"),
         (name = "guide", description = "What a migration needs"),
         (name = "health", description = "Liveness and readiness"),
@@ -102,6 +104,14 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .service(migrations::cancel)
                 .service(migrations::events)
                 .service(migrations::verification)
+                .service(backups::rollback)
+                .service(backups::upload)
+                .service(backups::create)
+                .service(backups::list)
+                .service(backups::get)
+                .service(backups::download)
+                .service(backups::restore)
+                .service(backups::remove)
                 .service(system::events)
                 .service(system::guide_redis),
         );
@@ -168,6 +178,10 @@ impl Application {
             .port();
         let started = std::time::Instant::now();
         let (jobs, stats) = Jobs::open_with_engine(&settings.data_dir, engine).await?;
+        jobs.backups().set_limits(crate::backup::BackupLimits {
+            max_bytes: settings.backup_max_bytes.unwrap_or(u64::MAX),
+            upload_max_bytes: settings.upload_max_bytes,
+        });
         tracing::info!(
             events = stats.events,
             migrations = stats.migrations,

@@ -12,6 +12,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::backup::BackupError;
 use crate::jobs::{Action, JobError, State};
 use crate::store::StoreError;
 
@@ -39,6 +40,9 @@ pub struct Problem {
     /// For conflicts: what the current state allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_actions: Option<Vec<Action>>,
+    /// For a corrupt RDB upload: the byte offset where the file stops being valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,12 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Internal(String),
+    /// The upload is not a valid RDB; `offset` is where it stops being one.
+    #[error("{detail}")]
+    CorruptRdb { offset: u64, detail: String },
+    /// The file would not fit on disk or under the configured limit.
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 impl ApiError {
@@ -85,6 +95,8 @@ impl ApiError {
             }
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
             ApiError::Internal(_) => ("internal", "Internal error"),
+            ApiError::CorruptRdb { .. } => ("corrupt-rdb", "Not a valid RDB file"),
+            ApiError::InsufficientStorage(_) => ("insufficient-storage", "Insufficient storage"),
         }
     }
 
@@ -103,6 +115,10 @@ impl ApiError {
             field,
             state,
             allowed_actions,
+            offset: match self {
+                ApiError::CorruptRdb { offset, .. } => Some(*offset),
+                _ => None,
+            },
         }
     }
 }
@@ -117,6 +133,8 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::CorruptRdb { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -151,6 +169,34 @@ impl From<JobError> for ApiError {
             },
             JobError::CredentialsMissing(_) | JobError::Store(_) => {
                 ApiError::Internal(e.to_string())
+            }
+            JobError::Backup(e) => e.into(),
+        }
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        let detail = redact_urls(&e.to_string());
+        match e {
+            BackupError::NotFound(_) => ApiError::NotFound(detail),
+            BackupError::Conflict(_) => ApiError::Conflict {
+                detail,
+                state: None,
+                allowed: None,
+            },
+            BackupError::NoSpace(_) => ApiError::InsufficientStorage(detail),
+            BackupError::TooLarge { limit } => ApiError::TooLarge {
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
+            BackupError::Corrupt { offset, .. } => ApiError::CorruptRdb { offset, detail },
+            // The server named in the request could not be reached or refused us: fix the request.
+            BackupError::Engine(_) => ApiError::Invalid {
+                field: None,
+                detail,
+            },
+            BackupError::Io { .. } | BackupError::Closed | BackupError::Store(_) => {
+                ApiError::Internal(detail)
             }
         }
     }

@@ -47,16 +47,21 @@
 //! `LinkResumed` instead of the snapshot events. Cutover removes the offset key after the
 //! verification, which leaves it out.
 
+mod adapt;
 mod conn;
 mod error;
+mod load;
 pub mod resume;
 mod snapshot;
 mod stream;
 mod verify;
+mod verify_modules;
+mod verify_paged;
 mod writer;
 
 pub use conn::{Conn, ConnError};
 pub use error::EngineError;
+pub use load::{load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -381,7 +386,7 @@ impl Migration {
                     servers,
                     on_conflict,
                     rdb_bytes_total: total,
-                    offset_key: &self.offset_key,
+                    offset_key: Some(&self.offset_key),
                     written: written.as_mut(),
                 }
                 .run()
@@ -494,6 +499,7 @@ impl Migration {
                 auto_cutover: spec.options.auto_cutover,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
+                target_rdb: servers.target_rdb,
             }
             .run()
             .await;

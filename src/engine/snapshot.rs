@@ -33,8 +33,35 @@ use crate::replication::{LinkItem, ReplicaLink};
 use crate::spec::OnConflict;
 use crate::store::EventKind;
 
-pub(crate) struct Snapshot<'a> {
-    pub link: &'a mut ReplicaLink,
+/// Where the RDB bytes come from: the replication link, or a file (a backup being restored).
+///
+/// The snapshot only needs chunks in order and an end marker, so anything that can hand those
+/// out loads through the very same writer path.
+pub(crate) trait RdbInput {
+    /// The next item if one is already buffered, without waiting.
+    fn next_buffered(&mut self) -> Result<Option<LinkItem>, EngineError>;
+    /// The next item, waiting for it.
+    async fn next(&mut self) -> Result<LinkItem, EngineError>;
+    /// RDB bytes handed out so far.
+    fn rdb_bytes(&self) -> u64;
+}
+
+impl RdbInput for ReplicaLink {
+    fn next_buffered(&mut self) -> Result<Option<LinkItem>, EngineError> {
+        ReplicaLink::next_buffered(self).map_err(EngineError::from_link)
+    }
+    async fn next(&mut self) -> Result<LinkItem, EngineError> {
+        ReplicaLink::next(self)
+            .await
+            .map_err(EngineError::from_link)
+    }
+    fn rdb_bytes(&self) -> u64 {
+        ReplicaLink::rdb_bytes(self)
+    }
+}
+
+pub(crate) struct Snapshot<'a, I: RdbInput = ReplicaLink> {
+    pub link: &'a mut I,
     pub writer: &'a mut Writer,
     /// An admin connection to the target (existence checks before a rewritten key).
     pub target: &'a mut Conn,
@@ -43,8 +70,9 @@ pub(crate) struct Snapshot<'a> {
     pub servers: &'a Servers,
     pub on_conflict: OnConflict,
     pub rdb_bytes_total: Option<u64>,
-    /// The offset key; its `snapshot` mark is set again after db 0 is flushed.
-    pub offset_key: &'a [u8],
+    /// The migration's offset key; its `snapshot` mark is set again after db 0 is flushed.
+    /// `None` when loading a file (a backup restore has no replication offset).
+    pub offset_key: Option<&'a [u8]>,
     /// A redone snapshot records what it writes, for the sweep (see `resume`).
     pub written: Option<&'a mut KeySet>,
 }
@@ -79,7 +107,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-impl Snapshot<'_> {
+impl<I: RdbInput> Snapshot<'_, I> {
     pub async fn run(mut self) -> Result<Summary, EngineError> {
         let started = Instant::now();
         let mut last_report = Instant::now();
@@ -88,12 +116,12 @@ impl Snapshot<'_> {
         let mut flushed: HashSet<u32> = HashSet::new();
         let mut db: u32 = 0;
         loop {
-            let item = match self.link.next_buffered().map_err(EngineError::from_link)? {
+            let item = match self.link.next_buffered()? {
                 Some(item) => item,
                 None => {
                     // About to wait on the source: let the target work on what we have.
                     self.writer.flush().await?;
-                    self.link.next().await.map_err(EngineError::from_link)?
+                    self.link.next().await?
                 }
             };
             match item {
@@ -160,8 +188,8 @@ impl Snapshot<'_> {
                     self.writer
                         .setup(*db, &[b"FLUSHDB"], "FLUSHDB", None)
                         .await?;
-                    if *db == 0 {
-                        let mark = [b"SET".as_slice(), self.offset_key, SNAPSHOT_MARK.as_bytes()];
+                    if let Some(key) = self.offset_key.filter(|_| *db == 0) {
+                        let mark = [b"SET".as_slice(), key, SNAPSHOT_MARK.as_bytes()];
                         self.writer.setup(0, &mark, "SET", None).await?;
                     }
                 }
@@ -302,7 +330,9 @@ impl Snapshot<'_> {
                 }
             }
             OnConflict::Replace => {
-                let del = [Bytes::from_static(b"DEL"), entry.key.clone()];
+                // UNLINK: the old value may be as big as the new one, and freeing it must not
+                // block the target (a rewritten key is often a big one).
+                let del = [Bytes::from_static(b"UNLINK"), entry.key.clone()];
                 self.writer
                     .rewrite_command(db, &entry.key, &del, commands.is_empty())
                     .await?;

@@ -36,6 +36,9 @@ pub(crate) struct Streamer<'a> {
     pub auto_cutover: bool,
     pub pause: bool,
     pub paused: &'a AtomicBool,
+    /// The target's RDB version: commands are adapted to what it accepts from an ordinary
+    /// client ([`adapt`](super::adapt)).
+    pub target_rdb: u16,
 }
 
 /// The source offset cutover waits for.
@@ -205,6 +208,7 @@ impl Streamer<'_> {
         cmd: ReplCommand,
         transaction: &mut Option<Vec<ReplCommand>>,
     ) -> Result<u64, EngineError> {
+        let cmd = super::adapt::for_target(cmd, self.target_rdb);
         if cmd.args.is_empty() {
             // An empty array carries no command; it still counts toward the offset.
             self.writer.mark_applied(cmd.end_offset).await?;

@@ -6,7 +6,12 @@
 //! bodies of `DUMP` (payload without the 10-byte version+CRC trailer) are equal when both servers
 //! encode the value alike. When they are not (different versions, or an encoding that converged
 //! differently under live writes), a type-aware comparison decides: sorted members for sets and
-//! hashes, exact doubles for zset scores, entries and groups for streams.
+//! hashes, exact doubles for zset scores, entries and groups for streams, and the modules' own
+//! read commands for the Redis Stack types ([`verify_modules`](super::verify_modules)).
+//!
+//! A key above the big-key threshold is never DUMPed or read whole: that would block both servers
+//! for as long as serializing it takes (~350 ms for 50 MB), the very stall the snapshot avoided
+//! by writing it in chunks. It is compared in pages instead ([`verify_paged`](super::verify_paged)).
 //!
 //! A key the source no longer has (it expired during the check) is not a problem.
 
@@ -16,6 +21,8 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::error::{show_key, EngineError};
+use super::verify_modules;
+use super::verify_paged::{self, Pages};
 use super::{Servers, Tuning};
 use crate::resp::Frame;
 use crate::spec::Verify;
@@ -182,7 +189,9 @@ impl Verifier<'_> {
 
     /// Checks a batch of keys with a few pipelined round trips per side: type, TTL and size of
     /// every key first, then their DUMPs in groups bounded by [`DUMP_BUDGET`] bytes (so a batch
-    /// of big values is never held in memory at once).
+    /// of big values is never held in memory at once). A key above the big-key threshold is not
+    /// DUMPed (that would block both servers for as long as serializing it takes) but compared
+    /// in pages ([`verify_paged`](super::verify_paged)).
     async fn check_batch(
         &mut self,
         db: u32,
@@ -196,28 +205,41 @@ impl Verifier<'_> {
                 [
                     vec![b"TYPE".as_slice(), k],
                     vec![b"PTTL".as_slice(), k],
-                    vec![b"MEMORY".as_slice(), b"USAGE", k, b"SAMPLES", b"0"],
+                    // The default sampling estimates: `SAMPLES 0` would walk every element.
+                    vec![b"MEMORY".as_slice(), b"USAGE", k],
                 ]
             })
             .collect();
         let source_meta = Meta::parse(self.source.call_many(&meta).await.map_err(src_err)?);
         let target_meta = Meta::parse(self.target.call_many(&meta).await.map_err(tgt_err)?);
+        let big_key_bytes = self.tuning.big_key_bytes as u64;
+        let (big, small): (Vec<usize>, Vec<usize>) = (0..keys.len()).partition(|&i| {
+            source_meta[i].size.max(target_meta[i].size) > big_key_bytes
+                && paged_kind(&source_meta[i].kind)
+        });
+        for at in big {
+            let outcome = self
+                .judge_paged(&keys[at], &source_meta[at], &target_meta[at])
+                .await?;
+            record(db, &keys[at], outcome, report, missing_here);
+        }
         let mut start = 0;
-        while start < keys.len() {
+        while start < small.len() {
             let mut end = start;
             let mut budget = 0u64;
-            while end < keys.len() && (end == start || budget < DUMP_BUDGET) {
-                budget += source_meta[end].size.max(target_meta[end].size);
+            while end < small.len() && (end == start || budget < DUMP_BUDGET) {
+                let i = small[end];
+                budget += source_meta[i].size.max(target_meta[i].size);
                 end += 1;
             }
-            let dumps: Vec<Vec<&[u8]>> = keys[start..end]
+            let dumps: Vec<Vec<&[u8]>> = small[start..end]
                 .iter()
-                .map(|k| vec![b"DUMP".as_slice(), k])
+                .map(|&i| vec![b"DUMP".as_slice(), &keys[i]])
                 .collect();
             let source_dumps = self.source.call_many(&dumps).await.map_err(src_err)?;
             let target_dumps = self.target.call_many(&dumps).await.map_err(tgt_err)?;
             for (i, (s_dump, t_dump)) in source_dumps.into_iter().zip(target_dumps).enumerate() {
-                let at = start + i;
+                let at = small[start + i];
                 let outcome = self
                     .judge(
                         &keys[at],
@@ -242,14 +264,8 @@ impl Verifier<'_> {
         source_dump: Frame,
         target_dump: Frame,
     ) -> Result<Outcome, EngineError> {
-        if source.kind == "none" {
-            return Ok(Outcome::Gone);
-        }
-        if target.kind == "none" {
-            return Ok(Outcome::Differs(Difference::Missing));
-        }
-        if source.kind != target.kind {
-            return Ok(Outcome::Differs(Difference::Type));
+        if let Some(outcome) = presence(source, target) {
+            return Ok(outcome);
         }
         let same_bytes = match (dump_body(&source_dump), dump_body(&target_dump)) {
             (Some(s), Some(t)) => s == t,
@@ -264,7 +280,7 @@ impl Verifier<'_> {
             let target_value = canonical(self.target, &target.kind, key, field_ttls)
                 .await
                 .map_err(tgt_err)?;
-            // No type-aware form (module types): the DUMP comparison was the only test.
+            // No type-aware form (some module types): the DUMP comparison was the only test.
             if source_value.is_none() || source_value != target_value {
                 // The key may have expired on the source meanwhile.
                 if key_type(self.source, key).await.map_err(src_err)? == "none" {
@@ -273,16 +289,54 @@ impl Verifier<'_> {
                 return Ok(Outcome::Differs(Difference::Value));
             }
         }
+        Ok(self.ttl_outcome(source, target))
+    }
+
+    /// [`judge`](Self::judge) for a big key: values compared in pages, never in one command.
+    async fn judge_paged(
+        &mut self,
+        key: &Bytes,
+        source: &Meta,
+        target: &Meta,
+    ) -> Result<Outcome, EngineError> {
+        if let Some(outcome) = presence(source, target) {
+            return Ok(outcome);
+        }
+        let field_ttls = self.servers.target_rdb >= 12;
+        let pages = Pages {
+            items: self.tuning.rewrite_chunk_items,
+            bytes: self.tuning.rewrite_chunk_bytes,
+            field_ttls,
+        };
+        let same = verify_paged::same_value(self.source, self.target, &source.kind, key, pages)
+            .await?
+            .unwrap_or(false);
+        // A stream's groups are small summaries: their canonical form is cheap.
+        let same = same
+            && (source.kind != "stream"
+                || stream_groups(self.source, key).await.map_err(src_err)?
+                    == stream_groups(self.target, key).await.map_err(tgt_err)?);
+        if !same {
+            if key_type(self.source, key).await.map_err(src_err)? == "none" {
+                return Ok(Outcome::Gone);
+            }
+            return Ok(Outcome::Differs(Difference::Value));
+        }
+        Ok(self.ttl_outcome(source, target))
+    }
+
+    fn ttl_outcome(&self, source: &Meta, target: &Meta) -> Outcome {
         let ttl_ok = match (source.ttl, target.ttl) {
-            (-2, _) => return Ok(Outcome::Gone),
+            (-2, _) => return Outcome::Gone,
             (-1, -1) => true,
             (s, t) if s >= 0 && t >= 0 => (s - t).abs() <= self.tuning.ttl_tolerance_ms,
             _ => false,
         };
-        if !ttl_ok {
-            return Ok(Outcome::Differs(Difference::Ttl));
+        if ttl_ok {
+            Outcome::Same
+        } else {
+            Outcome::Differs(Difference::Ttl)
         }
-        Ok(Outcome::Same)
     }
 
     async fn sample(&mut self, n: usize) -> Result<Vec<Bytes>, EngineError> {
@@ -300,6 +354,25 @@ impl Verifier<'_> {
         }
         Ok(seen.into_iter().collect())
     }
+}
+
+/// The outcome decided by presence and type alone, if any.
+fn presence(source: &Meta, target: &Meta) -> Option<Outcome> {
+    if source.kind == "none" {
+        return Some(Outcome::Gone);
+    }
+    if target.kind == "none" {
+        return Some(Outcome::Differs(Difference::Missing));
+    }
+    if source.kind != target.kind {
+        return Some(Outcome::Differs(Difference::Type));
+    }
+    None
+}
+
+/// Types [`verify_paged`](super::verify_paged) can read in pages (module values cannot).
+fn paged_kind(kind: &str) -> bool {
+    matches!(kind, "string" | "list" | "set" | "zset" | "hash" | "stream")
 }
 
 enum Outcome {
@@ -455,29 +528,36 @@ async fn canonical(
                 conn.call_ok(&[b"XRANGE".as_slice(), k, b"-", b"+"]).await?,
                 &mut out,
             );
-            let groups = conn.call_ok(&[b"XINFO".as_slice(), b"GROUPS", k]).await?;
-            if let Frame::Array(groups) = groups {
-                for group in groups {
-                    let mut fields = vec![];
-                    elements(group, &mut fields);
-                    // Fields differ by version (entries-read, lag came in 7.0): keep the common ones.
-                    for pair in fields.chunks(2) {
-                        if let [name, value] = pair {
-                            if matches!(
-                                &name[..],
-                                b"name" | b"pending" | b"last-delivered-id" | b"consumers"
-                            ) {
-                                out.push(name.clone());
-                                out.push(value.clone());
-                            }
-                        }
+            out.extend(stream_groups(conn, k).await?);
+        }
+        module => return verify_modules::canonical(conn, module, key).await,
+    }
+    Ok(Some(out))
+}
+
+/// A stream's consumer groups, by the fields every version reports (entries-read and lag came
+/// in 7.0).
+async fn stream_groups(conn: &mut Conn, key: &[u8]) -> Result<Vec<Bytes>, super::ConnError> {
+    let mut out = vec![];
+    let groups = conn.call_ok(&[b"XINFO".as_slice(), b"GROUPS", key]).await?;
+    if let Frame::Array(groups) = groups {
+        for group in groups {
+            let mut fields = vec![];
+            elements(group, &mut fields);
+            for pair in fields.chunks(2) {
+                if let [name, value] = pair {
+                    if matches!(
+                        &name[..],
+                        b"name" | b"pending" | b"last-delivered-id" | b"consumers"
+                    ) {
+                        out.push(name.clone());
+                        out.push(value.clone());
                     }
                 }
             }
         }
-        _ => return Ok(None),
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// The elements of an array reply, flattened (without the array's own length marker).

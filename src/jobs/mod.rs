@@ -13,6 +13,7 @@
 //! the whole log and hands the jobs that were running to the [`supervisor`], which resumes them.
 
 pub mod projection;
+mod restore_point;
 pub mod state;
 pub mod supervisor;
 
@@ -57,6 +58,8 @@ pub enum JobError {
     CredentialsMissing(Uuid),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 fn allowed_hint(allowed: &[Action]) -> String {
@@ -130,6 +133,7 @@ struct Inner {
     data_dir: std::path::PathBuf,
     migrations: RwLock<BTreeMap<Uuid, Arc<Entry>>>,
     supervisor: supervisor::Supervisor,
+    backups: crate::backup::Backups,
 }
 
 /// What the start-up fold found.
@@ -153,13 +157,18 @@ impl Jobs {
         engine: supervisor::EngineFn,
     ) -> Result<(Jobs, FoldStats), JobError> {
         let dir = data_dir.to_path_buf();
-        let (store, migrations, stats) = tokio::task::spawn_blocking(move || {
+        let store = tokio::task::spawn_blocking(move || {
             let store = Store::open(&dir)?;
             let (migrations, stats) = fold_all(&store)?;
-            Ok::<_, StoreError>((store, migrations, stats))
+            let backups = crate::backup::Backups::open(store.clone(), &dir)?;
+            Ok::<_, StoreError>((store, migrations, stats, backups))
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))??;
+        let (store, migrations, stats, backups) = (store.0, store.1, store.2, store.3);
+        if let Err(e) = backups.recover().await {
+            tracing::error!(error = %e, "could not record interrupted backups");
+        }
         let entries = migrations
             .into_iter()
             .map(|(id, m)| {
@@ -177,6 +186,7 @@ impl Jobs {
                 data_dir: data_dir.to_path_buf(),
                 migrations: RwLock::new(entries),
                 supervisor: supervisor::Supervisor::new(engine),
+                backups,
             }),
         };
         jobs.resume_running();
@@ -186,6 +196,11 @@ impl Jobs {
     /// The underlying store (for event queries and subscriptions).
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Backups and restore points, in the same log.
+    pub fn backups(&self) -> &crate::backup::Backups {
+        &self.inner.backups
     }
 
     /// Stops the engine tasks without recording anything, so that the next start resumes them,
@@ -556,6 +571,8 @@ pub fn fold_all(store: &Store) -> Result<(BTreeMap<Uuid, Migration>, FoldStats),
                     Ok(())
                 }
             },
+            // Backup events under a backup's own id belong to `backup`'s fold, not to a migration.
+            None if event.kind.backup_id().is_some() => Ok(()),
             None => projection::apply(None, &event).map(|m| {
                 migrations.insert(event.migration_id, m);
             }),

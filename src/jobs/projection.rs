@@ -74,6 +74,13 @@ pub struct MigrationView {
     pub validation: Option<ValidationReport>,
     pub progress: Progress,
     pub error: Option<ErrorInfo>,
+    /// The restore point taken of the target before the first write (`options.backup` and a
+    /// non-empty target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<Uuid>,
+    /// The outcome of the last `rollback`: `true` when the target was restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<bool>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
@@ -152,6 +159,8 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         validation: None,
         progress: Progress::default(),
         error: None,
+        backup_id: None,
+        rolled_back: None,
         created_at: event.at,
         updated_at: event.at,
     };
@@ -201,7 +210,16 @@ pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
             v.error = None;
             m.resume = None;
         }
-        EventKind::BackupCompleted { .. } => v.phase = Some(Phase::Snapshot),
+        EventKind::BackupCompleted { backup_id, .. } => {
+            v.phase = Some(Phase::Snapshot);
+            v.backup_id = Some(*backup_id);
+        }
+        // A restore point being taken, or a rollback: the history records them; the view shows
+        // the backup id (above) and the rollback's outcome.
+        EventKind::BackupStarted { .. } | EventKind::BackupFailed { .. } => {}
+        EventKind::BackupDeleted { .. } | EventKind::RestoreStarted { .. } => {}
+        EventKind::RestoreCompleted { .. } => v.rolled_back = Some(true),
+        EventKind::RestoreFailed { .. } => v.rolled_back = Some(false),
         EventKind::SnapshotStarted {
             rdb_bytes_total, ..
         } => {

@@ -171,6 +171,33 @@ impl Jobs {
                 return self.record_end(id, ENGINE_ACTOR, failed).await;
             }
         };
+        // The restore point comes before the engine's first write (phase `backup`).
+        if resume.is_none() {
+            let taken = tokio::select! {
+                taken = self.take_restore_point(id, &spec) => taken,
+                _ = running.controls.cancel.cancelled() => {
+                    let actor = running
+                        .cancelled_by
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                        .unwrap_or_else(|| ENGINE_ACTOR.to_string());
+                    let reason = Some(format!("cancelled by {actor} before the first write"));
+                    return self.record_end(id, &actor, EventKind::MigrationCancelled { reason }).await;
+                }
+            };
+            match taken {
+                Ok(Some(kind)) => self.record_engine_events(id, vec![kind]).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    let failed = EventKind::MigrationFailed {
+                        code: "backup_failed".into(),
+                        message: format!("the restore point of the target could not be taken, so nothing was written: {e}"),
+                    };
+                    return self.record_end(id, ENGINE_ACTOR, failed).await;
+                }
+            }
+        }
         let job = EngineJob {
             migration_id: id,
             spec,

@@ -6,7 +6,7 @@
 //! name first. Collections are cut into chunks whose argument bytes stay under
 //! [`RewriteOptions::max_chunk_bytes`] and whose element count stays under
 //! [`RewriteOptions::max_chunk_items`]; one element larger than the byte limit still goes whole
-//! (a string is the exception: it is split into `SET` + `APPEND`s).
+//! (a string is the exception: it is written as `SETRANGE`s, the last range first).
 //!
 //! Nothing is deleted first: the caller decides what happens to an existing key. The expiry
 //! (`PEXPIREAT`) comes last so a half-written key never expires early, and field expiries
@@ -145,12 +145,14 @@ pub fn value_to_commands(
             if s.len() <= step {
                 out.push(vec![arg("SET"), key.clone(), s.clone()]);
             } else {
-                out.push(vec![arg("SET"), key.clone(), s.slice(..step)]);
-                let mut at = step;
-                while at < s.len() {
-                    let end = (at + step).min(s.len());
-                    out.push(vec![arg("APPEND"), key.clone(), s.slice(at..end)]);
-                    at = end;
+                // The last chunk first: `SETRANGE` at its offset allocates the whole string once
+                // (zero-filled below the offset), and the other chunks are then written in place.
+                // `SET` + `APPEND`s would grow it chunk by chunk, and every time the allocator
+                // has to move the string, that one `APPEND` copies all of it.
+                let last = (s.len() - 1) / step * step;
+                out.push(vec![arg("SETRANGE"), key.clone(), text(last), s.slice(last..)]);
+                for at in (0..last).step_by(step) {
+                    out.push(vec![arg("SETRANGE"), key.clone(), text(at), s.slice(at..at + step)]);
                 }
             }
         }
@@ -429,16 +431,36 @@ mod tests {
     }
 
     #[test]
-    fn big_strings_become_set_and_appends() {
-        let s = Bytes::from(vec![b'x'; 25]);
+    fn big_strings_are_allocated_once_then_filled_in_place() {
+        let s: Bytes = (0..25u8).collect::<Vec<u8>>().into();
         let opts = RewriteOptions {
             max_chunk_bytes: 10,
             ..RewriteOptions::default()
         };
-        let cmds = value_to_commands(b"k", &Value::String(s), None, &opts).unwrap();
-        let names: Vec<_> = cmds.iter().map(|c| c[0].clone()).collect();
-        assert_eq!(names, vec![arg("SET"), arg("APPEND"), arg("APPEND")]);
-        assert_eq!(cmds[2][2].len(), 5);
+        let cmds = value_to_commands(b"k", &Value::String(s.clone()), None, &opts).unwrap();
+        let shape: Vec<(Bytes, Bytes, usize)> = cmds
+            .iter()
+            .map(|c| (c[0].clone(), c[2].clone(), c[3].len()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (arg("SETRANGE"), arg("20"), 5),
+                (arg("SETRANGE"), arg("0"), 10),
+                (arg("SETRANGE"), arg("10"), 10),
+            ]
+        );
+        // Replaying the ranges gives back the string.
+        let mut rebuilt = vec![0u8; 25];
+        for c in &cmds {
+            let at: usize = std::str::from_utf8(&c[2]).unwrap().parse().unwrap();
+            rebuilt[at..at + c[3].len()].copy_from_slice(&c[3]);
+        }
+        assert_eq!(rebuilt, s);
+        // Exactly one chunk's worth is still one SET.
+        let ten = Bytes::from(vec![b'x'; 10]);
+        let cmds = value_to_commands(b"k", &Value::String(ten), None, &opts).unwrap();
+        assert_eq!(cmds[0][0], arg("SET"));
     }
 
     #[test]

@@ -45,9 +45,53 @@ pub enum EventKind {
         report: ValidationReport,
     },
     MigrationStarted {},
+    /// A backup (an RDB copy of a server) began. Recorded under the backup's own id.
+    BackupStarted {
+        backup_id: Uuid,
+        /// The server backed up, password redacted.
+        server: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        /// Set when the backup is a migration's restore point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_migration: Option<Uuid>,
+    },
+    /// Under the backup's id: the file is complete and durable. Under a migration's id: the
+    /// migration's restore point is taken.
     BackupCompleted {
         backup_id: Uuid,
         bytes: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<BackupDetails>,
+    },
+    BackupFailed {
+        backup_id: Uuid,
+        code: String,
+        message: String,
+    },
+    /// The backup's file was deleted; its history stays.
+    BackupDeleted {
+        backup_id: Uuid,
+    },
+    /// A backup is being loaded into a server (under the backup's id; a rollback also records it
+    /// under the migration's id).
+    RestoreStarted {
+        backup_id: Uuid,
+        /// The server restored into, password redacted.
+        target: String,
+        on_conflict: crate::spec::OnConflict,
+    },
+    RestoreCompleted {
+        backup_id: Uuid,
+        keys_written: u64,
+        keys_skipped: u64,
+        keys_expired: u64,
+        duration_ms: u64,
+    },
+    RestoreFailed {
+        backup_id: Uuid,
+        code: String,
+        message: String,
     },
     SnapshotStarted {
         replid: String,
@@ -127,7 +171,13 @@ impl EventKind {
             EventKind::ValidationStarted { .. } => "ValidationStarted",
             EventKind::ValidationCompleted { .. } => "ValidationCompleted",
             EventKind::MigrationStarted { .. } => "MigrationStarted",
+            EventKind::BackupStarted { .. } => "BackupStarted",
             EventKind::BackupCompleted { .. } => "BackupCompleted",
+            EventKind::BackupFailed { .. } => "BackupFailed",
+            EventKind::BackupDeleted { .. } => "BackupDeleted",
+            EventKind::RestoreStarted { .. } => "RestoreStarted",
+            EventKind::RestoreCompleted { .. } => "RestoreCompleted",
+            EventKind::RestoreFailed { .. } => "RestoreFailed",
             EventKind::SnapshotStarted { .. } => "SnapshotStarted",
             EventKind::SnapshotProgress { .. } => "SnapshotProgress",
             EventKind::SnapshotCompleted { .. } => "SnapshotCompleted",
@@ -143,6 +193,45 @@ impl EventKind {
             EventKind::MigrationCancelled { .. } => "MigrationCancelled",
         }
     }
+}
+
+impl EventKind {
+    /// The backup this event is about, for the backup events (which may sit under a backup's own
+    /// id, where no migration folds them).
+    pub fn backup_id(&self) -> Option<Uuid> {
+        match self {
+            EventKind::BackupStarted { backup_id, .. }
+            | EventKind::BackupCompleted { backup_id, .. }
+            | EventKind::BackupFailed { backup_id, .. }
+            | EventKind::BackupDeleted { backup_id }
+            | EventKind::RestoreStarted { backup_id, .. }
+            | EventKind::RestoreCompleted { backup_id, .. }
+            | EventKind::RestoreFailed { backup_id, .. } => Some(*backup_id),
+            _ => None,
+        }
+    }
+}
+
+/// What a completed backup holds and how to check it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupDetails {
+    /// Redis version of the server backed up.
+    pub server_version: String,
+    pub rdb_version: u16,
+    /// CRC-64/Jones of the file without its 8-byte trailer, in hex: the value Redis stores in that
+    /// trailer (the CRC of a whole valid file, trailer included, is always 0).
+    pub crc64: String,
+    /// SHA-256 of the whole file, in hex.
+    pub sha256: String,
+    /// Keys per database (databases without keys are left out).
+    pub databases: Vec<BackupDb>,
+}
+
+/// One database in a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupDb {
+    pub db: u64,
+    pub keys: u64,
 }
 
 /// Which connection an event is about.

@@ -66,9 +66,14 @@ pub struct ServerFacts {
     pub replication_commands: Result<ReplicationCommands, CallError>,
     /// Empty when the server is older than 7.0 (no `ACL DRYRUN`) or unreachable.
     pub acl: Vec<AclProbe>,
-    /// Hashes sampled for field TTLs, taken only on a source of Redis ≥ 7.4 whose `INFO keyspace`
-    /// does not count them (`subexpiry`).
+    /// Hashes sampled for field TTLs, taken only on a source of Redis ≥ 7.4, in the databases whose
+    /// `INFO keyspace` does not count them (`subexpiry`) or counts some: Redis 7.4 keeps counting
+    /// a hash after `HPERSIST` removed its last field TTL, so a count alone may be stale.
     pub field_ttl_sample: Option<Result<FieldTtlSample, CallError>>,
+    /// How many function libraries (`FUNCTION LIST`) the server holds; read only on a source of
+    /// Redis ≥ 7.0 (older servers have no functions), because a target older than 7.0 cannot
+    /// hold them.
+    pub function_libraries: Option<Result<u64, CallError>>,
 }
 
 /// What sampling hashes for field TTLs found.
@@ -115,6 +120,7 @@ impl ServerFacts {
             replication_commands: Err(missing),
             acl: Vec::new(),
             field_ttl_sample: None,
+            function_libraries: None,
         }
     }
 
@@ -144,19 +150,28 @@ impl ServerFacts {
         } else {
             Vec::new()
         };
-        let uncounted_dbs: Vec<u32> = match &info {
+        // Functions arrived with ACL DRYRUN, in 7.0.
+        let function_libraries = if side == Side::Source && has_dry_run {
+            let listed = admin
+                .call::<Vec<Value>>("FUNCTION LIST", command(&["FUNCTION", "LIST"]))
+                .await;
+            Some(listed.map(|libraries| libraries.len() as u64))
+        } else {
+            None
+        };
+        let dbs_to_sample: Vec<u32> = match &info {
             Ok(info) if side == Side::Source && info.version_pair() >= Some((7, 4)) => info
                 .keyspace
                 .iter()
-                .filter(|(_, db)| db.keys > 0 && db.subexpiry.is_none())
+                .filter(|(_, db)| db.keys > 0 && db.subexpiry != Some(0))
                 .map(|(index, _)| *index)
                 .collect(),
             _ => Vec::new(),
         };
-        let field_ttl_sample = if uncounted_dbs.is_empty() {
+        let field_ttl_sample = if dbs_to_sample.is_empty() {
             None
         } else {
-            Some(sample_field_ttls(&admin, &uncounted_dbs, url.db.unwrap_or(0)).await)
+            Some(sample_field_ttls(&admin, &dbs_to_sample, url.db.unwrap_or(0)).await)
         };
         ServerFacts {
             side,
@@ -171,6 +186,7 @@ impl ServerFacts {
             replication_commands: replication_commands.and_then(parse_command_info),
             acl,
             field_ttl_sample,
+            function_libraries,
         }
     }
 }

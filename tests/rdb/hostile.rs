@@ -28,6 +28,10 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 fn apply(file: &mut Vec<u8>, m: &Mutation) {
+    // An earlier truncation may have emptied the file: `Index::index(0)` would panic.
+    if file.is_empty() {
+        return;
+    }
     match m {
         Mutation::Set(i, b) => {
             let at = i.index(file.len());

@@ -17,6 +17,9 @@ use crate::rdb::version::{rdb_version_for_version_string, target_understands, ty
 /// its small encoding, `RDB_TYPE_HASH_LISTPACK_EX` (25), arrived in the same version.
 const HASH_WITH_FIELD_TTLS: u8 = 24;
 
+/// The RDB version of the first Redis with functions (7.0); older targets cannot hold them.
+const FUNCTIONS_SINCE_RDB: u16 = 10;
+
 pub fn versions(inputs: &Inputs) -> Verdict {
     let id = "versions";
     let source_info = inputs.source.need_info()?;
@@ -52,6 +55,7 @@ pub fn versions(inputs: &Inputs) -> Verdict {
     let sample = inputs.source.field_ttl_sample.as_ref();
     let detection = match (could_hold_field_ttls, counted, sample) {
         (false, _, _) => "not needed: the source predates hash field TTLs",
+        (true, Some(_), Some(Ok(_))) => "INFO keyspace subexpiry, checked by a sample",
         (true, Some(_), _) => "INFO keyspace subexpiry",
         (true, None, Some(Ok(_))) => "sample: SCAN TYPE hash, HRANDFIELD, HTTL",
         (true, None, _) => "none: INFO keyspace has no subexpiry and sampling failed",
@@ -66,7 +70,27 @@ pub fn versions(inputs: &Inputs) -> Verdict {
         "hash_field_ttl_detection": detection,
         "hashes_sampled": sampled.map(|s| s.hashes_sampled),
         "sampled_hashes_with_field_ttls": sampled.map(|s| s.with_field_ttls),
+        "function_libraries": inputs.source.function_libraries.as_ref().and_then(|r| r.as_ref().ok()),
     });
+    // Function libraries (Redis ≥ 7.0) cannot exist on an older target: the engine would stop at
+    // the first one, so refuse up front. This verdict joins any field-TTL verdict below.
+    let functions_refused = match &inputs.source.function_libraries {
+        Some(Ok(libraries)) if *libraries > 0 && target_rdb < FUNCTIONS_SINCE_RDB => Some(format!(
+            "the source has {libraries} function librar{} (Redis 7.0+), which Redis {target_version} \
+             cannot hold: use a target of Redis 7.0 or newer, or remove them on the source (FUNCTION DELETE)",
+            if *libraries == 1 { "y" } else { "ies" }
+        )),
+        _ => None,
+    };
+    let joined = |message: String| match &functions_refused {
+        Some(functions) => format!("{functions}; and {message}"),
+        None => message,
+    };
+    let refuse = |message: String| fail(id, joined(message), details.clone());
+    let doubt = |message: String| match &functions_refused {
+        Some(_) => fail(id, joined(message), details.clone()),
+        None => warn(id, message, details.clone()),
+    };
     if !target_understands(HASH_WITH_FIELD_TTLS, target_rdb) {
         let cannot = format!(
             "Redis {target_version} cannot store them: use a target of Redis 7.4 or newer, \
@@ -74,45 +98,46 @@ pub fn versions(inputs: &Inputs) -> Verdict {
         );
         match (counted, sampled) {
             (Some(0), _) => {}
+            // Redis 7.4 still counts a hash whose last field TTL was removed (HPERSIST): a sample
+            // that looked and found none makes the count doubtful, not damning. The engine still
+            // stops, naming the key, at any field TTL it cannot carry.
+            (Some(keys), Some(found)) if found.hashes_sampled > 0 && found.with_field_ttls == 0 => {
+                return doubt(format!(
+                    "INFO keyspace counts {} with hash field TTLs on the source, but none of {} sampled \
+                     hashes has one (Redis 7.4 keeps counting a hash after HPERSIST); if some do, {cannot}",
+                    super::keys(keys),
+                    found.hashes_sampled
+                ))
+            }
             (Some(keys), _) => {
-                return fail(
-                    id,
-                    format!("{} on the source have hash field TTLs, and {cannot}", super::keys(keys)),
-                    details,
-                )
+                return refuse(format!(
+                    "{} on the source have hash field TTLs, and {cannot}",
+                    super::keys(keys)
+                ))
             }
             (None, Some(found)) if found.with_field_ttls > 0 => {
-                return fail(
-                    id,
-                    format!(
-                        "{} of {} sampled hashes on the source have field TTLs, and {cannot}",
-                        found.with_field_ttls, found.hashes_sampled
-                    ),
-                    details,
-                )
+                return refuse(format!(
+                    "{} of {} sampled hashes on the source have field TTLs, and {cannot}",
+                    found.with_field_ttls, found.hashes_sampled
+                ))
             }
             (None, Some(found)) => {
-                return warn(
-                    id,
-                    format!(
-                        "none of {} sampled hashes has field TTLs, but the source (Redis {source_version}) \
-                         does not count them, so others may; if they do, {cannot}",
-                        found.hashes_sampled
-                    ),
-                    details,
-                )
+                return doubt(format!(
+                    "none of {} sampled hashes has field TTLs, but the source (Redis {source_version}) \
+                     does not count them, so others may; if they do, {cannot}",
+                    found.hashes_sampled
+                ))
             }
             (None, None) => {
-                return warn(
-                    id,
-                    format!(
-                        "the source (Redis {source_version}) does not report how many keys have hash field \
-                         TTLs; if any do, {cannot}"
-                    ),
-                    details,
-                )
+                return doubt(format!(
+                    "the source (Redis {source_version}) does not report how many keys have hash field \
+                     TTLs; if any do, {cannot}"
+                ))
             }
         }
+    }
+    if let Some(functions) = functions_refused {
+        return fail(id, functions, details);
     }
     if target_rdb < source_rdb {
         return warn(

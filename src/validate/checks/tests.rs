@@ -53,6 +53,7 @@ fn server(side: Side, host: &str, info: &str, config: &[(&str, &str)]) -> Server
         }),
         acl: Vec::new(),
         field_ttl_sample: None,
+        function_libraries: None,
     }
 }
 
@@ -184,6 +185,44 @@ fn min_replicas_to_write_without_replicas_makes_the_target_unwritable() {
 }
 
 #[test]
+fn function_libraries_refuse_a_target_older_than_7_0_and_join_field_ttls() {
+    let mut with_functions = src("redis_version:7.2.4\n", &[]);
+    with_functions.function_libraries = Some(Ok(2));
+    let result = verdict(
+        "versions",
+        &with_functions,
+        &tgt("redis_version:6.2.14\n", &[]),
+    );
+    assert_eq!(result.status, CheckStatus::Fail);
+    assert!(
+        result.message.contains("2 function libraries") && result.message.contains("7.0"),
+        "{}",
+        result.message
+    );
+    // 7.0 holds functions: only the downgrade's usual warning remains.
+    let result = verdict(
+        "versions",
+        &with_functions,
+        &tgt("redis_version:7.0.15\n", &[]),
+    );
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+
+    // Both at once: one failing verdict that names both.
+    let mut both = src(
+        "redis_version:7.4.1\ndb0:keys=5,expires=0,avg_ttl=0,subexpiry=1\n",
+        &[],
+    );
+    both.function_libraries = Some(Ok(1));
+    let result = verdict("versions", &both, &tgt("redis_version:6.2.14\n", &[]));
+    assert_eq!(result.status, CheckStatus::Fail);
+    assert!(
+        result.message.contains("1 function library") && result.message.contains("hash field TTLs"),
+        "{}",
+        result.message
+    );
+}
+
+#[test]
 fn hash_field_ttls_decide_between_fail_warn_and_pass() {
     let with_ttls = src(
         "redis_version:7.4.1\ndb0:keys=5,expires=0,avg_ttl=0,subexpiry=3\n",
@@ -228,6 +267,24 @@ fn hash_field_ttls_decide_between_fail_warn_and_pass() {
         "{}",
         result.message
     );
+
+    // A count with a sample that found none: Redis 7.4 keeps counting after HPERSIST, so warn.
+    let mut stale = with_ttls.clone();
+    stale.field_ttl_sample = Some(Ok(FieldTtlSample {
+        hashes_sampled: 5,
+        with_field_ttls: 0,
+    }));
+    let result = verdict("versions", &stale, &old_target);
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+    assert!(result.message.contains("HPERSIST"), "{}", result.message);
+    // … and one that found some confirms the count.
+    stale.field_ttl_sample = Some(Ok(FieldTtlSample {
+        hashes_sampled: 5,
+        with_field_ttls: 1,
+    }));
+    let result = verdict("versions", &stale, &old_target);
+    assert_eq!(result.status, CheckStatus::Fail, "{result:?}");
+    assert!(result.message.contains("3 keys"), "{}", result.message);
 
     // Upgrades are fine.
     let result = verdict(

@@ -1,0 +1,152 @@
+//! Taking a backup: a full sync over the replication link, stored with [`RdbFileWriter`].
+//!
+//! Before the server is asked to fork, the space the file will need is estimated (the dataset
+//! part of the server's memory, a generous bound for an RDB, which is compact and often
+//! compressed) and compared with what may be used: the free space of the backup directory and
+//! the configured `backup_max_bytes`, whichever is smaller. A disk-based master announces the
+//! exact size with the transfer and is checked again against it. Either way, the writer refuses
+//! to go beyond the limit while writing, so a wrong estimate ends in a clean `no_space` failure,
+//! never in a full disk.
+
+use std::path::Path;
+
+use uuid::Uuid;
+
+use super::file::{FileFacts, RdbFileWriter};
+use super::BackupError;
+use crate::engine::{Conn, EngineError};
+use crate::redis_url::RedisUrl;
+use crate::replication::{LinkConfig, LinkItem, ReplicaLink, SyncStart, Transfer};
+use crate::validate::disk::free_bytes;
+
+/// What a capture produced.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub facts: FileFacts,
+    pub server_version: String,
+}
+
+/// What the server says about itself before the transfer.
+#[derive(Debug, Clone)]
+pub struct ServerFacts {
+    pub version: String,
+    /// `used_memory_dataset` (falls back to `used_memory`): the estimate of the RDB's size.
+    pub estimate: u64,
+    /// Keys in all databases (`INFO keyspace`).
+    pub keys: u64,
+}
+
+/// Asks `url` for its version, dataset size and key count.
+pub async fn server_facts(url: &RedisUrl) -> Result<ServerFacts, BackupError> {
+    let mut conn = Conn::connect(url).await.map_err(EngineError::source)?;
+    let server = conn.info("server").await.map_err(EngineError::source)?;
+    let memory = conn.info("memory").await.map_err(EngineError::source)?;
+    let keyspace = conn.info("keyspace").await.map_err(EngineError::source)?;
+    let number = |v: Option<&String>| v.and_then(|s| s.parse::<u64>().ok());
+    let estimate = number(memory.get("used_memory_dataset"))
+        .or_else(|| number(memory.get("used_memory")))
+        .unwrap_or(0);
+    // `db0:keys=3,expires=0,avg_ttl=0`
+    let keys = keyspace
+        .iter()
+        .filter(|(k, _)| k.starts_with("db"))
+        .filter_map(|(_, v)| {
+            v.split(',')
+                .find_map(|part| part.strip_prefix("keys="))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum();
+    Ok(ServerFacts {
+        version: server
+            .get("redis_version")
+            .or_else(|| server.get("valkey_version"))
+            .cloned()
+            .unwrap_or_default(),
+        estimate,
+        keys,
+    })
+}
+
+/// The bytes a backup in `dir` may use: the free space there, capped by `max_bytes`.
+pub fn available_bytes(dir: &Path, max_bytes: u64) -> Result<u64, BackupError> {
+    let free = free_bytes(dir).map_err(|e| BackupError::io(e, std::io::Error::other("statvfs")))?;
+    Ok(free.min(max_bytes))
+}
+
+fn refuse(needed: u64, dir: &Path, max_bytes: u64, exact: bool) -> BackupError {
+    let free = free_bytes(dir).unwrap_or(0);
+    let what = if exact { "needs" } else { "needs about" };
+    BackupError::NoSpace(format!(
+        "the backup {what} {needed} bytes but only {} may be used ({free} bytes free in {}, \
+         backup_max_bytes = {max_bytes}); free disk space or raise backup_max_bytes",
+        free.min(max_bytes),
+        dir.display()
+    ))
+}
+
+/// Refuses up front when the estimated size does not fit.
+pub fn check_space(dir: &Path, max_bytes: u64, estimate: u64) -> Result<(), BackupError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BackupError::io(format!("create {}", dir.display()), e))?;
+    if estimate > available_bytes(dir, max_bytes)? {
+        return Err(refuse(estimate, dir, max_bytes, false));
+    }
+    Ok(())
+}
+
+/// Copies the RDB of `url` into `dir` as backup `id`. `progress` hears the bytes stored so far.
+pub async fn capture(
+    url: &RedisUrl,
+    dir: &Path,
+    id: Uuid,
+    max_bytes: u64,
+    progress: impl Fn(u64),
+) -> Result<Captured, BackupError> {
+    let facts = server_facts(url).await?;
+    check_space(dir, max_bytes, facts.estimate)?;
+    let mut link = ReplicaLink::connect(url, LinkConfig::default(), None)
+        .await
+        .map_err(EngineError::from_link)?;
+    if let SyncStart::Full {
+        transfer: Transfer::Sized(len),
+        ..
+    } = link.start()
+    {
+        if *len > available_bytes(dir, max_bytes)? {
+            return Err(refuse(*len, dir, max_bytes, true));
+        }
+    }
+    let limit = available_bytes(dir, max_bytes)?;
+    let mut writer = RdbFileWriter::create(dir, id, limit).await?;
+    loop {
+        match link.next().await.map_err(EngineError::from_link)? {
+            LinkItem::RdbChunk(chunk) => {
+                writer.write(&chunk).await.map_err(|e| match e {
+                    BackupError::TooLarge { .. } => {
+                        refuse(writer_bytes_hint(limit, chunk.len()), dir, max_bytes, false)
+                    }
+                    other => other,
+                })?;
+                progress(writer.bytes());
+            }
+            LinkItem::RdbDone => break,
+            LinkItem::Command(_) => {
+                return Err(EngineError::SourceLinkLost(
+                    "a command arrived before the RDB ended".into(),
+                )
+                .into())
+            }
+        }
+    }
+    drop(link);
+    let facts_file = writer.finish().await?;
+    Ok(Captured {
+        facts: facts_file,
+        server_version: facts.version,
+    })
+}
+
+/// At least this much was needed when a chunk did not fit under `limit`.
+fn writer_bytes_hint(limit: u64, chunk: usize) -> u64 {
+    limit.saturating_add(chunk as u64)
+}

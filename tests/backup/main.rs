@@ -1,0 +1,24 @@
+//! Backups, restores, uploads and migration rollback, against real redis-server processes and the
+//! real HTTP server (in-process; as a subprocess for the kill -9 test). Quiet unless `TEST_LOG=1`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+/// The in-process app (`spawn_app`), shared with the API tests.
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod app;
+
+/// Filling servers with every type and comparing them key by key, shared with the engine tests.
+#[path = "../engine/helpers.rs"]
+#[allow(dead_code)]
+mod data;
+
+mod helpers;
+
+mod crash;
+mod rollback;
+mod roundtrip;
+mod secrets;
+mod space;
+mod upload;
