@@ -289,8 +289,8 @@ impl Migration {
                     redos += 1;
                     tracing::warn!(%reason, redos, "redoing the snapshot");
                     // The servers may be restarting: wait for both (admin connections too).
-                    source = self.reconnect_conn(&spec.source.url, &reason).await?;
-                    target = self.reconnect_conn(&spec.target.url, &reason).await?;
+                    source = self.reconnect_conn(Link::Source, &reason).await?;
+                    target = self.reconnect_conn(Link::Target, &reason).await?;
                     start = resume::Start {
                         resume: None,
                         redo: Some(reason),
@@ -523,7 +523,7 @@ impl Migration {
                     // from the applied offset: then nothing is applied twice or skipped.
                     writer.drain().await?;
                     if source.master_repl_offset().await.is_err() {
-                        *source = self.reconnect_conn(&spec.source.url, &cause).await?;
+                        *source = self.reconnect_conn(Link::Source, &cause).await?;
                     }
                     // The writer's db is the stream's: everything sent has been answered.
                     (writer.applied_offset(), writer.db())
@@ -531,7 +531,7 @@ impl Migration {
                 Link::Target => {
                     // What was in flight may or may not have landed; the offset key, written
                     // in the same transaction as the data, says which.
-                    *target = self.reconnect_conn(&spec.target.url, &cause).await?;
+                    *target = self.reconnect_conn(Link::Target, &cause).await?;
                     match resume::read_mark(target, &self.offset_key)
                         .await
                         .map_err(EngineError::target)?
@@ -551,7 +551,7 @@ impl Migration {
             let (new_link, id) = self.reconnect(&replid, applied, &cause).await?;
             link = new_link;
             replid = id;
-            let conn = self.reconnect_conn(&spec.target.url, &cause).await?;
+            let conn = self.reconnect_conn(Link::Target, &cause).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
             writer.select(db).await?;
@@ -596,29 +596,26 @@ impl Migration {
         )))
     }
 
-    /// An admin connection again, retried for `reconnect_timeout`.
-    async fn reconnect_conn(&self, url: &RedisUrl, cause: &str) -> Result<Conn, EngineError> {
+    /// A connection to the source or the target again, retried for `reconnect_timeout`.
+    async fn reconnect_conn(&self, server: Link, cause: &str) -> Result<Conn, EngineError> {
+        let (url, unreachable): (&RedisUrl, fn(String) -> EngineError) = match server {
+            Link::Source => (&self.job.spec.source.url, EngineError::SourceUnreachable),
+            Link::Target => (&self.job.spec.target.url, EngineError::TargetUnreachable),
+        };
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
         loop {
-            match Conn::connect(url).await {
-                Ok(mut conn) => {
+            let last = match Conn::connect(url).await {
+                Ok(mut conn) => match conn.call(&["PING"]).await {
                     // A restarting server accepts connections before it has loaded its data.
-                    match conn.call(&["PING"]).await {
-                        Ok(reply) if reply.as_error().is_none() => return Ok(conn),
-                        _ => {}
-                    }
-                }
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(EngineError::TargetLinkLost(format!(
-                        "{cause}; reconnecting to {url} failed for {}s: {e}",
-                        self.tuning.reconnect_timeout.as_secs()
-                    )))
-                }
-                Err(_) => {}
-            }
+                    Ok(reply) if reply.as_error().is_none() => return Ok(conn),
+                    Ok(reply) => format!("{reply:?}"),
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
             if tokio::time::Instant::now() >= deadline {
-                return Err(EngineError::TargetLinkLost(format!(
-                    "{cause}; {url} did not become ready within {}s",
+                return Err(unreachable(format!(
+                    "{cause}; {url} did not come back within {}s: {last}",
                     self.tuning.reconnect_timeout.as_secs()
                 )));
             }
