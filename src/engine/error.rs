@@ -65,6 +65,10 @@ pub enum EngineError {
     },
     #[error("the event channel closed: nobody records this migration any more")]
     EventsClosed,
+    /// The source cannot continue from the applied offset (or the target lost data): the engine
+    /// redoes the snapshot. Only escapes the engine if redoing keeps failing.
+    #[error("a full resync is needed: {0}")]
+    ResyncNeeded(String),
 }
 
 impl EngineError {
@@ -88,6 +92,7 @@ impl EngineError {
             EngineError::VerificationFailed(_) => "verification_failed",
             EngineError::CutoverTimeout { .. } => "cutover_timeout",
             EngineError::EventsClosed => "events_closed",
+            EngineError::ResyncNeeded(_) => "resync_needed",
         }
     }
 

@@ -108,6 +108,8 @@ pub async fn load_rdb_file(
         servers: &servers,
         on_conflict,
         rdb_bytes_total: total,
+        offset_key: None,
+        written: None,
     }
     .run()
     .await?;

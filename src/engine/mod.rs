@@ -19,10 +19,23 @@
 //!    applied offset reaches the source's, and verifies.
 //! 4. `verify` compares source and target (key counts and a sample, or every key).
 //!
-//! If the replication link breaks while streaming, the engine records `LinkLost`, waits until the
-//! target has answered everything sent, and reconnects with `PSYNC <replid> <applied+1>`: the
-//! source continues exactly after the last applied byte (`LinkResumed`). A restarted job does the
-//! same from its last `Checkpoint` ([`EngineJob::resume`]).
+//! ## Faults and resume (see [`resume`])
+//! Every streamed batch reaches the target inside one `MULTI … EXEC` that also sets the offset
+//! key `ferry:offset:<migration id>` (db 0) to `<replid>:<offset>:<db>`, so the target itself
+//! records exactly which writes it holds: that is what makes applying exactly-once.
+//! - The source link breaks: `LinkLost`, wait until the target has answered everything sent,
+//!   reconnect with backoff and `PSYNC <replid> <applied+1>` (`LinkResumed {kind: partial}`).
+//! - The target connection breaks (or the target restarts): `LinkLost {link: target}`, reconnect,
+//!   read the offset key (what survived, in-flight batches included or not), and ask the source
+//!   to continue from there: the in-flight window is sent again with no gap and no duplicate.
+//! - A restarted job starts from the later of its last `Checkpoint` and the offset key.
+//! - The source cannot continue (backlog moved on, history lost): the snapshot is redone
+//!   (`LinkResumed {kind: full}` with the reason), with `REPLACE`, and the target keys the new
+//!   snapshot did not contain are deleted. An interrupted snapshot (the key says `snapshot`) is
+//!   redone the same way; `SnapshotStarted.redo` says so.
+//! - A failed-over source answering `+CONTINUE <new replid>` (psync2 history) is followed.
+//! - A target error no retry can fix (OOM, NOPERM, WRONGTYPE) fails the job naming the
+//!   command and key.
 //!
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
@@ -31,12 +44,15 @@
 //! mode `StreamingStarted`, `Checkpoint`* (and `LinkLost`/`LinkResumed`), `CutoverStarted` (auto
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
-//! `LinkResumed` instead of the snapshot events.
+//! `LinkResumed` instead of the snapshot events. Cutover removes the offset key after the
+//! verification, which leaves it out.
 
 mod adapt;
 mod conn;
 mod error;
 mod load;
+mod recover;
+pub mod resume;
 mod snapshot;
 mod stream;
 mod verify;
@@ -60,7 +76,7 @@ use uuid::Uuid;
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
-use crate::spec::{MigrationSpec, Mode, Verify};
+use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
 use crate::store::event::{Link, ResumeKind};
 use crate::store::EventKind;
 
@@ -157,6 +173,7 @@ pub async fn run_with(
     let source_url = job.spec.source.url.clone();
     let cancel = controls.cancel.clone();
     let migration = Migration {
+        offset_key: resume::offset_key(job.migration_id),
         job,
         reporter: Reporter { events },
         controls,
@@ -216,12 +233,18 @@ pub(crate) struct Servers {
 }
 
 struct Migration {
+    /// `ferry:offset:<id>` on the target (see [`resume`]).
+    offset_key: bytes::Bytes,
     job: EngineJob,
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
     paused: Arc<AtomicBool>,
 }
+
+/// How many snapshots in a row may be redone before the job gives up (a source whose backlog
+/// cannot hold even the time one snapshot takes would loop forever).
+const MAX_REDOS: u32 = 5;
 
 impl Migration {
     async fn run(self) -> Result<(), EngineError> {
@@ -249,12 +272,50 @@ impl Migration {
             "migration starting"
         );
 
-        let resume = self
-            .job
+        // The checkpoint from the log, corrected by what the target itself says it holds.
+        let mark = resume::read_mark(&mut target, &self.offset_key)
+            .await
+            .map_err(EngineError::target)?;
+        let mut start = resume::decide(self.job.resume.clone(), mark);
+        let mut redos = 0;
+        loop {
+            match self
+                .attempt(&mut source, &mut target, &servers, start.clone())
+                .await
+            {
+                Err(EngineError::ResyncNeeded(reason)) if redos < MAX_REDOS => {
+                    redos += 1;
+                    tracing::warn!(%reason, redos, "redoing the snapshot");
+                    // The servers may be restarting: wait for both (admin connections too).
+                    source = self.reconnect_conn(Link::Source, &reason).await?;
+                    target = self.reconnect_conn(Link::Target, &reason).await?;
+                    start = resume::Start {
+                        resume: None,
+                        redo: Some(reason),
+                        db: 0,
+                    };
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One pass: a replication link from `start`, a snapshot if the source sends one, then
+    /// streaming. Returns [`EngineError::ResyncNeeded`] when the job must start over with a
+    /// snapshot (the source could not continue, or the target lost data).
+    async fn attempt(
+        &self,
+        source: &mut Conn,
+        target: &mut Conn,
+        servers: &Servers,
+        start: resume::Start,
+    ) -> Result<(), EngineError> {
+        let spec = &self.job.spec;
+        let from = start
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
-        let mut link = ReplicaLink::connect(&spec.source.url, self.tuning.link, resume)
+        let mut link = ReplicaLink::connect(&spec.source.url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
         let writer_conn = Conn::connect(&spec.target.url)
@@ -267,15 +328,27 @@ impl Migration {
                 offset,
                 transfer,
             } => {
-                if self.job.resume.is_some() {
+                let redo = match (&start.resume, start.redo) {
+                    (Some(point), _) => Some(format!(
+                        "the source could not continue from applied offset {} (its backlog no \
+                         longer holds it, or its history changed); copying a new snapshot",
+                        point.applied_offset
+                    )),
+                    (None, redo) => redo,
+                };
+                if let Some(reason) = &redo {
                     self.reporter
                         .emit(EventKind::LinkResumed {
                             link: Link::Source,
                             kind: ResumeKind::Full,
-                            reason: "the source could not continue from the checkpoint; copying a new snapshot".into(),
+                            reason: reason.clone(),
                         })
                         .await?;
                 }
+                // Marked before the first key lands: a crash from here on redoes the snapshot.
+                resume::write_mark(target, &self.offset_key, resume::SNAPSHOT_MARK)
+                    .await
+                    .map_err(EngineError::target)?;
                 let (diskless, total) = match transfer {
                     Transfer::Sized(len) => (false, Some(len)),
                     Transfer::Diskless { .. } => (true, None),
@@ -286,31 +359,53 @@ impl Migration {
                         offset,
                         diskless,
                         rdb_bytes_total: total,
-                        redo: self
-                            .job
-                            .resume
-                            .as_ref()
-                            .map(|_| "full snapshot".to_string()),
+                        redo: redo.as_ref().map(|r| {
+                            format!(
+                                "full snapshot: {r}; keys are written with REPLACE and target \
+                                 keys absent from the new snapshot are deleted"
+                            )
+                        }),
                     })
                     .await?;
-                let mut writer = writer::Writer::new(
-                    writer_conn,
-                    self.tuning.writer,
-                    spec.options.on_conflict,
-                    offset,
-                );
+                // A redo meets our own earlier copies: they are replaced, whatever on_conflict.
+                let on_conflict = match spec.options.on_conflict {
+                    OnConflict::Fail | OnConflict::Skip if redo.is_some() => OnConflict::Replace,
+                    other => other,
+                };
+                let mut writer =
+                    writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
+                let mut written = redo.as_ref().map(|_| resume::KeySet::default());
                 let summary = snapshot::Snapshot {
                     link: &mut link,
                     writer: &mut writer,
-                    target: &mut target,
+                    target,
                     reporter: &self.reporter,
                     tuning: &self.tuning,
-                    servers: &servers,
-                    on_conflict: spec.options.on_conflict,
+                    servers,
+                    on_conflict,
                     rdb_bytes_total: total,
+                    offset_key: Some(&self.offset_key),
+                    written: written.as_mut(),
                 }
                 .run()
-                .await?;
+                .await;
+                let summary = match summary {
+                    Ok(summary) => summary,
+                    // A link that breaks mid-snapshot leaves part of a copy: redo it.
+                    Err(EngineError::SourceLinkLost(cause)) => {
+                        return self.snapshot_interrupted(Link::Source, cause).await
+                    }
+                    Err(EngineError::TargetLinkLost(cause)) => {
+                        return self.snapshot_interrupted(Link::Target, cause).await
+                    }
+                    Err(other) => return Err(other),
+                };
+                if let Some(written) = &written {
+                    let removed = resume::sweep(target, written, &self.offset_key)
+                        .await
+                        .map_err(EngineError::target)?;
+                    tracing::info!(removed, "redone snapshot: stale target keys deleted");
+                }
                 tracing::info!(
                     rdb_bytes = summary.rdb_bytes,
                     keys_written = summary.keys_written,
@@ -333,7 +428,10 @@ impl Migration {
                 if spec.mode == Mode::Snapshot {
                     drop(link);
                     drop(writer);
-                    return self.verify(&mut source, &mut target, &servers).await;
+                    self.verify(source, target, servers).await?;
+                    return resume::remove_mark(target, &self.offset_key)
+                        .await
+                        .map_err(EngineError::target);
                 }
                 return self
                     .stream(link, writer, source, target, servers, replid, offset)
@@ -350,12 +448,13 @@ impl Migration {
                 (replid, offset)
             }
         };
-        let writer = writer::Writer::new(
+        let mut writer = writer::Writer::new(
             writer_conn,
             self.tuning.writer,
             spec.options.on_conflict,
             offset,
         );
+        writer.select(start.db).await?;
         self.stream(link, writer, source, target, servers, replid, offset)
             .await
     }
@@ -365,13 +464,20 @@ impl Migration {
         &self,
         mut link: ReplicaLink,
         mut writer: writer::Writer,
-        mut source: Conn,
-        mut target: Conn,
-        servers: Servers,
+        source: &mut Conn,
+        target: &mut Conn,
+        servers: &Servers,
         replid: String,
         offset: i64,
     ) -> Result<(), EngineError> {
         let spec = &self.job.spec;
+        // The key says where the target's data stands before any stream command lands; from
+        // here on every batch moves it atomically with the data.
+        let value = resume::mark_value(&replid, offset, writer.db());
+        resume::write_mark(target, &self.offset_key, &value)
+            .await
+            .map_err(EngineError::target)?;
+        writer.track_offset(self.offset_key.clone(), replid.clone());
         self.reporter
             .emit(EventKind::StreamingStarted {
                 replid: replid.clone(),
@@ -383,7 +489,7 @@ impl Migration {
             let streamed = stream::Streamer {
                 link: &mut link,
                 writer: &mut writer,
-                source: &mut source,
+                source: &mut *source,
                 reporter: &self.reporter,
                 controls: &self.controls,
                 tuning: &self.tuning,
@@ -395,38 +501,73 @@ impl Migration {
             }
             .run()
             .await;
-            match streamed {
+            let (lost, cause) = match streamed {
                 Ok(offset) => break offset,
-                Err(EngineError::SourceLinkLost(cause)) => {
-                    tracing::warn!(%cause, "replication link lost; resuming by partial resync");
-                    self.reporter
-                        .emit(EventKind::LinkLost {
-                            link: Link::Source,
-                            cause: cause.clone(),
-                        })
-                        .await?;
+                Err(EngineError::SourceLinkLost(cause)) => (Link::Source, cause),
+                Err(EngineError::SourceError(cause)) => (Link::Source, cause),
+                Err(EngineError::TargetLinkLost(cause)) => (Link::Target, cause),
+                Err(other) => return Err(other),
+            };
+            tracing::warn!(%cause, link = ?lost, "link lost while streaming; resuming");
+            self.reporter
+                .emit(EventKind::LinkLost {
+                    link: lost,
+                    cause: cause.clone(),
+                })
+                .await?;
+            let (applied, db) = match lost {
+                Link::Source => {
                     // Everything sent must be answered before we ask the source to continue
                     // from the applied offset: then nothing is applied twice or skipped.
                     writer.drain().await?;
-                    let applied = writer.applied_offset();
-                    link = self.reconnect(&replid, applied, &cause).await?;
-                    if let SyncStart::Partial { replid: id, .. } = link.start() {
-                        replid = id.clone();
+                    if source.master_repl_offset().await.is_err() {
+                        *source = self.reconnect_conn(Link::Source, &cause).await?;
                     }
-                    self.reporter
-                        .emit(EventKind::LinkResumed {
-                            link: Link::Source,
-                            kind: ResumeKind::Partial,
-                            reason: format!("continued from applied offset {applied}"),
-                        })
-                        .await?;
+                    // The writer's db is the stream's: everything sent has been answered.
+                    (writer.applied_offset(), writer.db())
                 }
-                Err(other) => return Err(other),
-            }
+                Link::Target => {
+                    // What was in flight may or may not have landed; the offset key, written
+                    // in the same transaction as the data, says which.
+                    *target = self.reconnect_conn(Link::Target, &cause).await?;
+                    match resume::read_mark(target, &self.offset_key)
+                        .await
+                        .map_err(EngineError::target)?
+                    {
+                        resume::TargetMark::Applied(point, db) => {
+                            replid = point.replid;
+                            (point.applied_offset, db)
+                        }
+                        _ => {
+                            return Err(EngineError::ResyncNeeded(format!(
+                                "{cause}; the target came back without the offset key (it lost                                  data)"
+                            )))
+                        }
+                    }
+                }
+            };
+            let (new_link, id) = self.reconnect(&replid, applied, &cause).await?;
+            link = new_link;
+            replid = id;
+            let conn = self.reconnect_conn(Link::Target, &cause).await?;
+            writer =
+                writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
+            writer.select(db).await?;
+            writer.track_offset(self.offset_key.clone(), replid.clone());
+            self.reporter
+                .emit(EventKind::LinkResumed {
+                    link: lost,
+                    kind: ResumeKind::Partial,
+                    reason: format!("continued from applied offset {applied}"),
+                })
+                .await?;
         };
         drop(link);
         drop(writer);
-        self.verify(&mut source, &mut target, &servers).await?;
+        self.verify(source, target, servers).await?;
+        resume::remove_mark(target, &self.offset_key)
+            .await
+            .map_err(EngineError::target)?;
         if self.paused.swap(false, Ordering::AcqRel) {
             source
                 .call_ok(&["CLIENT", "UNPAUSE"])
@@ -437,38 +578,6 @@ impl Migration {
         self.reporter
             .emit(EventKind::CutoverCompleted { final_offset })
             .await
-    }
-
-    /// Reconnects the replication link after it broke, asking to continue from `applied`.
-    /// Retries for `reconnect_timeout`; a source that can only offer a full resync (its backlog no
-    /// longer holds our offset) ends the job: a second snapshot over live data is not attempted.
-    async fn reconnect(
-        &self,
-        replid: &str,
-        applied: i64,
-        cause: &str,
-    ) -> Result<ReplicaLink, EngineError> {
-        let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
-        let url = &self.job.spec.source.url;
-        loop {
-            match ReplicaLink::connect(url, self.tuning.link, Some((replid, applied))).await {
-                Ok(link) if matches!(link.start(), SyncStart::Partial { .. }) => return Ok(link),
-                Ok(_) => {
-                    return Err(EngineError::SourceLinkLost(format!(
-                        "{cause}; the source can no longer continue from offset {applied} (its \
-                         replication backlog moved on; raise repl-backlog-size) and would send a \
-                         new snapshot: start a new migration"
-                    )))
-                }
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(EngineError::SourceLinkLost(format!(
-                        "{cause}; reconnecting failed for {}s: {e}",
-                        self.tuning.reconnect_timeout.as_secs()
-                    )))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-            }
-        }
     }
 
     async fn verify(
@@ -487,6 +596,7 @@ impl Migration {
             servers,
             tuning: &self.tuning,
             mode,
+            offset_key: Some(&self.offset_key),
         }
         .run()
         .await?;

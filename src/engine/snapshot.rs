@@ -23,6 +23,7 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::error::{show_key, EngineError};
+use super::resume::{KeySet, SNAPSHOT_MARK};
 use super::writer::{Restore, Writer};
 use super::{Reporter, Servers, Tuning};
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
@@ -69,6 +70,11 @@ pub(crate) struct Snapshot<'a, I: RdbInput = ReplicaLink> {
     pub servers: &'a Servers,
     pub on_conflict: OnConflict,
     pub rdb_bytes_total: Option<u64>,
+    /// The migration's offset key; its `snapshot` mark is set again after db 0 is flushed.
+    /// `None` when loading a file (a backup restore has no replication offset).
+    pub offset_key: Option<&'a [u8]>,
+    /// A redone snapshot records what it writes, for the sweep (see `resume`).
+    pub written: Option<&'a mut KeySet>,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +188,10 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     self.writer
                         .setup(*db, &[b"FLUSHDB"], "FLUSHDB", None)
                         .await?;
+                    if let Some(key) = self.offset_key.filter(|_| *db == 0) {
+                        let mark = [b"SET".as_slice(), key, SNAPSHOT_MARK.as_bytes()];
+                        self.writer.setup(0, &mark, "SET", None).await?;
+                    }
                 }
             }
             Item::Entry(entry) => self.entry(entry, now, counts).await?,
@@ -245,6 +255,9 @@ impl<I: RdbInput> Snapshot<'_, I> {
         }
         let db = u32::try_from(entry.db)
             .map_err(|_| EngineError::Rdb(format!("database number {}", entry.db)))?;
+        if let Some(written) = self.written.as_deref_mut() {
+            written.insert(db, &entry.key);
+        }
         let target_rdb = self.servers.target_rdb;
         // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
         let opaque = matches!(entry.type_byte, 6 | 7);

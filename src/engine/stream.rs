@@ -4,7 +4,10 @@
 //! - Commands are forwarded byte for byte on the writer's single connection, so order is kept and
 //!   the stream's own `SELECT`s switch that connection's db.
 //! - `MULTI` … `EXEC` is buffered and sent whole: a transaction cut by a read boundary must not
-//!   leave the target half-applied while we wait for more bytes.
+//!   leave the target half-applied while we wait for more bytes. Its own `MULTI`/`EXEC` are
+//!   dropped: the writer wraps every batch in a transaction of its own that also records the
+//!   applied offset on the target ([`Writer::track_offset`]), and a transaction inside it stays
+//!   atomic.
 //! - `PING` and `REPLCONF` are part of the offset but not of the data: they are not sent, and
 //!   their offset counts as applied once everything before them is.
 //! - The offset we acknowledge and checkpoint is the one whose reply came back from the target.
@@ -215,17 +218,28 @@ impl Streamer<'_> {
             if cmd.is("EXEC") {
                 let queued = std::mem::take(queued);
                 *transaction = None;
-                let count = queued.len().saturating_sub(1) as u64;
-                for c in &queued {
-                    self.writer.forward(&c.raw, &c.args[0], None).await?;
+                // The source's MULTI is left out (and so is its EXEC): the writer's own wrap
+                // around the batch keeps the transaction atomic, together with the offset key.
+                let body = queued.get(1..).unwrap_or_default();
+                let Some((last, rest)) = body.split_last() else {
+                    self.writer.mark_applied(cmd.end_offset).await?;
+                    return Ok(0);
+                };
+                // A SELECT inside takes effect as it is sent, not as it was queued: until then
+                // the writer's db (and the wrap trailer's SELECT) must not move.
+                for c in rest {
+                    if c.is("SELECT") {
+                        self.writer.note_db(select_db(c)?);
+                    }
+                    self.writer.forward(&c.raw, &c.args, None).await?;
+                }
+                if last.is("SELECT") {
+                    self.writer.note_db(select_db(last)?);
                 }
                 self.writer
-                    .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
+                    .forward(&last.raw, &last.args, Some(cmd.end_offset))
                     .await?;
-                return Ok(count);
-            }
-            if cmd.is("SELECT") {
-                self.writer.note_db(select_db(&cmd)?);
+                return Ok(body.len() as u64);
             }
             queued.push(cmd);
             return Ok(0);
@@ -241,12 +255,12 @@ impl Streamer<'_> {
         if cmd.is("SELECT") {
             self.writer.note_db(select_db(&cmd)?);
             self.writer
-                .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
+                .forward(&cmd.raw, &cmd.args, Some(cmd.end_offset))
                 .await?;
             return Ok(0);
         }
         self.writer
-            .forward(&cmd.raw, &cmd.args[0], Some(cmd.end_offset))
+            .forward(&cmd.raw, &cmd.args, Some(cmd.end_offset))
             .await?;
         Ok(1)
     }

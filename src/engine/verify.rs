@@ -40,6 +40,8 @@ pub(crate) struct Verifier<'a> {
     pub servers: &'a Servers,
     pub tuning: &'a Tuning,
     pub mode: Verify,
+    /// Ferry's offset key on the target, left out of the counts.
+    pub offset_key: Option<&'a [u8]>,
 }
 
 fn src_err(e: super::ConnError) -> EngineError {
@@ -74,7 +76,21 @@ impl Verifier<'_> {
             problems: vec![],
         };
         let source_dbs = keyspace(self.source).await.map_err(src_err)?;
-        let target_dbs = keyspace(self.target).await.map_err(tgt_err)?;
+        let mut target_dbs = keyspace(self.target).await.map_err(tgt_err)?;
+        // Ferry's own offset key (db 0, see `resume`) is not part of the data.
+        if let Some(key) = self.offset_key {
+            self.target.select(0).await.map_err(tgt_err)?;
+            let exists = self
+                .target
+                .call_ok(&[b"EXISTS".as_slice(), key])
+                .await
+                .map_err(tgt_err)?
+                .as_int()
+                .unwrap_or(0);
+            if let Some(count) = target_dbs.get_mut(&0) {
+                *count = count.saturating_sub(exists.max(0) as u64);
+            }
+        }
         let total: u64 = source_dbs.values().sum();
         // The databases the source has. A database only the target has was not touched by
         // the migration (`flush` empties only what the snapshot writes to), so it is not judged.

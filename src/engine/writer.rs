@@ -19,15 +19,15 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
 use super::conn::Conn;
-use super::error::{show_key, EngineError};
+use super::error::EngineError;
 use crate::rdb::crc64;
-use crate::resp::{CommandBuf, Decoder, Frame, Limits};
+use crate::resp::{CommandBuf, Decoder, Limits};
 use crate::spec::OnConflict;
 
 /// Bounds of the in-flight window and the batching of writes.
@@ -86,11 +86,49 @@ enum Pending {
 /// Replication-stream commands sent back to back, answered in order.
 struct StreamBatch {
     db: u32,
-    /// Command names, to name the one the target refuses.
-    names: Vec<Bytes>,
+    /// Command names and first arguments (usually the key), to name the one the target refuses.
+    names: Vec<(Bytes, Bytes)>,
     cost: u64,
     /// The offset applied once all of them are answered (the last one that ends a transaction
     /// or stands alone).
+    offset: Option<i64>,
+    /// Starts with the `MULTI` of an offset wrap (see [`Writer::track_offset`]).
+    opens: bool,
+    /// Ends with the wrap's trailer: `SELECT 0`, `SET <offset key>`, `SELECT <db>`, `EXEC`.
+    closes: bool,
+    /// Part of a wrap: replies are `+QUEUED` and the offset counts at the `EXEC`.
+    wrapped: bool,
+}
+
+impl StreamBatch {
+    fn new(db: u32, opens: bool, wrapped: bool) -> Self {
+        StreamBatch {
+            db,
+            names: Vec::with_capacity(STREAM_BATCH),
+            cost: 0,
+            offset: None,
+            opens,
+            closes: false,
+            wrapped,
+        }
+    }
+}
+
+/// Commands queued inside the trailer of a wrap before its `EXEC`.
+const TRAILER_COMMANDS: usize = 3;
+
+/// The key on the target that holds the applied offset, written in the same transaction as the
+/// commands that reached it.
+struct OffsetKey {
+    key: Bytes,
+    replid: String,
+}
+
+/// A wrap (`MULTI` sent, `EXEC` not yet).
+#[derive(Default)]
+struct Wrap {
+    commands: usize,
+    /// The offset reached by the last whole command or transaction inside.
     offset: Option<i64>,
 }
 
@@ -130,6 +168,8 @@ pub struct Writer {
     cfg: WriterConfig,
     db: Option<u32>,
     batch: Option<StreamBatch>,
+    offset_key: Option<OffsetKey>,
+    wrap: Option<Wrap>,
 }
 
 impl Writer {
@@ -155,6 +195,7 @@ impl Writer {
             shared: shared.clone(),
             on_conflict,
             addr,
+            wrap_names: Vec::new(),
         };
         let task = tokio::spawn(reader.run(rx));
         Writer {
@@ -166,7 +207,20 @@ impl Writer {
             cfg,
             db: None,
             batch: None,
+            offset_key: None,
+            wrap: None,
         }
+    }
+
+    /// From now on, replication-stream commands go in wraps: `MULTI`, the commands (a source
+    /// transaction's own `MULTI`/`EXEC` left out: it stays atomic inside ours), then
+    /// `SELECT 0`, `SET <key> <replid>:<offset>:<db>`, `SELECT <db>`, `EXEC` (the db is the one
+    /// the stream is in after the batch: a source continuing by partial resync sends no new
+    /// `SELECT`, so a resumed writer must know it). The target thus applies
+    /// each batch and records the offset it reached in one atomic step, which is what makes a
+    /// resume exactly-once: after any crash, the key says precisely which writes the data holds.
+    pub fn track_offset(&mut self, key: Bytes, replid: String) {
+        self.offset_key = Some(OffsetKey { key, replid });
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -212,10 +266,47 @@ impl Writer {
         }
     }
 
-    /// Sends everything encoded so far, and lets the reader expect all of it.
+    /// Sends everything encoded so far, and lets the reader expect all of it. An open wrap is
+    /// closed first: callers flush only between whole commands and transactions.
     pub async fn flush(&mut self) -> Result<(), EngineError> {
+        self.close_wrap().await?;
+        self.send().await
+    }
+
+    /// Sends everything encoded so far without closing a wrap (used while waiting for window
+    /// space in the middle of a long transaction: the target answers `+QUEUED` meanwhile).
+    async fn send(&mut self) -> Result<(), EngineError> {
         self.push_batch().await?;
         self.write_out().await
+    }
+
+    /// Ends the open wrap with the offset key's trailer and `EXEC`.
+    async fn close_wrap(&mut self) -> Result<(), EngineError> {
+        let Some(wrap) = self.wrap.take() else {
+            return Ok(());
+        };
+        let Some(key) = &self.offset_key else {
+            return Ok(());
+        };
+        // A wrap is closed between whole commands, so it always has an offset; without one the
+        // key keeps its value (the data then holds no command past it).
+        let offset = wrap.offset.unwrap_or_else(|| self.applied_offset());
+        let db = self.db();
+        let value = format!("{}:{offset}:{db}", key.replid);
+        let start = self.out.len();
+        self.out.array(2).arg(b"SELECT").arg_int(0);
+        self.out
+            .command(&[b"SET".as_slice(), &key.key, value.as_bytes()]);
+        self.out.array(2).arg(b"SELECT").arg_int(db as i64);
+        self.out.array(1).arg(b"EXEC");
+        let cost = self.reserve(self.out.len() - start).await?;
+        let batch = self
+            .batch
+            .get_or_insert_with(|| StreamBatch::new(db, false, true));
+        batch.cost += cost as u64;
+        batch.closes = true;
+        batch.offset = Some(offset);
+        self.push_batch().await
     }
 
     /// Writes the output buffer to the socket.
@@ -273,7 +364,7 @@ impl Writer {
         match shared.window.try_acquire_many(cost) {
             Ok(permit) => permit.forget(),
             Err(TryAcquireError::NoPermits) => {
-                self.flush().await?;
+                self.send().await?;
                 let permit = shared
                     .window
                     .acquire_many(cost)
@@ -421,27 +512,46 @@ impl Writer {
     pub async fn forward(
         &mut self,
         raw: &[u8],
-        command: &Bytes,
+        args: &[Bytes],
         offset: Option<i64>,
     ) -> Result<(), EngineError> {
+        let opens = self.offset_key.is_some() && self.wrap.is_none();
+        let start = self.out.len();
+        if opens {
+            // The previous batch is closed: the new wrap starts a batch of its own.
+            self.push_batch().await?;
+            self.out.array(1).arg(b"MULTI");
+            self.wrap = Some(Wrap::default());
+        }
         self.out.raw(raw);
-        let cost = self.reserve(raw.len()).await?;
+        let cost = self.reserve(self.out.len() - start).await?;
         let db = self.db();
         if self.batch.as_ref().is_some_and(|b| b.db != db) {
             self.push_batch().await?;
         }
-        let batch = self.batch.get_or_insert_with(|| StreamBatch {
-            db,
-            names: Vec::with_capacity(STREAM_BATCH),
-            cost: 0,
-            offset: None,
-        });
-        batch.names.push(command.clone());
+        let wrapped = self.wrap.is_some();
+        let batch = self
+            .batch
+            .get_or_insert_with(|| StreamBatch::new(db, opens, wrapped));
+        let name = args.first().cloned().unwrap_or_default();
+        let key = args.get(1).cloned().unwrap_or_default();
+        batch.names.push((name, key));
         batch.cost += cost as u64;
         if offset.is_some() {
             batch.offset = offset;
         }
-        if batch.names.len() >= STREAM_BATCH {
+        let full = batch.names.len() >= STREAM_BATCH;
+        let mut close = false;
+        if let Some(wrap) = &mut self.wrap {
+            wrap.commands += 1;
+            if offset.is_some() {
+                wrap.offset = offset;
+                close = wrap.commands >= STREAM_BATCH;
+            }
+        }
+        if close {
+            self.close_wrap().await?;
+        } else if full {
             self.push_batch().await?;
         }
         if self.out.len() >= self.cfg.flush_bytes {
@@ -452,6 +562,11 @@ impl Writer {
 
     /// Marks `offset` applied once everything queued before it is (for commands not sent).
     pub async fn mark_applied(&mut self, offset: i64) -> Result<(), EngineError> {
+        if let Some(wrap) = &mut self.wrap {
+            // Between whole commands: the open wrap's key records this offset too.
+            wrap.offset = Some(offset);
+            return Ok(());
+        }
         self.push_batch().await?;
         self.enqueue(Pending::Applied(offset)).await
     }
@@ -470,156 +585,9 @@ pub struct Restore<'a> {
     pub freq: Option<u8>,
 }
 
-struct ReplyReader {
-    read: OwnedReadHalf,
-    buf: BytesMut,
-    decoder: Decoder,
-    shared: Arc<Shared>,
-    on_conflict: OnConflict,
-    addr: String,
-}
-
-impl ReplyReader {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
-        if let Err(e) = self.serve(&mut rx).await {
-            if let Ok(mut slot) = self.shared.error.lock() {
-                slot.get_or_insert(e);
-            }
-            // Wake a writer waiting for window space: it will find the error.
-            self.shared.window.close();
-        }
-    }
-
-    async fn serve(&mut self, rx: &mut mpsc::Receiver<Pending>) -> Result<(), EngineError> {
-        while let Some(pending) = rx.recv().await {
-            match pending {
-                Pending::Applied(offset) => self
-                    .shared
-                    .stats
-                    .applied_offset
-                    .store(offset, Ordering::Release),
-                Pending::Barrier(done) => {
-                    let _ = done.send(());
-                }
-                Pending::Reply { expect, cost } => {
-                    let reply = self.read_reply().await?;
-                    self.judge(expect, reply)?;
-                    self.shared.window.add_permits(cost as usize);
-                }
-                Pending::Stream(batch) => {
-                    for name in &batch.names {
-                        if let Frame::Error(message) = self.read_reply().await? {
-                            return Err(EngineError::StreamApplyFailed {
-                                db: batch.db,
-                                command: String::from_utf8_lossy(name).to_uppercase(),
-                                message: String::from_utf8_lossy(&message).into_owned(),
-                            });
-                        }
-                    }
-                    let stats = &self.shared.stats;
-                    stats
-                        .commands_applied
-                        .fetch_add(batch.names.len() as u64, Ordering::Relaxed);
-                    self.shared.window.add_permits(batch.cost as usize);
-                    if let Some(offset) = batch.offset {
-                        stats.applied_offset.store(offset, Ordering::Release);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn read_reply(&mut self) -> Result<Frame, EngineError> {
-        loop {
-            if let Some((frame, _)) = self
-                .decoder
-                .decode(&mut self.buf)
-                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?
-            {
-                return Ok(frame);
-            }
-            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-                self.buf.reserve(64 * 1024);
-            }
-            let n = self
-                .read
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?;
-            if n == 0 {
-                return Err(EngineError::TargetLinkLost(format!(
-                    "{} closed the connection",
-                    self.addr
-                )));
-            }
-        }
-    }
-
-    fn judge(&self, expect: Expect, reply: Frame) -> Result<(), EngineError> {
-        let stats = &self.shared.stats;
-        let error = reply
-            .as_error()
-            .map(|e| String::from_utf8_lossy(e).into_owned());
-        match expect {
-            Expect::Restore { db, key } => match error {
-                None => {
-                    stats.keys_written.fetch_add(1, Ordering::Relaxed);
-                }
-                Some(e) if e.starts_with("BUSYKEY") => match self.on_conflict {
-                    OnConflict::Skip => {
-                        stats.keys_skipped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        return Err(EngineError::BusyKey {
-                            db,
-                            key: show_key(&key),
-                        })
-                    }
-                },
-                Some(message) => {
-                    return Err(EngineError::TargetError {
-                        db,
-                        key: show_key(&key),
-                        command: "RESTORE".into(),
-                        message,
-                    })
-                }
-            },
-            Expect::Rewrite {
-                db,
-                key,
-                command,
-                last,
-            } => match error {
-                None if last => {
-                    stats.keys_written.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {}
-                Some(message) => {
-                    return Err(EngineError::TargetError {
-                        db,
-                        key: show_key(&key),
-                        command: String::from_utf8_lossy(&command).to_uppercase(),
-                        message,
-                    })
-                }
-            },
-            Expect::Setup { db, what, tolerate } => match error {
-                Some(e) if !tolerate.is_some_and(|t| e.contains(t)) => {
-                    return Err(EngineError::TargetError {
-                        db,
-                        key: String::new(),
-                        command: what.into(),
-                        message: e,
-                    })
-                }
-                _ => {}
-            },
-        }
-        Ok(())
-    }
-}
+#[path = "writer_reply.rs"]
+mod reply;
+use reply::ReplyReader;
 
 #[cfg(test)]
 #[path = "writer_tests.rs"]

@@ -131,14 +131,79 @@ async fn stream_commands_are_applied_in_batches_and_a_refused_one_is_named() {
     writer.note_db(3);
     for (name, offset) in [("SET", 110), ("INCR", 120), ("LPUSH", 130)] {
         writer
-            .forward(b"*1\r\n$4\r\nPING\r\n", &Bytes::from(name), Some(offset))
+            .forward(b"*1\r\n$4\r\nPING\r\n", &[Bytes::from(name)], Some(offset))
             .await
             .unwrap();
     }
     let err = writer.drain().await.unwrap_err();
-    assert_eq!(err.code(), "stream_apply_failed");
+    assert_eq!(err.code(), "target_error");
     let text = err.to_string();
     assert!(text.contains("LPUSH") && text.contains("db 3"), "{text}");
     // Nothing of the failed batch counts as applied.
     assert_eq!(writer.applied_offset(), 100);
+}
+
+/// Wrapped: one transaction carries the commands and the offset key; a runtime error inside
+/// the EXEC result names its command and key, and the offset does not move.
+#[tokio::test]
+async fn a_wrapped_batch_sets_the_offset_key_and_names_a_failed_command() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut sent = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        // MULTI, 2 commands, SELECT 0, SET, SELECT 3, EXEC: read until the EXEC is in.
+        while !sent.ends_with(b"EXEC\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            sent.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(
+                b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n\
+                  *5\r\n+OK\r\n-WRONGTYPE Operation against a key\r\n+OK\r\n+OK\r\n+OK\r\n",
+            )
+            .await
+            .unwrap();
+        let _ = sent_tx.send(sent);
+        let _ = socket.read(&mut buf).await;
+    });
+    let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let conn = Conn::connect(&url).await.unwrap();
+    let mut writer = Writer::new(conn, WriterConfig::default(), OnConflict::Fail, 100);
+    writer.note_db(3);
+    writer.track_offset(Bytes::from_static(b"ferry:offset:x"), "rid".into());
+    let commands = [
+        (
+            b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n".as_slice(),
+            "GET",
+            "a",
+            110,
+        ),
+        (
+            b"*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n".as_slice(),
+            "INCR",
+            "counter",
+            120,
+        ),
+    ];
+    for (raw, name, key, offset) in commands {
+        let args = [Bytes::from(name), Bytes::from(key)];
+        writer.forward(raw, &args, Some(offset)).await.unwrap();
+    }
+    let err = writer.drain().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("INCR") && text.contains("`counter`"),
+        "{text}"
+    );
+    assert_eq!(writer.applied_offset(), 100);
+    let sent = String::from_utf8(sent_rx.await.unwrap()).unwrap();
+    assert!(sent.starts_with("*1\r\n$5\r\nMULTI\r\n"), "{sent}");
+    assert!(
+        sent.contains("ferry:offset:x\r\n$9\r\nrid:120:3\r\n"),
+        "{sent}"
+    );
 }

@@ -35,9 +35,9 @@ const EVENT_CHANNEL: usize = 1024;
 /// How long an engine may take to honour a cancel before its task is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
-/// What the supervisor runs for a job: [`engine::run`] in production. Tests pass a scripted
-/// engine through [`super::Jobs::open_with_engine`] to drive the lifecycle through states that
-/// only a running transfer reaches.
+/// What the supervisor runs for a job: [`engine::run`] in production. The store-side unit tests
+/// pass an idle engine through [`super::Jobs::open_with_engine`] (they run without servers);
+/// everything else runs the real one.
 pub type EngineFn = Arc<
     dyn Fn(
             EngineJob,

@@ -6,6 +6,10 @@ use super::*;
 use crate::engine::EngineError;
 use crate::store::event::{CheckResult, CheckStatus};
 
+/// A test double, kept on purpose: these unit tests check the store-side state machine
+/// (transitions, concurrent starts, credentials) with no redis-server in reach; the engine only
+/// has to stay "running" until cancelled. Everything a real transfer does is tested against real
+/// servers in tests/engine, tests/api (running.rs) and tests/faults.
 fn idle_engine() -> EngineFn {
     Arc::new(|_job, _events, controls| {
         Box::pin(async move {

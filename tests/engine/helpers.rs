@@ -46,6 +46,7 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
 
 /// A running engine: its task, the events it emitted so far, and its controls.
 pub struct Running {
+    pub migration_id: uuid::Uuid,
     pub task: JoinHandle<Result<(), EngineError>>,
     pub events: Arc<Mutex<Vec<EventKind>>>,
     pub controls: Controls,
@@ -54,8 +55,9 @@ pub struct Running {
 pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
     let (tx, mut rx) = mpsc::channel(64);
     let controls = Controls::default();
+    let migration_id = uuid::Uuid::now_v7();
     let job = EngineJob {
-        migration_id: uuid::Uuid::now_v7(),
+        migration_id,
         spec,
         resume: None,
     };
@@ -68,6 +70,7 @@ pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
         }
     });
     Running {
+        migration_id,
         task,
         events,
         controls,

@@ -304,6 +304,8 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
             _ => None,
         })
         .unwrap();
+    // The same job resumes: its offset key on the target is named after it.
+    let migration_id = run.migration_id;
     wait_until_cancelled(run).await;
 
     let _: () = redis::cmd("SET")
@@ -314,7 +316,7 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let controls = ferry::engine::Controls::default();
     let job = ferry::engine::EngineJob {
-        migration_id: uuid::Uuid::now_v7(),
+        migration_id,
         spec: s,
         resume: Some(ferry::engine::ResumePoint {
             replid,

@@ -1,0 +1,321 @@
+//! Where a job continues after a crash or a broken link, and how a redone snapshot leaves the
+//! target right.
+//!
+//! ## The offset key
+//! While streaming, every batch the writer sends is one transaction on the target that also sets
+//! `ferry:offset:<migration id>` (db 0) to `<replid>:<offset>`, the replication offset the batch
+//! reaches. Data and offset therefore change together or not at all: whatever happens to Ferry
+//! (kill -9 between "applied" and "checkpoint recorded") or to the target (restart from its
+//! AOF/RDB), the key says exactly which writes the data holds. On resume the engine takes the
+//! later of the last `Checkpoint` and the key (they differ only by batches applied after the last
+//! checkpoint, or by PINGs that count toward the offset but write nothing), and asks the source to
+//! continue right after it: no write is applied twice, none is skipped.
+//!
+//! Before a snapshot writes its first key the key is set to `snapshot`: a job that finds that mark
+//! was interrupted mid-snapshot, so its target holds part of a copy and the snapshot is redone. A
+//! checkpoint with no key at all means the target lost what we wrote (restarted without
+//! persistence): the snapshot is redone too. Verification ignores the key; cutover removes it.
+//!
+//! ## A redone snapshot
+//! The target then already holds keys from the earlier attempt, some of which the source may have
+//! deleted since. A redo therefore writes every key with `REPLACE` (so `on_conflict: fail` or
+//! `skip` cannot trip over our own earlier copies) and, once the snapshot is applied, deletes the
+//! target keys that the new snapshot did not contain ([`KeySet`], [`sweep`]). We chose this over
+//! flushing the target first because it keeps the target readable during the redo and does not
+//! depend on knowing which keys the target held before the migration; the cost is 8 bytes of
+//! memory per key (a hash, not the key) and one SCAN of the target. The sweep runs before the
+//! stream resumes, so a key deleted on the source meanwhile cannot survive. Consequence to know:
+//! keys that only the target had (and `on_conflict: skip` kept) are removed by a redo as well.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::conn::{Conn, ConnError};
+use super::ResumePoint;
+use crate::resp::Frame;
+
+/// The value of the offset key while a snapshot is being written.
+pub const SNAPSHOT_MARK: &str = "snapshot";
+
+/// The name of a migration's offset key (db 0 of the target).
+pub fn offset_key(migration: Uuid) -> Bytes {
+    Bytes::from(format!("ferry:offset:{migration}"))
+}
+
+/// What the target's offset key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetMark {
+    Absent,
+    /// A snapshot was being written.
+    Snapshot,
+    /// The applied point, and the db the stream is in there.
+    Applied(ResumePoint, u32),
+    /// A value we did not write.
+    Unreadable(String),
+}
+
+/// Reads the offset key (leaves the connection on db 0).
+pub async fn read_mark(target: &mut Conn, key: &[u8]) -> Result<TargetMark, ConnError> {
+    target.select(0).await?;
+    let reply = target.call_ok(&[b"GET".as_slice(), key]).await?;
+    let Some(value) = reply.as_bytes() else {
+        return Ok(TargetMark::Absent);
+    };
+    let value = String::from_utf8_lossy(value).into_owned();
+    Ok(parse_mark(&value))
+}
+
+fn parse_mark(value: &str) -> TargetMark {
+    if value == SNAPSHOT_MARK {
+        return TargetMark::Snapshot;
+    }
+    let mut parts = value.rsplitn(3, ':');
+    let (db, offset, replid) = (parts.next(), parts.next(), parts.next());
+    let parsed = match (replid, offset, db) {
+        (Some(replid), Some(offset), Some(db)) => offset
+            .parse::<i64>()
+            .ok()
+            .zip(db.parse::<u32>().ok())
+            .map(|(o, d)| (replid, o, d)),
+        _ => None,
+    };
+    match parsed {
+        Some((replid, applied_offset, db)) if !replid.is_empty() => TargetMark::Applied(
+            ResumePoint {
+                replid: replid.to_string(),
+                applied_offset,
+            },
+            db,
+        ),
+        _ => TargetMark::Unreadable(value.to_string()),
+    }
+}
+
+/// The value of the offset key for an applied point.
+pub fn mark_value(replid: &str, offset: i64, db: u32) -> String {
+    format!("{replid}:{offset}:{db}")
+}
+
+/// Sets the offset key (db 0).
+pub async fn write_mark(target: &mut Conn, key: &[u8], value: &str) -> Result<(), ConnError> {
+    target.select(0).await?;
+    target
+        .call_ok(&[b"SET".as_slice(), key, value.as_bytes()])
+        .await
+        .map(|_| ())
+}
+
+/// Removes the offset key at the end of a migration.
+pub async fn remove_mark(target: &mut Conn, key: &[u8]) -> Result<(), ConnError> {
+    target.select(0).await?;
+    target.call_ok(&[b"DEL".as_slice(), key]).await.map(|_| ())
+}
+
+/// How a job starts, from its last checkpoint and the target's mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// Ask the source to continue from here; `None`: a full sync.
+    pub resume: Option<ResumePoint>,
+    /// Why a full sync redoes work already done (the target holds an earlier copy).
+    pub redo: Option<String>,
+    /// The db the stream is in at `resume` (a partial resync sends no `SELECT` first).
+    pub db: u32,
+}
+
+/// Combines the checkpoint from the log with the key on the target (see the module docs).
+pub fn decide(checkpoint: Option<ResumePoint>, mark: TargetMark) -> Start {
+    match (checkpoint, mark) {
+        (_, TargetMark::Snapshot) => Start {
+            db: 0,
+            resume: None,
+            redo: Some("the previous snapshot was interrupted; copying it again".into()),
+        },
+        (Some(cp), TargetMark::Applied(key, db)) => Start {
+            db,
+            resume: Some(if key.applied_offset > cp.applied_offset {
+                key
+            } else {
+                cp
+            }),
+            redo: None,
+        },
+        (None, TargetMark::Applied(key, db)) => Start {
+            db,
+            resume: Some(key),
+            redo: None,
+        },
+        (Some(cp), TargetMark::Absent) => Start {
+            db: 0,
+            resume: None,
+            redo: Some(format!(
+                "the target no longer holds the offset key (checkpoint at offset {}): it lost \
+                 data, so the snapshot is copied again",
+                cp.applied_offset
+            )),
+        },
+        (Some(_), TargetMark::Unreadable(v)) | (None, TargetMark::Unreadable(v)) => Start {
+            db: 0,
+            resume: None,
+            redo: Some(format!(
+                "the offset key holds `{}`, not an offset; copying the snapshot again",
+                v.chars().take(60).collect::<String>()
+            )),
+        },
+        (None, TargetMark::Absent) => Start {
+            db: 0,
+            resume: None,
+            redo: None,
+        },
+    }
+}
+
+/// The keys a redone snapshot wrote, as 64-bit hashes of (db, key): enough to tell which target
+/// keys the snapshot did not contain, at 8 bytes a key (a collision only spares one stale key,
+/// with odds of about n²/2⁶⁵).
+#[derive(Default)]
+pub struct KeySet {
+    hasher: RandomState,
+    hashes: HashSet<u64>,
+}
+
+impl KeySet {
+    fn hash(&self, db: u32, key: &[u8]) -> u64 {
+        self.hasher.hash_one((db, key))
+    }
+
+    pub fn insert(&mut self, db: u32, key: &[u8]) {
+        let h = self.hash(db, key);
+        self.hashes.insert(h);
+    }
+
+    pub fn contains(&self, db: u32, key: &[u8]) -> bool {
+        self.hashes.contains(&self.hash(db, key))
+    }
+}
+
+/// Deletes every target key the redone snapshot did not write (the offset key excepted).
+/// Returns how many were deleted.
+pub async fn sweep(
+    target: &mut Conn,
+    written: &KeySet,
+    offset_key: &[u8],
+) -> Result<u64, ConnError> {
+    let info = target.info("keyspace").await?;
+    let dbs: Vec<u32> = info
+        .keys()
+        .filter_map(|k| k.strip_prefix("db")?.parse().ok())
+        .collect();
+    let mut removed = 0;
+    for db in dbs {
+        target.select(db).await?;
+        let mut cursor: Vec<u8> = b"0".to_vec();
+        loop {
+            let reply = target
+                .call_ok(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"])
+                .await?;
+            let (next, keys) = scan_reply(reply).ok_or_else(|| ConnError::Protocol {
+                addr: target.addr().to_string(),
+                reason: "SCAN returned an unexpected reply".into(),
+            })?;
+            let stale: Vec<Bytes> = keys
+                .into_iter()
+                .filter(|k| {
+                    let ours = db == 0 && &k[..] == offset_key;
+                    !ours && !written.contains(db, k)
+                })
+                .collect();
+            if !stale.is_empty() {
+                let mut del: Vec<&[u8]> = vec![b"DEL"];
+                del.extend(stale.iter().map(|k| &k[..]));
+                if let Some(n) = target.call_ok(&del).await?.as_int() {
+                    removed += n.max(0) as u64;
+                }
+            }
+            if next == b"0" {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(removed)
+}
+
+fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
+    let Frame::Array(mut parts) = reply else {
+        return None;
+    };
+    if parts.len() != 2 {
+        return None;
+    }
+    let keys = match parts.pop()? {
+        Frame::Array(items) => items
+            .into_iter()
+            .filter_map(|f| f.as_bytes().cloned())
+            .collect(),
+        _ => return None,
+    };
+    let cursor = parts.pop()?.as_bytes()?.to_vec();
+    Some((cursor, keys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(replid: &str, applied_offset: i64) -> ResumePoint {
+        ResumePoint {
+            replid: replid.into(),
+            applied_offset,
+        }
+    }
+
+    #[test]
+    fn the_later_of_checkpoint_and_key_wins() {
+        let later_key = decide(Some(point("a", 10)), TargetMark::Applied(point("b", 20), 3));
+        assert_eq!(later_key.resume, Some(point("b", 20)));
+        assert_eq!(later_key.db, 3);
+        let later_cp = decide(Some(point("a", 30)), TargetMark::Applied(point("a", 20), 1));
+        assert_eq!(later_cp.resume, Some(point("a", 30)));
+        assert_eq!(later_cp.db, 1);
+        assert_eq!(later_cp.redo, None);
+    }
+
+    #[test]
+    fn an_interrupted_snapshot_or_a_lost_key_is_redone() {
+        for (cp, mark) in [
+            (None, TargetMark::Snapshot),
+            (Some(point("a", 5)), TargetMark::Snapshot),
+            (Some(point("a", 5)), TargetMark::Absent),
+            (None, parse_mark("garbage")),
+        ] {
+            let start = decide(cp, mark);
+            assert_eq!(start.resume, None);
+            assert!(start.redo.is_some());
+        }
+        assert_eq!(decide(None, TargetMark::Absent).redo, None);
+    }
+
+    #[test]
+    fn marks_parse() {
+        assert_eq!(parse_mark("snapshot"), TargetMark::Snapshot);
+        assert_eq!(
+            parse_mark(&mark_value("abc", 42, 5)),
+            TargetMark::Applied(point("abc", 42), 5)
+        );
+        assert!(matches!(parse_mark(":42:0"), TargetMark::Unreadable(_)));
+        assert!(matches!(parse_mark("abc:42"), TargetMark::Unreadable(_)));
+    }
+
+    #[test]
+    fn key_set_tells_keys_apart_by_db() {
+        let mut set = KeySet::default();
+        set.insert(0, b"k");
+        assert!(set.contains(0, b"k"));
+        assert!(!set.contains(1, b"k"));
+        assert!(!set.contains(0, b"other"));
+    }
+}

@@ -1,0 +1,180 @@
+//! kill -9 of Ferry itself: during the snapshot, during streaming, at random points, and while
+//! the source's backlog moves past the applied offset.
+
+use std::time::Duration;
+
+use crate::common::redis::RedisServer;
+use crate::harness::{assert_converged, seed, Ferry, Load, Rng, WAIT};
+
+fn has_event(
+    events: &[serde_json::Value],
+    kind: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> bool {
+    events.iter().any(|e| e["type"] == kind && pred(&e["data"]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_during_snapshot_and_during_streaming_then_the_job_completes() {
+    // 1 ms per key while the source saves: a snapshot of ~3000 keys takes seconds, so the kill
+    // lands inside it.
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    seed(&source, 3000);
+    let mut ferry = Ferry::start().await;
+    let load = Load::start(&source);
+    let id = ferry.start_live(&source, &target).await;
+    ferry
+        .wait_for(&id, "keys written by the snapshot", |v| {
+            v["phase"] == "snapshot" && v["progress"]["keys_written"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    ferry.kill9();
+    let mut kills = 1;
+    ferry.restart().await;
+    ferry.wait_streaming(&id).await;
+    let events = ferry.events(&id).await;
+    assert!(
+        has_event(&events, "SnapshotStarted", |d| d["redo"].is_string()),
+        "the restarted snapshot says what it redoes: {events:#?}"
+    );
+
+    load.wait_more(300).await;
+    ferry.kill9();
+    kills += 1;
+    load.wait_more(200).await;
+    ferry.restart().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !ferry
+        .link_events(&id)
+        .await
+        .iter()
+        .any(|e| e == "LinkResumed:source:partial")
+    {
+        let events = ferry.events(&id).await;
+        let links: Vec<_> = events
+            .iter()
+            .filter(|e| e["type"] == "LinkResumed" || e["type"] == "SnapshotStarted")
+            .collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial resume: {links:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    load.wait_more(200).await;
+    let ops = load.stop();
+    let report = ferry.cut_over(&id).await;
+    assert_converged(&report, &source, &target);
+    eprintln!("kill -9 during snapshot and streaming: {kills} kills survived, {ops} load rounds, 0 differences");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_kills_at_random_points_still_converge() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    seed(&source, 500);
+    let mut ferry = Ferry::start().await;
+    let load = Load::start(&source);
+    let id = ferry.start_live(&source, &target).await;
+    let mut rng = Rng::from_time();
+    let mut kills = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100 + rng.below(2000))).await;
+        ferry.kill9();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(rng.below(300))).await;
+        ferry.restart().await;
+    }
+    ferry.wait_streaming(&id).await;
+    load.wait_more(200).await;
+    let ops = load.stop();
+    let report = ferry.cut_over(&id).await;
+    assert_converged(&report, &source, &target);
+    eprintln!(
+        "random restarts: {kills} kills survived ({} starts), {ops} load rounds, links {:?}, 0 differences",
+        ferry.starts,
+        ferry.link_events(&id).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_that_moved_on_forces_a_full_resync_and_deleted_keys_do_not_survive() {
+    // The smallest backlog Redis allows: a few hundred load rounds overflow it.
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--repl-backlog-size",
+            "16384",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    seed(&source, 500);
+    let mut ferry = Ferry::start().await;
+    let load = Load::start(&source);
+    let id = ferry.start_live(&source, &target).await;
+    ferry.wait_streaming(&id).await;
+    load.wait_more(100).await;
+    let mut t = target.conn();
+    let deadline = std::time::Instant::now() + WAIT;
+    while redis::cmd("EXISTS")
+        .arg("seed:1")
+        .query::<i64>(&mut t)
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seed:1 never reached the target"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ferry.kill9();
+    // While Ferry is down: far more than 16 kB of writes, and a delete.
+    load.wait_more(800).await;
+    let _: () = redis::cmd("DEL")
+        .arg("seed:1")
+        .query(&mut source.conn())
+        .unwrap();
+    load.wait_more(800).await;
+    ferry.restart().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !ferry
+        .link_events(&id)
+        .await
+        .iter()
+        .any(|e| e == "LinkResumed:source:full")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full resync: {:?}\n{}",
+            ferry.link_events(&id).await,
+            ferry.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ferry.wait_streaming(&id).await;
+    let gone = redis::cmd("EXISTS")
+        .arg("seed:1")
+        .query::<i64>(&mut t)
+        .unwrap();
+    assert_eq!(
+        gone, 0,
+        "a key deleted on the source survived the full resync on the target"
+    );
+    load.wait_more(100).await;
+    let ops = load.stop();
+    let report = ferry.cut_over(&id).await;
+    assert_converged(&report, &source, &target);
+    eprintln!("backlog overflow: 1 kill survived by full resync, {ops} load rounds, 0 differences");
+}
