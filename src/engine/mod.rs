@@ -36,16 +36,19 @@
 mod adapt;
 mod conn;
 mod error;
+mod from_file;
 mod load;
 mod snapshot;
 mod stream;
 mod verify;
+mod verify_file;
 mod verify_modules;
 mod verify_paged;
 mod writer;
 
 pub use conn::{Conn, ConnError};
 pub use error::EngineError;
+pub use from_file::run_from_file;
 pub use load::{load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
@@ -154,9 +157,16 @@ pub async fn run_with(
     tuning: Tuning,
 ) -> Result<(), EngineError> {
     let paused = Arc::new(AtomicBool::new(false));
-    let source_url = job.spec.source.url.clone();
+    // A file source has no server to replicate from; the supervisor runs those through
+    // [`run_from_file`] instead.
+    let Some(source_url) = job.spec.source.url().cloned() else {
+        return Err(EngineError::Unsupported(
+            "this migration's source is an RDB file, which loads through run_from_file".into(),
+        ));
+    };
     let cancel = controls.cancel.clone();
     let migration = Migration {
+        source_url: source_url.clone(),
         job,
         reporter: Reporter { events },
         controls,
@@ -217,6 +227,8 @@ pub(crate) struct Servers {
 
 struct Migration {
     job: EngineJob,
+    /// The source server (`job.spec.source` is always a URL here).
+    source_url: RedisUrl,
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
@@ -226,7 +238,7 @@ struct Migration {
 impl Migration {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
-        let mut source = Conn::connect(&spec.source.url)
+        let mut source = Conn::connect(&self.source_url)
             .await
             .map_err(EngineError::source)?;
         let mut target = Conn::connect(&spec.target.url)
@@ -244,7 +256,7 @@ impl Migration {
             target_version,
         };
         tracing::info!(
-            source = %spec.source.url, target = %spec.target.url,
+            source = %self.source_url, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
             "migration starting"
         );
@@ -254,7 +266,7 @@ impl Migration {
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
-        let mut link = ReplicaLink::connect(&spec.source.url, self.tuning.link, resume)
+        let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, resume)
             .await
             .map_err(EngineError::from_link)?;
         let writer_conn = Conn::connect(&spec.target.url)
@@ -449,7 +461,7 @@ impl Migration {
         cause: &str,
     ) -> Result<ReplicaLink, EngineError> {
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
-        let url = &self.job.spec.source.url;
+        let url = &self.source_url;
         loop {
             match ReplicaLink::connect(url, self.tuning.link, Some((replid, applied))).await {
                 Ok(link) if matches!(link.start(), SyncStart::Partial { .. }) => return Ok(link),
