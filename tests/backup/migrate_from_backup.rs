@@ -1,0 +1,200 @@
+//! A migration whose source is a stored backup: `{"source": {"rdb": {"backup_id": …}}}`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::app::{assert_problem, spawn_app, TestApp};
+use crate::common::redis::RedisServer;
+use crate::data::{assert_same, function_names, populate};
+use crate::helpers::take_backup;
+
+/// Generous: a loaded 2-core machine.
+const DONE: Duration = Duration::from_secs(120);
+
+async fn create(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.post_json("/v1/migrations", body).await
+}
+
+/// Creates, validates and starts a migration from `backup_id` into `target` with full
+/// verification, waits for its end and returns the view and the events.
+async fn migrate(app: &TestApp, backup_id: &str, target: &RedisServer) -> (Value, Vec<String>) {
+    let body = json!({
+        "source": {"rdb": {"backup_id": backup_id}},
+        "target": {"url": target.url()},
+        "options": {"verify": "full"},
+    });
+    let response = create(app, &body).await;
+    assert_eq!(response.status(), 201, "create");
+    let view: Value = response.json().await.unwrap();
+    assert_eq!(view["source"], json!({"rdb": {"backup_id": backup_id}}));
+    let id = view["id"].as_str().unwrap().to_string();
+
+    let response = app.action(&id, "validate").await;
+    assert_eq!(response.status(), 200, "validate");
+    let report: Value = response.json().await.unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(
+        !ids.iter()
+            .any(|i| i.starts_with("source.") && *i != "source.rdb"),
+        "no source-server checks for a file: {ids:?}"
+    );
+    let rdb = checks.iter().find(|c| c["id"] == "source.rdb").unwrap();
+    assert_eq!(rdb["status"], "pass", "{rdb:#}");
+    assert_eq!(rdb["details"]["rdb_version"], 12, "{rdb:#}");
+    assert!(
+        rdb["message"].as_str().unwrap().contains("skipped"),
+        "{rdb:#}"
+    );
+    for id in [
+        "target.connect",
+        "target.conflicts",
+        "versions",
+        "capacity.memory",
+    ] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    assert_ne!(report["status"], "failed", "{report:#}");
+
+    let response = app.action(&id, "start").await;
+    assert_eq!(response.status(), 202, "start");
+    let view = app
+        .wait_for(&id, DONE, |v| {
+            ["completed", "failed", "cancelled"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    let events = app.event_types(&id).await;
+    assert_eq!(view["state"], "completed", "{view:#}\n{events:?}");
+    (view, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_migrates_into_the_same_and_an_older_version_and_verifies_against_the_file() {
+    let source = RedisServer::start_with(
+        "7.4",
+        &["--databases", "4", "--repl-diskless-sync-delay", "0"],
+    );
+    let keys = populate(&source, 2);
+    let app = spawn_app().await;
+    let backup = take_backup(&app, &source.url()).await;
+    let backup_id = backup["id"].as_str().unwrap();
+
+    // Same version: RESTORE of every payload.
+    let same = RedisServer::start_with("7.4", &["--databases", "4"]);
+    let (view, events) = migrate(&app, backup_id, &same).await;
+    assert_same(&source, &same, 4);
+    assert_eq!(function_names(&same), ["ferrylib"]);
+    assert_eq!(view["progress"]["keys_written"], keys, "{view:#}");
+    let order: Vec<&str> = events
+        .iter()
+        .map(String::as_str)
+        .filter(|t| {
+            [
+                "MigrationStarted",
+                "SnapshotStarted",
+                "SnapshotCompleted",
+                "VerificationCompleted",
+                "MigrationCompleted",
+            ]
+            .contains(t)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "MigrationStarted",
+            "SnapshotStarted",
+            "SnapshotCompleted",
+            "VerificationCompleted",
+            "MigrationCompleted"
+        ],
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e == "StreamingStarted"),
+        "{events:?}"
+    );
+    let report: Value = app
+        .get(&format!(
+            "/v1/migrations/{}/verification",
+            view["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        report["checked"], keys,
+        "full verification checks every key: {report:#}"
+    );
+
+    // Older target: values the 7.0 server cannot take as RDB 12 payloads are rewritten.
+    let older = RedisServer::start_with("7.0", &["--databases", "4"]);
+    migrate(&app, backup_id, &older).await;
+    assert_same(&source, &older, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_source_is_refused_when_the_backup_is_unknown_or_the_mode_is_live() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    source.cli(&["SET", "k", "v"]);
+    let target = RedisServer::start("7.2");
+    let app = spawn_app().await;
+
+    let unknown = "0192f3a4-5b6c-7d8e-9f00-112233445566";
+    let body = json!({"source": {"rdb": {"backup_id": unknown}}, "target": {"url": target.url()}});
+    let problem = assert_problem(create(&app, &body).await, 404).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(unknown),
+        "{problem:#}"
+    );
+
+    let body =
+        json!({"source": {"rdb": {"backup_id": "not-a-uuid"}}, "target": {"url": target.url()}});
+    assert_problem(create(&app, &body).await, 400).await;
+
+    let both = json!({"source": {"url": source.url(), "rdb": {"backup_id": unknown}}, "target": {"url": target.url()}});
+    let problem = assert_problem(create(&app, &both).await, 400).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("not both"),
+        "{problem:#}"
+    );
+
+    let backup = take_backup(&app, &source.url()).await;
+    let backup_id = backup["id"].as_str().unwrap();
+    let live = json!({
+        "source": {"rdb": {"backup_id": backup_id}},
+        "target": {"url": target.url()},
+        "mode": "live",
+    });
+    let problem = assert_problem(create(&app, &live).await, 400).await;
+    assert_eq!(problem["field"], "mode", "{problem:#}");
+
+    // A backup deleted after the migration was created: validation names it, nothing is written.
+    let body =
+        json!({"source": {"rdb": {"backup_id": backup_id}}, "target": {"url": target.url()}});
+    let response = create(&app, &body).await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deleted = app
+        .client
+        .delete(format!("{}/v1/backups/{backup_id}", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let rdb = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "source.rdb")
+        .unwrap();
+    assert_eq!(rdb["status"], "fail", "{rdb:#}");
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "0");
+}
