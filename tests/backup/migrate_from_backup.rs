@@ -131,8 +131,92 @@ async fn a_backup_migrates_into_the_same_and_an_older_version_and_verifies_again
 
     // Older target: values the 7.0 server cannot take as RDB 12 payloads are rewritten.
     let older = RedisServer::start_with("7.0", &["--databases", "4"]);
-    migrate(&app, backup_id, &older).await;
+    let (view, _) = migrate(&app, backup_id, &older).await;
     assert_same(&source, &older, 4);
+    let completed = snapshot_completed(&app, view["id"].as_str().unwrap()).await;
+    assert!(
+        completed["keys_rewritten"].as_u64().unwrap() > 0,
+        "the 7.0 target took the rewrite path: {completed:#}"
+    );
+}
+
+/// The `SnapshotCompleted` payload of migration `id`.
+async fn snapshot_completed(app: &TestApp, id: &str) -> Value {
+    let page: Value = app
+        .get(&format!("/v1/migrations/{id}/events?limit=1000"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "SnapshotCompleted")
+        .map(|e| e["data"].clone())
+        .unwrap_or_else(|| panic!("no SnapshotCompleted in {page:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_against_the_file_finds_a_value_the_target_kept_and_a_key_it_had() {
+    let source = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    for i in 0..50 {
+        source.cli(&["SET", &format!("k{i}"), &format!("v{i}")]);
+    }
+    source.cli(&["RPUSH", "list", "a", "b", "c"]);
+    let app = spawn_app().await;
+    let backup = take_backup(&app, &source.url()).await;
+    let backup_id = backup["id"].as_str().unwrap();
+
+    // `skip` keeps the target's own `k7` and `list`; its `only:target` is not in the file.
+    let target = RedisServer::start("7.4");
+    target.cli(&["SET", "k7", "the target's"]);
+    target.cli(&["RPUSH", "list", "a", "b"]);
+    target.cli(&["SET", "only:target", "x"]);
+    let body = json!({
+        "source": {"rdb": {"backup_id": backup_id}},
+        "target": {"url": target.url()},
+        "options": {"verify": "full", "on_conflict": "skip", "backup": false},
+    });
+    let response = create(&app, &body).await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    assert_ne!(report["status"], "failed", "{report:#}");
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let view = app
+        .wait_for(&id, DONE, |v| {
+            ["completed", "failed", "cancelled"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    assert_eq!(view["state"], "failed", "{view:#}");
+    assert_eq!(view["error"]["code"], "verification_failed", "{view:#}");
+    let report: Value = app
+        .get(&format!("/v1/migrations/{id}/verification"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["checked"], 51, "{report:#}");
+    assert_eq!(report["different"], 2, "{report:#}");
+    assert_eq!(report["missing"], 0, "{report:#}");
+    assert_eq!(report["extra"], 1, "{report:#}");
+    let problems: Vec<(&str, &str)> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["key"].as_str().unwrap(),
+                p["difference"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(problems.contains(&("k7", "value")), "{problems:?}");
+    assert!(problems.contains(&("list", "value")), "{problems:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
