@@ -74,7 +74,8 @@ pub struct RdbSource {
     pub backup_id: uuid::Uuid,
 }
 
-/// The wire form of [`Source`]: exactly one of `url` or `rdb`.
+/// Where the data comes from: exactly one of `url` (a running server) or `rdb` (a stored backup,
+/// `snapshot` mode only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"rdb": {"backup_id": "0192f3a4-5b6c-7d8e-9f00-112233445566"}}))]
