@@ -81,7 +81,9 @@ fn allowed_hint(allowed: &[Action]) -> String {
 #[schema(example = json!({"name": "renamed", "options": {"verify": "full"}}))]
 pub struct MigrationPatch {
     pub name: Option<String>,
-    pub source: Option<Endpoint>,
+    /// `{url}` or `{rdb: {backup_id}}`.
+    #[schema(value_type = Option<crate::spec::SourceBody>)]
+    pub source: Option<Source>,
     pub target: Option<Endpoint>,
     pub mode: Option<Mode>,
     pub options: Option<OptionsPatch>,
@@ -321,8 +323,10 @@ impl Jobs {
         if let Some(name) = patch.name {
             spec.name = Some(name);
         }
-        if let Some(source) = patch.source {
-            spec.source = Source::Url(keep_password(source.url, &creds.source));
+        match patch.source {
+            Some(Source::Url(url)) => spec.source = Source::Url(keep_password(url, &creds.source)),
+            Some(file) => spec.source = file,
+            None => {}
         }
         if let Some(target) = patch.target {
             spec.target.url = keep_password(target.url, &creds.target);

@@ -17,8 +17,14 @@ async fn create(app: &TestApp, body: &Value) -> reqwest::Response {
 }
 
 /// Creates, validates and starts a migration from `backup_id` into `target` with full
-/// verification, waits for its end and returns the view and the events.
-async fn migrate(app: &TestApp, backup_id: &str, target: &RedisServer) -> (Value, Vec<String>) {
+/// verification, waits for its end and returns the view and the events. `versions` is the
+/// expected status of that check (`warn` when the file is newer than the target).
+async fn migrate(
+    app: &TestApp,
+    backup_id: &str,
+    target: &RedisServer,
+    versions: &str,
+) -> (Value, Vec<String>) {
     let body = json!({
         "source": {"rdb": {"backup_id": backup_id}},
         "target": {"url": target.url()},
@@ -56,6 +62,8 @@ async fn migrate(app: &TestApp, backup_id: &str, target: &RedisServer) -> (Value
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
     assert_ne!(report["status"], "failed", "{report:#}");
+    let check = checks.iter().find(|c| c["id"] == "versions").unwrap();
+    assert_eq!(check["status"], versions, "{check:#}");
 
     let response = app.action(&id, "start").await;
     assert_eq!(response.status(), 202, "start");
@@ -82,7 +90,7 @@ async fn a_backup_migrates_into_the_same_and_an_older_version_and_verifies_again
 
     // Same version: RESTORE of every payload.
     let same = RedisServer::start_with("7.4", &["--databases", "4"]);
-    let (view, events) = migrate(&app, backup_id, &same).await;
+    let (view, events) = migrate(&app, backup_id, &same, "pass").await;
     assert_same(&source, &same, 4);
     assert_eq!(function_names(&same), ["ferrylib"]);
     assert_eq!(view["progress"]["keys_written"], keys, "{view:#}");
@@ -131,7 +139,7 @@ async fn a_backup_migrates_into_the_same_and_an_older_version_and_verifies_again
 
     // Older target: values the 7.0 server cannot take as RDB 12 payloads are rewritten.
     let older = RedisServer::start_with("7.0", &["--databases", "4"]);
-    let (view, _) = migrate(&app, backup_id, &older).await;
+    let (view, _) = migrate(&app, backup_id, &older, "warn").await;
     assert_same(&source, &older, 4);
     let completed = snapshot_completed(&app, view["id"].as_str().unwrap()).await;
     assert!(
@@ -254,6 +262,27 @@ async fn a_file_source_is_refused_when_the_backup_is_unknown_or_the_mode_is_live
     });
     let problem = assert_problem(create(&app, &live).await, 400).await;
     assert_eq!(problem["field"], "mode", "{problem:#}");
+
+    // PATCH turns a server-source migration into a file-source one, under the same rules.
+    let id = app.create(&source.url(), &target.url()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to_live = json!({"source": {"rdb": {"backup_id": backup_id}}, "mode": "live"});
+    let problem = assert_problem(
+        app.patch_json(&format!("/v1/migrations/{id}"), &to_live)
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(problem["field"], "mode", "{problem:#}");
+    let to_file = json!({"source": {"rdb": {"backup_id": backup_id}}});
+    let response = app
+        .patch_json(&format!("/v1/migrations/{id}"), &to_file)
+        .await;
+    assert_eq!(response.status(), 200);
+    let view: Value = response.json().await.unwrap();
+    assert_eq!(view["source"], to_file["source"], "{view:#}");
 
     // A backup deleted after the migration was created: validation names it, nothing is written.
     let body =
