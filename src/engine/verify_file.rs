@@ -321,3 +321,47 @@ fn render(value: &Value, field_ttls: bool) -> Option<Vec<Bytes>> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn sorted_sets_render_in_zrange_order_with_exact_scores() {
+        let value = Value::SortedSet(vec![(b("b"), 2.0), (b("a"), 2.0), (b("c"), -1.5)]);
+        let rendered = render(&value, false).unwrap();
+        let expected = vec![
+            b("c"),
+            b(&(-1.5f64).to_bits().to_string()),
+            b("a"),
+            b(&2.0f64.to_bits().to_string()),
+            b("b"),
+            b(&2.0f64.to_bits().to_string()),
+        ];
+        assert_eq!(rendered, expected);
+    }
+
+    #[test]
+    fn hashes_carry_field_expiries_only_where_the_target_knows_them() {
+        let value = Value::HashWithTtl(vec![(b("f2"), b("v2"), None), (b("f1"), b("v1"), Some(9))]);
+        assert_eq!(
+            render(&value, true).unwrap(),
+            vec![b("f1"), b("v1"), b("9"), b("f2"), b("v2"), b("-1")]
+        );
+        let plain = Value::Hash(vec![(b("f"), b("v"))]);
+        assert_eq!(render(&plain, false).unwrap(), vec![b("f"), b("v")]);
+        assert_eq!(render(&plain, true).unwrap(), vec![b("f"), b("v"), b("-1")]);
+    }
+
+    #[test]
+    fn lists_keep_their_order_and_sets_are_sorted() {
+        let list = Value::List(vec![b("z"), b("a")]);
+        assert_eq!(render(&list, false).unwrap(), vec![b("*2"), b("z"), b("a")]);
+        let set = Value::Set(vec![b("z"), b("a")]);
+        assert_eq!(render(&set, false).unwrap(), vec![b("a"), b("z")]);
+    }
+}
