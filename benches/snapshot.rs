@@ -85,7 +85,8 @@ fn snapshot(c: &mut Criterion) {
         name: None,
         source: Endpoint {
             url: RedisUrl::parse(&source.url()).unwrap(),
-        },
+        }
+        .into(),
         target: Endpoint {
             url: RedisUrl::parse(&target.url()).unwrap(),
         },
@@ -211,7 +212,8 @@ fn live(c: &mut Criterion) {
                     name: None,
                     source: Endpoint {
                         url: RedisUrl::parse(&source.url()).unwrap(),
-                    },
+                    }
+                    .into(),
                     target: Endpoint {
                         url: RedisUrl::parse(&target.url()).unwrap(),
                     },

@@ -45,7 +45,8 @@ fn spec() -> MigrationSpec {
         name: Some("bench".into()),
         source: Endpoint {
             url: RedisUrl::parse("redis://default:pw@10.0.0.1:6379").expect("url"),
-        },
+        }
+        .into(),
         target: Endpoint {
             url: RedisUrl::parse("redis://10.0.0.2:6379").expect("url"),
         },

@@ -173,7 +173,8 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         name: Some("ferry migrate".into()),
         source: Endpoint {
             url: url(&args.source, "source")?,
-        },
+        }
+        .into(),
         target: Endpoint {
             url: url(&args.target, "target")?,
         },
@@ -210,7 +211,7 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
     const ACTOR: &str = "cli";
     let view = jobs.create(spec, ACTOR).await?;
     let id = view.id;
-    println!("migration {id}: {} → {}", view.source.url, view.target.url);
+    println!("migration {id}: {} → {}", view.source, view.target.url);
     let report = jobs.validate(id, ACTOR).await?;
     for check in &report.checks {
         let mark = match check.status {

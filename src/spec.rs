@@ -19,6 +19,107 @@ pub struct Endpoint {
     pub url: RedisUrl,
 }
 
+/// Where the data comes from: a live server (`{"url": …}`), or an RDB file Ferry holds as a
+/// backup (`{"rdb": {"backup_id": …}}`: a backup it took, or a dump uploaded with
+/// `POST /v1/backups/upload`). On the wire it is one object with exactly one of the two fields, so
+/// that every `{"url": …}` spec written before files were a source still reads the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SourceBody", into = "SourceBody")]
+pub enum Source {
+    /// A running server, read over the replication link.
+    Url(RedisUrl),
+    /// A stored backup's RDB file, loaded through the snapshot path (mode `snapshot` only).
+    Rdb(RdbSource),
+}
+
+impl Source {
+    /// The server's address, when the source is a server.
+    pub fn url(&self) -> Option<&RedisUrl> {
+        match self {
+            Source::Url(url) => Some(url),
+            Source::Rdb(_) => None,
+        }
+    }
+
+    /// The backup, when the source is a file.
+    pub fn backup_id(&self) -> Option<uuid::Uuid> {
+        match self {
+            Source::Url(_) => None,
+            Source::Rdb(rdb) => Some(rdb.backup_id),
+        }
+    }
+}
+
+/// A server source shows as its (redacted) URL, a file as `backup <id>`.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Url(url) => write!(f, "{url}"),
+            Source::Rdb(rdb) => write!(f, "backup {}", rdb.backup_id),
+        }
+    }
+}
+
+impl From<Endpoint> for Source {
+    fn from(endpoint: Endpoint) -> Self {
+        Source::Url(endpoint.url)
+    }
+}
+
+/// A backup used as a migration source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RdbSource {
+    /// The id of a completed backup (`GET /v1/backups`).
+    pub backup_id: uuid::Uuid,
+}
+
+/// Where the data comes from: exactly one of `url` (a running server) or `rdb` (a stored backup,
+/// `snapshot` mode only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"rdb": {"backup_id": "0192f3a4-5b6c-7d8e-9f00-112233445566"}}))]
+pub struct SourceBody {
+    /// A server: `redis://[user[:password]@]host:port[/db]`, shown with the password as `***`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "redis://default:***@127.0.0.1:6379")]
+    pub url: Option<RedisUrl>,
+    /// Or a stored backup's RDB file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb: Option<RdbSource>,
+}
+
+impl TryFrom<SourceBody> for Source {
+    type Error = String;
+
+    fn try_from(body: SourceBody) -> Result<Self, String> {
+        match (body.url, body.rdb) {
+            (Some(url), None) => Ok(Source::Url(url)),
+            (None, Some(rdb)) => Ok(Source::Rdb(rdb)),
+            (Some(_), Some(_)) => Err("`source` takes either `url` or `rdb`, not both".to_string()),
+            (None, None) => Err(
+                "`source` needs `url` (a server) or `rdb: {backup_id}` (a stored backup)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+impl From<Source> for SourceBody {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Url(url) => SourceBody {
+                url: Some(url),
+                rdb: None,
+            },
+            Source::Rdb(rdb) => SourceBody {
+                url: None,
+                rdb: Some(rdb),
+            },
+        }
+    }
+}
+
 /// `snapshot` copies the data once and completes; `live` keeps applying the source's writes until
 /// cutover.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -89,7 +190,8 @@ impl Default for Options {
 pub struct MigrationSpec {
     #[serde(default)]
     pub name: Option<String>,
-    pub source: Endpoint,
+    #[schema(value_type = SourceBody)]
+    pub source: Source,
     pub target: Endpoint,
     #[serde(default)]
     pub mode: Mode,
@@ -120,5 +222,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn a_source_is_a_url_or_a_backup_and_reads_back_the_same() {
+        let url = r#"{"url":"redis://a:1"}"#;
+        let source: Source = serde_json::from_str(url).unwrap();
+        assert_eq!(source.url().map(|u| u.port), Some(1));
+        assert_eq!(serde_json::to_string(&source).unwrap(), url);
+
+        let rdb = r#"{"rdb":{"backup_id":"0192f3a4-5b6c-7d8e-9f00-112233445566"}}"#;
+        let source: Source = serde_json::from_str(rdb).unwrap();
+        assert!(source.url().is_none());
+        assert!(source.backup_id().is_some());
+        assert_eq!(serde_json::to_string(&source).unwrap(), rdb);
+    }
+
+    #[test]
+    fn a_source_with_both_or_neither_is_refused_by_name() {
+        let both =
+            r#"{"url":"redis://a:1","rdb":{"backup_id":"0192f3a4-5b6c-7d8e-9f00-112233445566"}}"#;
+        let err = serde_json::from_str::<Source>(both).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = serde_json::from_str::<Source>("{}").unwrap_err();
+        assert!(err.to_string().contains("backup_id"), "{err}");
+        let err = serde_json::from_str::<Source>(r#"{"rdb":{"id":"x"}}"#).unwrap_err();
+        assert!(err.to_string().contains("id"), "{err}");
     }
 }

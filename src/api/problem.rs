@@ -171,6 +171,10 @@ impl From<JobError> for ApiError {
                 ApiError::Internal(e.to_string())
             }
             JobError::Backup(e) => e.into(),
+            JobError::Invalid { field, detail } => ApiError::Invalid {
+                field: Some(field.to_string()),
+                detail,
+            },
         }
     }
 }

@@ -15,6 +15,10 @@
 //!
 //! Restoring goes through [`crate::engine::load_rdb_file`], the migration's own snapshot path:
 //! RESTORE where the target understands the payload, plain commands where it is older.
+//!
+//! A completed backup (taken or uploaded) can also be the *source* of a migration
+//! (`source: {rdb: {backup_id}}`): see [`crate::jobs`]' `rdb_source` and
+//! [`crate::engine::run_from_file`].
 
 pub mod capture;
 pub mod file;

@@ -50,18 +50,21 @@
 mod adapt;
 mod conn;
 mod error;
+mod from_file;
 mod load;
 mod recover;
 pub mod resume;
 mod snapshot;
 mod stream;
 mod verify;
+mod verify_file;
 mod verify_modules;
 mod verify_paged;
 mod writer;
 
 pub use conn::{Conn, ConnError};
 pub use error::EngineError;
+pub use from_file::run_from_file;
 pub use load::{load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
@@ -170,10 +173,17 @@ pub async fn run_with(
     tuning: Tuning,
 ) -> Result<(), EngineError> {
     let paused = Arc::new(AtomicBool::new(false));
-    let source_url = job.spec.source.url.clone();
+    // A file source has no server to replicate from; the supervisor runs those through
+    // [`run_from_file`] instead.
+    let Some(source_url) = job.spec.source.url().cloned() else {
+        return Err(EngineError::Unsupported(
+            "this migration's source is an RDB file, which loads through run_from_file".into(),
+        ));
+    };
     let cancel = controls.cancel.clone();
     let migration = Migration {
         offset_key: resume::offset_key(job.migration_id),
+        source_url: source_url.clone(),
         job,
         reporter: Reporter { events },
         controls,
@@ -236,6 +246,8 @@ struct Migration {
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
+    /// The source server (`job.spec.source` is always a URL here).
+    source_url: RedisUrl,
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
@@ -249,7 +261,7 @@ const MAX_REDOS: u32 = 5;
 impl Migration {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
-        let mut source = Conn::connect(&spec.source.url)
+        let mut source = Conn::connect(&self.source_url)
             .await
             .map_err(EngineError::source)?;
         let mut target = Conn::connect(&spec.target.url)
@@ -267,7 +279,7 @@ impl Migration {
             target_version,
         };
         tracing::info!(
-            source = %spec.source.url, target = %spec.target.url,
+            source = %self.source_url, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
             "migration starting"
         );
@@ -315,7 +327,7 @@ impl Migration {
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
-        let mut link = ReplicaLink::connect(&spec.source.url, self.tuning.link, from)
+        let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
         let writer_conn = Conn::connect(&spec.target.url)

@@ -41,7 +41,7 @@ impl Migration {
         cause: &str,
     ) -> Result<Conn, EngineError> {
         let (url, unreachable): (&RedisUrl, fn(String) -> EngineError) = match server {
-            Link::Source => (&self.job.spec.source.url, EngineError::SourceUnreachable),
+            Link::Source => (&self.source_url, EngineError::SourceUnreachable),
             Link::Target => (&self.job.spec.target.url, EngineError::TargetUnreachable),
         };
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
@@ -76,7 +76,7 @@ impl Migration {
         cause: &str,
     ) -> Result<(ReplicaLink, String), EngineError> {
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
-        let url = &self.job.spec.source.url;
+        let url = &self.source_url;
         loop {
             match ReplicaLink::connect(url, self.tuning.link, Some((replid, applied))).await {
                 Ok(link) => {

@@ -454,7 +454,7 @@ fn record(
 }
 
 /// A version-independent rendering of a value, or `None` for types we cannot read generically.
-async fn canonical(
+pub(crate) async fn canonical(
     conn: &mut Conn,
     kind: &str,
     key: &[u8],

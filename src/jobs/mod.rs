@@ -13,6 +13,7 @@
 //! the whole log and hands the jobs that were running to the [`supervisor`], which resumes them.
 
 pub mod projection;
+mod rdb_source;
 mod restore_point;
 pub mod state;
 pub mod supervisor;
@@ -29,7 +30,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::redis_url::RedisUrl;
-use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
+use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Source, Verify};
 use crate::store::event::{Event, EventKind, ValidationReport, VerificationReport};
 use crate::store::{Credentials, NewEvent, Store, StoreError};
 
@@ -60,6 +61,9 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    /// The request cannot work as written; `field` names what to change.
+    #[error("{detail}")]
+    Invalid { field: &'static str, detail: String },
 }
 
 fn allowed_hint(allowed: &[Action]) -> String {
@@ -77,7 +81,9 @@ fn allowed_hint(allowed: &[Action]) -> String {
 #[schema(example = json!({"name": "renamed", "options": {"verify": "full"}}))]
 pub struct MigrationPatch {
     pub name: Option<String>,
-    pub source: Option<Endpoint>,
+    /// `{url}` or `{rdb: {backup_id}}`.
+    #[schema(value_type = Option<crate::spec::SourceBody>)]
+    pub source: Option<Source>,
     pub target: Option<Endpoint>,
     pub mode: Option<Mode>,
     pub options: Option<OptionsPatch>,
@@ -261,9 +267,12 @@ impl Jobs {
         spec: MigrationSpec,
         actor: &str,
     ) -> Result<MigrationView, JobError> {
+        self.check_source(&spec)?;
         let id = Uuid::now_v7();
+        // A file source has no secret; the sealed record needs a source URL all the same, so it
+        // holds the target's again (never read back: `real_spec` keeps the `rdb` source).
         let creds = Credentials {
-            source: spec.source.url.clone(),
+            source: spec.source.url().unwrap_or(&spec.target.url).clone(),
             target: spec.target.url.clone(),
         };
         self.inner.store.put_credentials(id, creds).await?;
@@ -307,13 +316,17 @@ impl Jobs {
         check(&current, Action::Update, "update")?;
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        spec.source.url = creds.source.clone();
+        if let Source::Url(url) = &mut spec.source {
+            *url = creds.source.clone();
+        }
         spec.target.url = creds.target.clone();
         if let Some(name) = patch.name {
             spec.name = Some(name);
         }
-        if let Some(source) = patch.source {
-            spec.source.url = keep_password(source.url, &creds.source);
+        match patch.source {
+            Some(Source::Url(url)) => spec.source = Source::Url(keep_password(url, &creds.source)),
+            Some(file) => spec.source = file,
+            None => {}
         }
         if let Some(target) = patch.target {
             spec.target.url = keep_password(target.url, &creds.target);
@@ -324,8 +337,9 @@ impl Jobs {
         if let Some(options) = &patch.options {
             options.apply(&mut spec.options);
         }
+        self.check_source(&spec)?;
         let new_creds = Credentials {
-            source: spec.source.url.clone(),
+            source: spec.source.url().unwrap_or(&spec.target.url).clone(),
             target: spec.target.url.clone(),
         };
         if new_creds != creds {
@@ -391,7 +405,12 @@ impl Jobs {
     async fn run_checks(&self, id: Uuid) -> Result<ValidationReport, JobError> {
         let spec = self.real_spec(id).await?;
         let ctx = crate::validate::ValidateContext::new(&self.inner.data_dir);
-        let checks = crate::validate::run_with(&spec, &ctx);
+        let checks = async {
+            match spec.source.backup_id() {
+                Some(backup_id) => self.validate_file_source(&spec, backup_id, &ctx).await,
+                None => crate::validate::run_with(&spec, &ctx).await,
+            }
+        };
         match tokio::time::timeout(VALIDATION_TIMEOUT, checks).await {
             Ok(report) => Ok(report),
             Err(_) => Ok(ValidationReport::from_checks(vec![
@@ -503,7 +522,9 @@ impl Jobs {
     async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.entry(id)?.snapshot().spec();
         let creds = self.credentials(id).await?;
-        spec.source.url = creds.source;
+        if let Source::Url(url) = &mut spec.source {
+            *url = creds.source;
+        }
         spec.target.url = creds.target;
         Ok(spec)
     }

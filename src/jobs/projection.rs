@@ -67,7 +67,9 @@ pub struct MigrationView {
     /// Set while `migrating`.
     pub phase: Option<Phase>,
     pub mode: Mode,
-    pub source: Endpoint,
+    /// `{url}` (password redacted) or `{rdb: {backup_id}}`.
+    #[schema(value_type = crate::spec::SourceBody)]
+    pub source: crate::spec::Source,
     pub target: Endpoint,
     pub options: Options,
     /// The latest validation report, until the spec changes.

@@ -61,7 +61,7 @@ struct Running {
 }
 
 pub(super) struct Supervisor {
-    engine: EngineFn,
+    pub(super) engine: EngineFn,
     running: Mutex<HashMap<Uuid, Arc<Running>>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -205,7 +205,7 @@ impl Jobs {
         };
         let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
         let cancel = running.controls.cancel.clone();
-        let engine = (self.inner.supervisor.engine)(job, tx, running.controls.clone());
+        let engine = self.engine_for(job, tx, running.controls.clone());
         tokio::pin!(engine);
         // An engine that ignores a cancel for too long is dropped, and the job cancelled anyway.
         let overdue = async {

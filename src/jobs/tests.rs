@@ -114,6 +114,9 @@ async fn credentials_stay_out_of_the_log_but_reach_the_engine_spec() {
         "{logged}"
     );
     let real = jobs.real_spec(id).await.unwrap();
-    assert_eq!(real.source.url.expose_url(), "redis://:pw@127.0.0.1:1");
+    assert_eq!(
+        real.source.url().unwrap().expose_url(),
+        "redis://:pw@127.0.0.1:1"
+    );
     jobs.shutdown().await;
 }

@@ -20,6 +20,7 @@ pub mod conn;
 pub mod disk;
 pub mod error;
 pub mod facts;
+pub mod from_file;
 pub mod guide;
 pub mod info;
 
@@ -78,24 +79,15 @@ pub async fn run(spec: &MigrationSpec) -> ValidationReport {
 
 /// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
 pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> ValidationReport {
-    let tls_roots = match &ctx.tls_ca_file {
-        None => TlsRoots::System,
-        Some(path) => match tokio::fs::read(path).await {
-            Ok(pem) => TlsRoots::Pem(pem),
-            Err(e) => TlsRoots::Unreadable {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            },
-        },
+    let Some(source_url) = spec.source.url() else {
+        // A file source needs its backup's facts: `jobs` validates it with `from_file::run`.
+        return from_file::missing_backup(
+            "this source is an RDB file; validate the migration through the API",
+        );
     };
-    let options = ConnectOptions {
-        connect_timeout: ctx.connect_timeout,
-        call_timeout: ctx.call_timeout,
-        budget: ctx.budget,
-        tls_roots,
-    };
+    let options = connect_options(ctx).await;
     let (source, target) = tokio::join!(
-        ServerFacts::gather(Side::Source, &spec.source.url, &options),
+        ServerFacts::gather(Side::Source, source_url, &options),
         ServerFacts::gather(Side::Target, &spec.target.url, &options),
     );
     let local = measure_local(ctx, &target).await;
@@ -108,8 +100,28 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
     ValidationReport::from_checks(checks::run_all(&inputs))
 }
 
+/// Timeouts and TLS roots for the admin connections.
+pub(crate) async fn connect_options(ctx: &ValidateContext) -> ConnectOptions {
+    let tls_roots = match &ctx.tls_ca_file {
+        None => TlsRoots::System,
+        Some(path) => match tokio::fs::read(path).await {
+            Ok(pem) => TlsRoots::Pem(pem),
+            Err(e) => TlsRoots::Unreadable {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            },
+        },
+    };
+    ConnectOptions {
+        connect_timeout: ctx.connect_timeout,
+        call_timeout: ctx.call_timeout,
+        budget: ctx.budget,
+        tls_roots,
+    }
+}
+
 /// Free space in Ferry's `data_dir` and, when the target runs here, under the target's `dir`.
-async fn measure_local(ctx: &ValidateContext, target: &ServerFacts) -> LocalFacts {
+pub(crate) async fn measure_local(ctx: &ValidateContext, target: &ServerFacts) -> LocalFacts {
     let target_dir = match &target.config {
         Ok(config) if disk::is_local_host(&target.url.host) => config.get("dir").map(PathBuf::from),
         _ => None,

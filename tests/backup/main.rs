@@ -17,6 +17,7 @@ mod data;
 mod helpers;
 
 mod crash;
+mod migrate_from_backup;
 mod rollback;
 mod roundtrip;
 mod secrets;

@@ -25,7 +25,8 @@ pub fn spec(
         name: Some("test".into()),
         source: Endpoint {
             url: RedisUrl::parse(&source.url()).unwrap(),
-        },
+        }
+        .into(),
         target: Endpoint {
             url: RedisUrl::parse(&target.url()).unwrap(),
         },

@@ -20,7 +20,8 @@ pub fn spec(source: &RedisServer, target: &RedisServer) -> MigrationSpec {
         name: Some("failover".into()),
         source: Endpoint {
             url: RedisUrl::parse(&source.url()).unwrap(),
-        },
+        }
+        .into(),
         target: Endpoint {
             url: RedisUrl::parse(&target.url()).unwrap(),
         },

@@ -20,7 +20,8 @@ pub fn spec(source: &RedisServer, target: &RedisServer, mode: Mode) -> Migration
         name: Some(format!("matrix {} -> {}", source.version, target.version)),
         source: Endpoint {
             url: RedisUrl::parse(&source.url()).unwrap(),
-        },
+        }
+        .into(),
         target: Endpoint {
             url: RedisUrl::parse(&target.url()).unwrap(),
         },

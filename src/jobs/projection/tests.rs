@@ -11,7 +11,8 @@ fn spec(mode: Mode) -> MigrationSpec {
         name: Some("n".into()),
         source: Endpoint {
             url: RedisUrl::parse("redis://u:secret@127.0.0.1:1").unwrap(),
-        },
+        }
+        .into(),
         target: Endpoint {
             url: RedisUrl::parse("redis://127.0.0.1:2").unwrap(),
         },
@@ -52,7 +53,10 @@ fn a_created_migration_is_configured_with_a_redacted_source() {
         spec: spec(Mode::Snapshot),
     }]);
     assert_eq!(m.view.state, State::Configured);
-    assert_eq!(m.view.source.url.to_string(), "redis://u:***@127.0.0.1:1");
+    assert_eq!(
+        m.view.source.url().unwrap().to_string(),
+        "redis://u:***@127.0.0.1:1"
+    );
     assert_eq!(m.view.progress, Progress::default());
     assert_eq!(m.version, 1);
 }

@@ -1,0 +1,108 @@
+//! A migration whose source is an RDB file (a stored backup, taken or uploaded).
+//!
+//! There is no source server, so there is nothing to replicate and nothing to stream: the file is
+//! loaded through the snapshot path ([`load_rdb_file`](super::load_rdb_file): the same writer,
+//! RESTORE or rewriting for an older target, the same `on_conflict` rules), framed by the usual
+//! `SnapshotStarted` / `SnapshotProgress`* / `SnapshotCompleted` events, and then verified against
+//! the file itself ([`verify_file`](super::verify_file)). Only `snapshot` mode makes sense; the API
+//! refuses `live` before a job gets here.
+
+use std::path::PathBuf;
+
+use super::error::EngineError;
+use super::load::load_rdb_file;
+use super::{verify_file, Controls, EngineJob, EventSender, Reporter, Tuning};
+use crate::spec::Verify;
+use crate::store::EventKind;
+
+/// The `replid` of a snapshot that came from a file rather than a server.
+pub const FILE_REPLID: &str = "rdb-file";
+
+/// Loads `path` into the job's target and verifies it. Cancellation drops whichever step runs.
+pub async fn run_from_file(
+    job: EngineJob,
+    path: PathBuf,
+    events: EventSender,
+    controls: Controls,
+) -> Result<(), EngineError> {
+    let cancel = controls.cancel.clone();
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(EngineError::Cancelled),
+        r = load_and_verify(job, path, events, Tuning::default()) => r,
+    }
+}
+
+async fn load_and_verify(
+    job: EngineJob,
+    path: PathBuf,
+    events: EventSender,
+    tuning: Tuning,
+) -> Result<(), EngineError> {
+    let spec = &job.spec;
+    let reporter = Reporter {
+        events: events.clone(),
+    };
+    let total = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| EngineError::Rdb(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    reporter
+        .emit(EventKind::SnapshotStarted {
+            replid: FILE_REPLID.into(),
+            offset: 0,
+            diskless: false,
+            rdb_bytes_total: Some(total),
+            redo: None,
+        })
+        .await?;
+    let summary = load_rdb_file(
+        &path,
+        &spec.target.url,
+        spec.options.on_conflict,
+        events,
+        tuning.clone(),
+    )
+    .await?;
+    tracing::info!(
+        file = %path.display(), target = %spec.target.url,
+        keys_written = summary.keys_written, keys_rewritten = summary.keys_rewritten,
+        ms = summary.duration_ms, "file loaded"
+    );
+    reporter
+        .emit(EventKind::SnapshotCompleted {
+            rdb_bytes: summary.rdb_bytes,
+            keys_written: summary.keys_written,
+            keys_skipped: summary.keys_skipped,
+            keys_expired: summary.keys_expired,
+            keys_rewritten: summary.keys_rewritten,
+            duration_ms: summary.duration_ms,
+        })
+        .await?;
+    let mode = spec.options.verify;
+    if mode == Verify::None {
+        return Ok(());
+    }
+    let report = verify_file::verify(&path, &spec.target.url, mode, &tuning).await?;
+    let clean = report.is_clean();
+    let summary = format!(
+        "{} checked, {} missing, {} different, {} extra{}",
+        report.checked,
+        report.missing,
+        report.different,
+        report.extra,
+        report
+            .problems
+            .first()
+            .map(|p| format!("; first: `{}` (db {}, {:?})", p.key, p.db, p.difference))
+            .unwrap_or_default()
+    );
+    reporter
+        .emit(EventKind::VerificationCompleted { report })
+        .await?;
+    if clean {
+        Ok(())
+    } else {
+        Err(EngineError::VerificationFailed(summary))
+    }
+}

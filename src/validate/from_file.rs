@@ -1,0 +1,202 @@
+//! Pre-flight checks for a migration whose source is an RDB file (a stored backup).
+//!
+//! There is no source server: nothing replicates, so the checks about the source's replication
+//! (PSYNC rights, role, backlog, output buffer), its modules and its configuration do not apply,
+//! and the report says so in its `source.rdb` check. What the file tells instead comes from the
+//! backup's record: its size, keys per database, RDB version and the Redis version that wrote it.
+//!
+//! The target checks are the same functions as for a server source. They read the source's facts
+//! through [`ServerFacts`], so the file is described to them as a source would be: its keyspace
+//! as `INFO keyspace` lines and its size as the dataset (an RDB is compact, so the real memory
+//! need is larger; the memory check keeps its usual margin). `versions` is decided here, against
+//! the file's RDB version, because the file's writer is not a server that can be asked.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::checks::{self, Inputs};
+use super::error::{CallError, Side};
+use super::facts::{Connected, ServerFacts};
+use super::info::Info;
+use super::{connect_options, measure_local, ValidateContext};
+use crate::backup::{BackupStatus, BackupView};
+use crate::rdb::version::rdb_version_for_version_string;
+use crate::spec::MigrationSpec;
+use crate::store::event::{CheckResult, CheckStatus, ValidationReport};
+
+/// The server checks that only need the target (and the file's keyspace and size).
+const TARGET_CHECKS: &[&str] = &[
+    "target.connect",
+    "target.writable",
+    "databases",
+    "target.conflicts",
+    "capacity.memory",
+    "capacity.disk",
+];
+
+/// Checks a migration from `backup` (the record of `spec.source`'s backup, or why it has none).
+pub async fn run(
+    spec: &MigrationSpec,
+    backup: Result<BackupView, String>,
+    ctx: &ValidateContext,
+) -> ValidationReport {
+    let options = connect_options(ctx).await;
+    let target = ServerFacts::gather(Side::Target, &spec.target.url, &options).await;
+    let local = measure_local(ctx, &target).await;
+    let usable = backup.and_then(usable);
+    let source = file_facts(spec, usable.as_ref().ok());
+    let inputs = Inputs {
+        spec,
+        source: &source,
+        target: &target,
+        local: &local,
+    };
+    let mut results = vec![source_check(&usable)];
+    results.extend(checks::run_only(&inputs, TARGET_CHECKS));
+    results.push(versions(usable.as_ref().ok(), &target));
+    ValidationReport::from_checks(results)
+}
+
+/// A report with one failing `source.rdb` check.
+pub fn missing_backup(message: &str) -> ValidationReport {
+    ValidationReport::from_checks(vec![source_check(&Err(message.to_string()))])
+}
+
+/// The backup, if a migration can load it: completed, with its details.
+fn usable(view: BackupView) -> Result<BackupView, String> {
+    if view.status != BackupStatus::Completed || view.details.is_none() {
+        return Err(format!(
+            "backup {} is {:?}, not completed: only a completed backup can be loaded",
+            view.id, view.status
+        ));
+    }
+    Ok(view)
+}
+
+fn source_check(backup: &Result<BackupView, String>) -> CheckResult {
+    let skipped = "the source-server checks (replication, role, backlog, output buffer, modules, \
+                   configuration) do not apply to a file and were skipped";
+    match backup {
+        Ok(view) => {
+            let details = view.details.as_ref();
+            let keys: u64 = details
+                .map(|d| d.databases.iter().map(|db| db.keys).sum())
+                .unwrap_or(0);
+            let rdb_version = details.map(|d| d.rdb_version);
+            CheckResult {
+                id: "source.rdb".into(),
+                status: CheckStatus::Pass,
+                message: format!(
+                    "backup {} is complete: {} bytes, {keys} keys, RDB version {}; {skipped}",
+                    view.id,
+                    view.bytes,
+                    rdb_version.map_or("unknown".to_string(), |v| v.to_string()),
+                ),
+                details: Some(json!({
+                    "backup_id": view.id,
+                    "bytes": view.bytes,
+                    "keys": keys,
+                    "rdb_version": rdb_version,
+                    "server_version": details.map(|d| d.server_version.clone()),
+                    "databases": details.map(|d| d.databases.clone()),
+                })),
+            }
+        }
+        Err(message) => CheckResult {
+            id: "source.rdb".into(),
+            status: CheckStatus::Fail,
+            message: format!("{message}; choose a completed backup (GET /v1/backups)"),
+            details: None,
+        },
+    }
+}
+
+/// The file described as a source server: its keyspace and its size as the dataset.
+fn file_facts(spec: &MigrationSpec, backup: Option<&BackupView>) -> ServerFacts {
+    let mut text = format!(
+        "# Memory\r\nused_memory_dataset:{}\r\n# Keyspace\r\n",
+        backup.map_or(0, |b| b.bytes)
+    );
+    for db in backup
+        .and_then(|b| b.details.as_ref())
+        .map(|d| d.databases.as_slice())
+        .unwrap_or_default()
+    {
+        text.push_str(&format!(
+            "db{}:keys={},expires=0,avg_ttl=0\r\n",
+            db.db, db.keys
+        ));
+    }
+    let not_a_server = CallError::NotConnected { side: Side::Source };
+    ServerFacts {
+        side: Side::Source,
+        // Never connected to: the checks run here only read the target's URL.
+        url: spec.target.url.clone(),
+        connect: Ok(Connected {
+            latency: Duration::ZERO,
+            user: "rdb file".into(),
+        }),
+        info: Ok(Info::parse(&text)),
+        config: Err(not_a_server.clone()),
+        modules: Err(not_a_server.clone()),
+        replication_commands: Err(not_a_server),
+        acl: Vec::new(),
+        field_ttl_sample: None,
+        function_libraries: None,
+    }
+}
+
+/// The file's RDB version against the one the target speaks.
+fn versions(backup: Option<&BackupView>, target: &ServerFacts) -> CheckResult {
+    let id = "versions".to_string();
+    let file_rdb = backup
+        .and_then(|b| b.details.as_ref())
+        .map(|d| d.rdb_version);
+    let target_version = target
+        .info
+        .as_ref()
+        .ok()
+        .and_then(|info| info.version())
+        .map(str::to_string);
+    let target_rdb = target_version
+        .as_deref()
+        .and_then(rdb_version_for_version_string);
+    let details = Some(json!({
+        "file_rdb_version": file_rdb,
+        "target_version": target_version,
+        "target_rdb_version": target_rdb,
+    }));
+    let (status, message) = match (file_rdb, target_rdb) {
+        (None, _) => (
+            CheckStatus::Fail,
+            "not checked: the backup has no RDB version (see source.rdb)".to_string(),
+        ),
+        (Some(_), None) => (
+            CheckStatus::Warn,
+            "cannot tell which RDB version the target speaks; make sure it is not older than \
+             the file's writer"
+                .to_string(),
+        ),
+        (Some(file), Some(target)) if file <= target => (
+            CheckStatus::Pass,
+            format!(
+                "the target speaks RDB {target}, the file is RDB {file}: values load as RESTORE"
+            ),
+        ),
+        (Some(file), Some(target)) => (
+            CheckStatus::Warn,
+            format!(
+                "the file is RDB {file}, newer than the target's RDB {target}: values are \
+                 rewritten as plain commands, and a type the target has no notion of (hash field \
+                 TTLs before 7.4, say) fails the load"
+            ),
+        ),
+    };
+    CheckResult {
+        id,
+        status,
+        message,
+        details,
+    }
+}
