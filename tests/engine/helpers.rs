@@ -2,16 +2,13 @@
 //! own verifier (a test that trusted the code under test would prove little).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::engine::{self, Controls, EngineError, EngineJob, Tuning};
+use ferry::engine::Tuning;
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
 use ferry::store::EventKind;
 use redis::Value;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::common::redis::RedisServer;
 
@@ -45,88 +42,9 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
     }
 }
 
-/// A running engine: its task, the events it emitted so far, and its controls.
-pub struct Running {
-    pub migration_id: uuid::Uuid,
-    pub task: JoinHandle<Result<(), EngineError>>,
-    pub events: Arc<Mutex<Vec<EventKind>>>,
-    pub controls: Controls,
-}
-
-pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
-    let (tx, mut rx) = mpsc::channel(64);
-    let controls = Controls::default();
-    let migration_id = uuid::Uuid::now_v7();
-    let job = EngineJob {
-        migration_id,
-        spec,
-        resume: None,
-    };
-    let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
-    let events = Arc::new(Mutex::new(vec![]));
-    let sink = events.clone();
-    tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            sink.lock().unwrap().push(e);
-        }
-    });
-    Running {
-        migration_id,
-        task,
-        events,
-        controls,
-    }
-}
-
-impl Running {
-    pub fn names(&self) -> Vec<&'static str> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.type_name())
-            .collect()
-    }
-
-    pub fn events(&self) -> Vec<EventKind> {
-        self.events.lock().unwrap().clone()
-    }
-
-    /// Polls until an event matching `pred` was emitted.
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&EventKind) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.events.lock().unwrap().iter().any(&pred) {
-                return;
-            }
-            if self.task.is_finished() {
-                panic!("engine ended before {what}; events: {:?}", self.names());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within 60s; events: {:?}",
-                self.names()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits for the engine's result (60 s at most).
-    pub async fn finish(self) -> (Result<(), EngineError>, Vec<EventKind>) {
-        let result = tokio::time::timeout(Duration::from_secs(120), self.task)
-            .await
-            .expect("engine finished within 120s")
-            .expect("engine task did not panic");
-        // Let the collector drain the channel.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let events = self.events.lock().unwrap().clone();
-        (result, events)
-    }
-}
-
-pub fn names(events: &[EventKind]) -> Vec<&'static str> {
-    events.iter().map(|e| e.type_name()).collect()
-}
+// Not every binary that includes these helpers (tests/backup does too) uses all three.
+#[allow(unused_imports)]
+pub use crate::common::engine::{names, start, Running};
 
 /// A small tuning for tests: quick reports.
 pub fn quick() -> Tuning {

@@ -139,7 +139,7 @@ async fn moves_by_restore(from: &str, to: &str, mode: Mode) {
         ferry::store::event::CheckStatus::Fail,
         "{check:?}"
     );
-    let mut run_ = start(spec, tuning());
+    let run_ = start(spec, tuning());
     if mode == Mode::Live {
         run_.wait_for("StreamingStarted", |e| {
             matches!(e, EventKind::StreamingStarted { .. })

@@ -87,7 +87,7 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
             has_field_ttls(from) && has_field_ttls(to),
             stop.clone(),
         );
-        let mut run = start(spec, tuning());
+        let run = start(spec, tuning());
         run.wait_for("StreamingStarted", |e| {
             matches!(e, EventKind::StreamingStarted { .. })
         })

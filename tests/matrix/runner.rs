@@ -1,15 +1,12 @@
 //! Running the engine and the validation against real servers, as the supervisor would.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ferry::engine::{self, Controls, EngineError, EngineJob, Tuning};
+use ferry::engine::Tuning;
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
 use ferry::store::event::{CheckResult, CheckStatus};
 use ferry::store::EventKind;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::common::redis::RedisServer;
 
@@ -44,85 +41,7 @@ pub fn tuning() -> Tuning {
     }
 }
 
-/// An engine task and the events it emitted so far.
-pub struct Running {
-    pub task: JoinHandle<Result<(), EngineError>>,
-    pub events: Arc<Mutex<Vec<EventKind>>>,
-    pub controls: Controls,
-}
-
-pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
-    let (tx, mut rx) = mpsc::channel(64);
-    let controls = Controls::default();
-    let job = EngineJob {
-        migration_id: uuid::Uuid::now_v7(),
-        spec,
-        resume: None,
-    };
-    let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
-    let events = Arc::new(Mutex::new(vec![]));
-    let sink = events.clone();
-    tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            sink.lock().unwrap().push(e);
-        }
-    });
-    Running {
-        task,
-        events,
-        controls,
-    }
-}
-
-impl Running {
-    fn names(&self) -> Vec<&'static str> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.type_name())
-            .collect()
-    }
-
-    /// Polls (60 s at most) until an event matching `pred` was emitted; panics if the engine ends
-    /// first, with its error.
-    pub async fn wait_for(&mut self, what: &str, pred: impl Fn(&EventKind) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.events.lock().unwrap().iter().any(&pred) {
-                return;
-            }
-            if self.task.is_finished() {
-                let result = (&mut self.task).await;
-                panic!(
-                    "engine ended before {what}: {result:?}; events: {:?}",
-                    self.names()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within 60s; events: {:?}",
-                self.names()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits (120 s at most) for the engine's result and every event it sent.
-    pub async fn finish(self) -> (Result<(), EngineError>, Vec<EventKind>) {
-        let result = tokio::time::timeout(Duration::from_secs(120), self.task)
-            .await
-            .expect("the engine finished within 120 s")
-            .expect("the engine task did not panic");
-        // The sender is dropped with the task: the collector drains what is left.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Arc::strong_count(&self.events) > 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let events = self.events.lock().unwrap().clone();
-        (result, events)
-    }
-}
+pub use crate::common::engine::start;
 
 /// One check of `ferry::validate::run` for this spec, by id.
 pub async fn validation_check(spec: &MigrationSpec, id: &str) -> CheckResult {
