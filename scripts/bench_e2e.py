@@ -496,12 +496,16 @@ def main():
                 print("run %d %-9s %7.2fs" % (run + 1, c, t), flush=True)
 
         med = {c: statistics.median(v) for c, v in times.items() if v}
+        # The ratio within each run pairs contenders measured minutes apart at most, so it holds
+        # up better than the ratio of medians when the machine's load drifts between runs.
+        paired = {c: statistics.median(f / x for f, x in zip(times["ferry"], v))
+                  for c, v in times.items() if "ferry" in times}
         print("\nsnapshot, median of %d runs" % args.runs)
-        print("| contender | median s | ferry / contender |")
-        print("|---|---|---|")
+        print("| contender | median s | ferry / contender (medians) | median of per-run ratios |")
+        print("|---|---|---|---|")
         for c, m in med.items():
             ratio = med["ferry"] / m if "ferry" in med else float("nan")
-            print("| %s | %.2f | %.2f |" % (c, m, ratio))
+            print("| %s | %.2f | %.2f | %.2f |" % (c, m, ratio, paired.get(c, float("nan"))))
         if FERRY_PHASE:
             print("ferry snapshot phase alone (no start-up, validation or verification): median %.2fs"
                   % statistics.median(FERRY_PHASE))
