@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-redis.sh
 cargo build --release --locked --bin ferry
+# The binary cargo just built, wherever CARGO_TARGET_DIR puts it (an explicit --ferry still wins).
+export FERRY_BENCH_BIN="${CARGO_TARGET_DIR:-target}/release/ferry"
 exec python3 scripts/bench_e2e.py "$@"

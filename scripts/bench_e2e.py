@@ -10,8 +10,15 @@ Snapshot scenario (per run, each into a fresh empty target):
   diskless   native `REPLICAOF`, diskless sync and `repl-diskless-load on-empty-db` on the replica
   migrate    SCAN + `MIGRATE COPY REPLACE KEYS` in batches of 1000 (the classic tool approach)
 
-Live scenario: redis-benchmark writes to the source while a Ferry live migration (through the HTTP
-API) and a native replica each follow it; we report how fast each applies the writes and the lag.
+Live scenario (alternating runs too): redis-benchmark writes to the source while a native replica,
+or a Ferry live migration driven through the HTTP API, follows it. When the load ends, a marker key
+is written to the source; the time from the start of the load until the marker is readable on the
+follower gives the rate the follower applied the writes at (the load's own rate if it kept up).
+The lag is sampled from the source's view of its replicas (their ~1 s REPLCONF ACKs; Ferry ACKs its
+applied offset the same way).
+
+Targets (issue 9) are checked at the end: ferry/disk <= 1.0, ferry/diskless <= 1.3,
+ferry/migrate <= 0.4 (2.5x faster), peak RSS <= 64 MiB, live rate >= 0.8x native.
 
 Only the standard library is used, so the script runs wherever the test suite does.
 """
@@ -28,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 FERRY_PHASE = []  # seconds of the snapshot phase itself, from ferry's own report
@@ -280,56 +288,113 @@ def run_migrate(source, args):
 
 # --- live scenario -------------------------------------------------------------------------------
 
+LIVE_TESTS = ["set", "incr", "lpush", "hset"]
+
+
 def http(method, url, body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.loads(r.read() or b"null")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raise RuntimeError("%s %s: HTTP %d: %s" % (method, url, e.code, e.read()[:2000])) from None
 
 
 def live_load(source, args):
+    """redis-benchmark on the source; `-n` is per test, so the total is split over the tests."""
+    per_test = max(1, args.live_ops // len(LIVE_TESTS))
     return subprocess.Popen(
-        [args.redis_benchmark, "-p", str(source.port), "-t", "set,incr,lpush,hset",
-         "-n", str(args.live_ops), "-r", "100000", "-c", "20", "-P", "16", "-q"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [args.redis_benchmark, "-p", str(source.port), "-t", ",".join(LIVE_TESTS),
+         "-n", str(per_test), "-r", "100000", "-c", "20", "-P", "16", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), per_test * len(LIVE_TESTS)
 
 
-def follow(source, offset_of, load):
-    """Runs until the load ends and the follower has caught up; returns (seconds, max lag)."""
+def replica_offsets(source):
+    """{port: acked offset} of the source's online replicas (from their REPLCONF ACKs, ~1/s)."""
+    out = {}
+    for k, v in source.conn.info("replication").items():
+        if re.fullmatch(r"slave\d+", k):
+            f = dict(kv.split("=", 1) for kv in v.split(","))
+            if f.get("state") == "online":
+                out[int(f["port"])] = int(f["offset"])
+    return out
+
+
+def follow(source, follower, args, port=None, timeout=1800):
+    """Starts the load, then waits until `follower` (a connection to the replica or the target)
+    shows a marker written to the source after the load ended. Marker visibility is the same
+    for a native replica and for Ferry, and exact, unlike the 1-second ACKs. Returns
+    (seconds from load start to marker, total ops, max lag in bytes sampled from the ACKs)."""
+    token = "%d-%f" % (os.getpid(), time.time())
+    load, ops = live_load(source, args)
     t = time.time()
     max_lag = 0
-    while True:
+    while load.poll() is None:
         src = int(source.conn.info("replication")["master_repl_offset"])
-        applied = offset_of()
-        if applied is not None:
-            max_lag = max(max_lag, src - applied)
-        if load.poll() is not None and applied is not None and applied >= src:
-            return time.time() - t, max_lag
-        if time.time() - t > 1800:
-            raise RuntimeError("follower never caught up")
+        acks = replica_offsets(source)
+        acked = acks.get(port) if port is not None else (max(acks.values()) if acks else None)
+        if acked is not None:
+            max_lag = max(max_lag, src - acked)
+        if time.time() - t > timeout:
+            load.kill()
+            raise RuntimeError("redis-benchmark did not finish within %ds" % timeout)
+        time.sleep(0.1)
+    if load.returncode != 0:
+        raise RuntimeError("redis-benchmark failed (exit %d)" % load.returncode)
+    source.conn.call("SET", "ferry-bench:live-marker", token)
+    while True:
+        got = follower.call("GET", "ferry-bench:live-marker")
+        if got is not None and got.decode() == token:
+            return time.time() - t, ops, max_lag
+        if time.time() - t > timeout:
+            raise RuntimeError("the follower never caught up with the source")
+        time.sleep(0.01)
+
+
+def wait_replicas(source, count, timeout=60):
+    deadline = time.time() + timeout
+    while int(source.conn.info("replication").get("connected_slaves", "0")) != count:
+        if time.time() > deadline:
+            raise RuntimeError("the source still lists replicas that were stopped")
         time.sleep(0.05)
 
 
-def run_live(source, args):
-    results = {}
-    # native replica
+def wait_view(base, mid, done, what, timeout=1800):
+    """Polls the migration until `done(view)`; fails fast on a final state."""
+    deadline = time.time() + timeout
+    while True:
+        view = http("GET", "%s/v1/migrations/%s" % (base, mid))
+        if done(view):
+            return view
+        if view.get("state") in ("failed", "cancelled", "completed", "validation_failed"):
+            raise RuntimeError("ferry migration ended (%s) while waiting for %s: %s"
+                               % (view.get("state"), what, json.dumps(view.get("error"))))
+        if time.time() > deadline:
+            raise RuntimeError("ferry migration: no %s after %ds" % (what, timeout))
+        time.sleep(0.1)
+
+
+def live_native(source, args):
     replica = Server(args.redis_server)
     try:
         replica.conn.call("REPLICAOF", "127.0.0.1", str(source.port))
         wait_synced(replica)
-        load = live_load(source, args)
-        results["native"] = follow(
-            source, lambda: int(replica.conn.info("replication")["slave_repl_offset"]), load)
+        return follow(source, replica.conn, args, port=replica.port)
     finally:
         replica.stop()
-    # ferry, through its HTTP API
+        wait_replicas(source, 0)
+
+
+def live_ferry(source, args):
+    source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes")
     target = Server(args.redis_server)
     data = tempfile.mkdtemp(prefix="ferry-bench-data-")
     port = free_port()
     env = dict(os.environ, FERRY_LISTEN="127.0.0.1:%d" % port, FERRY_DATA_DIR=data)
-    ferry = subprocess.Popen([args.ferry, "serve"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(data, "ferry.log"), "wb")
+    ferry = subprocess.Popen([args.ferry, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = "http://127.0.0.1:%d" % port
     try:
         deadline = time.time() + 30
@@ -337,35 +402,41 @@ def run_live(source, args):
             try:
                 http("GET", base + "/healthz")
                 break
-            except OSError:
-                if time.time() > deadline:
-                    raise
+            except (OSError, RuntimeError):
+                if ferry.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("ferry serve did not come up: "
+                                       + open(os.path.join(data, "ferry.log"), errors="replace").read()[-2000:])
                 time.sleep(0.1)
         created = http("POST", base + "/v1/migrations", {
             "source": {"url": source.url()}, "target": {"url": target.url()}, "mode": "live",
             "options": {"verify": "none", "backup": False, "on_conflict": "replace"}})
         mid = created["id"]
         http("POST", "%s/v1/migrations/%s/validate" % (base, mid))
+        wait_view(base, mid, lambda v: v.get("state") == "validated", "validation", timeout=120)
         http("POST", "%s/v1/migrations/%s/start" % (base, mid))
-        while http("GET", "%s/v1/migrations/%s" % (base, mid)).get("phase") != "streaming":
-            time.sleep(0.1)
-
-        def applied():
-            view = http("GET", "%s/v1/migrations/%s" % (base, mid))
-            lag = (view.get("progress") or {}).get("lag_bytes")
-            if lag is None:
-                return None
-            src = int(source.conn.info("replication")["master_repl_offset"])
-            return src - lag
-
-        load = live_load(source, args)
-        results["ferry"] = follow(source, applied, load)
+        wait_view(base, mid, lambda v: v.get("phase") == "streaming", "streaming phase")
+        result = follow(source, target.conn, args)
         http("POST", "%s/v1/migrations/%s/cancel" % (base, mid))
+        return result
     finally:
         ferry.kill()
         ferry.wait()
+        log.close()
         target.stop()
         shutil.rmtree(data, ignore_errors=True)
+        wait_replicas(source, 0)
+
+
+def run_live(source, args):
+    """Alternating runs, like the snapshot: {follower: [(seconds, ops, max lag)]}."""
+    results = {"native": [], "ferry": []}
+    for run in range(args.live_runs):
+        order = ["native", "ferry"] if run % 2 == 0 else ["ferry", "native"]
+        for name in order:
+            r = live_native(source, args) if name == "native" else live_ferry(source, args)
+            results[name].append(r)
+            print("live run %d %-6s %6.2fs  %8.0f ops/s  max lag %d B"
+                  % (run + 1, name, r[0], r[1] / r[0], r[2]), flush=True)
     return results
 
 
@@ -380,8 +451,11 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--only", default="ferry,disk,diskless,migrate,live",
                    help="comma-separated scenarios to run")
-    p.add_argument("--live-ops", type=int, default=2_000_000)
-    p.add_argument("--ferry", default=os.path.join(ROOT, "target/release/ferry"))
+    p.add_argument("--live-ops", type=int, default=2_000_000,
+                   help="total redis-benchmark requests per live run, split over its tests")
+    p.add_argument("--live-runs", type=int, default=None, help="live runs (default: --runs)")
+    p.add_argument("--ferry", default=os.environ.get("FERRY_BENCH_BIN",
+                                                     os.path.join(ROOT, "target/release/ferry")))
     p.add_argument("--redis-dir", default=os.environ.get("FERRY_REDIS_DIR", os.path.join(ROOT, "target/redis")))
     p.add_argument("--version", default="7.0", help="Redis version for source and targets")
     args = p.parse_args()
@@ -389,6 +463,14 @@ def main():
     args.redis_cli = os.path.join(args.redis_dir, args.version, "redis-cli")
     args.redis_benchmark = shutil.which("redis-benchmark") or "redis-benchmark"
     only = set(args.only.split(","))
+    if args.live_runs is None:
+        args.live_runs = args.runs
+    for path in (args.ferry, args.redis_server, args.redis_cli):
+        if not os.access(path, os.X_OK):
+            sys.exit("missing %s: build it (cargo build --release --bin ferry) or install Redis "
+                     "(scripts/install-redis.sh), or pass its path" % path)
+    if "live" in only and not os.access(args.redis_benchmark, os.X_OK):
+        sys.exit("the live scenario needs redis-benchmark (apt-get install redis-tools)")
 
     print("machine: %d cores, %s; redis %s; %d keys" % (
         os.cpu_count(), time.strftime("%Y-%m-%d"), args.version, args.keys), flush=True)
@@ -414,27 +496,51 @@ def main():
                 print("run %d %-9s %7.2fs" % (run + 1, c, t), flush=True)
 
         med = {c: statistics.median(v) for c, v in times.items() if v}
+        # The ratio within each run pairs contenders measured minutes apart at most, so it holds
+        # up better than the ratio of medians when the machine's load drifts between runs.
+        paired = {c: statistics.median(f / x for f, x in zip(times["ferry"], v))
+                  for c, v in times.items() if "ferry" in times}
         print("\nsnapshot, median of %d runs" % args.runs)
-        print("| contender | median s | ferry / contender |")
-        print("|---|---|---|")
+        print("| contender | median s | ferry / contender (medians) | median of per-run ratios |")
+        print("|---|---|---|---|")
         for c, m in med.items():
             ratio = med["ferry"] / m if "ferry" in med else float("nan")
-            print("| %s | %.2f | %.2f |" % (c, m, ratio))
+            print("| %s | %.2f | %.2f | %.2f |" % (c, m, ratio, paired.get(c, float("nan"))))
         if FERRY_PHASE:
             print("ferry snapshot phase alone (no start-up, validation or verification): median %.2fs"
                   % statistics.median(FERRY_PHASE))
         if rss:
             print("ferry peak RSS: %.1f MiB (max of runs)" % max(rss))
+        checks = []
+        if "ferry" in med:
+            for c, limit in (("disk", 1.0), ("diskless", 1.3), ("migrate", 0.4)):
+                if c in med:
+                    checks.append(("ferry / %s <= %.1f (median of per-run ratios)" % (c, limit),
+                                   paired[c], limit))
+        if rss:
+            checks.append(("ferry peak RSS MiB <= 64", max(rss), 64.0))
 
         if "live" in only:
             live = run_live(source, args)
-            print("\nlive apply under redis-benchmark (%d ops)" % args.live_ops)
-            print("| follower | seconds to catch up | ops/s applied | max lag bytes |")
+            print("\nlive apply under redis-benchmark (%s, %d ops, -c 20 -P 16), median of %d runs"
+                  % (",".join(LIVE_TESTS), live["native"][0][1], args.live_runs))
+            print("| follower | s from load start to caught up | ops/s applied | max lag bytes (1 s ACKs) |")
             print("|---|---|---|---|")
-            for name, (secs, lag) in live.items():
-                print("| %s | %.2f | %.0f | %d |" % (name, secs, args.live_ops / secs, lag))
-            if "native" in live and "ferry" in live:
-                print("ferry rate / native rate: %.2f" % (live["native"][0] / live["ferry"][0]))
+            rate = {}
+            for name, rs in live.items():
+                secs = statistics.median(r[0] for r in rs)
+                rate[name] = statistics.median(r[1] / r[0] for r in rs)
+                print("| %s | %.2f | %.0f | %d |" % (name, secs, rate[name], max(r[2] for r in rs)))
+            # Each run pairs a native and a Ferry follower measured back to back.
+            paired = statistics.median(n[0] / f[0] for n, f in zip(live["native"], live["ferry"]))
+            print("ferry rate / native rate: %.2f (medians), %.2f (median of per-run ratios)"
+                  % (rate["ferry"] / rate["native"], paired))
+            checks.append(("live: native rate / ferry rate <= 1.25 (ferry >= 0.8x)",
+                           1.0 / paired, 1.25))
+        if checks:
+            print("\ntargets")
+            for name, value, limit in checks:
+                print("  %-58s %7.2f  %s" % (name, value, "met" if value <= limit else "MISSED"))
     finally:
         source.stop()
 
