@@ -47,6 +47,12 @@ impl Jobs {
         if facts.keys == 0 {
             return Ok(None);
         }
+        // The engine marks the target (its offset key) before the first key lands. If the mark is
+        // there, this job wrote before a crash that came ahead of its `SnapshotStarted` event: the
+        // target's earlier state is gone, and a backup now would capture a half-written target.
+        if already_written(&spec.target.url, id).await {
+            return Ok(None);
+        }
         let (backup_id, file) = self
             .backups()
             .take(&spec.target.url, Some(id), ENGINE_ACTOR)
@@ -133,4 +139,22 @@ async fn flush(target: &crate::redis_url::RedisUrl) -> Result<(), EngineError> {
         .await
         .map_err(EngineError::target)?;
     Ok(())
+}
+
+/// Whether the target carries this migration's offset key (see `engine::resume`). Unknown counts as
+/// not written: the restore point is then taken, which is the safe side for a fresh start.
+async fn already_written(target: &crate::redis_url::RedisUrl, id: Uuid) -> bool {
+    let probe = async {
+        let mut conn = Conn::connect(target).await.ok()?;
+        let key = crate::engine::resume::offset_key(id);
+        match conn.call(&[&b"EXISTS"[..], &key[..]]).await.ok()? {
+            crate::resp::Frame::Integer(n) => Some(n > 0),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }

@@ -171,8 +171,13 @@ impl Jobs {
                 return self.record_end(id, ENGINE_ACTOR, failed).await;
             }
         };
-        // The restore point comes before the engine's first write (phase `backup`).
-        if resume.is_none() {
+        // The restore point comes before the engine's first write (phase `backup`), once: a job
+        // restarted after it began writing must not take a "restore point" of a half-written target.
+        let before_first_write = self
+            .get(id)
+            .map(|v| v.phase == Some(super::Phase::Backup) && v.backup_id.is_none())
+            .unwrap_or(false);
+        if resume.is_none() && before_first_write {
             let taken = tokio::select! {
                 taken = self.take_restore_point(id, &spec) => taken,
                 _ = running.controls.cancel.cancelled() => {

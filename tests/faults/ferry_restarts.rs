@@ -178,3 +178,112 @@ async fn a_backlog_that_moved_on_forces_a_full_resync_and_deleted_keys_do_not_su
     assert_converged(&report, &source, &target);
     eprintln!("backlog overflow: 1 kill survived by full resync, {ops} load rounds, 0 differences");
 }
+
+/// Every key of every db as `db/key=DUMP`, for an exact before/after comparison.
+fn contents(server: &RedisServer) -> Vec<String> {
+    let mut conn = server.conn();
+    let mut out = vec![];
+    for db in 0..16 {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        for key in keys {
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut conn).unwrap();
+            out.push(format!("{db}/{}={dump:?}", String::from_utf8_lossy(&key)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_point_is_taken_once_even_when_ferry_dies_mid_snapshot() {
+    // A restarted job must not take a second "restore point" of the target it already half
+    // wrote: rollback would then bring back the half-written state instead of the original.
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    seed(&source, 2000);
+    let mut t = target.conn();
+    for i in 0..5 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("before:{i}"))
+            .arg(i)
+            .query(&mut t)
+            .unwrap();
+    }
+    let _: () = redis::cmd("RPUSH")
+        .arg("before:list")
+        .arg(&["a", "b"])
+        .query(&mut t)
+        .unwrap();
+    let original = contents(&target);
+
+    let mut ferry = Ferry::start().await;
+    let spec = serde_json::json!({
+        "source": {"url": source.url()},
+        "target": {"url": target.url()},
+        "mode": "snapshot",
+        "options": {"verify": "full", "on_conflict": "replace", "backup": true}
+    });
+    let (status, view) = ferry.post("/v1/migrations", Some(spec)).await;
+    assert_eq!(status, 201, "create: {view:#}");
+    let id = view["id"].as_str().expect("id").to_string();
+    let (_, report) = ferry
+        .post(&format!("/v1/migrations/{id}/validate"), None)
+        .await;
+    assert_ne!(report["status"], "failed", "validation: {report:#}");
+    let (status, body) = ferry
+        .post(&format!("/v1/migrations/{id}/start"), None)
+        .await;
+    assert_eq!(status, 202, "start: {body:#}");
+    ferry
+        .wait_for(&id, "keys written by the snapshot", |v| {
+            v["phase"] == "snapshot" && v["progress"]["keys_written"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    ferry.kill9();
+    ferry.restart().await;
+    let done = ferry
+        .wait_for(&id, "completed", |v| v["state"] == "completed")
+        .await;
+
+    let events = ferry.events(&id).await;
+    let restore_points = events
+        .iter()
+        .filter(|e| e["type"] == "BackupCompleted")
+        .count();
+    assert_eq!(
+        restore_points, 1,
+        "one restore point, before the first write: {events:#?}"
+    );
+    assert_eq!(
+        done["backup_id"],
+        events
+            .iter()
+            .find(|e| e["type"] == "BackupCompleted")
+            .unwrap()["data"]["backup_id"]
+    );
+
+    let (status, body) = ferry
+        .post(&format!("/v1/migrations/{id}/rollback"), None)
+        .await;
+    assert!(
+        status == 200 || status == 202,
+        "rollback: {status} {body:#}"
+    );
+    ferry
+        .wait_for(&id, "rolled back", |v| v["rolled_back"] == true)
+        .await;
+    assert_eq!(
+        contents(&target),
+        original,
+        "rollback restores the target exactly as it was before the migration"
+    );
+}

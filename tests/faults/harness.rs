@@ -102,7 +102,7 @@ impl Ferry {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.http.post(self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
