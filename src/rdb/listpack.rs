@@ -13,6 +13,33 @@ pub(crate) enum Element<'a> {
     Int(i64),
 }
 
+/// Checks the frame that listpacks and ziplists share: a u32 LE total size that matches the blob,
+/// and a final 0xFF. `min` is the smallest valid blob (header plus end byte).
+pub(crate) fn check_blob_frame(
+    data: &[u8],
+    base: u64,
+    what: &str,
+    min: usize,
+) -> Result<(), RdbError> {
+    if data.len() < min {
+        return Err(RdbError::corrupt(
+            base,
+            format!("a {what} of at least {min} bytes"),
+        ));
+    }
+    let total = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+    if total != data.len() || data[total - 1] != 0xFF {
+        return Err(RdbError::corrupt(
+            base,
+            format!(
+                "a {what} whose header size ({total}) matches its {} bytes and ends with 0xFF",
+                data.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Forward iterator over a listpack's elements. `base` is the blob's absolute offset (for errors).
 pub(crate) struct Listpack<'a> {
     data: &'a [u8],
@@ -24,19 +51,7 @@ pub(crate) struct Listpack<'a> {
 
 impl<'a> Listpack<'a> {
     pub fn open(data: &'a [u8], base: u64) -> Result<Listpack<'a>, RdbError> {
-        if data.len() < 7 {
-            return Err(RdbError::corrupt(base, "a listpack of at least 7 bytes"));
-        }
-        let total = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if total != data.len() || data[total - 1] != 0xFF {
-            return Err(RdbError::corrupt(
-                base,
-                format!(
-                    "a listpack whose header size ({total}) matches its {} bytes and ends with 0xFF",
-                    data.len()
-                ),
-            ));
-        }
+        check_blob_frame(data, base, "listpack", 7)?;
         let count = u16::from_le_bytes([data[4], data[5]]);
         Ok(Listpack {
             data,

@@ -5,7 +5,7 @@
 //! previous entry's length (1 byte, or 0xFE + u32 LE), then an encoding byte and data. 0xFF ends it.
 
 use super::error::RdbError;
-use super::listpack::Element;
+use super::listpack::{check_blob_frame, Element};
 
 /// Forward iterator over a ziplist's entries.
 pub(crate) struct Ziplist<'a> {
@@ -17,19 +17,7 @@ pub(crate) struct Ziplist<'a> {
 
 impl<'a> Ziplist<'a> {
     pub fn open(data: &'a [u8], base: u64) -> Result<Ziplist<'a>, RdbError> {
-        if data.len() < 11 {
-            return Err(RdbError::corrupt(base, "a ziplist of at least 11 bytes"));
-        }
-        let total = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if total != data.len() || data[total - 1] != 0xFF {
-            return Err(RdbError::corrupt(
-                base,
-                format!(
-                    "a ziplist whose header size ({total}) matches its {} bytes and ends with 0xFF",
-                    data.len()
-                ),
-            ));
-        }
+        check_blob_frame(data, base, "ziplist", 11)?;
         Ok(Ziplist {
             data,
             pos: 10,
