@@ -57,6 +57,14 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Point the target URL at the server you want to migrate to.",
         ),
         item(
+            "transfer.tls",
+            "The transfer runs over plain TCP",
+            "Validation can reach rediss:// servers, but the replication link and the target writer do not \
+             speak TLS yet, so a TLS endpoint would fail when the migration starts.",
+            "Give the migration redis:// addresses: a non-TLS port of the same servers, or a local TLS tunnel \
+             (stunnel, spiped) that Ferry reaches over plain TCP.",
+        ),
+        item(
             "source.replication",
             "The source allows replication commands",
             "Ferry connects as a replica (REPLCONF, PSYNC). Managed services often rename or forbid PSYNC, \

@@ -190,6 +190,13 @@ async fn rediss_urls_connect_over_tls_and_an_untrusted_certificate_fails_naming_
         true
     );
     expect(&report, "distinct_servers", CheckStatus::Pass, &[]);
+    // Reached over TLS, but the transfer would refuse it: validation says so before any write.
+    expect(
+        &report,
+        "transfer.tls",
+        CheckStatus::Fail,
+        &["source", "rediss://", "does not support"],
+    );
     drop(server);
 
     // Without the private CA the server's certificate is not trusted.

@@ -76,3 +76,32 @@ pub fn distinct_servers(inputs: &Inputs) -> Verdict {
         details,
     )
 }
+
+/// The transfer (replication link and target writer) speaks plain TCP only for now, while the
+/// checks above can use TLS. A `rediss://` endpoint is refused here, before anything is written,
+/// instead of when the migration starts.
+pub fn transfer_tls(inputs: &Inputs) -> Verdict {
+    let id = "transfer.tls";
+    let tls: Vec<&str> = [("source", inputs.source), ("target", inputs.target)]
+        .into_iter()
+        .filter(|(_, facts)| facts.url.tls)
+        .map(|(name, _)| name)
+        .collect();
+    let details = json!({ "tls_endpoints": tls });
+    if tls.is_empty() {
+        return pass(
+            id,
+            "both endpoints use plain TCP, which the transfer supports",
+            details,
+        );
+    }
+    fail(
+        id,
+        format!(
+            "the {} uses TLS (rediss://), which Ferry's transfer does not support yet; give the \
+             migration a redis:// address (a non-TLS port, or a local TLS tunnel such as stunnel)",
+            tls.join(" and ")
+        ),
+        details,
+    )
+}

@@ -71,6 +71,10 @@ pub const ALL: &[Check] = &[
         run: connect::distinct_servers,
     },
     Check {
+        id: "transfer.tls",
+        run: connect::transfer_tls,
+    },
+    Check {
         id: "source.replication",
         run: replication::source_replication,
     },
