@@ -44,7 +44,12 @@ impl fmt::Display for Secret {
 /// Why a URL was refused. Messages say what to fix and never echo the password.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("not a URL ({0}); expected redis://[user[:password]@]host:port[/db]")]
+    // Worded without a `scheme://user:password@` template: the API scrubs anything of that shape
+    // from messages, which would garble the hint itself.
+    #[error(
+        "not a URL ({0}); expected redis://host:port[/db] (rediss:// for TLS), with optional \
+         credentials before the host: a user name, ':' and the password, then '@'"
+    )]
     Malformed(String),
     #[error("unsupported scheme `{0}`; use redis:// or rediss:// (TLS)")]
     Scheme(String),
