@@ -84,25 +84,5 @@ async fn load_and_verify(
         return Ok(());
     }
     let report = verify_file::verify(&path, &spec.target.url, mode, &tuning).await?;
-    let clean = report.is_clean();
-    let summary = format!(
-        "{} checked, {} missing, {} different, {} extra{}",
-        report.checked,
-        report.missing,
-        report.different,
-        report.extra,
-        report
-            .problems
-            .first()
-            .map(|p| format!("; first: `{}` (db {}, {:?})", p.key, p.db, p.difference))
-            .unwrap_or_default()
-    );
-    reporter
-        .emit(EventKind::VerificationCompleted { report })
-        .await?;
-    if clean {
-        Ok(())
-    } else {
-        Err(EngineError::VerificationFailed(summary))
-    }
+    reporter.verification(report).await
 }

@@ -80,7 +80,7 @@ use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
-use crate::store::event::{Link, ResumeKind};
+use crate::store::event::{Link, ResumeKind, VerificationReport};
 use crate::store::EventKind;
 
 /// Everything the engine needs to run one migration.
@@ -230,6 +230,31 @@ impl Reporter {
             .send(kind)
             .await
             .map_err(|_| EngineError::EventsClosed)
+    }
+
+    /// Records a verification report, then turns a dirty one into the job's failure, with the
+    /// counts and the first problem key in the message. Server and file sources end the same way.
+    pub async fn verification(&self, report: VerificationReport) -> Result<(), EngineError> {
+        let failure = (!report.is_clean()).then(|| {
+            format!(
+                "{} checked, {} missing, {} different, {} extra{}",
+                report.checked,
+                report.missing,
+                report.different,
+                report.extra,
+                report
+                    .problems
+                    .first()
+                    .map(|p| format!("; first: `{}` (db {}, {:?})", p.key, p.db, p.difference))
+                    .unwrap_or_default()
+            )
+        });
+        self.emit(EventKind::VerificationCompleted { report })
+            .await?;
+        match failure {
+            None => Ok(()),
+            Some(summary) => Err(EngineError::VerificationFailed(summary)),
+        }
     }
 }
 
@@ -612,27 +637,7 @@ impl Migration {
         }
         .run()
         .await?;
-        let clean = report.is_clean();
-        let summary = format!(
-            "{} checked, {} missing, {} different, {} extra{}",
-            report.checked,
-            report.missing,
-            report.different,
-            report.extra,
-            report
-                .problems
-                .first()
-                .map(|p| format!("; first: `{}` (db {}, {:?})", p.key, p.db, p.difference))
-                .unwrap_or_default()
-        );
-        self.reporter
-            .emit(EventKind::VerificationCompleted { report })
-            .await?;
-        if clean {
-            Ok(())
-        } else {
-            Err(EngineError::VerificationFailed(summary))
-        }
+        self.reporter.verification(report).await
     }
 }
 
