@@ -95,6 +95,7 @@ fn snapshot(c: &mut Criterion) {
             on_conflict: OnConflict::Replace,
             backup: false,
             verify: Verify::None,
+            transfer: ferry::spec::Transfer::Restore,
             ..Options::default()
         },
     };
@@ -110,6 +111,7 @@ fn snapshot(c: &mut Criterion) {
                 migration_id: uuid::Uuid::now_v7(),
                 spec: spec.clone(),
                 resume: None,
+                transfer: None,
             };
             rt.block_on(async {
                 let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -131,6 +133,7 @@ fn snapshot(c: &mut Criterion) {
                 migration_id: uuid::Uuid::now_v7(),
                 spec: verified.clone(),
                 resume: None,
+                transfer: None,
             };
             rt.block_on(async {
                 let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -221,6 +224,7 @@ fn live(c: &mut Criterion) {
                     options: Options {
                         verify: Verify::None,
                         backup: false,
+                        transfer: ferry::spec::Transfer::Restore,
                         ..Options::default()
                     },
                 };
@@ -235,6 +239,7 @@ fn live(c: &mut Criterion) {
                         migration_id: uuid::Uuid::now_v7(),
                         spec,
                         resume: None,
+                        transfer: None,
                     };
                     let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
                     while let Some(e) = rx.recv().await {

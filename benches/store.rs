@@ -27,6 +27,7 @@ fn checkpoint(i: u64) -> EventKind {
         applied_offset: i as i64 * 1024,
         commands_streamed: i * 10,
         lag_bytes: Some(i % 4096),
+        bytes_streamed: None,
     }
 }
 

@@ -91,6 +91,29 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    /// The replication listener of `transfer: relay`.
+    pub relay: crate::relay::RelaySettings,
+    pub transfer: TransferSettings,
+}
+
+/// `[transfer]`: bounds of the copy itself.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferSettings {
+    /// The largest value Ferry holds whole in memory, in bytes. Big values stream through in
+    /// chunks (a string as `SETRANGE`s, a collection's elements as they are parsed); only an
+    /// LZF-compressed string, a stream, a module value or a compact encoding must be whole, and
+    /// one over this size fails the job with its key named, rather than exhausting memory.
+    pub max_whole_value_bytes: u64,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        TransferSettings {
+            // Redis' own proto-max-bulk-len: no single value of a default server is larger.
+            max_whole_value_bytes: 512 * 1024 * 1024,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -103,6 +126,8 @@ impl Default for Settings {
             upload_max_bytes: 1 << 30,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
+            relay: crate::relay::RelaySettings::default(),
+            transfer: TransferSettings::default(),
         }
     }
 }
@@ -123,6 +148,18 @@ impl Settings {
         }
         if let Some(dir) = std::env::var_os("FERRY_DATA_DIR").filter(|s| !s.is_empty()) {
             settings.data_dir = PathBuf::from(dir);
+        }
+        if let Some(bind) = std::env::var("FERRY_RELAY_BIND")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            settings.relay.bind = bind;
+        }
+        if let Some(advertise) = std::env::var("FERRY_RELAY_ADVERTISE")
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            settings.relay.advertise = Some(advertise);
         }
         Ok(settings)
     }

@@ -13,6 +13,9 @@
 //! - [`validate`]: pre-flight checks against both servers, one function per check id.
 //! - [`engine`]: the transfer itself: full sync, live streaming, cutover, verification. It reports
 //!   only by emitting events.
+//! - [`relay`]: the master side of replication, for targets that replicate *through* Ferry
+//!   (`transfer: relay`): a shared listener, the server half of the handshake, the session that
+//!   relays the source's RDB and stream, and the choice between relay and restore.
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
 //! - [`spec`], [`redis_url`]: the user's request and the endpoint addresses inside it, with the
@@ -25,6 +28,7 @@ pub mod engine;
 pub mod jobs;
 pub mod rdb;
 pub mod redis_url;
+pub mod relay;
 pub mod replication;
 pub mod resp;
 pub mod spec;

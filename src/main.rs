@@ -11,7 +11,7 @@ use ferry::api::Application;
 use ferry::config::Settings;
 use ferry::jobs::{Jobs, State};
 use ferry::redis_url::RedisUrl;
-use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
+use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Transfer, Verify};
 use ferry::store::event::{CheckStatus, EventKind, ReportStatus};
 use ferry::telemetry::{get_subscriber, init_subscriber};
 
@@ -74,11 +74,22 @@ struct MigrateArgs {
     /// Cut over by itself once the target has caught up (live mode).
     #[arg(long)]
     auto_cutover: bool,
+    /// relay: the target replicates through Ferry (fastest; needs REPLICAOF and CONFIG on the
+    /// target, which must be empty or flushed); restore: RESTORE every key; auto: relay when possible.
+    #[arg(long, value_enum, default_value = "auto")]
+    transfer: TransferArg,
     /// Where to record the migration (default: the config's data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransferArg {
+    Auto,
+    Relay,
+    Restore,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -197,11 +208,18 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             },
             pause_source_writes_on_cutover: false,
             auto_cutover: args.auto_cutover,
+            transfer: match args.transfer {
+                TransferArg::Auto => Transfer::Auto,
+                TransferArg::Relay => Transfer::Relay,
+                TransferArg::Restore => Transfer::Restore,
+            },
         },
     };
-    let (jobs, _) = Jobs::open(&data_dir)
+    let tuning = ferry::engine::Tuning::from_settings(settings.relay.clone(), &settings.transfer);
+    let (jobs, _) = Jobs::open_with_engine(&data_dir, ferry::jobs::real_engine_with(tuning))
         .await
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    jobs.set_relay_settings(settings.relay.clone());
     let result = follow(&jobs, spec).await;
     jobs.shutdown().await;
     result
@@ -295,6 +313,12 @@ fn describe(kind: &EventKind) -> String {
             report.checked, report.missing, report.different, report.extra
         ),
         EventKind::MigrationFailed { code, message } => format!("failed ({code}): {message}"),
+        EventKind::TransferChosen {
+            transfer, reason, ..
+        } => format!("transfer {}: {reason}", transfer.as_str()),
+        EventKind::TargetReleased { reason, restored } => {
+            format!("target released ({reason}): {}", restored.join(", "))
+        }
         other => other.type_name().to_string(),
     }
 }

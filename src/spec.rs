@@ -157,6 +157,42 @@ pub enum Verify {
     Full,
 }
 
+/// How the data reaches the target.
+///
+/// `relay` lets the target replicate *through* Ferry (`REPLICAOF` Ferry, which relays the
+/// source's RDB and command stream byte for byte): the target loads the RDB natively, which is
+/// the fastest path, but it needs a target that allows `REPLICAOF` and `CONFIG`, can load the
+/// source's RDB (same server family, same or newer version) and may be emptied (empty, or
+/// `on_conflict: flush`; the relay replaces the whole target, every database). `restore` writes
+/// every key with `RESTORE` (or plain commands), which works on any writable target. `auto` picks
+/// `relay` when all of its conditions hold and `restore` otherwise; the migration records which
+/// and why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transfer {
+    #[default]
+    Auto,
+    Relay,
+    Restore,
+}
+
+/// The transfer a migration actually uses (`auto` resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    Relay,
+    Restore,
+}
+
+impl TransferKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferKind::Relay => "relay",
+            TransferKind::Restore => "restore",
+        }
+    }
+}
+
 /// Migration options; every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -170,6 +206,8 @@ pub struct Options {
     pub pause_source_writes_on_cutover: bool,
     /// In live mode, cut over by itself once the target has caught up (lag 0).
     pub auto_cutover: bool,
+    /// `auto` (default), `relay` or `restore`: see [`Transfer`].
+    pub transfer: Transfer,
 }
 
 impl Default for Options {
@@ -180,6 +218,7 @@ impl Default for Options {
             verify: Verify::Sample,
             pause_source_writes_on_cutover: false,
             auto_cutover: false,
+            transfer: Transfer::Auto,
         }
     }
 }

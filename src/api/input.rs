@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::problem::ApiError;
 use crate::jobs::{MigrationPatch, OptionsPatch};
-use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
+use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Transfer, Verify};
 
 /// Parses a `POST /v1/migrations` body.
 pub fn spec(body: &[u8]) -> Result<MigrationSpec, ApiError> {
@@ -105,6 +105,7 @@ fn options<T: DeserializeOwned>(v: &Value) -> Option<String> {
     let bad = o.iter().find(|(k, v)| match k.as_str() {
         "on_conflict" => fails::<OnConflict>(v),
         "verify" => fails::<Verify>(v),
+        "transfer" => fails::<Transfer>(v),
         "backup" | "pause_source_writes_on_cutover" | "auto_cutover" => fails::<bool>(v),
         _ => true,
     });

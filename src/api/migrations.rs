@@ -35,7 +35,7 @@ pub struct ListQuery {
     "state": "configured", "phase": null, "mode": "snapshot",
     "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
-        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+        "pause_source_writes_on_cutover": false, "auto_cutover": false, "transfer": "auto"},
     "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
         "keys_skipped": null, "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
     "error": null, "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}]}))]

@@ -155,7 +155,9 @@ pub struct Application {
 impl Application {
     /// Checks the settings, opens the store (folding the log and resuming running jobs) and binds.
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-        Self::build_with_engine(settings, crate::jobs::real_engine()).await
+        let tuning =
+            crate::engine::Tuning::from_settings(settings.relay.clone(), &settings.transfer);
+        Self::build_with_engine(settings, crate::jobs::real_engine_with(tuning)).await
     }
 
     /// [`Application::build`] with another engine (tests script one).
@@ -178,6 +180,7 @@ impl Application {
             .port();
         let started = std::time::Instant::now();
         let (jobs, stats) = Jobs::open_with_engine(&settings.data_dir, engine).await?;
+        jobs.set_relay_settings(settings.relay.clone());
         jobs.backups().set_limits(crate::backup::BackupLimits {
             max_bytes: settings.backup_max_bytes.unwrap_or(u64::MAX),
             upload_max_bytes: settings.upload_max_bytes,

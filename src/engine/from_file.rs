@@ -54,6 +54,7 @@ async fn load_and_verify(
             diskless: false,
             rdb_bytes_total: Some(total),
             redo: None,
+            keys_total: None,
         })
         .await?;
     let summary = load_rdb_file(

@@ -90,6 +90,7 @@ pub async fn load_rdb_file(
         target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
         source_version: String::new(),
         target_version,
+        source_keys: None,
     };
     let writer_conn = Conn::connect(target).await.map_err(EngineError::target)?;
     let mut writer = Writer::new(writer_conn, tuning.writer, on_conflict, 0);

@@ -53,6 +53,10 @@ mod error;
 mod from_file;
 mod load;
 mod recover;
+mod relay;
+mod relay_observe;
+mod relay_session;
+mod relay_target;
 pub mod resume;
 mod snapshot;
 mod stream;
@@ -69,7 +73,7 @@ pub use load::{load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -78,9 +82,10 @@ use uuid::Uuid;
 
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
+use crate::relay::RelayHub;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
-use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
-use crate::store::event::{Link, ResumeKind, VerificationReport};
+use crate::spec::{MigrationSpec, Mode, OnConflict, TransferKind, Verify};
+use crate::store::event::{Link, RelayTargetSettings, ResumeKind, VerificationReport};
 use crate::store::EventKind;
 
 /// Everything the engine needs to run one migration.
@@ -91,6 +96,16 @@ pub struct EngineJob {
     pub spec: MigrationSpec,
     /// Where to continue, folded from the last `Checkpoint`; `None` for a fresh start.
     pub resume: Option<ResumePoint>,
+    /// The transfer an earlier run of this job chose (from its `TransferChosen`): a restarted
+    /// job keeps it. `None` for a fresh start.
+    pub transfer: Option<PriorTransfer>,
+}
+
+/// A transfer chosen by an earlier run, with what a relay must put back on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorTransfer {
+    pub kind: TransferKind,
+    pub relay_target: Option<RelayTargetSettings>,
 }
 
 /// The last durable progress of a job, as recorded in its `Checkpoint` events.
@@ -135,6 +150,27 @@ pub struct Tuning {
     pub sample_keys: usize,
     /// TTLs may differ by this much and still match (clocks move during the copy).
     pub ttl_tolerance_ms: i64,
+    /// The relay listener (`transfer: relay`), shared by every job that uses the same `Tuning`.
+    pub relay: Arc<RelayHub>,
+    /// How long a fresh relay waits for its target to connect before `auto` falls back to
+    /// restore (an explicit relay fails instead).
+    pub relay_connect_timeout: Duration,
+    /// The largest value held whole in memory (see `[transfer]` in the config).
+    pub max_whole_value_bytes: u64,
+}
+
+impl Tuning {
+    /// The production defaults with the operator's settings.
+    pub fn from_settings(
+        relay: crate::relay::RelaySettings,
+        transfer: &crate::config::TransferSettings,
+    ) -> Tuning {
+        Tuning {
+            relay: RelayHub::new(relay),
+            max_whole_value_bytes: transfer.max_whole_value_bytes,
+            ..Tuning::default()
+        }
+    }
 }
 
 impl Default for Tuning {
@@ -152,6 +188,9 @@ impl Default for Tuning {
             reconnect_timeout: Duration::from_secs(60),
             sample_keys: 1000,
             ttl_tolerance_ms: 2000,
+            relay: RelayHub::new(crate::relay::RelaySettings::default()),
+            relay_connect_timeout: Duration::from_secs(15),
+            max_whole_value_bytes: 512 * 1024 * 1024,
         }
     }
 }
@@ -181,6 +220,10 @@ pub async fn run_with(
         ));
     };
     let cancel = controls.cancel.clone();
+    let release_slot = Arc::new(Mutex::new(None));
+    let reporter = Reporter {
+        events: events.clone(),
+    };
     let migration = Migration {
         offset_key: resume::offset_key(job.migration_id),
         source_url: source_url.clone(),
@@ -189,12 +232,34 @@ pub async fn run_with(
         controls,
         tuning,
         paused: paused.clone(),
+        release_slot: release_slot.clone(),
     };
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
         r = migration.run() => r,
     };
+    // A relay's target is a replica of Ferry until released: every way out releases it, so that
+    // it is never left replicating from an address that no longer answers.
+    let release = release_slot
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(release) = release {
+        let why = match &result {
+            Err(EngineError::Cancelled) => "cancel".to_string(),
+            Err(e) => format!("failure: {}", e.code()),
+            Ok(()) => "end".to_string(),
+        };
+        if let Some(restored) = release.run_bounded(&why).await {
+            let _ = reporter
+                .emit(EventKind::TargetReleased {
+                    reason: why,
+                    restored,
+                })
+                .await;
+        }
+    }
     // Every outcome releases a pause we set: success, failure and cancel alike.
     if paused.load(Ordering::Acquire) {
         release_pause(&source_url).await;
@@ -265,6 +330,8 @@ pub(crate) struct Servers {
     pub target_version: String,
     /// The highest RDB version the target accepts in a DUMP payload.
     pub target_rdb: u16,
+    /// The source's key count at the start (`INFO keyspace`), for progress in percent.
+    pub source_keys: Option<u64>,
 }
 
 struct Migration {
@@ -277,6 +344,8 @@ struct Migration {
     controls: Controls,
     tuning: Tuning,
     paused: Arc<AtomicBool>,
+    /// How to release a relay's target, while it is a replica of Ferry.
+    release_slot: Arc<Mutex<Option<relay_target::Release>>>,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -302,12 +371,21 @@ impl Migration {
             target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
             source_version,
             target_version,
+            source_keys: relay_target::total_keys(&mut source).await.ok(),
         };
         tracing::info!(
             source = %self.source_url, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
             "migration starting"
         );
+
+        if self
+            .choose_transfer(&mut source, &mut target, &servers)
+            .await?
+            == TransferKind::Relay
+        {
+            return Ok(());
+        }
 
         // The checkpoint from the log, corrected by what the target itself says it holds.
         let mark = resume::read_mark(&mut target, &self.offset_key)
@@ -333,6 +411,96 @@ impl Migration {
                     };
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// Decides between relay and restore (or keeps an earlier run's choice), records it, and runs
+    /// the relay when that is the choice. Returns the transfer still to run: `Relay` means the
+    /// relay ran to its end, `Restore` that the restore path follows (chosen, or fallen back to).
+    async fn choose_transfer(
+        &self,
+        source: &mut Conn,
+        target: &mut Conn,
+        servers: &Servers,
+    ) -> Result<TransferKind, EngineError> {
+        let spec = &self.job.spec;
+        let (original, resumed) = match &self.job.transfer {
+            Some(PriorTransfer {
+                kind: TransferKind::Restore,
+                ..
+            }) => return Ok(TransferKind::Restore),
+            Some(PriorTransfer {
+                kind: TransferKind::Relay,
+                relay_target,
+            }) => {
+                let original = match relay_target {
+                    Some(o) => o.clone(),
+                    None => relay_target::read_settings(target)
+                        .await
+                        .map_err(EngineError::target)?,
+                };
+                (original, true)
+            }
+            None => {
+                let facts =
+                    relay_target::gather_facts(spec, source, target, self.tuning.relay.settings())
+                        .await;
+                let choice = crate::relay::choice::choose(&facts);
+                if let Some(missing) = choice.refusal() {
+                    return Err(EngineError::Unsupported(format!(
+                        "transfer relay: {missing}"
+                    )));
+                }
+                let original = match choice.transfer {
+                    TransferKind::Relay => Some(
+                        relay_target::read_settings(target)
+                            .await
+                            .map_err(EngineError::target)?,
+                    ),
+                    TransferKind::Restore => None,
+                };
+                tracing::info!(transfer = choice.transfer.as_str(), reason = %choice.reason, "transfer chosen");
+                self.reporter
+                    .emit(EventKind::TransferChosen {
+                        transfer: choice.transfer,
+                        reason: choice.reason,
+                        relay_target: original.clone(),
+                    })
+                    .await?;
+                match original {
+                    Some(original) => (original, false),
+                    None => return Ok(TransferKind::Restore),
+                }
+            }
+        };
+        let outcome = relay::Relay {
+            job: &self.job,
+            source_url: &self.source_url,
+            reporter: &self.reporter,
+            controls: &self.controls,
+            tuning: &self.tuning,
+            paused: &self.paused,
+            release_slot: &self.release_slot,
+            source,
+            target,
+            servers,
+            original,
+            resumed,
+        }
+        .run()
+        .await?;
+        match outcome {
+            relay::RelayOutcome::Completed => Ok(TransferKind::Relay),
+            relay::RelayOutcome::FellBack(reason) => {
+                self.reporter
+                    .emit(EventKind::TransferChosen {
+                        transfer: TransferKind::Restore,
+                        reason,
+                        relay_target: None,
+                    })
+                    .await?;
+                Ok(TransferKind::Restore)
             }
         }
     }
@@ -402,6 +570,7 @@ impl Migration {
                                  keys absent from the new snapshot are deleted"
                             )
                         }),
+                        keys_total: servers.source_keys,
                     })
                     .await?;
                 // A redo meets our own earlier copies: they are replaced, whatever on_conflict.
@@ -634,6 +803,7 @@ impl Migration {
             tuning: &self.tuning,
             mode,
             offset_key: Some(&self.offset_key),
+            sample_hint: None,
         }
         .run()
         .await?;

@@ -171,6 +171,7 @@ impl Streamer<'_> {
                 applied_offset: applied,
                 commands_streamed: streamed,
                 lag_bytes: lag,
+                bytes_streamed: None,
             })
             .await
     }

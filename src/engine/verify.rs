@@ -42,6 +42,9 @@ pub(crate) struct Verifier<'a> {
     pub mode: Verify,
     /// Ferry's offset key on the target, left out of the counts.
     pub offset_key: Option<&'a [u8]>,
+    /// Keys seen in the snapshot (a relay samples them from the RDB it relays), per db: the
+    /// sample starts with them, topped up with `RANDOMKEY`.
+    pub sample_hint: Option<&'a BTreeMap<u32, Vec<Bytes>>>,
 }
 
 fn src_err(e: super::ConnError) -> EngineError {
@@ -123,7 +126,7 @@ impl Verifier<'_> {
                     } else {
                         ((self.tuning.sample_keys as u64 * source_count).div_ceil(total)) as usize
                     };
-                    let keys = self.sample(share.min(source_count as usize)).await?;
+                    let keys = self.sample(db, share.min(source_count as usize)).await?;
                     for batch in keys.chunks(1000) {
                         self.check_batch(db, batch, &mut report, &mut missing_here)
                             .await?;
@@ -339,8 +342,11 @@ impl Verifier<'_> {
         }
     }
 
-    async fn sample(&mut self, n: usize) -> Result<Vec<Bytes>, EngineError> {
+    async fn sample(&mut self, db: u32, n: usize) -> Result<Vec<Bytes>, EngineError> {
         let mut seen = HashSet::new();
+        if let Some(hinted) = self.sample_hint.and_then(|h| h.get(&db)) {
+            seen.extend(hinted.iter().take(n).cloned());
+        }
         for _ in 0..n * 2 {
             if seen.len() >= n {
                 break;

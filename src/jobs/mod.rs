@@ -36,7 +36,7 @@ use crate::store::{Credentials, NewEvent, Store, StoreError};
 
 pub use projection::{Migration, MigrationView};
 pub use state::{Action, Phase, State};
-pub use supervisor::{real_engine, EngineFn};
+pub use supervisor::{real_engine, real_engine_with, EngineFn};
 
 /// A validation that takes longer than this is reported as failed (validate bounds its own
 /// checks far below this; this is the backstop).
@@ -98,6 +98,7 @@ pub struct OptionsPatch {
     pub verify: Option<Verify>,
     pub pause_source_writes_on_cutover: Option<bool>,
     pub auto_cutover: Option<bool>,
+    pub transfer: Option<crate::spec::Transfer>,
 }
 
 impl OptionsPatch {
@@ -109,6 +110,7 @@ impl OptionsPatch {
             .pause_source_writes_on_cutover
             .unwrap_or(o.pause_source_writes_on_cutover);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
+        o.transfer = self.transfer.unwrap_or(o.transfer);
     }
 }
 
@@ -140,6 +142,8 @@ struct Inner {
     migrations: RwLock<BTreeMap<Uuid, Arc<Entry>>>,
     supervisor: supervisor::Supervisor,
     backups: crate::backup::Backups,
+    /// The relay listener's settings, which validation needs to judge a relay's reachability.
+    relay: RwLock<crate::relay::RelaySettings>,
 }
 
 /// What the start-up fold found.
@@ -193,6 +197,7 @@ impl Jobs {
                 migrations: RwLock::new(entries),
                 supervisor: supervisor::Supervisor::new(engine),
                 backups,
+                relay: RwLock::new(crate::relay::RelaySettings::default()),
             }),
         };
         jobs.resume_running();
@@ -205,6 +210,11 @@ impl Jobs {
     }
 
     /// Backups and restore points, in the same log.
+    /// Tells validation where the relay listener is (the engine gets it through its tuning).
+    pub fn set_relay_settings(&self, settings: crate::relay::RelaySettings) {
+        *self.inner.relay.write().unwrap_or_else(|p| p.into_inner()) = settings;
+    }
+
     pub fn backups(&self) -> &crate::backup::Backups {
         &self.inner.backups
     }
@@ -404,7 +414,13 @@ impl Jobs {
 
     async fn run_checks(&self, id: Uuid) -> Result<ValidationReport, JobError> {
         let spec = self.real_spec(id).await?;
-        let ctx = crate::validate::ValidateContext::new(&self.inner.data_dir);
+        let mut ctx = crate::validate::ValidateContext::new(&self.inner.data_dir);
+        ctx.relay = self
+            .inner
+            .relay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let checks = async {
             match spec.source.backup_id() {
                 Some(backup_id) => self.validate_file_source(&spec, backup_id, &ctx).await,
@@ -437,7 +453,7 @@ impl Jobs {
             vec![NewEvent::new(id, actor, EventKind::MigrationStarted {})],
         )
         .await?;
-        self.launch(id, None, false);
+        self.launch(id, None, None, false);
         Ok(entry.snapshot().view)
     }
 
@@ -541,7 +557,12 @@ impl Jobs {
             .collect();
         for (id, m) in running {
             tracing::info!(migration = %id, state = m.view.state.as_str(), resume = ?m.resume, "resuming");
-            self.launch(id, m.resume.clone(), m.view.state == State::CuttingOver);
+            self.launch(
+                id,
+                m.resume.clone(),
+                m.transfer.clone(),
+                m.view.state == State::CuttingOver,
+            );
         }
     }
 }

@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::state::{Phase, State};
-use crate::engine::ResumePoint;
-use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Verify};
+use crate::engine::{PriorTransfer, ResumePoint};
+use crate::spec::{Endpoint, MigrationSpec, Mode, Options, TransferKind, Verify};
 use crate::store::event::{Event, EventKind, ReportStatus, ValidationReport, VerificationReport};
 
 /// Progress of the transfer. Every field is `null` until the engine has reported it.
@@ -27,6 +27,10 @@ pub struct Progress {
     pub rdb_bytes_read: Option<u64>,
     pub keys_written: Option<u64>,
     pub keys_skipped: Option<u64>,
+    /// The source's key count when the snapshot began: with a diskless source, whose RDB size is
+    /// unknown until it ends, `percent` counts keys instead of bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_total: Option<u64>,
     pub commands_streamed: Option<u64>,
     /// The source's replication offset minus the offset the target has applied.
     pub lag_bytes: Option<u64>,
@@ -34,6 +38,14 @@ pub struct Progress {
     pub percent: Option<f64>,
     /// Estimated seconds until the snapshot is transferred, from the rate so far.
     pub eta_seconds: Option<u64>,
+}
+
+/// Which transfer a migration uses, and why (from its latest `TransferChosen` event).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"transfer": "relay", "reason": "auto: the target allows REPLICAOF and CONFIG, loads the source's RDB, may be emptied, and can reach Ferry, so it replicates through Ferry"}))]
+pub struct TransferChoice {
+    pub transfer: TransferKind,
+    pub reason: String,
 }
 
 /// Why a migration failed.
@@ -53,7 +65,7 @@ pub struct ErrorInfo {
     "phase": null, "mode": "snapshot",
     "source": {"url": "redis://default:***@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
-        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+        "pause_source_writes_on_cutover": false, "auto_cutover": false, "transfer": "auto"},
     "validation": {"status": "passed", "checks": [
         {"id": "source.connect", "status": "pass", "message": "connected to 10.0.0.1:6379"},
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
@@ -74,6 +86,9 @@ pub struct MigrationView {
     pub options: Options,
     /// The latest validation report, until the spec changes.
     pub validation: Option<ValidationReport>,
+    /// The transfer the engine uses (`relay` or `restore`) and why; set once the migration runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferChoice>,
     pub progress: Progress,
     pub error: Option<ErrorInfo>,
     /// The restore point taken of the target before the first write (`options.backup` and a
@@ -100,6 +115,9 @@ pub struct Migration {
     /// Where a restarted engine continues: the last checkpoint since the last (re)start.
     pub resume: Option<ResumePoint>,
     pub verification: Option<VerificationReport>,
+    /// The transfer an earlier run chose: a restarted engine keeps it (a relay's target is
+    /// mid-replication and must be served or released, never restored into).
+    pub transfer: Option<PriorTransfer>,
     snapshot_started_at: Option<DateTime<Utc>>,
 }
 
@@ -159,6 +177,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         target: spec.target.clone(),
         options: spec.options.clone(),
         validation: None,
+        transfer: None,
         progress: Progress::default(),
         error: None,
         backup_id: None,
@@ -172,6 +191,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         last_seq: event.seq,
         resume: None,
         verification: None,
+        transfer: None,
         snapshot_started_at: None,
     }
 }
@@ -222,16 +242,34 @@ pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
         EventKind::BackupDeleted { .. } | EventKind::RestoreStarted { .. } => {}
         EventKind::RestoreCompleted { .. } => v.rolled_back = Some(true),
         EventKind::RestoreFailed { .. } => v.rolled_back = Some(false),
+        EventKind::TransferChosen {
+            transfer,
+            reason,
+            relay_target,
+        } => {
+            v.transfer = Some(TransferChoice {
+                transfer: *transfer,
+                reason: reason.clone(),
+            });
+            m.transfer = Some(PriorTransfer {
+                kind: *transfer,
+                relay_target: relay_target.clone(),
+            });
+        }
+        EventKind::TargetReleased { .. } => {}
         EventKind::SnapshotStarted {
-            rdb_bytes_total, ..
+            rdb_bytes_total,
+            keys_total,
+            ..
         } => {
             v.phase = Some(Phase::Snapshot);
             let p = &mut v.progress;
             p.rdb_bytes_total = *rdb_bytes_total;
+            p.keys_total = *keys_total;
             p.rdb_bytes_read = Some(0);
             p.keys_written = Some(0);
             p.keys_skipped = Some(0);
-            p.percent = rdb_bytes_total.map(|_| 0.0);
+            p.percent = (rdb_bytes_total.is_some() || keys_total.is_some()).then_some(0.0);
             p.eta_seconds = None;
             m.snapshot_started_at = Some(event.at);
             // A new snapshot invalidates any earlier checkpoint: the offset belongs to the old one.
@@ -254,6 +292,11 @@ pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
                 p.eta_seconds = m
                     .snapshot_started_at
                     .and_then(|started| eta(started, event.at, *rdb_bytes_read, total));
+            } else if let Some(total) = p.keys_total.filter(|t| *t > 0) {
+                p.percent = Some((*keys_written as f64 * 100.0 / total as f64).min(100.0));
+                p.eta_seconds = m
+                    .snapshot_started_at
+                    .and_then(|started| eta(started, event.at, *keys_written, total));
             }
         }
         EventKind::SnapshotCompleted {
@@ -284,6 +327,7 @@ pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
             applied_offset,
             commands_streamed,
             lag_bytes,
+            ..
         } => {
             v.progress.commands_streamed = Some(*commands_streamed);
             v.progress.lag_bytes = *lag_bytes;

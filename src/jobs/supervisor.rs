@@ -22,7 +22,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use super::{JobError, Jobs};
-use crate::engine::{self, Controls, EngineError, EngineJob, EventSender, ResumePoint};
+use crate::engine::{
+    self, Controls, EngineError, EngineJob, EventSender, PriorTransfer, ResumePoint, Tuning,
+};
 use crate::store::event::EventKind;
 
 /// The actor of the events the engine reports.
@@ -51,6 +53,14 @@ pub type EngineFn = Arc<
 /// The real transfer engine.
 pub fn real_engine() -> EngineFn {
     Arc::new(|job, events, controls| Box::pin(engine::run(job, events, controls)))
+}
+
+/// The real transfer engine with the operator's tuning (the relay listener above all: one
+/// `Tuning`, so one listener, for every job of the process).
+pub fn real_engine_with(tuning: Tuning) -> EngineFn {
+    Arc::new(move |job, events, controls| {
+        Box::pin(engine::run_with(job, events, controls, tuning.clone()))
+    })
 }
 
 /// A running engine and how to reach it.
@@ -115,7 +125,13 @@ impl Supervisor {
 
 impl Jobs {
     /// Starts the engine for `id` in a task of its own.
-    pub(super) fn launch(&self, id: Uuid, resume: Option<ResumePoint>, cutover_now: bool) {
+    pub(super) fn launch(
+        &self,
+        id: Uuid,
+        resume: Option<ResumePoint>,
+        transfer: Option<PriorTransfer>,
+        cutover_now: bool,
+    ) {
         let supervisor = &self.inner.supervisor;
         if supervisor.shutdown.is_cancelled() {
             return;
@@ -137,7 +153,7 @@ impl Jobs {
         let shutdown = supervisor.shutdown.clone();
         supervisor.tasks.spawn(async move {
             tokio::select! {
-                outcome = jobs.supervise(id, resume, running.clone()) => {
+                outcome = jobs.supervise(id, resume, transfer, running.clone()) => {
                     if let Err(e) = outcome {
                         tracing::error!(migration = %id, error = %e, "supervising the engine failed");
                     }
@@ -159,6 +175,7 @@ impl Jobs {
         &self,
         id: Uuid,
         resume: Option<ResumePoint>,
+        transfer: Option<PriorTransfer>,
         running: Arc<Running>,
     ) -> Result<(), JobError> {
         let spec = match self.real_spec(id).await {
@@ -207,6 +224,7 @@ impl Jobs {
             migration_id: id,
             spec,
             resume,
+            transfer,
         };
         let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
         let cancel = running.controls.cancel.clone();

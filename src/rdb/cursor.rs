@@ -70,6 +70,17 @@ pub(crate) enum RdbStr<'a> {
     Lzf { compressed: &'a [u8], len: usize },
 }
 
+/// The header of an RDB string (see [`Cursor::string_header`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StrHeader {
+    /// `n` plain bytes follow.
+    Raw(u64),
+    /// An integer encoding (a few bytes; never streamed).
+    Int,
+    /// `compressed` LZF bytes follow, `len` once decompressed.
+    Lzf { compressed: u64, len: u64 },
+}
+
 /// A length field, or the special string encoding found where a length was expected.
 enum LenOrSpecial {
     Len(u64),
@@ -249,6 +260,23 @@ impl<'a> Cursor<'a> {
                     len: ulen as usize,
                 })
             }
+            LenOrSpecial::Special(s) => {
+                Err(self.corrupt(format!("{expected}: string encoding {s} (only 0–3 exist)")))
+            }
+        }
+    }
+
+    /// Reads only the header of an RDB string: its encoding and lengths, not its bytes (for a
+    /// value streamed in pieces).
+    pub fn string_header(&mut self, expected: &'static str) -> Step<StrHeader> {
+        match self.len_or_special(expected)? {
+            LenOrSpecial::Len(n) => Ok(StrHeader::Raw(n)),
+            LenOrSpecial::Special(3) => {
+                let compressed = self.len(expected)?;
+                let len = self.len(expected)?;
+                Ok(StrHeader::Lzf { compressed, len })
+            }
+            LenOrSpecial::Special(0..=2) => Ok(StrHeader::Int),
             LenOrSpecial::Special(s) => {
                 Err(self.corrupt(format!("{expected}: string encoding {s} (only 0–3 exist)")))
             }

@@ -21,6 +21,7 @@
 //!
 //! The module knows nothing about jobs, HTTP, storage or async runtimes: bytes in, items out.
 
+mod big;
 mod cursor;
 mod decode;
 mod error;
@@ -42,6 +43,7 @@ pub mod payload;
 pub mod types;
 pub mod version;
 
+pub use big::{BigPart, BigStart};
 pub use error::RdbError;
 pub use parser::{Entry, Item, Parser, DEFAULT_MAX_RECORD_BYTES};
 pub use value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, Value};

@@ -19,6 +19,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::big::{self, BigPart, BigStart, BigValue, Produced};
 use super::crc64;
 use super::cursor::{Cursor, Halt};
 use super::error::RdbError;
@@ -52,6 +53,12 @@ pub enum Item {
     },
     /// A key and its value.
     Entry(Entry),
+    /// A key whose value is too big to hold whole: its pieces follow (see [`super::big`]).
+    BigStart(BigStart),
+    /// The next piece of the value a [`Item::BigStart`] began.
+    BigPart(BigPart),
+    /// The end of that value.
+    BigEnd,
     /// The end; the checksum was verified unless it is 0 (written with `rdbchecksum no`).
     End { checksum: u64 },
 }
@@ -86,6 +93,8 @@ pub struct Entry {
 enum State {
     Header,
     Body,
+    /// Inside a value handed out in pieces.
+    Big,
     Done,
 }
 
@@ -116,6 +125,11 @@ pub struct Parser {
     resume: Resume,
     max_record_bytes: u64,
     failed: Option<RdbError>,
+    /// Records that grow past this many bytes are streamed in pieces, when their type allows.
+    stream_over: Option<usize>,
+    /// Streamed values are skipped, not materialised (only their start and end come out).
+    skip_big: bool,
+    big: Option<BigValue>,
 }
 
 impl Default for Parser {
@@ -145,7 +159,21 @@ impl Parser {
             resume: Resume::default(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             failed: None,
+            stream_over: None,
+            skip_big: false,
+            big: None,
         }
+    }
+
+    /// Hands out records bigger than `threshold` bytes in pieces as they arrive
+    /// ([`Item::BigStart`], [`Item::BigPart`]s, [`Item::BigEnd`]) instead of holding them whole,
+    /// for the types that allow it (see [`super::big`]). With `skip`, their contents are not
+    /// materialised at all (only the start, with its key, and the end come out). The record cap
+    /// then applies to what must still be whole: other records, one element, an LZF string.
+    pub fn streaming_values_over(mut self, threshold: usize, skip: bool) -> Parser {
+        self.stream_over = Some(threshold);
+        self.skip_big = skip;
+        self
     }
 
     /// Caps the size of one record (key + value); bigger ones fail with [`RdbError::TooLarge`]
@@ -239,6 +267,9 @@ impl Parser {
             if self.state == State::Done {
                 return Ok(None);
             }
+            if self.state == State::Big {
+                return self.big_step();
+            }
             let in_window = self.wpos < self.window.len();
             if !in_window && (self.buf.is_empty() || self.buf.len() < self.need) {
                 return Ok(None);
@@ -273,6 +304,19 @@ impl Parser {
                     }
                 }
                 Err(Halt::Incomplete { need, expected }) => {
+                    let pending = if in_window {
+                        self.window.len() - self.wpos
+                    } else {
+                        self.buf.len()
+                    };
+                    let big = self
+                        .stream_over
+                        .is_some_and(|t| self.state == State::Body && (need > t || pending > t));
+                    if big {
+                        if let Some(item) = self.start_big(in_window)? {
+                            return Ok(Some(item));
+                        }
+                    }
                     if need as u64 > self.max_record_bytes {
                         return Err(self.too_large(need));
                     }
@@ -285,6 +329,107 @@ impl Parser {
                         continue;
                     }
                     return Ok(None);
+                }
+                Err(Halt::Fail(e)) => return Err(*e),
+            }
+        }
+    }
+
+    /// Begins handing out the record at the front of the pending bytes in pieces, if it is a key
+    /// whose type streams and whose head (type, key, value header) is buffered.
+    fn start_big(&mut self, in_window: bool) -> Result<Option<Item>, RdbError> {
+        let region: &[u8] = if in_window {
+            &self.window[self.wpos..]
+        } else {
+            &self.buf
+        };
+        let mut cur = Cursor::new(region, self.base);
+        let Ok(type_byte) = cur.u8("a type byte") else {
+            return Ok(None);
+        };
+        if !big::streams(type_byte, self.valkey) {
+            return Ok(None);
+        }
+        let key = match cur.string("a key") {
+            Ok(key) => super::record::Span::of(region, key),
+            Err(Halt::Incomplete { .. }) => return Ok(None),
+            Err(Halt::Fail(e)) => return Err(*e),
+        };
+        let (value, len) =
+            match BigValue::start(type_byte, &mut cur, self.skip_big, self.max_record_bytes) {
+                Ok(Some(started)) => started,
+                Ok(None) | Err(Halt::Incomplete { .. }) => return Ok(None),
+                Err(Halt::Fail(e)) => return Err(*e),
+            };
+        let used = cur.pos;
+        if !in_window {
+            // The head is consumed from the window: freeze the pending bytes into one.
+            self.retire_window();
+            self.window = self.buf.split().freeze();
+        }
+        let key = key.materialise(&self.window, self.wpos, self.base)?;
+        self.consume(used);
+        self.big = Some(value);
+        self.state = State::Big;
+        Ok(Some(Item::BigStart(BigStart {
+            db: self.db,
+            key,
+            type_byte,
+            expire_ms: self.expire_ms.take(),
+            idle_secs: self.idle_secs.take(),
+            freq: self.freq.take(),
+            len,
+            rdb_version: self.version.unwrap_or(0),
+        })))
+    }
+
+    /// The next piece of a streamed value (or its end).
+    fn big_step(&mut self) -> Result<Option<Item>, RdbError> {
+        loop {
+            let Some(needs_input) = self.big.as_ref().map(BigValue::needs_input) else {
+                self.state = State::Body;
+                return Ok(None);
+            };
+            if self.wpos >= self.window.len() {
+                if !self.buf.is_empty() && self.buf.len() >= self.need {
+                    self.retire_window();
+                    self.window = self.buf.split().freeze();
+                } else if needs_input {
+                    return Ok(None);
+                }
+            }
+            let Some(value) = self.big.as_mut() else {
+                return Ok(None);
+            };
+            match value.step(&self.window, self.wpos, self.base) {
+                Ok(Produced::Done) => {
+                    self.big = None;
+                    self.state = State::Body;
+                    self.need = 0;
+                    return Ok(Some(Item::BigEnd));
+                }
+                Ok(Produced::Piece { used, part }) => {
+                    self.wpos += used;
+                    self.base += used as u64;
+                    self.need = 0;
+                    if let Some(part) = part {
+                        return Ok(Some(Item::BigPart(part)));
+                    }
+                }
+                Err(Halt::Incomplete { need, expected }) => {
+                    if need as u64 > self.max_record_bytes {
+                        return Err(self.too_large(need));
+                    }
+                    self.waiting_for = expected;
+                    if self.wpos < self.window.len() {
+                        // The element straddles the window's end: move it in front of the
+                        // bytes pushed since, and wait until it is whole.
+                        self.retire_window();
+                    }
+                    self.need = need;
+                    if self.buf.len() < need {
+                        return Ok(None);
+                    }
                 }
                 Err(Halt::Fail(e)) => return Err(*e),
             }

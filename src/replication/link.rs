@@ -81,6 +81,16 @@ pub enum LinkItem {
     Command(ReplCommand),
 }
 
+/// What [`ReplicaLink::next_raw`] yields: the RDB as with [`LinkItem`], then the command stream
+/// as raw bytes, not cut into commands (for a relay, which forwards it verbatim).
+#[derive(Debug, Clone)]
+pub enum RawItem {
+    Rdb(Bytes),
+    RdbDone,
+    /// Whole or partial commands, in order; the received offset advances by their length.
+    Stream(Bytes),
+}
+
 #[derive(Debug)]
 enum Phase {
     Sized { remaining: u64 },
@@ -220,6 +230,58 @@ impl ReplicaLink {
             };
             self.wire.fill(during).await?;
         }
+    }
+
+    /// The next piece of the RDB or of the raw command stream. Cancel-safe, like
+    /// [`ReplicaLink::next`]. The link answers nothing in this mode (a `GETACK` in the stream is
+    /// for whoever executes it): the caller sends ACKs with [`ReplicaLink::send_ack`].
+    pub async fn next_raw(&mut self) -> Result<RawItem, LinkError> {
+        loop {
+            if let Some(item) = self.next_raw_buffered()? {
+                return Ok(item);
+            }
+            let during = match self.phase {
+                Phase::Commands | Phase::RdbDone => "streaming commands",
+                _ => "receiving the snapshot",
+            };
+            self.wire.fill(during).await?;
+        }
+    }
+
+    /// [`ReplicaLink::next_raw`] if the buffer already holds something.
+    pub fn next_raw_buffered(&mut self) -> Result<Option<RawItem>, LinkError> {
+        if let Phase::Commands = self.phase {
+            if self.wire.buf.is_empty() {
+                return Ok(None);
+            }
+            let bytes = self.wire.buf.split().freeze();
+            self.received += bytes.len() as i64;
+            self.stream_started = true;
+            return Ok(Some(RawItem::Stream(bytes)));
+        }
+        Ok(self.next_buffered()?.map(|item| match item {
+            LinkItem::RdbChunk(c) => RawItem::Rdb(c),
+            LinkItem::RdbDone => RawItem::RdbDone,
+            // Only the Commands phase yields commands, and it is handled above.
+            LinkItem::Command(c) => RawItem::Stream(c.raw),
+        }))
+    }
+
+    /// `REPLCONF ACK <offset>` now, whatever the timers say (a relay forwards its target's ACKs).
+    pub async fn send_ack(&mut self, offset: i64) -> Result<(), LinkError> {
+        let mut out = CommandBuf::with_capacity(64);
+        out.array(3).arg(b"REPLCONF").arg(b"ACK").arg_int(offset);
+        self.wire.stream.write_all(out.as_slice()).await?;
+        self.applied = offset;
+        self.last_ack = Instant::now();
+        Ok(())
+    }
+
+    /// A bare newline: what a replica sends while it loads a big RDB, so that the master does not
+    /// time it out (a relay forwards its target's).
+    pub async fn send_keepalive(&mut self) -> Result<(), LinkError> {
+        self.wire.stream.write_all(b"\n").await?;
+        Ok(())
     }
 
     /// The next item if the buffer already holds it, without touching the socket.

@@ -27,7 +27,7 @@ mod handshake;
 mod link;
 
 pub use handshake::{SyncStart, Transfer};
-pub use link::{LinkConfig, LinkItem, ReplCommand, ReplicaLink};
+pub use link::{LinkConfig, LinkItem, RawItem, ReplCommand, ReplicaLink};
 
 use thiserror::Error;
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::spec::MigrationSpec;
+use crate::spec::{MigrationSpec, TransferKind};
 
 /// Who caused an event: `api` (or the API token's name) for requests, `engine` for the worker.
 pub type Actor = String;
@@ -93,6 +93,24 @@ pub enum EventKind {
         code: String,
         message: String,
     },
+    /// Which transfer the migration uses (relay or restore) and why; recorded when the engine
+    /// starts, again if `auto` falls back from relay to restore.
+    TransferChosen {
+        transfer: TransferKind,
+        reason: String,
+        /// For a relay: the target's settings before Ferry changed them, put back when the
+        /// target is released (after cutover, on cancel or failure, or by a restarted Ferry).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay_target: Option<RelayTargetSettings>,
+    },
+    /// A relay's target is a standalone server again: `REPLICAOF NO ONE` ran and the settings
+    /// Ferry changed were put back.
+    TargetReleased {
+        /// Why now: cutover, cancel, failure, or the fallback from relay to restore.
+        reason: String,
+        /// The settings restored, as `name=value` (a generated `masterauth` shows as cleared).
+        restored: Vec<String>,
+    },
     SnapshotStarted {
         replid: String,
         offset: i64,
@@ -103,6 +121,10 @@ pub enum EventKind {
         /// What a restarted snapshot redoes, when this is not the first attempt.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         redo: Option<String>,
+        /// The source's key count when the snapshot began (`INFO keyspace`): progress in percent
+        /// for diskless transfers, whose size is unknown until they end.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys_total: Option<u64>,
     },
     SnapshotProgress {
         rdb_bytes_read: u64,
@@ -130,6 +152,10 @@ pub enum EventKind {
         applied_offset: i64,
         commands_streamed: u64,
         lag_bytes: Option<u64>,
+        /// Stream bytes relayed so far (relay transfers, which forward the stream without
+        /// cutting it into commands, so `commands_streamed` stays 0 there).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bytes_streamed: Option<u64>,
     },
     LinkLost {
         link: Link,
@@ -178,6 +204,8 @@ impl EventKind {
             EventKind::RestoreStarted { .. } => "RestoreStarted",
             EventKind::RestoreCompleted { .. } => "RestoreCompleted",
             EventKind::RestoreFailed { .. } => "RestoreFailed",
+            EventKind::TransferChosen { .. } => "TransferChosen",
+            EventKind::TargetReleased { .. } => "TargetReleased",
             EventKind::SnapshotStarted { .. } => "SnapshotStarted",
             EventKind::SnapshotProgress { .. } => "SnapshotProgress",
             EventKind::SnapshotCompleted { .. } => "SnapshotCompleted",
@@ -232,6 +260,16 @@ pub struct BackupDetails {
 pub struct BackupDb {
     pub db: u64,
     pub keys: u64,
+}
+
+/// A relay target's settings before Ferry changed them (none of them is a secret: a `masterauth`
+/// the target already had is left as it was, and only the fact that Ferry generated one is kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayTargetSettings {
+    pub replica_read_only: String,
+    pub repl_diskless_load: String,
+    /// Ferry set a one-time `masterauth` because the target had none; it is cleared afterwards.
+    pub masterauth_generated: bool,
 }
 
 /// Which connection an event is about.

@@ -150,6 +150,7 @@ mod tests {
                 applied_offset: 99,
                 commands_streamed: 7,
                 lag_bytes: Some(3),
+                bytes_streamed: None,
             },
         };
         let bytes = encode(&event).unwrap();

@@ -9,6 +9,7 @@ fn checkpoint(offset: i64) -> EventKind {
         applied_offset: offset,
         commands_streamed: 0,
         lag_bytes: None,
+        bytes_streamed: None,
     }
 }
 

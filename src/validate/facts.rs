@@ -66,6 +66,11 @@ pub struct ServerFacts {
     pub replication_commands: Result<ReplicationCommands, CallError>,
     /// Empty when the server is older than 7.0 (no `ACL DRYRUN`) or unreachable.
     pub acl: Vec<AclProbe>,
+    /// Target only: `ACL DRYRUN` of what a relay runs (`REPLICAOF`, `CONFIG SET`); empty like
+    /// `acl`.
+    pub relay_acl: Vec<AclProbe>,
+    /// Target only: whether `REPLICAOF` exists under its name (`COMMAND INFO replicaof`).
+    pub replicaof: Option<Result<bool, CallError>>,
     /// Hashes sampled for field TTLs, taken only on a source of Redis ≥ 7.4, in the databases whose
     /// `INFO keyspace` does not count them (`subexpiry`) or counts some: Redis 7.4 keeps counting
     /// a hash after `HPERSIST` removed its last field TTL, so a count alone may be stale.
@@ -119,6 +124,8 @@ impl ServerFacts {
             modules: Err(missing.clone()),
             replication_commands: Err(missing),
             acl: Vec::new(),
+            relay_acl: Vec::new(),
+            replicaof: None,
             field_ttl_sample: None,
             function_libraries: None,
         }
@@ -146,9 +153,22 @@ impl ServerFacts {
             .and_then(Info::version_pair)
             .is_some_and(|version| version >= (7, 0));
         let acl = if has_dry_run {
-            probe_acl(&admin, side).await
+            probe_acl(&admin, acl_probes(side)).await
         } else {
             Vec::new()
+        };
+        let relay_acl = if has_dry_run && side == Side::Target {
+            probe_acl(&admin, RELAY_PROBES).await
+        } else {
+            Vec::new()
+        };
+        let replicaof = if side == Side::Target {
+            let info = admin
+                .call::<Vec<Value>>("COMMAND INFO", command(&["COMMAND", "INFO", "replicaof"]))
+                .await;
+            Some(info.map(|entries| entries.first().is_some_and(|e| *e != Value::Nil)))
+        } else {
+            None
         };
         // Functions arrived with ACL DRYRUN, in 7.0.
         let function_libraries = if side == Side::Source && has_dry_run {
@@ -185,6 +205,8 @@ impl ServerFacts {
             modules: modules.and_then(parse_modules),
             replication_commands: replication_commands.and_then(parse_command_info),
             acl,
+            relay_acl,
+            replicaof,
             field_ttl_sample,
             function_libraries,
         }
@@ -259,10 +281,19 @@ async fn hash_has_field_ttl(admin: &Admin, key: &[u8]) -> Result<bool, CallError
     Ok(ttls.iter().any(|ttl| *ttl >= 0))
 }
 
-/// Asks `ACL DRYRUN` about every command the side needs, concurrently.
-async fn probe_acl(admin: &Admin, side: Side) -> Vec<AclProbe> {
+/// What a relay runs on the target, for `ACL DRYRUN`.
+const RELAY_PROBES: &[(&str, &[&str])] = &[
+    ("REPLICAOF", &["REPLICAOF", "NO", "ONE"]),
+    ("CONFIG SET", &["CONFIG", "SET", "masterauth", "x"]),
+];
+
+/// Asks `ACL DRYRUN` about every command in `probes`, concurrently.
+async fn probe_acl(
+    admin: &Admin,
+    probes: &'static [(&'static str, &'static [&'static str])],
+) -> Vec<AclProbe> {
     let user = admin.user().to_string();
-    let probes = acl_probes(side).iter().map(|(name, args)| {
+    let probes = probes.iter().map(|(name, args)| {
         let mut cmd = command(&["ACL", "DRYRUN", &user]);
         for arg in args.iter() {
             cmd.arg(*arg);

@@ -51,6 +51,7 @@ pub async fn run(
         source: &source,
         target: &target,
         local: &local,
+        relay: &ctx.relay,
     };
     let mut results = vec![source_check(&usable)];
     results.extend(checks::run_only(&inputs, TARGET_CHECKS));
@@ -142,6 +143,8 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&BackupView>) -> ServerFacts 
         modules: Err(not_a_server.clone()),
         replication_commands: Err(not_a_server),
         acl: Vec::new(),
+        relay_acl: Vec::new(),
+        replicaof: None,
         field_ttl_sample: None,
         function_libraries: None,
     }

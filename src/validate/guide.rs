@@ -171,6 +171,47 @@ pub fn prerequisites() -> Vec<GuideItem> {
              application can lose after cutover.",
             "Align them on the target with CONFIG SET, then CONFIG REWRITE.",
         ),
+        item(
+            "transfer",
+            "The transfer: relay or restore",
+            "A relay lets the target replicate through Ferry and load the RDB natively, the fastest way \
+             and one whose exactly-once rests on Redis' own replication; restore writes every key with \
+             RESTORE and works on any writable target. `transfer: auto` picks relay when the four relay.* \
+             checks hold.",
+            "Nothing to fix for auto. For transfer relay, fix the relay.* checks that fail, or choose auto \
+             or restore.",
+        ),
+        item(
+            "relay.commands",
+            "Relay: the target allows REPLICAOF and CONFIG SET",
+            "The target is told REPLICAOF Ferry, its masterauth, replica-read-only and repl-diskless-load \
+             are set for the copy and put back afterwards; a managed service or an ACL user without these \
+             commands cannot be relayed to (cluster mode refuses REPLICAOF too).",
+            "Allow them for Ferry's user (`ACL SETUSER ferry +replicaof +config`), or use transfer restore.",
+        ),
+        item(
+            "relay.versions",
+            "Relay: the target loads the source's RDB",
+            "A replica loads the RDB of its own server family at its own version or older, and executes the \
+             source's commands as they are.",
+            "Use a target of the same family (Redis or Valkey) at the source's version or newer, or transfer \
+             restore (which rewrites what an older target cannot load).",
+        ),
+        item(
+            "relay.target_empty",
+            "Relay: the target may be emptied",
+            "A replica's first sync replaces its whole dataset (every database), so a relay needs an empty \
+             target, or on_conflict flush after the restore point.",
+            "Empty the target, choose on_conflict flush (with backup on), or use transfer restore.",
+        ),
+        item(
+            "relay.reachable",
+            "Relay: the target can reach Ferry",
+            "The target connects to Ferry's relay listener ([relay] bind, told to it as [relay] advertise); \
+             a loopback address only reaches targets on Ferry's own host.",
+            "Set [relay] bind to an interface the target can reach (e.g. 0.0.0.0:6390) and advertise to \
+             Ferry's address as the target sees it (open that port).",
+        ),
         GuideItem {
             check_id: None,
             title: "Plan a maintenance window for the cutover",

@@ -56,6 +56,9 @@ pub struct ValidateContext {
     /// A PEM file with the CA certificate(s) that signed the servers' TLS certificates, for
     /// `rediss://` servers with a private CA. `None` trusts the system's roots.
     pub tls_ca_file: Option<PathBuf>,
+    /// Where a relay would listen (`transfer: relay`): its advertised address must be one the
+    /// target can reach.
+    pub relay: crate::relay::RelaySettings,
 }
 
 impl ValidateContext {
@@ -67,6 +70,7 @@ impl ValidateContext {
             call_timeout: CALL_TIMEOUT,
             budget: GATHER_BUDGET,
             tls_ca_file: None,
+            relay: crate::relay::RelaySettings::default(),
         }
     }
 }
@@ -96,6 +100,7 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
         source: &source,
         target: &target,
         local: &local,
+        relay: &ctx.relay,
     };
     ValidationReport::from_checks(checks::run_all(&inputs))
 }

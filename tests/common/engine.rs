@@ -27,6 +27,7 @@ pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
         migration_id,
         spec,
         resume: None,
+        transfer: None,
     };
     let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
     let events = Arc::new(Mutex::new(vec![]));

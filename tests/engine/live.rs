@@ -322,6 +322,7 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
             replid,
             applied_offset: applied,
         }),
+        transfer: None,
     };
     let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), quick()));
     let first = rx.recv().await.unwrap();

@@ -11,4 +11,5 @@ mod cancel;
 mod conflict;
 mod failures;
 mod live;
+mod relay;
 mod snapshot;

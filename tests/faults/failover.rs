@@ -32,6 +32,7 @@ pub fn spec(source: &RedisServer, target: &RedisServer) -> MigrationSpec {
             verify: Verify::Full,
             pause_source_writes_on_cutover: false,
             auto_cutover: false,
+            transfer: ferry::spec::Transfer::Restore,
         },
     }
 }
@@ -132,6 +133,7 @@ async fn a_promoted_source_with_a_new_replid_is_followed_by_partial_resync() {
         migration_id,
         spec: spec(&source, &target),
         resume: None,
+        transfer: None,
     };
     let (task, events) = run(job.clone(), Controls::default());
     wait_for(&events, "StreamingStarted", |e| {
@@ -171,6 +173,7 @@ async fn a_promoted_source_with_a_new_replid_is_followed_by_partial_resync() {
     let controls = Controls::default();
     let resumed = EngineJob {
         resume: Some(checkpoint.clone()),
+        transfer: None,
         ..job
     };
     let (task, events) = run(resumed, controls.clone());

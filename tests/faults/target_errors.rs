@@ -19,6 +19,7 @@ async fn a_wrongtype_on_the_target_fails_the_job_naming_command_and_key() {
         migration_id: uuid::Uuid::now_v7(),
         spec: spec(&source, &target),
         resume: None,
+        transfer: None,
     };
     let task = tokio::spawn(engine::run_with(
         job,

@@ -117,6 +117,7 @@ fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point()
             diskless: false,
             rdb_bytes_total: Some(1000),
             redo: None,
+            keys_total: None,
         },
         // one second after the start, a quarter is read: three more seconds to go
         EventKind::SnapshotProgress {
@@ -155,6 +156,7 @@ fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point()
             applied_offset: 77,
             commands_streamed: 5,
             lag_bytes: Some(3),
+            bytes_streamed: None,
         },
     ];
     let m = fold(events.clone());

@@ -11,6 +11,7 @@ mod capacity;
 mod compat;
 mod config_diff;
 mod connect;
+mod relay;
 mod replication;
 mod target;
 
@@ -39,6 +40,8 @@ pub struct Inputs<'a> {
     pub source: &'a ServerFacts,
     pub target: &'a ServerFacts,
     pub local: &'a LocalFacts,
+    /// Where a relay would listen.
+    pub relay: &'a crate::relay::RelaySettings,
 }
 
 /// A fact a check needed but could not get.
@@ -129,6 +132,26 @@ pub const ALL: &[Check] = &[
     Check {
         id: "persistence",
         run: config_diff::persistence,
+    },
+    Check {
+        id: "transfer",
+        run: relay::transfer,
+    },
+    Check {
+        id: "relay.commands",
+        run: relay::commands,
+    },
+    Check {
+        id: "relay.versions",
+        run: relay::versions,
+    },
+    Check {
+        id: "relay.target_empty",
+        run: relay::target_empty,
+    },
+    Check {
+        id: "relay.reachable",
+        run: relay::reachable,
     },
 ];
 

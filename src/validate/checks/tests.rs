@@ -52,6 +52,8 @@ fn server(side: Side, host: &str, info: &str, config: &[(&str, &str)]) -> Server
             sync: true,
         }),
         acl: Vec::new(),
+        relay_acl: Vec::new(),
+        replicaof: None,
         field_ttl_sample: None,
         function_libraries: None,
     }
@@ -76,11 +78,13 @@ fn decide(
         "source": {"url": "redis://s:1"}, "target": {"url": "redis://t:2"}, "options": options,
     }))
     .unwrap();
+    let relay = crate::relay::RelaySettings::default();
     let inputs = Inputs {
         spec: &spec,
         source,
         target,
         local,
+        relay: &relay,
     };
     run_all(&inputs).into_iter().find(|c| c.id == id).unwrap()
 }

@@ -1,0 +1,296 @@
+//! The relay's hold on the target: what it learns, what it changes, and how it lets go.
+//!
+//! A relay makes the target a replica of Ferry, which changes the target's role and a few of its
+//! settings. Every change is recorded before it is made ([`RelayTargetSettings`] in the
+//! `TransferChosen` event, none of it secret) and undone by [`Release::run`] on every way out:
+//! after cutover, on cancel, on failure, and by a restarted Ferry that finds the job over.
+//!
+//! The password the target authenticates to Ferry with is its `masterauth`. When the target has
+//! none (the usual case for a standalone primary), Ferry sets a one-time secret, prefixed
+//! `ferry-relay-` so that it can be recognised and cleared later even by a Ferry that restarted
+//! (and never knew it). When the target already has one (a node of a replicated setup), Ferry
+//! leaves it alone and accepts that password: it reads it with the same `CONFIG` rights the relay
+//! needs anyway, and there is then nothing to put back, and nothing secret to keep across a crash.
+
+use std::time::Duration;
+
+use super::conn::{Conn, ConnError};
+use crate::redis_url::RedisUrl;
+use crate::relay::choice::{self, RelayFacts, ServerKind};
+use crate::relay::RelaySettings;
+use crate::resp::Frame;
+use crate::spec::MigrationSpec;
+use crate::store::event::RelayTargetSettings;
+
+/// The prefix of a `masterauth` Ferry generated.
+pub(crate) const SECRET_PREFIX: &str = "ferry-relay-";
+
+/// `INFO server` as a server kind (family and version).
+pub(crate) async fn server_kind(conn: &mut Conn) -> Result<ServerKind, ConnError> {
+    let info = conn.info("server").await?;
+    ServerKind::from_info(|k| info.get(k).cloned()).ok_or_else(|| ConnError::Protocol {
+        addr: conn.addr().to_string(),
+        reason: "INFO server has neither redis_version nor valkey_version".into(),
+    })
+}
+
+/// Keys in every database of `INFO keyspace`.
+pub(crate) async fn total_keys(conn: &mut Conn) -> Result<u64, ConnError> {
+    let info = conn.info("keyspace").await?;
+    Ok(info
+        .iter()
+        .filter(|(k, _)| k.starts_with("db"))
+        .filter_map(|(_, v)| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum())
+}
+
+/// Reads what [`choice::choose`] needs from the two servers.
+pub(crate) async fn gather_facts(
+    spec: &MigrationSpec,
+    source: &mut Conn,
+    target: &mut Conn,
+    relay: &RelaySettings,
+) -> RelayFacts {
+    let show = |e: ConnError| e.to_string();
+    let source_kind = server_kind(source).await.map_err(show);
+    let target_kind = server_kind(target).await.map_err(show);
+    let target_keys = total_keys(target).await.map_err(show);
+    let target_commands = commands_allowed(target, target_kind.as_ref().ok()).await;
+    RelayFacts {
+        requested: spec.options.transfer,
+        on_conflict: spec.options.on_conflict,
+        source: source_kind,
+        target: target_kind,
+        target_keys,
+        target_commands,
+        reachable: choice::reachability(relay.advertised_host().as_deref(), &spec.target.url.host),
+    }
+}
+
+/// Whether Ferry may run `REPLICAOF` and `CONFIG SET` on the target.
+async fn commands_allowed(target: &mut Conn, kind: Option<&ServerKind>) -> Result<(), String> {
+    let cluster = target.info("cluster").await.map_err(|e| e.to_string())?;
+    if cluster.get("cluster_enabled").map(String::as_str) == Some("1") {
+        return Err("it runs in cluster mode, where REPLICAOF is refused".into());
+    }
+    match target.call(&["CONFIG", "GET", "masterauth"]).await {
+        Ok(Frame::Error(e)) => {
+            return Err(format!("CONFIG GET: {}", String::from_utf8_lossy(&e)));
+        }
+        Err(e) => return Err(e.to_string()),
+        Ok(_) => {}
+    }
+    match target.call(&["COMMAND", "INFO", "replicaof"]).await {
+        Ok(Frame::Array(entries)) if entries.first().is_some_and(|e| *e != Frame::Null) => {}
+        Ok(Frame::Error(e)) => {
+            return Err(format!("COMMAND INFO: {}", String::from_utf8_lossy(&e)));
+        }
+        Ok(_) => return Err("REPLICAOF is renamed or disabled".into()),
+        Err(e) => return Err(e.to_string()),
+    }
+    // ACL DRYRUN exists from 7.0 on; older servers answer for the default user's rights only.
+    let has_dry_run = kind.is_some_and(|k| {
+        k.fork == choice::Fork::Valkey
+            || k.version
+                .split('.')
+                .next()
+                .and_then(|m| m.parse::<u32>().ok())
+                .is_some_and(|major| major >= 7)
+    });
+    if !has_dry_run {
+        return Ok(());
+    }
+    let user = match target.call(&["ACL", "WHOAMI"]).await {
+        Ok(Frame::Bulk(user)) => String::from_utf8_lossy(&user).into_owned(),
+        Ok(Frame::Simple(user)) => String::from_utf8_lossy(&user).into_owned(),
+        // No right to ask who we are: the real commands will tell, when they run.
+        _ => return Ok(()),
+    };
+    for probe in [
+        vec!["ACL", "DRYRUN", &user, "REPLICAOF", "NO", "ONE"],
+        vec!["ACL", "DRYRUN", &user, "CONFIG", "SET", "masterauth", "x"],
+    ] {
+        match target.call(&probe).await {
+            Ok(Frame::Simple(ok)) if &ok[..] == b"OK" => {}
+            Ok(Frame::Bulk(reason)) | Ok(Frame::Error(reason)) => {
+                return Err(format!(
+                    "{} for user {user}: {}",
+                    probe[3..].join(" "),
+                    String::from_utf8_lossy(&reason)
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What [`prepare`] found and did.
+pub(crate) struct Prepared {
+    /// The password the target will authenticate with.
+    pub secret: String,
+    /// What to put back.
+    pub release: Release,
+}
+
+/// Reads the settings a relay changes, before it changes them.
+pub(crate) async fn read_settings(target: &mut Conn) -> Result<RelayTargetSettings, ConnError> {
+    let masterauth = config_get(target, "masterauth").await?;
+    Ok(RelayTargetSettings {
+        replica_read_only: config_get(target, "replica-read-only").await?,
+        repl_diskless_load: config_get(target, "repl-diskless-load").await?,
+        // A secret of ours found here is a leftover of an earlier run of this job.
+        masterauth_generated: masterauth.is_empty() || masterauth.starts_with(SECRET_PREFIX),
+    })
+}
+
+async fn config_get(conn: &mut Conn, name: &str) -> Result<String, ConnError> {
+    let reply = conn.call_ok(&["CONFIG", "GET", name]).await?;
+    let value = match reply {
+        Frame::Array(items) => items.get(1).and_then(|v| v.as_bytes().cloned()),
+        _ => None,
+    };
+    Ok(value
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default())
+}
+
+/// Makes the target ready to replicate through Ferry: a password to authenticate with, writes
+/// refused from clients (`replica-read-only yes`: a stray write would diverge it from the source),
+/// and a load straight from the socket into the (empty) dataset.
+pub(crate) async fn prepare(
+    target: &mut Conn,
+    url: &RedisUrl,
+    original: &RelayTargetSettings,
+    keep: Option<&str>,
+) -> Result<Prepared, ConnError> {
+    let current = config_get(target, "masterauth").await?;
+    let secret = if original.masterauth_generated {
+        let wanted = match keep {
+            Some(secret) => secret.to_string(),
+            // Ours, from before a restart of Ferry: the target is still using it.
+            None if current.starts_with(SECRET_PREFIX) => current.clone(),
+            None => format!(
+                "{SECRET_PREFIX}{}",
+                crate::relay::random_hex(32).map_err(|e| ConnError::Io {
+                    addr: target.addr().to_string(),
+                    source: e,
+                })?
+            ),
+        };
+        if current != wanted {
+            target
+                .call_ok(&["CONFIG", "SET", "masterauth", &wanted])
+                .await?;
+        }
+        wanted
+    } else {
+        current
+    };
+    target
+        .call_ok(&["CONFIG", "SET", "replica-read-only", "yes"])
+        .await?;
+    target
+        .call_ok(&["CONFIG", "SET", "repl-diskless-load", "on-empty-db"])
+        .await?;
+    Ok(Prepared {
+        secret,
+        release: Release {
+            url: url.clone(),
+            original: original.clone(),
+        },
+    })
+}
+
+/// How to give the target back: `REPLICAOF NO ONE` and the original settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Release {
+    pub url: RedisUrl,
+    pub original: RelayTargetSettings,
+}
+
+impl Release {
+    /// Runs on a fresh connection (the job's may be mid-call or gone). Returns the settings put
+    /// back, as `name=value`.
+    pub async fn run(&self) -> Result<Vec<String>, ConnError> {
+        let mut conn = Conn::connect(&self.url).await?;
+        self.run_on(&mut conn).await
+    }
+
+    pub async fn run_on(&self, conn: &mut Conn) -> Result<Vec<String>, ConnError> {
+        conn.call_ok(&["REPLICAOF", "NO", "ONE"]).await?;
+        let mut restored = vec!["replicaof=no one".to_string()];
+        let o = &self.original;
+        for (name, value) in [
+            ("replica-read-only", o.replica_read_only.as_str()),
+            ("repl-diskless-load", o.repl_diskless_load.as_str()),
+        ] {
+            if !value.is_empty() {
+                conn.call_ok(&["CONFIG", "SET", name, value]).await?;
+                restored.push(format!("{name}={value}"));
+            }
+        }
+        if o.masterauth_generated {
+            conn.call_ok(&["CONFIG", "SET", "masterauth", ""]).await?;
+            restored.push("masterauth=(cleared)".to_string());
+        }
+        Ok(restored)
+    }
+
+    /// [`Release::run`] within a bound, logging instead of failing: it runs on the way out of a
+    /// job that is already ending for another reason.
+    pub async fn run_bounded(&self, why: &str) -> Option<Vec<String>> {
+        match tokio::time::timeout(Duration::from_secs(15), self.run()).await {
+            Ok(Ok(restored)) => {
+                tracing::info!(target = %self.url, why, ?restored, "relay target released");
+                Some(restored)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(target = %self.url, why, error = %e,
+                    "could not release the relay target: run REPLICAOF NO ONE on it by hand");
+                None
+            }
+            Err(_) => {
+                tracing::error!(target = %self.url, why,
+                    "releasing the relay target timed out: run REPLICAOF NO ONE on it by hand");
+                None
+            }
+        }
+    }
+}
+
+/// Where the target replicates from, per `INFO replication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TargetRole {
+    /// `None` for a master.
+    pub master: Option<(String, u16)>,
+    /// The offset it has processed (`slave_repl_offset`, or `master_repl_offset`).
+    pub offset: i64,
+    /// `master_link_status:up`.
+    pub link_up: bool,
+    /// Still loading an RDB (`master_sync_in_progress:1`).
+    pub syncing: bool,
+}
+
+pub(crate) async fn role(target: &mut Conn) -> Result<TargetRole, ConnError> {
+    let info = target.info("replication").await?;
+    let get = |k: &str| info.get(k).cloned().unwrap_or_default();
+    let master = (get("role") == "slave").then(|| {
+        (
+            get("master_host"),
+            get("master_port").parse::<u16>().unwrap_or(0),
+        )
+    });
+    let offset = info
+        .get("slave_repl_offset")
+        .or_else(|| info.get("master_repl_offset"))
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    Ok(TargetRole {
+        master,
+        offset,
+        link_up: get("master_link_status") == "up",
+        syncing: get("master_sync_in_progress") == "1",
+    })
+}
