@@ -268,9 +268,10 @@ impl Relay<'_> {
         sample: BTreeMap<u32, Vec<Bytes>>,
     ) -> Result<RelayOutcome, EngineError> {
         // Detached while still connected: it stops exactly at the offset it has reached.
-        self.release("cutover").await?;
-        drop(finished.session);
         let live = self.job.spec.mode == Mode::Live;
+        self.release(if live { "cutover" } else { "snapshot loaded" })
+            .await?;
+        drop(finished.session);
         if self.job.spec.options.verify != crate::spec::Verify::None {
             let report = super::verify::Verifier {
                 source: &mut *self.source,

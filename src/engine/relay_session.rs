@@ -336,6 +336,7 @@ impl Serve<'_, '_> {
         replid: &str,
         start: i64,
     ) -> Result<i64, EngineError> {
+        // Once per run of the job: a restarted job may have died before it recorded it.
         if !self.state.streaming_started {
             self.state.streaming_started = true;
             self.relay

@@ -136,13 +136,29 @@ impl Ferry {
         page["events"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Creates, validates and starts a live migration with full verification.
+    /// Creates, validates and starts a live migration with full verification, on the restore
+    /// path (the offset-key machinery these tests are about).
     pub async fn start_live(&self, source: &RedisServer, target: &RedisServer) -> String {
+        self.start_live_with(source, target, json!({"transfer": "restore"}))
+            .await
+    }
+
+    /// [`Ferry::start_live`] with more options (`{"transfer": "relay"}`, …).
+    pub async fn start_live_with(
+        &self,
+        source: &RedisServer,
+        target: &RedisServer,
+        extra: Value,
+    ) -> String {
+        let mut options = json!({"verify": "full", "on_conflict": "fail"});
+        for (k, v) in extra.as_object().expect("options object") {
+            options[k] = v.clone();
+        }
         let spec = json!({
             "source": {"url": source.url()},
             "target": {"url": target.url()},
             "mode": "live",
-            "options": {"verify": "full", "on_conflict": "fail"}
+            "options": options
         });
         let (status, view) = self.post("/v1/migrations", Some(spec)).await;
         assert_eq!(status, 201, "create: {view:#}");
