@@ -15,6 +15,8 @@
 //! a failure naming the key, or a skip. `flush` empties each database the snapshot touches before
 //! its first key. Keys already expired at the time they are read are not written, and counted.
 
+mod big;
+
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -89,7 +91,7 @@ pub(crate) struct Summary {
 
 /// Counters kept by the snapshot itself (the writer counts what the target confirmed).
 #[derive(Default)]
-struct Counts {
+pub(super) struct Counts {
     expired: u64,
     rewritten: u64,
     /// Rewritten keys skipped because the target had them (`on_conflict: skip`).
@@ -111,7 +113,12 @@ impl<I: RdbInput> Snapshot<'_, I> {
     pub async fn run(mut self) -> Result<Summary, EngineError> {
         let started = Instant::now();
         let mut last_report = Instant::now();
-        let mut parser = Parser::new();
+        // Values over the big-key threshold come in pieces and go out as they come; what must
+        // still be whole (another record, one element, an LZF string) is capped by config.
+        let mut parser = Parser::new()
+            .streaming_values_over(self.tuning.big_key_bytes, false)
+            .with_max_record_bytes(self.tuning.max_whole_value_bytes);
+        let mut big: Option<big::BigKey> = None;
         let mut counts = Counts::default();
         let mut flushed: HashSet<u32> = HashSet::new();
         let mut db: u32 = 0;
@@ -130,8 +137,25 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     drop(chunk);
                     let now = now_ms();
                     while let Some(item) = parser.next_item().map_err(rdb_error)? {
-                        self.apply(item, now, &mut db, &mut flushed, &mut counts)
-                            .await?;
+                        match item {
+                            Item::BigStart(start) => {
+                                big = Some(self.big_start(start, now, &mut counts).await?);
+                            }
+                            Item::BigPart(part) => {
+                                if let Some(b) = &big {
+                                    self.big_part(b, part).await?;
+                                }
+                            }
+                            Item::BigEnd => {
+                                if let Some(b) = big.take() {
+                                    self.big_end(b).await?;
+                                }
+                            }
+                            item => {
+                                self.apply(item, now, &mut db, &mut flushed, &mut counts)
+                                    .await?
+                            }
+                        }
                     }
                 }
                 LinkItem::RdbDone => break,

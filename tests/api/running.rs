@@ -38,11 +38,14 @@ fn seed(source: &RedisServer, keys: usize) {
 }
 
 /// Creates, validates and starts a migration in `mode`; returns its id once it is migrating.
+/// Creates, validates and starts a migration on the restore path, whose events these tests
+/// follow step by step (tests/api/relay.rs follows the relay's).
 async fn started(app: &TestApp, source: &RedisServer, target: &RedisServer, mode: &str) -> String {
     let response = app
         .post_json(
             "/v1/migrations",
-            &json!({"source": {"url": source.url()}, "target": {"url": target.url()}, "mode": mode}),
+            &json!({"source": {"url": source.url()}, "target": {"url": target.url()}, "mode": mode,
+                    "options": {"transfer": "restore"}}),
         )
         .await;
     let id = response.json::<Value>().await.unwrap()["id"]
@@ -106,12 +109,12 @@ async fn a_running_migration_shows_progress_and_refuses_what_its_state_does_not_
         .map(|e| e["type"].as_str().unwrap())
         .collect();
     assert_eq!(
-        engine_events.first(),
-        Some(&"SnapshotStarted"),
+        engine_events[..2],
+        ["TransferChosen", "SnapshotStarted"],
         "{engine_events:?}"
     );
     assert!(
-        engine_events[1..].iter().all(|t| *t == "SnapshotProgress"),
+        engine_events[2..].iter().all(|t| *t == "SnapshotProgress"),
         "a cancelled snapshot reports nothing past its progress: {engine_events:?}"
     );
 }

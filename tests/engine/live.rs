@@ -67,6 +67,7 @@ async fn live_mode_streams_writes_made_after_the_snapshot_and_cuts_over_with_a_p
             .filter(|n| !matches!(*n, "Checkpoint" | "SnapshotProgress"))
             .collect::<Vec<_>>(),
         [
+            "TransferChosen",
             "SnapshotStarted",
             "SnapshotCompleted",
             "StreamingStarted",
@@ -322,7 +323,11 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
             replid,
             applied_offset: applied,
         }),
-        transfer: None,
+        // What the log of a job that ran on the restore path says.
+        transfer: Some(ferry::engine::PriorTransfer {
+            kind: ferry::spec::TransferKind::Restore,
+            relay_target: None,
+        }),
     };
     let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), quick()));
     let first = rx.recv().await.unwrap();

@@ -41,16 +41,19 @@ async fn snapshot_copies_everything(from: &str, to: &str, diskless: bool) {
             .filter(|n| *n != "SnapshotProgress")
             .collect::<Vec<_>>(),
         [
+            "TransferChosen",
             "SnapshotStarted",
             "SnapshotCompleted",
             "VerificationCompleted"
         ]
     );
-    let EventKind::SnapshotStarted {
+    let Some(EventKind::SnapshotStarted {
         diskless: was_diskless,
         rdb_bytes_total,
         ..
-    } = &events[0]
+    }) = events
+        .iter()
+        .find(|e| matches!(e, EventKind::SnapshotStarted { .. }))
     else {
         unreachable!()
     };

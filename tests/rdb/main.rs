@@ -5,6 +5,7 @@
 mod common;
 
 mod alloc_probe;
+mod big;
 mod corpus;
 mod fixtures;
 mod hostile;

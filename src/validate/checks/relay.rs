@@ -68,6 +68,9 @@ pub(crate) fn decide(inputs: &Inputs) -> Choice {
 }
 
 pub fn transfer(inputs: &Inputs) -> Verdict {
+    // Nothing is claimed about servers nobody reached.
+    inputs.source.need_info()?;
+    inputs.target.need_info()?;
     let choice = decide(inputs);
     let details = json!({
         "requested": inputs.spec.options.transfer,
@@ -95,6 +98,8 @@ pub fn transfer(inputs: &Inputs) -> Verdict {
 }
 
 fn precondition(inputs: &Inputs, id: &str) -> Verdict {
+    inputs.source.need_info()?;
+    inputs.target.need_info()?;
     let choice = decide(inputs);
     let Some(p) = choice.preconditions.iter().find(|p| p.id == id) else {
         return pass(id, "not evaluated", json!({}));
