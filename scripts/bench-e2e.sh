@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: Ferry vs native REPLICAOF (disk, diskless) vs SCAN+MIGRATE, in the same run,
-# plus live apply under redis-benchmark load. Parameters pass through, e.g.:
-#   scripts/bench-e2e.sh --keys 200000 --runs 3 --only ferry,disk,diskless
+# End-to-end benchmark: Ferry's relay and restore transfers vs native REPLICAOF (disk, diskless) vs
+# SCAN+MIGRATE, in the same run, plus live apply under redis-benchmark load. Parameters pass
+# through, e.g.:
+#   scripts/bench-e2e.sh --keys 200000 --runs 3 --only relay,restore,diskless
+#   scripts/bench-e2e.sh --big-keys --runs 2          # 300 MB string, 2M list, 1M hash
+#   scripts/bench-e2e.sh --scale --runs 1             # 1M, 3M, 10M keys
 # See scripts/bench_e2e.py --help for all of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,139 +1,52 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark: Ferry against Redis' own replication and SCAN+MIGRATE, in the same run.
+"""End-to-end benchmark: Ferry's two transfers against Redis' own replication and SCAN+MIGRATE,
+in the same run.
 
 Absolute times on a shared machine mean little, so every contender runs against the same source
-dataset, in alternating order, several times, and we report medians and ratios.
+dataset, in alternating order, several times, and we report medians and ratios (each ratio pairs
+contenders measured back to back). The machine's load average is printed beside every run.
 
 Snapshot scenario (per run, each into a fresh empty target):
-  ferry      `ferry migrate --mode snapshot --verify none --no-backup` (a replica link + RESTORE)
+  relay      `ferry migrate --transfer relay`: the target replicates through Ferry
+  restore    `ferry migrate --transfer restore`: a replica link + RESTORE per key
   disk       native `REPLICAOF` with a disk-based transfer (source repl-diskless-sync no)
   diskless   native `REPLICAOF`, diskless sync and `repl-diskless-load on-empty-db` on the replica
   migrate    SCAN + `MIGRATE COPY REPLACE KEYS` in batches of 1000 (the classic tool approach)
+(both Ferry runs: `--mode snapshot --verify none --no-backup`)
 
 Live scenario (alternating runs too): redis-benchmark writes to the source while a native replica,
-or a Ferry live migration driven through the HTTP API, follows it. When the load ends, a marker key
-is written to the source; the time from the start of the load until the marker is readable on the
-follower gives the rate the follower applied the writes at (the load's own rate if it kept up).
-The lag is sampled from the source's view of its replicas (their ~1 s REPLCONF ACKs; Ferry ACKs its
-applied offset the same way).
+or a Ferry live migration (relay or restore) driven through the HTTP API, follows it. When the load
+ends, a marker key is written to the source; the time from the start of the load until the marker
+is readable on the follower gives the rate the follower applied the writes at.
 
-Targets (issue 9) are checked at the end: ferry/disk <= 1.0, ferry/diskless <= 1.3,
-ferry/migrate <= 0.4 (2.5x faster), peak RSS <= 64 MiB, live rate >= 0.8x native.
+--big-keys: a 300 MB string (random bytes: LZF cannot shrink it), a 2M-element list and a 1M-field
+hash; relay, restore and native diskless; Ferry's peak RSS must stay under 96 MiB.
+--scale: 1M, 3M and 10M keys of the mixed dataset, one server pair at a time; time, time per key
+and peak RSS (Ferry's and the target's) for relay, restore and native diskless, and a projection
+to 100M keys. See scripts/bench_big.py.
+
+Targets (issue 18) are checked at the end: relay/diskless <= 1.1, restore/disk <= 1.0,
+restore/diskless <= 1.3, restore/migrate <= 0.4, peak RSS <= 64 MiB, live relay >= 0.95x
+native, live restore >= 0.9x native.
 
 Only the standard library is used, so the script runs wherever the test suite does.
 """
 
 import argparse
-import json
 import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
-FERRY_PHASE = []  # seconds of the snapshot phase itself, from ferry's own report
+from bench_lib import (PHASES, Redis, Server, free_port, http, load_note, pipe_in, resp,
+                       run_ferry, run_native, wait_replicas, wait_synced)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# --- a tiny RESP client (enough for INFO, CONFIG, SCAN, MIGRATE) ---------------------------------
-
-class Redis:
-    def __init__(self, port, host="127.0.0.1"):
-        self.sock = socket.create_connection((host, port), timeout=600)
-        self.buf = b""
-
-    def call(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.sock.sendall(b"".join(out))
-        return self._read()
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("connection closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("connection closed")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def _read(self):
-        line = self._line()
-        t, rest = line[:1], line[1:]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            raise RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n)
-        if t == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._read() for _ in range(n)]
-        raise RuntimeError("unexpected reply %r" % line)
-
-    def info(self, section):
-        text = self.call("INFO", section).decode()
-        return dict(l.split(":", 1) for l in text.splitlines() if ":" in l)
-
-
-# --- servers -------------------------------------------------------------------------------------
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Server:
-    def __init__(self, binary, *args):
-        self.dir = tempfile.mkdtemp(prefix="ferry-bench-redis-")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "no", "--logfile", os.path.join(self.dir, "log"),
-             "--repl-diskless-sync-delay", "0", *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 20
-        while True:
-            try:
-                self.conn = Redis(self.port)
-                self.conn.call("PING")
-                return
-            except (OSError, RuntimeError):
-                if time.time() > deadline:
-                    raise RuntimeError("redis did not start on %d" % self.port)
-                time.sleep(0.05)
-
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # --- dataset -------------------------------------------------------------------------------------
@@ -142,13 +55,6 @@ MIX = [  # (share, kind)
     (0.60, "string"), (0.12, "hash"), (0.10, "list"), (0.06, "set"), (0.06, "zset"),
     (0.02, "stream"), (0.04, "bigstring"),
 ]
-
-
-def resp(*args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 def generate(keys, value_size, big_size, ttl_share, seed=7):
@@ -189,81 +95,12 @@ def generate(keys, value_size, big_size, ttl_share, seed=7):
             yield resp(b"EXPIRE", key, b"36000")
 
 
-def load(server, args):
+def load(server, args, keys=None):
     t = time.time()
-    cli = subprocess.Popen([args.redis_cli, "-p", str(server.port), "--pipe"],
-                           stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    batch = []
-    for cmd in generate(args.keys, args.value_size, args.big_size, args.ttl_share):
-        batch.append(cmd)
-        if len(batch) >= 10000:
-            cli.stdin.write(b"".join(batch))
-            batch = []
-    cli.stdin.write(b"".join(batch))
-    cli.stdin.close()
-    cli.wait()
+    pipe_in(server, args, generate(keys or args.keys, args.value_size, args.big_size, args.ttl_share))
     info = server.conn.info("memory")
     print("loaded %d keys in %.1fs (used_memory %s)" % (
         server.conn.call("DBSIZE"), time.time() - t, info.get("used_memory_human")), flush=True)
-
-
-# --- contenders ----------------------------------------------------------------------------------
-
-def wait_synced(replica, timeout=1800):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        info = replica.conn.info("replication")
-        if info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0":
-            return
-        time.sleep(0.02)
-    raise RuntimeError("replica did not finish its sync")
-
-
-def run_native(source, args, diskless):
-    source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes" if diskless else "no")
-    extra = ["--repl-diskless-load", "on-empty-db"] if diskless else []
-    replica = Server(args.redis_server, *extra)
-    try:
-        t = time.time()
-        replica.conn.call("REPLICAOF", "127.0.0.1", str(source.port))
-        wait_synced(replica)
-        elapsed = time.time() - t
-        replica.conn.call("REPLICAOF", "NO", "ONE")
-        return elapsed, None
-    finally:
-        replica.stop()
-
-
-def run_ferry(source, args):
-    source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes")
-    target = Server(args.redis_server)
-    data = tempfile.mkdtemp(prefix="ferry-bench-data-")
-    try:
-        out_path, err_path = os.path.join(data, "stdout"), os.path.join(data, "stderr")
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            t = time.time()
-            proc = subprocess.Popen(
-                [args.ferry, "migrate", "--source", source.url(), "--target", target.url(),
-                 "--mode", "snapshot", "--verify", "none", "--no-backup",
-                 "--data-dir", os.path.join(data, "store")],
-                stdout=out, stderr=err)
-            # wait4 gives this child's own peak RSS, not that of the redis servers we also started
-            _, status, usage = os.wait4(proc.pid, 0)
-            elapsed = time.time() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        report = open(out_path, errors="replace").read()
-        if proc.returncode != 0:
-            raise RuntimeError("ferry migrate failed: " + open(err_path, errors="replace").read()[-2000:]
-                               + report[-2000:])
-        m = re.search(r"snapshot completed: .* in (\d+) ms", report)
-        FERRY_PHASE.append(int(m.group(1)) / 1000.0 if m else float("nan"))
-        want, got = source.conn.call("DBSIZE"), target.conn.call("DBSIZE")
-        if want != got:
-            raise RuntimeError("ferry copied %d of %d keys" % (got, want))
-        return elapsed, usage.ru_maxrss / 1024.0  # KiB -> MiB
-    finally:
-        target.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def run_migrate(source, args):
@@ -280,26 +117,24 @@ def run_migrate(source, args):
                          "COPY", "REPLACE", "KEYS", *keys)
             if cursor == b"0":
                 break
-        elapsed = time.time() - t
-        return elapsed, None
+        return time.time() - t, None, None
     finally:
         target.stop()
+
+
+def run_contender(source, args, name):
+    if name in ("relay", "restore"):
+        return run_ferry(source, args, name)
+    if name == "disk":
+        return run_native(source, args, diskless=False)
+    if name == "diskless":
+        return run_native(source, args, diskless=True)
+    return run_migrate(source, args)
 
 
 # --- live scenario -------------------------------------------------------------------------------
 
 LIVE_TESTS = ["set", "incr", "lpush", "hset"]
-
-
-def http(method, url, body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        raise RuntimeError("%s %s: HTTP %d: %s" % (method, url, e.code, e.read()[:2000])) from None
 
 
 def live_load(source, args):
@@ -324,9 +159,8 @@ def replica_offsets(source):
 
 def follow(source, follower, args, port=None, timeout=1800):
     """Starts the load, then waits until `follower` (a connection to the replica or the target)
-    shows a marker written to the source after the load ended. Marker visibility is the same
-    for a native replica and for Ferry, and exact, unlike the 1-second ACKs. Returns
-    (seconds from load start to marker, total ops, max lag in bytes sampled from the ACKs)."""
+    shows a marker written to the source after the load ended. Returns (seconds from load start
+    to marker, total ops, max lag in bytes sampled from the ACKs)."""
     token = "%d-%f" % (os.getpid(), time.time())
     load, ops = live_load(source, args)
     t = time.time()
@@ -353,14 +187,6 @@ def follow(source, follower, args, port=None, timeout=1800):
         time.sleep(0.01)
 
 
-def wait_replicas(source, count, timeout=60):
-    deadline = time.time() + timeout
-    while int(source.conn.info("replication").get("connected_slaves", "0")) != count:
-        if time.time() > deadline:
-            raise RuntimeError("the source still lists replicas that were stopped")
-        time.sleep(0.05)
-
-
 def wait_view(base, mid, done, what, timeout=1800):
     """Polls the migration until `done(view)`; fails fast on a final state."""
     deadline = time.time() + timeout
@@ -370,7 +196,7 @@ def wait_view(base, mid, done, what, timeout=1800):
             return view
         if view.get("state") in ("failed", "cancelled", "completed", "validation_failed"):
             raise RuntimeError("ferry migration ended (%s) while waiting for %s: %s"
-                               % (view.get("state"), what, json.dumps(view.get("error"))))
+                               % (view.get("state"), what, view.get("error")))
         if time.time() > deadline:
             raise RuntimeError("ferry migration: no %s after %ds" % (what, timeout))
         time.sleep(0.1)
@@ -387,12 +213,13 @@ def live_native(source, args):
         wait_replicas(source, 0)
 
 
-def live_ferry(source, args):
+def live_ferry(source, args, transfer):
     source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes")
     target = Server(args.redis_server)
     data = tempfile.mkdtemp(prefix="ferry-bench-data-")
     port = free_port()
-    env = dict(os.environ, FERRY_LISTEN="127.0.0.1:%d" % port, FERRY_DATA_DIR=data)
+    env = dict(os.environ, FERRY_LISTEN="127.0.0.1:%d" % port, FERRY_DATA_DIR=data,
+               FERRY_CONFIG="/dev/null")
     log = open(os.path.join(data, "ferry.log"), "wb")
     ferry = subprocess.Popen([args.ferry, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = "http://127.0.0.1:%d" % port
@@ -409,14 +236,19 @@ def live_ferry(source, args):
                 time.sleep(0.1)
         created = http("POST", base + "/v1/migrations", {
             "source": {"url": source.url()}, "target": {"url": target.url()}, "mode": "live",
-            "options": {"verify": "none", "backup": False, "on_conflict": "replace"}})
+            "options": {"verify": "none", "backup": False,
+                        "on_conflict": "flush" if transfer == "relay" else "replace",
+                        "transfer": transfer}})
         mid = created["id"]
         http("POST", "%s/v1/migrations/%s/validate" % (base, mid))
         wait_view(base, mid, lambda v: v.get("state") == "validated", "validation", timeout=120)
         http("POST", "%s/v1/migrations/%s/start" % (base, mid))
-        wait_view(base, mid, lambda v: v.get("phase") == "streaming", "streaming phase")
+        view = wait_view(base, mid, lambda v: v.get("phase") == "streaming", "streaming phase")
+        if (view.get("transfer") or {}).get("transfer") != transfer:
+            raise RuntimeError("ferry used %s, not %s" % (view.get("transfer"), transfer))
         result = follow(source, target.conn, args)
         http("POST", "%s/v1/migrations/%s/cancel" % (base, mid))
+        wait_view(base, mid, lambda v: v.get("state") == "cancelled", "cancel", timeout=60)
         return result
     finally:
         ferry.kill()
@@ -427,20 +259,84 @@ def live_ferry(source, args):
         wait_replicas(source, 0)
 
 
-def run_live(source, args):
-    """Alternating runs, like the snapshot: {follower: [(seconds, ops, max lag)]}."""
-    results = {"native": [], "ferry": []}
+def run_live(source, args, followers):
+    """Alternating runs: {follower: [(seconds, ops, max lag)]}."""
+    results = {f: [] for f in followers}
     for run in range(args.live_runs):
-        order = ["native", "ferry"] if run % 2 == 0 else ["ferry", "native"]
+        order = followers if run % 2 == 0 else list(reversed(followers))
         for name in order:
-            r = live_native(source, args) if name == "native" else live_ferry(source, args)
+            r = live_native(source, args) if name == "native" else live_ferry(source, args, name)
             results[name].append(r)
-            print("live run %d %-6s %6.2fs  %8.0f ops/s  max lag %d B"
-                  % (run + 1, name, r[0], r[1] / r[0], r[2]), flush=True)
+            print("live run %d %-7s %6.2fs  %8.0f ops/s  max lag %d B  (%s)"
+                  % (run + 1, name, r[0], r[1] / r[0], r[2], load_note()), flush=True)
     return results
 
 
-# --- main ----------------------------------------------------------------------------------------
+# --- the default scenario ------------------------------------------------------------------------
+
+def snapshot_scenario(source, args, only):
+    contenders = [c for c in ["relay", "restore", "disk", "diskless", "migrate"] if c in only]
+    times = {c: [] for c in contenders}
+    rss = {"relay": [], "restore": []}
+    for run in range(args.runs):
+        order = contenders if run % 2 == 0 else list(reversed(contenders))
+        for c in order:
+            t, peak, _ = run_contender(source, args, c)
+            if peak is not None:
+                rss[c].append(peak)
+            times[c].append(t)
+            extra = "  peak RSS %.1f MiB" % peak if peak is not None else ""
+            print("run %d %-9s %7.2fs%s  (%s)" % (run + 1, c, t, extra, load_note()), flush=True)
+
+    med = {c: statistics.median(v) for c, v in times.items() if v}
+
+    def paired(a, b):
+        return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+    print("\nsnapshot, %d keys, median of %d runs" % (args.keys, args.runs))
+    print("| contender | median s |")
+    print("|---|---|")
+    for c, m in med.items():
+        print("| %s | %.2f |" % (c, m))
+    for t, phases in PHASES.items():
+        if phases:
+            print("ferry %s: snapshot phase alone (no start-up or validation): median %.2fs"
+                  % (t, statistics.median(phases)))
+    for t, peaks in rss.items():
+        if peaks:
+            print("ferry %s peak RSS: %.1f MiB (max of runs)" % (t, max(peaks)))
+    checks = []
+    for a, b, limit in (("relay", "diskless", 1.1), ("restore", "disk", 1.0),
+                        ("restore", "diskless", 1.3), ("restore", "migrate", 0.4)):
+        if a in med and b in med:
+            checks.append(("%s / %s <= %.1f (median of per-run ratios)" % (a, b, limit),
+                           paired(a, b), limit))
+    for t, peaks in rss.items():
+        if peaks:
+            checks.append(("%s peak RSS MiB <= 64" % t, max(peaks), 64.0))
+    return checks
+
+
+def live_scenario(source, args, only):
+    followers = ["native"] + [f for f in ["relay", "restore"] if "live-" + f in only or "live" in only]
+    live = run_live(source, args, followers)
+    print("\nlive apply under redis-benchmark (%s, %d ops, -c 20 -P 16), median of %d runs"
+          % (",".join(LIVE_TESTS), live["native"][0][1], args.live_runs))
+    print("| follower | s from load start to caught up | ops/s applied | max lag bytes (1 s ACKs) |")
+    print("|---|---|---|---|")
+    for name, rs in live.items():
+        secs = statistics.median(r[0] for r in rs)
+        rate = statistics.median(r[1] / r[0] for r in rs)
+        print("| %s | %.2f | %.0f | %d |" % (name, secs, rate, max(r[2] for r in rs)))
+    checks = []
+    for name, floor in (("relay", 0.95), ("restore", 0.9)):
+        if name in live:
+            # Each run pairs a native and a Ferry follower measured back to back.
+            ratio = statistics.median(n[0] / f[0] for n, f in zip(live["native"], live[name]))
+            print("%s rate / native rate: %.2f (median of per-run ratios)" % (name, ratio))
+            checks.append(("live: %s rate / native rate >= %.2f" % (name, floor), ratio, floor, ">="))
+    return checks
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -449,11 +345,16 @@ def main():
     p.add_argument("--big-size", type=int, default=4096)
     p.add_argument("--ttl-share", type=float, default=0.20)
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--only", default="ferry,disk,diskless,migrate,live",
-                   help="comma-separated scenarios to run")
+    p.add_argument("--only", default="relay,restore,disk,diskless,migrate,live",
+                   help="comma-separated scenarios: relay, restore, disk, diskless, migrate, live "
+                        "(or live-relay / live-restore for one Ferry follower)")
     p.add_argument("--live-ops", type=int, default=2_000_000,
                    help="total redis-benchmark requests per live run, split over its tests")
     p.add_argument("--live-runs", type=int, default=None, help="live runs (default: --runs)")
+    p.add_argument("--big-keys", action="store_true",
+                   help="the big-keys scenario instead (a 300 MB string, a 2M list, a 1M hash)")
+    p.add_argument("--scale", default=None, nargs="?", const="1000000,3000000,10000000",
+                   help="the scaling curve instead: comma-separated key counts")
     p.add_argument("--ferry", default=os.environ.get("FERRY_BENCH_BIN",
                                                      os.path.join(ROOT, "target/release/ferry")))
     p.add_argument("--redis-dir", default=os.environ.get("FERRY_REDIS_DIR", os.path.join(ROOT, "target/redis")))
@@ -462,6 +363,7 @@ def main():
     args.redis_server = os.path.join(args.redis_dir, args.version, "redis-server")
     args.redis_cli = os.path.join(args.redis_dir, args.version, "redis-cli")
     args.redis_benchmark = shutil.which("redis-benchmark") or "redis-benchmark"
+    args.server_args = []
     only = set(args.only.split(","))
     if args.live_runs is None:
         args.live_runs = args.runs
@@ -469,80 +371,31 @@ def main():
         if not os.access(path, os.X_OK):
             sys.exit("missing %s: build it (cargo build --release --bin ferry) or install Redis "
                      "(scripts/install-redis.sh), or pass its path" % path)
-    if "live" in only and not os.access(args.redis_benchmark, os.X_OK):
+    live = any(o.startswith("live") for o in only)
+    if live and not (args.big_keys or args.scale) and not os.access(args.redis_benchmark, os.X_OK):
         sys.exit("the live scenario needs redis-benchmark (apt-get install redis-tools)")
 
-    print("machine: %d cores, %s; redis %s; %d keys" % (
-        os.cpu_count(), time.strftime("%Y-%m-%d"), args.version, args.keys), flush=True)
-    source = Server(args.redis_server)
-    try:
-        load(source, args)
-        contenders = [c for c in ["ferry", "disk", "diskless", "migrate"] if c in only]
-        times = {c: [] for c in contenders}
-        rss = []
-        for run in range(args.runs):
-            order = contenders if run % 2 == 0 else list(reversed(contenders))
-            for c in order:
-                if c == "ferry":
-                    t, peak = run_ferry(source, args)
-                    rss.append(peak)
-                elif c == "disk":
-                    t, _ = run_native(source, args, diskless=False)
-                elif c == "diskless":
-                    t, _ = run_native(source, args, diskless=True)
-                else:
-                    t, _ = run_migrate(source, args)
-                times[c].append(t)
-                print("run %d %-9s %7.2fs" % (run + 1, c, t), flush=True)
-
-        med = {c: statistics.median(v) for c, v in times.items() if v}
-        # The ratio within each run pairs contenders measured minutes apart at most, so it holds
-        # up better than the ratio of medians when the machine's load drifts between runs.
-        paired = {c: statistics.median(f / x for f, x in zip(times["ferry"], v))
-                  for c, v in times.items() if "ferry" in times}
-        print("\nsnapshot, median of %d runs" % args.runs)
-        print("| contender | median s | ferry / contender (medians) | median of per-run ratios |")
-        print("|---|---|---|---|")
-        for c, m in med.items():
-            ratio = med["ferry"] / m if "ferry" in med else float("nan")
-            print("| %s | %.2f | %.2f | %.2f |" % (c, m, ratio, paired.get(c, float("nan"))))
-        if FERRY_PHASE:
-            print("ferry snapshot phase alone (no start-up, validation or verification): median %.2fs"
-                  % statistics.median(FERRY_PHASE))
-        if rss:
-            print("ferry peak RSS: %.1f MiB (max of runs)" % max(rss))
-        checks = []
-        if "ferry" in med:
-            for c, limit in (("disk", 1.0), ("diskless", 1.3), ("migrate", 0.4)):
-                if c in med:
-                    checks.append(("ferry / %s <= %.1f (median of per-run ratios)" % (c, limit),
-                                   paired[c], limit))
-        if rss:
-            checks.append(("ferry peak RSS MiB <= 64", max(rss), 64.0))
-
-        if "live" in only:
-            live = run_live(source, args)
-            print("\nlive apply under redis-benchmark (%s, %d ops, -c 20 -P 16), median of %d runs"
-                  % (",".join(LIVE_TESTS), live["native"][0][1], args.live_runs))
-            print("| follower | s from load start to caught up | ops/s applied | max lag bytes (1 s ACKs) |")
-            print("|---|---|---|---|")
-            rate = {}
-            for name, rs in live.items():
-                secs = statistics.median(r[0] for r in rs)
-                rate[name] = statistics.median(r[1] / r[0] for r in rs)
-                print("| %s | %.2f | %.0f | %d |" % (name, secs, rate[name], max(r[2] for r in rs)))
-            # Each run pairs a native and a Ferry follower measured back to back.
-            paired = statistics.median(n[0] / f[0] for n, f in zip(live["native"], live["ferry"]))
-            print("ferry rate / native rate: %.2f (medians), %.2f (median of per-run ratios)"
-                  % (rate["ferry"] / rate["native"], paired))
-            checks.append(("live: native rate / ferry rate <= 1.25 (ferry >= 0.8x)",
-                           1.0 / paired, 1.25))
-        if checks:
-            print("\ntargets")
-            for name, value, limit in checks:
-                print("  %-58s %7.2f  %s" % (name, value, "met" if value <= limit else "MISSED"))
-    finally:
-        source.stop()
+    print("machine: %d cores, %s; redis %s; %s" % (
+        os.cpu_count(), time.strftime("%Y-%m-%d %H:%M"), args.version, load_note()), flush=True)
+    if args.big_keys or args.scale:
+        import bench_big
+        checks = bench_big.big_keys(args) if args.big_keys else bench_big.scale(args, load)
+    else:
+        source = Server(args.redis_server)
+        try:
+            load(source, args)
+            checks = snapshot_scenario(source, args, only)
+            if live:
+                checks += live_scenario(source, args, only)
+        finally:
+            source.stop()
+    if checks:
+        print("\ntargets")
+        for check in checks:
+            name, value, limit = check[:3]
+            at_least = len(check) > 3 and check[3] == ">="
+            met = value >= limit if at_least else value <= limit
+            print("  %-58s %7.2f  %s" % (name, value, "met" if met else "MISSED"))
 
 
 if __name__ == "__main__":
