@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{Expect, Pending, Shared, StreamBatch, TRAILER_COMMANDS};
 use crate::engine::error::{show_key, EngineError};
-use crate::resp::{Decoder, Frame};
+use crate::resp::Decoder;
 use crate::spec::OnConflict;
 
 pub(super) struct ReplyReader {
@@ -48,8 +48,9 @@ impl ReplyReader {
                     let _ = done.send(());
                 }
                 Pending::Reply { expect, cost } => {
-                    let reply = self.read_reply().await?;
-                    self.judge(expect, reply)?;
+                    // Only a top-level error counts here (an array's elements are data).
+                    let (index, error) = self.read_checked().await?;
+                    self.judge(expect, error.filter(|_| index.is_none()))?;
                     self.shared.window.add_permits(cost as usize);
                 }
                 Pending::Stream(batch) => self.stream_batch(batch).await?,
@@ -61,58 +62,51 @@ impl ReplyReader {
     /// Reads the replies of one batch of stream commands. Inside a wrap each command answers
     /// `+QUEUED` (or an error refused at queue time: OOM, NOPERM, unknown command) and the
     /// results come in the `EXEC` array, where a runtime error (WRONGTYPE) is found.
-    async fn stream_batch(&mut self, batch: StreamBatch) -> Result<(), EngineError> {
+    async fn stream_batch(&mut self, mut batch: StreamBatch) -> Result<(), EngineError> {
         if batch.opens {
-            if let Frame::Error(message) = self.read_reply().await? {
+            if let Some(message) = self.read_status().await? {
                 return Err(stream_error(batch.db, b"MULTI", b"", &message));
             }
         }
         let wrapped = batch.wrapped;
-        for (name, key) in &batch.names {
-            if let Frame::Error(message) = self.read_reply().await? {
-                return Err(stream_error(batch.db, name, key, &message));
+        let commands = batch.names.len() as u64;
+        for (name, key) in batch.names.drain(..) {
+            if let Some(message) = self.read_status().await? {
+                return Err(stream_error(batch.db, &name, &key, &message));
             }
             if wrapped {
-                self.wrap_names.push((batch.db, name.clone(), key.clone()));
+                // Moved, not cloned: they are needed only to name a command EXEC says failed.
+                self.wrap_names.push((batch.db, name, key));
             }
         }
         if batch.closes {
             for _ in 0..TRAILER_COMMANDS {
-                if let Frame::Error(message) = self.read_reply().await? {
+                if let Some(message) = self.read_status().await? {
                     return Err(stream_error(0, b"SET", b"ferry offset key", &message));
                 }
             }
             let names = std::mem::take(&mut self.wrap_names);
-            match self.read_reply().await? {
-                Frame::Error(message) => {
+            match self.read_checked().await? {
+                (None, Some(message)) => {
                     return Err(stream_error(batch.db, b"EXEC", b"", &message));
                 }
-                Frame::Array(results) => {
-                    for (i, result) in results.iter().enumerate() {
-                        if let Frame::Error(message) = result {
-                            let (db, name, key) = names.get(i).cloned().unwrap_or_else(|| {
-                                (
-                                    0,
-                                    Bytes::from_static(b"SET"),
-                                    Bytes::from_static(b"ferry offset key"),
-                                )
-                            });
-                            return Err(stream_error(db, &name, &key, message));
-                        }
-                    }
+                (Some(i), Some(message)) => {
+                    let (db, name, key) = names.get(i).cloned().unwrap_or_else(|| {
+                        (
+                            0,
+                            Bytes::from_static(b"SET"),
+                            Bytes::from_static(b"ferry offset key"),
+                        )
+                    });
+                    return Err(stream_error(db, &name, &key, &message));
                 }
-                other => {
-                    return Err(EngineError::TargetLinkLost(format!(
-                        "{}: unexpected reply to EXEC: {other:?}",
-                        self.addr
-                    )))
-                }
+                (_, None) => {}
             }
         }
         let stats = &self.shared.stats;
         stats
             .commands_applied
-            .fetch_add(batch.names.len() as u64, Ordering::Relaxed);
+            .fetch_add(commands, Ordering::Relaxed);
         self.shared.window.add_permits(batch.cost as usize);
         if let Some(offset) = batch.offset {
             // Inside a wrap the offset counts only once the EXEC is in.
@@ -123,37 +117,52 @@ impl ReplyReader {
         Ok(())
     }
 
-    async fn read_reply(&mut self) -> Result<Frame, EngineError> {
+    /// The next reply, judged only by whether it is an error (`Some(message)`): nothing is
+    /// built for the `+OK`s and `+QUEUED`s that make up nearly every reply.
+    async fn read_status(&mut self) -> Result<Option<Bytes>, EngineError> {
+        Ok(self.read_checked().await?.1)
+    }
+
+    /// The next reply's first error: `(None, Some(message))` for an error reply, `(Some(i),
+    /// Some(message))` for an error at element `i` of an array reply (`EXEC`).
+    async fn read_checked(&mut self) -> Result<(Option<usize>, Option<Bytes>), EngineError> {
         loop {
-            if let Some((frame, _)) = self
+            let checked = self
                 .decoder
-                .decode(&mut self.buf)
-                .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?
-            {
-                return Ok(frame);
-            }
-            if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-                self.buf.reserve(64 * 1024);
-            }
-            let n = self
-                .read
-                .read_buf(&mut self.buf)
-                .await
+                .check_reply(&self.buf)
                 .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?;
-            if n == 0 {
-                return Err(EngineError::TargetLinkLost(format!(
-                    "{} closed the connection",
-                    self.addr
-                )));
+            if let Some((len, error)) = checked {
+                let reply = self.buf.split_to(len);
+                return Ok(match error {
+                    None => (None, None),
+                    Some(e) => (e.index, Some(Bytes::copy_from_slice(&reply[e.message]))),
+                });
             }
+            self.fill().await?;
         }
     }
 
-    fn judge(&self, expect: Expect, reply: Frame) -> Result<(), EngineError> {
+    async fn fill(&mut self) -> Result<(), EngineError> {
+        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        let n = self
+            .read
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|e| EngineError::TargetLinkLost(format!("{}: {e}", self.addr)))?;
+        if n == 0 {
+            return Err(EngineError::TargetLinkLost(format!(
+                "{} closed the connection",
+                self.addr
+            )));
+        }
+        Ok(())
+    }
+
+    fn judge(&self, expect: Expect, error: Option<Bytes>) -> Result<(), EngineError> {
         let stats = &self.shared.stats;
-        let error = reply
-            .as_error()
-            .map(|e| String::from_utf8_lossy(e).into_owned());
+        let error = error.map(|e| String::from_utf8_lossy(&e).into_owned());
         match expect {
             Expect::Restore { db, key } => match error {
                 None => {

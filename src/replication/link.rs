@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use super::handshake::{self, Resume, SyncStart, Transfer, Wire};
 use super::LinkError;
 use crate::redis_url::RedisUrl;
-use crate::resp::{CommandBuf, Decoder, Frame, Limits};
+use crate::resp::{CommandBuf, Decoder, Limits};
 
 /// Tunables of the link. The defaults follow Redis' own replica behaviour.
 #[derive(Debug, Clone, Copy)]
@@ -328,30 +328,12 @@ impl ReplicaLink {
                 Ok(Some(LinkItem::RdbDone))
             }
             Phase::Commands => {
-                let Some((frame, raw)) = self
+                let Some((args, raw)) = self
                     .decoder
-                    .decode_with_raw(buf)
-                    .map_err(|e| LinkError::Protocol(e.to_string()))?
+                    .decode_command(buf)
+                    .map_err(|e| LinkError::Protocol(format!("in the replication stream: {e}")))?
                 else {
                     return Ok(None);
-                };
-                let args = match frame {
-                    Frame::Array(items) => items
-                        .into_iter()
-                        .map(|f| match f {
-                            Frame::Bulk(b) => Ok(b),
-                            other => Err(LinkError::Protocol(format!(
-                                "a command argument that is not a bulk string: {}",
-                                other.describe()
-                            ))),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                    other => {
-                        return Err(LinkError::Protocol(format!(
-                            "expected a command array in the replication stream, got {}",
-                            other.describe()
-                        )))
-                    }
                 };
                 self.received += raw.len() as i64;
                 self.stream_started = true;

@@ -184,6 +184,165 @@ fn check_at(buf: &[u8], start: usize, limits: &Limits, depth: usize) -> Result<u
     }
 }
 
+/// The first error in a whole reply: the reply itself (`index: None`), or an element of a
+/// top-level array (`EXEC`'s results), with the range of its message in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyError {
+    pub index: Option<usize>,
+    pub message: std::ops::Range<usize>,
+}
+
+/// Phase one for callers that only care whether a reply is an error (a pipelined writer: `+OK`,
+/// `+QUEUED`, `EXEC` results): the length of the whole reply at the start of `buf` and its first
+/// error, without building any frame. `Ok(None)`: the reply is not whole yet.
+pub fn check_reply(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(usize, Option<ReplyError>)>, RespError> {
+    let error_at = |start: usize, index: Option<usize>| -> Option<ReplyError> {
+        let end = start + buf[start..].iter().position(|&b| b == b'\r')?;
+        Some(ReplyError {
+            index,
+            message: start + 1..end,
+        })
+    };
+    let short = |s: Short| match s {
+        Short::Incomplete => Ok(None),
+        Short::Invalid(e) => Err(e),
+    };
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => {
+            // One walk over the elements: their ends, and the first that is an error.
+            let end = match line_end(buf, 1, limits) {
+                Ok(end) => end,
+                Err(s) => return short(s),
+            };
+            let count = parse_int(&buf[1..end], 0)?;
+            if count as u64 > limits.max_array_len as u64 {
+                return Err(RespError::TooLarge {
+                    what: "array",
+                    len: count as u64,
+                    limit: limits.max_array_len,
+                    offset: 0,
+                });
+            }
+            let mut pos = end + 2;
+            let mut first_error = None;
+            for i in 0..count.max(0) as usize {
+                if first_error.is_none() && buf.get(pos) == Some(&b'-') {
+                    first_error = error_at(pos, Some(i));
+                }
+                pos = match check_at(buf, pos, limits, 1) {
+                    Ok(next) => next,
+                    Err(s) => return short(s),
+                };
+            }
+            Ok(Some((pos, first_error)))
+        }
+        Some(_) => match check_at(buf, 0, limits, 0) {
+            Ok(len) => Ok(Some((
+                len,
+                (buf[0] == b'-').then(|| error_at(0, None)).flatten(),
+            ))),
+            Err(s) => short(s),
+        },
+    }
+}
+
+type Ranges = (usize, Vec<(usize, usize)>);
+
+/// The end of the command at the start of `buf` and the ranges of its arguments, in one walk;
+/// `Short::Incomplete` until it is whole.
+fn command_ranges(buf: &[u8], limits: &Limits) -> Result<Option<Ranges>, Short> {
+    match buf.first() {
+        None => return Err(Short::Incomplete),
+        Some(b'*') => {}
+        Some(&byte) => return Err(RespError::BadType { byte, offset: 0 }.into()),
+    }
+    let end = line_end(buf, 1, limits)?;
+    let count = parse_int(&buf[1..end], 0)?;
+    if count as u64 > limits.max_array_len as u64 {
+        return Err(RespError::TooLarge {
+            what: "array",
+            len: count as u64,
+            limit: limits.max_array_len,
+            offset: 0,
+        }
+        .into());
+    }
+    let count = count.max(0) as usize;
+    let mut ranges = Vec::with_capacity(count.min(buf.len() / 4 + 1));
+    let mut pos = end + 2;
+    for _ in 0..count {
+        match buf.get(pos) {
+            None => return Err(Short::Incomplete),
+            Some(b'$') => {}
+            Some(&byte) => return Err(RespError::BadType { byte, offset: pos }.into()),
+        }
+        let end = line_end(buf, pos + 1, limits)?;
+        let len = parse_int(&buf[pos + 1..end], pos)?;
+        if len < 0 || len as u64 > limits.max_bulk_len as u64 {
+            return Err(RespError::TooLarge {
+                what: "bulk string",
+                len: len.unsigned_abs(),
+                limit: limits.max_bulk_len,
+                offset: pos,
+            }
+            .into());
+        }
+        let data = end + 2;
+        let data_end = data + len as usize;
+        if buf.len() < data_end + 2 {
+            return Err(Short::Incomplete);
+        }
+        if &buf[data_end..data_end + 2] != b"\r\n" {
+            return Err(RespError::MissingCrlf { offset: data_end }.into());
+        }
+        ranges.push((data, data_end));
+        pos = data_end + 2;
+    }
+    Ok(Some((pos, ranges)))
+}
+
+/// Phase two for a command (an array of bulk strings, as a replication stream carries), straight
+/// into its arguments: no intermediate frames. `frame` is one whole frame `check` vouched for.
+pub fn parse_command(frame: &Bytes) -> Result<Vec<Bytes>, RespError> {
+    let not_a_command = |offset| RespError::BadType {
+        byte: frame.get(offset).copied().unwrap_or(0),
+        offset,
+    };
+    if frame.first() != Some(&b'*') {
+        return Err(not_a_command(0));
+    }
+    let line = |start: usize| -> Result<usize, RespError> {
+        frame[start..]
+            .iter()
+            .position(|&b| b == b'\r')
+            .map(|i| start + i)
+            .ok_or(RespError::MissingCrlf { offset: start })
+    };
+    let end = line(1)?;
+    let count = parse_int(&frame[1..end], 0)?.max(0) as usize;
+    let mut args = Vec::with_capacity(count.min(frame.len() / 4));
+    let mut pos = end + 2;
+    for _ in 0..count {
+        if frame.get(pos) != Some(&b'$') {
+            return Err(not_a_command(pos));
+        }
+        let end = line(pos + 1)?;
+        let len = parse_int(&frame[pos + 1..end], pos)?;
+        let data = end + 2;
+        let data_end = data + len.max(0) as usize;
+        if data_end + 2 > frame.len() {
+            return Err(RespError::MissingCrlf { offset: data_end });
+        }
+        args.push(frame.slice(data..data_end));
+        pos = data_end + 2;
+    }
+    Ok(args)
+}
+
 /// Phase two: builds the frame from `frame`, which `check` has vouched for (exactly one whole
 /// frame). Bulk strings are slices of `frame`, not copies.
 ///
@@ -265,6 +424,36 @@ impl Decoder {
         }
     }
 
+    /// A whole reply's length and first error, leaving it in `buf` (see [`check_reply`]).
+    pub fn check_reply(
+        &self,
+        buf: &[u8],
+    ) -> Result<Option<(usize, Option<ReplyError>)>, RespError> {
+        check_reply(buf, &self.limits)
+    }
+
+    /// The next command of a replication stream as its raw bytes and its arguments, or
+    /// `Ok(None)` if `buf` holds only part of it. A frame that is not an array of bulk strings
+    /// is an error.
+    pub fn decode_command(
+        &self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<(Vec<Bytes>, Bytes)>, RespError> {
+        // One pass finds the command's end and its arguments' places (the replication stream's
+        // hot path: the two-phase check-then-parse walked every command twice).
+        let Some(ranges) = (match command_ranges(buf, &self.limits) {
+            Ok(r) => r,
+            Err(Short::Incomplete) => None,
+            Err(Short::Invalid(e)) => return Err(e),
+        }) else {
+            return Ok(None);
+        };
+        let (end, ranges) = ranges;
+        let raw = buf.split_to(end).freeze();
+        let args = ranges.into_iter().map(|(a, b)| raw.slice(a..b)).collect();
+        Ok(Some((args, raw)))
+    }
+
     /// Like [`Decoder::decode`], but also returns the frame's raw bytes, for callers that forward
     /// frames verbatim (the replication stream is replayed to the target byte for byte).
     pub fn decode_with_raw(&self, buf: &mut BytesMut) -> Result<Option<(Frame, Bytes)>, RespError> {
@@ -285,6 +474,63 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_checks_find_errors_without_frames() {
+        let limits = Limits::default();
+        assert_eq!(
+            check_reply(b"+QUEUED\r\n", &limits).unwrap(),
+            Some((9, None))
+        );
+        assert_eq!(check_reply(b"+QUEU", &limits).unwrap(), None);
+        let (len, err) = check_reply(b"-ERR no\r\n+OK", &limits).unwrap().unwrap();
+        assert_eq!((len, err.unwrap().message), (9, 1..7));
+        let exec = b"*4\r\n+OK\r\n:3\r\n*2\r\n$1\r\na\r\n-WRONGTYPE x\r\n-LAST\r\n";
+        let (len, err) = check_reply(&exec[..], &limits).unwrap().unwrap();
+        let err = err.unwrap();
+        assert_eq!(len, exec.len());
+        // A nested error is data (an element's value); the top-level one is the result's.
+        assert_eq!(err.index, Some(3));
+        assert_eq!(&exec[err.message], b"LAST");
+    }
+
+    #[test]
+    fn commands_decode_in_one_pass_however_they_are_cut() {
+        let d = Decoder::default();
+        let stream = b"*2\r\n$4\r\nPING\r\n$0\r\n\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n";
+        for cut in 0..stream.len() {
+            let mut buf = BytesMut::from(&stream[..cut]);
+            let mut got = vec![];
+            while let Some((args, raw)) = d.decode_command(&mut buf).unwrap() {
+                got.push((args, raw));
+            }
+            buf.extend_from_slice(&stream[cut..]);
+            while let Some((args, raw)) = d.decode_command(&mut buf).unwrap() {
+                got.push((args, raw));
+            }
+            assert!(buf.is_empty());
+            assert_eq!(got.len(), 2, "cut at {cut}");
+            assert_eq!(
+                got[1].0,
+                vec![Bytes::from("SET"), Bytes::from("k"), Bytes::from("vv")]
+            );
+            assert_eq!(&got[0].1[..], &stream[..20]);
+        }
+        let mut bad = BytesMut::from(&b"*1\r\n:1\r\n"[..]);
+        assert!(d.decode_command(&mut bad).is_err());
+    }
+
+    #[test]
+    fn commands_parse_straight_into_arguments() {
+        let raw = Bytes::from_static(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        let args = parse_command(&raw).unwrap();
+        assert_eq!(
+            args,
+            vec![Bytes::from("SET"), Bytes::from("k"), Bytes::new()]
+        );
+        assert!(parse_command(&Bytes::from_static(b"+OK\r\n")).is_err());
+        assert!(parse_command(&Bytes::from_static(b"*1\r\n:1\r\n")).is_err());
+    }
 
     fn decode_all(input: &[u8]) -> Vec<(Frame, usize)> {
         let d = Decoder::default();

@@ -27,6 +27,6 @@ pub mod decode;
 pub mod encode;
 mod frame;
 
-pub use decode::{Decoder, Limits, RespError};
+pub use decode::{Decoder, Limits, ReplyError, RespError};
 pub use encode::CommandBuf;
 pub use frame::Frame;
