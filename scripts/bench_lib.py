@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -121,6 +122,42 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def vm_hwm_mib(pid):
+    """A process' resident high-water mark (VmHWM), in MiB; None once it has exited."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+class PeakWatch:
+    """Samples a child's VmHWM every 20 ms until it exits. (wait4's ru_maxrss would not do: Linux
+    carries the high-water mark across exec, so a child forked from this Python process, which
+    may hold hundreds of MB of generated data, would report the parent's size.)"""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.done = pid, 0.0, False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done:
+            hwm = vm_hwm_mib(self.pid)
+            if hwm is None:
+                return
+            self.peak = max(self.peak, hwm)
+            time.sleep(0.02)
+
+    def stop(self):
+        self.done = True
+        self.thread.join()
+        return self.peak
+
+
 def resp(*args):
     out = [b"*%d\r\n" % len(args)]
     for a in args:
@@ -204,9 +241,12 @@ def run_ferry(source, args, transfer, check=None):
                  "--mode", "snapshot", "--verify", "none", "--no-backup",
                  "--transfer", transfer, "--data-dir", os.path.join(data, "store")],
                 stdout=out, stderr=err, env=dict(os.environ, FERRY_CONFIG="/dev/null"))
-            # wait4 gives this child's own peak RSS, not that of the redis servers we also started
-            _, status, usage = os.wait4(proc.pid, 0)
+            watch = PeakWatch(proc.pid)
+            # The zombie stays readable until it is reaped: take the last sample first.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             elapsed = time.time() - t
+            peak = max(watch.stop(), vm_hwm_mib(proc.pid) or 0.0)
+            _, status = os.waitpid(proc.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         report = open(out_path, errors="replace").read()
         if code != 0:
@@ -221,7 +261,7 @@ def run_ferry(source, args, transfer, check=None):
             raise RuntimeError("ferry (%s) copied %d of %d keys" % (transfer, got, want))
         if check:
             check(source, target)
-        return elapsed, usage.ru_maxrss / 1024.0, target.peak_rss_mib()  # KiB -> MiB
+        return elapsed, peak, target.peak_rss_mib()
     finally:
         target.stop()
         shutil.rmtree(data, ignore_errors=True)
