@@ -1,54 +1,41 @@
 //! HTTP API: routes, handlers, the OpenAPI document and problem+json errors.
 //!
-//! The API only translates: HTTP requests into `jobs` commands and queries, projections and
-//! errors into JSON. It makes no Redis calls and holds no rules.
+//! The API only translates: HTTP requests into `jobs` commands and queries, states and errors
+//! into JSON. It makes no Redis calls, does no I/O of its own (a download streams the file the
+//! service points it at) and holds no rules.
 //!
 //! Routes are registered through `utoipa-actix-web`, so the OpenAPI document is collected from
 //! the very `service(...)` calls that serve the routes, and cannot drift from them. The same
 //! [`routes`] function builds the server and [`openapi`], and a test compares the result with
 //! the committed `openapi/openapi.json`.
 //!
-//! [`Application::build`] binds the listener (port 0 works, for tests), opens and folds the
-//! store, resumes running jobs, and returns before serving; [`Application::run_until_stopped`]
-//! serves until the server is stopped, then stops the engine tasks so that the store closes.
+//! [`serve`] builds the HTTP server on a bound listener; start-up (configuration, store, fold,
+//! supervisor, then this) is [`crate::app`]'s.
 
 pub mod auth;
 pub mod backups;
 pub mod input;
 pub mod migrations;
 pub mod problem;
+pub mod restores;
 pub mod system;
 
 use std::net::TcpListener;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use thiserror::Error;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::{ConfigError, Settings};
-use crate::jobs::{JobError, Jobs};
+use crate::config::Token;
+use crate::jobs::Jobs;
 use auth::Tokens;
 use migrations::BodyLimit;
 use problem::ApiError;
-
-#[derive(Debug, Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot open the data directory: {0}")]
-    Store(#[from] JobError),
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,7 +49,8 @@ pub enum StartupError {
     ),
     tags(
         (name = "migrations", description = "Migrations and their lifecycle"),
-        (name = "backups", description = "Backups (RDB copies of a server), restore, import and export"),
+        (name = "backups", description = "Backups (RDB copies of a server), import and export"),
+        (name = "restores", description = "Restores of backups into servers, rollbacks included"),
         (name = "events", description = "The audit trail: immutable, past-tense events"),
         (name = "guide", description = "What a migration needs"),
         (name = "health", description = "Liveness and readiness"),
@@ -104,14 +92,16 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .service(migrations::cancel)
                 .service(migrations::events)
                 .service(migrations::verification)
-                .service(backups::rollback)
+                .service(restores::rollback)
                 .service(backups::upload)
                 .service(backups::create)
                 .service(backups::list)
                 .service(backups::get)
                 .service(backups::download)
-                .service(backups::restore)
                 .service(backups::remove)
+                .service(restores::create)
+                .service(restores::list)
+                .service(restores::get)
                 .service(system::events)
                 .service(system::guide_redis),
         );
@@ -145,113 +135,49 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
     )))
 }
 
-/// A built, bound server, not yet serving.
-pub struct Application {
-    port: u16,
-    server: Server,
+/// Builds the HTTP server on `listener`, serving `jobs`; it runs once awaited.
+pub fn serve(
+    listener: TcpListener,
     jobs: Jobs,
-}
-
-impl Application {
-    /// Checks the settings, opens the store (folding the log and resuming running jobs) and binds.
-    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-        Self::build_with_engine(settings, crate::jobs::real_engine()).await
-    }
-
-    /// [`Application::build`] with another engine (tests script one).
-    pub async fn build_with_engine(
-        settings: &Settings,
-        engine: crate::jobs::EngineFn,
-    ) -> Result<Application, StartupError> {
-        let tokens = settings.tokens()?;
-        let addr = settings.check_exposure(&tokens)?;
-        let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind {
-            addr: settings.listen.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: settings.listen.clone(),
-                source,
-            })?
-            .port();
-        let started = std::time::Instant::now();
-        let (jobs, stats) = Jobs::open_with_engine(&settings.data_dir, engine).await?;
-        jobs.backups().set_limits(crate::backup::BackupLimits {
-            max_bytes: settings.backup_max_bytes.unwrap_or(u64::MAX),
-            upload_max_bytes: settings.upload_max_bytes,
-        });
-        tracing::info!(
-            events = stats.events,
-            migrations = stats.migrations,
-            skipped = stats.skipped,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            data_dir = %settings.data_dir.display(),
-            "event log folded"
-        );
-        let data = web::Data::new(jobs.clone());
-        let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
-        let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
-        let max_body = settings.max_body_bytes;
-        let server = HttpServer::new(move || {
-            let (app, doc) = App::new()
-                .into_utoipa_app()
-                .openapi(ApiDoc::openapi())
-                .app_data(data.clone())
-                .app_data(tokens.clone())
-                .app_data(limit.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(max_body)
-                        .error_handler(move |e, req| input::json_error(e, req, max_body)),
-                )
-                .app_data(web::QueryConfig::default().error_handler(input::query_error))
-                .app_data(web::PathConfig::default().error_handler(input::path_error))
-                .configure(routes)
-                .split_for_parts();
-            app.wrap(from_fn(log_request))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
-                .route(
-                    "/docs",
-                    web::get().to(|| async {
-                        HttpResponse::PermanentRedirect()
-                            .insert_header(("Location", "/docs/"))
-                            .finish()
-                    }),
-                )
-                .default_service(web::to(not_found))
-        })
-        .workers(2)
-        .disable_signals()
-        .listen(listener)
-        .map_err(|source| StartupError::Bind {
-            addr: settings.listen.clone(),
-            source,
-        })?
-        .run();
-        Ok(Application { port, server, jobs })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Stops the server (gracefully with `stop(true)`); `run_until_stopped` then returns.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
-    }
-
-    pub fn jobs(&self) -> &Jobs {
-        &self.jobs
-    }
-
-    /// Serves until stopped, then stops the engine tasks (they resume on the next start).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        self.jobs.shutdown().await;
-        served
-    }
+    tokens: Vec<Token>,
+    max_body: usize,
+) -> std::io::Result<Server> {
+    let data = web::Data::new(jobs);
+    let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
+    let limit = web::Data::new(BodyLimit(max_body));
+    let server = HttpServer::new(move || {
+        let (app, doc) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .app_data(data.clone())
+            .app_data(tokens.clone())
+            .app_data(limit.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(move |e, req| input::json_error(e, req, max_body)),
+            )
+            .app_data(web::QueryConfig::default().error_handler(input::query_error))
+            .app_data(web::PathConfig::default().error_handler(input::path_error))
+            .configure(routes)
+            .split_for_parts();
+        app.wrap(from_fn(log_request))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("Location", "/docs/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(not_found))
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 /// Request logging: method, path, status and latency. Never headers (tokens), query strings or

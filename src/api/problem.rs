@@ -12,8 +12,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::backup::BackupError;
-use crate::jobs::{Action, JobError, State};
+use crate::aggregate::Action;
+use crate::jobs::{JobError, UploadError};
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -34,9 +34,9 @@ pub struct Problem {
     /// For invalid input: the field to fix, as a dotted path (`options.verify`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// For conflicts: the migration's current state.
+    /// For conflicts: the current state of the migration, backup or restore.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<State>,
+    pub state: Option<String>,
     /// For conflicts: what the current state allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_actions: Option<Vec<Action>>,
@@ -57,7 +57,7 @@ pub enum ApiError {
     #[error("{detail}")]
     Conflict {
         detail: String,
-        state: Option<State>,
+        state: Option<String>,
         allowed: Option<Vec<Action>>,
     },
     #[error("the request body is larger than {limit} bytes")]
@@ -104,7 +104,7 @@ impl ApiError {
         let (kind, title) = self.kind();
         let (field, state, allowed_actions) = match self {
             ApiError::Invalid { field, .. } => (field.clone(), None, None),
-            ApiError::Conflict { state, allowed, .. } => (None, *state, allowed.clone()),
+            ApiError::Conflict { state, allowed, .. } => (None, state.clone(), allowed.clone()),
             _ => (None, None, None),
         };
         Problem {
@@ -153,55 +153,29 @@ impl ResponseError for ApiError {
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
+        let detail = redact_urls(&e.to_string());
         match e {
-            JobError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            JobError::Conflict {
-                state, ref allowed, ..
-            } => ApiError::Conflict {
-                detail: e.to_string(),
-                state: Some(state),
-                allowed: Some(allowed.clone()),
-            },
-            JobError::Busy(detail) => ApiError::Conflict {
+            JobError::NotFound { .. } => ApiError::NotFound(detail),
+            JobError::Refused(refusal) => ApiError::Conflict {
                 detail,
-                state: None,
-                allowed: None,
+                state: Some(refusal.state.to_string()),
+                allowed: Some(refusal.allowed),
             },
-            JobError::CredentialsMissing(_) | JobError::Store(_) => {
-                ApiError::Internal(e.to_string())
-            }
-            JobError::Backup(e) => e.into(),
-            JobError::Invalid { field, detail } => ApiError::Invalid {
+            JobError::Invalid { field, .. } => ApiError::Invalid {
                 field: Some(field.to_string()),
                 detail,
             },
-        }
-    }
-}
-
-impl From<BackupError> for ApiError {
-    fn from(e: BackupError) -> Self {
-        let detail = redact_urls(&e.to_string());
-        match e {
-            BackupError::NotFound(_) => ApiError::NotFound(detail),
-            BackupError::Conflict(_) => ApiError::Conflict {
-                detail,
-                state: None,
-                allowed: None,
-            },
-            BackupError::NoSpace(_) => ApiError::InsufficientStorage(detail),
-            BackupError::TooLarge { limit } => ApiError::TooLarge {
+            JobError::NoSpace(_) => ApiError::InsufficientStorage(detail),
+            JobError::Upload(UploadError::TooLarge { limit }) => ApiError::TooLarge {
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             },
-            BackupError::Corrupt { offset, .. } => ApiError::CorruptRdb { offset, detail },
-            // The server named in the request could not be reached or refused us: fix the request.
-            BackupError::Engine(_) => ApiError::Invalid {
-                field: None,
-                detail,
-            },
-            BackupError::Io { .. } | BackupError::Closed | BackupError::Store(_) => {
-                ApiError::Internal(detail)
+            JobError::Upload(UploadError::Corrupt { offset, .. }) => {
+                ApiError::CorruptRdb { offset, detail }
             }
+            JobError::Upload(UploadError::Io(_))
+            | JobError::Io(_)
+            | JobError::CredentialsMissing(_)
+            | JobError::Store(_) => ApiError::Internal(detail),
         }
     }
 }

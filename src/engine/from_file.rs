@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use super::error::EngineError;
 use super::load::load_rdb_file;
 use super::{verify_file, Controls, EngineJob, EventSender, Reporter, Tuning};
+use crate::model::EventKind;
 use crate::spec::Verify;
-use crate::store::EventKind;
 
 /// The `replid` of a snapshot that came from a file rather than a server.
 pub const FILE_REPLID: &str = "rdb-file";

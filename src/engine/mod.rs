@@ -48,7 +48,6 @@
 //! verification, which leaves it out.
 
 mod adapt;
-mod conn;
 mod error;
 mod from_file;
 mod load;
@@ -62,10 +61,9 @@ mod verify_modules;
 mod verify_paged;
 mod writer;
 
-pub use conn::{Conn, ConnError};
 pub use error::EngineError;
 pub use from_file::run_from_file;
-pub use load::{load_rdb_file, LoadSummary};
+pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,12 +74,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::client::{ClientError, Conn};
+use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
-use crate::store::event::{Link, ResumeKind, VerificationReport};
-use crate::store::EventKind;
 
 /// Everything the engine needs to run one migration.
 #[derive(Debug, Clone)]
@@ -91,13 +89,6 @@ pub struct EngineJob {
     pub spec: MigrationSpec,
     /// Where to continue, folded from the last `Checkpoint`; `None` for a fresh start.
     pub resume: Option<ResumePoint>,
-}
-
-/// The last durable progress of a job, as recorded in its `Checkpoint` events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumePoint {
-    pub replid: String,
-    pub applied_offset: i64,
 }
 
 /// Signals from the API to a running engine.
@@ -641,11 +632,7 @@ impl Migration {
     }
 }
 
-async fn server_version(conn: &mut Conn) -> Result<String, ConnError> {
+async fn server_version(conn: &mut Conn) -> Result<String, ClientError> {
     let info = conn.info("server").await?;
-    Ok(info
-        .get("redis_version")
-        .or_else(|| info.get("valkey_version"))
-        .cloned()
-        .unwrap_or_default())
+    Ok(info.version().unwrap_or_default().to_string())
 }

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use super::conn::Conn;
 use super::error::EngineError;
 use super::Migration;
+use crate::client::Conn;
+use crate::model::EventKind;
+use crate::model::Link;
 use crate::redis_url::RedisUrl;
 use crate::replication::{ReplicaLink, SyncStart};
-use crate::store::event::Link;
-use crate::store::EventKind;
 
 /// How long to wait between attempts to reach a server again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);

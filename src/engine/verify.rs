@@ -19,14 +19,14 @@ use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 
-use super::conn::Conn;
 use super::error::{show_key, EngineError};
 use super::verify_modules;
 use super::verify_paged::{self, Pages};
 use super::{Servers, Tuning};
+use crate::client::Conn;
+use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::resp::Frame;
 use crate::spec::Verify;
-use crate::store::event::{Difference, ProblemKey, VerificationReport};
 
 /// Problem keys listed in the report.
 const MAX_PROBLEMS: usize = 100;
@@ -44,24 +44,21 @@ pub(crate) struct Verifier<'a> {
     pub offset_key: Option<&'a [u8]>,
 }
 
-fn src_err(e: super::ConnError) -> EngineError {
+fn src_err(e: crate::client::ClientError) -> EngineError {
     EngineError::source(e)
 }
 
-fn tgt_err(e: super::ConnError) -> EngineError {
+fn tgt_err(e: crate::client::ClientError) -> EngineError {
     EngineError::target(e)
 }
 
 /// `db3:keys=10,expires=2,avg_ttl=0` lines of `INFO keyspace` → db → key count.
-async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, super::ConnError> {
+async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, crate::client::ClientError> {
     let info = conn.info("keyspace").await?;
     Ok(info
+        .keyspace
         .iter()
-        .filter_map(|(k, v)| {
-            let db = k.strip_prefix("db")?.parse().ok()?;
-            let keys = v.split(',').find_map(|kv| kv.strip_prefix("keys="))?;
-            Some((db, keys.parse().ok()?))
-        })
+        .map(|(db, stats)| (*db, stats.keys))
         .collect())
 }
 
@@ -381,7 +378,7 @@ enum Outcome {
     Differs(Difference),
 }
 
-async fn key_type(conn: &mut Conn, key: &[u8]) -> Result<String, super::ConnError> {
+async fn key_type(conn: &mut Conn, key: &[u8]) -> Result<String, crate::client::ClientError> {
     let reply = conn.call_ok(&[b"TYPE".as_slice(), key]).await?;
     Ok(reply
         .as_bytes()
@@ -459,7 +456,7 @@ pub(crate) async fn canonical(
     kind: &str,
     key: &[u8],
     field_ttls: bool,
-) -> Result<Option<Vec<Bytes>>, super::ConnError> {
+) -> Result<Option<Vec<Bytes>>, crate::client::ClientError> {
     let k = key;
     let mut out = vec![];
     match kind {
@@ -537,7 +534,10 @@ pub(crate) async fn canonical(
 
 /// A stream's consumer groups, by the fields every version reports (entries-read and lag came
 /// in 7.0).
-async fn stream_groups(conn: &mut Conn, key: &[u8]) -> Result<Vec<Bytes>, super::ConnError> {
+async fn stream_groups(
+    conn: &mut Conn,
+    key: &[u8],
+) -> Result<Vec<Bytes>, crate::client::ClientError> {
     let mut out = vec![];
     let groups = conn.call_ok(&[b"XINFO".as_slice(), b"GROUPS", key]).await?;
     if let Frame::Array(groups) = groups {

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::app::{assert_problem, spawn_app, TestApp};
+use crate::common::app::{assert_problem, spawn_app, TestApp};
+use crate::common::data::{assert_same, function_names, populate};
 use crate::common::redis::RedisServer;
-use crate::data::{assert_same, function_names, populate};
 use crate::helpers::{saved_rdb, take_backup};
 
 /// Generous: a loaded 2-core machine.

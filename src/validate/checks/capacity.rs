@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::replication::dataset_bytes;
 use super::{fail, human, pass, warn, Inputs, Verdict};
-use crate::store::event::CheckStatus;
+use crate::model::CheckStatus;
 use crate::validate::error::CallError;
 
 /// Extra memory on top of the source's dataset: encodings and allocator overhead differ between

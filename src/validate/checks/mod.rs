@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 
 use super::error::{CallError, Side};
 use super::facts::{AclProbe, AclVerdict, ServerFacts};
-use super::info::{Config, Info};
+use crate::client::{Config, Info};
+use crate::model::{CheckResult, CheckStatus};
 use crate::spec::MigrationSpec;
-use crate::store::event::{CheckResult, CheckStatus};
 
 /// What Ferry measured on its own host.
 #[derive(Debug, Clone)]
