@@ -8,6 +8,7 @@ mod helpers;
 
 mod crash;
 mod migrate_from_backup;
+mod restores;
 mod rollback;
 mod roundtrip;
 mod secrets;
