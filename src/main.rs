@@ -224,6 +224,7 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
         let mark = match check.status {
             CheckStatus::Pass => "pass",
             CheckStatus::Warn => "WARN",
+            CheckStatus::Skipped => "skip",
             CheckStatus::Fail => "FAIL",
         };
         println!("  [{mark}] {}: {}", check.id, check.message);

@@ -12,6 +12,8 @@ use utoipa::ToSchema;
 pub enum CheckStatus {
     Pass,
     Warn,
+    /// Not run, because a check it depends on failed; `details.waits_on` names that check.
+    Skipped,
     Fail,
 }
 
@@ -48,11 +50,12 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
-    /// Builds a report whose status follows from its worst check.
+    /// Builds a report whose status follows from its worst check. A skipped check is not a pass:
+    /// it never happens without the failure it waits on, so the report fails either way.
     pub fn from_checks(checks: Vec<CheckResult>) -> Self {
         let worst = checks.iter().map(|c| c.status).max();
         let status = match worst {
-            Some(CheckStatus::Fail) => ReportStatus::Failed,
+            Some(CheckStatus::Fail | CheckStatus::Skipped) => ReportStatus::Failed,
             Some(CheckStatus::Warn) => ReportStatus::PassedWithWarnings,
             _ => ReportStatus::Passed,
         };

@@ -28,8 +28,12 @@ async fn a_wrong_password_fails_with_authentication_failed_and_never_shows_a_pas
     expect(
         &report,
         "capacity.memory",
-        CheckStatus::Fail,
+        CheckStatus::Skipped,
         &["not checked", "target is unreachable"],
+    );
+    assert_eq!(
+        check(&report, "capacity.memory").details.as_ref().unwrap()["waits_on"],
+        "target.connect"
     );
     assert_eq!(report.status, ReportStatus::Failed);
     let text = serde_json::to_string(&report).unwrap();

@@ -235,6 +235,6 @@ pub fn capacity_disk(inputs: &Inputs) -> Verdict {
     match status {
         CheckStatus::Pass => pass(id, message, details),
         CheckStatus::Warn => warn(id, message, details),
-        CheckStatus::Fail => fail(id, message, details),
+        CheckStatus::Fail | CheckStatus::Skipped => fail(id, message, details),
     }
 }
