@@ -34,7 +34,7 @@ name = "schemathesis"
 token_env = "FERRY_ST_TOKEN"
 CONFIG
 
-export FERRY_ST_TOKEN="$token" FERRY_BIN="$bin" FERRY_WORK="$work" ST_EXAMPLES="${ST_EXAMPLES:-15}"
+export ST_CONFIG="$PWD/scripts/schemathesis.toml" FERRY_ST_TOKEN="$token" FERRY_BIN="$bin" FERRY_WORK="$work" ST_EXAMPLES="${ST_EXAMPLES:-15}"
 # A fresh network namespace: only loopback, so port 8080 is free and nothing leaves this machine.
 unshare -n bash -euo pipefail -c '
     ip link set lo up
@@ -47,8 +47,7 @@ unshare -n bash -euo pipefail -c '
     done
     curl -fsS http://127.0.0.1:8080/readyz > /dev/null || { cat "$FERRY_WORK/ferry.log"; exit 1; }
     status=0
-    st run http://127.0.0.1:8080/openapi.json \
-        --checks all \
+    st --config-file "$ST_CONFIG" run http://127.0.0.1:8080/openapi.json \
         --max-examples "$ST_EXAMPLES" \
         --seed 1 \
         --request-timeout 20 \

@@ -77,8 +77,10 @@ pub(super) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
     responses(
         (status = 202, description = "Started; poll `Location`", body = Backup,
             headers(("Location" = String, description = "/v1/backups/{id}"))),
-        (status = 400, description = "Bad body, or the server cannot be reached or refuses replication", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad body: not JSON, an unknown field, a URL outside the documented pattern; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server cannot be used now: it does not answer or refuses us (`field`: `server.url`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The backup would not fit on disk or under `backup_max_bytes`", body = Problem, content_type = "application/problem+json"),
     ),
 )]

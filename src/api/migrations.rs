@@ -60,7 +60,8 @@ pub struct MigrationList {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with a `seq` greater than this (default 0: from the start).
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many events (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -95,6 +96,16 @@ pub fn next_after(
 ) -> Option<Uuid> {
     let full = ids.len() >= limit;
     ids.last().filter(|_| full)
+}
+
+/// Checks `after` (a `seq`, 0 or more; default 0).
+pub fn seq_after(after: Option<i64>) -> Result<u64, ApiError> {
+    u64::try_from(after.unwrap_or(0)).map_err(|_| {
+        ApiError::invalid(
+            Some("after".to_string()),
+            "after must be 0 or more (a seq from a previous page's next_after)",
+        )
+    })
 }
 
 /// Checks `limit` (1–1000).
@@ -157,6 +168,8 @@ pub async fn read_body(
             headers(("Location" = String, description = "/v1/migrations/{id}"))),
         (status = 400, description = "Malformed JSON, an unknown field, a bad URL or enum value; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`source.rdb.backup_id` names no backup", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The source backup is not completed; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than the configured limit", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -261,6 +274,7 @@ pub async fn update(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 200, body = ValidationReport),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not allowed in this state, or a validation is already running", body = Problem, content_type = "application/problem+json"),
@@ -282,6 +296,7 @@ pub async fn validate(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 202, description = "Started", body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not `validated`", body = Problem, content_type = "application/problem+json"),
@@ -302,6 +317,7 @@ pub async fn start(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 202, description = "Cutover started", body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a migrating live migration", body = Problem, content_type = "application/problem+json"),
@@ -323,6 +339,7 @@ pub async fn cutover(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 202, description = "Cancelled, or cancelling", body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already final", body = Problem, content_type = "application/problem+json"),
@@ -354,7 +371,7 @@ pub async fn events(
     id: web::Path<Uuid>,
     query: web::Query<EventsQuery>,
 ) -> Result<web::Json<EventPage>, ApiError> {
-    let after = query.after.unwrap_or(0);
+    let after = seq_after(query.after)?;
     let found = jobs
         .events(AggregateType::Migration, *id, after, limit(query.limit)?)
         .await?;
@@ -367,8 +384,10 @@ pub async fn events(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 200, body = VerificationReport),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such migration, or not verified yet", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such migration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not verified yet", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[get("/migrations/{id}/verification")]
@@ -376,7 +395,17 @@ pub async fn verification(
     jobs: web::Data<Jobs>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<VerificationReport>, ApiError> {
+    let view = jobs.get(*id)?;
     jobs.verification(*id)?
         .map(web::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("migration {} has not been verified yet", *id)))
+        .ok_or_else(|| ApiError::Conflict {
+            detail: format!(
+                "migration {} has not been verified yet (it is {}); the report exists once the \
+             engine has verified the copy",
+                *id, view.state
+            ),
+            state: Some(view.state.to_string()),
+            allowed: Some(view.allowed_actions),
+            field: None,
+        })
 }

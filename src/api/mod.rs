@@ -55,6 +55,7 @@ use problem::ApiError;
         (name = "guide", description = "What a migration needs"),
         (name = "health", description = "Liveness and readiness"),
     ),
+    components(schemas(system::EventTypeName)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -114,7 +115,47 @@ pub fn openapi() -> OpenApiDoc {
         .openapi(ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
-    doc
+    exact(doc)
+}
+
+/// States the rules between fields that the derived schemas cannot: a source is *either* a
+/// server (`{url}`) or a stored backup (`{rdb}`), and a migration from a backup runs in `snapshot`
+/// mode only. Done on the document's JSON, since the derive has no `oneOf` for one struct.
+fn exact(doc: OpenApiDoc) -> OpenApiDoc {
+    use serde_json::{json, Value};
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    let schemas = &mut value["components"]["schemas"];
+    let url = schemas["Endpoint"]["properties"]["url"].clone();
+    let server_source = json!({"type": "object", "required": ["url"],
+        "properties": {"url": url}, "additionalProperties": false,
+        "description": "A running server, read over the replication link."});
+    let file_source = json!({"type": "object", "required": ["rdb"],
+        "properties": {"rdb": {"$ref": "#/components/schemas/RdbSource"}},
+        "additionalProperties": false,
+        "description": "A stored backup's RDB file (`snapshot` mode only)."});
+    schemas["SourceBody"] = json!({
+        "description": schemas["SourceBody"]["description"].clone(),
+        "oneOf": [server_source.clone(), file_source.clone()],
+        "example": schemas["SourceBody"]["example"].clone(),
+    });
+    let spec = schemas["MigrationSpec"].clone();
+    if let Value::Object(_) = spec {
+        let mut from_server = spec.clone();
+        from_server["properties"]["source"] = server_source;
+        from_server.as_object_mut().map(|o| o.remove("description"));
+        let mut from_file = spec.clone();
+        from_file["properties"]["source"] = file_source;
+        from_file["properties"]["mode"] = json!({"type": "string", "enum": ["snapshot"],
+            "description": "A file has no stream of writes to follow: `snapshot` only."});
+        from_file.as_object_mut().map(|o| o.remove("description"));
+        schemas["MigrationSpec"] = json!({
+            "description": spec["description"].clone(),
+            "oneOf": [from_server, from_file],
+        });
+    }
+    serde_json::from_value(value).unwrap_or(doc)
 }
 
 /// The document as committed in `openapi/openapi.json` (pretty, with a final newline).
@@ -126,11 +167,64 @@ pub fn openapi_json() -> String {
     text
 }
 
-/// Every response for a path nobody serves.
+/// The methods served on each documented path (`/v1/migrations/{id}` style), from the document
+/// itself, so a 405's `Allow` cannot drift from the routes.
+static ALLOWED_METHODS: std::sync::LazyLock<Vec<(Vec<String>, Vec<&'static str>)>> =
+    std::sync::LazyLock::new(|| {
+        openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("HEAD", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, served)| served.then_some(m))
+                .collect();
+                let segments = path.split('/').map(str::to_string).collect();
+                (segments, methods)
+            })
+            .collect()
+    });
+
+/// The methods served on `path`, if it is a documented path. With `literal_only`, only paths
+/// without parameters count (`/v1/backups/upload`, which `/v1/backups/{id}` would also match).
+fn allowed_methods(path: &str, literal_only: bool) -> Option<Vec<&'static str>> {
+    let asked: Vec<&str> = path.split('/').collect();
+    ALLOWED_METHODS.iter().find_map(|(segments, methods)| {
+        let same = segments.len() == asked.len()
+            && segments
+                .iter()
+                .zip(&asked)
+                .all(|(s, a)| s == a || (!literal_only && s.starts_with('{') && !a.is_empty()));
+        same.then(|| methods.clone())
+    })
+}
+
+/// The 405 for `method` on a documented `path` that does not serve it, if that is the case.
+pub(crate) fn method_not_allowed(method: &str, path: &str, literal_only: bool) -> Option<ApiError> {
+    let allow = allowed_methods(path, literal_only)?.join(", ");
+    Some(ApiError::MethodNotAllowed {
+        detail: format!("{method} is not served on {path}; it allows {allow}"),
+        allow,
+    })
+}
+
+/// Every response for a route nobody serves: 405 with `Allow` when the path exists with other
+/// methods, 404 otherwise.
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let method = req.method().to_string();
+    if let Some(refusal) = method_not_allowed(&method, req.path(), false) {
+        return Err(refusal);
+    }
     Err(ApiError::NotFound(format!(
-        "no such endpoint: {} {}; see /docs",
-        req.method(),
+        "no such endpoint: {method} {}; see /docs",
         req.path()
     )))
 }
@@ -145,8 +239,10 @@ pub fn serve(
     let data = web::Data::new(jobs);
     let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
     let limit = web::Data::new(BodyLimit(max_body));
+    // The document with the rules between fields stated (see `exact`), served as committed.
+    let document = openapi();
     let server = HttpServer::new(move || {
-        let (app, doc) = App::new()
+        let (app, _) = App::new()
             .into_utoipa_app()
             .openapi(ApiDoc::openapi())
             .app_data(data.clone())
@@ -162,7 +258,7 @@ pub fn serve(
             .configure(routes)
             .split_for_parts();
         app.wrap(from_fn(log_request))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .route(
                 "/docs",
                 web::get().to(|| async {

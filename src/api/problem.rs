@@ -59,11 +59,16 @@ pub enum ApiError {
         detail: String,
         state: Option<String>,
         allowed: Option<Vec<Action>>,
+        /// When the conflict is with what a named server holds or allows: the field naming it.
+        field: Option<String>,
     },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The path exists, but not with this method; the response names the ones it has (`Allow`).
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -93,6 +98,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
+            ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
             ApiError::Internal(_) => ("internal", "Internal error"),
             ApiError::CorruptRdb { .. } => ("corrupt-rdb", "Not a valid RDB file"),
@@ -104,7 +110,12 @@ impl ApiError {
         let (kind, title) = self.kind();
         let (field, state, allowed_actions) = match self {
             ApiError::Invalid { field, .. } => (field.clone(), None, None),
-            ApiError::Conflict { state, allowed, .. } => (None, state.clone(), allowed.clone()),
+            ApiError::Conflict {
+                state,
+                allowed,
+                field,
+                ..
+            } => (field.clone(), state.clone(), allowed.clone()),
             _ => (None, None, None),
         };
         Problem {
@@ -131,6 +142,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CorruptRdb { .. } => StatusCode::BAD_REQUEST,
@@ -147,6 +159,9 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.clone()));
+        }
         response.json(self.problem())
     }
 }
@@ -160,6 +175,13 @@ impl From<JobError> for ApiError {
                 detail,
                 state: Some(refusal.state.to_string()),
                 allowed: Some(refusal.allowed),
+                field: None,
+            },
+            JobError::Unusable { field, .. } => ApiError::Conflict {
+                detail,
+                state: None,
+                allowed: None,
+                field: Some(field.to_string()),
             },
             JobError::Invalid { field, .. } => ApiError::Invalid {
                 field: Some(field.to_string()),

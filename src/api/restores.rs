@@ -58,10 +58,10 @@ fn accepted(restore: Restore) -> HttpResponse {
     responses(
         (status = 202, description = "Started; poll `Location`", body = Restore,
             headers(("Location" = String, description = "/v1/restores/{id}"))),
-        (status = 400, description = "Bad body or id; the target cannot be reached, holds conflicting keys, or is too small (`field` says which)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad body or id; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The backup is not completed, or is being restored; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The backup is not completed or is being restored (`allowed_actions` says what it allows), or the target cannot take it: it does not answer, holds conflicting keys, or is too small (`field` says what to change)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -94,10 +94,10 @@ pub async fn create(
     responses(
         (status = 202, description = "Rollback started; poll `Location`", body = Restore,
             headers(("Location" = String, description = "/v1/restores/{id}"))),
-        (status = 400, description = "The id is not a UUID, or the target cannot be reached", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not allowed now (not final, no restore point, or rolling back); `allowed_actions` says what is", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed now (not final, no restore point, or rolling back; `allowed_actions` says what is), or the target does not answer (`field`)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/migrations/{id}/rollback")]

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
 
-use super::migrations::{limit, page, EventPage};
+use super::migrations::{limit, page, seq_after, EventPage};
 use super::problem::{ApiError, Problem};
 use crate::jobs::Jobs;
 use crate::model::EventKind;
@@ -26,14 +26,22 @@ impl utoipa::PartialSchema for EventTypeName {
     }
 }
 
-impl utoipa::ToSchema for EventTypeName {}
+impl utoipa::ToSchema for EventTypeName {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "EventTypeName".to_string(),
+            <Self as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GlobalEventsQuery {
     /// Only events with a `seq` greater than this (default 0).
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many events (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -58,7 +66,7 @@ pub async fn events(
     jobs: web::Data<Jobs>,
     query: web::Query<GlobalEventsQuery>,
 ) -> Result<web::Json<EventPage>, ApiError> {
-    let after = query.after.unwrap_or(0);
+    let after = seq_after(query.after)?;
     let limit = limit(query.limit)?;
     if let Some(kind) = &query.kind {
         if !EventKind::TYPE_NAMES.contains(&kind.as_str()) {

@@ -79,7 +79,7 @@ impl Jobs {
             .worker
             .inspect(url.clone())
             .await
-            .map_err(|detail| JobError::Invalid {
+            .map_err(|detail| JobError::Unusable {
                 field: "server.url",
                 detail,
             })?;

@@ -102,7 +102,7 @@ impl Jobs {
         spec: MigrationSpec,
         actor: &str,
     ) -> Result<MigrationView, JobError> {
-        self.check_source(&spec)?;
+        self.check_source(&spec, false)?;
         let id = Uuid::now_v7();
         // A file source has no secret; the sealed record needs a source URL all the same, so it
         // holds the target's again (never read back: `real_spec` keeps the `rdb` source).
@@ -182,7 +182,7 @@ impl Jobs {
         if let Some(options) = &patch.options {
             options.apply(&mut spec.options);
         }
-        self.check_source(&spec)?;
+        self.check_source(&spec, true)?;
         let new_creds = Credentials {
             source: spec.source.url().unwrap_or(&spec.target.url).clone(),
             target: spec.target.url.clone(),
@@ -317,29 +317,32 @@ impl Jobs {
     }
 
     /// Refuses a file source that cannot run: a backup that does not exist (404), one that is not
-    /// complete, or `live` mode (400, naming the field). A server source passes unchanged.
-    fn check_source(&self, spec: &MigrationSpec) -> Result<(), JobError> {
+    /// complete (409 with the backup's state), or `live` mode. A new spec that asks for both is
+    /// malformed (400: the documented schema says so); a PATCH whose result would be both
+    /// conflicts with what the migration holds (409). A server source passes unchanged.
+    fn check_source(&self, spec: &MigrationSpec, patched: bool) -> Result<(), JobError> {
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
         };
         if spec.mode != Mode::Snapshot {
-            return Err(JobError::Invalid {
-                field: "mode",
-                detail: "a migration from an RDB file can only run in `snapshot` mode: a file has \
-                         no stream of writes to follow; omit `mode` or set it to `snapshot`"
-                    .into(),
+            let detail = "a migration from an RDB file can only run in `snapshot` mode: a file \
+                          has no stream of writes to follow; set `mode` to `snapshot`"
+                .to_string();
+            let field = "mode";
+            return Err(if patched {
+                JobError::Unusable { field, detail }
+            } else {
+                JobError::Invalid { field, detail }
             });
         }
         let b = self.backup_state(backup_id)?;
         if b.status != backup::BackupStatus::Completed {
-            return Err(JobError::Invalid {
-                field: "source.rdb.backup_id",
-                detail: format!(
-                    "backup {backup_id} is {}, not completed: choose a completed backup \
-                     (GET /v1/backups)",
-                    b.status.as_str()
-                ),
-            });
+            let why = format!(
+                "it is {}, not completed: choose a completed backup (GET /v1/backups) as \
+                 source.rdb.backup_id",
+                b.status.as_str()
+            );
+            return Err(backup::refusal(&b, Action::Download, Some(why)).into());
         }
         Ok(())
     }

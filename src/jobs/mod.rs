@@ -58,6 +58,11 @@ pub enum JobError {
     /// The request cannot work as written; `field` names what to change.
     #[error("{detail}")]
     Invalid { field: &'static str, detail: String },
+    /// The request is well-formed, but what it names cannot take it now: a server that does not
+    /// answer, a target holding conflicting keys or too small, a spec at odds with the
+    /// migration's stored mode. `field` names what to change.
+    #[error("{detail}")]
+    Unusable { field: &'static str, detail: String },
     /// A backup would not fit; the message says how much is needed and what is available.
     #[error("{0}")]
     NoSpace(String),

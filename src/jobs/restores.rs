@@ -157,10 +157,10 @@ impl Jobs {
             .worker
             .inspect(target.clone())
             .await
-            .map_err(|detail| JobError::Invalid { field, detail })?;
+            .map_err(|detail| JobError::Unusable { field, detail })?;
         let mut events = restore::begin(backup, request, &summary).map_err(|e| match e {
             BeginError::Refused(refusal) => JobError::Refused(refusal),
-            BeginError::Unsuitable { field, detail } => JobError::Invalid { field, detail },
+            BeginError::Unsuitable { field, detail } => JobError::Unusable { field, detail },
         })?;
         Ok(events.remove(0))
     }
