@@ -56,9 +56,6 @@ pub mod resume;
 mod snapshot;
 mod stream;
 mod verify;
-mod verify_file;
-mod verify_modules;
-mod verify_paged;
 mod writer;
 
 pub use error::EngineError;
@@ -172,7 +169,7 @@ pub async fn run_with(
         ));
     };
     let cancel = controls.cancel.clone();
-    let migration = Migration {
+    let migration = Run {
         offset_key: resume::offset_key(job.migration_id),
         source_url: source_url.clone(),
         job,
@@ -258,7 +255,9 @@ pub(crate) struct Servers {
     pub target_rdb: u16,
 }
 
-struct Migration {
+/// One run of the engine for one migration: its job, its controls and what it reports through.
+/// (Named apart from the migration aggregate, which is the record; this is the work.)
+struct Run {
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
@@ -274,7 +273,7 @@ struct Migration {
 /// cannot hold even the time one snapshot takes would loop forever).
 const MAX_REDOS: u32 = 5;
 
-impl Migration {
+impl Run {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
         let mut source = Conn::connect(&self.source_url)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::error::EngineError;
-use super::Migration;
+use super::Run;
 use crate::client::Conn;
 use crate::model::EventKind;
 use crate::model::Link;
@@ -15,7 +15,7 @@ use crate::replication::{ReplicaLink, SyncStart};
 /// How long to wait between attempts to reach a server again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-impl Migration {
+impl Run {
     /// Records a link lost mid-snapshot and asks for the snapshot to be redone.
     pub(super) async fn snapshot_interrupted(
         &self,

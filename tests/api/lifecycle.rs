@@ -397,14 +397,22 @@ async fn the_guide_lists_prerequisites_with_explanations() {
 }
 
 #[tokio::test]
-async fn verification_is_404_until_the_engine_has_verified() {
+async fn verification_is_409_until_the_engine_has_verified() {
     let app = spawn_app().await;
     let id = app.create(&unreachable_url(), &unreachable_url()).await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_problem(
+    let problem = assert_problem(
         app.get(&format!("/v1/migrations/{id}/verification")).await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["state"], "configured", "{problem}");
+    let unknown = uuid::Uuid::now_v7();
+    assert_problem(
+        app.get(&format!("/v1/migrations/{unknown}/verification"))
+            .await,
         404,
     )
     .await;

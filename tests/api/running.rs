@@ -136,7 +136,7 @@ async fn cutover_of_a_live_migration_completes_it_with_a_verification() {
     assert_eq!(view["state"], "migrating");
     assert_problem(
         app.get(&format!("/v1/migrations/{id}/verification")).await,
-        404,
+        409,
     )
     .await;
     assert_conflict(

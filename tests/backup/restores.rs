@@ -1,5 +1,5 @@
 //! Restores as resources: one at a time per backup, and checked against the target before they
-//! are accepted.
+//! are accepted (a well-formed request the target cannot take is a 409 naming the field).
 
 use serde_json::{json, Value};
 
@@ -93,7 +93,7 @@ async fn a_restore_is_checked_before_it_is_accepted() {
     let response = app
         .post_json(&path, &json!({"target": {"url": target.url()}}))
         .await;
-    let problem = assert_problem(response, 400).await;
+    let problem = assert_problem(response, 409).await;
     assert_eq!(problem["field"], "on_conflict", "{problem:#}");
     assert!(
         problem["detail"]
@@ -113,7 +113,7 @@ async fn a_restore_is_checked_before_it_is_accepted() {
             &json!({"target": {"url": closed}, "on_conflict": "replace"}),
         )
         .await;
-    let problem = assert_problem(response, 400).await;
+    let problem = assert_problem(response, 409).await;
     assert_eq!(problem["field"], "target.url", "{problem:#}");
     assert!(
         problem["detail"].as_str().unwrap().contains("refused"),
@@ -129,7 +129,7 @@ async fn a_restore_is_checked_before_it_is_accepted() {
             &json!({"target": {"url": tiny.url()}, "on_conflict": "replace"}),
         )
         .await;
-    let problem = assert_problem(response, 400).await;
+    let problem = assert_problem(response, 409).await;
     assert!(
         problem["detail"].as_str().unwrap().contains("maxmemory"),
         "{problem:#}"

@@ -40,7 +40,7 @@ async fn backup_and_restore_with_passwords_never_show_them() {
             &json!({"server": {"url": format!("redis://:{PASSWORD}@127.0.0.1:1")}}),
         )
         .await;
-    let refused = crate::common::app::assert_problem(refused, 400).await;
+    let refused = crate::common::app::assert_problem(refused, 409).await;
 
     let events = app.get("/v1/events?limit=1000").await.text().await.unwrap();
     let list = app.get("/v1/backups").await.text().await.unwrap();

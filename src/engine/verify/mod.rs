@@ -7,11 +7,11 @@
 //! encode the value alike. When they are not (different versions, or an encoding that converged
 //! differently under live writes), a type-aware comparison decides: sorted members for sets and
 //! hashes, exact doubles for zset scores, entries and groups for streams, and the modules' own
-//! read commands for the Redis Stack types ([`verify_modules`](super::verify_modules)).
+//! read commands for the Redis Stack types ([`modules`]).
 //!
 //! A key above the big-key threshold is never DUMPed or read whole: that would block both servers
 //! for as long as serializing it takes (~350 ms for 50 MB), the very stall the snapshot avoided
-//! by writing it in chunks. It is compared in pages instead ([`verify_paged`](super::verify_paged)).
+//! by writing it in chunks. It is compared in pages instead ([`paged`]).
 //!
 //! A key the source no longer has (it expired during the check) is not a problem.
 
@@ -19,14 +19,17 @@ use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 
+pub(super) mod file;
+mod modules;
+mod paged;
+
 use super::error::{show_key, EngineError};
-use super::verify_modules;
-use super::verify_paged::{self, Pages};
 use super::{Servers, Tuning};
 use crate::client::Conn;
 use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::resp::Frame;
 use crate::spec::Verify;
+use paged::Pages;
 
 /// Problem keys listed in the report.
 const MAX_PROBLEMS: usize = 100;
@@ -188,7 +191,7 @@ impl Verifier<'_> {
     /// every key first, then their DUMPs in groups bounded by [`DUMP_BUDGET`] bytes (so a batch
     /// of big values is never held in memory at once). A key above the big-key threshold is not
     /// DUMPed (that would block both servers for as long as serializing it takes) but compared
-    /// in pages ([`verify_paged`](super::verify_paged)).
+    /// in pages ([`paged`]).
     async fn check_batch(
         &mut self,
         db: u32,
@@ -305,7 +308,7 @@ impl Verifier<'_> {
             bytes: self.tuning.rewrite_chunk_bytes,
             field_ttls,
         };
-        let same = verify_paged::same_value(self.source, self.target, &source.kind, key, pages)
+        let same = paged::same_value(self.source, self.target, &source.kind, key, pages)
             .await?
             .unwrap_or(false);
         // A stream's groups are small summaries: their canonical form is cheap.
@@ -367,7 +370,7 @@ fn presence(source: &Meta, target: &Meta) -> Option<Outcome> {
     None
 }
 
-/// Types [`verify_paged`](super::verify_paged) can read in pages (module values cannot).
+/// Types [`paged`] can read in pages (module values cannot).
 fn paged_kind(kind: &str) -> bool {
     matches!(kind, "string" | "list" | "set" | "zset" | "hash" | "stream")
 }
@@ -527,7 +530,7 @@ pub(crate) async fn canonical(
             );
             out.extend(stream_groups(conn, k).await?);
         }
-        module => return verify_modules::canonical(conn, module, key).await,
+        module => return modules::canonical(conn, module, key).await,
     }
     Ok(Some(out))
 }

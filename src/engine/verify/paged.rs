@@ -17,8 +17,8 @@
 
 use bytes::Bytes;
 
-use super::error::EngineError;
 use crate::client::{ClientError, Conn};
+use crate::engine::error::EngineError;
 use crate::resp::Frame;
 
 /// Paging bounds.

@@ -20,10 +20,10 @@ use std::path::Path;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::error::{show_key, EngineError};
-use super::verify::canonical;
-use super::{server_version, Tuning};
+use super::canonical;
 use crate::client::Conn;
+use crate::engine::error::{show_key, EngineError};
+use crate::engine::{server_version, Tuning};
 use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::rdb::{Entry, Item, Parser, Value};
