@@ -284,3 +284,64 @@ fn fold_event(folded: &mut Folded, event: &Event) -> Result<(), migration::FoldE
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::OnConflict;
+    use chrono::Utc;
+
+    fn legacy(seq: u64, id: Uuid, kind: EventKind) -> Event {
+        Event {
+            seq,
+            aggregate_type: AggregateType::of_legacy(id, &kind),
+            aggregate_id: id,
+            at: Utc::now(),
+            actor: "api".into(),
+            kind,
+        }
+    }
+
+    /// A log of the first format: a backup and its restore, both under the backup's id. They fold
+    /// into a completed backup and a (legacy) restore with the backup's id, which has ended.
+    #[test]
+    fn a_log_of_the_first_format_folds_into_backups_and_restores() {
+        let b = Uuid::now_v7();
+        let events = [
+            EventKind::BackupStarted {
+                backup_id: b,
+                server: "redis://h:1".into(),
+                label: None,
+                for_migration: None,
+            },
+            EventKind::BackupCompleted {
+                backup_id: b,
+                bytes: 9,
+                details: None,
+            },
+            EventKind::RestoreStarted {
+                backup_id: b,
+                target: "redis://t:1".into(),
+                on_conflict: OnConflict::Fail,
+                for_migration: None,
+            },
+            EventKind::RestoreCompleted {
+                backup_id: b,
+                keys_written: 3,
+                keys_skipped: 0,
+                keys_expired: 0,
+                duration_ms: 1,
+            },
+        ];
+        let mut folded = Folded::default();
+        for (i, kind) in events.into_iter().enumerate() {
+            fold_event(&mut folded, &legacy(i as u64 + 1, b, kind)).unwrap();
+        }
+        let backup = &folded.backups[&b];
+        assert_eq!(backup.status, backup::BackupStatus::Completed);
+        assert_eq!((backup.restoring, backup.last_restore_id), (None, Some(b)));
+        let restore = &folded.restores[&b];
+        assert_eq!(restore.state, restore::RestoreState::Completed);
+        assert!(folded.migrations.is_empty());
+    }
+}
