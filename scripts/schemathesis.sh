@@ -50,6 +50,7 @@ unshare -n bash -euo pipefail -c '
     st --config-file "$ST_CONFIG" run http://127.0.0.1:8080/openapi.json \
         --max-examples "$ST_EXAMPLES" \
         --seed 1 \
+        --generation-database none \
         --request-timeout 20 \
         --header "Authorization: Bearer $FERRY_ST_TOKEN" \
         --no-color || status=$?
