@@ -47,6 +47,7 @@ unshare -n bash -euo pipefail -c '
     done
     curl -fsS http://127.0.0.1:8080/readyz > /dev/null || { cat "$FERRY_WORK/ferry.log"; exit 1; }
     status=0
+    cd "$FERRY_WORK"   # whatever Schemathesis caches goes with the temp dir
     st --config-file "$ST_CONFIG" run http://127.0.0.1:8080/openapi.json \
         --max-examples "$ST_EXAMPLES" \
         --seed 1 \
