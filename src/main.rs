@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry::api::Application;
+use ferry::aggregate::migration::State;
+use ferry::app::Application;
 use ferry::config::Settings;
-use ferry::jobs::{Jobs, State};
+use ferry::jobs::Jobs;
+use ferry::model::AggregateType;
+use ferry::model::{CheckStatus, EventKind, ReportStatus};
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Transfer, Verify};
-use ferry::store::event::{CheckStatus, EventKind, ReportStatus};
+use ferry::supervisor::{BackupLimits, SupervisorConfig};
 use ferry::telemetry::{get_subscriber, init_subscriber};
 
 #[derive(Parser)]
@@ -216,10 +219,14 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         },
     };
     let tuning = ferry::engine::Tuning::from_settings(settings.relay.clone(), &settings.transfer);
-    let (jobs, _) = Jobs::open_with_engine(&data_dir, ferry::jobs::real_engine_with(tuning))
-        .await
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    jobs.set_relay_settings(settings.relay.clone());
+    let (jobs, _) = ferry::supervisor::open(SupervisorConfig {
+        data_dir: data_dir.clone(),
+        engine: ferry::supervisor::real_engine_with(tuning),
+        limits: BackupLimits::default(),
+        relay: settings.relay.clone(),
+    })
+    .await
+    .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let result = follow(&jobs, spec).await;
     jobs.shutdown().await;
     result
@@ -235,6 +242,7 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
         let mark = match check.status {
             CheckStatus::Pass => "pass",
             CheckStatus::Warn => "WARN",
+            CheckStatus::Skipped => "skip",
             CheckStatus::Fail => "FAIL",
         };
         println!("  [{mark}] {}: {}", check.id, check.message);
@@ -250,12 +258,20 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
     jobs.start(id, ACTOR).await?;
     let mut after = 0;
     loop {
-        for event in jobs.events(id, after, 1000).await? {
+        for event in jobs
+            .events(AggregateType::Migration, id, after, 1000)
+            .await?
+        {
             after = event.seq;
             println!("{} {}", event.at.format("%H:%M:%S"), describe(&event.kind));
         }
         let view = jobs.get(id)?;
-        if view.state.is_final() && jobs.events(id, after, 1).await?.is_empty() {
+        if view.state.is_final()
+            && jobs
+                .events(AggregateType::Migration, id, after, 1)
+                .await?
+                .is_empty()
+        {
             return match view.state {
                 State::Completed => Ok(()),
                 _ => {

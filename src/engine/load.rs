@@ -10,11 +10,11 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use super::conn::Conn;
 use super::error::EngineError;
 use super::snapshot::{RdbInput, Snapshot};
 use super::writer::Writer;
 use super::{server_version, EventSender, Reporter, Servers, Tuning};
+use crate::client::Conn;
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::LinkItem;
@@ -122,4 +122,18 @@ pub async fn load_rdb_file(
         keys_rewritten: summary.keys_rewritten,
         duration_ms: summary.duration.as_millis() as u64,
     })
+}
+
+/// Empties `target` before a rollback's load: every database, and the function libraries where
+/// the server has them.
+pub async fn flush_target(target: &RedisUrl) -> Result<(), EngineError> {
+    let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
+    conn.call_ok(&["FLUSHALL", "SYNC"])
+        .await
+        .map_err(EngineError::target)?;
+    // Redis < 7.0 has no functions: its error reply to FUNCTION means there is nothing to flush.
+    conn.call(&["FUNCTION", "FLUSH", "SYNC"])
+        .await
+        .map_err(EngineError::target)?;
+    Ok(())
 }

@@ -48,7 +48,6 @@
 //! verification, which leaves it out.
 
 mod adapt;
-mod conn;
 mod error;
 mod from_file;
 mod load;
@@ -61,15 +60,11 @@ pub mod resume;
 mod snapshot;
 mod stream;
 mod verify;
-mod verify_file;
-mod verify_modules;
-mod verify_paged;
 mod writer;
 
-pub use conn::{Conn, ConnError};
 pub use error::EngineError;
 pub use from_file::run_from_file;
-pub use load::{load_rdb_file, LoadSummary};
+pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,13 +75,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::client::{ClientError, Conn};
+pub use crate::model::PriorTransfer;
+use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::relay::RelayHub;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, TransferKind, Verify};
-use crate::store::event::{Link, RelayTargetSettings, ResumeKind, VerificationReport};
-use crate::store::EventKind;
 
 /// Everything the engine needs to run one migration.
 #[derive(Debug, Clone)]
@@ -99,20 +95,6 @@ pub struct EngineJob {
     /// The transfer an earlier run of this job chose (from its `TransferChosen`): a restarted
     /// job keeps it. `None` for a fresh start.
     pub transfer: Option<PriorTransfer>,
-}
-
-/// A transfer chosen by an earlier run, with what a relay must put back on the target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PriorTransfer {
-    pub kind: TransferKind,
-    pub relay_target: Option<RelayTargetSettings>,
-}
-
-/// The last durable progress of a job, as recorded in its `Checkpoint` events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumePoint {
-    pub replid: String,
-    pub applied_offset: i64,
 }
 
 /// Signals from the API to a running engine.
@@ -224,7 +206,7 @@ pub async fn run_with(
     let reporter = Reporter {
         events: events.clone(),
     };
-    let migration = Migration {
+    let migration = Run {
         offset_key: resume::offset_key(job.migration_id),
         source_url: source_url.clone(),
         job,
@@ -334,7 +316,9 @@ pub(crate) struct Servers {
     pub source_keys: Option<u64>,
 }
 
-struct Migration {
+/// One run of the engine for one migration: its job, its controls and what it reports through.
+/// (Named apart from the migration aggregate, which is the record; this is the work.)
+struct Run {
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
@@ -352,7 +336,7 @@ struct Migration {
 /// cannot hold even the time one snapshot takes would loop forever).
 const MAX_REDOS: u32 = 5;
 
-impl Migration {
+impl Run {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
         let mut source = Conn::connect(&self.source_url)
@@ -811,11 +795,7 @@ impl Migration {
     }
 }
 
-async fn server_version(conn: &mut Conn) -> Result<String, ConnError> {
+async fn server_version(conn: &mut Conn) -> Result<String, ClientError> {
     let info = conn.info("server").await?;
-    Ok(info
-        .get("redis_version")
-        .or_else(|| info.get("valkey_version"))
-        .cloned()
-        .unwrap_or_default())
+    Ok(info.version().unwrap_or_default().to_string())
 }

@@ -32,16 +32,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::conn::Conn;
 use super::error::EngineError;
 use super::relay_session::{Finished, SessionState};
 use super::relay_target::{self, Release};
 use super::{Controls, EngineJob, Reporter, Servers, Tuning};
+use crate::client::Conn;
+use crate::model::{EventKind, Link, RelayTargetSettings, ResumeKind};
 use crate::redis_url::RedisUrl;
 use crate::relay::{Registration, TargetSession};
 use crate::spec::{Mode, OnConflict, Transfer};
-use crate::store::event::{Link, RelayTargetSettings, ResumeKind};
-use crate::store::EventKind;
 
 /// How a relay ended.
 pub(crate) enum RelayOutcome {

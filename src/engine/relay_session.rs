@@ -18,12 +18,11 @@ use super::relay::Relay;
 use super::relay_observe::Observer;
 use super::relay_target;
 use super::Tuning;
+use crate::model::{EventKind, ResumeKind};
 use crate::relay::session::{TargetReader, TargetWriter};
 use crate::relay::{RelayError, TargetMessage, TargetSession};
 use crate::replication::{LinkError, RawItem, ReplicaLink, SyncStart, Transfer};
 use crate::spec::Mode;
-use crate::store::event::ResumeKind;
-use crate::store::EventKind;
 
 /// How often the target's offset is read while cutover waits for it (its own ACKs come once a
 /// second, which would make every cutover a second longer).

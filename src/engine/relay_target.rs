@@ -14,35 +14,31 @@
 
 use std::time::Duration;
 
-use super::conn::{Conn, ConnError};
+use crate::client::{ClientError, Conn};
+use crate::model::RelayTargetSettings;
 use crate::redis_url::RedisUrl;
 use crate::relay::choice::{self, RelayFacts, ServerKind};
 use crate::relay::RelaySettings;
 use crate::resp::Frame;
 use crate::spec::MigrationSpec;
-use crate::store::event::RelayTargetSettings;
 
 /// The prefix of a `masterauth` Ferry generated.
 pub(crate) const SECRET_PREFIX: &str = "ferry-relay-";
 
 /// `INFO server` as a server kind (family and version).
-pub(crate) async fn server_kind(conn: &mut Conn) -> Result<ServerKind, ConnError> {
+pub(crate) async fn server_kind(conn: &mut Conn) -> Result<ServerKind, ClientError> {
     let info = conn.info("server").await?;
-    ServerKind::from_info(|k| info.get(k).cloned()).ok_or_else(|| ConnError::Protocol {
-        addr: conn.addr().to_string(),
-        reason: "INFO server has neither redis_version nor valkey_version".into(),
+    ServerKind::from_info(|k| info.get(k).map(str::to_string)).ok_or_else(|| {
+        ClientError::NotRedis {
+            addr: conn.addr().to_string(),
+            detail: "INFO server has neither redis_version nor valkey_version".into(),
+        }
     })
 }
 
 /// Keys in every database of `INFO keyspace`.
-pub(crate) async fn total_keys(conn: &mut Conn) -> Result<u64, ConnError> {
-    let info = conn.info("keyspace").await?;
-    Ok(info
-        .iter()
-        .filter(|(k, _)| k.starts_with("db"))
-        .filter_map(|(_, v)| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
-        .filter_map(|n| n.parse::<u64>().ok())
-        .sum())
+pub(crate) async fn total_keys(conn: &mut Conn) -> Result<u64, ClientError> {
+    Ok(conn.info("keyspace").await?.total_keys())
 }
 
 /// Reads what [`choice::choose`] needs from the two servers.
@@ -52,7 +48,7 @@ pub(crate) async fn gather_facts(
     target: &mut Conn,
     relay: &RelaySettings,
 ) -> RelayFacts {
-    let show = |e: ConnError| e.to_string();
+    let show = |e: ClientError| e.to_string();
     let source_kind = server_kind(source).await.map_err(show);
     let target_kind = server_kind(target).await.map_err(show);
     let target_keys = total_keys(target).await.map_err(show);
@@ -71,7 +67,7 @@ pub(crate) async fn gather_facts(
 /// Whether Ferry may run `REPLICAOF` and `CONFIG SET` on the target.
 async fn commands_allowed(target: &mut Conn, kind: Option<&ServerKind>) -> Result<(), String> {
     let cluster = target.info("cluster").await.map_err(|e| e.to_string())?;
-    if cluster.get("cluster_enabled").map(String::as_str) == Some("1") {
+    if cluster.get("cluster_enabled") == Some("1") {
         return Err("it runs in cluster mode, where REPLICAOF is refused".into());
     }
     match target.call(&["CONFIG", "GET", "masterauth"]).await {
@@ -135,7 +131,7 @@ pub(crate) struct Prepared {
 }
 
 /// Reads the settings a relay changes, before it changes them.
-pub(crate) async fn read_settings(target: &mut Conn) -> Result<RelayTargetSettings, ConnError> {
+pub(crate) async fn read_settings(target: &mut Conn) -> Result<RelayTargetSettings, ClientError> {
     let masterauth = config_get(target, "masterauth").await?;
     Ok(RelayTargetSettings {
         replica_read_only: config_get(target, "replica-read-only").await?,
@@ -145,7 +141,7 @@ pub(crate) async fn read_settings(target: &mut Conn) -> Result<RelayTargetSettin
     })
 }
 
-async fn config_get(conn: &mut Conn, name: &str) -> Result<String, ConnError> {
+async fn config_get(conn: &mut Conn, name: &str) -> Result<String, ClientError> {
     let reply = conn.call_ok(&["CONFIG", "GET", name]).await?;
     let value = match reply {
         Frame::Array(items) => items.get(1).and_then(|v| v.as_bytes().cloned()),
@@ -164,7 +160,7 @@ pub(crate) async fn prepare(
     url: &RedisUrl,
     original: &RelayTargetSettings,
     keep: Option<&str>,
-) -> Result<Prepared, ConnError> {
+) -> Result<Prepared, ClientError> {
     let current = config_get(target, "masterauth").await?;
     let secret = if original.masterauth_generated {
         let wanted = match keep {
@@ -173,7 +169,7 @@ pub(crate) async fn prepare(
             None if current.starts_with(SECRET_PREFIX) => current.clone(),
             None => format!(
                 "{SECRET_PREFIX}{}",
-                crate::relay::random_hex(32).map_err(|e| ConnError::Io {
+                crate::relay::random_hex(32).map_err(|e| ClientError::Io {
                     addr: target.addr().to_string(),
                     source: e,
                 })?
@@ -213,12 +209,12 @@ pub(crate) struct Release {
 impl Release {
     /// Runs on a fresh connection (the job's may be mid-call or gone). Returns the settings put
     /// back, as `name=value`.
-    pub async fn run(&self) -> Result<Vec<String>, ConnError> {
+    pub async fn run(&self) -> Result<Vec<String>, ClientError> {
         let mut conn = Conn::connect(&self.url).await?;
         self.run_on(&mut conn).await
     }
 
-    pub async fn run_on(&self, conn: &mut Conn) -> Result<Vec<String>, ConnError> {
+    pub async fn run_on(&self, conn: &mut Conn) -> Result<Vec<String>, ClientError> {
         conn.call_ok(&["REPLICAOF", "NO", "ONE"]).await?;
         let mut restored = vec!["replicaof=no one".to_string()];
         let o = &self.original;
@@ -273,9 +269,9 @@ pub(crate) struct TargetRole {
     pub syncing: bool,
 }
 
-pub(crate) async fn role(target: &mut Conn) -> Result<TargetRole, ConnError> {
+pub(crate) async fn role(target: &mut Conn) -> Result<TargetRole, ClientError> {
     let info = target.info("replication").await?;
-    let get = |k: &str| info.get(k).cloned().unwrap_or_default();
+    let get = |k: &str| info.get(k).unwrap_or_default().to_string();
     let master = (get("role") == "slave").then(|| {
         (
             get("master_host"),

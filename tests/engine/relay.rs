@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry::engine::{EngineError, Tuning};
+use ferry::model::EventKind;
 use ferry::relay::{RelayHub, RelaySettings};
 use ferry::spec::{Mode, OnConflict, Options, Transfer, TransferKind, Verify};
-use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::helpers::*;

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry::model::EventKind;
 use ferry::rdb::version::rdb_version_for_version_string;
 use ferry::spec::Mode;
-use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::compare::{differences, key_count};

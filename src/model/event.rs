@@ -1,33 +1,179 @@
 //! The event model: every fact Ferry records, as past-tense types.
 //!
-//! Events are the only state Ferry keeps about a migration. They are appended, never edited, and
-//! folded into views by `jobs`. So this file is the schema of the audit trail: add variants and
-//! optional fields freely, but never change the meaning of an existing one, because old logs must
-//! keep folding.
+//! Events are the only state Ferry keeps about migrations, backups and restores. They are
+//! appended, never edited, and folded into typed states by [`crate::aggregate`]. So this file is
+//! the schema of the audit trail: add variants and optional fields freely, but never change the
+//! meaning of an existing one, because old logs must keep folding.
 //!
 //! No variant may carry a secret. URLs inside specs serialize redacted (see [`crate::redis_url`]).
+//!
+//! ## The envelope on the wire
+//! `{seq, aggregate_type, aggregate_id, migration_id?, at, actor, type, data}`. Before the
+//! reshaping the envelope had only `migration_id`, which also held backup ids. It now names the
+//! aggregate (`migration`, `backup` or `restore`) and its id; `migration_id` is still written for
+//! migration events, so clients that read it keep working, and is omitted for the others (where it
+//! was never a migration id). Reading accepts both shapes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::report::{ValidationReport, VerificationReport};
 use crate::spec::{MigrationSpec, TransferKind};
 
 /// Who caused an event: `api` (or the API token's name) for requests, `engine` for the worker.
 pub type Actor = String;
 
+/// The kind of long-running thing an event belongs to: each has its own state, fold and lock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateType {
+    Migration,
+    Backup,
+    Restore,
+}
+
+impl AggregateType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateType::Migration => "migration",
+            AggregateType::Backup => "backup",
+            AggregateType::Restore => "restore",
+        }
+    }
+
+    /// The aggregate of an event stored before the type was recorded with it. Backup and restore
+    /// events then sat under their backup's id (the backup's own history) or under a migration's
+    /// id (its restore point, its rollback); everything else was a migration's.
+    pub fn of_legacy(id: Uuid, kind: &EventKind) -> AggregateType {
+        match kind {
+            EventKind::BackupStarted { backup_id, .. }
+            | EventKind::BackupProgress { backup_id, .. }
+            | EventKind::BackupProgress { backup_id, .. }
+            | EventKind::BackupCompleted { backup_id, .. }
+            | EventKind::BackupFailed { backup_id, .. }
+            | EventKind::BackupDeleted { backup_id }
+                if *backup_id == id =>
+            {
+                AggregateType::Backup
+            }
+            EventKind::RestoreStarted { backup_id, .. }
+            | EventKind::RestoreProgress { backup_id, .. }
+            | EventKind::RestoreProgress { backup_id, .. }
+            | EventKind::RestoreCompleted { backup_id, .. }
+            | EventKind::RestoreFailed { backup_id, .. }
+                if *backup_id == id =>
+            {
+                AggregateType::Restore
+            }
+            _ => AggregateType::Migration,
+        }
+    }
+}
+
+impl std::fmt::Display for AggregateType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The envelope stored in the log. `seq` increases across the whole log, with no gaps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub seq: u64,
-    /// The migration (or backup) the event belongs to.
-    pub migration_id: Uuid,
+    pub aggregate_type: AggregateType,
+    /// The migration, backup or restore the event belongs to.
+    pub aggregate_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub kind: EventKind,
+}
+
+/// [`Event`] as the API writes it (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Event)]
+pub struct EventWire {
+    pub seq: u64,
+    /// `migration`, `backup` or `restore`.
+    pub aggregate_type: AggregateType,
+    /// The migration, backup or restore the event belongs to.
+    pub aggregate_id: Uuid,
+    /// The same id again, for migration events only (kept for clients of the first envelope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_id: Option<Uuid>,
     #[schema(value_type = String, format = DateTime)]
     pub at: DateTime<Utc>,
     pub actor: Actor,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+impl From<&Event> for EventWire {
+    fn from(e: &Event) -> Self {
+        EventWire {
+            seq: e.seq,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            migration_id: (e.aggregate_type == AggregateType::Migration).then_some(e.aggregate_id),
+            at: e.at,
+            actor: e.actor.clone(),
+            kind: e.kind.clone(),
+        }
+    }
+}
+
+/// An event as read back: either envelope (only `migration_id`, or `aggregate_*`).
+#[derive(Deserialize)]
+struct EventIn {
+    seq: u64,
+    #[serde(default)]
+    aggregate_type: Option<AggregateType>,
+    #[serde(default)]
+    aggregate_id: Option<Uuid>,
+    #[serde(default)]
+    migration_id: Option<Uuid>,
+    at: DateTime<Utc>,
+    actor: Actor,
+    #[serde(flatten)]
+    kind: EventKind,
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EventWire::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let e = EventIn::deserialize(deserializer)?;
+        let id = e
+            .aggregate_id
+            .or(e.migration_id)
+            .ok_or_else(|| serde::de::Error::missing_field("aggregate_id"))?;
+        let aggregate_type = e
+            .aggregate_type
+            .unwrap_or_else(|| AggregateType::of_legacy(id, &e.kind));
+        Ok(Event {
+            seq: e.seq,
+            aggregate_type,
+            aggregate_id: id,
+            at: e.at,
+            actor: e.actor,
+            kind: e.kind,
+        })
+    }
+}
+
+/// The last durable progress of a live migration, as recorded in its `Checkpoint` events: where a
+/// restarted engine continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub replid: String,
+    pub applied_offset: i64,
 }
 
 /// What happened. Serialized as `{"type": "SnapshotStarted", "data": {...}}`.
@@ -58,6 +204,12 @@ pub enum EventKind {
     },
     /// Under the backup's id: the file is complete and durable. Under a migration's id: the
     /// migration's restore point is taken.
+    /// A checkpoint of a running capture: the bytes stored so far (at most about once a second),
+    /// so the view's `bytes` comes from the log and survives a restart.
+    BackupProgress {
+        backup_id: Uuid,
+        bytes: u64,
+    },
     BackupCompleted {
         backup_id: Uuid,
         bytes: u64,
@@ -73,13 +225,25 @@ pub enum EventKind {
     BackupDeleted {
         backup_id: Uuid,
     },
-    /// A backup is being loaded into a server (under the backup's id; a rollback also records it
+    /// A backup is being loaded into a server: a restore began (under the restore's own id; logs
+    /// from before restores were resources hold it under the backup's id, and a rollback's copy
     /// under the migration's id).
     RestoreStarted {
         backup_id: Uuid,
         /// The server restored into, password redacted.
         target: String,
         on_conflict: crate::spec::OnConflict,
+        /// Set when the restore is the rollback of this migration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_migration: Option<Uuid>,
+    },
+    /// A checkpoint of a running restore (at most about once a second).
+    RestoreProgress {
+        backup_id: Uuid,
+        rdb_bytes_read: u64,
+        rdb_bytes_total: Option<u64>,
+        keys_written: u64,
+        keys_skipped: u64,
     },
     RestoreCompleted {
         backup_id: Uuid,
@@ -186,9 +350,55 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// The migration is being rolled back: restore `restore_id` loads its restore point.
+    RollbackRequested {
+        restore_id: Uuid,
+        backup_id: Uuid,
+    },
+    /// The rollback's restore ended: `restored` says whether the target holds its earlier data.
+    RollbackEnded {
+        restore_id: Uuid,
+        restored: bool,
+    },
 }
 
 impl EventKind {
+    /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
+    /// checks it against serde's own list of variants, so it cannot drift from the enum.
+    pub const TYPE_NAMES: [&'static str; 31] = [
+        "MigrationCreated",
+        "MigrationUpdated",
+        "ValidationStarted",
+        "ValidationCompleted",
+        "MigrationStarted",
+        "BackupStarted",
+        "BackupProgress",
+        "BackupCompleted",
+        "BackupFailed",
+        "BackupDeleted",
+        "RestoreStarted",
+        "RestoreProgress",
+        "RestoreCompleted",
+        "RestoreFailed",
+        "TransferChosen",
+        "TargetReleased",
+        "SnapshotStarted",
+        "SnapshotProgress",
+        "SnapshotCompleted",
+        "StreamingStarted",
+        "Checkpoint",
+        "LinkLost",
+        "LinkResumed",
+        "CutoverStarted",
+        "CutoverCompleted",
+        "VerificationCompleted",
+        "MigrationCompleted",
+        "MigrationFailed",
+        "MigrationCancelled",
+        "RollbackRequested",
+        "RollbackEnded",
+    ];
+
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -198,10 +408,12 @@ impl EventKind {
             EventKind::ValidationCompleted { .. } => "ValidationCompleted",
             EventKind::MigrationStarted { .. } => "MigrationStarted",
             EventKind::BackupStarted { .. } => "BackupStarted",
+            EventKind::BackupProgress { .. } => "BackupProgress",
             EventKind::BackupCompleted { .. } => "BackupCompleted",
             EventKind::BackupFailed { .. } => "BackupFailed",
             EventKind::BackupDeleted { .. } => "BackupDeleted",
             EventKind::RestoreStarted { .. } => "RestoreStarted",
+            EventKind::RestoreProgress { .. } => "RestoreProgress",
             EventKind::RestoreCompleted { .. } => "RestoreCompleted",
             EventKind::RestoreFailed { .. } => "RestoreFailed",
             EventKind::TransferChosen { .. } => "TransferChosen",
@@ -219,6 +431,8 @@ impl EventKind {
             EventKind::MigrationCompleted { .. } => "MigrationCompleted",
             EventKind::MigrationFailed { .. } => "MigrationFailed",
             EventKind::MigrationCancelled { .. } => "MigrationCancelled",
+            EventKind::RollbackRequested { .. } => "RollbackRequested",
+            EventKind::RollbackEnded { .. } => "RollbackEnded",
         }
     }
 }
@@ -229,10 +443,12 @@ impl EventKind {
     pub fn backup_id(&self) -> Option<Uuid> {
         match self {
             EventKind::BackupStarted { backup_id, .. }
+            | EventKind::BackupProgress { backup_id, .. }
             | EventKind::BackupCompleted { backup_id, .. }
             | EventKind::BackupFailed { backup_id, .. }
             | EventKind::BackupDeleted { backup_id }
             | EventKind::RestoreStarted { backup_id, .. }
+            | EventKind::RestoreProgress { backup_id, .. }
             | EventKind::RestoreCompleted { backup_id, .. }
             | EventKind::RestoreFailed { backup_id, .. } => Some(*backup_id),
             _ => None,
@@ -255,11 +471,27 @@ pub struct BackupDetails {
     pub databases: Vec<BackupDb>,
 }
 
+/// A completed backup's record: what validation and a migration from the file read about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBackup {
+    pub id: Uuid,
+    pub bytes: u64,
+    pub details: BackupDetails,
+}
+
 /// One database in a backup.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BackupDb {
     pub db: u64,
     pub keys: u64,
+}
+
+/// A transfer chosen by an earlier run of a migration (its latest `TransferChosen`), with what a
+/// relay must put back on the target: a restarted engine keeps the choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorTransfer {
+    pub kind: TransferKind,
+    pub relay_target: Option<RelayTargetSettings>,
 }
 
 /// A relay target's settings before Ferry changed them (none of them is a secret: a `masterauth`
@@ -289,94 +521,43 @@ pub enum ResumeKind {
     Full,
 }
 
-/// Outcome of one check, and of a whole report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CheckStatus {
-    Pass,
-    Warn,
-    Fail,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One pre-flight check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "source.connect", "status": "pass",
-    "message": "connected to 127.0.0.1:6379 (Redis 7.2.4)", "details": {"latency_ms": 1}}))]
-pub struct CheckResult {
-    /// Stable id, such as `source.connect` or `capacity.memory`.
-    pub id: String,
-    pub status: CheckStatus,
-    /// One line that says what was found and, when it is not a pass, what to do.
-    pub message: String,
-    /// Measured values behind the verdict.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-}
-
-/// The overall verdict of a validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ReportStatus {
-    Passed,
-    PassedWithWarnings,
-    Failed,
-}
-
-/// The result of `POST /v1/migrations/{id}/validate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ValidationReport {
-    pub status: ReportStatus,
-    pub checks: Vec<CheckResult>,
-}
-
-impl ValidationReport {
-    /// Builds a report whose status follows from its worst check.
-    pub fn from_checks(checks: Vec<CheckResult>) -> Self {
-        let worst = checks.iter().map(|c| c.status).max();
-        let status = match worst {
-            Some(CheckStatus::Fail) => ReportStatus::Failed,
-            Some(CheckStatus::Warn) => ReportStatus::PassedWithWarnings,
-            _ => ReportStatus::Passed,
-        };
-        ValidationReport { status, checks }
+    /// serde's own list of the variants, from the message it gives for an unknown one.
+    fn serde_variants() -> Vec<String> {
+        let err = serde_json::from_value::<EventKind>(serde_json::json!({"type": "?", "data": {}}))
+            .unwrap_err()
+            .to_string();
+        let list = err.split("expected one of ").nth(1).expect(&err);
+        list.split(", ")
+            .map(|v| {
+                v.trim_matches(|c: char| c == '`' || c.is_whitespace())
+                    .to_string()
+            })
+            .map(|v| v.split('`').next().unwrap_or_default().to_string())
+            .collect()
     }
-}
 
-/// How a key differed between source and target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Difference {
-    Missing,
-    Extra,
-    Type,
-    Value,
-    Ttl,
-}
+    #[test]
+    fn the_type_list_is_exactly_the_enum() {
+        assert_eq!(serde_variants(), EventKind::TYPE_NAMES.to_vec());
+    }
 
-/// One key that did not match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ProblemKey {
-    pub db: u32,
-    /// The key, lossily decoded as UTF-8 for display.
-    pub key: String,
-    pub difference: Difference,
-}
-
-/// What verification compared and found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct VerificationReport {
-    pub mode: crate::spec::Verify,
-    pub checked: u64,
-    pub missing: u64,
-    pub different: u64,
-    pub extra: u64,
-    /// The first 100 problem keys.
-    pub problems: Vec<ProblemKey>,
-}
-
-impl VerificationReport {
-    pub fn is_clean(&self) -> bool {
-        self.missing == 0 && self.different == 0 && self.extra == 0
+    #[test]
+    fn an_event_of_the_first_envelope_reads_as_a_migration_or_backup_event() {
+        let old = serde_json::json!({"seq": 3, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f",
+            "at": "2026-01-01T12:00:00Z", "actor": "api", "type": "MigrationStarted", "data": {}});
+        let event: Event = serde_json::from_value(old).unwrap();
+        assert_eq!(event.aggregate_type, AggregateType::Migration);
+        let id = Uuid::now_v7();
+        let backup = serde_json::json!({"seq": 4, "migration_id": id, "at": "2026-01-01T12:00:00Z",
+            "actor": "api", "type": "BackupDeleted", "data": {"backup_id": id}});
+        let event: Event = serde_json::from_value(backup).unwrap();
+        assert_eq!(event.aggregate_type, AggregateType::Backup);
+        let wire = serde_json::to_value(&event).unwrap();
+        assert_eq!(wire["aggregate_type"], "backup");
+        assert!(wire.get("migration_id").is_none(), "{wire}");
     }
 }

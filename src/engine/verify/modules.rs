@@ -20,7 +20,7 @@
 
 use bytes::Bytes;
 
-use super::conn::{Conn, ConnError};
+use crate::client::{ClientError, Conn};
 use crate::resp::Frame;
 
 /// Renders a reply as byte strings (arrays with a `*N` marker so that structure shows).
@@ -60,7 +60,7 @@ async fn scandump(
     command: &[u8],
     key: &[u8],
     out: &mut Vec<Bytes>,
-) -> Result<(), ConnError> {
+) -> Result<(), ClientError> {
     let mut iter = Bytes::from_static(b"0");
     // Bounded: a filter has few chunks; a misbehaving module must not loop us forever.
     for _ in 0..100_000 {
@@ -91,7 +91,7 @@ pub(crate) async fn canonical(
     conn: &mut Conn,
     kind: &str,
     key: &[u8],
-) -> Result<Option<Vec<Bytes>>, ConnError> {
+) -> Result<Option<Vec<Bytes>>, ClientError> {
     let mut out = vec![];
     match kind {
         "ReJSON-RL" => flatten(
