@@ -51,11 +51,16 @@ mod adapt;
 mod conn;
 mod error;
 mod from_file;
+mod import_mode;
 mod load;
 mod recover;
 pub mod resume;
 mod snapshot;
 mod stream;
+mod translate;
+mod translate_lua;
+#[cfg(test)]
+mod translate_tests;
 mod verify;
 mod verify_file;
 mod verify_modules;
@@ -76,7 +81,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::rdb::version::rdb_version_for_version_string;
+use crate::rdb::version::{Fork, ServerVersion};
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
@@ -189,7 +194,10 @@ pub async fn run_with(
         controls,
         tuning,
         paused: paused.clone(),
+        import_mode: Arc::default(),
     };
+    let import = migration.import_mode.clone();
+    let target_url = migration.job.spec.target.url.clone();
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
@@ -199,6 +207,9 @@ pub async fn run_with(
     if paused.load(Ordering::Acquire) {
         release_pause(&source_url).await;
     }
+    // And an import mode we switched on is switched off again.
+    let import = *import.lock().unwrap_or_else(|e| e.into_inner());
+    import_mode::end(&target_url, import).await;
     result
 }
 
@@ -261,10 +272,54 @@ impl Reporter {
 /// What the engine learned about the two servers before starting.
 #[derive(Debug, Clone)]
 pub(crate) struct Servers {
+    /// The servers for messages, with their fork (`Redis 8.2.3`, `Valkey 9.1.2`).
     pub source_version: String,
     pub target_version: String,
+    /// The target's fork and version: what it reads and which commands it has.
+    pub target: ServerVersion,
     /// The highest RDB version the target accepts in a DUMP payload.
     pub target_rdb: u16,
+    /// Module names in the target's `MODULE LIST` (empty when it cannot be asked).
+    pub target_modules: Vec<String>,
+    /// The user's `drop_field_ttls`.
+    pub drop_field_ttls: bool,
+    /// Valkey's import mode on the target (see [`import_mode`]).
+    pub import_mode: import_mode::ImportMode,
+}
+
+impl Servers {
+    /// What the engine knows of a target before anything is written to it.
+    pub(crate) async fn of_target(
+        target: &mut Conn,
+        drop_field_ttls: bool,
+    ) -> Result<Servers, ConnError> {
+        let server = server_version(target).await?;
+        let target_modules = module_names(target).await;
+        Ok(Servers {
+            source_version: String::new(),
+            target_version: server.to_string(),
+            target: server,
+            target_rdb: server.rdb_version(),
+            target_modules,
+            drop_field_ttls,
+            import_mode: import_mode::ImportMode::default(),
+        })
+    }
+
+    /// How the stream's commands are rewritten for this target.
+    pub(crate) fn target_profile(&self) -> translate::TargetProfile {
+        translate::TargetProfile {
+            server: self.target,
+            drop_field_ttls: self.drop_field_ttls,
+        }
+    }
+
+    /// A new writer connection, marked as Valkey's importer when the target is in import mode.
+    pub(crate) async fn prepare_writer(&self, conn: &mut Conn) -> Result<(), EngineError> {
+        import_mode::mark_writer(conn, self.import_mode)
+            .await
+            .map_err(EngineError::target)
+    }
 }
 
 struct Migration {
@@ -277,6 +332,8 @@ struct Migration {
     controls: Controls,
     tuning: Tuning,
     paused: Arc<AtomicBool>,
+    /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
+    import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -295,14 +352,12 @@ impl Migration {
         let source_version = server_version(&mut source)
             .await
             .map_err(EngineError::source)?;
-        let target_version = server_version(&mut target)
+        let mut servers = Servers::of_target(&mut target, spec.options.drop_field_ttls)
             .await
             .map_err(EngineError::target)?;
-        let servers = Servers {
-            target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
-            source_version,
-            target_version,
-        };
+        servers.source_version = source_version.to_string();
+        servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
+        *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(
             source = %self.source_url, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
@@ -355,9 +410,10 @@ impl Migration {
         let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
-        let writer_conn = Conn::connect(&spec.target.url)
+        let mut writer_conn = Conn::connect(&spec.target.url)
             .await
             .map_err(EngineError::target)?;
+        servers.prepare_writer(&mut writer_conn).await?;
 
         let (replid, offset) = match link.start().clone() {
             SyncStart::Full {
@@ -535,6 +591,7 @@ impl Migration {
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
                 target_rdb: servers.target_rdb,
+                target: servers.target_profile(),
             }
             .run()
             .await;
@@ -586,7 +643,8 @@ impl Migration {
             let (new_link, id) = self.reconnect(&replid, applied, &cause).await?;
             link = new_link;
             replid = id;
-            let conn = self.reconnect_conn(Link::Target, &cause).await?;
+            let mut conn = self.reconnect_conn(Link::Target, &cause).await?;
+            servers.prepare_writer(&mut conn).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
             writer.select(db).await?;
@@ -641,11 +699,31 @@ impl Migration {
     }
 }
 
-async fn server_version(conn: &mut Conn) -> Result<String, ConnError> {
+/// The server's fork and version from `INFO server`; one that does not say is taken for an old
+/// Redis (6.0, RDB 9), so that nothing newer than it reads is sent to it.
+async fn server_version(conn: &mut Conn) -> Result<ServerVersion, ConnError> {
     let info = conn.info("server").await?;
-    Ok(info
-        .get("redis_version")
-        .or_else(|| info.get("valkey_version"))
-        .cloned()
-        .unwrap_or_default())
+    Ok(
+        ServerVersion::from_info(|field| info.get(field).map(String::as_str))
+            .unwrap_or(ServerVersion::new(Fork::Redis, 6, 0, 0)),
+    )
+}
+
+/// The names `MODULE LIST` gives; none when the server refuses the command (a managed service),
+/// in which case module keys are left to the target's own `RESTORE` to accept or refuse.
+async fn module_names(conn: &mut Conn) -> Vec<String> {
+    let Ok(crate::resp::Frame::Array(modules)) = conn.call(&["MODULE", "LIST"]).await else {
+        return Vec::new();
+    };
+    modules
+        .iter()
+        .filter_map(|module| match module {
+            crate::resp::Frame::Array(fields) => fields
+                .chunks(2)
+                .find(|kv| kv[0].as_bytes().is_some_and(|k| &k[..] == b"name"))
+                .and_then(|kv| kv.get(1)?.as_bytes())
+                .map(|name| String::from_utf8_lossy(name).into_owned()),
+            _ => None,
+        })
+        .collect()
 }

@@ -21,7 +21,6 @@ use super::facts::{Connected, ServerFacts};
 use super::info::Info;
 use super::{connect_options, measure_local, ValidateContext};
 use crate::backup::{BackupStatus, BackupView};
-use crate::rdb::version::rdb_version_for_version_string;
 use crate::spec::MigrationSpec;
 use crate::store::event::{CheckResult, CheckStatus, ValidationReport};
 
@@ -153,15 +152,9 @@ fn versions(backup: Option<&BackupView>, target: &ServerFacts) -> CheckResult {
     let file_rdb = backup
         .and_then(|b| b.details.as_ref())
         .map(|d| d.rdb_version);
-    let target_version = target
-        .info
-        .as_ref()
-        .ok()
-        .and_then(|info| info.version())
-        .map(str::to_string);
-    let target_rdb = target_version
-        .as_deref()
-        .and_then(rdb_version_for_version_string);
+    let target_server = target.info.as_ref().ok().and_then(|info| info.server());
+    let target_version = target_server.map(|s| s.to_string());
+    let target_rdb = target_server.map(|s| s.rdb_version());
     let details = Some(json!({
         "file_rdb_version": file_rdb,
         "target_version": target_version,

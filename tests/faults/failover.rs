@@ -32,6 +32,7 @@ pub fn spec(source: &RedisServer, target: &RedisServer) -> MigrationSpec {
             verify: Verify::Full,
             pause_source_writes_on_cutover: false,
             auto_cutover: false,
+            drop_field_ttls: false,
         },
     }
 }

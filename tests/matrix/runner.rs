@@ -29,6 +29,7 @@ pub fn spec(source: &RedisServer, target: &RedisServer, mode: Mode) -> Migration
             verify: Verify::Full,
             pause_source_writes_on_cutover: true,
             auto_cutover: false,
+            drop_field_ttls: false,
         },
     }
 }

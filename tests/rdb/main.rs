@@ -115,6 +115,7 @@ fn round_trip(version: &str) {
         max_chunk_bytes: 64 * 1024,
         max_chunk_items: 7,
         target_rdb: rdb_version,
+        drop_field_ttls: false,
     };
     let mut db = u64::MAX;
     let mut type_bytes = std::collections::BTreeSet::new();
@@ -292,6 +293,7 @@ fn commands_carry_a_7_4_dataset_into_6_2() {
         max_chunk_bytes: 16 * 1024,
         max_chunk_items: 5,
         target_rdb: 9,
+        drop_field_ttls: false,
     };
     let mut refused = std::collections::BTreeSet::new();
     for e in entries(&items) {
