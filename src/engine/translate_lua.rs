@@ -103,8 +103,12 @@ return delete_unreferenced(KEYS[1], ARGV)"
 /// `ACKED` walks from the oldest entry and deletes the unreferenced ones, skipping the others,
 /// until the length (MAXLEN) or the id (MINID) is reached: measured on Redis 8.2.3, where
 /// `XTRIM MAXLEN 4 ACKED` over six entries whose first is pending deletes the second and third.
-/// Such a trim does not move the stream's max-deleted id (a trim never does); `XDEL` does, so the
-/// script puts it back (7.0+; 6.2 has no such id).
+/// Such a trim does not move the stream's max-deleted id (a trim never does). The deleted run at
+/// the head goes by an exact `XTRIM MINID`, which does not move it either; an entry behind a
+/// kept one can only go by `XDEL`, which does, so the script sets the id back with `XSETID …
+/// MAXDELETEDID` (7.0+). One case stays inexact: a stream that never had a deletion has
+/// max-deleted id `0-0`, which `XSETID` does not accept as a value (it leaves the id as is), so
+/// after such a mid-stream deletion the target reports the deleted entry's id there.
 pub(crate) fn trim_with_policy() -> String {
     format!(
         "{STREAM_HELPERS}
@@ -136,7 +140,8 @@ for i = 1, #info, 2 do
 end
 local gs = groups(key)
 local len, goal = redis.call('XLEN', key), tonumber(threshold)
-local removed, cursor = 0, '-'
+local head, rest, kept, last = {{}}, {{}}, nil, nil
+local cursor = '-'
 while true do
   if strategy == 'MAXLEN' and len <= goal then break end
   local batch
@@ -148,18 +153,34 @@ while true do
   if #batch == 0 then break end
   for _, e in ipairs(batch) do
     if strategy == 'MAXLEN' and len <= goal then break end
-    if not referenced(key, gs, e[1]) then
-      redis.call('XDEL', key, e[1])
+    local id = e[1]
+    last = id
+    if referenced(key, gs, id) then
+      if not kept then kept = id end
+    else
+      if kept then rest[#rest + 1] = id else head[#head + 1] = id end
       len = len - 1
-      removed = removed + 1
     end
-    cursor = '(' .. e[1]
+    cursor = '(' .. id
   end
 end
-if removed > 0 and maxdel then
+if #head > 0 then
+  local after = kept
+  if not after then
+    local nxt = redis.call('XRANGE', key, '(' .. last, '+', 'COUNT', 1)
+    if #nxt > 0 then after = nxt[1][1] end
+  end
+  if after then
+    redis.call('XTRIM', key, 'MINID', '=', after)
+  else
+    redis.call('XTRIM', key, 'MAXLEN', '=', 0)
+  end
+end
+for _, id in ipairs(rest) do redis.call('XDEL', key, id) end
+if #rest > 0 and maxdel and maxdel ~= '0-0' then
   redis.call('XSETID', key, lastid, 'MAXDELETEDID', maxdel)
 end
-return removed"
+return #head + #rest"
     )
 }
 
