@@ -88,6 +88,19 @@ pub const TABLE: &[Row] = &[
         },
     },
     Row {
+        name: "HSETEX and HGETDEL inside MULTI",
+        on: hash_ex,
+        round: |n| {
+            vec![
+                "MULTI".to_string(),
+                format!("HSETEX nc:tx PX 600000 FIELDS 2 f{n} v g{n} w"),
+                format!("HGETDEL nc:tx FIELDS 1 g{n}"),
+                format!("SET nc:tx:n {n}"),
+                "EXEC".to_string(),
+            ]
+        },
+    },
+    Row {
         name: "XDELEX and XACKDEL with KEEPREF, DELREF, ACKED",
         on: redis_8_2,
         round: |n| {
