@@ -194,6 +194,16 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     }
                 }
             }
+            Item::Header { version, fork } => {
+                // Type numbers are read per the file's own fork and version (its magic); the
+                // source's INFO is what the handshake announced to (see `REPLCONF version`).
+                tracing::info!(
+                    rdb_version = version,
+                    rdb_fork = %fork,
+                    source = %self.servers.source_version,
+                    "source RDB header"
+                );
+            }
             Item::Entry(entry) => self.entry(entry, now, counts).await?,
             Item::Function { code } => self.function(*db, &code).await?,
             Item::Aux { key, value } if &key[..] == b"lua" => {
