@@ -228,6 +228,13 @@ const NAMES: [&str; 20] = [
 ];
 
 fn may_translate(name: &Bytes, args: &[Bytes]) -> bool {
+    // Every name in the list starts with one of these letters.
+    if !name
+        .first()
+        .is_some_and(|c| b"HXBSDMV".contains(&c.to_ascii_uppercase()))
+    {
+        return false;
+    }
     let eq = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
     if eq("SET") {
         // IFEQ, IFNE, IFDEQ, IFDNE

@@ -171,6 +171,16 @@ fn versions(backup: Option<&BackupView>, target: &ServerFacts) -> CheckResult {
              the file's writer"
                 .to_string(),
         ),
+        // Valkey 9 numbers its files from 80 and reads Redis' 12+ types as foreign: comparing
+        // the numbers across forks says nothing.
+        (Some(file), Some(target)) if (file >= 80) != (target >= 80) => (
+            CheckStatus::Warn,
+            format!(
+                "the file (RDB {file}) and the target (RDB {target}) are of different forks \
+                 (Redis, Valkey): values in an encoding the target reads load as RESTORE, the \
+                 others (hashes with field TTLs) are rewritten as plain commands"
+            ),
+        ),
         (Some(file), Some(target)) if file <= target => (
             CheckStatus::Pass,
             format!(
