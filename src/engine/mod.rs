@@ -7,14 +7,15 @@
 //! [`EngineError::Cancelled`], `MigrationFailed` (with [`EngineError::code`]) otherwise.
 //!
 //! ## How a migration runs
-//! 1. Admin connections to both servers learn their versions (the target's decides which RDB
-//!    version a DUMP payload may carry).
+//! 1. Admin connections to both servers learn their fork and version (`servers`: the target's
+//!    decides which RDB version a DUMP payload may carry, which values and commands must be
+//!    rewritten, and whether Valkey's `import_mode` keeps it from expiring keys meanwhile).
 //! 2. The replication link ([`crate::replication`]) handshakes as a replica and receives the RDB.
 //!    `snapshot` parses it as it streams and turns each key into a `RESTORE` (or into plain
 //!    commands when the target cannot take the payload), written by the pipelined `writer`
 //!    within a bounded window. Nothing is spooled to disk.
 //! 3. In `live` mode, `stream` then replays the command stream in order, keeping transactions
-//!    whole, and acknowledges to the source only the offset the target has *answered*. Cutover
+//!    whole, rewriting what the target lacks (`translate`, `adapt`), and acknowledges to the source only the offset the target has *answered*. Cutover
 //!    (manual, or automatic at zero lag) optionally pauses writes on the source, waits until the
 //!    applied offset reaches the source's, and verifies.
 //! 4. `verify` compares source and target (key counts and a sample, or every key).
