@@ -17,8 +17,8 @@ pub(crate) struct Servers {
     pub target: ServerVersion,
     /// The highest RDB version the target accepts in a DUMP payload.
     pub target_rdb: u16,
-    /// Module names in the target's `MODULE LIST` (empty when it cannot be asked).
-    pub target_modules: Vec<String>,
+    /// Module names in the target's `MODULE LIST`; `None` when it cannot be asked.
+    pub target_modules: Option<Vec<String>>,
     /// The user's `drop_field_ttls`.
     pub drop_field_ttls: bool,
     /// Valkey's import mode on the target (see [`import_mode`]).
@@ -70,13 +70,13 @@ pub(crate) async fn server_version(conn: &mut Conn) -> Result<ServerVersion, Con
     )
 }
 
-/// The names `MODULE LIST` gives; none when the server refuses the command (a managed service),
+/// The names `MODULE LIST` gives; `None` when the server refuses the command (a managed service),
 /// in which case module keys are left to the target's own `RESTORE` to accept or refuse.
-async fn module_names(conn: &mut Conn) -> Vec<String> {
+async fn module_names(conn: &mut Conn) -> Option<Vec<String>> {
     let Ok(crate::resp::Frame::Array(modules)) = conn.call(&["MODULE", "LIST"]).await else {
-        return Vec::new();
+        return None;
     };
-    modules
+    let names = modules
         .iter()
         .filter_map(|module| match module {
             crate::resp::Frame::Array(fields) => fields
@@ -86,5 +86,6 @@ async fn module_names(conn: &mut Conn) -> Vec<String> {
                 .map(|name| String::from_utf8_lossy(name).into_owned()),
             _ => None,
         })
-        .collect()
+        .collect();
+    Some(names)
 }

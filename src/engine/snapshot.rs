@@ -314,17 +314,18 @@ impl<I: RdbInput> Snapshot<'_, I> {
             return Ok(());
         };
         let module = module_of_type(&type_name);
-        let listed = &self.servers.target_modules;
-        let known = module.is_some_and(|m| listed.iter().any(|l| l.eq_ignore_ascii_case(m)));
-        // A module type we cannot map to a module name is left to the target's RESTORE, which
-        // refuses it by key if the module is missing.
-        if module.is_none() || known {
+        // A module type we cannot map to a module name, or a target that does not list its
+        // modules, is left to the target's RESTORE, which refuses the key if the module is missing.
+        let (Some(module), Some(listed)) = (module, &self.servers.target_modules) else {
+            return Ok(());
+        };
+        if listed.iter().any(|l| l.eq_ignore_ascii_case(module)) {
             return Ok(());
         }
         Err(EngineError::Unsupported(format!(
             "key `{}` (db {db}) holds a value of the `{}` module (type {type_name}), which the              target ({}) has not loaded: load the module on the target, or remove such keys",
             show_key(&entry.key),
-            module.unwrap_or_default(),
+            module,
             self.servers.target_version
         )))
     }
