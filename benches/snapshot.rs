@@ -238,7 +238,7 @@ fn live(c: &mut Criterion) {
                     };
                     let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
                     while let Some(e) = rx.recv().await {
-                        if matches!(e, ferry::store::EventKind::StreamingStarted { .. }) {
+                        if matches!(e, ferry::model::EventKind::StreamingStarted { .. }) {
                             break;
                         }
                     }
@@ -247,7 +247,7 @@ fn live(c: &mut Criterion) {
                     let goal = tokio::task::block_in_place(|| load(src, WRITES));
                     let loaded = started.elapsed();
                     while let Some(e) = rx.recv().await {
-                        if let ferry::store::EventKind::Checkpoint {
+                        if let ferry::model::EventKind::Checkpoint {
                             applied_offset,
                             lag_bytes,
                             ..

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferry::jobs::fold_all;
+use ferry::model::EventKind;
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, Options};
-use ferry::store::event::EventKind;
 use ferry::store::{NewEvent, Store};
 use uuid::Uuid;
 
@@ -84,7 +84,7 @@ fn append_throughput(c: &mut Criterion) {
                                     for i in 0..per_task {
                                         let kind = checkpoint((t * per_task + i) as u64);
                                         store
-                                            .append_one(NewEvent::new(id, "engine", kind))
+                                            .append_one(NewEvent::migration(id, "engine", kind))
                                             .await
                                             .expect("append");
                                     }
@@ -119,8 +119,8 @@ fn fold_million(c: &mut Criterion) {
         for m in 0..migrations {
             let id = Uuid::now_v7();
             let mut batch = vec![
-                NewEvent::new(id, "api", EventKind::MigrationCreated { spec: spec() }),
-                NewEvent::new(id, "api", EventKind::MigrationStarted {}),
+                NewEvent::migration(id, "api", EventKind::MigrationCreated { spec: spec() }),
+                NewEvent::migration(id, "api", EventKind::MigrationStarted {}),
             ];
             for i in 2..PER_MIGRATION {
                 let kind = if i < PER_MIGRATION / 2 {
@@ -128,7 +128,7 @@ fn fold_million(c: &mut Criterion) {
                 } else {
                     checkpoint(i)
                 };
-                batch.push(NewEvent::new(id, "engine", kind));
+                batch.push(NewEvent::migration(id, "engine", kind));
             }
             store.append(batch).await.expect("append");
             if m == 0 {
@@ -145,7 +145,7 @@ fn fold_million(c: &mut Criterion) {
             let store = Store::open(dir.path()).expect("open store");
             let (folded, stats) = fold_all(&store).expect("fold");
             assert_eq!(stats.events, migrations * PER_MIGRATION);
-            assert_eq!(folded.len() as u64, migrations);
+            assert_eq!(folded.migrations.len() as u64, migrations);
             drop(store);
         })
     });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the Redis servers the tests need (idempotent),
-# checks formatting and lints, runs every test against real servers, then renders /docs in Chromium.
+# checks formatting and lints, runs every test against real servers, proves the API contract with
+# Schemathesis against the real binary, then renders /docs in Chromium.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -- NAME    extra arguments go to `cargo test` (e.g. a test name filter)
@@ -12,5 +13,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 if [ "${1:-}" = "--" ]; then shift; fi
 cargo test --all-targets --locked "$@"
-# Swagger UI at /docs, rendered by a real headless Chromium (installed from Debian if missing).
-if [ $# -eq 0 ]; then bash scripts/check-docs.sh; fi
+if [ $# -eq 0 ]; then
+    # The OpenAPI contract, checked by Schemathesis in a loopback-only network namespace.
+    bash scripts/schemathesis.sh
+    # Swagger UI at /docs, rendered by a real headless Chromium (installed from Debian if missing).
+    bash scripts/check-docs.sh
+fi

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::api::auth::Token;
 use crate::redis_url::Secret;
 
 #[derive(Debug, Error)]
@@ -60,6 +59,13 @@ impl Default for LogSettings {
             filter: "info".into(),
         }
     }
+}
+
+/// A configured token, read from its environment variable: who it names and its value.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub name: String,
+    pub secret: Secret,
 }
 
 /// One API token: its name (the events' actor) and the environment variable holding it.

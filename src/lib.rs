@@ -1,33 +1,74 @@
 //! # Ferry
 //!
 //! Ferry moves a Redis dataset from a *source* server to a *target* server while both stay online,
-//! and records every step as an immutable event. A tour of the modules, in the order data flows:
+//! and records every step as an immutable event. Backups (RDB copies of a server) and restores of
+//! them are long-running things of the same shape.
 //!
-//! - [`api`]: HTTP (actix-web) and the OpenAPI document. Handlers translate requests into job
-//!   commands and projections into JSON; they hold no business rules and make no Redis calls.
-//! - [`jobs`]: the migration aggregate. A command (create, validate, start, cutover, cancel) is
-//!   checked against the state folded from events, and either becomes new events or is refused with
-//!   a typed error. The state machine lives here, once. The supervisor runs the engine for each job.
+//! ## The layers, and the rules that keep them
+//! ```text
+//! main ─► app (start-up) ─► api (HTTP only) ─► jobs (service: states + one command lock per aggregate)
+//!                  │                               │   command = lock → decide → store.append → fold
+//!                  ├─► supervisor ─────────────────┤──► aggregate (pure: decide, apply; Refusal)
+//!                  │     │ implements jobs::Worker └──► store (sled; no domain rules)
+//!                  │     ▼
+//!                  │   engine · backup · validate (all Redis and file I/O)
+//!                  │     ▼
+//!                  │   client (one admin Conn, one Info) ─► transport (TCP/TLS + AUTH)
+//!                  │     ▼                                   ▲
+//!                  │   replication · rdb · resp ─────────────┘ (format libraries)
+//!                  └─► config, telemetry      model · spec · redis_url · disk: plain types, used by all
+//! ```
+//! 1. **No module imports one that imports it back.** `/work/shared/tools/module-cycles src`
+//!    prints no `cycle:` line; the arrows above are the only directions.
+//! 2. **The code that decides does no I/O.** [`aggregate`] has no tokio, sockets, files or sled;
+//!    [`jobs`] talks only to the [`store`] and to the [`jobs::Worker`] port, which the
+//!    [`supervisor`] implements. So `jobs` makes no Redis call and `jobs` never imports the
+//!    supervisor: it holds it as a trait object.
+//! 3. **The code that does I/O reports only through events.** Engines, captures and restores run
+//!    as supervised tasks and report by calling the service's commands; progress reaches the
+//!    views only as checkpoint events (at most about one a second), so it survives a restart.
+//! 4. **HTTP types stay in [`api`].** Views are the aggregates' states; errors become
+//!    problem+json there and only there.
+//! 5. **One admin client.** Every admin call goes through [`client::Conn`], every `INFO` through
+//!    [`client::Info`], every connection through [`transport`] (shared with the replica handshake).
+//!
+//! ## The modules, in the order data flows
+//! - [`app`]: start-up: configuration, store, fold, supervisor, HTTP.
+//! - [`api`]: HTTP (actix-web) and the OpenAPI document. Handlers translate requests into service
+//!   commands and states into JSON.
+//! - [`jobs`]: the service layer: in-memory states, command locks, commands and queries.
+//! - [`aggregate`]: migrations, backups and restores: typed states, `decide`, one fold each.
 //! - [`store`]: the only code that knows sled. An append-only, durable event log with a global
-//!   sequence, per-migration reads and live subscriptions.
+//!   sequence, per-aggregate reads and live subscriptions.
+//! - [`supervisor`]: runs engines, captures and restores; does the I/O the service asks for.
 //! - [`validate`]: pre-flight checks against both servers, one function per check id.
-//! - [`engine`]: the transfer itself: full sync, live streaming, cutover, verification. It reports
-//!   only by emitting events.
+//! - [`engine`]: the transfer itself: full sync, live streaming, cutover, verification, loading
+//!   an RDB file (restores).
+//! - [`backup`]: capturing a server's RDB over the replication link; writing RDB files whole.
+//! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens.
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
-//! - [`spec`], [`redis_url`]: the user's request and the endpoint addresses inside it, with the
-//!   password redacted wherever it could be shown.
+//! - [`model`], [`spec`], [`redis_url`], [`disk`]: plain types and leaf helpers: events, reports,
+//!   the user's request and its addresses (passwords redacted wherever they could be shown), free
+//!   disk space.
 
+pub mod aggregate;
 pub mod api;
+pub mod app;
 pub mod backup;
+pub mod client;
 pub mod config;
+pub mod disk;
 pub mod engine;
 pub mod jobs;
+pub mod model;
 pub mod rdb;
 pub mod redis_url;
 pub mod replication;
 pub mod resp;
 pub mod spec;
 pub mod store;
+pub mod supervisor;
 pub mod telemetry;
+pub mod transport;
 pub mod validate;

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use ferry::api::Application;
+use ferry::aggregate::migration::State;
+use ferry::app::Application;
 use ferry::config::Settings;
-use ferry::jobs::{Jobs, State};
+use ferry::jobs::Jobs;
+use ferry::model::AggregateType;
+use ferry::model::{CheckStatus, EventKind, ReportStatus};
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
-use ferry::store::event::{CheckStatus, EventKind, ReportStatus};
+use ferry::supervisor::{BackupLimits, SupervisorConfig};
 use ferry::telemetry::{get_subscriber, init_subscriber};
 
 #[derive(Parser)]
@@ -203,9 +206,13 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             drop_field_ttls: args.drop_field_ttls,
         },
     };
-    let (jobs, _) = Jobs::open(&data_dir)
-        .await
-        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let (jobs, _) = ferry::supervisor::open(SupervisorConfig {
+        data_dir: data_dir.clone(),
+        engine: ferry::supervisor::real_engine(),
+        limits: BackupLimits::default(),
+    })
+    .await
+    .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
     let result = follow(&jobs, spec).await;
     jobs.shutdown().await;
     result
@@ -221,6 +228,7 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
         let mark = match check.status {
             CheckStatus::Pass => "pass",
             CheckStatus::Warn => "WARN",
+            CheckStatus::Skipped => "skip",
             CheckStatus::Fail => "FAIL",
         };
         println!("  [{mark}] {}: {}", check.id, check.message);
@@ -236,12 +244,20 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
     jobs.start(id, ACTOR).await?;
     let mut after = 0;
     loop {
-        for event in jobs.events(id, after, 1000).await? {
+        for event in jobs
+            .events(AggregateType::Migration, id, after, 1000)
+            .await?
+        {
             after = event.seq;
             println!("{} {}", event.at.format("%H:%M:%S"), describe(&event.kind));
         }
         let view = jobs.get(id)?;
-        if view.state.is_final() && jobs.events(id, after, 1).await?.is_empty() {
+        if view.state.is_final()
+            && jobs
+                .events(AggregateType::Migration, id, after, 1)
+                .await?
+                .is_empty()
+        {
             return match view.state {
                 State::Completed => Ok(()),
                 _ => {

@@ -59,7 +59,23 @@ pub enum UrlError {
     BadDb(String),
     #[error("unexpected `{0}` in the URL; only a /db path is allowed")]
     Extra(&'static str),
+    /// Parsable, but outside the documented grammar (see [`URL_PATTERN`]).
+    #[error(
+        "not a URL Ferry accepts; expected redis://host[:port][/db] (rediss:// for TLS): a host of \
+         letters, digits, '.' and '-', a port up to 65535, a database number, and optional \
+         credentials before the host (a user name, ':' and the password, then '@'), with no spaces"
+    )]
+    Grammar,
 }
+
+/// The URLs Ferry accepts, as the OpenAPI document states them (`pattern`) and as [`RedisUrl::parse`]
+/// checks them: one expression for both, so the contract and the server cannot disagree. It is a
+/// strict subset of what the `url` crate parses (no IPv6 literals, no percent-encoded hosts).
+pub const URL_PATTERN: &str = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$";
+
+static URL_GRAMMAR: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
+    regex_lite::Regex::new(URL_PATTERN).unwrap_or_else(|e| panic!("URL_PATTERN: {e}"))
+});
 
 /// A parsed Redis endpoint.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,7 +92,7 @@ pub struct RedisUrl {
 
 impl RedisUrl {
     pub fn parse(input: &str) -> Result<Self, UrlError> {
-        let parsed = url::Url::parse(input.trim()).map_err(|e| Self::describe(input, e))?;
+        let parsed = url::Url::parse(input).map_err(|e| Self::describe(input, e))?;
         let tls = match parsed.scheme() {
             "redis" => false,
             "rediss" => true,
@@ -107,6 +123,12 @@ impl RedisUrl {
                     .map_err(|_| UrlError::BadDb(path.to_string()))?,
             )
         };
+        // Last, so that the specific messages above win where they apply. IPv6 literals stay
+        // accepted (logs and clients may hold them) though the documented pattern leaves them out.
+        let ipv6 = matches!(parsed.host(), Some(url::Host::Ipv6(_)));
+        if !ipv6 && !URL_GRAMMAR.is_match(input) {
+            return Err(UrlError::Grammar);
+        }
         Ok(RedisUrl {
             tls,
             host,
@@ -200,6 +222,34 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The OpenAPI document states the same grammar the parser checks.
+    #[test]
+    fn the_documented_pattern_is_the_checked_one() {
+        let doc = crate::api::openapi_json();
+        let escaped = serde_json::to_string(URL_PATTERN).unwrap();
+        assert!(doc.contains(&escaped), "URL_PATTERN is not in the spec");
+        for ok in [
+            "redis://h:1",
+            "rediss://u:p@h.example-1:6379/3",
+            "redis://h/",
+            "redis://:p%25@h",
+        ] {
+            assert!(RedisUrl::parse(ok).is_ok(), "{ok}");
+        }
+        assert!(
+            RedisUrl::parse("redis://[::1]:1").is_ok(),
+            "IPv6 literals stay accepted"
+        );
+        for bad in [
+            " redis://h:1",
+            "redis://h:65536",
+            "redis://h:1/01",
+            "redis://h_1:1",
+        ] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn parses_full_url_and_redacts_password() {

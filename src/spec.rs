@@ -15,7 +15,8 @@ use crate::redis_url::RedisUrl;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "redis://127.0.0.1:6379"}))]
 pub struct Endpoint {
-    #[schema(value_type = String, example = "redis://default:***@127.0.0.1:6379")]
+    #[schema(value_type = String, example = "redis://default:***@127.0.0.1:6379",
+        pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$")]
     pub url: RedisUrl,
 }
 
@@ -82,7 +83,8 @@ pub struct RdbSource {
 pub struct SourceBody {
     /// A server: `redis://[user[:password]@]host:port[/db]`, shown with the password as `***`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "redis://default:***@127.0.0.1:6379")]
+    #[schema(value_type = Option<String>, example = "redis://default:***@127.0.0.1:6379",
+        pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$")]
     pub url: Option<RedisUrl>,
     /// Or a stored backup's RDB file.
     #[serde(default, skip_serializing_if = "Option::is_none")]

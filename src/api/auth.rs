@@ -16,17 +16,10 @@ use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use super::problem::ApiError;
-use crate::redis_url::Secret;
+pub use crate::config::Token;
 
 /// The actor when no tokens are configured.
 pub const DEFAULT_ACTOR: &str = "api";
-
-/// A configured token: who it names and its value.
-#[derive(Clone, Debug)]
-pub struct Token {
-    pub name: String,
-    pub secret: Secret,
-}
 
 /// The tokens the API accepts; empty means authentication is off.
 #[derive(Clone, Debug, Default)]

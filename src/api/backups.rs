@@ -1,10 +1,14 @@
-//! `/v1/backups`: RDB copies of servers, restore, download, upload; and migration rollback.
+//! `/v1/backups`: RDB copies of servers, download, upload, delete. (Restores: [`super::restores`].)
 //!
 //! A backup is taken in the background (202, then poll `GET /v1/backups/{id}`: `status` and
-//! `bytes`); refusals that can be known at once (the server cannot be reached, the file would
-//! not fit) come back synchronously, before anything is recorded. An upload is stored and checked
-//! (parsed to its end, checksum included) in the request itself: it is accepted whole or not at
-//! all.
+//! `bytes`, which come from the capture's checkpoint events); refusals that can be known at once
+//! (the server cannot be reached, the file would not fit) come back synchronously, before anything
+//! is recorded.
+//!
+//! An upload is parsed and checked as its bytes arrive, in the request itself, and answers 201:
+//! the body *is* the input, so once it has arrived there is no work left to supervise (a 202 would
+//! only add a spool of the body and a second pass over it). Its record still goes through the
+//! backup aggregate, like a capture's.
 
 use actix_web::http::header;
 use actix_web::{delete, get, post, web, HttpResponse};
@@ -16,12 +20,11 @@ use uuid::Uuid;
 
 use super::auth::Actor;
 use super::input;
-use super::migrations::read_body;
+use super::migrations::{limit, next_after, read_body};
 use super::problem::{redact_urls, ApiError, Problem};
-use crate::backup::file::RdbFileWriter;
-use crate::backup::{BackupError, BackupView};
-use crate::jobs::{Jobs, MigrationView};
-use crate::spec::{Endpoint, OnConflict};
+use crate::aggregate::backup::Backup;
+use crate::jobs::{Jobs, UploadError};
+use crate::spec::Endpoint;
 
 /// Body of `POST /v1/backups`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,20 +35,23 @@ pub struct BackupRequest {
     pub label: Option<String>,
 }
 
-/// Body of `POST /v1/backups/{id}/restore`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
-    pub target: Endpoint,
-    /// What to do with keys the target already has (default `fail`).
-    #[serde(default)]
-    pub on_conflict: OnConflict,
-}
-
-/// All backups, oldest first.
+/// A page of backups, oldest first. When `next_after` is set, more may follow.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BackupList {
-    pub backups: Vec<BackupView>,
+    pub backups: Vec<Backup>,
+    /// The id of the last backup in this page when the page is full, else `null`.
+    pub next_after: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Only those created after this one (its id): pass the previous page's `next_after`.
+    pub after: Option<Uuid>,
+    /// At most this many (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -56,7 +62,7 @@ pub struct UploadQuery {
     pub label: Option<String>,
 }
 
-fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(None, format!("invalid request body: {e}")))
 }
@@ -69,10 +75,12 @@ fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     tag = "backups",
     request_body(content = BackupRequest, example = json!({"server": {"url": "redis://10.0.0.2:6379"}, "label": "before upgrade"})),
     responses(
-        (status = 202, description = "Started; poll `Location`", body = BackupView,
+        (status = 202, description = "Started; poll `Location`", body = Backup,
             headers(("Location" = String, description = "/v1/backups/{id}"))),
-        (status = 400, description = "Bad body, or the server cannot be reached or refuses replication", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad body: not JSON, an unknown field, a URL outside the documented pattern; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server cannot be used now: it does not answer or refuses us (`field`: `server.url`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The backup would not fit on disk or under `backup_max_bytes`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -86,35 +94,46 @@ pub async fn create(
     let body = read_body(&req, payload).await?;
     let request: BackupRequest = json(&body)?;
     let view = jobs
-        .backups()
-        .start(request.server.url, request.label, &actor.0)
+        .start_backup(request.server.url, request.label, &actor.0)
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/backups/{}", view.id)))
         .json(view))
 }
 
-/// List backups, oldest first (deleted ones too: the history stays).
+/// List backups, oldest first (deleted ones too: the history stays), a page at a time.
+///
+/// `limit` defaults to 100 and may be 1 to 1000; pass the page's `next_after` as `after`.
 #[utoipa::path(
     tag = "backups",
+    params(PageQuery),
     responses(
         (status = 200, body = BackupList),
+        (status = 400, description = "Bad `after` or `limit`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[get("/backups")]
-pub async fn list(jobs: web::Data<Jobs>) -> web::Json<BackupList> {
-    web::Json(BackupList {
-        backups: jobs.backups().list(),
-    })
+pub async fn list(
+    jobs: web::Data<Jobs>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<BackupList>, ApiError> {
+    let limit = limit(query.limit)?;
+    let backups = jobs.backups(query.after, limit);
+    let next_after = next_after(backups.iter().map(|b| b.id), limit);
+    Ok(web::Json(BackupList {
+        backups,
+        next_after,
+    }))
 }
 
-/// Read one backup: status, bytes, checksums, key counts, server and RDB version, last restore.
+/// Read one backup: status, bytes, checksums, key counts, server and RDB version, restores.
 #[utoipa::path(
     tag = "backups",
     params(("id" = Uuid, Path, description = "Backup id")),
     responses(
-        (status = 200, body = BackupView),
+        (status = 200, body = Backup),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ),
@@ -123,8 +142,8 @@ pub async fn list(jobs: web::Data<Jobs>) -> web::Json<BackupList> {
 pub async fn get(
     jobs: web::Data<Jobs>,
     id: web::Path<Uuid>,
-) -> Result<web::Json<BackupView>, ApiError> {
-    Ok(web::Json(jobs.backups().get(*id)?))
+) -> Result<web::Json<Backup>, ApiError> {
+    Ok(web::Json(jobs.backup(*id)?))
 }
 
 /// Download a completed backup as an `.rdb` file.
@@ -133,6 +152,7 @@ pub async fn get(
     params(("id" = Uuid, Path, description = "Backup id")),
     responses(
         (status = 200, description = "The RDB file", content_type = "application/octet-stream"),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not completed (running, failed or deleted)", body = Problem, content_type = "application/problem+json"),
@@ -143,7 +163,7 @@ pub async fn download(
     jobs: web::Data<Jobs>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let path = jobs.backups().file(*id)?;
+    let path = jobs.backup_file(*id)?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("cannot open backup {id}: {e}")))?;
@@ -174,59 +194,16 @@ pub async fn download(
         .streaming(chunks))
 }
 
-/// Restore a backup into a server.
-///
-/// Loads the file with the migration's own writer (RESTORE, or plain commands for an older
-/// target). Runs in the background: poll the backup's `last_restore`.
-#[utoipa::path(
-    tag = "backups",
-    params(("id" = Uuid, Path, description = "Backup id")),
-    request_body(content = RestoreRequest, example = json!({"target": {"url": "redis://10.0.0.3:6379"}, "on_conflict": "replace"})),
-    responses(
-        (status = 202, description = "Started", body = BackupView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not completed, or a restore is running", body = Problem, content_type = "application/problem+json"),
-    ),
-)]
-#[post("/backups/{id}/restore")]
-pub async fn restore(
-    jobs: web::Data<Jobs>,
-    actor: Actor,
-    id: web::Path<Uuid>,
-    req: actix_web::HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload).await?;
-    let request: RestoreRequest = json(&body)?;
-    let backups = jobs.backups().clone();
-    let id = *id;
-    let target = request.target.url;
-    let path = backups
-        .begin_restore(id, &target, request.on_conflict, &actor.0)
-        .await?;
-    let view = backups.get(id)?;
-    tokio::spawn(async move {
-        if let Err(e) = backups
-            .run_restore(id, &path, &target, request.on_conflict, &actor.0)
-            .await
-        {
-            tracing::error!(backup = %id, error = %e, "could not record the restore's outcome");
-        }
-    });
-    Ok(HttpResponse::Accepted().json(view))
-}
-
 /// Delete a backup's file. The event is recorded; the history stays.
 #[utoipa::path(
     tag = "backups",
     params(("id" = Uuid, Path, description = "Backup id")),
     responses(
-        (status = 200, body = BackupView),
+        (status = 200, body = Backup),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Still running", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Still running, or being restored; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[delete("/backups/{id}")]
@@ -234,8 +211,8 @@ pub async fn remove(
     jobs: web::Data<Jobs>,
     actor: Actor,
     id: web::Path<Uuid>,
-) -> Result<web::Json<BackupView>, ApiError> {
-    Ok(web::Json(jobs.backups().delete(*id, &actor.0).await?))
+) -> Result<web::Json<Backup>, ApiError> {
+    Ok(web::Json(jobs.delete_backup(*id, &actor.0).await?))
 }
 
 /// Upload an RDB file (the body, `application/octet-stream`) as a backup.
@@ -248,7 +225,7 @@ pub async fn remove(
     params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
-        (status = 201, description = "Stored and checked", body = BackupView),
+        (status = 201, description = "Stored and checked", body = Backup),
         (status = 400, description = "Not a valid RDB; `offset` says where", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than `upload_max_bytes`", body = Problem, content_type = "application/problem+json"),
@@ -262,57 +239,26 @@ pub async fn upload(
     req: actix_web::HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let backups = jobs.backups();
-    let limit = backups.limits().upload_max_bytes;
-    let too_large = || ApiError::TooLarge {
-        limit: usize::try_from(limit).unwrap_or(usize::MAX),
-    };
+    let label = query.into_inner().label.map(|l| redact_urls(&l));
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let id = Uuid::now_v7();
     // Dropped on any early return, which removes the partial file.
-    let mut writer = RdbFileWriter::create(backups.dir(), id, limit).await?;
+    let mut upload = jobs.upload(label, declared, &actor.0).await?;
+    let too_large = |limit: u64| ApiError::TooLarge {
+        limit: usize::try_from(limit).unwrap_or(usize::MAX),
+    };
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| input::payload_error(e, usize::MAX))?;
-        writer.write(&chunk).await.map_err(|e| match e {
-            BackupError::TooLarge { .. } => too_large(),
-            other => other.into(),
+        upload.write(&chunk).await.map_err(|e| match e {
+            UploadError::TooLarge { limit } => too_large(limit),
+            other => crate::jobs::JobError::Upload(other).into(),
         })?;
     }
-    let facts = writer.finish().await?;
-    let label = query.into_inner().label.map(|l| redact_urls(&l));
-    let view = backups.record_upload(id, label, &facts, &actor.0).await?;
+    let view = upload.finish().await?;
     Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/v1/backups/{id}")))
+        .insert_header((header::LOCATION, format!("/v1/backups/{}", view.id)))
         .json(view))
-}
-
-/// Roll a migration back: restore the target to its restore point.
-///
-/// Allowed in `failed`, `cancelled` or `completed`. Flushes the target (what the migration wrote)
-/// and loads the restore point taken before the first write; waits until done. The outcome is
-/// recorded (`RestoreCompleted` or `RestoreFailed`) and shown as `rolled_back`.
-#[utoipa::path(
-    tag = "migrations",
-    params(("id" = Uuid, Path, description = "Migration id")),
-    responses(
-        (status = 200, description = "Rolled back (or the failure recorded: see `rolled_back`)", body = MigrationView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not in a final state, or no restore point", body = Problem, content_type = "application/problem+json"),
-    ),
-)]
-#[post("/migrations/{id}/rollback")]
-pub async fn rollback(
-    jobs: web::Data<Jobs>,
-    actor: Actor,
-    id: web::Path<Uuid>,
-) -> Result<web::Json<MigrationView>, ApiError> {
-    Ok(web::Json(jobs.rollback(*id, &actor.0).await?))
 }

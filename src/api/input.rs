@@ -184,10 +184,14 @@ fn query_field(query: &str, message: &str) -> Option<String> {
         .map(|(k, _)| k.clone())
 }
 
-pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+pub fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    // `GET /v1/backups/upload` reaches `GET /v1/backups/{id}`: the path exists, the method not.
+    if let Some(refusal) = super::method_not_allowed(req.method().as_str(), req.path(), true) {
+        return refusal.into();
+    }
     ApiError::invalid(
         Some("id".to_string()),
-        format!("the id in the path is not a migration id (a UUID): {err}"),
+        format!("the id in the path is not an id (a UUID): {err}"),
     )
     .into()
 }

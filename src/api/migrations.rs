@@ -13,9 +13,10 @@ use uuid::Uuid;
 use super::auth::Actor;
 use super::input;
 use super::problem::{ApiError, Problem};
-use crate::jobs::{Jobs, MigrationPatch, MigrationView, State};
+use crate::aggregate::migration::{MigrationView, State};
+use crate::jobs::{Jobs, MigrationPatch};
+use crate::model::{AggregateType, Event, ValidationReport, VerificationReport};
 use crate::spec::MigrationSpec;
-use crate::store::event::{Event, ValidationReport, VerificationReport};
 
 /// The largest request body accepted, in bytes (from the config).
 #[derive(Debug, Clone, Copy)]
@@ -27,9 +28,15 @@ pub struct BodyLimit(pub usize);
 pub struct ListQuery {
     /// Only migrations in this state.
     pub state: Option<State>,
+    /// Only migrations created after this one (its id): pass the previous page's `next_after`.
+    pub after: Option<Uuid>,
+    /// At most this many (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
 }
 
-/// All migrations (or those in the requested state), oldest first.
+/// A page of migrations (or of those in the requested state), oldest first. When `next_after` is
+/// set, more may follow: ask again with `after=<next_after>`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"migrations": [{"id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "name": null,
     "state": "configured", "phase": null, "mode": "snapshot",
@@ -38,9 +45,14 @@ pub struct ListQuery {
         "pause_source_writes_on_cutover": false, "auto_cutover": false},
     "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
         "keys_skipped": null, "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
-    "error": null, "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}]}))]
+    "error": null, "allowed_actions": ["update", "validate", "cancel"],
+    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}],
+    "next_after": null}))]
 pub struct MigrationList {
     pub migrations: Vec<MigrationView>,
+    /// The id of the last migration in this page when the page is full (more may follow), else
+    /// `null`.
+    pub next_after: Option<Uuid>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -48,22 +60,27 @@ pub struct MigrationList {
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Only events with a `seq` greater than this (default 0: from the start).
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many events (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 /// A page of events, oldest first. Pass `next_after` as `after` to read on.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"events": [
-    {"seq": 41, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:00.000001Z",
+    {"seq": 41, "aggregate_type": "migration", "aggregate_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f",
+        "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:00.000001Z",
         "actor": "api", "type": "MigrationStarted", "data": {}},
-    {"seq": 42, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:01.5Z",
+    {"seq": 42, "aggregate_type": "migration", "aggregate_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f",
+        "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "at": "2026-01-01T12:00:01.5Z",
         "actor": "engine", "type": "Checkpoint",
         "data": {"replid": "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb", "applied_offset": 1048576,
             "commands_streamed": 1200, "lag_bytes": 0}}],
     "next_after": 42}))]
 pub struct EventPage {
+    #[schema(value_type = Vec<crate::model::EventWire>)]
     pub events: Vec<Event>,
     /// The `seq` of the last event in this page (or the `after` given, when the page is empty).
     pub next_after: u64,
@@ -71,6 +88,25 @@ pub struct EventPage {
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
+
+/// The id to pass as `after` for the next page: the last one, when the page is full.
+pub fn next_after(
+    ids: impl DoubleEndedIterator<Item = Uuid> + ExactSizeIterator,
+    limit: usize,
+) -> Option<Uuid> {
+    let full = ids.len() >= limit;
+    ids.last().filter(|_| full)
+}
+
+/// Checks `after` (a `seq`, 0 or more; default 0).
+pub fn seq_after(after: Option<i64>) -> Result<u64, ApiError> {
+    u64::try_from(after.unwrap_or(0)).map_err(|_| {
+        ApiError::invalid(
+            Some("after".to_string()),
+            "after must be 0 or more (a seq from a previous page's next_after)",
+        )
+    })
+}
 
 /// Checks `limit` (1–1000).
 pub fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
@@ -132,6 +168,8 @@ pub async fn read_body(
             headers(("Location" = String, description = "/v1/migrations/{id}"))),
         (status = 400, description = "Malformed JSON, an unknown field, a bad URL or enum value; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`source.rdb.backup_id` names no backup", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The source backup is not completed; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than the configured limit", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -150,7 +188,10 @@ pub async fn create(
         .json(view))
 }
 
-/// List migrations, oldest first.
+/// List migrations, oldest first, a page at a time.
+///
+/// `limit` defaults to 100 and may be 1 to 1000; pass the page's `next_after` as `after` to read
+/// on. `state` filters before the page is cut.
 #[utoipa::path(
     tag = "migrations",
     params(ListQuery),
@@ -165,8 +206,12 @@ pub async fn list(
     jobs: web::Data<Jobs>,
     query: web::Query<ListQuery>,
 ) -> Result<web::Json<MigrationList>, ApiError> {
+    let limit = limit(query.limit)?;
+    let migrations = jobs.list(query.state, query.after, limit);
+    let next_after = next_after(migrations.iter().map(|m| m.id), limit);
     Ok(web::Json(MigrationList {
-        migrations: jobs.list(query.state),
+        migrations,
+        next_after,
     }))
 }
 
@@ -229,6 +274,7 @@ pub async fn update(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 200, body = ValidationReport),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not allowed in this state, or a validation is already running", body = Problem, content_type = "application/problem+json"),
@@ -250,6 +296,7 @@ pub async fn validate(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 202, description = "Started", body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not `validated`", body = Problem, content_type = "application/problem+json"),
@@ -270,6 +317,7 @@ pub async fn start(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 202, description = "Cutover started", body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a migrating live migration", body = Problem, content_type = "application/problem+json"),
@@ -291,6 +339,7 @@ pub async fn cutover(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 202, description = "Cancelled, or cancelling", body = MigrationView),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already final", body = Problem, content_type = "application/problem+json"),
@@ -322,8 +371,10 @@ pub async fn events(
     id: web::Path<Uuid>,
     query: web::Query<EventsQuery>,
 ) -> Result<web::Json<EventPage>, ApiError> {
-    let after = query.after.unwrap_or(0);
-    let found = jobs.events(*id, after, limit(query.limit)?).await?;
+    let after = seq_after(query.after)?;
+    let found = jobs
+        .events(AggregateType::Migration, *id, after, limit(query.limit)?)
+        .await?;
     Ok(web::Json(page(found, after)))
 }
 
@@ -333,8 +384,10 @@ pub async fn events(
     params(("id" = Uuid, Path, description = "Migration id")),
     responses(
         (status = 200, body = VerificationReport),
+        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such migration, or not verified yet", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such migration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not verified yet", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[get("/migrations/{id}/verification")]
@@ -342,7 +395,17 @@ pub async fn verification(
     jobs: web::Data<Jobs>,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<VerificationReport>, ApiError> {
+    let view = jobs.get(*id)?;
     jobs.verification(*id)?
         .map(web::Json)
-        .ok_or_else(|| ApiError::NotFound(format!("migration {} has not been verified yet", *id)))
+        .ok_or_else(|| ApiError::Conflict {
+            detail: format!(
+                "migration {} has not been verified yet (it is {}); the report exists once the \
+             engine has verified the copy",
+                *id, view.state
+            ),
+            state: Some(view.state.to_string()),
+            allowed: Some(view.allowed_actions),
+            field: None,
+        })
 }

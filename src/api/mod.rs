@@ -1,54 +1,41 @@
 //! HTTP API: routes, handlers, the OpenAPI document and problem+json errors.
 //!
-//! The API only translates: HTTP requests into `jobs` commands and queries, projections and
-//! errors into JSON. It makes no Redis calls and holds no rules.
+//! The API only translates: HTTP requests into `jobs` commands and queries, states and errors
+//! into JSON. It makes no Redis calls, does no I/O of its own (a download streams the file the
+//! service points it at) and holds no rules.
 //!
 //! Routes are registered through `utoipa-actix-web`, so the OpenAPI document is collected from
 //! the very `service(...)` calls that serve the routes, and cannot drift from them. The same
 //! [`routes`] function builds the server and [`openapi`], and a test compares the result with
 //! the committed `openapi/openapi.json`.
 //!
-//! [`Application::build`] binds the listener (port 0 works, for tests), opens and folds the
-//! store, resumes running jobs, and returns before serving; [`Application::run_until_stopped`]
-//! serves until the server is stopped, then stops the engine tasks so that the store closes.
+//! [`serve`] builds the HTTP server on a bound listener; start-up (configuration, store, fold,
+//! supervisor, then this) is [`crate::app`]'s.
 
 pub mod auth;
 pub mod backups;
 pub mod input;
 pub mod migrations;
 pub mod problem;
+pub mod restores;
 pub mod system;
 
 use std::net::TcpListener;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use thiserror::Error;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::config::{ConfigError, Settings};
-use crate::jobs::{JobError, Jobs};
+use crate::config::Token;
+use crate::jobs::Jobs;
 use auth::Tokens;
 use migrations::BodyLimit;
 use problem::ApiError;
-
-#[derive(Debug, Error)]
-pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("cannot open the data directory: {0}")]
-    Store(#[from] JobError),
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,11 +49,13 @@ pub enum StartupError {
     ),
     tags(
         (name = "migrations", description = "Migrations and their lifecycle"),
-        (name = "backups", description = "Backups (RDB copies of a server), restore, import and export"),
+        (name = "backups", description = "Backups (RDB copies of a server), import and export"),
+        (name = "restores", description = "Restores of backups into servers, rollbacks included"),
         (name = "events", description = "The audit trail: immutable, past-tense events"),
         (name = "guide", description = "What a migration needs"),
         (name = "health", description = "Liveness and readiness"),
     ),
+    components(schemas(system::EventTypeName)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;
@@ -104,14 +93,16 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .service(migrations::cancel)
                 .service(migrations::events)
                 .service(migrations::verification)
-                .service(backups::rollback)
+                .service(restores::rollback)
                 .service(backups::upload)
                 .service(backups::create)
                 .service(backups::list)
                 .service(backups::get)
                 .service(backups::download)
-                .service(backups::restore)
                 .service(backups::remove)
+                .service(restores::create)
+                .service(restores::list)
+                .service(restores::get)
                 .service(system::events)
                 .service(system::guide_redis),
         );
@@ -124,7 +115,47 @@ pub fn openapi() -> OpenApiDoc {
         .openapi(ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
-    doc
+    exact(doc)
+}
+
+/// States the rules between fields that the derived schemas cannot: a source is *either* a
+/// server (`{url}`) or a stored backup (`{rdb}`), and a migration from a backup runs in `snapshot`
+/// mode only. Done on the document's JSON, since the derive has no `oneOf` for one struct.
+fn exact(doc: OpenApiDoc) -> OpenApiDoc {
+    use serde_json::{json, Value};
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    let schemas = &mut value["components"]["schemas"];
+    let url = schemas["Endpoint"]["properties"]["url"].clone();
+    let server_source = json!({"type": "object", "required": ["url"],
+        "properties": {"url": url}, "additionalProperties": false,
+        "description": "A running server, read over the replication link."});
+    let file_source = json!({"type": "object", "required": ["rdb"],
+        "properties": {"rdb": {"$ref": "#/components/schemas/RdbSource"}},
+        "additionalProperties": false,
+        "description": "A stored backup's RDB file (`snapshot` mode only)."});
+    schemas["SourceBody"] = json!({
+        "description": schemas["SourceBody"]["description"].clone(),
+        "oneOf": [server_source.clone(), file_source.clone()],
+        "example": schemas["SourceBody"]["example"].clone(),
+    });
+    let spec = schemas["MigrationSpec"].clone();
+    if let Value::Object(_) = spec {
+        let mut from_server = spec.clone();
+        from_server["properties"]["source"] = server_source;
+        from_server.as_object_mut().map(|o| o.remove("description"));
+        let mut from_file = spec.clone();
+        from_file["properties"]["source"] = file_source;
+        from_file["properties"]["mode"] = json!({"type": "string", "enum": ["snapshot"],
+            "description": "A file has no stream of writes to follow: `snapshot` only."});
+        from_file.as_object_mut().map(|o| o.remove("description"));
+        schemas["MigrationSpec"] = json!({
+            "description": spec["description"].clone(),
+            "oneOf": [from_server, from_file],
+        });
+    }
+    serde_json::from_value(value).unwrap_or(doc)
 }
 
 /// The document as committed in `openapi/openapi.json` (pretty, with a final newline).
@@ -136,122 +167,113 @@ pub fn openapi_json() -> String {
     text
 }
 
-/// Every response for a path nobody serves.
+/// The methods served on each documented path (`/v1/migrations/{id}` style), from the document
+/// itself, so a 405's `Allow` cannot drift from the routes.
+static ALLOWED_METHODS: std::sync::LazyLock<Vec<(Vec<String>, Vec<&'static str>)>> =
+    std::sync::LazyLock::new(|| {
+        openapi()
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("HEAD", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(m, served)| served.then_some(m))
+                .collect();
+                let segments = path.split('/').map(str::to_string).collect();
+                (segments, methods)
+            })
+            .collect()
+    });
+
+/// The methods served on `path`, if it is a documented path. With `literal_only`, only paths
+/// without parameters count (`/v1/backups/upload`, which `/v1/backups/{id}` would also match).
+fn allowed_methods(path: &str, literal_only: bool) -> Option<Vec<&'static str>> {
+    let asked: Vec<&str> = path.split('/').collect();
+    ALLOWED_METHODS.iter().find_map(|(segments, methods)| {
+        let same = segments.len() == asked.len()
+            && segments
+                .iter()
+                .zip(&asked)
+                .all(|(s, a)| s == a || (!literal_only && s.starts_with('{') && !a.is_empty()));
+        same.then(|| methods.clone())
+    })
+}
+
+/// The 405 for `method` on a documented `path` that does not serve it, if that is the case.
+pub(crate) fn method_not_allowed(method: &str, path: &str, literal_only: bool) -> Option<ApiError> {
+    let allow = allowed_methods(path, literal_only)?.join(", ");
+    Some(ApiError::MethodNotAllowed {
+        detail: format!("{method} is not served on {path}; it allows {allow}"),
+        allow,
+    })
+}
+
+/// Every response for a route nobody serves: 405 with `Allow` when the path exists with other
+/// methods, 404 otherwise.
 async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let method = req.method().to_string();
+    if let Some(refusal) = method_not_allowed(&method, req.path(), false) {
+        return Err(refusal);
+    }
     Err(ApiError::NotFound(format!(
-        "no such endpoint: {} {}; see /docs",
-        req.method(),
+        "no such endpoint: {method} {}; see /docs",
         req.path()
     )))
 }
 
-/// A built, bound server, not yet serving.
-pub struct Application {
-    port: u16,
-    server: Server,
+/// Builds the HTTP server on `listener`, serving `jobs`; it runs once awaited.
+pub fn serve(
+    listener: TcpListener,
     jobs: Jobs,
-}
-
-impl Application {
-    /// Checks the settings, opens the store (folding the log and resuming running jobs) and binds.
-    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-        Self::build_with_engine(settings, crate::jobs::real_engine()).await
-    }
-
-    /// [`Application::build`] with another engine (tests script one).
-    pub async fn build_with_engine(
-        settings: &Settings,
-        engine: crate::jobs::EngineFn,
-    ) -> Result<Application, StartupError> {
-        let tokens = settings.tokens()?;
-        let addr = settings.check_exposure(&tokens)?;
-        let listener = TcpListener::bind(addr).map_err(|source| StartupError::Bind {
-            addr: settings.listen.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind {
-                addr: settings.listen.clone(),
-                source,
-            })?
-            .port();
-        let started = std::time::Instant::now();
-        let (jobs, stats) = Jobs::open_with_engine(&settings.data_dir, engine).await?;
-        jobs.backups().set_limits(crate::backup::BackupLimits {
-            max_bytes: settings.backup_max_bytes.unwrap_or(u64::MAX),
-            upload_max_bytes: settings.upload_max_bytes,
-        });
-        tracing::info!(
-            events = stats.events,
-            migrations = stats.migrations,
-            skipped = stats.skipped,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            data_dir = %settings.data_dir.display(),
-            "event log folded"
-        );
-        let data = web::Data::new(jobs.clone());
-        let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
-        let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
-        let max_body = settings.max_body_bytes;
-        let server = HttpServer::new(move || {
-            let (app, doc) = App::new()
-                .into_utoipa_app()
-                .openapi(ApiDoc::openapi())
-                .app_data(data.clone())
-                .app_data(tokens.clone())
-                .app_data(limit.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(max_body)
-                        .error_handler(move |e, req| input::json_error(e, req, max_body)),
-                )
-                .app_data(web::QueryConfig::default().error_handler(input::query_error))
-                .app_data(web::PathConfig::default().error_handler(input::path_error))
-                .configure(routes)
-                .split_for_parts();
-            app.wrap(from_fn(log_request))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
-                .route(
-                    "/docs",
-                    web::get().to(|| async {
-                        HttpResponse::PermanentRedirect()
-                            .insert_header(("Location", "/docs/"))
-                            .finish()
-                    }),
-                )
-                .default_service(web::to(not_found))
-        })
-        .workers(2)
-        .disable_signals()
-        .listen(listener)
-        .map_err(|source| StartupError::Bind {
-            addr: settings.listen.clone(),
-            source,
-        })?
-        .run();
-        Ok(Application { port, server, jobs })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Stops the server (gracefully with `stop(true)`); `run_until_stopped` then returns.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
-    }
-
-    pub fn jobs(&self) -> &Jobs {
-        &self.jobs
-    }
-
-    /// Serves until stopped, then stops the engine tasks (they resume on the next start).
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        self.jobs.shutdown().await;
-        served
-    }
+    tokens: Vec<Token>,
+    max_body: usize,
+) -> std::io::Result<Server> {
+    let data = web::Data::new(jobs);
+    let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
+    let limit = web::Data::new(BodyLimit(max_body));
+    // The document with the rules between fields stated (see `exact`), served as committed.
+    let document = openapi();
+    let server = HttpServer::new(move || {
+        let (app, _) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .app_data(data.clone())
+            .app_data(tokens.clone())
+            .app_data(limit.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(move |e, req| input::json_error(e, req, max_body)),
+            )
+            .app_data(web::QueryConfig::default().error_handler(input::query_error))
+            .app_data(web::PathConfig::default().error_handler(input::path_error))
+            .configure(routes)
+            .split_for_parts();
+        app.wrap(from_fn(log_request))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
+            .route(
+                "/docs",
+                web::get().to(|| async {
+                    HttpResponse::PermanentRedirect()
+                        .insert_header(("Location", "/docs/"))
+                        .finish()
+                }),
+            )
+            .default_service(web::to(not_found))
+    })
+    .workers(2)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 /// Request logging: method, path, status and latency. Never headers (tokens), query strings or

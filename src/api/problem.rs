@@ -12,8 +12,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::backup::BackupError;
-use crate::jobs::{Action, JobError, State};
+use crate::aggregate::Action;
+use crate::jobs::{JobError, UploadError};
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -34,9 +34,9 @@ pub struct Problem {
     /// For invalid input: the field to fix, as a dotted path (`options.verify`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// For conflicts: the migration's current state.
+    /// For conflicts: the current state of the migration, backup or restore.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<State>,
+    pub state: Option<String>,
     /// For conflicts: what the current state allows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_actions: Option<Vec<Action>>,
@@ -57,13 +57,18 @@ pub enum ApiError {
     #[error("{detail}")]
     Conflict {
         detail: String,
-        state: Option<State>,
+        state: Option<String>,
         allowed: Option<Vec<Action>>,
+        /// When the conflict is with what a named server holds or allows: the field naming it.
+        field: Option<String>,
     },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The path exists, but not with this method; the response names the ones it has (`Allow`).
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -93,6 +98,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
+            ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
             ApiError::Internal(_) => ("internal", "Internal error"),
             ApiError::CorruptRdb { .. } => ("corrupt-rdb", "Not a valid RDB file"),
@@ -104,7 +110,12 @@ impl ApiError {
         let (kind, title) = self.kind();
         let (field, state, allowed_actions) = match self {
             ApiError::Invalid { field, .. } => (field.clone(), None, None),
-            ApiError::Conflict { state, allowed, .. } => (None, *state, allowed.clone()),
+            ApiError::Conflict {
+                state,
+                allowed,
+                field,
+                ..
+            } => (field.clone(), state.clone(), allowed.clone()),
             _ => (None, None, None),
         };
         Problem {
@@ -131,6 +142,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CorruptRdb { .. } => StatusCode::BAD_REQUEST,
@@ -147,61 +159,45 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.clone()));
+        }
         response.json(self.problem())
     }
 }
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
+        let detail = redact_urls(&e.to_string());
         match e {
-            JobError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            JobError::Conflict {
-                state, ref allowed, ..
-            } => ApiError::Conflict {
-                detail: e.to_string(),
-                state: Some(state),
-                allowed: Some(allowed.clone()),
+            JobError::NotFound { .. } => ApiError::NotFound(detail),
+            JobError::Refused(refusal) => ApiError::Conflict {
+                detail,
+                state: Some(refusal.state.to_string()),
+                allowed: Some(refusal.allowed),
+                field: None,
             },
-            JobError::Busy(detail) => ApiError::Conflict {
+            JobError::Unusable { field, .. } => ApiError::Conflict {
                 detail,
                 state: None,
                 allowed: None,
+                field: Some(field.to_string()),
             },
-            JobError::CredentialsMissing(_) | JobError::Store(_) => {
-                ApiError::Internal(e.to_string())
-            }
-            JobError::Backup(e) => e.into(),
-            JobError::Invalid { field, detail } => ApiError::Invalid {
+            JobError::Invalid { field, .. } => ApiError::Invalid {
                 field: Some(field.to_string()),
                 detail,
             },
-        }
-    }
-}
-
-impl From<BackupError> for ApiError {
-    fn from(e: BackupError) -> Self {
-        let detail = redact_urls(&e.to_string());
-        match e {
-            BackupError::NotFound(_) => ApiError::NotFound(detail),
-            BackupError::Conflict(_) => ApiError::Conflict {
-                detail,
-                state: None,
-                allowed: None,
-            },
-            BackupError::NoSpace(_) => ApiError::InsufficientStorage(detail),
-            BackupError::TooLarge { limit } => ApiError::TooLarge {
+            JobError::NoSpace(_) => ApiError::InsufficientStorage(detail),
+            JobError::Upload(UploadError::TooLarge { limit }) => ApiError::TooLarge {
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             },
-            BackupError::Corrupt { offset, .. } => ApiError::CorruptRdb { offset, detail },
-            // The server named in the request could not be reached or refused us: fix the request.
-            BackupError::Engine(_) => ApiError::Invalid {
-                field: None,
-                detail,
-            },
-            BackupError::Io { .. } | BackupError::Closed | BackupError::Store(_) => {
-                ApiError::Internal(detail)
+            JobError::Upload(UploadError::Corrupt { offset, .. }) => {
+                ApiError::CorruptRdb { offset, detail }
             }
+            JobError::Upload(UploadError::Io(_))
+            | JobError::Io(_)
+            | JobError::CredentialsMissing(_)
+            | JobError::Store(_) => ApiError::Internal(detail),
         }
     }
 }

@@ -4,49 +4,54 @@ use actix_web::{get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::migrations::{limit, page, EventPage};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+
+use super::migrations::{limit, page, seq_after, EventPage};
 use super::problem::{ApiError, Problem};
 use crate::jobs::Jobs;
+use crate::model::EventKind;
 use crate::validate::guide::{self, GuideItem};
 
-/// Every event `type`, for validating `?type=`.
-pub const EVENT_TYPES: [&str; 19] = [
-    "MigrationCreated",
-    "MigrationUpdated",
-    "ValidationStarted",
-    "ValidationCompleted",
-    "MigrationStarted",
-    "BackupCompleted",
-    "SnapshotStarted",
-    "SnapshotProgress",
-    "SnapshotCompleted",
-    "StreamingStarted",
-    "Checkpoint",
-    "LinkLost",
-    "LinkResumed",
-    "CutoverStarted",
-    "CutoverCompleted",
-    "VerificationCompleted",
-    "MigrationCompleted",
-    "MigrationFailed",
-    "MigrationCancelled",
-];
+/// An event `type` name: exactly the variants of [`EventKind`] ([`EventKind::TYPE_NAMES`]), so
+/// the accepted filter and the documented enum cannot drift from the events themselves.
+pub struct EventTypeName;
+
+impl utoipa::PartialSchema for EventTypeName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(EventKind::TYPE_NAMES))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventTypeName {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "EventTypeName".to_string(),
+            <Self as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GlobalEventsQuery {
     /// Only events with a `seq` greater than this (default 0).
-    pub after: Option<u64>,
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// At most this many events (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only events of this type, e.g. `MigrationFailed`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<EventTypeName>)]
     pub kind: Option<String>,
 }
 
-/// The whole event log, across migrations, oldest first: the audit trail.
+/// The whole event log, across migrations, backups and restores, oldest first: the audit trail.
 #[utoipa::path(
     tag = "events",
     params(GlobalEventsQuery),
@@ -61,15 +66,15 @@ pub async fn events(
     jobs: web::Data<Jobs>,
     query: web::Query<GlobalEventsQuery>,
 ) -> Result<web::Json<EventPage>, ApiError> {
-    let after = query.after.unwrap_or(0);
+    let after = seq_after(query.after)?;
     let limit = limit(query.limit)?;
     if let Some(kind) = &query.kind {
-        if !EVENT_TYPES.contains(&kind.as_str()) {
+        if !EventKind::TYPE_NAMES.contains(&kind.as_str()) {
             return Err(ApiError::invalid(
                 Some("type".to_string()),
                 format!(
                     "unknown event type `{kind}`; one of: {}",
-                    EVENT_TYPES.join(", ")
+                    EventKind::TYPE_NAMES.join(", ")
                 ),
             ));
         }

@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use super::file::{FileFacts, RdbFileWriter};
 use super::BackupError;
-use crate::engine::{Conn, EngineError};
+use crate::client::{Conn, Info};
+use crate::disk::free_bytes;
+use crate::model::ServerSummary;
 use crate::redis_url::RedisUrl;
-use crate::replication::{LinkConfig, LinkItem, ReplicaLink, SyncStart, Transfer};
-use crate::validate::disk::free_bytes;
+use crate::replication::{LinkConfig, LinkError, LinkItem, ReplicaLink, SyncStart, Transfer};
 
 /// What a capture produced.
 #[derive(Debug, Clone)]
@@ -26,45 +27,26 @@ pub struct Captured {
     pub server_version: String,
 }
 
-/// What the server says about itself before the transfer.
-#[derive(Debug, Clone)]
-pub struct ServerFacts {
-    pub version: String,
-    /// `used_memory_dataset` (falls back to `used_memory`): the estimate of the RDB's size.
-    pub estimate: u64,
-    /// Keys in all databases (`INFO keyspace`).
-    pub keys: u64,
+/// Asks `url` about itself: version, dataset size, memory and keys per database.
+pub async fn server_summary(url: &RedisUrl) -> Result<ServerSummary, BackupError> {
+    let mut conn = Conn::connect(url).await?;
+    let info = conn.info("all").await?;
+    Ok(summary(&info))
 }
 
-/// Asks `url` for its version, dataset size and key count.
-pub async fn server_facts(url: &RedisUrl) -> Result<ServerFacts, BackupError> {
-    let mut conn = Conn::connect(url).await.map_err(EngineError::source)?;
-    let server = conn.info("server").await.map_err(EngineError::source)?;
-    let memory = conn.info("memory").await.map_err(EngineError::source)?;
-    let keyspace = conn.info("keyspace").await.map_err(EngineError::source)?;
-    let number = |v: Option<&String>| v.and_then(|s| s.parse::<u64>().ok());
-    let estimate = number(memory.get("used_memory_dataset"))
-        .or_else(|| number(memory.get("used_memory")))
-        .unwrap_or(0);
-    // `db0:keys=3,expires=0,avg_ttl=0`
-    let keys = keyspace
-        .iter()
-        .filter(|(k, _)| k.starts_with("db"))
-        .filter_map(|(_, v)| {
-            v.split(',')
-                .find_map(|part| part.strip_prefix("keys="))
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .sum();
-    Ok(ServerFacts {
-        version: server
-            .get("redis_version")
-            .or_else(|| server.get("valkey_version"))
-            .cloned()
-            .unwrap_or_default(),
-        estimate,
-        keys,
-    })
+/// The parts of `INFO` that decisions about a backup or a restore read.
+pub fn summary(info: &Info) -> ServerSummary {
+    ServerSummary {
+        version: info.version().unwrap_or_default().to_string(),
+        dataset_bytes: info.dataset_bytes().unwrap_or(0),
+        used_memory: info.num("used_memory").unwrap_or(0),
+        maxmemory: info.num("maxmemory").unwrap_or(0),
+        keys: info
+            .keyspace
+            .iter()
+            .map(|(db, stats)| (*db, stats.keys))
+            .collect(),
+    }
 }
 
 /// The bytes a backup in `dir` may use: the free space there, capped by `max_bytes`.
@@ -94,19 +76,18 @@ pub fn check_space(dir: &Path, max_bytes: u64, estimate: u64) -> Result<(), Back
     Ok(())
 }
 
-/// Copies the RDB of `url` into `dir` as backup `id`. `progress` hears the bytes stored so far.
+/// Copies the RDB of `url` into `dir` as backup `id`. `progress` hears the bytes stored so far,
+/// after every chunk (the caller decides how often to record them).
 pub async fn capture(
     url: &RedisUrl,
     dir: &Path,
     id: Uuid,
     max_bytes: u64,
-    progress: impl Fn(u64),
+    mut progress: impl FnMut(u64),
 ) -> Result<Captured, BackupError> {
-    let facts = server_facts(url).await?;
-    check_space(dir, max_bytes, facts.estimate)?;
-    let mut link = ReplicaLink::connect(url, LinkConfig::default(), None)
-        .await
-        .map_err(EngineError::from_link)?;
+    let facts = server_summary(url).await?;
+    check_space(dir, max_bytes, facts.dataset_bytes)?;
+    let mut link = ReplicaLink::connect(url, LinkConfig::default(), None).await?;
     if let SyncStart::Full {
         transfer: Transfer::Sized(len),
         ..
@@ -119,7 +100,7 @@ pub async fn capture(
     let limit = available_bytes(dir, max_bytes)?;
     let mut writer = RdbFileWriter::create(dir, id, limit).await?;
     loop {
-        match link.next().await.map_err(EngineError::from_link)? {
+        match link.next().await? {
             LinkItem::RdbChunk(chunk) => {
                 writer.write(&chunk).await.map_err(|e| match e {
                     BackupError::TooLarge { .. } => {
@@ -131,10 +112,9 @@ pub async fn capture(
             }
             LinkItem::RdbDone => break,
             LinkItem::Command(_) => {
-                return Err(EngineError::SourceLinkLost(
-                    "a command arrived before the RDB ended".into(),
+                return Err(
+                    LinkError::Protocol("a command arrived before the RDB ended".into()).into(),
                 )
-                .into())
             }
         }
     }

@@ -15,8 +15,8 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use super::BackupError;
+use crate::model::BackupDb;
 use crate::rdb::{crc64, Item, Parser, RdbError};
-use crate::store::event::BackupDb;
 
 /// The RDB's checksum trailer.
 const TRAILER: usize = 8;

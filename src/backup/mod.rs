@@ -1,4 +1,4 @@
-//! Backups: RDB copies of a server, kept in `data_dir/backups/`, restorable into any server.
+//! Backup I/O: taking an RDB copy of a server, and writing RDB files that are always whole.
 //!
 //! A backup is taken the way a replica gets its first copy: Ferry connects to the server over the
 //! replication link ([`crate::replication`]), asks for a full sync and stores the RDB the server
@@ -9,32 +9,27 @@
 //! - [`file`]: writing a file so that a file with the final name is always complete and checked
 //!   (parsed while it arrives, CRC-64 and SHA-256, fsync, rename).
 //! - [`capture`]: the replication side, with the free-space check before anything is written.
-//! - [`registry`]: backups as resources. Their facts are events in the same log as migrations
-//!   (`BackupStarted`, `BackupCompleted`, `BackupFailed`, `BackupDeleted`, `Restore*`), recorded
-//!   under the backup's own id and folded here into [`BackupView`]s.
 //!
-//! Restoring goes through [`crate::engine::load_rdb_file`], the migration's own snapshot path:
-//! RESTORE where the target understands the payload, plain commands where it is older.
-//!
-//! A completed backup (taken or uploaded) can also be the *source* of a migration
-//! (`source: {rdb: {backup_id}}`): see [`crate::jobs`]' `rdb_source` and
-//! [`crate::engine::run_from_file`].
+//! This module only does the I/O. Backups as resources (their states, their rules, their events)
+//! are the backup aggregate ([`crate::aggregate::backup`]); the supervisor runs a capture as a
+//! task and reports its progress and end through the service. Restoring is the engine's snapshot
+//! path ([`crate::engine::load_rdb_file`]).
 
 pub mod capture;
 pub mod file;
-pub mod registry;
 
-pub use registry::{BackupLimits, BackupStatus, BackupView, Backups, RestoreView};
+use crate::client::ClientError;
+use crate::replication::LinkError;
 
-use crate::engine::EngineError;
-
-/// Why a backup, restore or upload did not happen.
+/// Why a capture or a file did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("no backup {0}")]
-    NotFound(uuid::Uuid),
-    #[error("{0}")]
-    Conflict(String),
+    /// The server could not be asked about itself.
+    #[error("the server: {0}")]
+    Server(#[from] ClientError),
+    /// The replication link failed or the server refused it.
+    #[error(transparent)]
+    Link(#[from] LinkError),
     /// The file would not fit: the message says how much is needed and what is available.
     #[error("{0}")]
     NoSpace(String),
@@ -50,10 +45,6 @@ pub enum BackupError {
     },
     #[error("the file was already finished")]
     Closed,
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
 }
 
 impl BackupError {
@@ -64,16 +55,19 @@ impl BackupError {
         }
     }
 
-    /// A stable code for `BackupFailed.code` / `RestoreFailed.code`.
+    /// A stable code for `BackupFailed.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            BackupError::NotFound(_) => "not_found",
-            BackupError::Conflict(_) => "conflict",
+            BackupError::Server(e) if e.is_auth() => "auth_failed",
+            BackupError::Server(e) if e.is_connect() => "source_unreachable",
+            BackupError::Server(_) => "source_error",
+            BackupError::Link(LinkError::Refused { .. }) => "replication_refused",
+            BackupError::Link(LinkError::Auth { .. }) => "auth_failed",
+            BackupError::Link(LinkError::Connect(_)) => "source_unreachable",
+            BackupError::Link(_) => "source_link_lost",
             BackupError::NoSpace(_) | BackupError::TooLarge { .. } => "no_space",
             BackupError::Corrupt { .. } => "corrupt_rdb",
             BackupError::Io { .. } | BackupError::Closed => "io_error",
-            BackupError::Engine(e) => e.code(),
-            BackupError::Store(_) => "store_error",
         }
     }
 }

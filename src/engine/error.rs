@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::conn::ConnError;
+use crate::client::ClientError;
 use crate::replication::LinkError;
 
 /// Renders a key for messages: lossy UTF-8, cut at 200 characters (keys may be binary and large).
@@ -107,19 +107,19 @@ impl EngineError {
     }
 
     /// Classifies a failure of an admin connection to the source.
-    pub(crate) fn source(e: ConnError) -> Self {
+    pub(crate) fn source(e: ClientError) -> Self {
         match e {
-            ConnError::Connect { .. } => EngineError::SourceUnreachable(e.to_string()),
-            ConnError::Auth { .. } => EngineError::AuthFailed(e.to_string()),
+            _ if e.is_auth() => EngineError::AuthFailed(e.to_string()),
+            ClientError::Connect(_) => EngineError::SourceUnreachable(e.to_string()),
             other => EngineError::SourceError(other.to_string()),
         }
     }
 
     /// Classifies a failure of a connection to the target.
-    pub(crate) fn target(e: ConnError) -> Self {
+    pub(crate) fn target(e: ClientError) -> Self {
         match e {
-            ConnError::Connect { .. } => EngineError::TargetUnreachable(e.to_string()),
-            ConnError::Auth { .. } => EngineError::AuthFailed(e.to_string()),
+            _ if e.is_auth() => EngineError::AuthFailed(e.to_string()),
+            ClientError::Connect(_) => EngineError::TargetUnreachable(e.to_string()),
             other => EngineError::TargetLinkLost(other.to_string()),
         }
     }

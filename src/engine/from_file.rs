@@ -4,16 +4,17 @@
 //! loaded through the snapshot path ([`load_rdb_file`](super::load_rdb_file): the same writer,
 //! RESTORE or rewriting for an older target, the same `on_conflict` rules), framed by the usual
 //! `SnapshotStarted` / `SnapshotProgress`* / `SnapshotCompleted` events, and then verified against
-//! the file itself ([`verify_file`](super::verify_file)). Only `snapshot` mode makes sense; the API
+//! the file itself ([`verify::file`](super::verify::file)). Only `snapshot` mode makes sense; the API
 //! refuses `live` before a job gets here.
 
 use std::path::PathBuf;
 
 use super::error::EngineError;
 use super::load::load_rdb_file;
-use super::{verify_file, Controls, EngineJob, EventSender, Reporter, Tuning};
+use super::verify::file as verify_file;
+use super::{Controls, EngineJob, EventSender, Reporter, Tuning};
+use crate::model::EventKind;
 use crate::spec::Verify;
-use crate::store::EventKind;
 
 /// The `replid` of a snapshot that came from a file rather than a server.
 pub const FILE_REPLID: &str = "rdb-file";

@@ -23,7 +23,7 @@
 //! Redis has no such mode; there the source's `DEL`s and the target's own expiry both apply,
 //! which is what every Redis replica tool does.
 
-use super::conn::{Conn, ConnError};
+use crate::client::{ClientError, Conn};
 use crate::rdb::version::{Fork, ServerVersion};
 use crate::redis_url::RedisUrl;
 
@@ -80,7 +80,7 @@ pub(crate) async fn begin(target: &mut Conn, server: &ServerVersion) -> ImportMo
 
 /// Marks a writer connection as the importer. A target that restarted lost the mode (it is a
 /// runtime setting): it is switched on again first.
-pub(crate) async fn mark_writer(conn: &mut Conn, mode: ImportMode) -> Result<(), ConnError> {
+pub(crate) async fn mark_writer(conn: &mut Conn, mode: ImportMode) -> Result<(), ClientError> {
     if !mode.active {
         return Ok(());
     }

@@ -10,11 +10,11 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
-use super::conn::Conn;
 use super::error::EngineError;
 use super::snapshot::{RdbInput, Snapshot};
 use super::writer::Writer;
 use super::{EventSender, Reporter, Servers, Tuning};
+use crate::client::Conn;
 use crate::redis_url::RedisUrl;
 use crate::replication::LinkItem;
 use crate::spec::OnConflict;
@@ -115,4 +115,18 @@ pub async fn load_rdb_file(
         keys_rewritten: summary.keys_rewritten,
         duration_ms: summary.duration.as_millis() as u64,
     })
+}
+
+/// Empties `target` before a rollback's load: every database, and the function libraries where
+/// the server has them.
+pub async fn flush_target(target: &RedisUrl) -> Result<(), EngineError> {
+    let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
+    conn.call_ok(&["FLUSHALL", "SYNC"])
+        .await
+        .map_err(EngineError::target)?;
+    // Redis < 7.0 has no functions: its error reply to FUNCTION means there is nothing to flush.
+    conn.call(&["FUNCTION", "FLUSH", "SYNC"])
+        .await
+        .map_err(EngineError::target)?;
+    Ok(())
 }

@@ -49,7 +49,6 @@
 //! verification, which leaves it out.
 
 mod adapt;
-mod conn;
 mod error;
 mod from_file;
 mod import_mode;
@@ -64,15 +63,11 @@ mod translate_lua;
 #[cfg(test)]
 mod translate_tests;
 mod verify;
-mod verify_file;
-mod verify_modules;
-mod verify_paged;
 mod writer;
 
-pub use conn::{Conn, ConnError};
 pub use error::EngineError;
 pub use from_file::run_from_file;
-pub use load::{load_rdb_file, LoadSummary};
+pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 pub(crate) use servers::{server_version, Servers};
@@ -85,11 +80,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::client::Conn;
+use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
-use crate::store::event::{Link, ResumeKind, VerificationReport};
-use crate::store::EventKind;
 
 /// Everything the engine needs to run one migration.
 #[derive(Debug, Clone)]
@@ -99,13 +94,6 @@ pub struct EngineJob {
     pub spec: MigrationSpec,
     /// Where to continue, folded from the last `Checkpoint`; `None` for a fresh start.
     pub resume: Option<ResumePoint>,
-}
-
-/// The last durable progress of a job, as recorded in its `Checkpoint` events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResumePoint {
-    pub replid: String,
-    pub applied_offset: i64,
 }
 
 /// Signals from the API to a running engine.
@@ -189,7 +177,7 @@ pub async fn run_with(
         ));
     };
     let cancel = controls.cancel.clone();
-    let migration = Migration {
+    let migration = Run {
         offset_key: resume::offset_key(job.migration_id),
         source_url: source_url.clone(),
         job,
@@ -272,7 +260,9 @@ impl Reporter {
     }
 }
 
-struct Migration {
+/// One run of the engine for one migration: its job, its controls and what it reports through.
+/// (Named apart from the migration aggregate, which is the record; this is the work.)
+struct Run {
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
@@ -290,7 +280,7 @@ struct Migration {
 /// cannot hold even the time one snapshot takes would loop forever).
 const MAX_REDOS: u32 = 5;
 
-impl Migration {
+impl Run {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
         let mut source = Conn::connect(&self.source_url)

@@ -4,18 +4,18 @@
 
 use std::time::Duration;
 
-use super::conn::Conn;
 use super::error::EngineError;
-use super::Migration;
+use super::Run;
+use crate::client::Conn;
+use crate::model::EventKind;
+use crate::model::Link;
 use crate::redis_url::RedisUrl;
 use crate::replication::{ReplicaLink, SyncStart};
-use crate::store::event::Link;
-use crate::store::EventKind;
 
 /// How long to wait between attempts to reach a server again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-impl Migration {
+impl Run {
     /// Records a link lost mid-snapshot and asks for the snapshot to be redone.
     pub(super) async fn snapshot_interrupted(
         &self,

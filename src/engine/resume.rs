@@ -34,8 +34,8 @@ use std::hash::BuildHasher;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::conn::{Conn, ConnError};
 use super::ResumePoint;
+use crate::client::{ClientError, Conn};
 use crate::resp::Frame;
 
 /// The value of the offset key while a snapshot is being written.
@@ -59,7 +59,7 @@ pub enum TargetMark {
 }
 
 /// Reads the offset key (leaves the connection on db 0).
-pub async fn read_mark(target: &mut Conn, key: &[u8]) -> Result<TargetMark, ConnError> {
+pub async fn read_mark(target: &mut Conn, key: &[u8]) -> Result<TargetMark, ClientError> {
     target.select(0).await?;
     let reply = target.call_ok(&[b"GET".as_slice(), key]).await?;
     let Some(value) = reply.as_bytes() else {
@@ -101,7 +101,7 @@ pub fn mark_value(replid: &str, offset: i64, db: u32) -> String {
 }
 
 /// Sets the offset key (db 0).
-pub async fn write_mark(target: &mut Conn, key: &[u8], value: &str) -> Result<(), ConnError> {
+pub async fn write_mark(target: &mut Conn, key: &[u8], value: &str) -> Result<(), ClientError> {
     target.select(0).await?;
     target
         .call_ok(&[b"SET".as_slice(), key, value.as_bytes()])
@@ -110,7 +110,7 @@ pub async fn write_mark(target: &mut Conn, key: &[u8], value: &str) -> Result<()
 }
 
 /// Removes the offset key at the end of a migration.
-pub async fn remove_mark(target: &mut Conn, key: &[u8]) -> Result<(), ConnError> {
+pub async fn remove_mark(target: &mut Conn, key: &[u8]) -> Result<(), ClientError> {
     target.select(0).await?;
     target.call_ok(&[b"DEL".as_slice(), key]).await.map(|_| ())
 }
@@ -203,12 +203,9 @@ pub async fn sweep(
     target: &mut Conn,
     written: &KeySet,
     offset_key: &[u8],
-) -> Result<u64, ConnError> {
+) -> Result<u64, ClientError> {
     let info = target.info("keyspace").await?;
-    let dbs: Vec<u32> = info
-        .keys()
-        .filter_map(|k| k.strip_prefix("db")?.parse().ok())
-        .collect();
+    let dbs: Vec<u32> = info.keyspace.keys().copied().collect();
     let mut removed = 0;
     for db in dbs {
         target.select(db).await?;
@@ -217,9 +214,9 @@ pub async fn sweep(
             let reply = target
                 .call_ok(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"])
                 .await?;
-            let (next, keys) = scan_reply(reply).ok_or_else(|| ConnError::Protocol {
+            let (next, keys) = scan_reply(reply).ok_or_else(|| ClientError::NotRedis {
                 addr: target.addr().to_string(),
-                reason: "SCAN returned an unexpected reply".into(),
+                detail: "SCAN returned an unexpected reply".into(),
             })?;
             let stale: Vec<Bytes> = keys
                 .into_iter()
@@ -260,6 +257,24 @@ fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
     };
     let cursor = parts.pop()?.as_bytes()?.to_vec();
     Some((cursor, keys))
+}
+
+/// Whether `target` carries migration `id`'s offset key, i.e. the engine wrote to it already.
+/// `None` when the target could not be asked within `timeout`.
+pub async fn target_marked(
+    target: &crate::redis_url::RedisUrl,
+    id: uuid::Uuid,
+    timeout: std::time::Duration,
+) -> Option<bool> {
+    let probe = async {
+        let mut conn = Conn::connect(target).await.ok()?;
+        let key = offset_key(id);
+        match conn.call(&[&b"EXISTS"[..], &key[..]]).await.ok()? {
+            Frame::Integer(n) => Some(n > 0),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(timeout, probe).await.ok().flatten()
 }
 
 #[cfg(test)]

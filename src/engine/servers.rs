@@ -2,9 +2,9 @@
 //! (which decide payload versions, rewrites and commands), its modules, the user's choices that
 //! depend on them, and Valkey's import mode.
 
-use super::conn::{Conn, ConnError};
 use super::error::EngineError;
 use super::{import_mode, translate};
+use crate::client::{ClientError, Conn};
 use crate::rdb::version::{Fork, ServerVersion};
 
 /// What the engine learned about the two servers before starting.
@@ -30,7 +30,7 @@ impl Servers {
     pub(crate) async fn of_target(
         target: &mut Conn,
         drop_field_ttls: bool,
-    ) -> Result<Servers, ConnError> {
+    ) -> Result<Servers, ClientError> {
         let server = server_version(target).await?;
         let target_modules = module_names(target).await;
         Ok(Servers {
@@ -62,12 +62,11 @@ impl Servers {
 
 /// The server's fork and version from `INFO server`; one that does not say is taken for an old
 /// Redis (6.0, RDB 9), so that nothing newer than it reads is sent to it.
-pub(crate) async fn server_version(conn: &mut Conn) -> Result<ServerVersion, ConnError> {
+pub(crate) async fn server_version(conn: &mut Conn) -> Result<ServerVersion, ClientError> {
     let info = conn.info("server").await?;
-    Ok(
-        ServerVersion::from_info(|field| info.get(field).map(String::as_str))
-            .unwrap_or(ServerVersion::new(Fork::Redis, 6, 0, 0)),
-    )
+    Ok(info
+        .server()
+        .unwrap_or(ServerVersion::new(Fork::Redis, 6, 0, 0)))
 }
 
 /// The names `MODULE LIST` gives; `None` when the server refuses the command (a managed service),

@@ -21,17 +21,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::conn::Conn;
 use super::error::{show_key, EngineError};
 use super::resume::{KeySet, SNAPSHOT_MARK};
 use super::writer::{Restore, Writer};
 use super::{Reporter, Servers, Tuning};
+use crate::client::Conn;
+use crate::model::EventKind;
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::{payload_version, target_understands};
 use crate::rdb::{Entry, Item, Parser, RdbError};
 use crate::replication::{LinkItem, ReplicaLink};
 use crate::spec::OnConflict;
-use crate::store::EventKind;
 
 /// Where the RDB bytes come from: the replication link, or a file (a backup being restored).
 ///

@@ -18,13 +18,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::conn::Conn;
 use super::error::EngineError;
 use super::translate::{self, TargetProfile};
 use super::writer::Writer;
 use super::{Controls, Reporter, Tuning};
+use crate::client::Conn;
+use crate::model::EventKind;
 use crate::replication::{LinkItem, ReplCommand, ReplicaLink};
-use crate::store::EventKind;
 
 pub(crate) struct Streamer<'a> {
     pub link: &'a mut ReplicaLink,

@@ -21,14 +21,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 
-use super::conn::Conn;
 use super::error::EngineError;
+use crate::client::Conn;
 use crate::rdb::crc64;
 use crate::resp::{CommandBuf, Decoder, Limits};
 use crate::spec::OnConflict;
+use crate::transport::WriteHalf;
 
 /// Bounds of the in-flight window and the batching of writes.
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +160,7 @@ impl Drop for AbortOnDrop {
 }
 
 pub struct Writer {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     out: CommandBuf,
     tx: mpsc::Sender<Pending>,
     shared: Arc<Shared>,
@@ -176,8 +176,7 @@ impl Writer {
     /// Takes over an authenticated connection to the target.
     pub fn new(conn: Conn, cfg: WriterConfig, on_conflict: OnConflict, start_offset: i64) -> Self {
         let addr = conn.addr().to_string();
-        let leftover = conn.buf;
-        let (read, write) = conn.stream.into_split();
+        let (read, write, leftover) = conn.into_parts();
         let (tx, rx) = mpsc::channel(cfg.max_inflight_commands.max(1));
         let shared = Arc::new(Shared {
             stats: WriterStats::default(),

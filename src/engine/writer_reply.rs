@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::{Expect, Pending, Shared, StreamBatch, TRAILER_COMMANDS};
 use crate::engine::error::{show_key, EngineError};
 use crate::resp::{Decoder, Frame};
 use crate::spec::OnConflict;
+use crate::transport::ReadHalf;
 
 pub(super) struct ReplyReader {
-    pub(super) read: OwnedReadHalf,
+    pub(super) read: ReadHalf,
     pub(super) buf: BytesMut,
     pub(super) decoder: Decoder,
     pub(super) shared: Arc<Shared>,

@@ -5,12 +5,12 @@
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::link::LinkConfig;
 use super::LinkError;
 use crate::redis_url::RedisUrl;
 use crate::resp::CommandBuf;
+use crate::transport::{self, ConnectError, ConnectOptions, Stream, TlsPolicy};
 
 /// How the master answered PSYNC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct Resume {
 
 /// A connected socket and its read buffer; shared by the handshake and the link.
 pub(crate) struct Wire {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: BytesMut,
     pub cfg: LinkConfig,
 }
@@ -113,55 +113,41 @@ pub(crate) async fn perform(
     resume: Option<&Resume>,
 ) -> Result<(Wire, SyncStart), LinkError> {
     let addr = url.addr();
-    if url.tls {
-        return Err(LinkError::Connect {
-            addr,
-            reason: "TLS (rediss://) is not supported by the replication link yet; use redis://"
-                .into(),
-        });
-    }
-    let stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| LinkError::Connect {
-            addr: addr.clone(),
-            reason: format!("no answer within {}s", cfg.connect_timeout.as_secs()),
-        })?
-        .map_err(|e| LinkError::Connect {
-            addr: addr.clone(),
-            reason: e.to_string(),
-        })?;
-    stream.set_nodelay(true)?;
+    let options = ConnectOptions {
+        connect_timeout: cfg.connect_timeout,
+        tls: TlsPolicy::Refuse {
+            what: "the replication link",
+        },
+    };
+    let stream = transport::open(url, &options).await.map_err(|e| match e {
+        ConnectError::Auth { addr, reason } => LinkError::Auth { addr, reason },
+        other => LinkError::Connect(other),
+    })?;
     let mut wire = Wire {
         stream,
         buf: BytesMut::with_capacity(cfg.read_chunk),
         cfg,
     };
 
-    // PING first: a master that needs AUTH answers -NOAUTH, which is fine here.
+    // Authenticated already; a PING proves a Redis server answers before the replica talk.
     let pong = wire.call(&[b"PING"], "waiting for PONG").await?;
-    if pong.starts_with('-') && !pong.starts_with("-NOAUTH") && !pong.starts_with("-NOPERM") {
+    if !pong.starts_with('+') && !pong.starts_with('-') {
+        return Err(LinkError::Connect(transport::not_redis(
+            &addr,
+            pong.as_bytes(),
+        )));
+    }
+    if pong.starts_with("-NOAUTH") || pong.starts_with("-NOPERM") {
+        return Err(LinkError::Auth {
+            addr,
+            reason: pong.trim_start_matches('-').to_string(),
+        });
+    }
+    if pong.starts_with('-') {
         return Err(LinkError::Refused {
             command: "PING",
             reason: pong,
         });
-    }
-
-    if let Some(password) = &url.password {
-        let pass = password.expose().as_bytes();
-        let reply = match &url.username {
-            Some(user) => {
-                wire.call(&[b"AUTH", user.as_bytes(), pass], "authenticating")
-                    .await?
-            }
-            None => wire.call(&[b"AUTH", pass], "authenticating").await?,
-        };
-        if !reply.starts_with("+OK") {
-            // The server's message never contains the password; ours does not either.
-            return Err(LinkError::Auth {
-                addr,
-                reason: reply.trim_start_matches('-').to_string(),
-            });
-        }
     }
 
     let port = wire.cfg.listening_port.to_string();

@@ -1,7 +1,7 @@
 //! The replica side of Redis replication: handshake, PSYNC, RDB framing, the command stream, ACKs.
 //!
 //! Ferry gets a consistent snapshot *and* every later write by asking the source to treat it as a
-//! replica. The conversation (`handshake`) is: `PING`, `AUTH`, `REPLCONF listening-port`,
+//! replica. The conversation (`handshake`) is: `AUTH` (through [`crate::transport`], shared with the admin client), `PING`, `REPLCONF listening-port`,
 //! `REPLCONF capa eof capa psync2`, then `PSYNC ? -1` (first time) or `PSYNC <replid> <offset+1>`
 //! (resume). The master answers `+FULLRESYNC <replid> <offset>` and sends an RDB, or `+CONTINUE`
 //! and goes straight to the command stream. Old servers without PSYNC get `SYNC`.
@@ -34,8 +34,9 @@ use thiserror::Error;
 /// Why the replication link could not be set up or broke.
 #[derive(Debug, Error)]
 pub enum LinkError {
-    #[error("cannot connect to the source at {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    /// The socket could not be opened or authenticated ([`crate::transport`] says why).
+    #[error("the source: {0}")]
+    Connect(crate::transport::ConnectError),
     #[error("the source at {addr} refused authentication: {reason}")]
     Auth { addr: String, reason: String },
     /// PSYNC and SYNC were both refused (managed services often disable them).

@@ -1,7 +1,8 @@
 //! The event log on sled: durable appends, ordered reads, live subscriptions.
 //!
-//! This is the only module that knows sled. Everything Ferry knows about a migration is an
-//! [`Event`] in this log; views are folds of it (see `jobs`). Three promises hold:
+//! This is the only module that knows sled, and it knows no domain rules: it stores [`Event`]s
+//! (migrations', backups', restores') in one log and hands them back; the typed states are folds
+//! of it (see [`crate::aggregate`] and [`crate::jobs`]). Three promises hold:
 //!
 //! 1. **Durable before acknowledged.** [`Store::append`] returns only after sled has flushed the
 //!    events to disk. Many concurrent appends share one flush (group commit, see [`writer`]), so
@@ -17,9 +18,8 @@
 //! writer has a thread of its own.
 
 pub mod credentials;
-pub mod event;
+mod group_commit;
 mod record;
-mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,10 +30,10 @@ use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 pub use credentials::{CredentialError, Credentials};
-pub use event::{Event, EventKind};
 
+use crate::model::{AggregateType, Event, EventKind};
 use credentials::CredentialStore;
-use writer::{AppendRequest, Writer};
+use group_commit::{AppendRequest, GroupCommit};
 
 /// How many live events a slow subscriber may lag behind before it must catch up from the log.
 const LIVE_CAPACITY: usize = 16 * 1024;
@@ -70,18 +70,30 @@ impl From<sled::Error> for StoreError {
 /// An event before the log has given it a `seq` and a time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    pub migration_id: Uuid,
+    pub aggregate_type: AggregateType,
+    pub aggregate_id: Uuid,
     pub actor: String,
     pub kind: EventKind,
 }
 
 impl NewEvent {
-    pub fn new(migration_id: Uuid, actor: impl Into<String>, kind: EventKind) -> Self {
+    pub fn new(
+        aggregate_type: AggregateType,
+        aggregate_id: Uuid,
+        actor: impl Into<String>,
+        kind: EventKind,
+    ) -> Self {
         NewEvent {
-            migration_id,
+            aggregate_type,
+            aggregate_id,
             actor: actor.into(),
             kind,
         }
+    }
+
+    /// An event of migration `id`.
+    pub fn migration(id: Uuid, actor: impl Into<String>, kind: EventKind) -> Self {
+        Self::new(AggregateType::Migration, id, actor, kind)
     }
 }
 
@@ -117,7 +129,7 @@ impl Store {
         let (last_seq, sealed_upto) = log_bounds(&log).map_err(|e| open_err(e.to_string()))?;
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (requests, queue) = std::sync::mpsc::channel();
-        let writer = Writer {
+        let writer = GroupCommit {
             db: db.clone(),
             log: log.clone(),
             last_seq,
@@ -167,8 +179,9 @@ impl Store {
         self.inner.live.subscribe()
     }
 
-    /// Events of migration `id` with `seq > after`, in order, at most `limit`.
-    pub async fn migration_events(
+    /// Events of aggregate `id` (a migration, backup or restore) with `seq > after`, in order, at
+    /// most `limit`.
+    pub async fn aggregate_events(
         &self,
         id: Uuid,
         after: u64,

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::event::{Event, EventKind};
+use crate::model::{AggregateType, Event, EventKind};
 
 pub(crate) const EVENT_PREFIX: u8 = b'e';
 pub(crate) const INDEX_PREFIX: u8 = b'm';
@@ -89,10 +89,15 @@ pub(crate) fn seq_of_key(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail))
 }
 
+/// `m` is the aggregate's id (it was the migration's id when only migrations had events, hence the
+/// letter); `g` its type, absent from records written before backups and restores were aggregates
+/// of their own, where [`AggregateType::of_legacy`] derives it.
 #[derive(Serialize)]
 struct RecordRef<'a> {
     #[serde(rename = "m")]
-    migration_id: &'a Uuid,
+    aggregate_id: &'a Uuid,
+    #[serde(rename = "g")]
+    aggregate_type: AggregateType,
     #[serde(rename = "t")]
     at_micros: i64,
     #[serde(rename = "a")]
@@ -104,7 +109,9 @@ struct RecordRef<'a> {
 #[derive(Deserialize)]
 struct Record {
     #[serde(rename = "m")]
-    migration_id: Uuid,
+    aggregate_id: Uuid,
+    #[serde(rename = "g", default)]
+    aggregate_type: Option<AggregateType>,
     #[serde(rename = "t")]
     at_micros: i64,
     #[serde(rename = "a")]
@@ -115,7 +122,8 @@ struct Record {
 
 pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&RecordRef {
-        migration_id: &event.migration_id,
+        aggregate_id: &event.aggregate_id,
+        aggregate_type: event.aggregate_type,
         at_micros: event.at.timestamp_micros(),
         actor: &event.actor,
         kind: &event.kind,
@@ -125,9 +133,13 @@ pub(crate) fn encode(event: &Event) -> Result<Vec<u8>, serde_json::Error> {
 pub(crate) fn decode(seq: u64, bytes: &[u8]) -> Result<Event, serde_json::Error> {
     let record: Record = serde_json::from_slice(bytes)?;
     let at = DateTime::<Utc>::from_timestamp_micros(record.at_micros).unwrap_or_default();
+    let aggregate_type = record
+        .aggregate_type
+        .unwrap_or_else(|| AggregateType::of_legacy(record.aggregate_id, &record.kind));
     Ok(Event {
         seq,
-        migration_id: record.migration_id,
+        aggregate_type,
+        aggregate_id: record.aggregate_id,
         at,
         actor: record.actor,
         kind: record.kind,
@@ -142,7 +154,8 @@ mod tests {
     fn a_record_round_trips_with_microsecond_time() {
         let event = Event {
             seq: 42,
-            migration_id: Uuid::now_v7(),
+            aggregate_type: AggregateType::Migration,
+            aggregate_id: Uuid::now_v7(),
             at: DateTime::<Utc>::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
             actor: "api".into(),
             kind: EventKind::Checkpoint {
@@ -154,6 +167,34 @@ mod tests {
         };
         let bytes = encode(&event).unwrap();
         assert_eq!(decode(42, &bytes).unwrap(), event);
+    }
+
+    /// A record of the first format (no `g`): a backup's event under its own id and a restore point
+    /// under a migration's both decode, with the aggregate derived.
+    #[test]
+    fn records_without_an_aggregate_type_still_decode() {
+        let backup = Uuid::now_v7();
+        let migration = Uuid::now_v7();
+        let own = format!(
+            r#"{{"m":"{backup}","t":1700000000000000,"a":"api","k":{{"type":"BackupDeleted","data":{{"backup_id":"{backup}"}}}}}}"#
+        );
+        let event = decode(1, own.as_bytes()).unwrap();
+        assert_eq!(
+            (event.aggregate_type, event.aggregate_id),
+            (AggregateType::Backup, backup)
+        );
+        let copy = format!(
+            r#"{{"m":"{migration}","t":1700000000000000,"a":"engine","k":{{"type":"BackupCompleted","data":{{"backup_id":"{backup}","bytes":9}}}}}}"#
+        );
+        let event = decode(2, copy.as_bytes()).unwrap();
+        assert_eq!(event.aggregate_type, AggregateType::Migration);
+        let started = format!(
+            r#"{{"m":"{migration}","t":1700000000000000,"a":"api","k":{{"type":"MigrationStarted","data":{{}}}}}}"#
+        );
+        assert_eq!(
+            decode(3, started.as_bytes()).unwrap().aggregate_type,
+            AggregateType::Migration
+        );
     }
 
     #[test]

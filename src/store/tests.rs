@@ -1,7 +1,7 @@
 //! The log's promises, checked against a real sled directory.
 
 use super::*;
-use crate::store::event::EventKind;
+use crate::model::EventKind;
 
 fn checkpoint(offset: i64) -> EventKind {
     EventKind::Checkpoint {
@@ -19,22 +19,22 @@ async fn appends_get_consecutive_seqs_and_read_back_in_order() {
     let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
     let first = store
         .append(vec![
-            NewEvent::new(a, "api", checkpoint(1)),
-            NewEvent::new(b, "api", checkpoint(2)),
+            NewEvent::migration(a, "api", checkpoint(1)),
+            NewEvent::migration(b, "api", checkpoint(2)),
         ])
         .await
         .unwrap();
     assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
     let third = store
-        .append_one(NewEvent::new(a, "engine", checkpoint(3)))
+        .append_one(NewEvent::migration(a, "engine", checkpoint(3)))
         .await
         .unwrap();
     assert_eq!(third.seq, 3);
 
-    let of_a = store.migration_events(a, 0, 100).await.unwrap();
+    let of_a = store.aggregate_events(a, 0, 100).await.unwrap();
     assert_eq!(of_a.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
-    assert_eq!(store.migration_events(a, 1, 100).await.unwrap().len(), 1);
-    assert_eq!(store.migration_events(a, 0, 1).await.unwrap().len(), 1);
+    assert_eq!(store.aggregate_events(a, 1, 100).await.unwrap().len(), 1);
+    assert_eq!(store.aggregate_events(a, 0, 1).await.unwrap().len(), 1);
 
     let all = store.events_after(1, 100, None).await.unwrap();
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
@@ -55,7 +55,7 @@ async fn concurrent_appends_share_flushes_without_gaps() {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .append_one(NewEvent::new(id, "engine", checkpoint(i)))
+                    .append_one(NewEvent::migration(id, "engine", checkpoint(i)))
                     .await
                     .unwrap()
                     .seq
@@ -77,11 +77,11 @@ async fn subscribers_see_new_events_after_they_are_durable() {
     let mut live = store.subscribe();
     let id = Uuid::now_v7();
     store
-        .append_one(NewEvent::new(id, "api", checkpoint(5)))
+        .append_one(NewEvent::migration(id, "api", checkpoint(5)))
         .await
         .unwrap();
     let seen = live.recv().await.unwrap();
-    assert_eq!((seen.seq, seen.migration_id), (1, id));
+    assert_eq!((seen.seq, seen.aggregate_id), (1, id));
 }
 
 #[tokio::test]
@@ -92,14 +92,14 @@ async fn a_reopened_store_continues_the_sequence_and_folds_everything() {
         let store = Store::open(dir.path()).unwrap();
         for i in 0..10 {
             store
-                .append_one(NewEvent::new(id, "api", checkpoint(i)))
+                .append_one(NewEvent::migration(id, "api", checkpoint(i)))
                 .await
                 .unwrap();
         }
     }
     let store = Store::open(dir.path()).unwrap();
     let next = store
-        .append_one(NewEvent::new(id, "api", checkpoint(10)))
+        .append_one(NewEvent::migration(id, "api", checkpoint(10)))
         .await
         .unwrap();
     assert_eq!(next.seq, 11);
@@ -135,7 +135,7 @@ async fn sealed_chunks_read_back_like_single_events_and_survive_a_reopen() {
         for start in (0..total).step_by(100) {
             let batch = (start..start + 100)
                 .map(|i| {
-                    NewEvent::new(
+                    NewEvent::migration(
                         if i % 3 == 0 { a } else { b },
                         "engine",
                         checkpoint(i as i64),
@@ -149,16 +149,16 @@ async fn sealed_chunks_read_back_like_single_events_and_survive_a_reopen() {
     let store = Store::open(dir.path()).unwrap();
     assert_full_log(&store, total).await;
     let next = store
-        .append_one(NewEvent::new(a, "api", checkpoint(-1)))
+        .append_one(NewEvent::migration(a, "api", checkpoint(-1)))
         .await
         .unwrap();
     assert_eq!(next.seq, total + 1);
 
-    let of_a = store.migration_events(a, 0, 10_000).await.unwrap();
+    let of_a = store.aggregate_events(a, 0, 10_000).await.unwrap();
     assert_eq!(of_a.len() as u64, total / 3 + 1);
     assert!(of_a.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert!(of_a.iter().all(|e| e.migration_id == a));
-    let after_chunk = store.migration_events(b, 1500, 2).await.unwrap();
+    assert!(of_a.iter().all(|e| e.aggregate_id == a));
+    let after_chunk = store.aggregate_events(b, 1500, 2).await.unwrap();
     assert_eq!(
         after_chunk.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1502, 1503]
@@ -199,7 +199,7 @@ async fn reads_during_sealing_see_no_gaps() {
         tokio::spawn(async move {
             for start in (0..5000i64).step_by(50) {
                 let batch = (start..start + 50)
-                    .map(|i| NewEvent::new(id, "engine", checkpoint(i)))
+                    .map(|i| NewEvent::migration(id, "engine", checkpoint(i)))
                     .collect();
                 store.append(batch).await.unwrap();
             }
@@ -211,7 +211,7 @@ async fn reads_during_sealing_see_no_gaps() {
             all.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1),
             "a gap"
         );
-        let mine = store.migration_events(id, 0, 100_000).await.unwrap();
+        let mine = store.aggregate_events(id, 0, 100_000).await.unwrap();
         assert!(
             mine.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1),
             "a gap"

@@ -1,26 +1,27 @@
-//! Admin connections for validation: redis-rs, a timeout on everything, and errors without secrets.
+//! Admin connections for validation: the shared [`Conn`], a time budget on everything, and call
+//! failures classified for the report.
 //!
-//! One multiplexed connection per server carries every admin command, so the independent ones
-//! (INFO, CONFIG GET, MODULE LIST, COMMAND INFO) travel concurrently over one socket. Every await is
-//! bounded twice: redis-rs' own connection and response timeouts, and a `tokio::time::timeout`
-//! around the whole call, because a server that accepts TCP but never answers (a stopped process,
-//! a black-holing firewall) must cost us seconds, not the endpoint.
+//! Every await is bounded twice: a per-call timeout, and the budget of the whole gathering with one
+//! server, because a server that accepts TCP but never answers (a stopped process, a black-holing
+//! firewall) must cost us seconds, not the endpoint. Independent commands are sent as one pipeline
+//! ([`Admin::call_many`]): one round trip, as the concurrent calls of a multiplexed client would be.
 //!
-//! redis-rs error texts are not part of our contract and could one day include connection details,
-//! so [`Admin::call`] and [`connect`] classify errors into [`CallError`] / [`ConnectError`] and scrub
-//! the password from any text they pass on.
+//! Server error texts are not part of our contract and could quote arguments, so every text passed
+//! on is scrubbed of the password ([`crate::client::scrub`]).
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisError, ServerErrorKind};
+use tokio::sync::Mutex;
 
 use super::error::{CallError, ConnectError};
+use crate::client::{scrub, ClientError, Conn};
 use crate::redis_url::RedisUrl;
+use crate::resp::Frame;
+use crate::transport::{ConnectOptions as TransportOptions, TlsPolicy, TlsRoots};
 
 /// A connected server, and what connecting taught us.
 pub struct Admin {
-    conn: MultiplexedConnection,
+    conn: Mutex<Conn>,
     url: RedisUrl,
     call_timeout: Duration,
     /// No call may run past this instant: the budget of the whole gathering, whatever the rounds.
@@ -43,59 +44,57 @@ pub struct ConnectOptions {
     pub tls_roots: TlsRoots,
 }
 
-/// The trust anchors for TLS connections.
-#[derive(Debug, Clone)]
-pub enum TlsRoots {
-    /// The system's roots (`rustls-native-certs`, which also honours `SSL_CERT_FILE`).
-    System,
-    /// PEM certificates of a private CA.
-    Pem(Vec<u8>),
-    /// The configured CA file could not be read: TLS connections fail and say why.
-    Unreadable { path: String, detail: String },
-}
-
-/// Connects, authenticates and PINGs within the connect timeout.
+/// Connects, authenticates, PINGs and selects the URL's database within the connect timeout.
 pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, ConnectError> {
     let addr = url.addr();
     let deadline = Instant::now() + options.budget;
     let connect_timeout = options.connect_timeout.min(options.budget);
-    let call_timeout = options.call_timeout;
+    let transport = TransportOptions {
+        connect_timeout,
+        tls: TlsPolicy::Trust(options.tls_roots.clone()),
+    };
     let attempt = async {
-        let client = match (&options.tls_roots, url.tls) {
-            (TlsRoots::Pem(pem), true) => redis::Client::build_with_tls(
-                url.expose_url(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            (TlsRoots::Unreadable { path, detail }, true) => {
-                return Err(ConnectError::TlsCaFile {
-                    path: path.clone(),
-                    detail: detail.clone(),
+        let mut conn = Conn::connect_with(url, &transport, connect_timeout)
+            .await
+            .map_err(|e| connect_error(&addr, connect_timeout, e))?;
+        let started = Instant::now();
+        match conn.call(&["PING"]).await {
+            Ok(Frame::Simple(_)) => {}
+            Ok(Frame::Error(e)) => {
+                let reason = String::from_utf8_lossy(&e).into_owned();
+                return Err(
+                    if reason.starts_with("NOAUTH") || reason.starts_with("WRONGPASS") {
+                        ConnectError::Auth {
+                            addr: addr.clone(),
+                            reason,
+                        }
+                    } else {
+                        ConnectError::Unreachable {
+                            addr: addr.clone(),
+                            reason: format!("PING was refused: {}", scrub(&reason, url)),
+                        }
+                    },
+                );
+            }
+            Ok(other) => {
+                return Err(ConnectError::NotRedis {
+                    addr: addr.clone(),
+                    detail: format!("PING answered {}", other.describe()),
                 })
             }
-            _ => redis::Client::open(url.expose_url()),
+            Err(e) => return Err(connect_error(&addr, connect_timeout, e)),
         }
-        .map_err(|e| classify_connect(&addr, url, connect_timeout, &e))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(call_timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| classify_connect(&addr, url, connect_timeout, &e))?;
-        let started = Instant::now();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(|e| classify_connect(&addr, url, connect_timeout, &e))?;
+        let latency = started.elapsed();
+        if let Some(db) = url.db.filter(|db| *db != 0) {
+            select_home_db(&mut conn, db, &addr).await?;
+        }
+        conn.set_call_timeout(options.call_timeout);
         Ok(Admin {
-            conn,
+            conn: Mutex::new(conn),
             url: url.clone(),
-            call_timeout,
+            call_timeout: options.call_timeout,
             deadline,
-            latency: started.elapsed(),
+            latency,
         })
     };
     match tokio::time::timeout(connect_timeout, attempt).await {
@@ -107,113 +106,119 @@ pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, 
     }
 }
 
+/// `SELECT db`, with a refusal said plainly: the database does not exist there.
+async fn select_home_db(conn: &mut Conn, db: u32, addr: &str) -> Result<(), ConnectError> {
+    let reply =
+        conn.call(&["SELECT", &db.to_string()])
+            .await
+            .map_err(|e| ConnectError::Unreachable {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+    let Frame::Error(e) = reply else {
+        return Ok(());
+    };
+    let databases = match conn.call(&["CONFIG", "GET", "databases"]).await {
+        Ok(Frame::Array(pair)) => pair.get(1).and_then(Frame::as_int),
+        _ => None,
+    };
+    let has = databases.map_or(String::new(), |n| {
+        format!(" (it has {n} databases, 0 to {})", n - 1)
+    });
+    Err(ConnectError::Unreachable {
+        addr: addr.to_string(),
+        reason: format!(
+            "database {db} does not exist on that server{has}; fix the /db in the URL ({})",
+            String::from_utf8_lossy(&e)
+        ),
+    })
+}
+
+fn connect_error(addr: &str, connect_timeout: Duration, e: ClientError) -> ConnectError {
+    match e {
+        ClientError::Connect(e) => e,
+        ClientError::Timeout { .. } => ConnectError::Timeout {
+            addr: addr.to_string(),
+            secs: connect_timeout.as_secs(),
+        },
+        ClientError::NotRedis { addr, detail } => ConnectError::NotRedis { addr, detail },
+        other => ConnectError::Unreachable {
+            addr: addr.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
 impl Admin {
-    /// Runs one command under the call timeout. `label` names it in messages (e.g. `CONFIG GET`).
-    pub async fn call<T: FromRedisValue>(
+    /// Runs one command under the call timeout and the budget. `label` names it in messages
+    /// (e.g. `CONFIG GET`); an error reply is classified, not returned as a frame.
+    pub async fn call(&self, label: &str, args: &[&[u8]]) -> Result<Frame, CallError> {
+        let mut replies = self.call_many(&[(label, args.to_vec())]).await;
+        replies.pop().unwrap_or_else(|| {
+            Err(CallError::Unexpected {
+                command: label.to_string(),
+                detail: "no reply".into(),
+            })
+        })
+    }
+
+    /// Sends every command as one pipeline and classifies each reply. When the budget or a call
+    /// timeout runs out, that command and every later one report the timeout.
+    pub async fn call_many(
         &self,
-        label: &str,
-        cmd: redis::Cmd,
-    ) -> Result<T, CallError> {
-        // A clone of a multiplexed connection is a cheap handle onto the same socket.
-        let mut conn = self.conn.clone();
+        commands: &[(&str, Vec<&[u8]>)],
+    ) -> Vec<Result<Frame, CallError>> {
         let limit = self
             .call_timeout
             .min(self.deadline.saturating_duration_since(Instant::now()));
-        let timed_out = || CallError::Timeout {
+        let timed_out = |label: &str| CallError::Timeout {
             command: label.to_string(),
             millis: limit.as_millis() as u64,
         };
-        match tokio::time::timeout(limit, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if e.is_timeout() => Err(timed_out()),
-            Ok(Err(e)) => Err(classify_call(label, &self.url, &e)),
-            Err(_) => Err(timed_out()),
+        let mut conn = self.conn.lock().await;
+        let args: Vec<Vec<&[u8]>> = commands.iter().map(|(_, a)| a.clone()).collect();
+        let outcome = tokio::time::timeout(limit, conn.call_many(&args)).await;
+        match outcome {
+            Ok(Ok(frames)) => commands
+                .iter()
+                .zip(frames)
+                .map(|((label, _), frame)| self.classify(label, frame))
+                .collect(),
+            Ok(Err(ClientError::Timeout { .. })) | Err(_) => commands
+                .iter()
+                .map(|(label, _)| Err(timed_out(label)))
+                .collect(),
+            Ok(Err(e)) => commands
+                .iter()
+                .map(|(label, _)| {
+                    Err(CallError::Unexpected {
+                        command: label.to_string(),
+                        detail: scrub(&e.to_string(), &self.url),
+                    })
+                })
+                .collect(),
         }
+    }
+
+    fn classify(&self, label: &str, frame: Frame) -> Result<Frame, CallError> {
+        let Frame::Error(e) = frame else {
+            return Ok(frame);
+        };
+        let command = label.to_string();
+        let detail = scrub(&String::from_utf8_lossy(&e), &self.url);
+        Err(
+            if detail.starts_with("NOPERM") || detail.contains("NOPERM") {
+                CallError::Denied { command, detail }
+            } else if detail.contains("unknown command") {
+                CallError::Unavailable { command }
+            } else {
+                CallError::Server { command, detail }
+            },
+        )
     }
 
     /// The user name the URL authenticates as (`default` when it names none), for `ACL DRYRUN`.
     pub fn user(&self) -> &str {
         self.url.username.as_deref().unwrap_or("default")
-    }
-}
-
-fn classify_connect(
-    addr: &str,
-    url: &RedisUrl,
-    connect_timeout: Duration,
-    e: &RedisError,
-) -> ConnectError {
-    let addr = addr.to_string();
-    if is_auth_error(e) {
-        return ConnectError::Auth;
-    }
-    if e.is_connection_refusal() {
-        return ConnectError::Refused { addr };
-    }
-    if e.is_timeout() {
-        return ConnectError::Timeout {
-            addr,
-            secs: connect_timeout.as_secs(),
-        };
-    }
-    let detail = scrub(&e.to_string(), url);
-    if url.tls && looks_like_tls(&detail) {
-        return ConnectError::Tls { addr, detail };
-    }
-    ConnectError::Other { addr, detail }
-}
-
-fn classify_call(label: &str, url: &RedisUrl, e: &RedisError) -> CallError {
-    let command = label.to_string();
-    let detail = scrub(&e.to_string(), url);
-    match e.kind() {
-        ErrorKind::Server(ServerErrorKind::NoPerm) => CallError::Denied { command, detail },
-        _ if detail.contains("unknown command") => CallError::Unavailable { command },
-        _ if detail.contains("NOPERM") => CallError::Denied { command, detail },
-        ErrorKind::Server(_) | ErrorKind::Extension => CallError::Server { command, detail },
-        _ => CallError::Unexpected { command, detail },
-    }
-}
-
-fn is_auth_error(e: &RedisError) -> bool {
-    if e.kind() == ErrorKind::AuthenticationFailed {
-        return true;
-    }
-    let text = e.to_string();
-    [
-        "WRONGPASS",
-        "NOAUTH",
-        "invalid password",
-        "invalid username-password",
-    ]
-    .iter()
-    .any(|marker| text.contains(marker))
-}
-
-fn looks_like_tls(detail: &str) -> bool {
-    let lower = detail.to_ascii_lowercase();
-    ["tls", "certificate", "handshake", "ssl"]
-        .iter()
-        .any(|marker| lower.contains(marker))
-}
-
-/// Removes the password from a text that came from outside our code.
-fn scrub(text: &str, url: &RedisUrl) -> String {
-    match url.password.as_ref().map(|p| p.expose()) {
-        Some(password) if !password.is_empty() => text.replace(password, "***"),
-        _ => text.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scrub_removes_the_password_wherever_it_appears() {
-        let url = RedisUrl::parse("redis://u:hunter2@h:1").unwrap();
-        assert_eq!(scrub("bad hunter2 here hunter2", &url), "bad *** here ***");
-        let no_password = RedisUrl::parse("redis://h:1").unwrap();
-        assert_eq!(scrub("as is", &no_password), "as is");
     }
 }

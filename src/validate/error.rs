@@ -2,7 +2,7 @@
 //!
 //! Validation never fails as a whole: these errors become check results. So their messages are
 //! written for the person reading the report. They say what to change, and never contain the
-//! password (the redis-rs error text is not trusted for that; see [`super::conn`]).
+//! password (server error texts are scrubbed; see [`super::conn`]).
 
 use std::fmt;
 
@@ -30,22 +30,8 @@ impl fmt::Display for Side {
     }
 }
 
-/// Why Ferry could not open a usable connection to a server.
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum ConnectError {
-    #[error("authentication failed; check the user name and password in the URL")]
-    Auth,
-    #[error("no answer from {addr} within {secs}s; check the host, the port and the firewall")]
-    Timeout { addr: String, secs: u64 },
-    #[error("connection to {addr} refused: nothing listens there; check the host and the port")]
-    Refused { addr: String },
-    #[error("TLS handshake with {addr} failed ({detail}); check that the server speaks TLS and that its certificate is trusted")]
-    Tls { addr: String, detail: String },
-    #[error("cannot read the TLS CA file {path} ({detail}); fix the path or its permissions")]
-    TlsCaFile { path: String, detail: String },
-    #[error("cannot use {addr}: {detail}")]
-    Other { addr: String, detail: String },
-}
+/// Why Ferry could not open a usable connection to a server: the transport's own words.
+pub use crate::transport::ConnectError;
 
 /// Why one admin command did not give its fact.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]

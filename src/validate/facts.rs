@@ -1,7 +1,7 @@
 //! Facts about one server, gathered once, concurrently, each under a timeout.
 //!
 //! Checks never talk to a server: they read a [`ServerFacts`]. That keeps every network call in one
-//! place (so the time budget is easy to see: connect, then one concurrent round of INFO, CONFIG GET,
+//! place (so the time budget is easy to see: connect, then one pipelined round of INFO, CONFIG GET,
 //! MODULE LIST and COMMAND INFO, then one round of ACL DRYRUN probes), and it keeps the checks pure
 //! functions that unit tests can feed by hand.
 //!
@@ -9,13 +9,11 @@
 //! ACL user may lack `MODULE`. The checks that need it then say which command was missing instead of
 //! guessing.
 
-use futures::future::join_all;
-use redis::Value;
-
 use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
-use super::info::{Config, Info};
+use crate::client::{Config, Info};
 use crate::redis_url::RedisUrl;
+use crate::resp::Frame;
 
 /// What connecting measured.
 #[derive(Debug, Clone)]
@@ -130,16 +128,28 @@ impl ServerFacts {
             Ok(admin) => admin,
             Err(error) => return Self::unreachable(side, url, error),
         };
-        let (info, config, modules, replication_commands) = tokio::join!(
-            admin.call::<String>("INFO", command(&["INFO", "all"])),
-            admin.call::<Vec<String>>("CONFIG GET", command(&["CONFIG", "GET", "*"])),
-            admin.call::<Value>("MODULE LIST", command(&["MODULE", "LIST"])),
-            admin.call::<Vec<Value>>(
-                "COMMAND INFO",
-                command(&["COMMAND", "INFO", "psync", "sync"])
-            ),
-        );
-        let info = info.map(|text| Info::parse(&text));
+        let mut first = admin
+            .call_many(&[
+                ("INFO", words(&["INFO", "all"])),
+                ("CONFIG GET", words(&["CONFIG", "GET", "*"])),
+                ("MODULE LIST", words(&["MODULE", "LIST"])),
+                ("COMMAND INFO", words(&["COMMAND", "INFO", "psync", "sync"])),
+            ])
+            .await
+            .into_iter();
+        let mut next = || {
+            first.next().unwrap_or_else(|| {
+                Err(CallError::Unexpected {
+                    command: "pipeline".into(),
+                    detail: "missing reply".into(),
+                })
+            })
+        };
+        let (info, config, modules, replication_commands) = (next(), next(), next(), next());
+        let info = info
+            .and_then(|f| text_of("INFO", &f))
+            .map(|t| Info::parse(&t));
+        let config = config.and_then(|f| strings("CONFIG GET", f));
         let has_dry_run = info
             .as_ref()
             .ok()
@@ -153,9 +163,12 @@ impl ServerFacts {
         // Functions arrived with ACL DRYRUN, in 7.0.
         let function_libraries = if side == Side::Source && has_dry_run {
             let listed = admin
-                .call::<Vec<Value>>("FUNCTION LIST", command(&["FUNCTION", "LIST"]))
+                .call("FUNCTION LIST", &words(&["FUNCTION", "LIST"]))
                 .await;
-            Some(listed.map(|libraries| libraries.len() as u64))
+            Some(listed.and_then(|f| match f {
+                Frame::Array(libraries) => Ok(libraries.len() as u64),
+                other => Err(unexpected("FUNCTION LIST", &other)),
+            }))
         } else {
             None
         };
@@ -186,7 +199,10 @@ impl ServerFacts {
             info,
             config: config.map(Config::from_pairs),
             modules: modules.and_then(parse_modules),
-            replication_commands: replication_commands.and_then(parse_command_info),
+            replication_commands: replication_commands.and_then(|f| match f {
+                Frame::Array(entries) => parse_command_info(entries),
+                other => Err(unexpected("COMMAND INFO", &other)),
+            }),
             acl,
             field_ttl_sample,
             function_libraries,
@@ -213,13 +229,13 @@ pub async fn sample_field_ttls(
     let outcome = async {
         for db in dbs {
             admin
-                .call::<()>("SELECT", command(&["SELECT", &db.to_string()]))
+                .call("SELECT", &words(&["SELECT", &db.to_string()]))
                 .await?;
             let mut cursor = "0".to_string();
             while scans_left > 0 {
                 scans_left -= 1;
-                let scan = command(&["SCAN", &cursor, "COUNT", "100", "TYPE", "hash"]);
-                let (next, keys): (String, Vec<Vec<u8>>) = admin.call("SCAN", scan).await?;
+                let scan = words(&["SCAN", &cursor, "COUNT", "100", "TYPE", "hash"]);
+                let (next, keys) = scan_reply(admin.call("SCAN", &scan).await?)?;
                 for key in keys {
                     if sample.hashes_sampled >= FIELD_TTL_SAMPLE_HASHES {
                         return Ok(());
@@ -240,40 +256,57 @@ pub async fn sample_field_ttls(
     .await;
     // Put the connection back where it belongs even when sampling stopped early.
     let restored = admin
-        .call::<()>("SELECT", command(&["SELECT", &home_db.to_string()]))
+        .call("SELECT", &words(&["SELECT", &home_db.to_string()]))
         .await;
-    outcome.and(restored).map(|()| sample)
+    outcome.and(restored).map(|_| sample)
 }
 
 async fn hash_has_field_ttl(admin: &Admin, key: &[u8]) -> Result<bool, CallError> {
-    let mut fields_cmd = redis::cmd("HRANDFIELD");
-    fields_cmd.arg(key).arg(FIELD_TTL_SAMPLE_FIELDS);
-    let fields: Vec<Vec<u8>> = admin.call("HRANDFIELD", fields_cmd).await?;
+    let count = FIELD_TTL_SAMPLE_FIELDS.to_string();
+    let fields = match admin
+        .call("HRANDFIELD", &[b"HRANDFIELD", key, count.as_bytes()])
+        .await?
+    {
+        Frame::Array(fields) => fields,
+        Frame::Null => Vec::new(),
+        other => return Err(unexpected("HRANDFIELD", &other)),
+    };
+    let fields: Vec<bytes::Bytes> = fields
+        .iter()
+        .filter_map(|f| f.as_bytes().cloned())
+        .collect();
     if fields.is_empty() {
         return Ok(false);
     }
-    let mut ttl_cmd = redis::cmd("HTTL");
-    ttl_cmd.arg(key).arg("FIELDS").arg(fields.len());
-    for field in &fields {
-        ttl_cmd.arg(field.as_slice());
-    }
+    let n = fields.len().to_string();
+    let mut args: Vec<&[u8]> = vec![b"HTTL", key, b"FIELDS", n.as_bytes()];
+    args.extend(fields.iter().map(|f| f.as_ref()));
     // Per field: -2 no such field, -1 no TTL, else seconds left.
-    let ttls: Vec<i64> = admin.call("HTTL", ttl_cmd).await?;
-    Ok(ttls.iter().any(|ttl| *ttl >= 0))
+    match admin.call("HTTL", &args).await? {
+        Frame::Array(ttls) => Ok(ttls.iter().filter_map(Frame::as_int).any(|ttl| ttl >= 0)),
+        other => Err(unexpected("HTTL", &other)),
+    }
 }
 
-/// Asks `ACL DRYRUN` about every command the side needs, concurrently.
+/// Asks `ACL DRYRUN` about every command the side needs, in one pipeline.
 async fn probe_acl(admin: &Admin, side: Side) -> Vec<AclProbe> {
     let user = admin.user().to_string();
-    let probes = acl_probes(side).iter().map(|(name, args)| {
-        let mut cmd = command(&["ACL", "DRYRUN", &user]);
-        for arg in args.iter() {
-            cmd.arg(*arg);
-        }
-        let name = *name;
-        async move {
-            let verdict = match admin.call::<Value>("ACL DRYRUN", cmd).await {
-                Ok(value) => Ok(acl_verdict(&value)),
+    let probes = acl_probes(side);
+    let commands: Vec<(&str, Vec<&[u8]>)> = probes
+        .iter()
+        .map(|(_, args)| {
+            let mut words: Vec<&[u8]> = vec![b"ACL", b"DRYRUN", user.as_bytes()];
+            words.extend(args.iter().map(|a| a.as_bytes()));
+            ("ACL DRYRUN", words)
+        })
+        .collect();
+    let replies = admin.call_many(&commands).await;
+    probes
+        .iter()
+        .zip(replies)
+        .map(|((name, _), reply)| {
+            let verdict = match reply {
+                Ok(frame) => Ok(acl_verdict(&frame)),
                 // "ERR Command 'psync' not found": renamed away, which DRYRUN cannot see through.
                 Err(CallError::Server { detail, .. }) if detail.contains("not found") => {
                     Err(CallError::Unavailable {
@@ -286,54 +319,74 @@ async fn probe_acl(admin: &Admin, side: Side) -> Vec<AclProbe> {
                 command: name,
                 verdict,
             }
+        })
+        .collect()
+}
+
+fn acl_verdict(frame: &Frame) -> AclVerdict {
+    match text(frame) {
+        Some(t) if t == "OK" => AclVerdict::Allowed,
+        Some(t) => AclVerdict::Denied(t),
+        None => AclVerdict::Denied(frame.describe()),
+    }
+}
+
+/// A command's words as the byte slices [`Admin::call`] takes.
+pub fn words<'a>(words: &[&'a str]) -> Vec<&'a [u8]> {
+    words.iter().map(|w| w.as_bytes()).collect()
+}
+
+/// `SCAN`'s `[cursor, [key, …]]`.
+fn scan_reply(frame: Frame) -> Result<(String, Vec<Vec<u8>>), CallError> {
+    if let Frame::Array(parts) = &frame {
+        if let [cursor, Frame::Array(keys)] = parts.as_slice() {
+            if let Some(cursor) = text(cursor) {
+                let keys = keys
+                    .iter()
+                    .filter_map(|k| k.as_bytes().map(|b| b.to_vec()))
+                    .collect();
+                return Ok((cursor, keys));
+            }
         }
-    });
-    join_all(probes).await
+    }
+    Err(unexpected("SCAN", &frame))
 }
 
-fn acl_verdict(value: &Value) -> AclVerdict {
-    match value {
-        Value::Okay => AclVerdict::Allowed,
-        other => match text(other) {
-            Some(t) if t == "OK" => AclVerdict::Allowed,
-            Some(t) => AclVerdict::Denied(t),
-            None => AclVerdict::Denied(format!("{other:?}")),
-        },
+/// A bulk or simple string reply as text.
+fn text_of(command: &str, frame: &Frame) -> Result<String, CallError> {
+    text(frame).ok_or_else(|| unexpected(command, frame))
+}
+
+/// An array of strings (`CONFIG GET *`).
+fn strings(command: &str, frame: Frame) -> Result<Vec<String>, CallError> {
+    match &frame {
+        Frame::Array(items) => items
+            .iter()
+            .map(|i| text(i).ok_or_else(|| unexpected(command, &frame)))
+            .collect(),
+        _ => Err(unexpected(command, &frame)),
     }
 }
 
-/// Builds a command from its words.
-pub fn command(words: &[&str]) -> redis::Cmd {
-    let mut cmd = redis::cmd(words[0]);
-    for word in &words[1..] {
-        cmd.arg(*word);
-    }
-    cmd
-}
-
-/// `MODULE LIST` answers, per module, a flat list `name <name> ver <n> path … args …`
-/// (a map under RESP3).
-fn parse_modules(value: Value) -> Result<Vec<Module>, CallError> {
-    let Value::Array(entries) = value else {
-        return Err(unexpected("MODULE LIST", &value));
+/// `MODULE LIST` answers, per module, a flat list `name <name> ver <n> path … args …`.
+fn parse_modules(frame: Frame) -> Result<Vec<Module>, CallError> {
+    let Frame::Array(entries) = frame else {
+        return Err(unexpected("MODULE LIST", &frame));
     };
     let mut modules = Vec::with_capacity(entries.len());
     for entry in entries {
-        let pairs: Vec<(Value, Value)> = match entry {
-            Value::Array(flat) => {
-                let mut items = flat.into_iter();
-                std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect()
-            }
-            Value::Map(pairs) => pairs,
-            other => return Err(unexpected("MODULE LIST", &other)),
+        let Frame::Array(flat) = &entry else {
+            return Err(unexpected("MODULE LIST", &entry));
         };
         let mut name = None;
         let mut version = None;
-        for (key, field) in pairs {
-            match text(&key).as_deref() {
-                Some("name") => name = text(&field),
-                Some("ver") => version = integer(&field),
-                _ => {}
+        for pair in flat.chunks(2) {
+            if let [key, field] = pair {
+                match text(key).as_deref() {
+                    Some("name") => name = text(field),
+                    Some("ver") => version = field.as_int(),
+                    _ => {}
+                }
             }
         }
         if let Some(name) = name {
@@ -345,41 +398,30 @@ fn parse_modules(value: Value) -> Result<Vec<Module>, CallError> {
 
 /// `COMMAND INFO psync sync`: one entry per name asked, nil for a command that does not exist
 /// (renamed to something else, or to "" to disable it).
-fn parse_command_info(entries: Vec<Value>) -> Result<ReplicationCommands, CallError> {
+fn parse_command_info(entries: Vec<Frame>) -> Result<ReplicationCommands, CallError> {
     if entries.len() != 2 {
         return Err(CallError::Unexpected {
             command: "COMMAND INFO".into(),
             detail: format!("{} entries for 2 commands", entries.len()),
         });
     }
-    let exists = |v: &Value| !matches!(v, Value::Nil);
+    let exists = |f: &Frame| !matches!(f, Frame::Null);
     Ok(ReplicationCommands {
         psync: exists(&entries[0]),
         sync: exists(&entries[1]),
     })
 }
 
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Okay => Some("OK".into()),
-        _ => None,
-    }
+fn text(frame: &Frame) -> Option<String> {
+    frame
+        .as_bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
-fn integer(value: &Value) -> Option<i64> {
-    match value {
-        Value::Int(n) => Some(*n),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-fn unexpected(command: &str, value: &Value) -> CallError {
+fn unexpected(command: &str, frame: &Frame) -> CallError {
     CallError::Unexpected {
         command: command.to_string(),
-        detail: format!("{value:?}").chars().take(120).collect(),
+        detail: frame.describe().chars().take(120).collect(),
     }
 }
 
@@ -387,17 +429,17 @@ fn unexpected(command: &str, value: &Value) -> CallError {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
+    fn bulk(s: &str) -> Frame {
+        Frame::Bulk(bytes::Bytes::copy_from_slice(s.as_bytes()))
     }
 
     #[test]
     fn module_list_is_read_from_flat_pairs() {
-        let reply = Value::Array(vec![Value::Array(vec![
+        let reply = Frame::Array(vec![Frame::Array(vec![
             bulk("name"),
             bulk("ReJSON"),
             bulk("ver"),
-            Value::Int(20609),
+            Frame::Integer(20609),
             bulk("path"),
             bulk("/x/rejson.so"),
         ])]);
@@ -412,7 +454,8 @@ mod tests {
 
     #[test]
     fn a_nil_command_info_entry_means_the_command_is_gone() {
-        let found = parse_command_info(vec![Value::Nil, Value::Array(vec![bulk("sync")])]).unwrap();
+        let found =
+            parse_command_info(vec![Frame::Null, Frame::Array(vec![bulk("sync")])]).unwrap();
         assert_eq!(
             found,
             ReplicationCommands {

@@ -18,11 +18,10 @@ use serde_json::json;
 use super::checks::{self, Inputs};
 use super::error::{CallError, Side};
 use super::facts::{Connected, ServerFacts};
-use super::info::Info;
 use super::{connect_options, measure_local, ValidateContext};
-use crate::backup::{BackupStatus, BackupView};
+use crate::client::Info;
+use crate::model::{CheckResult, CheckStatus, StoredBackup, ValidationReport};
 use crate::spec::MigrationSpec;
-use crate::store::event::{CheckResult, CheckStatus, ValidationReport};
 
 /// The server checks that only need the target (and the file's keyspace and size).
 const TARGET_CHECKS: &[&str] = &[
@@ -34,16 +33,17 @@ const TARGET_CHECKS: &[&str] = &[
     "capacity.disk",
 ];
 
-/// Checks a migration from `backup` (the record of `spec.source`'s backup, or why it has none).
+/// Checks a migration from `backup` (the record of `spec.source`'s completed backup, or why there
+/// is none).
 pub async fn run(
     spec: &MigrationSpec,
-    backup: Result<BackupView, String>,
+    backup: Result<StoredBackup, String>,
     ctx: &ValidateContext,
 ) -> ValidationReport {
     let options = connect_options(ctx).await;
     let target = ServerFacts::gather(Side::Target, &spec.target.url, &options).await;
     let local = measure_local(ctx, &target).await;
-    let usable = backup.and_then(usable);
+    let usable = backup;
     let source = file_facts(spec, usable.as_ref().ok());
     let inputs = Inputs {
         spec,
@@ -62,23 +62,12 @@ pub fn missing_backup(message: &str) -> ValidationReport {
     ValidationReport::from_checks(vec![source_check(&Err(message.to_string()))])
 }
 
-/// The backup, if a migration can load it: completed, with its details.
-fn usable(view: BackupView) -> Result<BackupView, String> {
-    if view.status != BackupStatus::Completed || view.details.is_none() {
-        return Err(format!(
-            "backup {} is {:?}, not completed: only a completed backup can be loaded",
-            view.id, view.status
-        ));
-    }
-    Ok(view)
-}
-
-fn source_check(backup: &Result<BackupView, String>) -> CheckResult {
+fn source_check(backup: &Result<StoredBackup, String>) -> CheckResult {
     let skipped = "the source-server checks (replication, role, backlog, output buffer, modules, \
                    configuration) do not apply to a file and were skipped";
     match backup {
         Ok(view) => {
-            let details = view.details.as_ref();
+            let details = Some(&view.details);
             let keys: u64 = details
                 .map(|d| d.databases.iter().map(|db| db.keys).sum())
                 .unwrap_or(0);
@@ -112,14 +101,13 @@ fn source_check(backup: &Result<BackupView, String>) -> CheckResult {
 }
 
 /// The file described as a source server: its keyspace and its size as the dataset.
-fn file_facts(spec: &MigrationSpec, backup: Option<&BackupView>) -> ServerFacts {
+fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFacts {
     let mut text = format!(
         "# Memory\r\nused_memory_dataset:{}\r\n# Keyspace\r\n",
         backup.map_or(0, |b| b.bytes)
     );
     for db in backup
-        .and_then(|b| b.details.as_ref())
-        .map(|d| d.databases.as_slice())
+        .map(|b| b.details.databases.as_slice())
         .unwrap_or_default()
     {
         text.push_str(&format!(
@@ -147,11 +135,9 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&BackupView>) -> ServerFacts 
 }
 
 /// The file's RDB version against the one the target speaks.
-fn versions(backup: Option<&BackupView>, target: &ServerFacts) -> CheckResult {
+fn versions(backup: Option<&StoredBackup>, target: &ServerFacts) -> CheckResult {
     let id = "versions".to_string();
-    let file_rdb = backup
-        .and_then(|b| b.details.as_ref())
-        .map(|d| d.rdb_version);
+    let file_rdb = backup.map(|b| b.details.rdb_version);
     let target_server = target.info.as_ref().ok().and_then(|info| info.server());
     let target_version = target_server.map(|s| s.to_string());
     let target_rdb = target_server.map(|s| s.rdb_version());

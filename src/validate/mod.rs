@@ -10,27 +10,28 @@
 //!    however many rounds of calls remain. Then measure free disk on this host ([`disk`]), under
 //!    [`DISK_TIMEOUT`]. So the endpoint answers within 9 s whatever the servers do.
 //! 2. **Decide** ([`checks`]): one pure function per check id turns the facts into a
-//!    [`CheckResult`](crate::store::event::CheckResult). A fact that could not be read (a renamed
+//!    [`CheckResult`](crate::model::CheckResult). A fact that could not be read (a renamed
 //!    `CONFIG`, say) makes the checks that need it warn, naming the command.
 //!
 //! [`run`] never fails: every problem is a check result. The guide ([`guide`]) explains each id.
 
 pub mod checks;
 pub mod conn;
-pub mod disk;
+
 pub mod error;
 pub mod facts;
 pub mod from_file;
 pub mod guide;
-pub mod info;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::disk;
+use crate::model::ValidationReport;
 use crate::spec::MigrationSpec;
-use crate::store::event::ValidationReport;
+use crate::transport::TlsRoots;
 use checks::{Inputs, LocalFacts};
-use conn::{ConnectOptions, TlsRoots};
+use conn::ConnectOptions;
 use error::Side;
 use facts::ServerFacts;
 

@@ -69,10 +69,14 @@ async fn create_returns_201_with_location_and_the_defaults() {
         json!({"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
             "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null})
     );
+    assert_eq!(
+        view["allowed_actions"],
+        json!(["update", "validate", "cancel"])
+    );
     let keys: Vec<&String> = view.as_object().unwrap().keys().collect();
     assert_eq!(
         keys.len(),
-        13,
+        14,
         "the view has exactly the documented fields: {keys:?}"
     );
     assert_eq!(app.view(id).await, view);
@@ -394,15 +398,71 @@ async fn the_guide_lists_prerequisites_with_explanations() {
 }
 
 #[tokio::test]
-async fn verification_is_404_until_the_engine_has_verified() {
+async fn verification_is_409_until_the_engine_has_verified() {
     let app = spawn_app().await;
     let id = app.create(&unreachable_url(), &unreachable_url()).await["id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_problem(
+    let problem = assert_problem(
         app.get(&format!("/v1/migrations/{id}/verification")).await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["state"], "configured", "{problem}");
+    let unknown = uuid::Uuid::now_v7();
+    assert_problem(
+        app.get(&format!("/v1/migrations/{unknown}/verification"))
+            .await,
         404,
     )
     .await;
+}
+
+/// Every event type can be filtered on: the accepted list is `EventKind`'s own.
+#[tokio::test]
+async fn every_event_type_can_be_filtered_on() {
+    let app = spawn_app().await;
+    for kind in ferry::model::EventKind::TYPE_NAMES {
+        let response = app.get(&format!("/v1/events?type={kind}")).await;
+        assert_eq!(response.status(), 200, "?type={kind}");
+    }
+    assert_problem(app.get("/v1/events?type=NoSuchEvent").await, 400).await;
+}
+
+/// Lists page with `limit` and `after`, and say where the next page starts.
+#[tokio::test]
+async fn the_migration_list_pages_with_limit_and_after() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let view = app
+            .create("redis://127.0.0.1:1", "redis://127.0.0.1:2")
+            .await;
+        ids.push(view["id"].as_str().unwrap().to_string());
+    }
+    let first: Value = app
+        .get("/v1/migrations?limit=2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<&str> = first["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, [ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(first["next_after"], ids[1].as_str());
+    let next: Value = app
+        .get(&format!("/v1/migrations?limit=2&after={}", ids[1]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(next["migrations"][0]["id"], ids[2].as_str());
+    assert_eq!(next["next_after"], Value::Null);
+    assert_problem(app.get("/v1/migrations?limit=0").await, 400).await;
+    assert_problem(app.get("/v1/backups?limit=1001").await, 400).await;
 }

@@ -1,12 +1,12 @@
 //! Restart persistence: stop the app, start it on the same data dir, and the same state and
 //! history are there; and a kill -9 loses no acknowledged event.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::redis::{free_port, RedisServer};
+use crate::common::ferry::Ferry;
+use crate::common::redis::RedisServer;
 use crate::helpers::spawn_app;
 
 #[tokio::test]
@@ -64,56 +64,21 @@ async fn state_and_history_survive_a_restart() {
 /// acknowledged migration is there and the log has no gaps.
 #[tokio::test]
 async fn a_kill_9_loses_no_acknowledged_event() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("serve")
-            .env("FERRY_DATA_DIR", data_dir.path())
-            .env("FERRY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FERRY_CONFIG", "/dev/null")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ferry")
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let wait_ready = |client: reqwest::Client| {
-        let base = base.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while client.get(format!("{base}/healthz")).send().await.is_err() {
-                assert!(Instant::now() < deadline, "ferry did not come up on {base}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-
-    let mut child = spawn();
-    wait_ready(client.clone()).await;
+    let mut ferry = Ferry::start().await;
     let body =
         json!({"source": {"url": "redis://127.0.0.1:1"}, "target": {"url": "redis://127.0.0.1:2"}});
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let writers: Vec<_> = (0..16)
         .map(|_| {
-            let (client, base, body, acked) = (
-                client.clone(),
-                base.clone(),
+            let (client, url, body, acked) = (
+                ferry.http.clone(),
+                ferry.url("/v1/migrations"),
                 body.clone(),
                 acknowledged.clone(),
             );
             tokio::spawn(async move {
                 loop {
-                    let Ok(response) = client
-                        .post(format!("{base}/v1/migrations"))
-                        .json(&body)
-                        .send()
-                        .await
-                    else {
+                    let Ok(response) = client.post(&url).json(&body).send().await else {
                         return;
                     };
                     if response.status() != 201 {
@@ -136,29 +101,27 @@ async fn a_kill_9_loses_no_acknowledged_event() {
         assert!(Instant::now() < deadline, "too few creates acknowledged");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    ferry.kill9();
     for w in writers {
         w.await.unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
 
-    let mut child = spawn();
-    wait_ready(client.clone()).await;
-    let listed: Value = client
-        .get(format!("{base}/v1/migrations"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: std::collections::HashSet<String> = listed["migrations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect();
+    ferry.restart().await;
+    // Every page of the list, following `next_after`.
+    let mut stored = std::collections::HashSet::new();
+    let mut path = "/v1/migrations?limit=1000".to_string();
+    loop {
+        let (status, page) = ferry.get(&path).await;
+        assert_eq!(status, 200, "{page:#}");
+        for m in page["migrations"].as_array().unwrap() {
+            stored.insert(m["id"].as_str().unwrap().to_string());
+        }
+        match page["next_after"].as_str() {
+            Some(next) => path = format!("/v1/migrations?limit=1000&after={next}"),
+            None => break,
+        }
+    }
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|id| !stored.contains(*id))
@@ -170,14 +133,9 @@ async fn a_kill_9_loses_no_acknowledged_event() {
     );
     let mut after = 0;
     loop {
-        let page: Value = client
-            .get(format!("{base}/v1/events?after={after}&limit=1000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, page) = ferry
+            .get(&format!("/v1/events?after={after}&limit=1000"))
+            .await;
         let events = page["events"].as_array().unwrap();
         if events.is_empty() {
             break;
@@ -192,6 +150,4 @@ async fn a_kill_9_loses_no_acknowledged_event() {
         stored.len(),
         "one MigrationCreated per stored migration"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ferry::store::event::EventKind;
+use ferry::model::EventKind;
 use serde_json::{json, Value};
 
 use crate::common::redis::RedisServer;
@@ -136,7 +136,7 @@ async fn cutover_of_a_live_migration_completes_it_with_a_verification() {
     assert_eq!(view["state"], "migrating");
     assert_problem(
         app.get(&format!("/v1/migrations/{id}/verification")).await,
-        404,
+        409,
     )
     .await;
     assert_conflict(
@@ -210,7 +210,7 @@ async fn a_restart_resumes_running_migrations_from_their_last_checkpoint() {
             pause_source_writes: false,
         };
         store
-            .append_one(ferry::store::NewEvent::new(id, "api", kind))
+            .append_one(ferry::store::NewEvent::migration(id, "api", kind))
             .await
             .unwrap();
     }

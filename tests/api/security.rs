@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ferry::api::{Application, StartupError};
+use ferry::app::{Application, StartupError};
 use ferry::config::ConfigError;
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::app::TestApp;
+use crate::common::app::TestApp;
 
 /// Generous: servers fork and transfer on a loaded 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(90);
@@ -50,7 +50,8 @@ pub async fn take_backup(app: &TestApp, url: &str) -> Value {
     view
 }
 
-/// Restores backup `id` into `url` and waits for the outcome.
+/// Restores backup `id` into `url`, follows the restore's `Location` until it has ended, and
+/// returns the completed restore.
 pub async fn restore(app: &TestApp, id: &str, url: &str, on_conflict: &str) -> Value {
     let response = app
         .post_json(
@@ -58,15 +59,41 @@ pub async fn restore(app: &TestApp, id: &str, url: &str, on_conflict: &str) -> V
             &json!({"target": {"url": url}, "on_conflict": on_conflict}),
         )
         .await;
-    assert_eq!(response.status(), 202, "restore accepted");
-    let view = wait_backup(app, id, |v| {
-        v["last_restore"]["status"]
-            .as_str()
-            .is_some_and(|s| s != "running")
-    })
-    .await;
-    assert_eq!(view["last_restore"]["status"], "completed", "{view:#}");
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_string);
+    let status = response.status();
+    let body: Value = response.json().await.expect("restore JSON");
+    assert_eq!(status, 202, "restore accepted: {body:#}");
+    let location = location.expect("a Location header");
+    assert_eq!(
+        location,
+        format!("/v1/restores/{}", body["id"].as_str().unwrap())
+    );
+    let view = wait_restore(app, &location).await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+    assert_eq!(view["backup_id"], id);
     view
+}
+
+/// Polls a restore (by its path) until it is no longer running.
+pub async fn wait_restore(app: &TestApp, path: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        let view: Value = response.json().await.expect("restore JSON");
+        if view["state"] != "running" {
+            return view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restore still running after {WAIT:?}: {view:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub fn backups_dir(app: &TestApp) -> PathBuf {

@@ -4,20 +4,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-/// The in-process app (`spawn_app`), shared with the API tests.
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod app;
-
-/// Filling servers with every type and comparing them key by key, shared with the engine tests.
-#[path = "../engine/helpers.rs"]
-#[allow(dead_code)]
-mod data;
-
 mod helpers;
 
 mod crash;
 mod migrate_from_backup;
+mod restores;
 mod rollback;
 mod roundtrip;
 mod secrets;

@@ -2,10 +2,10 @@
 
 use serde_json::{json, Value};
 
-use crate::app::spawn_app;
+use crate::common::app::spawn_app;
+use crate::common::data::dump_all;
 use crate::common::redis::RedisServer;
-use crate::data::dump_all;
-use crate::helpers::{backup_view, WAIT};
+use crate::helpers::{backup_view, wait_restore, WAIT};
 
 fn fill_target(target: &RedisServer) {
     let mut c = target.conn();
@@ -95,11 +95,31 @@ async fn a_failed_migration_rolls_back_to_exactly_the_target_it_found() {
         "the migration wrote to the target"
     );
 
+    // Rollback is an action of the failed migration, answered 202 with the restore it started.
+    assert!(
+        view["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rollback")),
+        "{view:#}"
+    );
     let response = app.action(&id, "rollback").await;
     let status = response.status();
-    let view: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{view:#}");
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let restore: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{restore:#}");
+    assert_eq!(
+        location,
+        format!("/v1/restores/{}", restore["id"].as_str().unwrap())
+    );
+    assert_eq!(restore["for_migration"], id.as_str());
+    assert_eq!(restore["backup_id"], backup_id);
+    assert_eq!(restore["on_conflict"], "replace");
+    let restore = wait_restore(&app, &location).await;
+    assert_eq!(restore["state"], "completed", "{restore:#}");
+    let view = app.view(&id).await;
     assert_eq!(view["rolled_back"], true, "{view:#}");
+    assert_eq!(view["rollback"]["restore_id"], restore["id"], "{view:#}");
 
     // Every key, type, value and TTL as before; nothing the migration wrote is left.
     let after = dump_all(&target, 16);
@@ -119,15 +139,30 @@ async fn a_failed_migration_rolls_back_to_exactly_the_target_it_found() {
     let events = app.event_types(&id).await;
     assert_eq!(
         events[events.len() - 2..],
-        ["RestoreStarted", "RestoreCompleted"]
+        ["RollbackRequested", "RollbackEnded"]
+    );
+    let restore_events: Value = app
+        .get("/v1/events?type=RestoreCompleted")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        restore_events["events"][0]["aggregate_id"], restore["id"],
+        "the restore's own events are in the audit trail"
     );
 
-    // Rollback is only for ended migrations.
+    // Rollback is only for ended migrations: a 409 that names what is allowed instead.
     let running = app.create(&source.url(), &target.url()).await;
     let response = app
         .action(running["id"].as_str().unwrap(), "rollback")
         .await;
-    crate::app::assert_problem(response, 409).await;
+    let problem = crate::common::app::assert_problem(response, 409).await;
+    assert_eq!(
+        problem["allowed_actions"],
+        json!(["update", "validate", "cancel"]),
+        "{problem}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +189,8 @@ async fn without_a_restore_point_rollback_refuses_and_flushes_nothing() {
         .event_types(&id)
         .await
         .contains(&"BackupCompleted".to_string()));
-    let problem = crate::app::assert_problem(app.action(&id, "rollback").await, 409).await;
+    let problem = crate::common::app::assert_problem(app.action(&id, "rollback").await, 409).await;
+    assert_eq!(problem["allowed_actions"], json!([]), "{problem}");
     assert!(
         problem["detail"]
             .as_str()

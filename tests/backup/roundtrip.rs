@@ -1,8 +1,8 @@
 //! A backup holds every type and comes back equal, into the same version and an older one.
 
-use crate::app::spawn_app;
+use crate::common::app::spawn_app;
+use crate::common::data::{assert_same, function_names, populate};
 use crate::common::redis::RedisServer;
-use crate::data::{assert_same, function_names, populate};
 use crate::helpers::{backups_dir, files_in, restore, sha256_hex, take_backup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +51,7 @@ async fn a_backup_of_every_type_restores_equal_into_the_same_and_an_older_versio
     // Same version, empty target: every key, type, value, TTL and the function library.
     let same = RedisServer::start_with("7.4", &["--databases", "4"]);
     let restored = restore(&app, &id, &same.url(), "fail").await;
-    assert_eq!(restored["last_restore"]["keys_written"], keys);
+    assert_eq!(restored["outcome"]["keys_written"], keys);
     assert_same(&source, &same, 4);
     assert_eq!(function_names(&same), ["ferrylib"]);
 
@@ -102,7 +102,7 @@ async fn deleting_a_backup_removes_the_file_and_keeps_the_history() {
     assert_eq!(body["status"], "deleted");
     assert!(files_in(&backups_dir(&app)).is_empty());
     let download = app.get(&format!("/v1/backups/{id}/download")).await;
-    crate::app::assert_problem(download, 409).await;
+    crate::common::app::assert_problem(download, 409).await;
     // The history survives a restart, folded from the log.
     let app = app.restart().await;
     let view = crate::helpers::backup_view(&app, id).await;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::app::{captured_logs, spawn_app};
+use crate::common::app::{captured_logs, spawn_app};
 use crate::common::redis::RedisServer;
 use crate::helpers::{restore, take_backup};
 
@@ -25,7 +25,7 @@ async fn backup_and_restore_with_passwords_never_show_them() {
     assert!(view["server"].as_str().unwrap().contains("***"), "{view}");
     let id = view["id"].as_str().unwrap();
     let restored = restore(&app, id, &url(&target), "fail").await;
-    assert_eq!(restored["last_restore"]["keys_written"], 1);
+    assert_eq!(restored["outcome"]["keys_written"], 1);
     let mut t = redis::Client::open(url(&target))
         .unwrap()
         .get_connection()
@@ -40,7 +40,7 @@ async fn backup_and_restore_with_passwords_never_show_them() {
             &json!({"server": {"url": format!("redis://:{PASSWORD}@127.0.0.1:1")}}),
         )
         .await;
-    let refused = crate::app::assert_problem(refused, 400).await;
+    let refused = crate::common::app::assert_problem(refused, 409).await;
 
     let events = app.get("/v1/events?limit=1000").await.text().await.unwrap();
     let list = app.get("/v1/backups").await.text().await.unwrap();

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::app::{assert_problem, settings_for, spawn_with};
+use crate::common::app::{assert_problem, settings_for, spawn_with};
 use crate::common::redis::RedisServer;
 use crate::helpers::{backups_dir, files_in};
 
@@ -86,7 +86,7 @@ async fn a_backup_larger_than_the_free_disk_is_refused() {
         "{detail}"
     );
     if tmpfs.is_some() {
-        let free = ferry::validate::disk::free_bytes(&backups_dir(&app)).unwrap();
+        let free = ferry::disk::free_bytes(&backups_dir(&app)).unwrap();
         assert!(free <= 1 << 20, "the tmpfs is mounted: {free} bytes free");
         assert!(detail.contains(&format!("{free} bytes free")), "{detail}");
     }

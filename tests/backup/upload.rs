@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::app::{assert_problem, spawn_app, TestApp};
+use crate::common::app::{assert_problem, spawn_app, TestApp};
 use crate::common::redis::RedisServer;
 use crate::helpers::{backups_dir, files_in, restore, saved_rdb, sha256_hex};
 
@@ -97,9 +97,9 @@ async fn an_upload_over_the_configured_limit_is_refused_and_not_stored() {
     server.cli(&["SET", "big", &"x".repeat(10_000)]);
     let rdb = saved_rdb(&server);
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let mut settings = crate::app::settings_for(dir.path());
+    let mut settings = crate::common::app::settings_for(dir.path());
     settings.upload_max_bytes = 4096;
-    let app = crate::app::spawn_with(settings, dir).await;
+    let app = crate::common::app::spawn_with(settings, dir).await;
     let problem = assert_problem(upload(&app, rdb).await, 413).await;
     assert!(
         problem["detail"].as_str().unwrap().contains("4096"),

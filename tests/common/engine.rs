@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry::engine::{self, Controls, EngineError, EngineJob, Tuning};
+use ferry::model::EventKind;
 use ferry::spec::MigrationSpec;
-use ferry::store::EventKind;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -80,8 +80,15 @@ impl Running {
             .expect("the engine finished within 120 s")
             .expect("the engine task did not panic");
         // The sender is dropped with the task: the collector drains what is left, then lets go.
+        // A collector still holding on after the deadline means the list may be cut short, and
+        // an absence check on a short list would pass for the wrong reason: fail instead.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Arc::strong_count(&self.events) > 1 && Instant::now() < deadline {
+        while Arc::strong_count(&self.events) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the engine's events were not all collected within 5 s of its end; got {:?}",
+                names(&self.events.lock().unwrap())
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let events = self.events.lock().unwrap().clone();

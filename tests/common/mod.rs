@@ -1,5 +1,11 @@
-//! Shared test harness: real redis-server processes (and, in the API tests, the real app).
+//! Shared test harness: real redis-server processes, the real app in-process ([`app`]), the real
+//! `ferry` binary as a child process ([`ferry`]), the engine driven directly ([`engine`]), spec
+//! builders ([`spec`]) and filling/comparing servers ([`data`]).
 #![allow(dead_code)]
 
+pub mod app;
+pub mod data;
 pub mod engine;
+pub mod ferry;
 pub mod redis;
+pub mod spec;

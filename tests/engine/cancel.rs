@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use ferry::model::EventKind;
 use ferry::spec::{Mode, OnConflict, Verify};
-use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::helpers::*;

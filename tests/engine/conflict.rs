@@ -1,7 +1,7 @@
 //! `on_conflict` (fail, replace, skip, flush) and verification catching a difference.
 
+use ferry::model::EventKind;
 use ferry::spec::{Mode, OnConflict, Verify};
-use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::helpers::*;

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use ferry::model::EventKind;
 use ferry::spec::{Mode, OnConflict, Verify};
-use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::helpers::*;
@@ -318,7 +318,7 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
     let job = ferry::engine::EngineJob {
         migration_id,
         spec: s,
-        resume: Some(ferry::engine::ResumePoint {
+        resume: Some(ferry::model::ResumePoint {
             replid,
             applied_offset: applied,
         }),
@@ -329,7 +329,7 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
         matches!(
             first,
             EventKind::LinkResumed {
-                kind: ferry::store::event::ResumeKind::Partial,
+                kind: ferry::model::ResumeKind::Partial,
                 ..
             }
         ),
@@ -392,7 +392,7 @@ async fn a_killed_replication_link_is_resumed_with_a_partial_resync_and_loses_no
     assert!(events.iter().any(|e| matches!(
         e,
         EventKind::LinkResumed {
-            kind: ferry::store::event::ResumeKind::Partial,
+            kind: ferry::model::ResumeKind::Partial,
             ..
         }
     )));

@@ -2,8 +2,8 @@
 //! itself, the source's `DEL`s decide) and Ferry's writer is its import source; afterwards the
 //! mode is as it was before.
 
+use ferry::model::EventKind;
 use ferry::spec::{Mode, OnConflict, Verify};
-use ferry::store::EventKind;
 
 use crate::common::redis::RedisServer;
 use crate::helpers::*;

@@ -5,35 +5,22 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferry::engine::{self, Controls, EngineJob, ResumePoint, Tuning};
-use ferry::redis_url::RedisUrl;
-use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
-use ferry::store::event::ResumeKind;
-use ferry::store::EventKind;
+use ferry::engine::{self, Controls, EngineJob, Tuning};
+use ferry::model::{EventKind, ResumeKind, ResumePoint};
+use ferry::spec::{MigrationSpec, Mode, OnConflict, Options, Verify};
 use tokio::sync::mpsc;
 
 use crate::common::redis::RedisServer;
 use crate::harness::{differences, seed, Load, WAIT};
 
 pub fn spec(source: &RedisServer, target: &RedisServer) -> MigrationSpec {
+    let options = Options {
+        verify: Verify::Full,
+        ..crate::common::spec::options(OnConflict::Fail, Verify::Full)
+    };
     MigrationSpec {
         name: Some("failover".into()),
-        source: Endpoint {
-            url: RedisUrl::parse(&source.url()).unwrap(),
-        }
-        .into(),
-        target: Endpoint {
-            url: RedisUrl::parse(&target.url()).unwrap(),
-        },
-        mode: Mode::Live,
-        options: Options {
-            on_conflict: OnConflict::Fail,
-            backup: false,
-            verify: Verify::Full,
-            pause_source_writes_on_cutover: false,
-            auto_cutover: false,
-            drop_field_ttls: false,
-        },
+        ..crate::common::spec::spec(source, target, Mode::Live, options)
     }
 }
 

@@ -1,7 +1,7 @@
-//! Ferry as a subprocess driven over HTTP, a write load, and an independent comparison.
+//! The real binary driven over HTTP (launched by tests/common/ferry.rs), a write load, and an
+//! independent comparison.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -9,109 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::redis::{free_port, RedisServer};
+pub use crate::common::ferry::Ferry;
+use crate::common::redis::RedisServer;
 
 /// Generous: a loaded 2-core machine runs several servers and a debug build here.
 pub const WAIT: Duration = Duration::from_secs(90);
 
-/// `ferry serve` in a child process; `kill9` is a real crash (no shutdown path runs).
-pub struct Ferry {
-    child: Option<Child>,
-    port: u16,
-    data_dir: tempfile::TempDir,
-    http: reqwest::Client,
-    pub starts: u32,
-}
-
+/// What the fault tests drive the real binary with (the launcher is tests/common/ferry.rs).
 impl Ferry {
-    pub async fn start() -> Ferry {
-        let data_dir = tempfile::Builder::new()
-            .prefix("ferry-faults-")
-            .tempdir()
-            .expect("temp data dir");
-        let mut ferry = Ferry {
-            child: None,
-            port: free_port(),
-            data_dir,
-            http: reqwest::Client::new(),
-            starts: 0,
-        };
-        ferry.spawn().await;
-        ferry
-    }
-
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.path().join("ferry.log"))
-            .expect("ferry log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .arg("serve")
-            .current_dir(self.data_dir.path())
-            .env("FERRY_LISTEN", format!("127.0.0.1:{}", self.port))
-            .env("FERRY_DATA_DIR", self.data_dir.path().join("data"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn `ferry serve` (built by cargo for this test)");
-        self.child = Some(child);
-        self.starts += 1;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(r) = self.http.get(self.url("/readyz")).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("ferry serve exited with {status}; log:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferry serve did not become ready; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL: nothing is flushed, nothing is recorded.
-    pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        self.kill9();
-        self.spawn().await;
-    }
-
-    pub fn log(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.data_dir.path().join("ferry.log")).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(60).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.post(self.url(path));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("POST to ferry");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
     pub async fn view(&self, id: &str) -> Value {
         self.http
             .get(self.url(&format!("/v1/migrations/{id}")))
@@ -211,12 +116,6 @@ impl Ferry {
                 )
             })
             .collect()
-    }
-}
-
-impl Drop for Ferry {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ferry::engine::{self, Controls, EngineError, EngineJob, Tuning};
-use ferry::store::EventKind;
+use ferry::model::EventKind;
 use tokio::sync::mpsc;
 
 use crate::common::redis::RedisServer;

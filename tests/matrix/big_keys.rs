@@ -427,5 +427,5 @@ async fn paged_verification_of_big_keys_finds_one_changed_element_in_each_type()
     assert!(report
         .problems
         .iter()
-        .all(|p| p.difference == ferry::store::event::Difference::Value));
+        .all(|p| p.difference == ferry::model::Difference::Value));
 }

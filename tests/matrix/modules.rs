@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
+use ferry::model::EventKind;
 use ferry::spec::Mode;
-use ferry::store::EventKind;
 use redis::Value;
 
 use crate::common::redis::{modules_dir, RedisServer};
@@ -134,11 +134,7 @@ async fn moves_by_restore(from: &str, to: &str, mode: Mode) {
     populate_modules(&source);
     let spec = spec(&source, &target, mode);
     let check = validation_check(&spec, "modules").await;
-    assert_ne!(
-        check.status,
-        ferry::store::event::CheckStatus::Fail,
-        "{check:?}"
-    );
+    assert_ne!(check.status, ferry::model::CheckStatus::Fail, "{check:?}");
     let run_ = start(spec, tuning());
     if mode == Mode::Live {
         run_.wait_for("StreamingStarted", |e| {
@@ -238,11 +234,7 @@ async fn module_keys_into_older_module_builds_move_or_stop_naming_the_key() {
     populate_json_and_bloom(&source);
     let spec = spec(&source, &target, Mode::Snapshot);
     let check = validation_check(&spec, "modules").await;
-    assert_eq!(
-        check.status,
-        ferry::store::event::CheckStatus::Warn,
-        "{check:?}"
-    );
+    assert_eq!(check.status, ferry::model::CheckStatus::Warn, "{check:?}");
     for module in ["ReJSON", "bf", "timeseries"] {
         assert!(check.message.contains(module), "{}", check.message);
     }
@@ -324,11 +316,7 @@ async fn a_target_without_the_modules_is_warned_by_name_and_never_loses_a_module
 /// Asserts that the `modules` check warns (and does not refuse), naming every fragment.
 async fn assert_warned(spec: &ferry::spec::MigrationSpec, names: &[&str]) -> String {
     let check = validation_check(spec, "modules").await;
-    assert_eq!(
-        check.status,
-        ferry::store::event::CheckStatus::Warn,
-        "{check:?}"
-    );
+    assert_eq!(check.status, ferry::model::CheckStatus::Warn, "{check:?}");
     for name in names {
         assert!(
             check.message.contains(name),

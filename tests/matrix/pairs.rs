@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferry::model::EventKind;
 use ferry::spec::Mode;
-use ferry::store::EventKind;
 
 use crate::common::redis::{server_version, RedisServer};
 use crate::compare::{differences, key_count};

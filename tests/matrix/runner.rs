@@ -3,34 +3,22 @@
 use std::time::Duration;
 
 use ferry::engine::Tuning;
-use ferry::redis_url::RedisUrl;
-use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
-use ferry::store::event::{CheckResult, CheckStatus};
-use ferry::store::EventKind;
+use ferry::model::EventKind;
+use ferry::model::{CheckResult, CheckStatus};
+use ferry::spec::{MigrationSpec, Mode, OnConflict, Options, Verify};
 
 use crate::common::redis::RedisServer;
 
 /// A spec with full verification and `on_conflict: fail` (a target that already has a key is a
 /// bug of the test, not something to paper over).
 pub fn spec(source: &RedisServer, target: &RedisServer, mode: Mode) -> MigrationSpec {
+    let options = Options {
+        pause_source_writes_on_cutover: true,
+        ..crate::common::spec::options(OnConflict::Fail, Verify::Full)
+    };
     MigrationSpec {
         name: Some(format!("matrix {} -> {}", source.version, target.version)),
-        source: Endpoint {
-            url: RedisUrl::parse(&source.url()).unwrap(),
-        }
-        .into(),
-        target: Endpoint {
-            url: RedisUrl::parse(&target.url()).unwrap(),
-        },
-        mode,
-        options: Options {
-            on_conflict: OnConflict::Fail,
-            backup: false,
-            verify: Verify::Full,
-            pause_source_writes_on_cutover: true,
-            auto_cutover: false,
-            drop_field_ttls: false,
-        },
+        ..crate::common::spec::spec(source, target, mode, options)
     }
 }
 
@@ -85,7 +73,7 @@ pub async fn assert_not_refused(spec: &MigrationSpec, id: &str) {
 }
 
 /// The verification report of a finished run.
-pub fn verification(events: &[EventKind]) -> Option<&ferry::store::event::VerificationReport> {
+pub fn verification(events: &[EventKind]) -> Option<&ferry::model::VerificationReport> {
     events.iter().find_map(|e| match e {
         EventKind::VerificationCompleted { report } => Some(report),
         _ => None,

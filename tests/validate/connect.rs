@@ -28,8 +28,12 @@ async fn a_wrong_password_fails_with_authentication_failed_and_never_shows_a_pas
     expect(
         &report,
         "capacity.memory",
-        CheckStatus::Fail,
+        CheckStatus::Skipped,
         &["not checked", "target is unreachable"],
+    );
+    assert_eq!(
+        check(&report, "capacity.memory").details.as_ref().unwrap()["waits_on"],
+        "target.connect"
     );
     assert_eq!(report.status, ReportStatus::Failed);
     let text = serde_json::to_string(&report).unwrap();
@@ -236,4 +240,48 @@ async fn rediss_urls_connect_over_tls_and_an_untrusted_certificate_fails_naming_
     // Plain redis:// servers do not need the CA.
     expect(&report, "target.connect", CheckStatus::Pass, &[]);
     drop(server);
+}
+
+/// A port where something other than Redis answers (here: an HTTP server's refusal), and a
+/// database index the server does not have: both said in plain words.
+#[tokio::test]
+async fn a_non_redis_port_and_a_missing_database_are_said_plainly() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = format!(
+        "redis://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let target = RedisServer::start("7.2");
+    let report = validate(&http, &target.url()).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Fail,
+        &[
+            "something other than Redis answers",
+            "HTTP/1.1 400",
+            "check the port",
+        ],
+    );
+
+    let missing_db = format!("{}/40", target.url());
+    let report = validate(&missing_db, &target.url()).await;
+    expect(
+        &report,
+        "source.connect",
+        CheckStatus::Fail,
+        &[
+            "database 40 does not exist on that server",
+            "it has 16 databases",
+        ],
+    );
 }

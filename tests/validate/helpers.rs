@@ -3,19 +3,16 @@
 pub use std::time::{Duration, Instant};
 
 pub use crate::common::redis::{free_port, modules_dir, RedisServer};
+pub use ferry::model::{CheckResult, CheckStatus, ReportStatus, ValidationReport};
 pub use ferry::spec::MigrationSpec;
-pub use ferry::store::event::{CheckResult, CheckStatus, ReportStatus, ValidationReport};
 pub use ferry::validate::checks::ALL;
 pub use ferry::validate::{run, run_with, ValidateContext};
 pub use serde_json::json;
 
+/// A snapshot spec whose options are given as JSON (absent fields take their defaults).
 pub fn spec(source: &str, target: &str, options: serde_json::Value) -> MigrationSpec {
-    serde_json::from_value(json!({
-        "source": { "url": source },
-        "target": { "url": target },
-        "options": options,
-    }))
-    .expect("a valid spec")
+    let options = serde_json::from_value(options).expect("valid options");
+    crate::common::spec::spec(source, target, ferry::spec::Mode::Snapshot, options)
 }
 
 pub async fn validate(source: &str, target: &str) -> ValidationReport {

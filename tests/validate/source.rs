@@ -142,7 +142,8 @@ async fn a_busy_source_with_small_buffers_warns_about_the_output_buffer_and_the_
 
 #[tokio::test]
 async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
-    use ferry::validate::conn::{connect, ConnectOptions, TlsRoots};
+    use ferry::transport::TlsRoots;
+    use ferry::validate::conn::{connect, ConnectOptions};
     use ferry::validate::facts::sample_field_ttls;
     // Redis 7.4 counts them (subexpiry), so the sampler is exercised directly: it is what
     // validation falls back to on a server that does not.
@@ -179,6 +180,6 @@ async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
     assert_eq!(sample.hashes_sampled, 10);
     assert_eq!(sample.with_field_ttls, 1, "only h3 in db 2 has a field TTL");
     // The connection is back on its own db.
-    let dbsize: i64 = admin.call("DBSIZE", redis::cmd("DBSIZE")).await.unwrap();
-    assert_eq!(dbsize, 6);
+    let dbsize = admin.call("DBSIZE", &[b"DBSIZE"]).await.unwrap();
+    assert_eq!(dbsize.as_int(), Some(6));
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::replication::dataset_bytes;
 use super::{fail, human, pass, warn, Inputs, Verdict};
-use crate::store::event::CheckStatus;
+use crate::model::CheckStatus;
 use crate::validate::error::CallError;
 
 /// Extra memory on top of the source's dataset: encodings and allocator overhead differ between
@@ -235,6 +235,6 @@ pub fn capacity_disk(inputs: &Inputs) -> Verdict {
     match status {
         CheckStatus::Pass => pass(id, message, details),
         CheckStatus::Warn => warn(id, message, details),
-        CheckStatus::Fail => fail(id, message, details),
+        CheckStatus::Fail | CheckStatus::Skipped => fail(id, message, details),
     }
 }

@@ -17,8 +17,7 @@ pub fn versions(inputs: &Inputs) -> Verdict {
     let source_info = inputs.source.need_info()?;
     let target_info = inputs.target.need_info()?;
     let (Some(source), Some(target)) = (source_info.server(), target_info.server()) else {
-        let shown =
-            |info: &crate::validate::info::Info| info.version().unwrap_or("unknown").to_string();
+        let shown = |info: &crate::client::Info| info.version().unwrap_or("unknown").to_string();
         return warn(
             id,
             format!(

@@ -1,9 +1,11 @@
 //! The checks: one pure function per check id, reading facts gathered beforehand.
 //!
 //! Each function answers `Ok(CheckResult)` with its verdict, or `Err(Unknown)` when a fact it needs
-//! could not be read. [`run_all`] turns an `Unknown` into a result too: a `fail` when the server was
-//! unreachable or too slow to answer (nothing may pass on facts nobody saw), and a `warn` naming the
-//! missing command otherwise (e.g. `CONFIG` renamed on a managed service): the user can check by hand.
+//! could not be read. [`run_all`] turns an `Unknown` into a result too: `skipped` (naming the check
+//! it `waits_on`) when the server was unreachable, so one failed connection reads as one failure;
+//! a `fail` when the server was too slow to answer (nothing may pass on facts nobody saw); and a
+//! `warn` naming the missing command otherwise (e.g. `CONFIG` renamed on a managed service): the
+//! user can check by hand.
 //!
 //! [`ALL`] is the registry of check ids, in report order; the guide has one item per entry.
 
@@ -20,9 +22,9 @@ use serde_json::{json, Value};
 
 use super::error::{CallError, Side};
 use super::facts::{AclProbe, AclVerdict, ServerFacts};
-use super::info::{Config, Info};
+use crate::client::{Config, Info};
+use crate::model::{CheckResult, CheckStatus};
 use crate::spec::MigrationSpec;
-use crate::store::event::{CheckResult, CheckStatus};
 
 /// What Ferry measured on its own host.
 #[derive(Debug, Clone)]
@@ -149,8 +151,20 @@ pub fn run_all(inputs: &Inputs) -> Vec<CheckResult> {
 }
 
 fn not_checked(id: &str, unknown: Unknown) -> CheckResult {
+    if let CallError::NotConnected { side } = unknown.cause {
+        // Nothing was asked of that server: this check waits on its connection, which failed.
+        let waits_on = format!("{}.connect", side.name());
+        return CheckResult {
+            id: id.to_string(),
+            status: CheckStatus::Skipped,
+            message: format!(
+                "not checked: the {side} is unreachable (see {waits_on}); fix the connection first"
+            ),
+            details: Some(json!({ "server": side.name(), "waits_on": waits_on })),
+        };
+    }
     let (status, advice) = match unknown.cause {
-        CallError::NotConnected { .. } => (CheckStatus::Fail, "fix the connection first"),
+        CallError::NotConnected { .. } => unreachable!("handled above"),
         // A server too slow to answer an admin command is no server to migrate with.
         CallError::Timeout { .. } => (
             CheckStatus::Fail,

@@ -11,7 +11,7 @@
 use serde_json::json;
 
 use super::{config_mb, fail, human, pass, warn, Inputs, Verdict};
-use crate::validate::info::Info;
+use crate::client::Info;
 
 /// How fast we assume a snapshot moves end to end (fork, transfer, parse, RESTORE), in bytes per
 /// second. Deliberately low: overestimating the sync time only makes the advice safer.

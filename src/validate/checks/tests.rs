@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
+use crate::client::{Config, Info};
 use crate::redis_url::RedisUrl;
 use crate::validate::facts::{Connected, FieldTtlSample, Module, ReplicationCommands};
-use crate::validate::info::{Config, Info};
 
 const MB: u64 = 1024 * 1024;
 

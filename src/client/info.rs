@@ -1,4 +1,5 @@
-//! Parsed `INFO` and `CONFIG GET *` answers: the raw facts every check reads.
+//! Parsed `INFO` and `CONFIG GET *` answers: the one reading of a server's self-description that
+//! validation, the engine, backups and restores share.
 //!
 //! `INFO` is text: `# Section` headers and `field:value` lines. Field names are unique across
 //! sections, so one flat map is enough. The keyspace section is the exception worth parsing
@@ -61,9 +62,17 @@ impl Info {
         self.get(field)?.trim().parse().ok()
     }
 
-    /// `redis_version`, e.g. `7.2.4`.
+    /// `redis_version`, e.g. `7.2.4` (Valkey reports a compatible one beside its own).
     pub fn version(&self) -> Option<&str> {
         self.get("redis_version")
+            .or_else(|| self.get("valkey_version"))
+    }
+
+    /// What the dataset takes in memory (`used_memory_dataset`, else `used_memory`): a generous
+    /// bound for the size of its RDB, which is compact and often compressed.
+    pub fn dataset_bytes(&self) -> Option<u64> {
+        self.num("used_memory_dataset")
+            .or_else(|| self.num("used_memory"))
     }
 
     /// The server's fork and version: Valkey's `INFO` keeps `redis_version:7.2.4` and says what it

@@ -17,8 +17,8 @@
 
 use bytes::Bytes;
 
-use super::conn::{Conn, ConnError};
-use super::error::EngineError;
+use crate::client::{ClientError, Conn};
+use crate::engine::error::EngineError;
 use crate::resp::Frame;
 
 /// Paging bounds.
@@ -32,11 +32,11 @@ pub(crate) struct Pages {
     pub field_ttls: bool,
 }
 
-fn src(e: ConnError) -> EngineError {
+fn src(e: ClientError) -> EngineError {
     EngineError::source(e)
 }
 
-fn tgt(e: ConnError) -> EngineError {
+fn tgt(e: ClientError) -> EngineError {
     EngineError::target(e)
 }
 

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio::sync::{broadcast, oneshot};
 
-use super::event::Event;
 use super::record;
 use super::{NewEvent, StoreError};
+use crate::model::Event;
 
 /// The most requests one flush covers. Bounds the latency a burst adds to the last caller.
 pub(crate) const MAX_GROUP: usize = 4096;
@@ -32,7 +32,7 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Result<Vec<Event>, StoreError>>,
 }
 
-pub(crate) struct Writer {
+pub(crate) struct GroupCommit {
     pub db: sled::Db,
     pub log: sled::Tree,
     /// The last `seq` written; the next event gets `last_seq + 1`.
@@ -44,7 +44,7 @@ pub(crate) struct Writer {
     pub sealed_upto: u64,
 }
 
-impl Writer {
+impl GroupCommit {
     /// Serves requests until every [`super::Store`] handle is gone.
     pub fn run(mut self, requests: Receiver<AppendRequest>) {
         let mut group = Vec::new();
@@ -86,7 +86,8 @@ impl Writer {
             for new in request.events.drain(..) {
                 let event = Event {
                     seq: seq + events.len() as u64 + 1,
-                    migration_id: new.migration_id,
+                    aggregate_type: new.aggregate_type,
+                    aggregate_id: new.aggregate_id,
                     at,
                     actor: new.actor,
                     kind: new.kind,
@@ -107,7 +108,7 @@ impl Writer {
             }
             for (event, bytes) in events.iter().zip(encoded) {
                 batch.insert(&record::event_key(event.seq), bytes);
-                batch.insert(&record::index_key(&event.migration_id, event.seq), &[]);
+                batch.insert(&record::index_key(&event.aggregate_id, event.seq), &[]);
             }
             seq += events.len() as u64;
             written.push(Ok(events));

@@ -1,4 +1,4 @@
-//! The migration view: a fold of the migration's events.
+//! The migration's state and view: a fold of the migration's events.
 //!
 //! [`apply`] is the only place where a migration's state changes. It is called once per event,
 //! both at start-up (folding the whole log) and after every append, so what the API shows after a
@@ -13,10 +13,12 @@ use thiserror::Error;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::state::{Phase, State};
-use crate::engine::ResumePoint;
+use super::{allowed_now, Phase, State};
+use crate::aggregate::{Action, ErrorInfo};
+use crate::model::{
+    Event, EventKind, ReportStatus, ResumePoint, ValidationReport, VerificationReport,
+};
 use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Verify};
-use crate::store::event::{Event, EventKind, ReportStatus, ValidationReport, VerificationReport};
 
 /// Progress of the transfer. Every field is `null` until the engine has reported it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
@@ -36,14 +38,13 @@ pub struct Progress {
     pub eta_seconds: Option<u64>,
 }
 
-/// Why a migration failed.
+/// The migration's last rollback.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[schema(example = json!({"code": "engine_unavailable",
-    "message": "the transfer engine is not available in this build yet"}))]
-pub struct ErrorInfo {
-    /// Stable, machine-readable reason.
-    pub code: String,
-    pub message: String,
+pub struct RollbackView {
+    /// The restore that loads the restore point: `GET /v1/restores/{restore_id}`.
+    pub restore_id: Uuid,
+    /// The restore is still running.
+    pub running: bool,
 }
 
 /// What `GET /v1/migrations/{id}` returns. Passwords in URLs are always `***`.
@@ -59,7 +60,8 @@ pub struct ErrorInfo {
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
         "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
-    "error": null, "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z"}))]
+    "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
+    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z"}))]
 pub struct MigrationView {
     pub id: Uuid,
     pub name: Option<String>,
@@ -83,6 +85,11 @@ pub struct MigrationView {
     /// The outcome of the last `rollback`: `true` when the target was restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<bool>,
+    /// The last rollback, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackView>,
+    /// What the migration accepts now (`POST /v1/migrations/{id}/<action>`; `update` is PATCH).
+    pub allowed_actions: Vec<Action>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
@@ -116,6 +123,7 @@ impl Migration {
     }
 }
 
+/// Events that cannot belong to any migration's history.
 #[derive(Debug, Error, PartialEq)]
 pub enum FoldError {
     #[error("event {seq} ({kind}) belongs to migration {id}, which was never created")]
@@ -134,15 +142,15 @@ pub fn apply(state: Option<Migration>, event: &Event) -> Result<Migration, FoldE
         (None, EventKind::MigrationCreated { spec }) => Ok(created(event, spec)),
         (None, kind) => Err(FoldError::NotCreated {
             seq: event.seq,
-            id: event.migration_id,
+            id: event.aggregate_id,
             kind: kind.type_name(),
         }),
         (Some(_), EventKind::MigrationCreated { .. }) => Err(FoldError::CreatedTwice {
             seq: event.seq,
-            id: event.migration_id,
+            id: event.aggregate_id,
         }),
         (Some(mut m), _) => {
-            apply_to(&mut m, event);
+            fold_into(&mut m, event);
             Ok(m)
         }
     }
@@ -150,7 +158,7 @@ pub fn apply(state: Option<Migration>, event: &Event) -> Result<Migration, FoldE
 
 fn created(event: &Event, spec: &MigrationSpec) -> Migration {
     let view = MigrationView {
-        id: event.migration_id,
+        id: event.aggregate_id,
         name: spec.name.clone(),
         state: State::Configured,
         phase: None,
@@ -163,21 +171,30 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         error: None,
         backup_id: None,
         rolled_back: None,
+        rollback: None,
+        allowed_actions: Vec::new(),
         created_at: event.at,
         updated_at: event.at,
     };
-    Migration {
+    let mut m = Migration {
         view,
         version: 1,
         last_seq: event.seq,
         resume: None,
         verification: None,
         snapshot_started_at: None,
-    }
+    };
+    m.view.allowed_actions = allowed_now(&m);
+    m
 }
 
 /// Applies an event to an existing migration, in place.
-pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
+pub fn fold_into(m: &mut Migration, event: &Event) {
+    apply_fact(m, event);
+    m.view.allowed_actions = allowed_now(m);
+}
+
+fn apply_fact(m: &mut Migration, event: &Event) {
     m.version += 1;
     m.last_seq = event.seq;
     m.view.updated_at = event.at;
@@ -216,10 +233,30 @@ pub(crate) fn apply_to(m: &mut Migration, event: &Event) {
             v.phase = Some(Phase::Snapshot);
             v.backup_id = Some(*backup_id);
         }
-        // A restore point being taken, or a rollback: the history records them; the view shows
-        // the backup id (above) and the rollback's outcome.
-        EventKind::BackupStarted { .. } | EventKind::BackupFailed { .. } => {}
-        EventKind::BackupDeleted { .. } | EventKind::RestoreStarted { .. } => {}
+        EventKind::RollbackRequested { restore_id, .. } => {
+            v.rollback = Some(RollbackView {
+                restore_id: *restore_id,
+                running: true,
+            });
+        }
+        EventKind::RollbackEnded {
+            restore_id,
+            restored,
+        } => {
+            v.rollback = Some(RollbackView {
+                restore_id: *restore_id,
+                running: false,
+            });
+            v.rolled_back = Some(*restored);
+        }
+        // Backup events under a migration's id are its restore point (above); restore events
+        // there are rollbacks recorded before restores were aggregates of their own.
+        EventKind::BackupStarted { .. }
+        | EventKind::BackupProgress { .. }
+        | EventKind::BackupFailed { .. }
+        | EventKind::BackupDeleted { .. }
+        | EventKind::RestoreStarted { .. }
+        | EventKind::RestoreProgress { .. } => {}
         EventKind::RestoreCompleted { .. } => v.rolled_back = Some(true),
         EventKind::RestoreFailed { .. } => v.rolled_back = Some(false),
         EventKind::SnapshotStarted {

@@ -1,10 +1,15 @@
-//! Commands against a real store, with an engine that runs until it is cancelled.
+//! The service and the supervisor together, against a real store, with an engine that runs until
+//! it is cancelled.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
+use crate::aggregate::migration::State;
 use crate::engine::EngineError;
-use crate::store::event::{CheckResult, CheckStatus};
+use crate::jobs::JobError;
+use crate::model::{AggregateType, CheckResult, CheckStatus, EventKind};
+use crate::store::NewEvent;
 
 /// A test double, kept on purpose: these unit tests check the store-side state machine
 /// (transitions, concurrent starts, credentials) with no redis-server in reach; the engine only
@@ -26,9 +31,18 @@ fn spec() -> MigrationSpec {
     .unwrap()
 }
 
+async fn open_with_engine(dir: &Path, engine: EngineFn) -> Result<(Jobs, FoldStats), JobError> {
+    open(SupervisorConfig {
+        data_dir: dir.to_path_buf(),
+        engine,
+        limits: BackupLimits::default(),
+    })
+    .await
+}
+
 /// A data dir holding one migration that has passed validation.
 async fn validated_migration(dir: &Path) -> Uuid {
-    let (jobs, _) = Jobs::open_with_engine(dir, idle_engine()).await.unwrap();
+    let (jobs, _) = open_with_engine(dir, idle_engine()).await.unwrap();
     let id = jobs.create(spec(), "api").await.unwrap().id;
     let report = ValidationReport::from_checks(vec![CheckResult {
         id: "source.connect".into(),
@@ -36,11 +50,10 @@ async fn validated_migration(dir: &Path) -> Uuid {
         message: "ok".into(),
         details: None,
     }]);
-    jobs.inner
-        .store
+    jobs.store()
         .append(vec![
-            NewEvent::new(id, "api", EventKind::ValidationStarted {}),
-            NewEvent::new(id, "api", EventKind::ValidationCompleted { report }),
+            NewEvent::migration(id, "api", EventKind::ValidationStarted {}),
+            NewEvent::migration(id, "api", EventKind::ValidationCompleted { report }),
         ])
         .await
         .unwrap();
@@ -52,9 +65,7 @@ async fn validated_migration(dir: &Path) -> Uuid {
 async fn concurrent_starts_start_the_migration_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let id = validated_migration(dir.path()).await;
-    let (jobs, stats) = Jobs::open_with_engine(dir.path(), idle_engine())
-        .await
-        .unwrap();
+    let (jobs, stats) = open_with_engine(dir.path(), idle_engine()).await.unwrap();
     assert_eq!((stats.events, stats.migrations), (3, 1));
     assert_eq!(jobs.get(id).unwrap().state, State::Validated);
 
@@ -71,13 +82,16 @@ async fn concurrent_starts_start_the_migration_exactly_once() {
                 started += 1;
                 assert_eq!(view.state, State::Migrating);
             }
-            Err(JobError::Conflict { state, .. }) => assert_eq!(state, State::Migrating),
+            Err(JobError::Refused(refusal)) => {
+                assert_eq!(refusal.state, "migrating");
+                assert_eq!(refusal.allowed, vec![crate::aggregate::Action::Cancel]);
+            }
             Err(other) => panic!("unexpected error: {other}"),
         }
     }
     assert_eq!(started, 1);
     let types: Vec<&str> = jobs
-        .events(id, 0, 100)
+        .events(AggregateType::Migration, id, 0, 100)
         .await
         .unwrap()
         .iter()
@@ -95,7 +109,12 @@ async fn concurrent_starts_start_the_migration_exactly_once() {
         assert!(std::time::Instant::now() < deadline, "not cancelled");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let last = jobs.events(id, 0, 100).await.unwrap().pop().unwrap();
+    let last = jobs
+        .events(AggregateType::Migration, id, 0, 100)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     assert_eq!(last.actor, "ops");
     jobs.shutdown().await;
 }
@@ -103,11 +122,12 @@ async fn concurrent_starts_start_the_migration_exactly_once() {
 #[tokio::test]
 async fn credentials_stay_out_of_the_log_but_reach_the_engine_spec() {
     let dir = tempfile::tempdir().unwrap();
-    let (jobs, _) = Jobs::open_with_engine(dir.path(), idle_engine())
-        .await
-        .unwrap();
+    let (jobs, _) = open_with_engine(dir.path(), idle_engine()).await.unwrap();
     let id = jobs.create(spec(), "api").await.unwrap().id;
-    let event = &jobs.events(id, 0, 10).await.unwrap()[0];
+    let event = &jobs
+        .events(AggregateType::Migration, id, 0, 10)
+        .await
+        .unwrap()[0];
     let logged = serde_json::to_string(event).unwrap();
     assert!(
         !logged.contains(":pw@") && logged.contains(":***@"),

@@ -3,8 +3,9 @@
 use chrono::{Duration, TimeZone};
 
 use super::*;
+use crate::aggregate::Action;
+use crate::model::{AggregateType, CheckResult, CheckStatus};
 use crate::redis_url::RedisUrl;
-use crate::store::event::{CheckResult, CheckStatus};
 
 fn spec(mode: Mode) -> MigrationSpec {
     MigrationSpec {
@@ -28,7 +29,8 @@ fn fold(kinds: Vec<EventKind>) -> Migration {
     for (i, kind) in kinds.into_iter().enumerate() {
         let event = Event {
             seq: i as u64 + 1,
-            migration_id: id,
+            aggregate_type: AggregateType::Migration,
+            aggregate_id: id,
             at: t0 + Duration::seconds(i as i64),
             actor: "api".into(),
             kind,
@@ -195,7 +197,8 @@ fn a_failure_is_shown_with_its_code() {
 fn events_of_an_unknown_migration_and_double_creation_are_refused() {
     let event = Event {
         seq: 1,
-        migration_id: Uuid::now_v7(),
+        aggregate_type: AggregateType::Migration,
+        aggregate_id: Uuid::now_v7(),
         at: Utc::now(),
         actor: "api".into(),
         kind: EventKind::MigrationStarted {},
@@ -217,4 +220,65 @@ fn events_of_an_unknown_migration_and_double_creation_are_refused() {
         apply(Some(created), &again),
         Err(FoldError::CreatedTwice { .. })
     ));
+}
+
+#[test]
+fn a_final_migration_with_a_restore_point_allows_rollback_until_one_runs() {
+    let backup_id = Uuid::now_v7();
+    let restore_id = Uuid::now_v7();
+    let mut kinds = vec![
+        EventKind::MigrationCreated {
+            spec: spec(Mode::Snapshot),
+        },
+        EventKind::MigrationStarted {},
+        EventKind::BackupCompleted {
+            backup_id,
+            bytes: 10,
+            details: None,
+        },
+        EventKind::MigrationFailed {
+            code: "x".into(),
+            message: "m".into(),
+        },
+    ];
+    let failed = fold(kinds.clone());
+    assert_eq!(failed.view.allowed_actions, vec![Action::Rollback]);
+    kinds.push(EventKind::RollbackRequested {
+        restore_id,
+        backup_id,
+    });
+    let rolling = fold(kinds.clone());
+    assert!(rolling.view.allowed_actions.is_empty());
+    kinds.push(EventKind::RollbackEnded {
+        restore_id,
+        restored: true,
+    });
+    let done = fold(kinds);
+    assert_eq!(done.view.rolled_back, Some(true));
+    assert_eq!(done.view.allowed_actions, vec![Action::Rollback]);
+}
+
+/// Logs from before restores were resources recorded a rollback's restore events under the
+/// migration's id: they still say whether it rolled back.
+#[test]
+fn a_rollback_of_the_first_format_still_folds() {
+    let backup_id = Uuid::now_v7();
+    let m = fold(vec![
+        EventKind::MigrationCreated {
+            spec: spec(Mode::Snapshot),
+        },
+        EventKind::MigrationCancelled { reason: None },
+        EventKind::RestoreStarted {
+            backup_id,
+            target: "redis://127.0.0.1:2".into(),
+            on_conflict: crate::spec::OnConflict::Replace,
+            for_migration: None,
+        },
+        EventKind::RestoreFailed {
+            backup_id,
+            code: "target_unreachable".into(),
+            message: "m".into(),
+        },
+    ]);
+    assert_eq!(m.view.rolled_back, Some(false));
 }

@@ -20,15 +20,15 @@ use std::path::Path;
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
-use super::conn::Conn;
-use super::error::{show_key, EngineError};
-use super::verify::canonical;
-use super::{server_version, Tuning};
+use super::canonical;
+use crate::client::Conn;
+use crate::engine::error::{show_key, EngineError};
+use crate::engine::{server_version, Tuning};
+use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::rdb::{Entry, Item, Parser, Value};
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
 use crate::spec::Verify;
-use crate::store::event::{Difference, ProblemKey, VerificationReport};
 
 /// Problem keys listed in the report (as for a server source).
 const MAX_PROBLEMS: usize = 100;
@@ -233,11 +233,7 @@ impl FileCheck {
             .await
             .map_err(EngineError::target)?;
         for (&db, &file_count) in live {
-            let target_count = info
-                .get(&format!("db{db}"))
-                .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
+            let target_count = info.keyspace.get(&db).map_or(0, |stats| stats.keys);
             let missing_here = missing.get(&db).copied().unwrap_or(0);
             if mode != Verify::Full && file_count > target_count + missing_here {
                 let lacking = file_count - target_count - missing_here;

@@ -7,11 +7,11 @@
 //! encode the value alike. When they are not (different versions, or an encoding that converged
 //! differently under live writes), a type-aware comparison decides: sorted members for sets and
 //! hashes, exact doubles for zset scores, entries and groups for streams, and the modules' own
-//! read commands for the Redis Stack types ([`verify_modules`](super::verify_modules)).
+//! read commands for the Redis Stack types ([`modules`]).
 //!
 //! A key above the big-key threshold is never DUMPed or read whole: that would block both servers
 //! for as long as serializing it takes (~350 ms for 50 MB), the very stall the snapshot avoided
-//! by writing it in chunks. It is compared in pages instead ([`verify_paged`](super::verify_paged)).
+//! by writing it in chunks. It is compared in pages instead ([`paged`]).
 //!
 //! A key the source no longer has (it expired during the check) is not a problem.
 
@@ -19,14 +19,17 @@ use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 
-use super::conn::Conn;
+pub(super) mod file;
+mod modules;
+mod paged;
+
 use super::error::{show_key, EngineError};
-use super::verify_modules;
-use super::verify_paged::{self, Pages};
 use super::{Servers, Tuning};
+use crate::client::Conn;
+use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::resp::Frame;
 use crate::spec::Verify;
-use crate::store::event::{Difference, ProblemKey, VerificationReport};
+use paged::Pages;
 
 /// Problem keys listed in the report.
 const MAX_PROBLEMS: usize = 100;
@@ -44,24 +47,21 @@ pub(crate) struct Verifier<'a> {
     pub offset_key: Option<&'a [u8]>,
 }
 
-fn src_err(e: super::ConnError) -> EngineError {
+fn src_err(e: crate::client::ClientError) -> EngineError {
     EngineError::source(e)
 }
 
-fn tgt_err(e: super::ConnError) -> EngineError {
+fn tgt_err(e: crate::client::ClientError) -> EngineError {
     EngineError::target(e)
 }
 
 /// `db3:keys=10,expires=2,avg_ttl=0` lines of `INFO keyspace` → db → key count.
-async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, super::ConnError> {
+async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, crate::client::ClientError> {
     let info = conn.info("keyspace").await?;
     Ok(info
+        .keyspace
         .iter()
-        .filter_map(|(k, v)| {
-            let db = k.strip_prefix("db")?.parse().ok()?;
-            let keys = v.split(',').find_map(|kv| kv.strip_prefix("keys="))?;
-            Some((db, keys.parse().ok()?))
-        })
+        .map(|(db, stats)| (*db, stats.keys))
         .collect())
 }
 
@@ -191,7 +191,7 @@ impl Verifier<'_> {
     /// every key first, then their DUMPs in groups bounded by [`DUMP_BUDGET`] bytes (so a batch
     /// of big values is never held in memory at once). A key above the big-key threshold is not
     /// DUMPed (that would block both servers for as long as serializing it takes) but compared
-    /// in pages ([`verify_paged`](super::verify_paged)).
+    /// in pages ([`paged`]).
     async fn check_batch(
         &mut self,
         db: u32,
@@ -308,7 +308,7 @@ impl Verifier<'_> {
             bytes: self.tuning.rewrite_chunk_bytes,
             field_ttls,
         };
-        let same = verify_paged::same_value(self.source, self.target, &source.kind, key, pages)
+        let same = paged::same_value(self.source, self.target, &source.kind, key, pages)
             .await?
             .unwrap_or(false);
         // A stream's groups are small summaries: their canonical form is cheap.
@@ -370,7 +370,7 @@ fn presence(source: &Meta, target: &Meta) -> Option<Outcome> {
     None
 }
 
-/// Types [`verify_paged`](super::verify_paged) can read in pages (module values cannot).
+/// Types [`paged`] can read in pages (module values cannot).
 fn paged_kind(kind: &str) -> bool {
     matches!(kind, "string" | "list" | "set" | "zset" | "hash" | "stream")
 }
@@ -381,7 +381,7 @@ enum Outcome {
     Differs(Difference),
 }
 
-async fn key_type(conn: &mut Conn, key: &[u8]) -> Result<String, super::ConnError> {
+async fn key_type(conn: &mut Conn, key: &[u8]) -> Result<String, crate::client::ClientError> {
     let reply = conn.call_ok(&[b"TYPE".as_slice(), key]).await?;
     Ok(reply
         .as_bytes()
@@ -459,7 +459,7 @@ pub(crate) async fn canonical(
     kind: &str,
     key: &[u8],
     field_ttls: bool,
-) -> Result<Option<Vec<Bytes>>, super::ConnError> {
+) -> Result<Option<Vec<Bytes>>, crate::client::ClientError> {
     let k = key;
     let mut out = vec![];
     match kind {
@@ -530,14 +530,17 @@ pub(crate) async fn canonical(
             );
             out.extend(stream_groups(conn, k).await?);
         }
-        module => return verify_modules::canonical(conn, module, key).await,
+        module => return modules::canonical(conn, module, key).await,
     }
     Ok(Some(out))
 }
 
 /// A stream's consumer groups, by the fields every version reports (entries-read and lag came
 /// in 7.0).
-async fn stream_groups(conn: &mut Conn, key: &[u8]) -> Result<Vec<Bytes>, super::ConnError> {
+async fn stream_groups(
+    conn: &mut Conn,
+    key: &[u8],
+) -> Result<Vec<Bytes>, crate::client::ClientError> {
     let mut out = vec![];
     let groups = conn.call_ok(&[b"XINFO".as_slice(), b"GROUPS", key]).await?;
     if let Frame::Array(groups) = groups {

@@ -24,7 +24,7 @@
 
 use bytes::Bytes;
 
-use super::conn::{Conn, ConnError};
+use crate::client::{ClientError, Conn};
 use crate::resp::Frame;
 
 /// Renders a reply as byte strings (arrays with a `*N` marker so that structure shows).
@@ -64,7 +64,7 @@ async fn scandump(
     command: &[u8],
     key: &[u8],
     out: &mut Vec<Bytes>,
-) -> Result<(), ConnError> {
+) -> Result<(), ClientError> {
     let mut iter = Bytes::from_static(b"0");
     // Bounded: a filter has few chunks; a misbehaving module must not loop us forever.
     for _ in 0..100_000 {
@@ -95,7 +95,7 @@ pub(crate) async fn canonical(
     conn: &mut Conn,
     kind: &str,
     key: &[u8],
-) -> Result<Option<Vec<Bytes>>, ConnError> {
+) -> Result<Option<Vec<Bytes>>, ClientError> {
     let mut out = vec![];
     match kind {
         "ReJSON-RL" => flatten(
@@ -162,7 +162,7 @@ pub(crate) async fn canonical(
 }
 
 /// A vector set's settings and elements, element order fixed by sorting.
-async fn vector_set(conn: &mut Conn, key: &[u8], out: &mut Vec<Bytes>) -> Result<(), ConnError> {
+async fn vector_set(conn: &mut Conn, key: &[u8], out: &mut Vec<Bytes>) -> Result<(), ClientError> {
     let info = conn.call_ok(&[b"VINFO".as_slice(), key]).await?;
     let keep: [&[u8]; 5] = [
         b"quant-type",

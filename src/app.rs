@@ -1,0 +1,100 @@
+//! Start-up: configuration → store → fold → services → supervisor → HTTP, and an orderly stop.
+//!
+//! [`Application::build`] binds the listener (port 0 works, for tests), opens and folds the
+//! store, deals with interrupted work (resumes running migrations, fails interrupted captures and
+//! restores explicitly), and returns before serving; [`Application::run_until_stopped`] serves
+//! until the server is stopped, then stops the supervised tasks so that the store closes.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use thiserror::Error;
+
+use crate::config::{ConfigError, Settings};
+use crate::jobs::{JobError, Jobs};
+use crate::supervisor::{self, BackupLimits, EngineFn, SupervisorConfig};
+
+#[derive(Debug, Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the data directory: {0}")]
+    Store(#[from] JobError),
+}
+
+/// A built, bound server, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    jobs: Jobs,
+}
+
+impl Application {
+    /// Checks the settings, opens the store (folding the log and resuming running jobs) and binds.
+    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        Self::build_with_engine(settings, supervisor::real_engine()).await
+    }
+
+    /// [`Application::build`] with another engine (tests script one).
+    pub async fn build_with_engine(
+        settings: &Settings,
+        engine: EngineFn,
+    ) -> Result<Application, StartupError> {
+        let tokens = settings.tokens()?;
+        let addr = settings.check_exposure(&tokens)?;
+        let bind_error = |source| StartupError::Bind {
+            addr: settings.listen.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).map_err(bind_error)?;
+        let port = listener.local_addr().map_err(bind_error)?.port();
+        let started = std::time::Instant::now();
+        let (jobs, stats) = supervisor::open(SupervisorConfig {
+            data_dir: settings.data_dir.clone(),
+            engine,
+            limits: BackupLimits {
+                max_bytes: settings.backup_max_bytes.unwrap_or(u64::MAX),
+                upload_max_bytes: settings.upload_max_bytes,
+            },
+        })
+        .await?;
+        tracing::info!(
+            events = stats.events,
+            migrations = stats.migrations,
+            backups = stats.backups,
+            restores = stats.restores,
+            skipped = stats.skipped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            data_dir = %settings.data_dir.display(),
+            "event log folded"
+        );
+        let server = crate::api::serve(listener, jobs.clone(), tokens, settings.max_body_bytes)
+            .map_err(bind_error)?;
+        Ok(Application { port, server, jobs })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (gracefully with `stop(true)`); `run_until_stopped` then returns.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    /// Serves until stopped, then stops the supervised tasks (they resume on the next start).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.jobs.shutdown().await;
+        served
+    }
+}

@@ -1,0 +1,363 @@
+//! Migration commands and queries (see [`crate::aggregate::migration`] for the rules).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::table::Slot;
+use super::{JobError, Jobs, ENGINE_ACTOR};
+use crate::aggregate::migration::{self, Command, Migration, MigrationView, State};
+use crate::aggregate::{backup, Action};
+use crate::model::{AggregateType, EventKind, StoredBackup, ValidationReport, VerificationReport};
+use crate::redis_url::RedisUrl;
+use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Source, Verify};
+use crate::store::{Credentials, NewEvent};
+
+/// Body of `PATCH /v1/migrations/{id}`: the fields to change; the rest stays.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "renamed", "options": {"verify": "full"}}))]
+pub struct MigrationPatch {
+    pub name: Option<String>,
+    /// `{url}` or `{rdb: {backup_id}}`.
+    #[schema(value_type = Option<crate::spec::SourceBody>)]
+    pub source: Option<Source>,
+    pub target: Option<Endpoint>,
+    pub mode: Option<Mode>,
+    pub options: Option<OptionsPatch>,
+}
+
+/// The options to change; absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionsPatch {
+    pub on_conflict: Option<OnConflict>,
+    pub backup: Option<bool>,
+    pub verify: Option<Verify>,
+    pub pause_source_writes_on_cutover: Option<bool>,
+    pub auto_cutover: Option<bool>,
+}
+
+impl OptionsPatch {
+    fn apply(&self, o: &mut Options) {
+        o.on_conflict = self.on_conflict.unwrap_or(o.on_conflict);
+        o.backup = self.backup.unwrap_or(o.backup);
+        o.verify = self.verify.unwrap_or(o.verify);
+        o.pause_source_writes_on_cutover = self
+            .pause_source_writes_on_cutover
+            .unwrap_or(o.pause_source_writes_on_cutover);
+        o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
+    }
+}
+
+impl Jobs {
+    fn migration_slot(&self, id: Uuid) -> Result<Arc<Slot<Migration>>, JobError> {
+        self.inner.migrations.get(id).ok_or(JobError::NotFound {
+            aggregate: AggregateType::Migration,
+            id,
+        })
+    }
+
+    /// The migration's whole state (for the supervisor).
+    pub fn migration(&self, id: Uuid) -> Result<Migration, JobError> {
+        Ok(self.migration_slot(id)?.snapshot())
+    }
+
+    // ---- queries ----
+
+    pub fn get(&self, id: Uuid) -> Result<MigrationView, JobError> {
+        Ok(self.migration(id)?.view)
+    }
+
+    /// Up to `limit` migrations after `after` (an id), oldest first, optionally only those in
+    /// `state`.
+    pub fn list(
+        &self,
+        state: Option<State>,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Vec<MigrationView> {
+        self.inner
+            .migrations
+            .page(after, limit, |m| state.is_none_or(|s| m.view.state == s))
+            .into_iter()
+            .map(|m| m.view)
+            .collect()
+    }
+
+    /// The verification report of a migration, once the engine has verified it.
+    pub fn verification(&self, id: Uuid) -> Result<Option<VerificationReport>, JobError> {
+        Ok(self.migration(id)?.verification)
+    }
+
+    // ---- commands ----
+
+    /// Records a new migration. Its credentials go to the encrypted store first, so a recorded
+    /// migration can always run.
+    pub async fn create(
+        &self,
+        spec: MigrationSpec,
+        actor: &str,
+    ) -> Result<MigrationView, JobError> {
+        self.check_source(&spec, false)?;
+        let id = Uuid::now_v7();
+        // A file source has no secret; the sealed record needs a source URL all the same, so it
+        // holds the target's again (never read back: `real_spec` keeps the `rdb` source).
+        let creds = Credentials {
+            source: spec.source.url().unwrap_or(&spec.target.url).clone(),
+            target: spec.target.url.clone(),
+        };
+        self.inner.store.put_credentials(id, creds).await?;
+        let created = NewEvent::migration(id, actor, EventKind::MigrationCreated { spec });
+        self.commit(vec![created]).await?;
+        self.get(id)
+    }
+
+    /// Runs `command` on migration `id` under its lock: decide, append, fold.
+    async fn run(
+        &self,
+        id: Uuid,
+        actor: &str,
+        command: Command,
+    ) -> Result<MigrationView, JobError> {
+        let slot = self.migration_slot(id)?;
+        let _guard = slot.commands.lock().await;
+        self.decide_and_commit(&slot, id, actor, command).await?;
+        Ok(slot.snapshot().view)
+    }
+
+    /// Decides and records; the caller holds the slot's lock.
+    async fn decide_and_commit(
+        &self,
+        slot: &Slot<Migration>,
+        id: Uuid,
+        actor: &str,
+        command: Command,
+    ) -> Result<(), JobError> {
+        let events = migration::decide(&slot.snapshot(), command)?;
+        let events = events
+            .into_iter()
+            .map(|kind| NewEvent::migration(id, actor, kind))
+            .collect();
+        self.commit(events).await?;
+        Ok(())
+    }
+
+    /// Changes the spec before start; the migration must be validated again.
+    pub async fn update(
+        &self,
+        id: Uuid,
+        patch: MigrationPatch,
+        actor: &str,
+    ) -> Result<MigrationView, JobError> {
+        let slot = self.migration_slot(id)?;
+        let _guard = slot.commands.lock().await;
+        let current = slot.snapshot();
+        if !migration::allowed(current.view.state, current.view.mode).contains(&Action::Update) {
+            return Err(migration::refusal(&current, Action::Update, None).into());
+        }
+        let creds = self.credentials(id).await?;
+        let mut spec = current.spec();
+        if let Source::Url(url) = &mut spec.source {
+            *url = creds.source.clone();
+        }
+        spec.target.url = creds.target.clone();
+        if let Some(name) = patch.name {
+            spec.name = Some(name);
+        }
+        match patch.source {
+            Some(Source::Url(url)) => spec.source = Source::Url(keep_password(url, &creds.source)),
+            Some(file) => spec.source = file,
+            None => {}
+        }
+        if let Some(target) = patch.target {
+            spec.target.url = keep_password(target.url, &creds.target);
+        }
+        if let Some(mode) = patch.mode {
+            spec.mode = mode;
+        }
+        if let Some(options) = &patch.options {
+            options.apply(&mut spec.options);
+        }
+        self.check_source(&spec, true)?;
+        let new_creds = Credentials {
+            source: spec.source.url().unwrap_or(&spec.target.url).clone(),
+            target: spec.target.url.clone(),
+        };
+        if new_creds != creds {
+            self.inner.store.put_credentials(id, new_creds).await?;
+        }
+        self.decide_and_commit(&slot, id, actor, Command::Update { spec })
+            .await?;
+        Ok(slot.snapshot().view)
+    }
+
+    /// Runs the pre-flight checks (through the worker) and records their report. The command lock
+    /// is not held while the checks run (they take seconds); if the migration changes meanwhile
+    /// (PATCH, cancel), the stale report is refused rather than recorded.
+    pub async fn validate(&self, id: Uuid, actor: &str) -> Result<ValidationReport, JobError> {
+        let slot = self.migration_slot(id)?;
+        let since_version = {
+            let _guard = slot.commands.lock().await;
+            let current = slot.snapshot();
+            migration::decide(&current, Command::StartValidation)?;
+            if slot.busy.swap(true, Ordering::SeqCst) {
+                let why = "it is being validated already; wait for that report".to_string();
+                return Err(migration::refusal(&current, Action::Validate, Some(why)).into());
+            }
+            let started = self
+                .decide_and_commit(&slot, id, actor, Command::StartValidation)
+                .await;
+            if let Err(e) = started {
+                slot.busy.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+            slot.snapshot().version
+        };
+        let report = match self.real_spec(id).await {
+            Ok(spec) => {
+                let file = spec
+                    .source
+                    .backup_id()
+                    .map(|b| self.stored_backup(b).map_err(|e| e.to_string()));
+                Ok(self.inner.worker.validate(spec, file).await)
+            }
+            Err(e) => Err(e),
+        };
+        let _guard = slot.commands.lock().await;
+        slot.busy.store(false, Ordering::SeqCst);
+        let report = report?;
+        let command = Command::CompleteValidation {
+            report: report.clone(),
+            since_version,
+        };
+        self.decide_and_commit(&slot, id, actor, command).await?;
+        Ok(report)
+    }
+
+    /// Starts a validated migration: records `MigrationStarted` and hands it to the worker.
+    pub async fn start(&self, id: Uuid, actor: &str) -> Result<MigrationView, JobError> {
+        let view = self.run(id, actor, Command::Start).await?;
+        self.inner
+            .worker
+            .run_migration(self.clone(), id, None, false);
+        Ok(view)
+    }
+
+    /// Begins the cutover of a live migration.
+    pub async fn cutover(&self, id: Uuid, actor: &str) -> Result<MigrationView, JobError> {
+        let view = self.run(id, actor, Command::Cutover).await?;
+        self.inner.worker.signal_cutover(id);
+        Ok(view)
+    }
+
+    /// Cancels a migration. A running engine is asked to stop (its end records
+    /// `MigrationCancelled`); anything else is cancelled at once.
+    pub async fn cancel(&self, id: Uuid, actor: &str) -> Result<MigrationView, JobError> {
+        let slot = self.migration_slot(id)?;
+        let _guard = slot.commands.lock().await;
+        let probe = Command::Cancel {
+            actor: actor.to_string(),
+            engine_running: false,
+        };
+        migration::decide(&slot.snapshot(), probe)?;
+        let engine_running = self.inner.worker.signal_cancel(id, actor);
+        let command = Command::Cancel {
+            actor: actor.to_string(),
+            engine_running,
+        };
+        self.decide_and_commit(&slot, id, actor, command).await?;
+        Ok(slot.snapshot().view)
+    }
+
+    // ---- what the supervisor reports ----
+
+    /// Records facts the engine reported (dropped when the migration has ended meanwhile).
+    pub async fn report_migration(&self, id: Uuid, facts: Vec<EventKind>) -> Result<(), JobError> {
+        self.run(id, ENGINE_ACTOR, Command::Report { facts })
+            .await
+            .map(drop)
+    }
+
+    /// Records the final fact of an engine run, unless the migration has ended already.
+    pub async fn end_migration(
+        &self,
+        id: Uuid,
+        actor: &str,
+        fact: EventKind,
+    ) -> Result<(), JobError> {
+        self.run(id, actor, Command::End { fact }).await.map(drop)
+    }
+
+    /// The spec with the real URLs, for the engine and validation.
+    pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
+        let mut spec = self.migration(id)?.spec();
+        let creds = self.credentials(id).await?;
+        if let Source::Url(url) = &mut spec.source {
+            *url = creds.source;
+        }
+        spec.target.url = creds.target;
+        Ok(spec)
+    }
+
+    pub(super) async fn credentials(&self, id: Uuid) -> Result<Credentials, JobError> {
+        self.inner
+            .store
+            .credentials(id)
+            .await?
+            .ok_or(JobError::CredentialsMissing(id))
+    }
+
+    /// The record of completed backup `id`, for a migration that reads it.
+    pub fn stored_backup(&self, id: Uuid) -> Result<StoredBackup, JobError> {
+        Ok(backup::stored(&self.backup_state(id)?)?)
+    }
+
+    /// Refuses a file source that cannot run: a backup that does not exist (404), one that is not
+    /// complete (409 with the backup's state), or `live` mode. A new spec that asks for both is
+    /// malformed (400: the documented schema says so); a PATCH whose result would be both
+    /// conflicts with what the migration holds (409). A server source passes unchanged.
+    fn check_source(&self, spec: &MigrationSpec, patched: bool) -> Result<(), JobError> {
+        let Some(backup_id) = spec.source.backup_id() else {
+            return Ok(());
+        };
+        if spec.mode != Mode::Snapshot {
+            let detail = "a migration from an RDB file can only run in `snapshot` mode: a file \
+                          has no stream of writes to follow; set `mode` to `snapshot`"
+                .to_string();
+            let field = "mode";
+            return Err(if patched {
+                JobError::Unusable { field, detail }
+            } else {
+                JobError::Invalid { field, detail }
+            });
+        }
+        let b = self.backup_state(backup_id)?;
+        if b.status != backup::BackupStatus::Completed {
+            let why = format!(
+                "it is {}, not completed: choose a completed backup (GET /v1/backups) as \
+                 source.rdb.backup_id",
+                b.status.as_str()
+            );
+            return Err(backup::refusal(&b, Action::Download, Some(why)).into());
+        }
+        Ok(())
+    }
+}
+
+/// A PATCH that sends back the redacted URL it got from a GET (`***` as the password) means
+/// "keep the password": restore it from the stored URL when the rest of the address is the same.
+fn keep_password(mut new: RedisUrl, stored: &RedisUrl) -> RedisUrl {
+    let redacted = new.password.as_ref().is_some_and(|p| p.expose() == "***");
+    let same_place = new.host == stored.host
+        && new.port == stored.port
+        && new.username == stored.username
+        && new.tls == stored.tls;
+    if redacted && same_place {
+        new.password = stored.password.clone();
+    }
+    new
+}

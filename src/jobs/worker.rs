@@ -1,0 +1,101 @@
+//! The port through which the service hands out work that needs I/O.
+//!
+//! The service decides; the [`Worker`] does. It is implemented by [`crate::supervisor`] (which
+//! runs engines, captures and restores as supervised tasks, and asks servers and disks about
+//! themselves), and given to [`super::Jobs::open`] as a trait object, so `jobs` never imports the
+//! code that does I/O and the dependency points one way. Long work (`run_migration`, `capture`,
+//! `restore`) is started and returns at once; its outcome comes back as commands on the
+//! [`super::Jobs`] handle it was given.
+
+use std::path::PathBuf;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::Jobs;
+use crate::model::{BackupDetails, ResumePoint, ServerSummary, StoredBackup, ValidationReport};
+use crate::redis_url::RedisUrl;
+use crate::spec::{MigrationSpec, OnConflict};
+
+/// A restore to run: what to load, where, and how.
+#[derive(Debug, Clone)]
+pub struct RestoreWork {
+    pub restore_id: Uuid,
+    pub backup_id: Uuid,
+    /// The real URL (with its password), kept in memory only.
+    pub target: RedisUrl,
+    pub on_conflict: OnConflict,
+    /// Empty the target first (a rollback: what the migration wrote goes).
+    pub flush_first: bool,
+}
+
+/// Why an upload was not stored.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum UploadError {
+    #[error("the file is larger than the limit of {limit} bytes; raise upload_max_bytes in the configuration")]
+    TooLarge { limit: u64 },
+    #[error("not a valid RDB file (byte {offset}): {message}")]
+    Corrupt { offset: u64, message: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A stored, checked upload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadedFile {
+    pub bytes: u64,
+    pub details: BackupDetails,
+}
+
+/// Where an upload's bytes go while they arrive (parsed and checked as they do).
+pub trait UploadSink: Send {
+    fn write<'a>(&'a mut self, chunk: &'a [u8]) -> BoxFuture<'a, Result<(), UploadError>>;
+    /// Checks that the file is whole, makes it durable and gives its facts.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<UploadedFile, UploadError>>;
+}
+
+/// Everything the service needs done that involves a server, a file or a task.
+pub trait Worker: Send + Sync + 'static {
+    /// Runs the engine of migration `id` (or resumes it from `resume`); `cutover_now` resumes a
+    /// migration that was cutting over.
+    fn run_migration(&self, jobs: Jobs, id: Uuid, resume: Option<ResumePoint>, cutover_now: bool);
+    /// Asks a running engine to cut over. Whether one was running.
+    fn signal_cutover(&self, id: Uuid) -> bool;
+    /// Asks a running engine to stop; its end is then recorded as cancelled by `actor`. Whether
+    /// one was running.
+    fn signal_cancel(&self, id: Uuid, actor: &str) -> bool;
+    /// Runs the pre-flight checks. `file` is the source backup's record for a file source.
+    fn validate(
+        &self,
+        spec: MigrationSpec,
+        file: Option<Result<StoredBackup, String>>,
+    ) -> BoxFuture<'static, ValidationReport>;
+    /// Asks a server about itself; the error says in plain words why it could not.
+    fn inspect(&self, url: RedisUrl) -> BoxFuture<'static, Result<ServerSummary, String>>;
+    /// Whether a backup of about `estimate` bytes fits; the error says what is needed and free.
+    fn check_space(&self, estimate: u64) -> Result<(), String>;
+    /// Takes backup `backup_id` of `url` in a supervised task; waits for it when `wait`.
+    fn capture(
+        &self,
+        jobs: Jobs,
+        backup_id: Uuid,
+        url: RedisUrl,
+        wait: bool,
+    ) -> BoxFuture<'static, ()>;
+    /// Runs a restore in a supervised task.
+    fn restore(&self, jobs: Jobs, work: RestoreWork);
+    /// Opens the sink of an upload that becomes backup `id`; refuses a `declared` size over the
+    /// limit before anything is written.
+    fn upload(
+        &self,
+        id: Uuid,
+        declared: Option<u64>,
+    ) -> BoxFuture<'static, Result<Box<dyn UploadSink>, UploadError>>;
+    /// Removes the file of backup `id` (gone already is fine).
+    fn remove_file(&self, id: Uuid) -> BoxFuture<'static, Result<(), String>>;
+    /// Where the file of completed backup `id` is.
+    fn backup_path(&self, id: Uuid) -> PathBuf;
+    /// Stops every task without recording anything, and waits for them.
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
+}

@@ -1,0 +1,515 @@
+//! The event model: every fact Ferry records, as past-tense types.
+//!
+//! Events are the only state Ferry keeps about migrations, backups and restores. They are
+//! appended, never edited, and folded into typed states by [`crate::aggregate`]. So this file is
+//! the schema of the audit trail: add variants and optional fields freely, but never change the
+//! meaning of an existing one, because old logs must keep folding.
+//!
+//! No variant may carry a secret. URLs inside specs serialize redacted (see [`crate::redis_url`]).
+//!
+//! ## The envelope on the wire
+//! `{seq, aggregate_type, aggregate_id, migration_id?, at, actor, type, data}`. Before the
+//! reshaping the envelope had only `migration_id`, which also held backup ids. It now names the
+//! aggregate (`migration`, `backup` or `restore`) and its id; `migration_id` is still written for
+//! migration events, so clients that read it keep working, and is omitted for the others (where it
+//! was never a migration id). Reading accepts both shapes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::report::{ValidationReport, VerificationReport};
+use crate::spec::MigrationSpec;
+
+/// Who caused an event: `api` (or the API token's name) for requests, `engine` for the worker.
+pub type Actor = String;
+
+/// The kind of long-running thing an event belongs to: each has its own state, fold and lock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateType {
+    Migration,
+    Backup,
+    Restore,
+}
+
+impl AggregateType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AggregateType::Migration => "migration",
+            AggregateType::Backup => "backup",
+            AggregateType::Restore => "restore",
+        }
+    }
+
+    /// The aggregate of an event stored before the type was recorded with it. Backup and restore
+    /// events then sat under their backup's id (the backup's own history) or under a migration's
+    /// id (its restore point, its rollback); everything else was a migration's.
+    pub fn of_legacy(id: Uuid, kind: &EventKind) -> AggregateType {
+        match kind {
+            EventKind::BackupStarted { backup_id, .. }
+            | EventKind::BackupProgress { backup_id, .. }
+            | EventKind::BackupProgress { backup_id, .. }
+            | EventKind::BackupCompleted { backup_id, .. }
+            | EventKind::BackupFailed { backup_id, .. }
+            | EventKind::BackupDeleted { backup_id }
+                if *backup_id == id =>
+            {
+                AggregateType::Backup
+            }
+            EventKind::RestoreStarted { backup_id, .. }
+            | EventKind::RestoreProgress { backup_id, .. }
+            | EventKind::RestoreProgress { backup_id, .. }
+            | EventKind::RestoreCompleted { backup_id, .. }
+            | EventKind::RestoreFailed { backup_id, .. }
+                if *backup_id == id =>
+            {
+                AggregateType::Restore
+            }
+            _ => AggregateType::Migration,
+        }
+    }
+}
+
+impl std::fmt::Display for AggregateType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The envelope stored in the log. `seq` increases across the whole log, with no gaps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub seq: u64,
+    pub aggregate_type: AggregateType,
+    /// The migration, backup or restore the event belongs to.
+    pub aggregate_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub kind: EventKind,
+}
+
+/// [`Event`] as the API writes it (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Event)]
+pub struct EventWire {
+    pub seq: u64,
+    /// `migration`, `backup` or `restore`.
+    pub aggregate_type: AggregateType,
+    /// The migration, backup or restore the event belongs to.
+    pub aggregate_id: Uuid,
+    /// The same id again, for migration events only (kept for clients of the first envelope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_id: Option<Uuid>,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl From<&Event> for EventWire {
+    fn from(e: &Event) -> Self {
+        EventWire {
+            seq: e.seq,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            migration_id: (e.aggregate_type == AggregateType::Migration).then_some(e.aggregate_id),
+            at: e.at,
+            actor: e.actor.clone(),
+            kind: e.kind.clone(),
+        }
+    }
+}
+
+/// An event as read back: either envelope (only `migration_id`, or `aggregate_*`).
+#[derive(Deserialize)]
+struct EventIn {
+    seq: u64,
+    #[serde(default)]
+    aggregate_type: Option<AggregateType>,
+    #[serde(default)]
+    aggregate_id: Option<Uuid>,
+    #[serde(default)]
+    migration_id: Option<Uuid>,
+    at: DateTime<Utc>,
+    actor: Actor,
+    #[serde(flatten)]
+    kind: EventKind,
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EventWire::from(self).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let e = EventIn::deserialize(deserializer)?;
+        let id = e
+            .aggregate_id
+            .or(e.migration_id)
+            .ok_or_else(|| serde::de::Error::missing_field("aggregate_id"))?;
+        let aggregate_type = e
+            .aggregate_type
+            .unwrap_or_else(|| AggregateType::of_legacy(id, &e.kind));
+        Ok(Event {
+            seq: e.seq,
+            aggregate_type,
+            aggregate_id: id,
+            at: e.at,
+            actor: e.actor,
+            kind: e.kind,
+        })
+    }
+}
+
+/// The last durable progress of a live migration, as recorded in its `Checkpoint` events: where a
+/// restarted engine continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    pub replid: String,
+    pub applied_offset: i64,
+}
+
+/// What happened. Serialized as `{"type": "SnapshotStarted", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", content = "data")]
+pub enum EventKind {
+    MigrationCreated {
+        spec: MigrationSpec,
+    },
+    MigrationUpdated {
+        spec: MigrationSpec,
+    },
+    ValidationStarted {},
+    ValidationCompleted {
+        report: ValidationReport,
+    },
+    MigrationStarted {},
+    /// A backup (an RDB copy of a server) began. Recorded under the backup's own id.
+    BackupStarted {
+        backup_id: Uuid,
+        /// The server backed up, password redacted.
+        server: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<String>,
+        /// Set when the backup is a migration's restore point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_migration: Option<Uuid>,
+    },
+    /// Under the backup's id: the file is complete and durable. Under a migration's id: the
+    /// migration's restore point is taken.
+    /// A checkpoint of a running capture: the bytes stored so far (at most about once a second),
+    /// so the view's `bytes` comes from the log and survives a restart.
+    BackupProgress {
+        backup_id: Uuid,
+        bytes: u64,
+    },
+    BackupCompleted {
+        backup_id: Uuid,
+        bytes: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<BackupDetails>,
+    },
+    BackupFailed {
+        backup_id: Uuid,
+        code: String,
+        message: String,
+    },
+    /// The backup's file was deleted; its history stays.
+    BackupDeleted {
+        backup_id: Uuid,
+    },
+    /// A backup is being loaded into a server: a restore began (under the restore's own id; logs
+    /// from before restores were resources hold it under the backup's id, and a rollback's copy
+    /// under the migration's id).
+    RestoreStarted {
+        backup_id: Uuid,
+        /// The server restored into, password redacted.
+        target: String,
+        on_conflict: crate::spec::OnConflict,
+        /// Set when the restore is the rollback of this migration.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_migration: Option<Uuid>,
+    },
+    /// A checkpoint of a running restore (at most about once a second).
+    RestoreProgress {
+        backup_id: Uuid,
+        rdb_bytes_read: u64,
+        rdb_bytes_total: Option<u64>,
+        keys_written: u64,
+        keys_skipped: u64,
+    },
+    RestoreCompleted {
+        backup_id: Uuid,
+        keys_written: u64,
+        keys_skipped: u64,
+        keys_expired: u64,
+        duration_ms: u64,
+    },
+    RestoreFailed {
+        backup_id: Uuid,
+        code: String,
+        message: String,
+    },
+    SnapshotStarted {
+        replid: String,
+        offset: i64,
+        /// `true` when the source streams the RDB without writing it to disk (`$EOF:` framing).
+        diskless: bool,
+        /// Known only for disk-based transfers (`$<len>` framing).
+        rdb_bytes_total: Option<u64>,
+        /// What a restarted snapshot redoes, when this is not the first attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        redo: Option<String>,
+    },
+    SnapshotProgress {
+        rdb_bytes_read: u64,
+        rdb_bytes_total: Option<u64>,
+        keys_written: u64,
+        keys_skipped: u64,
+        keys_expired: u64,
+    },
+    SnapshotCompleted {
+        rdb_bytes: u64,
+        keys_written: u64,
+        keys_skipped: u64,
+        keys_expired: u64,
+        /// Keys written as plain commands instead of RESTORE (older target, or too big).
+        keys_rewritten: u64,
+        duration_ms: u64,
+    },
+    StreamingStarted {
+        replid: String,
+        offset: i64,
+    },
+    /// What a restart needs to resume: the replication id and the offset the *target* has applied.
+    Checkpoint {
+        replid: String,
+        applied_offset: i64,
+        commands_streamed: u64,
+        lag_bytes: Option<u64>,
+    },
+    LinkLost {
+        link: Link,
+        cause: String,
+    },
+    LinkResumed {
+        link: Link,
+        kind: ResumeKind,
+        reason: String,
+    },
+    CutoverStarted {
+        pause_source_writes: bool,
+    },
+    CutoverCompleted {
+        final_offset: i64,
+    },
+    VerificationCompleted {
+        report: VerificationReport,
+    },
+    MigrationCompleted {},
+    MigrationFailed {
+        /// A stable, machine-readable reason, such as `engine_unavailable` or `busy_key`.
+        code: String,
+        /// What went wrong and what to do, for people.
+        message: String,
+    },
+    MigrationCancelled {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The migration is being rolled back: restore `restore_id` loads its restore point.
+    RollbackRequested {
+        restore_id: Uuid,
+        backup_id: Uuid,
+    },
+    /// The rollback's restore ended: `restored` says whether the target holds its earlier data.
+    RollbackEnded {
+        restore_id: Uuid,
+        restored: bool,
+    },
+}
+
+impl EventKind {
+    /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
+    /// checks it against serde's own list of variants, so it cannot drift from the enum.
+    pub const TYPE_NAMES: [&'static str; 29] = [
+        "MigrationCreated",
+        "MigrationUpdated",
+        "ValidationStarted",
+        "ValidationCompleted",
+        "MigrationStarted",
+        "BackupStarted",
+        "BackupProgress",
+        "BackupCompleted",
+        "BackupFailed",
+        "BackupDeleted",
+        "RestoreStarted",
+        "RestoreProgress",
+        "RestoreCompleted",
+        "RestoreFailed",
+        "SnapshotStarted",
+        "SnapshotProgress",
+        "SnapshotCompleted",
+        "StreamingStarted",
+        "Checkpoint",
+        "LinkLost",
+        "LinkResumed",
+        "CutoverStarted",
+        "CutoverCompleted",
+        "VerificationCompleted",
+        "MigrationCompleted",
+        "MigrationFailed",
+        "MigrationCancelled",
+        "RollbackRequested",
+        "RollbackEnded",
+    ];
+
+    /// The `type` tag, for filtering (`GET /v1/events?type=`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::MigrationCreated { .. } => "MigrationCreated",
+            EventKind::MigrationUpdated { .. } => "MigrationUpdated",
+            EventKind::ValidationStarted { .. } => "ValidationStarted",
+            EventKind::ValidationCompleted { .. } => "ValidationCompleted",
+            EventKind::MigrationStarted { .. } => "MigrationStarted",
+            EventKind::BackupStarted { .. } => "BackupStarted",
+            EventKind::BackupProgress { .. } => "BackupProgress",
+            EventKind::BackupCompleted { .. } => "BackupCompleted",
+            EventKind::BackupFailed { .. } => "BackupFailed",
+            EventKind::BackupDeleted { .. } => "BackupDeleted",
+            EventKind::RestoreStarted { .. } => "RestoreStarted",
+            EventKind::RestoreProgress { .. } => "RestoreProgress",
+            EventKind::RestoreCompleted { .. } => "RestoreCompleted",
+            EventKind::RestoreFailed { .. } => "RestoreFailed",
+            EventKind::SnapshotStarted { .. } => "SnapshotStarted",
+            EventKind::SnapshotProgress { .. } => "SnapshotProgress",
+            EventKind::SnapshotCompleted { .. } => "SnapshotCompleted",
+            EventKind::StreamingStarted { .. } => "StreamingStarted",
+            EventKind::Checkpoint { .. } => "Checkpoint",
+            EventKind::LinkLost { .. } => "LinkLost",
+            EventKind::LinkResumed { .. } => "LinkResumed",
+            EventKind::CutoverStarted { .. } => "CutoverStarted",
+            EventKind::CutoverCompleted { .. } => "CutoverCompleted",
+            EventKind::VerificationCompleted { .. } => "VerificationCompleted",
+            EventKind::MigrationCompleted { .. } => "MigrationCompleted",
+            EventKind::MigrationFailed { .. } => "MigrationFailed",
+            EventKind::MigrationCancelled { .. } => "MigrationCancelled",
+            EventKind::RollbackRequested { .. } => "RollbackRequested",
+            EventKind::RollbackEnded { .. } => "RollbackEnded",
+        }
+    }
+}
+
+impl EventKind {
+    /// The backup this event is about, for the backup events (which may sit under a backup's own
+    /// id, where no migration folds them).
+    pub fn backup_id(&self) -> Option<Uuid> {
+        match self {
+            EventKind::BackupStarted { backup_id, .. }
+            | EventKind::BackupProgress { backup_id, .. }
+            | EventKind::BackupCompleted { backup_id, .. }
+            | EventKind::BackupFailed { backup_id, .. }
+            | EventKind::BackupDeleted { backup_id }
+            | EventKind::RestoreStarted { backup_id, .. }
+            | EventKind::RestoreProgress { backup_id, .. }
+            | EventKind::RestoreCompleted { backup_id, .. }
+            | EventKind::RestoreFailed { backup_id, .. } => Some(*backup_id),
+            _ => None,
+        }
+    }
+}
+
+/// What a completed backup holds and how to check it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupDetails {
+    /// Redis version of the server backed up.
+    pub server_version: String,
+    pub rdb_version: u16,
+    /// CRC-64/Jones of the file without its 8-byte trailer, in hex: the value Redis stores in that
+    /// trailer (the CRC of a whole valid file, trailer included, is always 0).
+    pub crc64: String,
+    /// SHA-256 of the whole file, in hex.
+    pub sha256: String,
+    /// Keys per database (databases without keys are left out).
+    pub databases: Vec<BackupDb>,
+}
+
+/// A completed backup's record: what validation and a migration from the file read about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBackup {
+    pub id: Uuid,
+    pub bytes: u64,
+    pub details: BackupDetails,
+}
+
+/// One database in a backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupDb {
+    pub db: u64,
+    pub keys: u64,
+}
+
+/// Which connection an event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Link {
+    Source,
+    Target,
+}
+
+/// How a link came back: `partial` (PSYNC continued from the applied offset) or `full` (a new
+/// snapshot was needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeKind {
+    Partial,
+    Full,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// serde's own list of the variants, from the message it gives for an unknown one.
+    fn serde_variants() -> Vec<String> {
+        let err = serde_json::from_value::<EventKind>(serde_json::json!({"type": "?", "data": {}}))
+            .unwrap_err()
+            .to_string();
+        let list = err.split("expected one of ").nth(1).expect(&err);
+        list.split(", ")
+            .map(|v| {
+                v.trim_matches(|c: char| c == '`' || c.is_whitespace())
+                    .to_string()
+            })
+            .map(|v| v.split('`').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_type_list_is_exactly_the_enum() {
+        assert_eq!(serde_variants(), EventKind::TYPE_NAMES.to_vec());
+    }
+
+    #[test]
+    fn an_event_of_the_first_envelope_reads_as_a_migration_or_backup_event() {
+        let old = serde_json::json!({"seq": 3, "migration_id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f",
+            "at": "2026-01-01T12:00:00Z", "actor": "api", "type": "MigrationStarted", "data": {}});
+        let event: Event = serde_json::from_value(old).unwrap();
+        assert_eq!(event.aggregate_type, AggregateType::Migration);
+        let id = Uuid::now_v7();
+        let backup = serde_json::json!({"seq": 4, "migration_id": id, "at": "2026-01-01T12:00:00Z",
+            "actor": "api", "type": "BackupDeleted", "data": {"backup_id": id}});
+        let event: Event = serde_json::from_value(backup).unwrap();
+        assert_eq!(event.aggregate_type, AggregateType::Backup);
+        let wire = serde_json::to_value(&event).unwrap();
+        assert_eq!(wire["aggregate_type"], "backup");
+        assert!(wire.get("migration_id").is_none(), "{wire}");
+    }
+}

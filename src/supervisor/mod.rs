@@ -1,0 +1,321 @@
+//! The supervisor: runs the long work as tasks, and does every bit of I/O the service asks for.
+//!
+//! It implements [`Worker`], the port of [`crate::jobs`]: the service decides and records, then
+//! hands the supervisor what to run (an engine per migration, a capture per backup, a restore) or
+//! what to look at (a server before a backup or a restore, the free disk). Tasks report only by
+//! calling the service's commands (`report_*`, `end_*`), which decide and record like any other
+//! command, so progress reaches the views only through events and survives a restart.
+//!
+//! The arrows: `supervisor → jobs` (commands), `supervisor → engine · backup · validate · client`
+//! (I/O). `jobs` holds the supervisor only as `Arc<dyn Worker>`, so nothing points back.
+//!
+//! Shutting Ferry down is not cancelling anything. [`Worker::shutdown`] drops the tasks without
+//! recording anything, exactly as a crash would; at the next start the service resumes running
+//! migrations from their last checkpoint and records interrupted captures and restores as failed.
+//! The engine has to be crash-safe anyway; this way a graceful stop takes the same, tested path.
+
+mod migration;
+mod tasks;
+#[cfg(test)]
+mod tests;
+
+pub use migration::{real_engine, EngineFn};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::engine::Controls;
+use crate::jobs::{FoldStats, JobError, Jobs, RestoreWork, UploadError, UploadSink, Worker};
+use crate::model::{
+    CheckResult, CheckStatus, ResumePoint, ServerSummary, StoredBackup, ValidationReport,
+};
+use crate::redis_url::RedisUrl;
+use crate::spec::MigrationSpec;
+use crate::store::{Store, StoreError};
+
+/// A validation that takes longer than this is reported as failed (validate bounds its own
+/// checks far below this; this is the backstop).
+const VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a look at a server (before a backup or a restore) may take.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Size limits from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupLimits {
+    /// The largest backup Ferry stores (free disk space applies too).
+    pub max_bytes: u64,
+    /// The largest uploaded RDB accepted.
+    pub upload_max_bytes: u64,
+}
+
+impl Default for BackupLimits {
+    fn default() -> Self {
+        BackupLimits {
+            max_bytes: u64::MAX,
+            upload_max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// What the supervisor needs to know.
+#[derive(Clone)]
+pub struct SupervisorConfig {
+    /// Ferry's data directory: backups live in `backups/` under it; validation measures it.
+    pub data_dir: PathBuf,
+    /// The transfer engine ([`real_engine`] in production).
+    pub engine: EngineFn,
+    pub limits: BackupLimits,
+}
+
+/// The supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: SupervisorConfig,
+    running: Mutex<HashMap<Uuid, Arc<Running>>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// A running engine and how to reach it.
+struct Running {
+    controls: Controls,
+    /// Who asked to cancel; the actor of `MigrationCancelled`.
+    cancelled_by: Mutex<Option<String>>,
+}
+
+/// Opens the store in `config.data_dir`, folds it, sweeps what a crash left half-written, and
+/// deals with interrupted work (see [`Jobs::recover`]). The service is ready when this returns.
+pub async fn open(config: SupervisorConfig) -> Result<(Jobs, FoldStats), JobError> {
+    let supervisor = Supervisor::new(config);
+    let dir = supervisor.inner.config.data_dir.clone();
+    let worker: Arc<dyn Worker> = Arc::new(supervisor.clone());
+    let (jobs, stats) = tokio::task::spawn_blocking(move || {
+        let store = Store::open(&dir)?;
+        Jobs::open(store, worker)
+    })
+    .await
+    .map_err(|e| StoreError::Join(e.to_string()))??;
+    let swept = crate::backup::file::sweep_partials(&supervisor.backups_dir());
+    if swept > 0 {
+        tracing::warn!(
+            files = swept,
+            "removed partial backup files left by a crash"
+        );
+    }
+    jobs.recover().await?;
+    Ok((jobs, stats))
+}
+
+impl Supervisor {
+    pub fn new(config: SupervisorConfig) -> Self {
+        Supervisor {
+            inner: Arc::new(Inner {
+                config,
+                running: Mutex::default(),
+                tasks: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    fn backups_dir(&self) -> PathBuf {
+        self.inner.config.data_dir.join("backups")
+    }
+
+    fn limits(&self) -> BackupLimits {
+        self.inner.config.limits
+    }
+
+    fn running(&self, id: Uuid) -> Option<Arc<Running>> {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Spawns a supervised task: dropped at shutdown, waited for by [`Worker::shutdown`].
+    fn spawn(
+        &self,
+        what: &'static str,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = shutdown.cancelled() => {
+                    tracing::info!(task = what, "stopped for shutdown");
+                }
+            }
+        });
+    }
+}
+
+impl Worker for Supervisor {
+    fn run_migration(&self, jobs: Jobs, id: Uuid, resume: Option<ResumePoint>, cutover_now: bool) {
+        self.launch(jobs, id, resume, cutover_now);
+    }
+
+    fn signal_cutover(&self, id: Uuid) -> bool {
+        self.running(id)
+            .map(|r| r.controls.cutover.cancel())
+            .is_some()
+    }
+
+    fn signal_cancel(&self, id: Uuid, actor: &str) -> bool {
+        match self.running(id) {
+            Some(running) => {
+                running
+                    .cancelled_by
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(|| actor.to_string());
+                running.controls.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn validate(
+        &self,
+        spec: MigrationSpec,
+        file: Option<Result<StoredBackup, String>>,
+    ) -> BoxFuture<'static, ValidationReport> {
+        let ctx = crate::validate::ValidateContext::new(&self.inner.config.data_dir);
+        async move {
+            let checks = async {
+                match file {
+                    Some(backup) => crate::validate::from_file::run(&spec, backup, &ctx).await,
+                    None => crate::validate::run_with(&spec, &ctx).await,
+                }
+            };
+            match tokio::time::timeout(VALIDATION_TIMEOUT, checks).await {
+                Ok(report) => report,
+                Err(_) => ValidationReport::from_checks(vec![CheckResult {
+                    id: "validation.timeout".into(),
+                    status: CheckStatus::Fail,
+                    message: format!(
+                        "the checks did not finish within {}s; check that both servers answer",
+                        VALIDATION_TIMEOUT.as_secs()
+                    ),
+                    details: None,
+                }]),
+            }
+        }
+        .boxed()
+    }
+
+    fn inspect(&self, url: RedisUrl) -> BoxFuture<'static, Result<ServerSummary, String>> {
+        async move {
+            let addr = url.addr();
+            match tokio::time::timeout(
+                INSPECT_TIMEOUT,
+                crate::backup::capture::server_summary(&url),
+            )
+            .await
+            {
+                Ok(Ok(summary)) => Ok(summary),
+                Ok(Err(e)) => Err(crate::client::scrub(&e.to_string(), &url)),
+                Err(_) => Err(format!(
+                    "no answer from {addr} within {}s; check the host, the port and the firewall",
+                    INSPECT_TIMEOUT.as_secs()
+                )),
+            }
+        }
+        .boxed()
+    }
+
+    fn check_space(&self, estimate: u64) -> Result<(), String> {
+        crate::backup::capture::check_space(&self.backups_dir(), self.limits().max_bytes, estimate)
+            .map_err(|e| e.to_string())
+    }
+
+    fn capture(
+        &self,
+        jobs: Jobs,
+        backup_id: Uuid,
+        url: RedisUrl,
+        wait: bool,
+    ) -> BoxFuture<'static, ()> {
+        let work = tasks::capture(self.clone(), jobs, backup_id, url);
+        if wait {
+            work.boxed()
+        } else {
+            self.spawn("capture", work);
+            async {}.boxed()
+        }
+    }
+
+    fn restore(&self, jobs: Jobs, work: RestoreWork) {
+        self.spawn(
+            "restore",
+            tasks::restore(jobs, self.backup_path(work.backup_id), work),
+        );
+    }
+
+    fn upload(
+        &self,
+        id: Uuid,
+        declared: Option<u64>,
+    ) -> BoxFuture<'static, Result<Box<dyn UploadSink>, UploadError>> {
+        let dir = self.backups_dir();
+        let limit = self.limits().upload_max_bytes;
+        async move {
+            if declared.is_some_and(|n| n > limit) {
+                return Err(UploadError::TooLarge { limit });
+            }
+            tasks::upload_sink(&dir, id, limit).await
+        }
+        .boxed()
+    }
+
+    fn remove_file(&self, id: Uuid) -> BoxFuture<'static, Result<(), String>> {
+        let path = self.backup_path(id);
+        async move {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+            }
+        }
+        .boxed()
+    }
+
+    fn backup_path(&self, id: Uuid) -> PathBuf {
+        crate::backup::file::final_path(&self.backups_dir(), id)
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let inner = self.inner.clone();
+        async move {
+            inner.shutdown.cancel();
+            inner.tasks.close();
+            inner.tasks.wait().await;
+        }
+        .boxed()
+    }
+}
+
+/// The data directory's backup folder (for tests and tools).
+pub fn backups_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("backups")
+}

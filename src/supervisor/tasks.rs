@@ -1,0 +1,203 @@
+//! Backup captures, restores and uploads as supervised work.
+//!
+//! Each reports only through the service: progress as checkpoint events at a bounded rate (at
+//! most one a second), then its end. A task that a restart interrupts records nothing more; the
+//! service fails it explicitly at the next start (see [`crate::jobs::Jobs::recover`]).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::Supervisor;
+use crate::aggregate::backup::Command as BackupCommand;
+use crate::aggregate::restore::{Command as RestoreCommand, RestoreOutcome};
+use crate::backup::capture::{self, Captured};
+use crate::backup::file::{FileFacts, RdbFileWriter};
+use crate::backup::BackupError;
+use crate::engine::{self, Tuning};
+use crate::jobs::{Jobs, RestoreWork, UploadError, UploadSink, UploadedFile, ENGINE_ACTOR};
+use crate::model::{BackupDetails, EventKind};
+use crate::redis_url::RedisUrl;
+
+/// How often a running capture records its bytes.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Takes backup `id` of `url` and records its checkpoints and its end.
+pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl) {
+    let dir = sup.backups_dir();
+    let max = sup.limits().max_bytes;
+    // Holds only the latest figure: a slow log append skips checkpoints rather than queueing them.
+    let (tx, mut rx) = mpsc::channel::<u64>(1);
+    let mut last = Instant::now();
+    let progress = move |bytes: u64| {
+        if last.elapsed() >= CHECKPOINT_EVERY {
+            last = Instant::now();
+            let _ = tx.try_send(bytes);
+        }
+    };
+    let recorder = async {
+        while let Some(bytes) = rx.recv().await {
+            let checkpoint = BackupCommand::Progress { bytes };
+            if let Err(e) = jobs.report_backup(id, ENGINE_ACTOR, checkpoint).await {
+                tracing::error!(backup = %id, error = %e, "could not record a capture checkpoint");
+            }
+        }
+    };
+    // The capture owns the sender, so the recorder ends when the capture does.
+    let (captured, ()) = tokio::join!(capture::capture(&url, &dir, id, max, progress), recorder);
+    let end = match captured {
+        Ok(Captured {
+            facts,
+            server_version,
+        }) => {
+            tracing::info!(backup = %id, bytes = facts.bytes, "backup completed");
+            BackupCommand::Complete {
+                bytes: facts.bytes,
+                details: details(&facts, &server_version),
+            }
+        }
+        Err(e) => {
+            tracing::warn!(backup = %id, error = %e, "backup failed");
+            BackupCommand::Fail {
+                code: e.code().into(),
+                message: crate::client::scrub(&e.to_string(), &url),
+            }
+        }
+    };
+    if let Err(e) = jobs.report_backup(id, ENGINE_ACTOR, end).await {
+        tracing::error!(backup = %id, error = %e, "could not record the end of a capture");
+    }
+}
+
+fn details(facts: &FileFacts, server_version: &str) -> BackupDetails {
+    BackupDetails {
+        server_version: server_version.to_string(),
+        rdb_version: facts.rdb_version,
+        crc64: facts.crc64.clone(),
+        sha256: facts.sha256.clone(),
+        databases: facts.databases.clone(),
+    }
+}
+
+/// Runs a restore (flushing the target first for a rollback) and records its checkpoints and end.
+pub(super) async fn restore(jobs: Jobs, path: PathBuf, work: RestoreWork) {
+    let id = work.restore_id;
+    let end = match load(&jobs, &path, &work).await {
+        Ok(outcome) => RestoreCommand::Complete(outcome),
+        Err(e) => RestoreCommand::Fail {
+            code: e.code().into(),
+            message: crate::client::scrub(&e.to_string(), &work.target),
+        },
+    };
+    if let Err(e) = jobs.report_restore(id, ENGINE_ACTOR, end).await {
+        tracing::error!(restore = %id, error = %e, "could not record the end of a restore");
+    }
+}
+
+async fn load(
+    jobs: &Jobs,
+    path: &Path,
+    work: &RestoreWork,
+) -> Result<RestoreOutcome, engine::EngineError> {
+    if work.flush_first {
+        engine::flush_target(&work.target).await.map_err(|e| {
+            engine::EngineError::TargetLinkLost(format!("flushing the target failed: {e}"))
+        })?;
+    }
+    // The load reports `SnapshotProgress` once per report interval (a second): each becomes a
+    // checkpoint of the restore.
+    let (tx, mut rx) = mpsc::channel(16);
+    let recorder = async {
+        while let Some(fact) = rx.recv().await {
+            if let EventKind::SnapshotProgress {
+                rdb_bytes_read,
+                rdb_bytes_total,
+                keys_written,
+                keys_skipped,
+                ..
+            } = fact
+            {
+                let checkpoint = RestoreCommand::Progress {
+                    rdb_bytes_read,
+                    rdb_bytes_total,
+                    keys_written,
+                    keys_skipped,
+                };
+                if let Err(e) = jobs
+                    .report_restore(work.restore_id, ENGINE_ACTOR, checkpoint)
+                    .await
+                {
+                    tracing::error!(restore = %work.restore_id, error = %e, "could not record a restore checkpoint");
+                }
+            }
+        }
+    };
+    let loading =
+        engine::load_rdb_file(path, &work.target, work.on_conflict, tx, Tuning::default());
+    let (loaded, ()) = tokio::join!(loading, recorder);
+    let summary = loaded?;
+    Ok(RestoreOutcome {
+        keys_written: summary.keys_written,
+        keys_skipped: summary.keys_skipped,
+        keys_expired: summary.keys_expired,
+        duration_ms: summary.duration_ms,
+    })
+}
+
+/// An upload written through [`RdbFileWriter`]: parsed and hashed as it arrives.
+struct FileSink {
+    writer: RdbFileWriter,
+    limit: u64,
+}
+
+pub(super) async fn upload_sink(
+    dir: &Path,
+    id: Uuid,
+    limit: u64,
+) -> Result<Box<dyn UploadSink>, UploadError> {
+    let writer = RdbFileWriter::create(dir, id, limit)
+        .await
+        .map_err(|e| upload_error(e, limit))?;
+    Ok(Box::new(FileSink { writer, limit }))
+}
+
+fn upload_error(e: BackupError, limit: u64) -> UploadError {
+    match e {
+        BackupError::TooLarge { .. } => UploadError::TooLarge { limit },
+        BackupError::Corrupt { offset, message } => UploadError::Corrupt { offset, message },
+        other => UploadError::Io(other.to_string()),
+    }
+}
+
+impl UploadSink for FileSink {
+    fn write<'a>(&'a mut self, chunk: &'a [u8]) -> BoxFuture<'a, Result<(), UploadError>> {
+        let limit = self.limit;
+        async move {
+            self.writer
+                .write(chunk)
+                .await
+                .map_err(|e| upload_error(e, limit))
+        }
+        .boxed()
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<UploadedFile, UploadError>> {
+        let limit = self.limit;
+        async move {
+            let facts = self
+                .writer
+                .finish()
+                .await
+                .map_err(|e| upload_error(e, limit))?;
+            Ok(UploadedFile {
+                bytes: facts.bytes,
+                details: details(&facts, ""),
+            })
+        }
+        .boxed()
+    }
+}
