@@ -81,6 +81,9 @@ struct MigrateArgs {
     /// target, which must be empty or flushed); restore: RESTORE every key; auto: relay when possible.
     #[arg(long, value_enum, default_value = "auto")]
     transfer: TransferArg,
+    /// Migrate hashes with field TTLs into a target without them, dropping the TTLs.
+    #[arg(long)]
+    drop_field_ttls: bool,
     /// Where to record the migration (default: the config's data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -216,6 +219,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
                 TransferArg::Relay => Transfer::Relay,
                 TransferArg::Restore => Transfer::Restore,
             },
+            drop_field_ttls: args.drop_field_ttls,
         },
     };
     let tuning = ferry::engine::Tuning::from_settings(settings.relay.clone(), &settings.transfer);

@@ -210,6 +210,11 @@ pub struct Options {
     pub auto_cutover: bool,
     /// `auto` (default), `relay` or `restore`: see [`Transfer`].
     pub transfer: Transfer,
+    /// Migrate hashes whose fields have TTLs into a target without field TTLs (Redis < 7.4,
+    /// Valkey < 9) by dropping those TTLs: the fields stay, without expiry. Off by default: then
+    /// validation refuses such a pair, counting the keys, and the engine stops at the first field
+    /// TTL it meets rather than lose it silently.
+    pub drop_field_ttls: bool,
 }
 
 impl Default for Options {
@@ -221,6 +226,7 @@ impl Default for Options {
             pause_source_writes_on_cutover: false,
             auto_cutover: false,
             transfer: Transfer::Auto,
+            drop_field_ttls: false,
         }
     }
 }

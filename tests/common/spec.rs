@@ -60,5 +60,6 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         pause_source_writes_on_cutover: false,
         auto_cutover: false,
         transfer: ferry::spec::Transfer::Restore,
+        drop_field_ttls: false,
     }
 }

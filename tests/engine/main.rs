@@ -13,3 +13,4 @@ mod failures;
 mod live;
 mod relay;
 mod snapshot;
+mod valkey;

@@ -126,6 +126,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     max_chunk_bytes: self.tuning.rewrite_chunk_bytes,
                     max_chunk_items: self.tuning.rewrite_chunk_items,
                     target_rdb: self.servers.target_rdb,
+                    drop_field_ttls: self.servers.drop_field_ttls,
                 };
                 let commands = value_to_commands(&big.key, &value, None, &opts).map_err(|e| {
                     EngineError::Unsupported(format!(
