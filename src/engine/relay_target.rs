@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use crate::client::{ClientError, Conn};
 use crate::model::RelayTargetSettings;
+use crate::rdb::version::{Fork, ServerVersion};
 use crate::redis_url::RedisUrl;
-use crate::relay::choice::{self, RelayFacts, ServerKind};
+use crate::relay::choice::{self, RelayFacts};
 use crate::relay::RelaySettings;
 use crate::resp::Frame;
 use crate::spec::MigrationSpec;
@@ -25,14 +26,13 @@ use crate::spec::MigrationSpec;
 /// The prefix of a `masterauth` Ferry generated.
 pub(crate) const SECRET_PREFIX: &str = "ferry-relay-";
 
-/// `INFO server` as a server kind (family and version).
-pub(crate) async fn server_kind(conn: &mut Conn) -> Result<ServerKind, ClientError> {
+/// The server's fork and version from `INFO server`; unlike [`crate::engine::server_version`]
+/// nothing is assumed when it does not say (a relay changes the target's role).
+pub(crate) async fn server_kind(conn: &mut Conn) -> Result<ServerVersion, ClientError> {
     let info = conn.info("server").await?;
-    ServerKind::from_info(|k| info.get(k).map(str::to_string)).ok_or_else(|| {
-        ClientError::NotRedis {
-            addr: conn.addr().to_string(),
-            detail: "INFO server has neither redis_version nor valkey_version".into(),
-        }
+    info.server().ok_or_else(|| ClientError::NotRedis {
+        addr: conn.addr().to_string(),
+        detail: "INFO server has neither redis_version nor valkey_version".into(),
     })
 }
 
@@ -65,7 +65,7 @@ pub(crate) async fn gather_facts(
 }
 
 /// Whether Ferry may run `REPLICAOF` and `CONFIG SET` on the target.
-async fn commands_allowed(target: &mut Conn, kind: Option<&ServerKind>) -> Result<(), String> {
+async fn commands_allowed(target: &mut Conn, kind: Option<&ServerVersion>) -> Result<(), String> {
     let cluster = target.info("cluster").await.map_err(|e| e.to_string())?;
     if cluster.get("cluster_enabled") == Some("1") {
         return Err("it runs in cluster mode, where REPLICAOF is refused".into());
@@ -86,14 +86,7 @@ async fn commands_allowed(target: &mut Conn, kind: Option<&ServerKind>) -> Resul
         Err(e) => return Err(e.to_string()),
     }
     // ACL DRYRUN exists from 7.0 on; older servers answer for the default user's rights only.
-    let has_dry_run = kind.is_some_and(|k| {
-        k.fork == choice::Fork::Valkey
-            || k.version
-                .split('.')
-                .next()
-                .and_then(|m| m.parse::<u32>().ok())
-                .is_some_and(|major| major >= 7)
-    });
+    let has_dry_run = kind.is_some_and(|k| k.fork == Fork::Valkey || k.major >= 7);
     if !has_dry_run {
         return Ok(());
     }

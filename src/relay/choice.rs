@@ -5,60 +5,9 @@
 //! can fill up between the two) decide alike. Each precondition has a stable id, which is also
 //! the id of its validation check.
 
+use crate::rdb::version::ServerVersion;
 pub use crate::spec::TransferKind;
 use crate::spec::{OnConflict, Transfer};
-
-/// Which server family: a replica loads only its own family's RDB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fork {
-    Redis,
-    Valkey,
-}
-
-impl Fork {
-    pub fn name(self) -> &'static str {
-        match self {
-            Fork::Redis => "Redis",
-            Fork::Valkey => "Valkey",
-        }
-    }
-}
-
-/// A server's family and version (`valkey_version` for Valkey, else `redis_version`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerKind {
-    pub fork: Fork,
-    pub version: String,
-}
-
-impl ServerKind {
-    /// From `INFO server` fields: Valkey reports `valkey_version` beside a fixed `redis_version`.
-    pub fn from_info(get: impl Fn(&str) -> Option<String>) -> Option<ServerKind> {
-        if let Some(version) = get("valkey_version") {
-            return Some(ServerKind {
-                fork: Fork::Valkey,
-                version,
-            });
-        }
-        get("redis_version").map(|version| ServerKind {
-            fork: Fork::Redis,
-            version,
-        })
-    }
-
-    fn numbers(&self) -> Vec<u32> {
-        self.version
-            .split('.')
-            .map(|p| p.trim().parse().unwrap_or(0))
-            .collect()
-    }
-}
-
-impl std::fmt::Display for ServerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.fork.name(), self.version)
-    }
-}
 
 /// What the choice needs to know. `Err` holds why a fact could not be read (that precondition is
 /// then not met: a relay changes the target's role, so nothing is assumed).
@@ -66,8 +15,8 @@ impl std::fmt::Display for ServerKind {
 pub struct RelayFacts {
     pub requested: Transfer,
     pub on_conflict: OnConflict,
-    pub source: Result<ServerKind, String>,
-    pub target: Result<ServerKind, String>,
+    pub source: Result<ServerVersion, String>,
+    pub target: Result<ServerVersion, String>,
     /// Keys the target holds, all databases together.
     pub target_keys: Result<u64, String>,
     /// `Ok` when the target lets Ferry run `REPLICAOF` and `CONFIG SET`, else why not.
@@ -204,7 +153,7 @@ fn versions(facts: &RelayFacts) -> Precondition {
             format!("a {target} target cannot load the RDB of a {source} source"),
         );
     }
-    if target.numbers() < source.numbers() {
+    if (target.major, target.minor, target.patch) < (source.major, source.minor, source.patch) {
         return precondition(
             id,
             false,
@@ -299,12 +248,10 @@ pub fn reachability(advertised_host: Option<&str>, target_host: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rdb::version::Fork;
 
-    fn redis(version: &str) -> Result<ServerKind, String> {
-        Ok(ServerKind {
-            fork: Fork::Redis,
-            version: version.into(),
-        })
+    fn redis(version: &str) -> Result<ServerVersion, String> {
+        Ok(ServerVersion::redis(version).unwrap())
     }
 
     fn facts() -> RelayFacts {
@@ -342,12 +289,7 @@ mod tests {
                 "older than the source",
             ),
             (
-                Box::new(|f| {
-                    f.target = Ok(ServerKind {
-                        fork: Fork::Valkey,
-                        version: "9.1.2".into(),
-                    })
-                }),
+                Box::new(|f| f.target = Ok(ServerVersion::new(Fork::Valkey, 9, 1, 2))),
                 "cannot load the RDB",
             ),
             (Box::new(|f| f.target_keys = Ok(3)), "holds 3 keys"),

@@ -9,12 +9,13 @@ use serde_json::json;
 
 use super::super::facts::{AclVerdict, ServerFacts};
 use super::{fail, pass, Inputs, Verdict};
-use crate::relay::choice::{self, Choice, RelayFacts, ServerKind};
+use crate::rdb::version::ServerVersion;
+use crate::relay::choice::{self, Choice, RelayFacts};
 use crate::spec::{Transfer, TransferKind};
 
-fn kind(facts: &ServerFacts) -> Result<ServerKind, String> {
+fn kind(facts: &ServerFacts) -> Result<ServerVersion, String> {
     let info = facts.info.as_ref().map_err(|e| e.to_string())?;
-    ServerKind::from_info(|k| info.get(k).map(str::to_string))
+    info.server()
         .ok_or_else(|| "INFO has no version".to_string())
 }
 
