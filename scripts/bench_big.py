@@ -149,8 +149,9 @@ def scale(args, load):
             if (small, c) in rows and (big, c) in rows and big > small:
                 a = statistics.median(r[0] for r in rows[(small, c)]) / small
                 b = statistics.median(r[0] for r in rows[(big, c)]) / big
-                checks.append(("scale: %s time per key %dM / %dM <= 1.15" % (c, big // 10**6, small // 10**6),
-                               b / a, 1.15))
+                label = "scale: %s time per key %dk / %dk keys <= 1.15" % (
+                    c, big // 1000, small // 1000)
+                checks.append((label, b / a, 1.15))
         for c in ("relay", "restore"):
             peaks = [r[1] for (n, cc), rs in rows.items() if cc == c for r in rs]
             if peaks:
