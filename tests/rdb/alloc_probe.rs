@@ -1,16 +1,27 @@
-//! A global allocator wrapper that remembers the largest single allocation, so tests can assert
-//! that hostile input never turns a claimed length into a huge allocation.
+//! A global allocator wrapper that remembers the largest single allocation of each thread, so
+//! tests can assert that hostile input never turns a claimed length into a huge allocation.
+//!
+//! Per thread, because the test binary runs its tests in parallel: another test that builds a
+//! big value on purpose (tests/rdb/big.rs) must not be blamed on the one that asserts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // `const` initialisation: reading it never allocates, so the allocator may use it.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    // During a thread's teardown the slot may be gone; such an allocation is not a test's.
+    let _ = LARGEST.try_with(|largest| largest.set(largest.get().max(size)));
+}
 
 pub struct Probe;
 
 unsafe impl GlobalAlloc for Probe {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        note(layout.size());
         unsafe { System.alloc(layout) }
     }
 
@@ -19,12 +30,12 @@ unsafe impl GlobalAlloc for Probe {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        note(new_size);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
-/// The largest allocation (bytes) made by any thread so far.
+/// The largest allocation (bytes) the calling thread has made so far.
 pub fn largest() -> usize {
-    LARGEST.load(Ordering::Relaxed)
+    LARGEST.with(Cell::get)
 }
