@@ -60,7 +60,7 @@ enum RdbCommand {
 
 #[derive(clap::Args)]
 struct MigrateArgs {
-    /// redis://[user[:password]@]host:port[/db]
+    /// redis://[user[:password]@]host:port (a /db is refused for now)
     #[arg(long)]
     source: String,
     #[arg(long)]
@@ -74,6 +74,10 @@ struct MigrateArgs {
     /// Do not take a restore point of the target first.
     #[arg(long)]
     no_backup: bool,
+    /// Do not pause the source's writes during cutover (live mode; writes made during the
+    /// switch may then be lost).
+    #[arg(long)]
+    no_pause: bool,
     /// Cut over by itself once the target has caught up (live mode).
     #[arg(long)]
     auto_cutover: bool,
@@ -198,14 +202,19 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
                 VerifyArg::Sample => Verify::Sample,
                 VerifyArg::Full => Verify::Full,
             },
-            pause_source_writes_on_cutover: false,
+            pause_source_writes_on_cutover: !args.no_pause,
+            pause_during_verification: false,
             auto_cutover: args.auto_cutover,
         },
     };
+    ferry::rdb::set_max_decompressed_bytes(settings.max_decompressed_bytes);
     let (jobs, _) = ferry::supervisor::open(SupervisorConfig {
         data_dir: data_dir.clone(),
         engine: ferry::supervisor::real_engine(),
-        limits: BackupLimits::default(),
+        limits: BackupLimits {
+            min_free_bytes: settings.min_free_bytes,
+            ..BackupLimits::default()
+        },
     })
     .await
     .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
@@ -237,7 +246,7 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
     // it. Subscribed before the start, so no event is missed; the short timeout covers the
     // moment between an event's broadcast and its fold into the view `jobs.get` reads.
     let mut live = jobs.store().subscribe();
-    jobs.start(id, ACTOR).await?;
+    jobs.start(id, ACTOR, false).await?;
     let mut after = 0;
     loop {
         for event in jobs

@@ -44,7 +44,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
     let response = app
         .post_json(
             "/v1/migrations",
-            &json!({"source": {"url": "redis://127.0.0.1:7001"}, "target": {"url": "redis://127.0.0.1:7002/3"}}),
+            &json!({"source": {"url": "redis://127.0.0.1:7001"}, "target": {"url": "redis://127.0.0.1:7002"}}),
         )
         .await;
     assert_eq!(response.status(), 201);
@@ -55,11 +55,11 @@ async fn create_returns_201_with_location_and_the_defaults() {
     assert_eq!(view["state"], "configured");
     assert_eq!(view["phase"], Value::Null);
     assert_eq!(view["mode"], "snapshot");
-    assert_eq!(view["target"]["url"], "redis://127.0.0.1:7002/3");
+    assert_eq!(view["target"]["url"], "redis://127.0.0.1:7002");
     assert_eq!(
         view["options"],
         json!({"on_conflict": "fail", "backup": true, "verify": "sample",
-            "pause_source_writes_on_cutover": false, "auto_cutover": false})
+            "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false})
     );
     assert_eq!(view["validation"], Value::Null);
     assert_eq!(view["error"], Value::Null);

@@ -7,7 +7,10 @@ mod common;
 mod helpers;
 
 mod crash;
+mod hostile;
 mod migrate_from_backup;
+mod private;
+mod proof;
 mod restores;
 mod rollback;
 mod roundtrip;
