@@ -142,11 +142,17 @@ pub fn databases(inputs: &Inputs) -> Verdict {
 pub fn target_conflicts(inputs: &Inputs) -> Verdict {
     let id = "target.conflicts";
     let info = inputs.target.need_info()?;
+    // The lease of another writer is bookkeeping, not data (`target.in_use` reports it).
+    let lease = usize::from(matches!(&inputs.target.lease, Some(Ok(Some(_))))) as u64;
     let per_db: BTreeMap<String, u64> = info
         .keyspace
         .iter()
-        .filter(|(_, stats)| stats.keys > 0)
-        .map(|(db, stats)| (format!("db{db}"), stats.keys))
+        .map(|(db, stats)| {
+            let own = if *db == 0 { lease } else { 0 };
+            (*db, stats.keys.saturating_sub(own))
+        })
+        .filter(|(_, keys)| *keys > 0)
+        .map(|(db, keys)| (format!("db{db}"), keys))
         .collect();
     let total: u64 = per_db.values().sum();
     let on_conflict = inputs.spec.options.on_conflict;
