@@ -239,7 +239,9 @@ pub async fn get(
 /// Change a migration before it starts.
 ///
 /// Only the fields given change. Any change sends the migration back to `configured`, so it must
-/// be validated again. A URL sent back with `***` as its password keeps the stored password.
+/// be validated again. A URL sent back with `***` as its password keeps the stored password, for
+/// the same server only. Stored passwords never follow a new pairing: moving the source or the
+/// target to another server needs the other end's password in the same PATCH (409 naming it).
 #[utoipa::path(
     tag = "migrations",
     params(("id" = Uuid, Path, description = "Migration id")),
@@ -249,7 +251,7 @@ pub async fn get(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The migration has started; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The migration has started (`allowed_actions` says what it allows), or the PATCH moves one end to another server without the other end's password (`field` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
     ),

@@ -202,7 +202,7 @@ impl Jobs {
         // given into a server of theirs (or write into a target they cannot reach).
         if target_moved && !source_resent {
             if let Some(stored) = stored_source.filter(|u| u.password.is_some()) {
-                return Err(JobError::Invalid {
+                return Err(JobError::Unusable {
                     field: "source.url",
                     detail: format!(
                         "changing the target to another server needs the source's password again \
@@ -214,7 +214,7 @@ impl Jobs {
             }
         }
         if source_moved && !target_resent && creds.target.password.is_some() {
-            return Err(JobError::Invalid {
+            return Err(JobError::Unusable {
                 field: "target.url",
                 detail: format!(
                     "changing the source needs the target's password again (the stored password \
@@ -462,7 +462,7 @@ fn keep_password(
         return Ok(new);
     }
     if !same_place(&new, stored) {
-        return Err(JobError::Invalid {
+        return Err(JobError::Unusable {
             field,
             detail: format!(
                 "`{field}` names another server with the redacted password `***`: the stored \

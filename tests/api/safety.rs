@@ -175,6 +175,7 @@ async fn a_url_that_names_a_database_is_refused_with_the_field() {
 
 /// PATCH kept the stored source password when the target changed: a caller could point a
 /// migration at a server of theirs and pull data from a source whose password they never saw.
+/// Now such a PATCH is refused (409, naming the field whose password to send again).
 #[tokio::test]
 async fn patch_never_reuses_a_stored_password_for_another_server() {
     let source = RedisServer::start_with("7.2", &["--requirepass", "src-secret"]);
@@ -193,19 +194,19 @@ async fn patch_never_reuses_a_stored_password_for_another_server() {
     let response = app
         .patch_json(&path, &json!({"target": {"url": theirs.url()}}))
         .await;
-    let problem = assert_problem(response, 400).await;
+    let problem = assert_problem(response, 409).await;
     assert_eq!(problem["field"], "source.url", "{problem}");
     // The redacted form for another server: refused too, not tried as the password `***`.
     let redacted_elsewhere = format!("redis://:***@127.0.0.1:{}", theirs.port);
     let response = app
         .patch_json(&path, &json!({"target": {"url": redacted_elsewhere}}))
         .await;
-    assert_problem(response, 400).await;
+    assert_problem(response, 409).await;
     // Another source without the target's password: refused.
     let response = app
         .patch_json(&path, &json!({"source": {"url": theirs.url()}}))
         .await;
-    assert_eq!(assert_problem(response, 400).await["field"], "target.url");
+    assert_eq!(assert_problem(response, 409).await["field"], "target.url");
     // Sending the other end's password proves the caller knows it.
     let response = app
         .patch_json(
