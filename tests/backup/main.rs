@@ -16,4 +16,5 @@ mod rollback;
 mod roundtrip;
 mod secrets;
 mod space;
+mod stall;
 mod upload;
