@@ -7,14 +7,15 @@
 //! [`EngineError::Cancelled`], `MigrationFailed` (with [`EngineError::code`]) otherwise.
 //!
 //! ## How a migration runs
-//! 1. Admin connections to both servers learn their versions (the target's decides which RDB
-//!    version a DUMP payload may carry).
+//! 1. Admin connections to both servers learn their fork and version (`servers`: the target's
+//!    decides which RDB version a DUMP payload may carry, which values and commands must be
+//!    rewritten, and whether Valkey's `import_mode` keeps it from expiring keys meanwhile).
 //! 2. The replication link ([`crate::replication`]) handshakes as a replica and receives the RDB.
 //!    `snapshot` parses it as it streams and turns each key into a `RESTORE` (or into plain
 //!    commands when the target cannot take the payload), written by the pipelined `writer`
 //!    within a bounded window. Nothing is spooled to disk.
 //! 3. In `live` mode, `stream` then replays the command stream in order, keeping transactions
-//!    whole, and acknowledges to the source only the offset the target has *answered*. Cutover
+//!    whole, rewriting what the target lacks (`translate`, `adapt`), and acknowledges to the source only the offset the target has *answered*. Cutover
 //!    (manual, or automatic at zero lag) optionally pauses writes on the source, waits until the
 //!    applied offset reaches the source's, and verifies.
 //! 4. `verify` compares source and target (key counts and a sample, or every key).
@@ -50,13 +51,19 @@
 mod adapt;
 mod error;
 mod from_file;
+mod import_mode;
 pub mod inventory;
 mod load;
 mod pause;
 mod recover;
 pub mod resume;
+mod servers;
 mod snapshot;
 mod stream;
+mod translate;
+mod translate_lua;
+#[cfg(test)]
+mod translate_tests;
 mod verify;
 mod writer;
 
@@ -65,8 +72,10 @@ pub use from_file::run_from_file;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
+pub(crate) use servers::{server_version, Servers};
+
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -74,9 +83,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::client::lease::LeaseToken;
-use crate::client::{ClientError, Conn};
+use crate::client::Conn;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
-use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
@@ -211,14 +219,21 @@ pub async fn run_with(
         controls,
         tuning,
         paused: Mutex::new(None),
+        import_mode: Arc::default(),
     };
+    let import = migration.import_mode.clone();
+    let target_url = migration.job.spec.target.url.clone();
     // Whichever way this ends (success, failure, cancel, or this future being dropped), the
     // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
-    tokio::select! {
+    let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
         r = migration.run() => r,
-    }
+    };
+    // An import mode we switched on is switched off again.
+    let import = *import.lock().unwrap_or_else(|e| e.into_inner());
+    import_mode::end(&target_url, import).await;
+    result
 }
 
 /// Sends events; a closed channel means nobody records this job any more, so the job stops.
@@ -260,15 +275,6 @@ impl Reporter {
     }
 }
 
-/// What the engine learned about the two servers before starting.
-#[derive(Debug, Clone)]
-pub(crate) struct Servers {
-    pub source_version: String,
-    pub target_version: String,
-    /// The highest RDB version the target accepts in a DUMP payload.
-    pub target_rdb: u16,
-}
-
 /// One run of the engine for one migration: its job, its controls and what it reports through.
 /// (Named apart from the migration aggregate, which is the record; this is the work.)
 struct Run {
@@ -282,6 +288,8 @@ struct Run {
     tuning: Tuning,
     /// The source's write pause while the cutover holds it.
     paused: Mutex<Option<pause::SourcePause>>,
+    /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
+    import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -305,14 +313,12 @@ impl Run {
         let source_version = server_version(&mut source)
             .await
             .map_err(EngineError::source)?;
-        let target_version = server_version(&mut target)
+        let mut servers = Servers::of_target(&mut target, spec.options.drop_field_ttls)
             .await
             .map_err(EngineError::target)?;
-        let servers = Servers {
-            target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
-            source_version,
-            target_version,
-        };
+        servers.source_version = source_version.to_string();
+        servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
+        *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(
             source = %self.source_url, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
@@ -365,9 +371,10 @@ impl Run {
         let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
-        let writer_conn = Conn::connect(&spec.target.url)
+        let mut writer_conn = Conn::connect(&spec.target.url)
             .await
             .map_err(EngineError::target)?;
+        servers.prepare_writer(&mut writer_conn).await?;
 
         let (replid, offset) = match link.start().clone() {
             SyncStart::Full {
@@ -556,6 +563,7 @@ impl Run {
                 guard_flush: self.job.before != TargetBefore::Empty
                     && spec.options.on_conflict != OnConflict::Flush,
                 target_rdb: servers.target_rdb,
+                target: servers.target_profile(),
             }
             .run()
             .await;
@@ -607,7 +615,8 @@ impl Run {
             let (new_link, id) = self.reconnect(&replid, applied, &cause).await?;
             link = new_link;
             replid = id;
-            let conn = self.reconnect_conn(Link::Target, &cause).await?;
+            let mut conn = self.reconnect_conn(Link::Target, &cause).await?;
+            servers.prepare_writer(&mut conn).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
             writer.select(db).await?;
@@ -691,9 +700,4 @@ impl Run {
         .await?;
         self.reporter.verification(report).await
     }
-}
-
-async fn server_version(conn: &mut Conn) -> Result<String, ClientError> {
-    let info = conn.info("server").await?;
-    Ok(info.version().unwrap_or_default().to_string())
 }

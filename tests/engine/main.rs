@@ -13,3 +13,4 @@ mod cutover;
 mod failures;
 mod live;
 mod snapshot;
+mod valkey;
