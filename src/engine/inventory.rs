@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use uuid::Uuid;
 
+use super::error::EngineError;
 use super::resume::{scan_reply, KeySet};
 use crate::client::{ClientError, Conn};
 use crate::model::BOOKKEEPING_PREFIX;
@@ -28,6 +29,42 @@ use crate::redis_url::RedisUrl;
 
 const MAGIC: &[u8] = b"FERRYINV1\n";
 const END: u32 = u32::MAX;
+
+/// The target's keys before the migration's first write, as far as they were recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetBefore {
+    /// Not recorded: a redone snapshot cannot tell the target's own keys from the migration's.
+    Unknown,
+    /// It held no keys: every key on it now is the migration's.
+    Empty,
+    /// Its keys are listed in this inventory file ([`load`]).
+    Keys(PathBuf),
+}
+
+impl TargetBefore {
+    /// The keys the target held before the migration's first write, for a snapshot redone
+    /// because of `reason`; an error when they were not recorded (a redo could then destroy
+    /// what the policy keeps).
+    pub async fn keys(&self, reason: &str, migration: Uuid) -> Result<KeySet, EngineError> {
+        match self {
+            TargetBefore::Empty => Ok(KeySet::default()),
+            TargetBefore::Keys(path) => load(path).await.map_err(|e| {
+                EngineError::RedoUnprovable(format!(
+                    "{reason}; but the list of the keys the target held before the migration \
+                     cannot be read ({e}), so Ferry cannot tell them from its own and redoes \
+                     nothing: roll the migration back (POST /v1/migrations/{migration}/rollback) \
+                     and start a new one"
+                ))
+            }),
+            TargetBefore::Unknown => Err(EngineError::RedoUnprovable(format!(
+                "{reason}; but what the target held before the migration was not recorded, so \
+                 Ferry cannot tell those keys from its own and redoes nothing that could delete \
+                 or overwrite them: roll the migration back \
+                 (POST /v1/migrations/{migration}/rollback) and start a new one"
+            ))),
+        }
+    }
+}
 
 /// Why an inventory could not be taken or read.
 #[derive(Debug, thiserror::Error)]

@@ -69,12 +69,12 @@ mod writer;
 
 pub use error::EngineError;
 pub use from_file::run_from_file;
+pub use inventory::TargetBefore;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 pub(crate) use servers::{server_version, Servers};
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,17 +116,6 @@ impl EngineJob {
             lease: None,
         }
     }
-}
-
-/// The target's keys before the migration's first write, as far as they were recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetBefore {
-    /// Not recorded: a redone snapshot cannot tell the target's own keys from the migration's.
-    Unknown,
-    /// It held no keys: every key on it now is the migration's.
-    Empty,
-    /// Its keys are listed in this inventory file ([`inventory`]).
-    Keys(PathBuf),
 }
 
 /// Signals from the API to a running engine.
@@ -425,7 +414,9 @@ impl Run {
                 // the target held before the migration keeps its policy.
                 let on_conflict = spec.options.on_conflict;
                 let preexisting = match &redo {
-                    Some(reason) => Some(self.preexisting(reason).await?),
+                    Some(reason) => {
+                        Some(self.job.before.keys(reason, self.job.migration_id).await?)
+                    }
                     None => None,
                 };
                 let mut writer =
@@ -652,30 +643,6 @@ impl Run {
         self.reporter
             .emit(EventKind::CutoverCompleted { final_offset })
             .await
-    }
-
-    /// The keys the target held before the migration's first write, for a redone snapshot; an
-    /// error when they were not recorded (a redo could then destroy what the policy keeps).
-    async fn preexisting(&self, reason: &str) -> Result<resume::KeySet, EngineError> {
-        match &self.job.before {
-            TargetBefore::Empty => Ok(resume::KeySet::default()),
-            TargetBefore::Keys(path) => inventory::load(path).await.map_err(|e| {
-                EngineError::RedoUnprovable(format!(
-                    "{reason}; but the list of the keys the target held before the migration \
-                     cannot be read ({e}), so Ferry cannot tell them from its own and redoes \
-                     nothing: roll the migration back (POST /v1/migrations/{}/rollback) and \
-                     start a new one",
-                    self.job.migration_id
-                ))
-            }),
-            TargetBefore::Unknown => Err(EngineError::RedoUnprovable(format!(
-                "{reason}; but what the target held before the migration was not recorded, so \
-                 Ferry cannot tell those keys from its own and redoes nothing that could delete \
-                 or overwrite them: roll the migration back (POST /v1/migrations/{}/rollback) \
-                 and start a new one",
-                self.job.migration_id
-            ))),
-        }
     }
 
     async fn verify(
