@@ -26,7 +26,6 @@
 //! address it cannot reach): the target is released and the job continues on the restore path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -57,7 +56,8 @@ pub(crate) struct Relay<'a> {
     pub reporter: &'a Reporter,
     pub controls: &'a Controls,
     pub tuning: &'a Tuning,
-    pub paused: &'a AtomicBool,
+    /// The source's write pause while the cutover holds it.
+    pub paused: &'a Mutex<Option<super::pause::SourcePause>>,
     /// Where the way to release the target is kept while it is a replica of Ferry.
     pub release_slot: &'a Mutex<Option<Release>>,
     pub source: &'a mut Conn,
@@ -85,10 +85,9 @@ impl Relay<'_> {
         if !self.resumed && spec.options.on_conflict == OnConflict::Flush {
             // The restore point is taken; a replica is emptied by its first sync anyway, and an
             // empty dataset is what lets it load straight from the socket.
-            self.target
-                .call_ok(&["FLUSHALL", "ASYNC"])
-                .await
-                .map_err(EngineError::target)?;
+            // The lease goes back in the same transaction (the sync then replaces it, and the
+            // replica's read-only role keeps other writers out until the release).
+            super::flush_target(&spec.target.url, self.job.lease.as_ref()).await?;
         }
         self.point_target(&registration, &prepared.secret).await?;
         tracing::info!(
@@ -271,6 +270,16 @@ impl Relay<'_> {
         self.release(if live { "cutover" } else { "snapshot loaded" })
             .await?;
         drop(finished.session);
+        // The target has stopped at the final offset: the pause has done its work, unless it is
+        // to cover the verification too.
+        let held = self.paused.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let kept = match held {
+            Some(pause) if !self.job.spec.options.pause_during_verification => {
+                pause.release().await;
+                None
+            }
+            other => other,
+        };
         if self.job.spec.options.verify != crate::spec::Verify::None {
             let report = super::verify::Verifier {
                 source: &mut *self.source,
@@ -285,11 +294,8 @@ impl Relay<'_> {
             .await?;
             self.reporter.verification(report).await?;
         }
-        if self.paused.swap(false, Ordering::AcqRel) {
-            self.source
-                .call_ok(&["CLIENT", "UNPAUSE"])
-                .await
-                .map_err(EngineError::source)?;
+        if let Some(pause) = kept {
+            pause.release().await;
         }
         if live {
             tracing::info!(

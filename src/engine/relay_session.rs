@@ -8,12 +8,12 @@
 //! the source is told, and what cutover waits for.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use super::error::EngineError;
+use super::pause::SourcePause;
 use super::relay::Relay;
 use super::relay_observe::Observer;
 use super::relay_target;
@@ -299,6 +299,8 @@ impl Serve<'_, '_> {
                 keys_expired: 0,
                 keys_rewritten: 0,
                 duration_ms: elapsed.as_millis() as u64,
+                // The target loads the RDB itself, and skips empty collections as it does so.
+                keys_empty: 0,
             })
             .await?;
         Ok(loaded)
@@ -359,8 +361,25 @@ impl Serve<'_, '_> {
         loop {
             if let Some(g) = &goal {
                 if acked >= g.offset {
-                    self.checkpoint(replid, acked).await?;
-                    return Ok(acked);
+                    // A pause that did not hold (renewal failed, someone unpaused) let the source
+                    // move on: pause again and catch up to its new offset before detaching.
+                    match self.pause_lapsed(g.offset).await? {
+                        None => {
+                            self.checkpoint(replid, acked).await?;
+                            return Ok(acked);
+                        }
+                        Some(moved) => {
+                            self.relay
+                                .reporter
+                                .emit(EventKind::SourcePauseLapsed {
+                                    goal_offset: g.offset,
+                                    source_offset: moved,
+                                })
+                                .await?;
+                            goal = Some(self.begin_cutover().await?);
+                            continue;
+                        }
+                    }
                 }
                 if Instant::now() > g.deadline {
                     return Err(EngineError::CutoverTimeout {
@@ -441,21 +460,27 @@ impl Serve<'_, '_> {
         Ok(lag)
     }
 
-    /// Pauses the source's writes if asked, and fixes the offset the target must reach.
+    /// Pauses the source's writes if asked (or again, after a lapse), and fixes the offset the
+    /// target must reach. The pause is renewed until released (see [`super::pause`]).
     async fn begin_cutover(&mut self) -> Result<Goal, EngineError> {
         let r = &mut *self.relay;
         if r.job.spec.options.pause_source_writes_on_cutover {
-            // Marked first: if the call is cut short by a cancel, the pause may be in effect.
-            r.paused.store(true, Ordering::Release);
-            let ms = r.tuning.pause_ms.to_string();
-            r.source
-                .call_ok(&["CLIENT", "PAUSE", &ms, "WRITE"])
-                .await
-                .map_err(|e| {
-                    EngineError::Unsupported(format!(
-                        "pausing the source's writes (CLIENT PAUSE … WRITE needs Redis 6.2+): {e}"
-                    ))
-                })?;
+            let held = r.paused.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let pause = match held {
+                Some(pause) => {
+                    let ms = r.tuning.pause_ms.to_string();
+                    r.source
+                        .call_ok(&["CLIENT", "PAUSE", &ms, "WRITE"])
+                        .await
+                        .map_err(EngineError::source)?;
+                    pause
+                }
+                None => {
+                    let window = Duration::from_millis(r.tuning.pause_ms);
+                    SourcePause::begin(r.source, r.source_url, window).await?
+                }
+            };
+            *r.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some(pause);
         }
         let offset = r
             .source
@@ -466,5 +491,19 @@ impl Serve<'_, '_> {
             offset,
             deadline: Instant::now() + r.tuning.cutover_timeout,
         })
+    }
+
+    /// With the goal applied: the source's offset now, if it moved past the goal while paused.
+    async fn pause_lapsed(&mut self, goal: i64) -> Result<Option<i64>, EngineError> {
+        let r = &mut *self.relay;
+        if !r.job.spec.options.pause_source_writes_on_cutover {
+            return Ok(None);
+        }
+        let now = r
+            .source
+            .master_repl_offset()
+            .await
+            .map_err(EngineError::source)?;
+        Ok((now > goal).then_some(now))
     }
 }

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use crate::client::{ClientError, Conn};
-use crate::model::RelayTargetSettings;
+use crate::model::{RelayTargetSettings, LEASE_KEY};
 use crate::rdb::version::{Fork, ServerVersion};
 use crate::redis_url::RedisUrl;
 use crate::relay::choice::{self, RelayFacts};
@@ -41,6 +41,18 @@ pub(crate) async fn total_keys(conn: &mut Conn) -> Result<u64, ClientError> {
     Ok(conn.info("keyspace").await?.total_keys())
 }
 
+/// The target's keys, not counting the lease this migration holds on it (`ferry:lease`, db 0):
+/// the lease is Ferry's own, and the replica's first sync replacing it is no conflict.
+async fn keys_but_the_lease(target: &mut Conn) -> Result<u64, ClientError> {
+    let total = total_keys(target).await?;
+    target.select(0).await?;
+    let lease = match target.call(&["EXISTS", LEASE_KEY]).await? {
+        Frame::Integer(n) => n.max(0) as u64,
+        _ => 0,
+    };
+    Ok(total.saturating_sub(lease))
+}
+
 /// Reads what [`choice::choose`] needs from the two servers.
 pub(crate) async fn gather_facts(
     spec: &MigrationSpec,
@@ -51,7 +63,7 @@ pub(crate) async fn gather_facts(
     let show = |e: ClientError| e.to_string();
     let source_kind = server_kind(source).await.map_err(show);
     let target_kind = server_kind(target).await.map_err(show);
-    let target_keys = total_keys(target).await.map_err(show);
+    let target_keys = keys_but_the_lease(target).await.map_err(show);
     let target_commands = commands_allowed(target, target_kind.as_ref().ok()).await;
     RelayFacts {
         requested: spec.options.transfer,

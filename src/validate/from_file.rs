@@ -29,6 +29,7 @@ const TARGET_CHECKS: &[&str] = &[
     "target.writable",
     "databases",
     "target.conflicts",
+    "target.in_use",
     "capacity.memory",
     "capacity.disk",
 ];
@@ -134,6 +135,7 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
         replicaof: None,
         field_ttl_sample: None,
         function_libraries: None,
+        lease: None,
     }
 }
 

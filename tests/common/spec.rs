@@ -58,6 +58,7 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         backup: false,
         verify,
         pause_source_writes_on_cutover: false,
+        pause_during_verification: false,
         auto_cutover: false,
         transfer: ferry::spec::Transfer::Restore,
         drop_field_ttls: false,

@@ -11,5 +11,6 @@ mod harness;
 mod failover;
 mod ferry_restarts;
 mod relay;
+mod safety;
 mod server_restarts;
 mod target_errors;
