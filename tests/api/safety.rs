@@ -241,8 +241,11 @@ async fn force_takes_a_lease_over_records_it_and_stops_the_other_writer() {
     let target = RedisServer::start("7.2");
     source.cli(&["SET", "k", "v"]);
     let (first, second) = (spawn_app().await, spawn_app().await);
+    // The restore path: a relay's target is a read-only replica that holds no lease to take
+    // over (it refuses every other writer by its role instead).
     let live = json!({"source": {"url": source.url()}, "target": {"url": target.url()},
-        "mode": "live", "options": {"on_conflict": "replace", "verify": "none"}});
+        "mode": "live", "options": {"on_conflict": "replace", "verify": "none",
+        "transfer": "restore"}});
     let mut ids = vec![];
     for app in [&first, &second] {
         let response = app.post_json("/v1/migrations", &live).await;
