@@ -234,7 +234,16 @@ async fn a_half_written_empty_target_rolls_back_to_empty_and_keeps_no_offset_key
     }
     p.query::<()>(&mut c).unwrap();
     let app = spawn_app().await;
-    let id = app.create(&source.url(), &target.url()).await["id"]
+    // The restore path, which writes key by key (a relay's target loads the snapshot whole).
+    let created = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+                "options": {"transfer": "restore"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
