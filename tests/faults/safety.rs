@@ -1,6 +1,7 @@
 //! Never destroy before proof, with kill -9 of the real binary: a redone snapshot keeps what the
 //! conflict policy keeps, a dead Ferry's lease keeps a second writer out until it lapses and then
-//! decides who resumes, and a cutover's source pause lapses by itself soon after a crash.
+//! decides who resumes (a `ferry migrate` run included), and a cutover's source pause lapses by
+//! itself soon after a crash.
 
 use std::time::{Duration, Instant};
 
@@ -247,4 +248,95 @@ async fn a_ferry_killed_during_cutover_leaves_a_pause_that_lapses_within_its_win
         "the source stayed paused {waited:?} after Ferry died; the pause window is 10 s"
     );
     drop(sleeper);
+}
+
+/// "Leave nothing behind": a migration started by `ferry migrate` and killed is recorded in its
+/// data dir like any other. When `ferry serve` later opens that data dir while another Ferry now
+/// writes the target, the lease decides: the CLI's migration is not resumed into that target, and
+/// its view names the migration that holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ferry_migrate_is_not_resumed_by_ferry_serve_into_a_target_someone_else_writes() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    seed(&source, 200);
+    // The data dir `ferry serve` will open later; the CLI records into it first (one process at a
+    // time: sled locks it).
+    let mut first = Ferry::start().await;
+    first.kill9();
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "migrate",
+            "--mode",
+            "live",
+            "--verify",
+            "none",
+            "--no-backup",
+        ])
+        .args(["--source", &source.url(), "--target", &target.url()])
+        .arg("--data-dir")
+        .arg(first.data())
+        .env("FERRY_CONFIG", "/dev/null")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn `ferry migrate` (built by cargo for this test)");
+    let deadline = Instant::now() + WAIT;
+    while get(&target, 0, "seed:199").as_deref() != Some("199") {
+        if let Ok(Some(status)) = cli.try_wait() {
+            panic!("ferry migrate exited with {status} before its snapshot reached the target");
+        }
+        assert!(Instant::now() < deadline, "ferry migrate wrote nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = cli.kill();
+    let _ = cli.wait();
+
+    // Another Ferry takes the target once the dead CLI's lease has lapsed.
+    let second = Ferry::start().await;
+    let two = create(
+        &second,
+        json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+            "mode": "live", "options": {"on_conflict": "replace", "verify": "none"}}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let (status, body) = second
+            .post(&format!("/v1/migrations/{two}/start"), None)
+            .await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 409, "{body:#}");
+        assert!(
+            Instant::now() < deadline,
+            "the CLI's lease did not lapse: {body:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    second.wait_streaming(&two).await;
+
+    // `ferry serve` on the CLI's data dir finds the CLI's migration and does not resume it.
+    first.restart().await;
+    let (status, list) = first.get("/v1/migrations").await;
+    assert_eq!(status, 200, "{list:#}");
+    let migrations = list["migrations"].as_array().expect("a list");
+    assert_eq!(migrations.len(), 1, "the CLI's migration: {list:#}");
+    assert_eq!(migrations[0]["name"], "ferry migrate", "{list:#}");
+    let one = migrations[0]["id"].as_str().unwrap().to_string();
+    let view = first
+        .wait_for(&one, "the lease to decide", |v| v["state"] != "migrating")
+        .await;
+    assert_eq!(view["state"], "failed", "{view:#}");
+    assert_eq!(view["error"]["code"], "target_in_use", "{view:#}");
+    let message = view["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&two) && message.contains("not resumed"),
+        "{message}"
+    );
+    let (status, _) = second
+        .post(&format!("/v1/migrations/{two}/cancel"), None)
+        .await;
+    assert_eq!(status, 202);
 }
