@@ -271,6 +271,9 @@ async fn a_killed_ferry_migrate_is_not_resumed_by_ferry_serve_into_a_target_some
             "--verify",
             "none",
             "--no-backup",
+            // The lease guards the restore path; a relay's target is guarded by its replica role.
+            "--transfer",
+            "restore",
         ])
         .args(["--source", &source.url(), "--target", &target.url()])
         .arg("--data-dir")
