@@ -71,6 +71,9 @@ pub enum ApiError {
     MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid token whose role is too small for the operation.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Internal(String),
     /// The upload is not a valid RDB; `offset` is where it stops being one.
@@ -100,6 +103,7 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::Internal(_) => ("internal", "Internal error"),
             ApiError::CorruptRdb { .. } => ("corrupt-rdb", "Not a valid RDB file"),
             ApiError::InsufficientStorage(_) => ("insufficient-storage", "Insufficient storage"),
@@ -144,6 +148,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CorruptRdb { .. } => StatusCode::BAD_REQUEST,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,

@@ -76,7 +76,7 @@ pub async fn create(
     let body = read_body(&req, payload).await?;
     let request: RestoreRequest = json(&body)?;
     let restore = jobs
-        .start_restore(*id, request.target.url, request.on_conflict, &actor.0)
+        .start_restore(*id, request.target, request.on_conflict, &actor.0)
         .await?;
     Ok(accepted(restore))
 }

@@ -17,7 +17,7 @@ use super::BackupError;
 use crate::client::{Conn, Info};
 use crate::disk::free_bytes;
 use crate::model::ServerSummary;
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 use crate::replication::{LinkConfig, LinkError, LinkItem, ReplicaLink, SyncStart, Transfer};
 
 /// What a capture produced.
@@ -27,9 +27,9 @@ pub struct Captured {
     pub server_version: String,
 }
 
-/// Asks `url` about itself: version, dataset size, memory and keys per database.
-pub async fn server_summary(url: &RedisUrl) -> Result<ServerSummary, BackupError> {
-    let mut conn = Conn::connect(url).await?;
+/// Asks `server` about itself: version, dataset size, memory and keys per database.
+pub async fn server_summary(server: &Peer) -> Result<ServerSummary, BackupError> {
+    let mut conn = Conn::connect(server).await?;
     let info = conn.info("all").await?;
     Ok(summary(&info))
 }
@@ -76,18 +76,18 @@ pub fn check_space(dir: &Path, max_bytes: u64, estimate: u64) -> Result<(), Back
     Ok(())
 }
 
-/// Copies the RDB of `url` into `dir` as backup `id`. `progress` hears the bytes stored so far,
+/// Copies the RDB of `server` into `dir` as backup `id`. `progress` hears the bytes stored so far,
 /// after every chunk (the caller decides how often to record them).
 pub async fn capture(
-    url: &RedisUrl,
+    server: &Peer,
     dir: &Path,
     id: Uuid,
     max_bytes: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<Captured, BackupError> {
-    let facts = server_summary(url).await?;
+    let facts = server_summary(server).await?;
     check_space(dir, max_bytes, facts.dataset_bytes)?;
-    let mut link = ReplicaLink::connect(url, LinkConfig::default(), None).await?;
+    let mut link = ReplicaLink::connect(server, LinkConfig::default(), None).await?;
     if let SyncStart::Full {
         transfer: Transfer::Sized(len),
         ..

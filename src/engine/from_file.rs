@@ -15,6 +15,7 @@ use super::verify::file as verify_file;
 use super::{Controls, EngineJob, EventSender, Reporter, Tuning};
 use crate::model::EventKind;
 use crate::spec::Verify;
+use crate::transport::Peer;
 
 /// The `replid` of a snapshot that came from a file rather than a server.
 pub const FILE_REPLID: &str = "rdb-file";
@@ -41,6 +42,7 @@ async fn load_and_verify(
     tuning: Tuning,
 ) -> Result<(), EngineError> {
     let spec = &job.spec;
+    let target = Peer::new(&spec.target).map_err(|e| EngineError::target(e.into()))?;
     let reporter = Reporter {
         events: events.clone(),
     };
@@ -59,7 +61,7 @@ async fn load_and_verify(
         .await?;
     let summary = load_rdb_file(
         &path,
-        &spec.target.url,
+        &target,
         spec.options.on_conflict,
         events,
         tuning.clone(),
@@ -84,6 +86,6 @@ async fn load_and_verify(
     if mode == Verify::None {
         return Ok(());
     }
-    let report = verify_file::verify(&path, &spec.target.url, mode, &tuning).await?;
+    let report = verify_file::verify(&path, &target, mode, &tuning).await?;
     reporter.verification(report).await
 }

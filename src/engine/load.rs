@@ -16,7 +16,7 @@ use super::writer::Writer;
 use super::{server_version, EventSender, Reporter, Servers, Tuning};
 use crate::client::Conn;
 use crate::rdb::version::rdb_version_for_version_string;
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 use crate::replication::LinkItem;
 use crate::spec::OnConflict;
 
@@ -73,7 +73,7 @@ impl RdbInput for FileInput {
 /// `SnapshotProgress`). The file must be a complete RDB: a truncated one fails at its end.
 pub async fn load_rdb_file(
     path: &Path,
-    target: &RedisUrl,
+    target: &Peer,
     on_conflict: OnConflict,
     events: EventSender,
     tuning: Tuning,
@@ -125,7 +125,7 @@ pub async fn load_rdb_file(
 
 /// Empties `target` before a rollback's load: every database, and the function libraries where
 /// the server has them.
-pub async fn flush_target(target: &RedisUrl) -> Result<(), EngineError> {
+pub async fn flush_target(target: &Peer) -> Result<(), EngineError> {
     let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
     conn.call_ok(&["FLUSHALL", "SYNC"])
         .await

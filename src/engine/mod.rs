@@ -74,9 +74,9 @@ use uuid::Uuid;
 use crate::client::{ClientError, Conn};
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
-use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
+use crate::transport::Peer;
 
 /// Everything the engine needs to run one migration.
 #[derive(Debug, Clone)]
@@ -163,15 +163,20 @@ pub async fn run_with(
     let paused = Arc::new(AtomicBool::new(false));
     // A file source has no server to replicate from; the supervisor runs those through
     // [`run_from_file`] instead.
-    let Some(source_url) = job.spec.source.url().cloned() else {
+    let Some(source_endpoint) = job.spec.source.endpoint() else {
         return Err(EngineError::Unsupported(
             "this migration's source is an RDB file, which loads through run_from_file".into(),
         ));
     };
+    // TLS files are read here, once: a missing or bad file fails the start, and reconnects
+    // reuse what was loaded.
+    let source = Peer::new(source_endpoint).map_err(|e| EngineError::source(e.into()))?;
+    let target = Peer::new(&job.spec.target).map_err(|e| EngineError::target(e.into()))?;
     let cancel = controls.cancel.clone();
     let migration = Run {
         offset_key: resume::offset_key(job.migration_id),
-        source_url: source_url.clone(),
+        source: source.clone(),
+        target,
         job,
         reporter: Reporter { events },
         controls,
@@ -185,14 +190,14 @@ pub async fn run_with(
     };
     // Every outcome releases a pause we set: success, failure and cancel alike.
     if paused.load(Ordering::Acquire) {
-        release_pause(&source_url).await;
+        release_pause(&source).await;
     }
     result
 }
 
 /// `CLIENT UNPAUSE` on a fresh connection (the one that paused may be mid-call or gone). Best
 /// effort: if the source is unreachable the pause still expires by itself after `pause_ms`.
-async fn release_pause(source: &RedisUrl) {
+async fn release_pause(source: &Peer) {
     let attempt = async {
         let mut conn = Conn::connect(source).await.ok()?;
         conn.call_ok(&["CLIENT", "UNPAUSE"]).await.ok()
@@ -203,7 +208,7 @@ async fn release_pause(source: &RedisUrl) {
         .flatten()
         .is_none()
     {
-        tracing::warn!(source = %source, "could not release the source's write pause; it expires by itself");
+        tracing::warn!(source = %source.url(), "could not release the source's write pause; it expires by itself");
     }
 }
 
@@ -261,8 +266,9 @@ struct Run {
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
-    /// The source server (`job.spec.source` is always a URL here).
-    source_url: RedisUrl,
+    /// The source server (`job.spec.source` is always a server here).
+    source: Peer,
+    target: Peer,
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
@@ -276,10 +282,10 @@ const MAX_REDOS: u32 = 5;
 impl Run {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
-        let mut source = Conn::connect(&self.source_url)
+        let mut source = Conn::connect(&self.source)
             .await
             .map_err(EngineError::source)?;
-        let mut target = Conn::connect(&spec.target.url)
+        let mut target = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
         let source_version = server_version(&mut source)
@@ -294,7 +300,7 @@ impl Run {
             target_version,
         };
         tracing::info!(
-            source = %self.source_url, target = %spec.target.url,
+            source = %spec.source, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
             "migration starting"
         );
@@ -342,10 +348,10 @@ impl Run {
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
-        let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
+        let mut link = ReplicaLink::connect(&self.source, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
-        let writer_conn = Conn::connect(&spec.target.url)
+        let writer_conn = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
 

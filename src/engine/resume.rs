@@ -262,7 +262,7 @@ fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
 /// Whether `target` carries migration `id`'s offset key, i.e. the engine wrote to it already.
 /// `None` when the target could not be asked within `timeout`.
 pub async fn target_marked(
-    target: &crate::redis_url::RedisUrl,
+    target: &crate::transport::Peer,
     id: uuid::Uuid,
     timeout: std::time::Duration,
 ) -> Option<bool> {

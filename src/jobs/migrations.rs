@@ -161,20 +161,28 @@ impl Jobs {
         }
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        if let Source::Url(url) = &mut spec.source {
-            *url = creds.source.clone();
+        if let Source::Server(endpoint) = &mut spec.source {
+            endpoint.url = creds.source.clone();
         }
         spec.target.url = creds.target.clone();
         if let Some(name) = patch.name {
             spec.name = Some(name);
         }
         match patch.source {
-            Some(Source::Url(url)) => spec.source = Source::Url(keep_password(url, &creds.source)),
+            Some(Source::Server(endpoint)) => {
+                spec.source = Source::Server(Endpoint {
+                    url: keep_password(endpoint.url, &creds.source),
+                    tls: endpoint.tls,
+                })
+            }
             Some(file) => spec.source = file,
             None => {}
         }
         if let Some(target) = patch.target {
-            spec.target.url = keep_password(target.url, &creds.target);
+            spec.target = Endpoint {
+                url: keep_password(target.url, &creds.target),
+                tls: target.tls,
+            };
         }
         if let Some(mode) = patch.mode {
             spec.mode = mode;
@@ -296,8 +304,8 @@ impl Jobs {
     pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.migration(id)?.spec();
         let creds = self.credentials(id).await?;
-        if let Source::Url(url) = &mut spec.source {
-            *url = creds.source;
+        if let Source::Server(endpoint) = &mut spec.source {
+            endpoint.url = creds.source;
         }
         spec.target.url = creds.target;
         Ok(spec)
@@ -321,6 +329,12 @@ impl Jobs {
     /// malformed (400: the documented schema says so); a PATCH whose result would be both
     /// conflicts with what the migration holds (409). A server source passes unchanged.
     fn check_source(&self, spec: &MigrationSpec, patched: bool) -> Result<(), JobError> {
+        let endpoints = [("source.tls", spec.source.endpoint()), ("target.tls", Some(&spec.target))];
+        for (field, endpoint) in endpoints {
+            if let Some(Err(detail)) = endpoint.map(Endpoint::check) {
+                return Err(JobError::Invalid { field, detail });
+            }
+        }
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
         };

@@ -14,8 +14,7 @@ use super::{JobError, Jobs};
 use crate::aggregate::migration::{self, Command as MigrationCommand};
 use crate::aggregate::restore::{self, Begin, BeginError, Command, Restore, RestoreState};
 use crate::model::{AggregateType, EventKind};
-use crate::redis_url::RedisUrl;
-use crate::spec::OnConflict;
+use crate::spec::{Endpoint, OnConflict};
 use crate::store::NewEvent;
 
 impl Jobs {
@@ -40,14 +39,18 @@ impl Jobs {
     pub async fn start_restore(
         &self,
         backup_id: Uuid,
-        target: RedisUrl,
+        target: Endpoint,
         on_conflict: OnConflict,
         actor: &str,
     ) -> Result<Restore, JobError> {
+        target.check().map_err(|detail| JobError::Invalid {
+            field: "target.tls",
+            detail,
+        })?;
         let backup_slot = self.backup_slot_for_restore(backup_id)?;
         let _backup_guard = backup_slot.commands.lock().await;
         let request = Begin {
-            target: target.to_string(),
+            target: target.url.to_string(),
             on_conflict,
             for_migration: None,
             flush_first: false,
@@ -97,9 +100,10 @@ impl Jobs {
             .ok_or_else(|| JobError::Io("the restore point vanished".into()))?;
         let backup_slot = self.backup_slot_for_restore(backup_id)?;
         let _backup_guard = backup_slot.commands.lock().await;
-        let target = self.credentials(id).await?.target;
+        // The real URL, and the TLS settings the migration reached the target with.
+        let target = self.real_spec(id).await?.target;
         let request = Begin {
-            target: target.to_string(),
+            target: target.url.to_string(),
             on_conflict: OnConflict::Replace,
             for_migration: Some(id),
             flush_first: true,
@@ -148,7 +152,7 @@ impl Jobs {
         &self,
         backup: &crate::aggregate::backup::Backup,
         request: &Begin,
-        target: &RedisUrl,
+        target: &Endpoint,
         field: &'static str,
     ) -> Result<EventKind, JobError> {
         crate::aggregate::backup::decide(backup, crate::aggregate::backup::Command::Restore)?;

@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::handshake::{self, Resume, SyncStart, Transfer, Wire};
 use super::LinkError;
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 use crate::resp::{CommandBuf, Decoder, Frame, Limits};
 
 /// Tunables of the link. The defaults follow Redis' own replica behaviour.
@@ -117,7 +117,7 @@ const EARLY_ACK_INTERVAL: Duration = Duration::from_millis(50);
 impl ReplicaLink {
     /// Connects and performs the handshake. `resume` asks for a partial resync.
     pub async fn connect(
-        url: &RedisUrl,
+        peer: &Peer,
         cfg: LinkConfig,
         resume: Option<(&str, i64)>,
     ) -> Result<ReplicaLink, LinkError> {
@@ -125,7 +125,7 @@ impl ReplicaLink {
             replid: replid.to_string(),
             offset,
         });
-        let (wire, start) = handshake::perform(url, cfg, resume.as_ref()).await?;
+        let (wire, start) = handshake::perform(peer, cfg, resume.as_ref()).await?;
         let (phase, offset, legacy) = match &start {
             SyncStart::Full {
                 transfer,
@@ -379,8 +379,10 @@ mod tests {
             }
             let _ = s.read(&mut buf).await;
         });
-        let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-        let mut link = ReplicaLink::connect(&url, LinkConfig::default(), None)
+        let url =
+            crate::redis_url::RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+        let peer = Peer::from_url(&url).unwrap();
+        let mut link = ReplicaLink::connect(&peer, LinkConfig::default(), None)
             .await
             .unwrap();
         assert!(matches!(

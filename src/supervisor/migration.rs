@@ -24,6 +24,7 @@ use crate::engine::{self, Controls, EngineError, EngineJob, EventSender};
 use crate::jobs::{JobError, Jobs, ENGINE_ACTOR};
 use crate::model::{EventKind, ResumePoint};
 use crate::spec::MigrationSpec;
+use crate::transport::Peer;
 
 /// Capacity of the engine's event channel; a full channel slows the engine down rather than
 /// letting reports pile up in memory.
@@ -230,10 +231,13 @@ impl Supervisor {
         if !spec.options.backup {
             return Ok(None);
         }
-        let target = &spec.target.url;
+        let Ok(target) = Peer::new(&spec.target) else {
+            // Unusable TLS files: the engine fails on them in plain words.
+            return Ok(None);
+        };
         let summary = match tokio::time::timeout(
             PROBE_TIMEOUT,
-            crate::backup::capture::server_summary(target),
+            crate::backup::capture::server_summary(&target),
         )
         .await
         {
@@ -247,16 +251,16 @@ impl Supervisor {
         // there, this job wrote before a crash that came ahead of its `SnapshotStarted` event: the
         // target's earlier state is gone, and a backup now would capture a half-written target.
         // Unknown counts as not written: the restore point is then taken, the safe side.
-        if engine::resume::target_marked(target, id, PROBE_TIMEOUT).await == Some(true) {
+        if engine::resume::target_marked(&target, id, PROBE_TIMEOUT).await == Some(true) {
             return Ok(None);
         }
         let label = Some(format!("restore point of migration {id}"));
         let backup_id = jobs
-            .begin_backup(target, label, Some(id), ENGINE_ACTOR)
+            .begin_backup(&spec.target.url, label, Some(id), ENGINE_ACTOR)
             .await
             .map_err(|e| e.to_string())?;
         use crate::jobs::Worker;
-        self.capture(jobs.clone(), backup_id, target.clone(), true)
+        self.capture(jobs.clone(), backup_id, spec.target.clone(), true)
             .await;
         match jobs.backup(backup_id) {
             Ok(b) if b.status == crate::aggregate::backup::BackupStatus::Completed => {

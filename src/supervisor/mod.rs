@@ -37,8 +37,8 @@ use crate::jobs::{FoldStats, JobError, Jobs, RestoreWork, UploadError, UploadSin
 use crate::model::{
     CheckResult, CheckStatus, ResumePoint, ServerSummary, StoredBackup, ValidationReport,
 };
-use crate::redis_url::RedisUrl;
-use crate::spec::MigrationSpec;
+use crate::transport::Peer;
+use crate::spec::{Endpoint, MigrationSpec};
 use crate::store::{Store, StoreError};
 
 /// A validation that takes longer than this is reported as failed (validate bounds its own
@@ -224,17 +224,18 @@ impl Worker for Supervisor {
         .boxed()
     }
 
-    fn inspect(&self, url: RedisUrl) -> BoxFuture<'static, Result<ServerSummary, String>> {
+    fn inspect(&self, server: Endpoint) -> BoxFuture<'static, Result<ServerSummary, String>> {
         async move {
+            let url = &server.url;
             let addr = url.addr();
-            match tokio::time::timeout(
-                INSPECT_TIMEOUT,
-                crate::backup::capture::server_summary(&url),
-            )
-            .await
+            let asked = async {
+                let peer = Peer::new(&server).map_err(crate::client::ClientError::from)?;
+                crate::backup::capture::server_summary(&peer).await
+            };
+            match tokio::time::timeout(INSPECT_TIMEOUT, asked).await
             {
                 Ok(Ok(summary)) => Ok(summary),
-                Ok(Err(e)) => Err(crate::client::scrub(&e.to_string(), &url)),
+                Ok(Err(e)) => Err(crate::client::scrub(&e.to_string(), url)),
                 Err(_) => Err(format!(
                     "no answer from {addr} within {}s; check the host, the port and the firewall",
                     INSPECT_TIMEOUT.as_secs()
@@ -253,10 +254,10 @@ impl Worker for Supervisor {
         &self,
         jobs: Jobs,
         backup_id: Uuid,
-        url: RedisUrl,
+        server: Endpoint,
         wait: bool,
     ) -> BoxFuture<'static, ()> {
-        let work = tasks::capture(self.clone(), jobs, backup_id, url);
+        let work = tasks::capture(self.clone(), jobs, backup_id, server);
         if wait {
             work.boxed()
         } else {

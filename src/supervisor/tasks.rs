@@ -21,13 +21,15 @@ use crate::backup::BackupError;
 use crate::engine::{self, Tuning};
 use crate::jobs::{Jobs, RestoreWork, UploadError, UploadSink, UploadedFile, ENGINE_ACTOR};
 use crate::model::{BackupDetails, EventKind};
-use crate::redis_url::RedisUrl;
+use crate::spec::Endpoint;
+use crate::transport::Peer;
 
 /// How often a running capture records its bytes.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Takes backup `id` of `url` and records its checkpoints and its end.
-pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl) {
+/// Takes backup `id` of `server` and records its checkpoints and its end.
+pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, server: Endpoint) {
+    let url = server.url.clone();
     let dir = sup.backups_dir();
     let max = sup.limits().max_bytes;
     // Holds only the latest figure: a slow log append skips checkpoints rather than queueing them.
@@ -48,7 +50,12 @@ pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl
         }
     };
     // The capture owns the sender, so the recorder ends when the capture does.
-    let (captured, ()) = tokio::join!(capture::capture(&url, &dir, id, max, progress), recorder);
+    let captured = async {
+        // TLS files are read here, at the start of the capture.
+        let peer = Peer::new(&server).map_err(crate::client::ClientError::from)?;
+        capture::capture(&peer, &dir, id, max, progress).await
+    };
+    let (captured, ()) = tokio::join!(captured, recorder);
     let end = match captured {
         Ok(Captured {
             facts,
@@ -90,7 +97,7 @@ pub(super) async fn restore(jobs: Jobs, path: PathBuf, work: RestoreWork) {
         Ok(outcome) => RestoreCommand::Complete(outcome),
         Err(e) => RestoreCommand::Fail {
             code: e.code().into(),
-            message: crate::client::scrub(&e.to_string(), &work.target),
+            message: crate::client::scrub(&e.to_string(), &work.target.url),
         },
     };
     if let Err(e) = jobs.report_restore(id, ENGINE_ACTOR, end).await {
@@ -103,8 +110,10 @@ async fn load(
     path: &Path,
     work: &RestoreWork,
 ) -> Result<RestoreOutcome, engine::EngineError> {
+    let target = Peer::new(&work.target)
+        .map_err(|e| engine::EngineError::TargetUnreachable(e.to_string()))?;
     if work.flush_first {
-        engine::flush_target(&work.target).await.map_err(|e| {
+        engine::flush_target(&target).await.map_err(|e| {
             engine::EngineError::TargetLinkLost(format!("flushing the target failed: {e}"))
         })?;
     }
@@ -137,7 +146,7 @@ async fn load(
         }
     };
     let loading =
-        engine::load_rdb_file(path, &work.target, work.on_conflict, tx, Tuning::default());
+        engine::load_rdb_file(path, &target, work.on_conflict, tx, Tuning::default());
     let (loaded, ()) = tokio::join!(loading, recorder);
     let summary = loaded?;
     Ok(RestoreOutcome {

@@ -41,8 +41,8 @@ pub async fn run(
     backup: Result<StoredBackup, String>,
     ctx: &ValidateContext,
 ) -> ValidationReport {
-    let options = connect_options(ctx).await;
-    let target = ServerFacts::gather(Side::Target, &spec.target.url, &options).await;
+    let options = connect_options(ctx);
+    let target = ServerFacts::gather(Side::Target, &spec.target, &options).await;
     let local = measure_local(ctx, &target).await;
     let usable = backup;
     let source = file_facts(spec, usable.as_ref().ok());

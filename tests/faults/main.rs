@@ -12,3 +12,4 @@ mod failover;
 mod ferry_restarts;
 mod server_restarts;
 mod target_errors;
+mod tls;

@@ -27,7 +27,7 @@ use crate::engine::{server_version, Tuning};
 use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::rdb::{Entry, Item, Parser, Value};
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 use crate::resp::Frame;
 use crate::spec::Verify;
 
@@ -36,14 +36,14 @@ const MAX_PROBLEMS: usize = 100;
 /// RDB version that introduced hash field TTLs (Redis 7.4).
 const FIELD_TTLS_SINCE_RDB: u16 = 12;
 
-/// Compares the target at `target_url` with the file at `path`.
+/// Compares the `target` server with the file at `path`.
 pub(crate) async fn verify(
     path: &Path,
-    target_url: &RedisUrl,
+    target: &Peer,
     mode: Verify,
     tuning: &Tuning,
 ) -> Result<VerificationReport, EngineError> {
-    let mut target = Conn::connect(target_url)
+    let mut target = Conn::connect(target)
         .await
         .map_err(EngineError::target)?;
     let version = server_version(&mut target)
