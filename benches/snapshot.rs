@@ -83,8 +83,7 @@ fn snapshot(c: &mut Criterion) {
         .unwrap();
     let spec = MigrationSpec {
         name: None,
-        source: Endpoint::new(RedisUrl::parse(&source.url()).unwrap())
-        .into(),
+        source: Endpoint::new(RedisUrl::parse(&source.url()).unwrap()).into(),
         target: Endpoint::new(RedisUrl::parse(&target.url()).unwrap()),
         mode: Mode::Snapshot,
         options: Options {
@@ -206,8 +205,7 @@ fn live(c: &mut Criterion) {
                 let target = RedisServer::start("7.2");
                 let spec = MigrationSpec {
                     name: None,
-                    source: Endpoint::new(RedisUrl::parse(&source.url()).unwrap())
-                    .into(),
+                    source: Endpoint::new(RedisUrl::parse(&source.url()).unwrap()).into(),
                     target: Endpoint::new(RedisUrl::parse(&target.url()).unwrap()),
                     mode: Mode::Live,
                     options: Options {

@@ -44,7 +44,7 @@ fn spec() -> MigrationSpec {
     MigrationSpec {
         name: Some("bench".into()),
         source: Endpoint::new(RedisUrl::parse("redis://default:pw@10.0.0.1:6379").expect("url"))
-        .into(),
+            .into(),
         target: Endpoint::new(RedisUrl::parse("redis://10.0.0.2:6379").expect("url")),
         mode: Mode::Live,
         options: Options::default(),

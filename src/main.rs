@@ -40,7 +40,7 @@ enum Command {
     /// Print the OpenAPI document (what `openapi/openapi.json` must contain).
     Openapi,
     /// Run one migration in this process, recording it in the local store, and wait for its end.
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
     /// RDB file tools.
     Rdb {
         #[command(subcommand)]
@@ -165,7 +165,7 @@ fn main() -> ExitCode {
             print!("{}", ferry::api::openapi_json());
             Ok(())
         }
-        Command::Migrate(args) => run_async(migrate(args)),
+        Command::Migrate(args) => run_async(migrate(*args)),
         Command::Rdb {
             command: RdbCommand::Inspect { file, json },
         } => ferry::rdb::inspect::run(&file, json)

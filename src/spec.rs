@@ -86,7 +86,9 @@ impl TlsSettings {
     fn check(&self) -> Result<(), String> {
         match (&self.cert_file, &self.key_file) {
             (Some(_), None) => {
-                return Err("`tls.cert_file` needs `tls.key_file` (the certificate's private key)".into())
+                return Err(
+                    "`tls.cert_file` needs `tls.key_file` (the certificate's private key)".into(),
+                )
             }
             (None, Some(_)) => {
                 return Err("`tls.key_file` needs `tls.cert_file` (the client certificate)".into())
@@ -343,7 +345,8 @@ mod tests {
 
     #[test]
     fn tls_settings_read_back_the_same_and_are_checked() {
-        let source = r#"{"url":"rediss://a:1","tls":{"ca_file":"/ca.pem","insecure_skip_verify":true}}"#;
+        let source =
+            r#"{"url":"rediss://a:1","tls":{"ca_file":"/ca.pem","insecure_skip_verify":true}}"#;
         let parsed: Source = serde_json::from_str(source).unwrap();
         let endpoint = parsed.endpoint().unwrap();
         assert!(endpoint.tls.as_ref().unwrap().insecure_skip_verify);

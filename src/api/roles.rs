@@ -58,9 +58,10 @@ pub fn required(method: &str, path: &str) -> Role {
     let matches = |template: &str, literal_only: bool| {
         let segments: Vec<&str> = template.split('/').collect();
         segments.len() == asked.len()
-            && segments.iter().zip(&asked).all(|(s, a)| {
-                s == a || (!literal_only && s.starts_with('{') && !a.is_empty())
-            })
+            && segments
+                .iter()
+                .zip(&asked)
+                .all(|(s, a)| s == a || (!literal_only && s.starts_with('{') && !a.is_empty()))
     };
     [true, false]
         .into_iter()
@@ -136,9 +137,9 @@ pub fn document(doc: OpenApiDoc) -> OpenApiDoc {
                 responses.entry("401").or_insert_with(|| {
                     problem("No valid bearer token (only when API tokens are configured)")
                 });
-                responses.entry("403").or_insert_with(|| {
-                    problem("The token's role is too small for this operation")
-                });
+                responses
+                    .entry("403")
+                    .or_insert_with(|| problem("The token's role is too small for this operation"));
             }
         }
     }
@@ -166,7 +167,12 @@ mod tests {
     fn every_documented_operation_has_a_role_and_every_role_an_operation() {
         let doc = crate::api::openapi();
         let mut documented = Vec::new();
-        for (path, item) in doc.paths.paths.iter().filter(|(p, _)| p.starts_with("/v1/")) {
+        for (path, item) in doc
+            .paths
+            .paths
+            .iter()
+            .filter(|(p, _)| p.starts_with("/v1/"))
+        {
             for (method, present) in [
                 ("GET", item.get.is_some()),
                 ("POST", item.post.is_some()),

@@ -17,8 +17,8 @@ use super::BackupError;
 use crate::client::{Conn, Info};
 use crate::disk::free_bytes;
 use crate::model::ServerSummary;
-use crate::transport::Peer;
 use crate::replication::{LinkConfig, LinkError, LinkItem, ReplicaLink, SyncStart, Transfer};
+use crate::transport::Peer;
 
 /// What a capture produced.
 #[derive(Debug, Clone)]

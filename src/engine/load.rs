@@ -16,9 +16,9 @@ use super::writer::Writer;
 use super::{server_version, EventSender, Reporter, Servers, Tuning};
 use crate::client::Conn;
 use crate::rdb::version::rdb_version_for_version_string;
-use crate::transport::Peer;
 use crate::replication::LinkItem;
 use crate::spec::OnConflict;
+use crate::transport::Peer;
 
 const CHUNK: usize = 1024 * 1024;
 

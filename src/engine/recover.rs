@@ -9,8 +9,8 @@ use super::Run;
 use crate::client::Conn;
 use crate::model::EventKind;
 use crate::model::Link;
-use crate::transport::Peer;
 use crate::replication::{ReplicaLink, SyncStart};
+use crate::transport::Peer;
 
 /// How long to wait between attempts to reach a server again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -78,7 +78,9 @@ impl Run {
     ) -> Result<(ReplicaLink, String), EngineError> {
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
         loop {
-            match ReplicaLink::connect(&self.source, self.tuning.link, Some((replid, applied))).await {
+            match ReplicaLink::connect(&self.source, self.tuning.link, Some((replid, applied)))
+                .await
+            {
                 Ok(link) => {
                     if let SyncStart::Partial { replid: id, .. } = link.start() {
                         let id = id.clone();

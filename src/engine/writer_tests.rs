@@ -24,7 +24,6 @@ async fn silent_target() -> (RedisUrl, mpsc::Sender<usize>) {
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         answer_hello(&mut socket).await;
-        answer_hello(&mut socket).await;
         let (mut read, mut write) = socket.into_split();
         tokio::spawn(async move {
             let mut sink = vec![0u8; 64 * 1024];

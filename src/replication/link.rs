@@ -7,8 +7,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::handshake::{self, Resume, SyncStart, Transfer, Wire};
 use super::LinkError;
-use crate::transport::Peer;
 use crate::resp::{CommandBuf, Decoder, Frame, Limits};
+use crate::transport::Peer;
 
 /// Tunables of the link. The defaults follow Redis' own replica behaviour.
 #[derive(Debug, Clone, Copy)]
@@ -379,8 +379,7 @@ mod tests {
             }
             let _ = s.read(&mut buf).await;
         });
-        let url =
-            crate::redis_url::RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+        let url = crate::redis_url::RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
         let peer = Peer::from_url(&url).unwrap();
         let mut link = ReplicaLink::connect(&peer, LinkConfig::default(), None)
             .await

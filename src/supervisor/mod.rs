@@ -37,9 +37,9 @@ use crate::jobs::{FoldStats, JobError, Jobs, RestoreWork, UploadError, UploadSin
 use crate::model::{
     CheckResult, CheckStatus, ResumePoint, ServerSummary, StoredBackup, ValidationReport,
 };
-use crate::transport::Peer;
 use crate::spec::{Endpoint, MigrationSpec};
 use crate::store::{Store, StoreError};
+use crate::transport::Peer;
 
 /// A validation that takes longer than this is reported as failed (validate bounds its own
 /// checks far below this; this is the backstop).
@@ -232,8 +232,7 @@ impl Worker for Supervisor {
                 let peer = Peer::new(&server).map_err(crate::client::ClientError::from)?;
                 crate::backup::capture::server_summary(&peer).await
             };
-            match tokio::time::timeout(INSPECT_TIMEOUT, asked).await
-            {
+            match tokio::time::timeout(INSPECT_TIMEOUT, asked).await {
                 Ok(Ok(summary)) => Ok(summary),
                 Ok(Err(e)) => Err(crate::client::scrub(&e.to_string(), url)),
                 Err(_) => Err(format!(

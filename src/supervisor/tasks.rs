@@ -145,8 +145,7 @@ async fn load(
             }
         }
     };
-    let loading =
-        engine::load_rdb_file(path, &target, work.on_conflict, tx, Tuning::default());
+    let loading = engine::load_rdb_file(path, &target, work.on_conflict, tx, Tuning::default());
     let (loaded, ()) = tokio::join!(loading, recorder);
     let summary = loaded?;
     Ok(RestoreOutcome {

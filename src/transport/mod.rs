@@ -82,7 +82,9 @@ pub enum ConnectError {
         name: String,
         detail: String,
     },
-    #[error("the certificate of {addr} is expired or not yet valid ({detail}); renew it on the server")]
+    #[error(
+        "the certificate of {addr} is expired or not yet valid ({detail}); renew it on the server"
+    )]
     TlsExpired { addr: String, detail: String },
     #[error(
         "{addr} requires a client certificate (mutual TLS) and none was given; set \
@@ -322,8 +324,10 @@ async fn confirm_not_tls(error: ConnectError, addr: &str) -> ConnectError {
 async fn confirm_tls_only(error: ConnectError, peer: &Peer, addr: &str) -> ConnectError {
     let probe = async {
         let tcp = tcp(addr).await.ok()?;
-        let name = rustls::pki_types::ServerName::try_from(peer.url.host.clone())
-            .unwrap_or_else(|_| rustls::pki_types::ServerName::try_from("localhost").expect("valid"));
+        let name =
+            rustls::pki_types::ServerName::try_from(peer.url.host.clone()).unwrap_or_else(|_| {
+                rustls::pki_types::ServerName::try_from("localhost").expect("valid")
+            });
         let connector = tokio_rustls::TlsConnector::from(tls::probe_config());
         match connector.connect(name, tcp).await {
             Ok(_) => Some(true),

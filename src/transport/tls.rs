@@ -13,7 +13,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
+};
 
 use super::ConnectError;
 use crate::spec::TlsSettings;
@@ -56,11 +58,12 @@ impl TlsClient {
     /// Reads the files `settings` names and builds the client for a server at `host`.
     pub fn load(settings: &TlsSettings, host: &str) -> Result<TlsClient, ConnectError> {
         let name = settings.server_name.as_deref().unwrap_or(host);
-        let server_name = ServerName::try_from(name.to_string()).map_err(|_| ConnectError::TlsFile {
-            what: "server name",
-            path: name.to_string(),
-            problem: "is not a DNS name or an IP address; set `tls.server_name`".into(),
-        })?;
+        let server_name =
+            ServerName::try_from(name.to_string()).map_err(|_| ConnectError::TlsFile {
+                what: "server name",
+                path: name.to_string(),
+                problem: "is not a DNS name or an IP address; set `tls.server_name`".into(),
+            })?;
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| ConnectError::TlsFile {
@@ -85,13 +88,15 @@ impl TlsClient {
             (Some(cert), Some(key)) => {
                 let chain = read_certificates(cert, "client certificate file")?;
                 let key_der = read_private_key(key)?;
-                let config = builder
-                    .with_client_auth_cert(chain, key_der)
-                    .map_err(|e| ConnectError::TlsFile {
+                let config = builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                    ConnectError::TlsFile {
                         what: "client certificate and key",
                         path: format!("{} + {}", cert.display(), key.display()),
-                        problem: format!("do not go together ({e}); give the key of that certificate"),
-                    })?;
+                        problem: format!(
+                            "do not go together ({e}); give the key of that certificate"
+                        ),
+                    }
+                })?;
                 (config, true)
             }
             _ => (builder.with_no_client_auth(), false),
@@ -202,11 +207,7 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConnectError>
 }
 
 /// What went wrong in a TLS exchange, in the terms of the checks.
-pub(super) fn classify(
-    error: &rustls::Error,
-    addr: &str,
-    client: &TlsClient,
-) -> ConnectError {
+pub(super) fn classify(error: &rustls::Error, addr: &str, client: &TlsClient) -> ConnectError {
     let addr = addr.to_string();
     let name = client.name.clone();
     match error {

@@ -29,7 +29,10 @@ pub fn not_after(der: &[u8]) -> Option<DateTime<Utc>> {
     rest = element(rest, 0x30)?.1; // issuer
     let (validity, _) = element(rest, 0x30)?;
     let after_not_before = skip_time(validity)?;
-    let (tag, value) = (after_not_before.first().copied()?, element_any(after_not_before)?.0);
+    let (tag, value) = (
+        after_not_before.first().copied()?,
+        element_any(after_not_before)?.0,
+    );
     time(tag, value)
 }
 
@@ -118,7 +121,7 @@ mod tests {
         tbs.extend(der(0x02, &[0x01, 0x02]));
         tbs.extend(der(0x30, &der(0x06, &[0x2a, 0x86])));
         // A long issuer, so the long length form is exercised.
-        tbs.extend(der(0x30, &vec![0x31; 200]));
+        tbs.extend(der(0x30, &[0x31; 200]));
         let mut validity = der(0x17, b"240101000000Z");
         validity.extend(der(not_after.0, not_after.1.as_bytes()));
         tbs.extend(der(0x30, &validity));

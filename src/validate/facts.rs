@@ -12,13 +12,16 @@
 use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
 use super::permissions;
-use super::reply::{text, unexpected};
 pub use super::permissions::{AclProbe, AclVerdict};
+use super::reply::{text, unexpected};
 use crate::client::{Config, Info};
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
 use crate::spec::Endpoint;
 use crate::transport::{Peer, TlsInfo};
+
+/// The user of the stand-in facts of a file source (`from_file`): no server, no connection.
+pub const FILE_SOURCE_USER: &str = "rdb file";
 
 /// What connecting measured.
 #[derive(Debug, Clone)]
@@ -85,7 +88,6 @@ pub const FIELD_TTL_SAMPLE_HASHES: u64 = 200;
 const FIELD_TTL_SCAN_CALLS: u32 = 100;
 /// At most this many fields of each sampled hash are asked for their TTL.
 const FIELD_TTL_SAMPLE_FIELDS: usize = 16;
-
 
 impl ServerFacts {
     /// Facts of a server that could not be reached: every fact says so.

@@ -73,39 +73,75 @@ const SOURCE: &[Need] = &[
     need("TYPE", &["TYPE", "ferry:probe"], When::Always),
     need("DUMP", &["DUMP", "ferry:probe"], When::Always),
     need("HGETALL", &["HGETALL", "ferry:probe"], When::Always),
-    need("CONFIG GET", &["CONFIG", "GET", "maxmemory"], When::Validation),
+    need(
+        "CONFIG GET",
+        &["CONFIG", "GET", "maxmemory"],
+        When::Validation,
+    ),
     need("MODULE LIST", &["MODULE", "LIST"], When::Validation),
-    need("COMMAND INFO", &["COMMAND", "INFO", "psync"], When::Validation),
-    need("CLIENT PAUSE", &["CLIENT", "PAUSE", "1000", "WRITE"], When::PauseOnCutover),
-    need("CLIENT UNPAUSE", &["CLIENT", "UNPAUSE"], When::PauseOnCutover),
+    need(
+        "COMMAND INFO",
+        &["COMMAND", "INFO", "psync"],
+        When::Validation,
+    ),
+    need(
+        "CLIENT PAUSE",
+        &["CLIENT", "PAUSE", "1000", "WRITE"],
+        When::PauseOnCutover,
+    ),
+    need(
+        "CLIENT UNPAUSE",
+        &["CLIENT", "UNPAUSE"],
+        When::PauseOnCutover,
+    ),
 ];
 
 const TARGET: &[Need] = &[
     need("PING", &["PING"], When::Always),
     need("INFO", &["INFO", "all"], When::Always),
     need("SELECT", &["SELECT", "0"], When::Always),
-    need("RESTORE", &["RESTORE", "ferry:probe", "0", "payload"], When::Always),
+    need(
+        "RESTORE",
+        &["RESTORE", "ferry:probe", "0", "payload"],
+        When::Always,
+    ),
     need("MULTI", &["MULTI"], When::Always),
     need("EXEC", &["EXEC"], When::Always),
     need("SET", &["SET", "ferry:probe", "1"], When::Always),
     need("DEL", &["DEL", "ferry:probe"], When::Always),
     need("UNLINK", &["UNLINK", "ferry:probe"], When::Always),
-    need("PEXPIREAT", &["PEXPIREAT", "ferry:probe", "1"], When::Always),
+    need(
+        "PEXPIREAT",
+        &["PEXPIREAT", "ferry:probe", "1"],
+        When::Always,
+    ),
     // The live stream and rewritten values: these stand for `+@write`.
     need("HSET", &["HSET", "ferry:probe", "f", "v"], When::Always),
     need("RPUSH", &["RPUSH", "ferry:probe", "v"], When::Always),
     need("SADD", &["SADD", "ferry:probe", "m"], When::Always),
     need("ZADD", &["ZADD", "ferry:probe", "1", "m"], When::Always),
-    need("XADD", &["XADD", "ferry:probe", "*", "f", "v"], When::Always),
+    need(
+        "XADD",
+        &["XADD", "ferry:probe", "*", "f", "v"],
+        When::Always,
+    ),
     need("INCR", &["INCR", "ferry:probe"], When::Always),
     need("SCRIPT LOAD", &["SCRIPT", "LOAD", "return 1"], When::Always),
     // Verification.
     need("SCAN", &["SCAN", "0"], When::Always),
     need("TYPE", &["TYPE", "ferry:probe"], When::Always),
     need("DUMP", &["DUMP", "ferry:probe"], When::Always),
-    need("CONFIG GET", &["CONFIG", "GET", "maxmemory"], When::Validation),
+    need(
+        "CONFIG GET",
+        &["CONFIG", "GET", "maxmemory"],
+        When::Validation,
+    ),
     need("MODULE LIST", &["MODULE", "LIST"], When::Validation),
-    need("COMMAND INFO", &["COMMAND", "INFO", "restore"], When::Validation),
+    need(
+        "COMMAND INFO",
+        &["COMMAND", "INFO", "restore"],
+        When::Validation,
+    ),
     need("FLUSHDB", &["FLUSHDB"], When::FlushConflicts),
     // The restore point is captured over the replication link; the rollback flushes first.
     need("PSYNC", &["PSYNC", "?", "-1"], When::Rollback),
@@ -126,8 +162,13 @@ pub fn needs(side: Side) -> &'static [Need] {
 /// this") or, on 6.2, `ACL GETUSER` (which also shows other users' password hashes: grant it only
 /// while validating, if at all).
 pub fn rules(side: Side, redis_7: bool) -> String {
-    let check = if redis_7 { "+acl|dryrun" } else { "+acl|getuser" };
-    let common = "~* resetchannels -@all +ping +info +select +config|get +module|list +command|info";
+    let check = if redis_7 {
+        "+acl|dryrun"
+    } else {
+        "+acl|getuser"
+    };
+    let common =
+        "~* resetchannels -@all +ping +info +select +config|get +module|list +command|info";
     match side {
         Side::Source => format!(
             "{common} +@read +psync +sync +replconf +client|pause +client|unpause {check}{}",
@@ -141,10 +182,7 @@ pub fn rules(side: Side, redis_7: bool) -> String {
 
 /// The `ACL SETUSER` line for a side's user.
 pub fn setuser_line(side: Side, user: &str, redis_7: bool) -> String {
-    format!(
-        "ACL SETUSER {user} on >CHANGE-ME {}",
-        rules(side, redis_7)
-    )
+    format!("ACL SETUSER {user} on >CHANGE-ME {}", rules(side, redis_7))
 }
 
 /// Whether a user whose command rules are `rules` (as `ACL GETUSER` shows them on 6.2, e.g.
@@ -248,8 +286,14 @@ pub(super) async fn evaluate_acl(admin: &Admin, side: Side) -> Vec<AclProbe> {
             detail: "missing reply".into(),
         })
     };
-    let user_rules = replies.next().unwrap_or_else(missing).and_then(|f| user_rules(&f));
-    let categories = replies.next().unwrap_or_else(missing).map(|f| command_categories(&f));
+    let user_rules = replies
+        .next()
+        .unwrap_or_else(missing)
+        .and_then(|f| user_rules(&f));
+    let categories = replies
+        .next()
+        .unwrap_or_else(missing)
+        .map(|f| command_categories(&f));
     let (rules, keys, categories) = match (user_rules, categories) {
         (Ok((rules, keys)), Ok(categories)) => (rules, keys, categories),
         (Err(e), _) | (_, Err(e)) => {
@@ -383,10 +427,30 @@ mod tests {
         assert!(!allowed_by_rules("-@all +@read -get", "get", None, &read));
         assert!(allowed_by_rules("nocommands +get", "get", None, &read));
         let admin = cats(&["admin", "slow", "dangerous"]);
-        assert!(allowed_by_rules("-@all +config|get", "config", Some("get"), &admin));
-        assert!(!allowed_by_rules("-@all +config|get", "config", Some("set"), &admin));
-        assert!(allowed_by_rules("-@all +config", "config", Some("set"), &admin));
-        assert!(!allowed_by_rules("+@all -config", "config", Some("get"), &admin));
+        assert!(allowed_by_rules(
+            "-@all +config|get",
+            "config",
+            Some("get"),
+            &admin
+        ));
+        assert!(!allowed_by_rules(
+            "-@all +config|get",
+            "config",
+            Some("set"),
+            &admin
+        ));
+        assert!(allowed_by_rules(
+            "-@all +config",
+            "config",
+            Some("set"),
+            &admin
+        ));
+        assert!(!allowed_by_rules(
+            "+@all -config",
+            "config",
+            Some("get"),
+            &admin
+        ));
         assert!(!allowed_by_rules("", "get", None, &read));
     }
 

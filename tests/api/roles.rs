@@ -13,8 +13,18 @@ use crate::helpers::{assert_problem, settings_for, spawn_app_with_tokens, spawn_
 #[tokio::test]
 async fn each_role_reaches_what_it_may_and_a_smaller_one_gets_403_problem_json() {
     let mut app = spawn_app_with_tokens(&[
-        ("dashboard", "FERRY_TEST_ROLE_VIEWER", "view-1", Role::Viewer),
-        ("ops-bot", "FERRY_TEST_ROLE_OPERATOR", "oper-1", Role::Operator),
+        (
+            "dashboard",
+            "FERRY_TEST_ROLE_VIEWER",
+            "view-1",
+            Role::Viewer,
+        ),
+        (
+            "ops-bot",
+            "FERRY_TEST_ROLE_OPERATOR",
+            "oper-1",
+            Role::Operator,
+        ),
         ("oncall", "FERRY_TEST_ROLE_ADMIN", "admin-1", Role::Admin),
     ])
     .await;
@@ -36,12 +46,21 @@ async fn each_role_reaches_what_it_may_and_a_smaller_one_gets_403_problem_json()
     assert_eq!(app.get("/v1/backups").await.status(), 200);
     let problem = assert_problem(app.action(&id, "validate").await, 403).await;
     let detail = problem["detail"].as_str().unwrap();
-    assert!(detail.contains("`operator`") && detail.contains("`viewer`"), "{problem}");
+    assert!(
+        detail.contains("`operator`") && detail.contains("`viewer`"),
+        "{problem}"
+    );
     assert_eq!(problem["type"], "urn:ferry:problem:forbidden");
     let backup = "0192f3a4-5b6c-7d8e-9f00-112233445566";
-    let problem =
-        assert_problem(app.get(&format!("/v1/backups/{backup}/download")).await, 403).await;
-    assert!(problem["detail"].as_str().unwrap().contains("`admin`"), "{problem}");
+    let problem = assert_problem(
+        app.get(&format!("/v1/backups/{backup}/download")).await,
+        403,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("`admin`"),
+        "{problem}"
+    );
 
     // The operator may not roll back or delete: those are the admin's.
     app.token = Some("oper-1".into());
@@ -99,7 +118,10 @@ async fn the_api_serves_https_and_refuses_plain_http_beyond_loopback() {
     match Application::build(&settings).await {
         Err(StartupError::Config(e @ ConfigError::PlainHttp(_))) => {
             let text = e.to_string();
-            assert!(text.contains("in clear") && text.contains("[http.tls]"), "{text}");
+            assert!(
+                text.contains("in clear") && text.contains("[http.tls]"),
+                "{text}"
+            );
         }
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("served plain HTTP on 0.0.0.0"),
@@ -121,6 +143,8 @@ async fn the_api_serves_https_and_refuses_plain_http_beyond_loopback() {
         cert_file: pki.path("server.pem"),
         key_file: pki.path("server.key"),
     });
-    let app = Application::build(&settings).await.expect("HTTPS on 0.0.0.0");
+    let app = Application::build(&settings)
+        .await
+        .expect("HTTPS on 0.0.0.0");
     drop(app);
 }

@@ -12,8 +12,8 @@
 use std::path::PathBuf;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 
 use super::redis::{free_port, RedisServer};
@@ -117,13 +117,21 @@ impl Pki {
         let year = (days_from_today(-1), days_from_today(365));
         let servers = [
             ("server", &here[..], year),
-            ("expired", &here[..], (days_from_today(-30), days_from_today(-1))),
+            (
+                "expired",
+                &here[..],
+                (days_from_today(-30), days_from_today(-1)),
+            ),
             (
                 "wrong-host",
                 &[SanType::DnsName("wrong.example".try_into().expect("dns"))][..],
                 year,
             ),
-            ("expires-soon", &here[..], (days_from_today(-1), days_from_today(5))),
+            (
+                "expires-soon",
+                &here[..],
+                (days_from_today(-1), days_from_today(5)),
+            ),
         ];
         for (name, names, valid) in servers {
             let key = KeyPair::generate().expect("server key");
@@ -133,7 +141,10 @@ impl Pki {
             write(&format!("{name}.pem"), &cert.pem());
             write(&format!("{name}.key"), &key.serialize_pem());
         }
-        for (name, issuer, issuer_key) in [("client", &ca, &ca_key), ("rogue-client", &other, &other_key)] {
+        for (name, issuer, issuer_key) in [
+            ("client", &ca, &ca_key),
+            ("rogue-client", &other, &other_key),
+        ] {
             let key = KeyPair::generate().expect("client key");
             let cert = leaf_params(name, &[], ExtendedKeyUsagePurpose::ClientAuth, year)
                 .signed_by(&key, issuer, issuer_key)
@@ -150,7 +161,10 @@ impl Pki {
     }
 
     pub fn path_str(&self, file: &str) -> String {
-        self.path(file).to_str().expect("utf-8 temp path").to_string()
+        self.path(file)
+            .to_str()
+            .expect("utf-8 temp path")
+            .to_string()
     }
 
     /// `tls` settings (JSON) trusting this PKI's CA.

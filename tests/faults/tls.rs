@@ -103,7 +103,9 @@ async fn rediss_to_rediss_live_with_minimal_users_survives_kill9_while_streaming
         "target.permissions",
     ];
     let id = create_and_validate(&ferry, spec, &checks).await;
-    let (status, body) = ferry.post(&format!("/v1/migrations/{id}/start"), None).await;
+    let (status, body) = ferry
+        .post(&format!("/v1/migrations/{id}/start"), None)
+        .await;
     assert_eq!(status, 202, "start: {body:#}");
     ferry.wait_streaming(&id).await;
     let events = ferry.events(&id).await;
@@ -139,12 +141,18 @@ async fn rediss_to_rediss_live_with_minimal_users_survives_kill9_while_streaming
     let keys: u64 = redis::cmd("DBSIZE")
         .query(&mut source.server.conn())
         .unwrap();
-    assert_eq!(report["checked"], keys, "full verification checks every key: {report:#}");
+    assert_eq!(
+        report["checked"], keys,
+        "full verification checks every key: {report:#}"
+    );
     // No secret in what the API shows: passwords and key material stay out of events.
     let text = serde_json::to_string(&ferry.events(&id).await).unwrap();
     assert!(!text.contains("s3cret"), "a password in the events");
     let key = std::fs::read_to_string(pki.path("client.key")).unwrap();
-    assert!(!text.contains(key.lines().nth(1).unwrap()), "key material in the events");
+    assert!(
+        !text.contains(key.lines().nth(1).unwrap()),
+        "key material in the events"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,14 +170,20 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
         "options": {"verify": "full", "backup": false}
     });
     let id = create_and_validate(&ferry, spec, &["tls.chain", "tls.protocol"]).await;
-    let (status, body) = ferry.post(&format!("/v1/migrations/{id}/start"), None).await;
+    let (status, body) = ferry
+        .post(&format!("/v1/migrations/{id}/start"), None)
+        .await;
     assert_eq!(status, 202, "{body:#}");
     ferry
         .wait_for(&id, "completed", |v| v["state"] == "completed")
         .await;
     let events = ferry.events(&id).await;
     assert_eq!(counters(&events, "SnapshotCompleted")["keys_written"], 1050);
-    assert_converged(&counters(&events, "VerificationCompleted")["report"], &plain, &tls.server);
+    assert_converged(
+        &counters(&events, "VerificationCompleted")["report"],
+        &plain,
+        &tls.server,
+    );
 
     // TLS → plain, into a fresh server.
     let back = RedisServer::start("7.0");
@@ -179,13 +193,19 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
         "options": {"verify": "full", "backup": false}
     });
     let id = create_and_validate(&ferry, spec, &["tls.chain"]).await;
-    ferry.post(&format!("/v1/migrations/{id}/start"), None).await;
+    ferry
+        .post(&format!("/v1/migrations/{id}/start"), None)
+        .await;
     ferry
         .wait_for(&id, "completed", |v| v["state"] == "completed")
         .await;
     let events = ferry.events(&id).await;
     assert_eq!(counters(&events, "SnapshotCompleted")["keys_written"], 1050);
-    assert_converged(&counters(&events, "VerificationCompleted")["report"], &tls.server, &back);
+    assert_converged(
+        &counters(&events, "VerificationCompleted")["report"],
+        &tls.server,
+        &back,
+    );
 
     // A backup captured over TLS, restored over TLS into another TLS server.
     let (status, backup) = ferry
@@ -202,7 +222,10 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
         if b["status"] == "completed" {
             break;
         }
-        assert!(b["status"] == "running" && Instant::now() < deadline, "{b:#}");
+        assert!(
+            b["status"] == "running" && Instant::now() < deadline,
+            "{b:#}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let other = TlsServer::start(&pki, ServerCert::Good, ClientAuth::No);
@@ -220,7 +243,10 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
         if r["status"] == "completed" {
             break;
         }
-        assert!(r["status"] == "running" && Instant::now() < deadline, "{r:#}");
+        assert!(
+            r["status"] == "running" && Instant::now() < deadline,
+            "{r:#}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(crate::harness::differences(&plain, &other.server).is_empty());
@@ -234,7 +260,13 @@ async fn ferry_migrate_copies_over_tls_with_its_tls_flags() {
     seed(&source.server, 500);
     let data = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["migrate", "--source", &source.url(), "--target", &target.url()])
+        .args([
+            "migrate",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+        ])
         .args(["--verify", "full", "--no-backup"])
         .args(["--source-ca-file", &pki.path_str("ca.pem")])
         .args(["--source-cert-file", &pki.path_str("client.pem")])
@@ -247,14 +279,25 @@ async fn ferry_migrate_copies_over_tls_with_its_tls_flags() {
         .expect("run ferry migrate");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "ferry migrate failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "ferry migrate failed:\n{stdout}\n{stderr}"
+    );
     assert!(crate::harness::differences(&source.server, &target.server).is_empty());
-    let keys: u64 = redis::cmd("DBSIZE").query(&mut target.server.conn()).unwrap();
+    let keys: u64 = redis::cmd("DBSIZE")
+        .query(&mut target.server.conn())
+        .unwrap();
     assert_eq!(keys, 550);
 
     // Without the client certificate the same command refuses, naming the fix.
     let refused = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["migrate", "--source", &source.url(), "--target", &target.url()])
+        .args([
+            "migrate",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+        ])
         .args(["--no-backup", "--on-conflict", "replace"])
         .args(["--source-ca-file", &pki.path_str("ca.pem")])
         .args(["--target-ca-file", &pki.path_str("ca.pem")])

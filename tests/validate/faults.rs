@@ -46,7 +46,12 @@ async fn two_unreachable_servers_answer_within_ten_seconds() {
         let waits_on = c.details.as_ref().unwrap()["waits_on"].as_str().unwrap();
         assert!(waits_on.ends_with(".connect"), "{}", pretty(&report));
     }
-    expect(&report, "tls.chain", CheckStatus::Pass, &["no endpoint uses TLS"]);
+    expect(
+        &report,
+        "tls.chain",
+        CheckStatus::Pass,
+        &["no endpoint uses TLS"],
+    );
 
     // A closed port is refused at once and says so.
     let closed = format!("redis://127.0.0.1:{}", free_port());

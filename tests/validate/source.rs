@@ -65,7 +65,12 @@ async fn an_acl_user_without_psync_or_restore_rights_is_named() {
         &["`limited`", "RESTORE", "+restore"],
     );
     expect(&report, "source.permissions", CheckStatus::Fail, &["PSYNC"]);
-    expect(&report, "target.permissions", CheckStatus::Fail, &["RESTORE"]);
+    expect(
+        &report,
+        "target.permissions",
+        CheckStatus::Fail,
+        &["RESTORE"],
+    );
 }
 
 /// Runs a guide line (`ACL SETUSER …`) on `server`, with `user` and password `pw`.
@@ -90,7 +95,11 @@ fn setuser(server: &RedisServer, line: &str, user: &str) {
 async fn the_guides_minimal_users_pass_and_a_missing_right_is_named_on_6_2_and_7_2() {
     let users = ferry::validate::guide::users();
     for version in ["6.2", "7.2"] {
-        let versions = if version == "6.2" { "6.2" } else { "7.0 and later" };
+        let versions = if version == "6.2" {
+            "6.2"
+        } else {
+            "7.0 and later"
+        };
         let line = |server: &str| {
             users
                 .iter()
@@ -105,10 +114,19 @@ async fn the_guides_minimal_users_pass_and_a_missing_right_is_named_on_6_2_and_7
         let source_url = format!("redis://mover:pw@127.0.0.1:{}", source.port);
         let target_url = format!("redis://mover:pw@127.0.0.1:{}", target.port);
         let report = validate(&source_url, &target_url).await;
-        for id in ["source.permissions", "target.permissions", "source.replication"] {
+        for id in [
+            "source.permissions",
+            "target.permissions",
+            "source.replication",
+        ] {
             expect(&report, id, CheckStatus::Pass, &[]);
         }
-        assert_ne!(report.status, ReportStatus::Failed, "{version}: {}", pretty(&report));
+        assert_ne!(
+            report.status,
+            ReportStatus::Failed,
+            "{version}: {}",
+            pretty(&report)
+        );
 
         let _: () = redis::cmd("ACL")
             .arg(&["SETUSER", "mover", "-psync"])
@@ -210,7 +228,7 @@ async fn a_busy_source_with_small_buffers_warns_about_the_output_buffer_and_the_
 
 #[tokio::test]
 async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
-    use ferry::transport::TlsRoots;
+    use ferry::transport::Peer;
     use ferry::validate::conn::{connect, ConnectOptions};
     use ferry::validate::facts::sample_field_ttls;
     // Redis 7.4 counts them (subexpiry), so the sampler is exercised directly: it is what
@@ -238,10 +256,9 @@ async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
         connect_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(5),
         budget: Duration::from_secs(20),
-        tls_roots: TlsRoots::System,
     };
     let url = ferry::redis_url::RedisUrl::parse(&server.url()).unwrap();
-    let admin = connect(&url, &options)
+    let admin = connect(&Peer::from_url(&url).unwrap(), &options)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     let sample = sample_field_ttls(&admin, &[0, 2], 0).await.unwrap();

@@ -233,7 +233,10 @@ pub fn decide(m: &Migration, command: Command) -> Result<Vec<EventKind>, Refusal
             .filter_map(|(link, endpoint)| {
                 let endpoint = endpoint?;
                 let skipped = endpoint.url.tls
-                    && endpoint.tls.as_ref().is_some_and(|t| t.insecure_skip_verify);
+                    && endpoint
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| t.insecure_skip_verify);
                 skipped.then(|| EventKind::TlsVerificationSkipped {
                     link,
                     addr: endpoint.url.addr(),

@@ -27,9 +27,9 @@ use crate::engine::{server_version, Tuning};
 use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::rdb::{Entry, Item, Parser, Value};
-use crate::transport::Peer;
 use crate::resp::Frame;
 use crate::spec::Verify;
+use crate::transport::Peer;
 
 /// Problem keys listed in the report (as for a server source).
 const MAX_PROBLEMS: usize = 100;
@@ -43,9 +43,7 @@ pub(crate) async fn verify(
     mode: Verify,
     tuning: &Tuning,
 ) -> Result<VerificationReport, EngineError> {
-    let mut target = Conn::connect(target)
-        .await
-        .map_err(EngineError::target)?;
+    let mut target = Conn::connect(target).await.map_err(EngineError::target)?;
     let version = server_version(&mut target)
         .await
         .map_err(EngineError::target)?;

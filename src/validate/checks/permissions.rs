@@ -95,7 +95,11 @@ fn decide(id: &str, facts: &ServerFacts, spec: &MigrationSpec) -> Verdict {
         );
     }
     if !unknown.is_empty() {
-        let how = if redis_7 { "+acl|dryrun" } else { "+acl|getuser" };
+        let how = if redis_7 {
+            "+acl|dryrun"
+        } else {
+            "+acl|getuser"
+        };
         return warn(
             id,
             format!(

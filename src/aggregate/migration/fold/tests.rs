@@ -10,8 +10,7 @@ use crate::redis_url::RedisUrl;
 fn spec(mode: Mode) -> MigrationSpec {
     MigrationSpec {
         name: Some("n".into()),
-        source: Endpoint::new(RedisUrl::parse("redis://u:secret@127.0.0.1:1").unwrap())
-        .into(),
+        source: Endpoint::new(RedisUrl::parse("redis://u:secret@127.0.0.1:1").unwrap()).into(),
         target: Endpoint::new(RedisUrl::parse("redis://127.0.0.1:2").unwrap()),
         mode,
         options: Options::default(),
