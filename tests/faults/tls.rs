@@ -240,11 +240,11 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
     let deadline = Instant::now() + WAIT;
     loop {
         let (_, r) = ferry.get(&format!("/v1/restores/{restore_id}")).await;
-        if r["status"] == "completed" {
+        if r["state"] == "completed" {
             break;
         }
         assert!(
-            r["status"] == "running" && Instant::now() < deadline,
+            r["state"] == "running" && Instant::now() < deadline,
             "{r:#}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
