@@ -34,6 +34,10 @@ impl Endpoint {
 
     /// Refuses settings that cannot mean anything: TLS settings on a plain `redis://` URL (they
     /// would be silently ignored, and the user surely meant TLS), a certificate without its key.
+    ///
+    /// Such an endpoint is still accepted by the API (the schema cannot say "only with
+    /// rediss://", and schema-valid requests are accepted): validation fails it under
+    /// `tls.files`, and nothing connects with it ([`crate::transport::Peer::new`] refuses it).
     pub fn check(&self) -> Result<(), String> {
         let Some(tls) = &self.tls else {
             return Ok(());

@@ -75,10 +75,6 @@ impl Jobs {
         label: Option<String>,
         actor: &str,
     ) -> Result<Backup, JobError> {
-        server.check().map_err(|detail| JobError::Invalid {
-            field: "server.tls",
-            detail,
-        })?;
         let summary = self
             .inner
             .worker

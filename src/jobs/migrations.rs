@@ -329,15 +329,6 @@ impl Jobs {
     /// malformed (400: the documented schema says so); a PATCH whose result would be both
     /// conflicts with what the migration holds (409). A server source passes unchanged.
     fn check_source(&self, spec: &MigrationSpec, patched: bool) -> Result<(), JobError> {
-        let endpoints = [
-            ("source.tls", spec.source.endpoint()),
-            ("target.tls", Some(&spec.target)),
-        ];
-        for (field, endpoint) in endpoints {
-            if let Some(Err(detail)) = endpoint.map(Endpoint::check) {
-                return Err(JobError::Invalid { field, detail });
-            }
-        }
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
         };

@@ -43,10 +43,6 @@ impl Jobs {
         on_conflict: OnConflict,
         actor: &str,
     ) -> Result<Restore, JobError> {
-        target.check().map_err(|detail| JobError::Invalid {
-            field: "target.tls",
-            detail,
-        })?;
         let backup_slot = self.backup_slot_for_restore(backup_id)?;
         let _backup_guard = backup_slot.commands.lock().await;
         let request = Begin {

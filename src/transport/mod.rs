@@ -59,6 +59,9 @@ pub enum ConnectError {
     Auth { addr: String, reason: String },
     #[error("something other than Redis answers at {addr} ({detail}); check the port")]
     NotRedis { addr: String, detail: String },
+    /// The endpoint's `tls` settings contradict its URL or each other; nothing was dialed.
+    #[error("the endpoint's TLS settings cannot be used: {0}")]
+    TlsSettings(String),
     /// A TLS file (or setting) cannot be used; nothing was dialed.
     #[error("the TLS {what} {path} {problem}")]
     TlsFile {
@@ -125,7 +128,7 @@ impl ConnectError {
     /// The TLS problem this error is, if it is one.
     pub fn tls_problem(&self) -> Option<TlsProblem> {
         Some(match self {
-            ConnectError::TlsFile { .. } => TlsProblem::Files,
+            ConnectError::TlsFile { .. } | ConnectError::TlsSettings(_) => TlsProblem::Files,
             ConnectError::TlsNotSpoken { .. } | ConnectError::TlsRequired { .. } => {
                 TlsProblem::Protocol
             }
@@ -149,8 +152,10 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Reads the endpoint's TLS files (for `rediss://`) and keeps what connecting needs.
+    /// Checks the endpoint's TLS settings, reads its TLS files (for `rediss://`) and keeps what
+    /// connecting needs.
     pub fn new(endpoint: &Endpoint) -> Result<Peer, ConnectError> {
+        endpoint.check().map_err(ConnectError::TlsSettings)?;
         let tls = if endpoint.url.tls {
             let settings = endpoint.tls.clone().unwrap_or_default();
             Some(Arc::new(TlsClient::load(&settings, &endpoint.url.host)?))

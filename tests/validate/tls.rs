@@ -284,6 +284,22 @@ async fn unusable_tls_files_are_named_and_skipping_verification_is_a_warning() {
     );
     only_failing_tls_check(&report, "tls.files");
 
+    // `tls` settings on a plain URL: accepted as written, refused before dialing, by name.
+    let report = report_for(&tls_spec(
+        &plain.url(),
+        Some(pki.trust()),
+        &tls.url(),
+        Some(pki.trust()),
+    ))
+    .await;
+    expect(
+        &report,
+        "tls.files",
+        CheckStatus::Fail,
+        &["source", "rediss://"],
+    );
+    expect(&report, "target.connect", CheckStatus::Pass, &["TLS"]);
+
     // A certificate where the key should be, and an encrypted key: both said plainly.
     let not_a_key = json!({
         "ca_file": pki.path_str("ca.pem"),

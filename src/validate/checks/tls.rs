@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::{fail, pass, result, warn, Inputs, Verdict};
 use crate::model::CheckStatus;
-use crate::transport::TlsProblem;
+use crate::transport::{ConnectError, TlsProblem};
 use crate::validate::facts::{ServerFacts, FILE_SOURCE_USER};
 
 /// A server certificate that expires sooner than this is a warning: a migration, its live phase
@@ -100,12 +100,13 @@ fn any(_: &ServerFacts) -> bool {
     true
 }
 
+/// Also about a plain `redis://` endpoint that was given `tls` settings (refused before dialing).
 pub fn files(inputs: &Inputs) -> Verdict {
     by_problem(
         "tls.files",
         TlsProblem::Files,
         inputs,
-        uses_tls,
+        |facts| uses_tls(facts) || matches!(facts.connect, Err(ConnectError::TlsSettings(_))),
         "the TLS files could be read",
     )
 }
