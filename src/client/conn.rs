@@ -155,13 +155,15 @@ impl Conn {
         let Conn {
             stream, out, addr, ..
         } = self;
-        stream
-            .write_all(out.as_slice())
-            .await
-            .map_err(|source| ClientError::Io {
-                addr: addr.clone(),
-                source,
-            })
+        // The flush sends what a TLS stream may still hold back (a no-op on plain TCP).
+        let written = match stream.write_all(out.as_slice()).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|source| ClientError::Io {
+            addr: addr.clone(),
+            source,
+        })
     }
 
     async fn reply_for(&mut self, command: &str) -> Result<Frame, ClientError> {

@@ -54,6 +54,8 @@ impl Wire {
         let mut out = CommandBuf::with_capacity(64);
         out.command(args);
         self.stream.write_all(out.as_slice()).await?;
+        // A TLS stream may hold back the tail of a write until it is flushed.
+        self.stream.flush().await?;
         Ok(())
     }
 

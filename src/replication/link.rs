@@ -202,6 +202,7 @@ impl ReplicaLink {
             .arg(b"ACK")
             .arg_int(self.applied);
         self.wire.stream.write_all(out.as_slice()).await?;
+        self.wire.stream.flush().await?;
         self.ack_due = false;
         self.last_ack = Instant::now();
         Ok(())

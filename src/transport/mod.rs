@@ -231,6 +231,10 @@ pub struct TlsInfo {
 }
 
 /// A connected, authenticated socket: plain TCP or TLS.
+///
+/// Every write must be followed by `flush` before waiting for a reply: when the socket is full,
+/// TLS accepts the last bytes of a write as records it has not sent yet, and only a flush (or a
+/// later write) sends them. On plain TCP the flush costs nothing.
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
@@ -373,6 +377,7 @@ async fn hello(stream: &mut Stream, peer: &Peer, addr: &str) -> Result<(), Conne
         },
     };
     stream.write_all(out.as_slice()).await.map_err(io_error)?;
+    stream.flush().await.map_err(io_error)?;
     // The reply is one line; reading byte by byte keeps whatever follows (nothing should) unread.
     let mut line = Vec::with_capacity(64);
     loop {
