@@ -77,6 +77,9 @@ struct MigrateArgs {
     /// Cut over by itself once the target has caught up (live mode).
     #[arg(long)]
     auto_cutover: bool,
+    /// Migrate hashes with field TTLs into a target without them, dropping the TTLs.
+    #[arg(long)]
+    drop_field_ttls: bool,
     /// Where to record the migration (default: the config's data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -254,6 +257,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             },
             pause_source_writes_on_cutover: false,
             auto_cutover: args.auto_cutover,
+            drop_field_ttls: args.drop_field_ttls,
         },
     };
     let (jobs, _) = ferry::supervisor::open(SupervisorConfig {
