@@ -22,8 +22,38 @@ pub struct Endpoint {
     pub url: RedisUrl,
     /// TLS settings for a `rediss://` URL; without them `rediss://` trusts the system's roots and
     /// checks the URL's host name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "tls_object"
+    )]
     pub tls: Option<TlsSettings>,
+}
+
+/// `tls` as an object (or null). serde's derived `Deserialize` would also take a struct from an
+/// array of its fields in order (`[null, null]` → all defaults); the schema says object, so an
+/// array is refused like any other wrong type.
+fn tls_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsSettings>, D::Error> {
+    struct ObjectOrNull;
+    impl<'de> serde::de::Visitor<'de> for ObjectOrNull {
+        type Value = Option<TlsSettings>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of TLS settings, or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+            TlsSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_option(ObjectOrNull)
 }
 
 impl Endpoint {

@@ -98,7 +98,8 @@ fn endpoint(key: &str, v: &Value) -> Option<String> {
         return Some(format!("{key}.{unknown}"));
     }
     if let Some(tls) = o.get("tls") {
-        if fails::<crate::spec::TlsSettings>(tls) {
+        // Not only a failing object: serde would also read the settings from an array.
+        if !(tls.is_object() || tls.is_null()) || fails::<crate::spec::TlsSettings>(tls) {
             let field = tls
                 .as_object()
                 .and_then(|t| {

@@ -234,7 +234,8 @@ pub struct TlsInfo {
 ///
 /// Every write must be followed by `flush` before waiting for a reply: when the socket is full,
 /// TLS accepts the last bytes of a write as records it has not sent yet, and only a flush (or a
-/// later write) sends them. On plain TCP the flush costs nothing.
+/// later write) sends them (tokio-rustls documents it: a write "does not guarantee the final
+/// data to be sent"). On plain TCP the flush costs nothing.
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),

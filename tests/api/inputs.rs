@@ -51,6 +51,10 @@ async fn bad_bodies_get_400_naming_the_field() {
             spec_with(json!({"source": {"url": "redis://h:1", "tls": true}})),
             "source.tls",
         ),
+        (
+            spec_with(json!({"target": {"url": "redis://h:1", "tls": [null, null]}})),
+            "target.tls",
+        ),
         (spec_with(json!({"name": 5})), "name"),
         (json!({"source": {"url": "redis://h:1"}}), "target"),
         (json!([1, 2]), "body"),
