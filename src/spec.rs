@@ -25,20 +25,24 @@ pub struct Endpoint {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "tls_object"
+        deserialize_with = "object_or_null"
     )]
     pub tls: Option<TlsSettings>,
 }
 
-/// `tls` as an object (or null). serde's derived `Deserialize` would also take a struct from an
-/// array of its fields in order (`[null, null]` → all defaults); the schema says object, so an
-/// array is refused like any other wrong type.
-fn tls_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsSettings>, D::Error> {
-    struct ObjectOrNull;
-    impl<'de> serde::de::Visitor<'de> for ObjectOrNull {
-        type Value = Option<TlsSettings>;
+/// An optional nested object (`tls`, `rdb`) as an object or null only. serde's derived
+/// `Deserialize` would also build a struct from an array of its fields in order (`[null, null]`
+/// → all defaults); the schema says object, so an array is refused like any other wrong type.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOrNull<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOrNull<T> {
+        type Value = Option<T>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an object of TLS settings, or null")
+            f.write_str("an object, or null")
         }
         fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
@@ -50,10 +54,10 @@ fn tls_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TlsSettin
             d.deserialize_any(self)
         }
         fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
-            TlsSettings::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
         }
     }
-    d.deserialize_option(ObjectOrNull)
+    d.deserialize_option(ObjectOrNull(std::marker::PhantomData))
 }
 
 impl Endpoint {
@@ -216,10 +220,18 @@ pub struct SourceBody {
         pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$")]
     pub url: Option<RedisUrl>,
     /// TLS settings of a `rediss://` server source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub tls: Option<TlsSettings>,
     /// Or a stored backup's RDB file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub rdb: Option<RdbSource>,
 }
 

@@ -115,6 +115,11 @@ fn endpoint(key: &str, v: &Value) -> Option<String> {
             return Some(field.unwrap_or(format!("{key}.tls")));
         }
     }
+    if o.get("rdb")
+        .is_some_and(|rdb| !(rdb.is_object() || rdb.is_null()))
+    {
+        return Some(format!("{key}.rdb"));
+    }
     Some(format!("{key}.url"))
 }
 
