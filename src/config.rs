@@ -153,6 +153,12 @@ pub struct Settings {
     pub backup_max_bytes: Option<u64>,
     /// The largest RDB accepted by `POST /v1/backups/upload`, in bytes.
     pub upload_max_bytes: u64,
+    /// How many uploads may run at once (more get 503).
+    pub upload_concurrency: usize,
+    /// The largest string an RDB may decompress to (LZF); a bigger claim is refused as corrupt.
+    pub max_decompressed_bytes: u64,
+    /// The free space kept in `data_dir`: below it Ferry is not ready and refuses new work (507).
+    pub min_free_bytes: u64,
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub http: HttpSettings,
@@ -166,6 +172,9 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             backup_max_bytes: None,
             upload_max_bytes: 1 << 30,
+            upload_concurrency: 2,
+            max_decompressed_bytes: 512 << 20,
+            min_free_bytes: 256 << 20,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
             http: HttpSettings::default(),

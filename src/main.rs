@@ -60,7 +60,7 @@ enum RdbCommand {
 
 #[derive(clap::Args)]
 struct MigrateArgs {
-    /// redis://[user[:password]@]host:port[/db]
+    /// redis://[user[:password]@]host:port (a /db is refused for now)
     #[arg(long)]
     source: String,
     #[arg(long)]
@@ -74,6 +74,10 @@ struct MigrateArgs {
     /// Do not take a restore point of the target first.
     #[arg(long)]
     no_backup: bool,
+    /// Do not pause the source's writes during cutover (live mode; writes made during the
+    /// switch may then be lost).
+    #[arg(long)]
+    no_pause: bool,
     /// Cut over by itself once the target has caught up (live mode).
     #[arg(long)]
     auto_cutover: bool,
@@ -161,6 +165,10 @@ enum VerifyArg {
 }
 
 fn main() -> ExitCode {
+    // Everything Ferry writes (the event log, credentials, backups, inventories) is the owner's
+    // alone: files 0600 and directories 0700 whatever the shell's umask, including the files
+    // sled creates, which take no mode of ours.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => run_async(serve(config)),
@@ -255,15 +263,20 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
                 VerifyArg::Sample => Verify::Sample,
                 VerifyArg::Full => Verify::Full,
             },
-            pause_source_writes_on_cutover: false,
+            pause_source_writes_on_cutover: !args.no_pause,
+            pause_during_verification: false,
             auto_cutover: args.auto_cutover,
             drop_field_ttls: args.drop_field_ttls,
         },
     };
+    ferry::rdb::set_max_decompressed_bytes(settings.max_decompressed_bytes);
     let (jobs, _) = ferry::supervisor::open(SupervisorConfig {
         data_dir: data_dir.clone(),
         engine: ferry::supervisor::real_engine(),
-        limits: BackupLimits::default(),
+        limits: BackupLimits {
+            min_free_bytes: settings.min_free_bytes,
+            ..BackupLimits::default()
+        },
     })
     .await
     .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
@@ -295,7 +308,7 @@ async fn follow(jobs: &Jobs, spec: MigrationSpec) -> anyhow::Result<()> {
     // it. Subscribed before the start, so no event is missed; the short timeout covers the
     // moment between an event's broadcast and its fold into the view `jobs.get` reads.
     let mut live = jobs.store().subscribe();
-    jobs.start(id, ACTOR).await?;
+    jobs.start(id, ACTOR, false).await?;
     let mut after = 0;
     loop {
         for event in jobs

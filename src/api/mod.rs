@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod backups;
+pub mod guard;
 pub mod input;
 pub mod migrations;
 pub mod problem;
@@ -266,7 +267,8 @@ pub fn serve(
             .app_data(web::PathConfig::default().error_handler(input::path_error))
             .configure(routes)
             .split_for_parts();
-        app.wrap(from_fn(log_request))
+        app.wrap(from_fn(guard::browser_guard))
+            .wrap(from_fn(log_request))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .route(
                 "/docs",

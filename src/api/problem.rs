@@ -71,7 +71,8 @@ pub enum ApiError {
     MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Unauthorized(String),
-    /// A valid token whose role is too small for the operation.
+    /// A valid token whose role is too small for the operation, or a request a browser sent on
+    /// behalf of another site (see `api::guard`).
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -82,6 +83,9 @@ pub enum ApiError {
     /// The file would not fit on disk or under the configured limit.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// Ferry cannot serve this now (not ready, or busy); the detail says why and when to retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -107,6 +111,7 @@ impl ApiError {
             ApiError::Internal(_) => ("internal", "Internal error"),
             ApiError::CorruptRdb { .. } => ("corrupt-rdb", "Not a valid RDB file"),
             ApiError::InsufficientStorage(_) => ("insufficient-storage", "Insufficient storage"),
+            ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
         }
     }
 
@@ -152,6 +157,7 @@ impl ResponseError for ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CorruptRdb { .. } => StatusCode::BAD_REQUEST,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -166,6 +172,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, allow.clone()));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "5"));
         }
         response.json(self.problem())
     }
@@ -199,6 +208,8 @@ impl From<JobError> for ApiError {
             JobError::Upload(UploadError::Corrupt { offset, .. }) => {
                 ApiError::CorruptRdb { offset, detail }
             }
+            JobError::Upload(UploadError::Busy { .. }) => ApiError::Unavailable(detail),
+            JobError::Upload(UploadError::NoSpace(_)) => ApiError::InsufficientStorage(detail),
             JobError::Upload(UploadError::Io(_))
             | JobError::Io(_)
             | JobError::CredentialsMissing(_)

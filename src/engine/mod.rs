@@ -52,7 +52,9 @@ mod adapt;
 mod error;
 mod from_file;
 mod import_mode;
+pub mod inventory;
 mod load;
+mod pause;
 mod recover;
 pub mod resume;
 mod servers;
@@ -67,19 +69,20 @@ mod writer;
 
 pub use error::EngineError;
 pub use from_file::run_from_file;
+pub use inventory::TargetBefore;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
 pub(crate) use servers::{server_version, Servers};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::client::lease::LeaseToken;
 use crate::client::Conn;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
@@ -94,6 +97,25 @@ pub struct EngineJob {
     pub spec: MigrationSpec,
     /// Where to continue, folded from the last `Checkpoint`; `None` for a fresh start.
     pub resume: Option<ResumePoint>,
+    /// What the target held before the migration's first write: what a redone snapshot must
+    /// leave alone (see [`resume`]).
+    pub before: TargetBefore,
+    /// The target's lease this migration holds, put back at once when a flush removes it.
+    pub lease: Option<LeaseToken>,
+}
+
+impl EngineJob {
+    /// A fresh job with nothing known about the target before it (a redo then fails rather than
+    /// guess) and no lease.
+    pub fn new(migration_id: Uuid, spec: MigrationSpec) -> EngineJob {
+        EngineJob {
+            migration_id,
+            spec,
+            resume: None,
+            before: TargetBefore::Unknown,
+            lease: None,
+        }
+    }
 }
 
 /// Signals from the API to a running engine.
@@ -121,7 +143,9 @@ pub struct Tuning {
     pub rewrite_chunk_items: usize,
     /// How often progress, checkpoints and lag are reported.
     pub report_interval: Duration,
-    /// `CLIENT PAUSE <ms> WRITE` duration during cutover; released earlier when done.
+    /// The window of one `CLIENT PAUSE <ms> WRITE` during cutover: renewed every third of it
+    /// until the target has caught up, so it is also how long the pause of a Ferry that died
+    /// lasts at most.
     pub pause_ms: u64,
     /// How long cutover waits for the target to catch up.
     pub cutover_timeout: Duration,
@@ -143,7 +167,7 @@ impl Default for Tuning {
             rewrite_chunk_bytes: 1024 * 1024,
             rewrite_chunk_items: 1000,
             report_interval: Duration::from_secs(1),
-            pause_ms: 30_000,
+            pause_ms: 10_000,
             cutover_timeout: Duration::from_secs(120),
             reconnect_timeout: Duration::from_secs(60),
             sample_keys: 1000,
@@ -168,7 +192,6 @@ pub async fn run_with(
     controls: Controls,
     tuning: Tuning,
 ) -> Result<(), EngineError> {
-    let paused = Arc::new(AtomicBool::new(false));
     // A file source has no server to replicate from; the supervisor runs those through
     // [`run_from_file`] instead.
     let Some(source_endpoint) = job.spec.source.endpoint() else {
@@ -184,46 +207,27 @@ pub async fn run_with(
     let cancel = controls.cancel.clone();
     let migration = Run {
         offset_key: resume::offset_key(job.migration_id),
-        source: source.clone(),
+        source,
         target,
         job,
         reporter: Reporter { events },
         controls,
         tuning,
-        paused: paused.clone(),
+        paused: Mutex::new(None),
         import_mode: Arc::default(),
     };
     let import = migration.import_mode.clone();
+    // Whichever way this ends (success, failure, cancel, or this future being dropped), the
+    // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
         r = migration.run() => r,
     };
-    // Every outcome releases a pause we set: success, failure and cancel alike.
-    if paused.load(Ordering::Acquire) {
-        release_pause(&source).await;
-    }
-    // And an import mode we switched on is switched off again.
+    // An import mode we switched on is switched off again.
     let import = *import.lock().unwrap_or_else(|e| e.into_inner());
     import_mode::end(&target_for_cleanup, import).await;
     result
-}
-
-/// `CLIENT UNPAUSE` on a fresh connection (the one that paused may be mid-call or gone). Best
-/// effort: if the source is unreachable the pause still expires by itself after `pause_ms`.
-async fn release_pause(source: &Peer) {
-    let attempt = async {
-        let mut conn = Conn::connect(source).await.ok()?;
-        conn.call_ok(&["CLIENT", "UNPAUSE"]).await.ok()
-    };
-    if tokio::time::timeout(Duration::from_secs(10), attempt)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        tracing::warn!(source = %source.url(), "could not release the source's write pause; it expires by itself");
-    }
 }
 
 /// Sends events; a closed channel means nobody records this job any more, so the job stops.
@@ -277,7 +281,8 @@ struct Run {
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
-    paused: Arc<AtomicBool>,
+    /// The source's write pause while the cutover holds it.
+    paused: Mutex<Option<pause::SourcePause>>,
     /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
 }
@@ -289,6 +294,11 @@ const MAX_REDOS: u32 = 5;
 impl Run {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
+        if spec.mode == Mode::Live && spec.options.on_conflict == OnConflict::Skip {
+            return Err(EngineError::Unsupported(
+                crate::spec::SKIP_IN_LIVE_MODE.into(),
+            ));
+        }
         let mut source = Conn::connect(&self.source)
             .await
             .map_err(EngineError::source)?;
@@ -406,10 +416,14 @@ impl Run {
                         }),
                     })
                     .await?;
-                // A redo meets our own earlier copies: they are replaced, whatever on_conflict.
-                let on_conflict = match spec.options.on_conflict {
-                    OnConflict::Fail | OnConflict::Skip if redo.is_some() => OnConflict::Replace,
-                    other => other,
+                // A redo meets our own earlier copies: those are replaced, and only those. What
+                // the target held before the migration keeps its policy.
+                let on_conflict = spec.options.on_conflict;
+                let preexisting = match &redo {
+                    Some(reason) => {
+                        Some(self.job.before.keys(reason, self.job.migration_id).await?)
+                    }
+                    None => None,
                 };
                 let mut writer =
                     writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
@@ -425,6 +439,8 @@ impl Run {
                     rdb_bytes_total: total,
                     offset_key: Some(&self.offset_key),
                     written: written.as_mut(),
+                    preexisting: preexisting.as_ref(),
+                    lease: self.job.lease.as_ref(),
                 }
                 .run()
                 .await;
@@ -439,11 +455,14 @@ impl Run {
                     }
                     Err(other) => return Err(other),
                 };
-                if let Some(written) = &written {
-                    let removed = resume::sweep(target, written, &self.offset_key)
+                if let (Some(written), Some(preexisting)) = (&written, &preexisting) {
+                    let removed = resume::sweep(target, written, preexisting)
                         .await
                         .map_err(EngineError::target)?;
-                    tracing::info!(removed, "redone snapshot: stale target keys deleted");
+                    tracing::info!(
+                        removed,
+                        "redone snapshot: stale keys of the earlier copy deleted"
+                    );
                 }
                 tracing::info!(
                     rdb_bytes = summary.rdb_bytes,
@@ -462,6 +481,7 @@ impl Run {
                         keys_expired: summary.keys_expired,
                         keys_rewritten: summary.keys_rewritten,
                         duration_ms: summary.duration.as_millis() as u64,
+                        keys_empty: summary.keys_empty,
                     })
                     .await?;
                 if spec.mode == Mode::Snapshot {
@@ -536,6 +556,9 @@ impl Run {
                 auto_cutover: spec.options.auto_cutover,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
+                source_peer: &self.source,
+                guard_flush: self.job.before != TargetBefore::Empty
+                    && spec.options.on_conflict != OnConflict::Flush,
                 target_rdb: servers.target_rdb,
                 target: servers.target_profile(),
             }
@@ -605,15 +628,22 @@ impl Run {
         };
         drop(link);
         drop(writer);
+        // The target has applied the final offset: the pause has done its work. It is kept
+        // through the verification only when the migration asked for that.
+        let held = self.paused.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let kept = match held {
+            Some(pause) if !spec.options.pause_during_verification => {
+                pause.release().await;
+                None
+            }
+            other => other,
+        };
         self.verify(source, target, servers).await?;
         resume::remove_mark(target, &self.offset_key)
             .await
             .map_err(EngineError::target)?;
-        if self.paused.swap(false, Ordering::AcqRel) {
-            source
-                .call_ok(&["CLIENT", "UNPAUSE"])
-                .await
-                .map_err(EngineError::source)?;
+        if let Some(pause) = kept {
+            pause.release().await;
         }
         tracing::info!(final_offset, "cutover completed");
         self.reporter

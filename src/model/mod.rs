@@ -7,6 +7,7 @@
 //! same layer; they stay top-level modules because everything reads them.
 
 pub mod event;
+pub mod lease;
 pub mod report;
 pub mod server;
 
@@ -14,6 +15,7 @@ pub use event::{
     AggregateType, BackupDb, BackupDetails, Event, EventKind, EventWire, Link, ResumeKind,
     ResumePoint, StoredBackup,
 };
+pub use lease::{LeaseHolder, LeaseOwner, LeaseVerdict, BOOKKEEPING_PREFIX, LEASE_KEY};
 pub use report::{
     CheckResult, CheckStatus, Difference, ProblemKey, ReportStatus, ValidationReport,
     VerificationReport,

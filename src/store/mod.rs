@@ -109,6 +109,7 @@ struct Inner {
     credentials: CredentialStore,
     requests: std::sync::mpsc::Sender<AppendRequest>,
     live: broadcast::Sender<Arc<Event>>,
+    poisoned: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Store {
@@ -120,7 +121,8 @@ impl Store {
             path: data_dir.to_path_buf(),
             message,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        // Private: the log, the credentials and the backups below it are the owner's alone.
+        crate::disk::private_dir(data_dir).map_err(|e| open_err(e.to_string()))?;
         let db = open_sled(&data_dir.join("log")).map_err(|e| open_err(e.to_string()))?;
         let log = db
             .open_tree("events")
@@ -129,12 +131,13 @@ impl Store {
         let (last_seq, sealed_upto) = log_bounds(&log).map_err(|e| open_err(e.to_string()))?;
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (requests, queue) = std::sync::mpsc::channel();
+        let poisoned = Arc::new(std::sync::Mutex::new(None));
         let writer = GroupCommit {
             db: db.clone(),
             log: log.clone(),
             last_seq,
             live: live.clone(),
-            poisoned: None,
+            poisoned: poisoned.clone(),
             sealed_upto,
         };
         std::thread::Builder::new()
@@ -148,8 +151,19 @@ impl Store {
                 credentials,
                 requests,
                 live,
+                poisoned,
             }),
         })
+    }
+
+    /// Why the log refuses appends, if it does (an I/O error, a full disk): sled cannot be
+    /// trusted after a failed flush, so only a restart reopens it from what is on disk.
+    pub fn unavailable(&self) -> Option<String> {
+        self.inner
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Appends `events` atomically and durably, in order, and returns them with their `seq` and

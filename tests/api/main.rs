@@ -11,5 +11,6 @@ mod lifecycle;
 mod persistence;
 mod roles;
 mod running;
+mod safety;
 mod security;
 mod spec;

@@ -10,6 +10,7 @@ mod harness;
 
 mod failover;
 mod ferry_restarts;
+mod safety;
 mod server_restarts;
 mod target_errors;
 mod tls;
