@@ -115,6 +115,12 @@ const TARGET: &[Need] = &[
         &["PEXPIREAT", "ferry:probe", "1"],
         When::Always,
     ),
+    // The target lease (`ferry:lease`): taken with WATCH … MULTI SET EXEC, renewed, read back.
+    need("WATCH", &["WATCH", "ferry:lease"], When::Always),
+    need("UNWATCH", &["UNWATCH"], When::Always),
+    need("GET", &["GET", "ferry:lease"], When::Always),
+    need("PTTL", &["PTTL", "ferry:lease"], When::Always),
+    need("PEXPIRE", &["PEXPIRE", "ferry:lease", "1000"], When::Always),
     // The live stream and rewritten values: these stand for `+@write`.
     need("HSET", &["HSET", "ferry:probe", "f", "v"], When::Always),
     need("RPUSH", &["RPUSH", "ferry:probe", "v"], When::Always),
@@ -175,7 +181,7 @@ pub fn rules(side: Side, redis_7: bool) -> String {
             if redis_7 { " +function|list" } else { "" }
         ),
         Side::Target => format!(
-            "{common} +@read +@write +multi +exec +script|load +psync +sync +replconf {check}"
+            "{common} +@read +@write +multi +exec +watch +unwatch +script|load +psync +sync +replconf {check}"
         ),
     }
 }
@@ -465,9 +471,13 @@ mod tests {
                 let sub = words.next().map(str::to_ascii_lowercase);
                 // Categories as Redis files these commands.
                 let categories = match command.as_str() {
-                    "scan" | "type" | "dump" | "hgetall" => cats(&["read", "keyspace"]),
-                    "set" | "del" | "unlink" | "pexpireat" | "hset" | "rpush" | "sadd" | "zadd"
-                    | "xadd" | "incr" | "restore" | "flushdb" | "flushall" => cats(&["write"]),
+                    "scan" | "type" | "dump" | "hgetall" | "get" | "pttl" => {
+                        cats(&["read", "keyspace"])
+                    }
+                    "set" | "del" | "unlink" | "pexpireat" | "pexpire" | "hset" | "rpush"
+                    | "sadd" | "zadd" | "xadd" | "incr" | "restore" | "flushdb" | "flushall" => {
+                        cats(&["write"])
+                    }
                     _ => cats(&["admin", "slow"]),
                 };
                 assert!(
