@@ -25,6 +25,9 @@ pub enum StartupError {
     },
     #[error("cannot open the data directory: {0}")]
     Store(#[from] JobError),
+    /// `[http.tls]` names files that cannot serve HTTPS.
+    #[error("cannot serve HTTPS ([http.tls]): {0}")]
+    HttpTls(crate::transport::ConnectError),
 }
 
 /// A built, bound server, not yet serving.
@@ -49,6 +52,14 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let tokens = settings.tokens()?;
         let addr = settings.check_exposure(&tokens)?;
+        // Read before anything else starts, so that a bad file stops the start in plain words.
+        let https = match &settings.http.tls {
+            Some(tls) => Some(
+                crate::transport::server_config(&tls.cert_file, &tls.key_file)
+                    .map_err(StartupError::HttpTls)?,
+            ),
+            None => None,
+        };
         let bind_error = |source| StartupError::Bind {
             addr: settings.listen.clone(),
             source,
@@ -80,8 +91,14 @@ impl Application {
             data_dir = %settings.data_dir.display(),
             "event log folded"
         );
-        let server = crate::api::serve(listener, jobs.clone(), tokens, settings.max_body_bytes)
-            .map_err(bind_error)?;
+        let server = crate::api::serve(
+            listener,
+            jobs.clone(),
+            tokens,
+            settings.max_body_bytes,
+            https,
+        )
+        .map_err(bind_error)?;
         Ok(Application { port, server, jobs })
     }
 

@@ -14,7 +14,9 @@ use ferry::jobs::Jobs;
 use ferry::model::AggregateType;
 use ferry::model::{CheckStatus, EventKind, ReportStatus};
 use ferry::redis_url::RedisUrl;
-use ferry::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Transfer, Verify};
+use ferry::spec::{
+    Endpoint, MigrationSpec, Mode, OnConflict, Options, TlsSettings, Transfer, Verify,
+};
 use ferry::supervisor::{BackupLimits, SupervisorConfig};
 use ferry::telemetry::{get_subscriber, init_subscriber};
 
@@ -40,7 +42,7 @@ enum Command {
     /// Print the OpenAPI document (what `openapi/openapi.json` must contain).
     Openapi,
     /// Run one migration in this process, recording it in the local store, and wait for its end.
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
     /// RDB file tools.
     Rdb {
         #[command(subcommand)]
@@ -93,6 +95,58 @@ struct MigrateArgs {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     config: Option<PathBuf>,
+    /// TLS for a rediss:// source: PEM file of the CA that signed its certificate.
+    #[arg(long)]
+    source_ca_file: Option<PathBuf>,
+    /// TLS client certificate (mutual TLS) for the source; needs --source-key-file.
+    #[arg(long)]
+    source_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    source_key_file: Option<PathBuf>,
+    /// The name the source's certificate must carry, when not the URL's host.
+    #[arg(long)]
+    source_server_name: Option<String>,
+    /// Do not check the source's certificate (unsafe: tests and emergencies only).
+    #[arg(long)]
+    source_insecure_skip_verify: bool,
+    /// TLS for a rediss:// target: PEM file of the CA that signed its certificate.
+    #[arg(long)]
+    target_ca_file: Option<PathBuf>,
+    /// TLS client certificate (mutual TLS) for the target; needs --target-key-file.
+    #[arg(long)]
+    target_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    target_key_file: Option<PathBuf>,
+    /// The name the target's certificate must carry, when not the URL's host.
+    #[arg(long)]
+    target_server_name: Option<String>,
+    /// Do not check the target's certificate (unsafe: tests and emergencies only).
+    #[arg(long)]
+    target_insecure_skip_verify: bool,
+}
+
+impl MigrateArgs {
+    /// The `tls` settings of one side, `None` when no TLS flag was given for it.
+    fn tls(&self, source: bool) -> Option<TlsSettings> {
+        let settings = if source {
+            TlsSettings {
+                ca_file: self.source_ca_file.clone(),
+                cert_file: self.source_cert_file.clone(),
+                key_file: self.source_key_file.clone(),
+                server_name: self.source_server_name.clone(),
+                insecure_skip_verify: self.source_insecure_skip_verify,
+            }
+        } else {
+            TlsSettings {
+                ca_file: self.target_ca_file.clone(),
+                cert_file: self.target_cert_file.clone(),
+                key_file: self.target_key_file.clone(),
+                server_name: self.target_server_name.clone(),
+                insecure_skip_verify: self.target_insecure_skip_verify,
+            }
+        };
+        (settings != TlsSettings::default()).then_some(settings)
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -135,7 +189,7 @@ fn main() -> ExitCode {
             print!("{}", ferry::api::openapi_json());
             Ok(())
         }
-        Command::Migrate(args) => run_async(migrate(args)),
+        Command::Migrate(args) => run_async(migrate(*args)),
         Command::Rdb {
             command: RdbCommand::Inspect { file, json },
         } => ferry::rdb::inspect::run(&file, json)
@@ -198,10 +252,12 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         name: Some("ferry migrate".into()),
         source: Endpoint {
             url: url(&args.source, "source")?,
+            tls: args.tls(true),
         }
         .into(),
         target: Endpoint {
             url: url(&args.target, "target")?,
+            tls: args.tls(false),
         },
         mode: match args.mode {
             ModeArg::Snapshot => Mode::Snapshot,

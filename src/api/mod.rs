@@ -19,6 +19,7 @@ pub mod input;
 pub mod migrations;
 pub mod problem;
 pub mod restores;
+pub mod roles;
 pub mod system;
 
 use std::net::TcpListener;
@@ -45,7 +46,10 @@ use problem::ApiError;
         description = "Online Redis migrations with an audited, event-sourced history.\n\n\
             Create a migration, validate it, start it, follow its progress and events, cut over \
             (live mode), or cancel. Errors are `application/problem+json`. When the server has \
-            API tokens configured, every `/v1` request needs `Authorization: Bearer <token>`.",
+            API tokens configured, every `/v1` request needs `Authorization: Bearer <token>`, \
+            and each operation needs a role (`x-required-role`): `viewer` reads (every GET but \
+            backup downloads), `operator` runs migrations and takes backups, `admin` rolls back, \
+            restores, deletes and downloads. 401 means no valid token, 403 a role too small.",
         license(name = "Apache-2.0")
     ),
     tags(
@@ -82,7 +86,9 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(system::healthz)
         .service(system::readyz)
         .service(
+            // The last `wrap` runs first: the token is checked, then its role.
             scope::scope("/v1")
+                .wrap(from_fn(roles::require_role))
                 .wrap(from_fn(auth::require_token))
                 .service(migrations::create)
                 .service(migrations::list)
@@ -116,7 +122,7 @@ pub fn openapi() -> OpenApiDoc {
         .openapi(ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
-    exact(doc)
+    roles::document(exact(doc))
 }
 
 /// States the rules between fields that the derived schemas cannot: a source is *either* a
@@ -129,8 +135,9 @@ fn exact(doc: OpenApiDoc) -> OpenApiDoc {
     };
     let schemas = &mut value["components"]["schemas"];
     let url = schemas["Endpoint"]["properties"]["url"].clone();
+    let tls = schemas["Endpoint"]["properties"]["tls"].clone();
     let server_source = json!({"type": "object", "required": ["url"],
-        "properties": {"url": url}, "additionalProperties": false,
+        "properties": {"url": url, "tls": tls}, "additionalProperties": false,
         "description": "A running server, read over the replication link."});
     let file_source = json!({"type": "object", "required": ["rdb"],
         "properties": {"rdb": {"$ref": "#/components/schemas/RdbSource"}},
@@ -230,12 +237,14 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
     )))
 }
 
-/// Builds the HTTP server on `listener`, serving `jobs`; it runs once awaited.
+/// Builds the HTTP server on `listener`, serving `jobs` (over HTTPS when `https` is given); it
+/// runs once awaited.
 pub fn serve(
     listener: TcpListener,
     jobs: Jobs,
     tokens: Vec<Token>,
     max_body: usize,
+    https: Option<std::sync::Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<Server> {
     let data = web::Data::new(jobs);
     let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
@@ -272,10 +281,12 @@ pub fn serve(
             .default_service(web::to(not_found))
     })
     .workers(2)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match https {
+        Some(config) => server.listen_rustls_0_23(listener, (*config).clone())?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// Request logging: method, path, status and latency. Never headers (tokens), query strings or

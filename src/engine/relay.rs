@@ -37,9 +37,9 @@ use super::relay_target::{self, Release};
 use super::{Controls, EngineJob, Reporter, Servers, Tuning};
 use crate::client::Conn;
 use crate::model::{EventKind, Link, RelayTargetSettings, ResumeKind};
-use crate::redis_url::RedisUrl;
 use crate::relay::{Registration, TargetSession};
 use crate::spec::{Mode, OnConflict, Transfer};
+use crate::transport::Peer;
 
 /// How a relay ended.
 pub(crate) enum RelayOutcome {
@@ -52,7 +52,10 @@ pub(crate) enum RelayOutcome {
 
 pub(crate) struct Relay<'a> {
     pub job: &'a EngineJob,
-    pub source_url: &'a RedisUrl,
+    /// The source's link: the relay's own replica link to it goes through the transport too
+    /// (TLS, ACL user), like every other.
+    pub source_peer: &'a Peer,
+    pub target_peer: &'a Peer,
     pub reporter: &'a Reporter,
     pub controls: &'a Controls,
     pub tuning: &'a Tuning,
@@ -72,7 +75,7 @@ pub(crate) struct Relay<'a> {
 impl Relay<'_> {
     pub async fn run(mut self) -> Result<RelayOutcome, EngineError> {
         let spec = &self.job.spec;
-        let prepared = relay_target::prepare(self.target, &spec.target.url, &self.original, None)
+        let prepared = relay_target::prepare(self.target, self.target_peer, &self.original, None)
             .await
             .map_err(EngineError::target)?;
         self.set_release(Some(prepared.release.clone()));
@@ -87,7 +90,7 @@ impl Relay<'_> {
             // empty dataset is what lets it load straight from the socket.
             // The lease goes back in the same transaction (the sync then replaces it, and the
             // replica's read-only role keeps other writers out until the release).
-            super::flush_target(&spec.target.url, self.job.lease.as_ref()).await?;
+            super::flush_target(self.target_peer, self.job.lease.as_ref()).await?;
         }
         self.point_target(&registration, &prepared.secret).await?;
         tracing::info!(
@@ -215,14 +218,9 @@ impl Relay<'_> {
         }
         if role.master.is_none() && self.resumed {
             // A target that restarted forgot what CONFIG SET told it: tell it again.
-            relay_target::prepare(
-                self.target,
-                &self.job.spec.target.url,
-                &self.original,
-                Some(secret),
-            )
-            .await
-            .map_err(EngineError::target)?;
+            relay_target::prepare(self.target, self.target_peer, &self.original, Some(secret))
+                .await
+                .map_err(EngineError::target)?;
         }
         let port = registration.port.to_string();
         self.target

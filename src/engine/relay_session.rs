@@ -104,7 +104,7 @@ impl Serve<'_, '_> {
         let peer = session.peer;
         let (mut tw, mut tr) = session.split();
         let r = &mut *self.relay;
-        let link = ReplicaLink::connect(r.source_url, r.tuning.link, psync.resume_point()).await;
+        let link = ReplicaLink::connect(r.source_peer, r.tuning.link, psync.resume_point()).await;
         let mut link = match link {
             Ok(link) => link,
             Err(e) => {
@@ -477,7 +477,7 @@ impl Serve<'_, '_> {
                 }
                 None => {
                     let window = Duration::from_millis(r.tuning.pause_ms);
-                    SourcePause::begin(r.source, r.source_url, window).await?
+                    SourcePause::begin(r.source, r.source_peer, window).await?
                 }
             };
             *r.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some(pause);

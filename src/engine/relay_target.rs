@@ -17,11 +17,11 @@ use std::time::Duration;
 use crate::client::{ClientError, Conn};
 use crate::model::{RelayTargetSettings, LEASE_KEY};
 use crate::rdb::version::{Fork, ServerVersion};
-use crate::redis_url::RedisUrl;
 use crate::relay::choice::{self, RelayFacts};
 use crate::relay::RelaySettings;
 use crate::resp::Frame;
 use crate::spec::MigrationSpec;
+use crate::transport::Peer;
 
 /// The prefix of a `masterauth` Ferry generated.
 pub(crate) const SECRET_PREFIX: &str = "ferry-relay-";
@@ -65,6 +65,8 @@ pub(crate) async fn gather_facts(
     let target_kind = server_kind(target).await.map_err(show);
     let target_keys = keys_but_the_lease(target).await.map_err(show);
     let target_commands = commands_allowed(target, target_kind.as_ref().ok()).await;
+    // Unknown (CONFIG refused) counts as "no": `relay.commands` fails on CONFIG then anyway.
+    let tls_replication = config_get(target, "tls-replication").await.ok();
     RelayFacts {
         requested: spec.options.transfer,
         on_conflict: spec.options.on_conflict,
@@ -73,6 +75,7 @@ pub(crate) async fn gather_facts(
         target_keys,
         target_commands,
         reachable: choice::reachability(relay.advertised_host().as_deref(), &spec.target.url.host),
+        plain_hop: choice::plain_hop(spec.target.url.tls, tls_replication.as_deref()),
     }
 }
 
@@ -162,7 +165,7 @@ async fn config_get(conn: &mut Conn, name: &str) -> Result<String, ClientError> 
 /// and a load straight from the socket into the (empty) dataset.
 pub(crate) async fn prepare(
     target: &mut Conn,
-    url: &RedisUrl,
+    peer: &Peer,
     original: &RelayTargetSettings,
     keep: Option<&str>,
 ) -> Result<Prepared, ClientError> {
@@ -198,7 +201,7 @@ pub(crate) async fn prepare(
     Ok(Prepared {
         secret,
         release: Release {
-            url: url.clone(),
+            peer: peer.clone(),
             original: original.clone(),
         },
     })
@@ -207,7 +210,8 @@ pub(crate) async fn prepare(
 /// How to give the target back: `REPLICAOF NO ONE` and the original settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Release {
-    pub url: RedisUrl,
+    /// The target's link (TLS and ACL user as the job's own).
+    pub peer: Peer,
     pub original: RelayTargetSettings,
 }
 
@@ -215,7 +219,7 @@ impl Release {
     /// Runs on a fresh connection (the job's may be mid-call or gone). Returns the settings put
     /// back, as `name=value`.
     pub async fn run(&self) -> Result<Vec<String>, ClientError> {
-        let mut conn = Conn::connect(&self.url).await?;
+        let mut conn = Conn::connect(&self.peer).await?;
         self.run_on(&mut conn).await
     }
 
@@ -244,16 +248,16 @@ impl Release {
     pub async fn run_bounded(&self, why: &str) -> Option<Vec<String>> {
         match tokio::time::timeout(Duration::from_secs(15), self.run()).await {
             Ok(Ok(restored)) => {
-                tracing::info!(target = %self.url, why, ?restored, "relay target released");
+                tracing::info!(target = %self.peer.url(), why, ?restored, "relay target released");
                 Some(restored)
             }
             Ok(Err(e)) => {
-                tracing::error!(target = %self.url, why, error = %e,
+                tracing::error!(target = %self.peer.url(), why, error = %e,
                     "could not release the relay target: run REPLICAOF NO ONE on it by hand");
                 None
             }
             Err(_) => {
-                tracing::error!(target = %self.url, why,
+                tracing::error!(target = %self.peer.url(), why,
                     "releasing the relay target timed out: run REPLICAOF NO ONE on it by hand");
                 None
             }

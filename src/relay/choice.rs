@@ -23,6 +23,8 @@ pub struct RelayFacts {
     pub target_commands: Result<(), String>,
     /// `Ok` when the target can reach Ferry's advertised relay address, as far as Ferry can tell.
     pub reachable: Result<(), String>,
+    /// `Ok` when the hop from Ferry's relay to the target may be plain TCP (see [`plain_hop`]).
+    pub plain_hop: Result<(), String>,
 }
 
 /// One precondition of a relay.
@@ -56,11 +58,12 @@ impl Choice {
 }
 
 /// Ids of the preconditions, in report order.
-pub const PRECONDITIONS: [&str; 4] = [
+pub const PRECONDITIONS: [&str; 5] = [
     "relay.commands",
     "relay.versions",
     "relay.target_empty",
     "relay.reachable",
+    "relay.tls",
 ];
 
 /// Evaluates every precondition and makes the choice.
@@ -70,6 +73,7 @@ pub fn choose(facts: &RelayFacts) -> Choice {
         versions(facts),
         target_empty(facts),
         reachable(facts),
+        tls(facts),
     ];
     let all_met = preconditions.iter().all(|p| p.met);
     let (transfer, reason) = match facts.requested {
@@ -210,6 +214,39 @@ fn reachable(facts: &RelayFacts) -> Precondition {
     }
 }
 
+fn tls(facts: &RelayFacts) -> Precondition {
+    match &facts.plain_hop {
+        Ok(()) => precondition(
+            "relay.tls",
+            true,
+            "the target connects to Ferry's relay over plain TCP, as it is reached",
+        ),
+        Err(why) => precondition("relay.tls", false, why.clone()),
+    }
+}
+
+/// Whether the target may replicate from Ferry's relay over plain TCP. The relay listener does
+/// not speak TLS (it would need a server certificate the target trusts, and the target would need
+/// `tls-replication yes`, which Ferry does not set). So a `rediss://` target, whose data must not
+/// travel in clear, and a target with `tls-replication yes` (it would dial Ferry with TLS) take
+/// the restore path. A `rediss://` source is no obstacle: Ferry itself reads it, over TLS.
+/// `tls_replication` is the target's setting when known.
+pub fn plain_hop(target_tls: bool, tls_replication: Option<&str>) -> Result<(), String> {
+    if target_tls {
+        return Err(
+            "the target is rediss:// (TLS), and Ferry's relay listener serves plain TCP only: the              data would reach the target unencrypted"
+                .into(),
+        );
+    }
+    if tls_replication.is_some_and(|v| v.eq_ignore_ascii_case("yes")) {
+        return Err(
+            "the target has tls-replication yes, and Ferry's relay listener serves plain TCP only"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn on_conflict_name(o: OnConflict) -> &'static str {
     match o {
         OnConflict::Fail => "fail",
@@ -263,6 +300,7 @@ mod tests {
             target_keys: Ok(0),
             target_commands: Ok(()),
             reachable: Ok(()),
+            plain_hop: Ok(()),
         }
     }
 
@@ -297,6 +335,14 @@ mod tests {
                 Box::new(|f| f.reachable = Err("unreachable".into())),
                 "unreachable",
             ),
+            (
+                Box::new(|f| f.plain_hop = plain_hop(true, None)),
+                "the target is rediss://",
+            ),
+            (
+                Box::new(|f| f.plain_hop = plain_hop(false, Some("yes"))),
+                "tls-replication yes",
+            ),
         ];
         for (change, why) in cases {
             let mut f = facts();
@@ -326,6 +372,15 @@ mod tests {
         f.source = redis("7.2.5");
         f.target = redis("7.2.4");
         assert_eq!(choose(&f).transfer, TransferKind::Restore);
+    }
+
+    #[test]
+    fn only_the_hop_to_the_target_must_be_plain() {
+        assert!(plain_hop(false, None).is_ok());
+        assert!(plain_hop(false, Some("no")).is_ok());
+        assert!(plain_hop(false, Some("")).is_ok());
+        assert!(plain_hop(true, Some("no")).is_err());
+        assert!(plain_hop(false, Some("YES")).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod inputs;
 mod lifecycle;
 mod persistence;
 mod relay;
+mod roles;
 mod running;
 mod safety;
 mod security;

@@ -81,6 +81,7 @@ async fn a_relay_runs_end_to_end_through_the_api() {
         "relay.versions",
         "relay.target_empty",
         "relay.reachable",
+        "relay.tls",
     ] {
         assert_eq!(
             check(&report, id)["details"]["met"],

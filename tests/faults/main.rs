@@ -14,3 +14,4 @@ mod relay;
 mod safety;
 mod server_restarts;
 mod target_errors;
+mod tls;

@@ -64,6 +64,15 @@ pub(crate) fn decide(inputs: &Inputs) -> Choice {
             inputs.relay.advertised_host().as_deref(),
             &inputs.target.url.host,
         ),
+        plain_hop: choice::plain_hop(
+            inputs.target.url.tls,
+            inputs
+                .target
+                .config
+                .as_ref()
+                .ok()
+                .and_then(|c| c.get("tls-replication")),
+        ),
     };
     choice::choose(&facts)
 }
@@ -139,4 +148,8 @@ pub fn target_empty(inputs: &Inputs) -> Verdict {
 
 pub fn reachable(inputs: &Inputs) -> Verdict {
     precondition(inputs, "relay.reachable")
+}
+
+pub fn tls(inputs: &Inputs) -> Verdict {
+    precondition(inputs, "relay.tls")
 }
