@@ -95,6 +95,8 @@ pub struct Settings {
     pub backup_max_bytes: Option<u64>,
     /// The largest RDB accepted by `POST /v1/backups/upload`, in bytes.
     pub upload_max_bytes: u64,
+    /// Seconds between the heartbeat comments of an idle event stream (SSE).
+    pub sse_heartbeat_secs: u64,
     pub log: LogSettings,
     pub auth: AuthSettings,
 }
@@ -107,6 +109,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             backup_max_bytes: None,
             upload_max_bytes: 1 << 30,
+            sse_heartbeat_secs: 15,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
         }

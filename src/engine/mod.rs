@@ -40,7 +40,7 @@
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
 //!
-//! Events, in order: `SnapshotStarted`, `SnapshotProgress`*, `SnapshotCompleted`; then in live
+//! Events, in order: `SnapshotRequested` (a fresh start), `SnapshotStarted`, `SnapshotProgress`*, `SnapshotCompleted`; then in live
 //! mode `StreamingStarted`, `Checkpoint`* (and `LinkLost`/`LinkResumed`), `CutoverStarted` (auto
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
@@ -48,6 +48,7 @@
 //! verification, which leaves it out.
 
 mod adapt;
+mod admin;
 mod error;
 mod from_file;
 mod load;
@@ -62,6 +63,8 @@ pub use error::EngineError;
 pub use from_file::run_from_file;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
+
+use admin::{release_pause, remove_mark_after_cancel, server_version, snapshot_request};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -169,8 +172,10 @@ pub async fn run_with(
         ));
     };
     let cancel = controls.cancel.clone();
+    let target_url = job.spec.target.url.clone();
+    let offset_key = resume::offset_key(job.migration_id);
     let migration = Run {
-        offset_key: resume::offset_key(job.migration_id),
+        offset_key: offset_key.clone(),
         source_url: source_url.clone(),
         job,
         reporter: Reporter { events },
@@ -187,24 +192,11 @@ pub async fn run_with(
     if paused.load(Ordering::Acquire) {
         release_pause(&source_url).await;
     }
-    result
-}
-
-/// `CLIENT UNPAUSE` on a fresh connection (the one that paused may be mid-call or gone). Best
-/// effort: if the source is unreachable the pause still expires by itself after `pause_ms`.
-async fn release_pause(source: &RedisUrl) {
-    let attempt = async {
-        let mut conn = Conn::connect(source).await.ok()?;
-        conn.call_ok(&["CLIENT", "UNPAUSE"]).await.ok()
-    };
-    if tokio::time::timeout(Duration::from_secs(10), attempt)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        tracing::warn!(source = %source, "could not release the source's write pause; it expires by itself");
+    // A cancelled migration never resumes: its offset key on the target is of no use any more.
+    if matches!(result, Err(EngineError::Cancelled)) {
+        remove_mark_after_cancel(&target_url, &offset_key).await;
     }
+    result
 }
 
 /// Sends events; a closed channel means nobody records this job any more, so the job stops.
@@ -342,6 +334,11 @@ impl Run {
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
+        if from.is_none() {
+            // The source answers at once but may wait seconds before its snapshot begins: say
+            // what is happening meanwhile.
+            self.reporter.emit(snapshot_request(source).await).await?;
+        }
         let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
@@ -629,9 +626,4 @@ impl Run {
         .await?;
         self.reporter.verification(report).await
     }
-}
-
-async fn server_version(conn: &mut Conn) -> Result<String, ClientError> {
-    let info = conn.info("server").await?;
-    Ok(info.version().unwrap_or_default().to_string())
 }

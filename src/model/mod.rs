@@ -6,10 +6,12 @@
 //! user's request ([`crate::spec`]) and its addresses ([`crate::redis_url`]) are plain types of the
 //! same layer; they stay top-level modules because everything reads them.
 
+pub mod audit;
 pub mod event;
 pub mod report;
 pub mod server;
 
+pub use audit::{ChainLink, Digest32};
 pub use event::{
     AggregateType, BackupDb, BackupDetails, Event, EventKind, EventWire, Link, ResumeKind,
     ResumePoint, StoredBackup,
