@@ -88,7 +88,7 @@ pub fn count_request(metrics: &Metrics, route: &str, method: &str, status: u16) 
     ),
 )]
 #[get("")]
-pub async fn metrics(
+pub async fn scrape(
     jobs: web::Data<Jobs>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {

@@ -119,7 +119,7 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(
             scope::scope("/metrics")
                 .wrap(from_fn(auth::require_token))
-                .service(metrics::metrics),
+                .service(metrics::scrape),
         );
 }
 

@@ -74,7 +74,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::client::{ClientError, Conn};
+use crate::client::Conn;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;

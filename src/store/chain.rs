@@ -156,12 +156,11 @@ pub(super) fn verify(log: &sled::Tree, genesis: Genesis) -> Result<AuditReport, 
         }
     }
     if report.head_seq + 1 < genesis.seq {
-        let seq = report.head_seq + 1;
+        let (head, seq) = (report.head_seq, report.head_seq + 1);
         return Ok(report.broken(
             seq,
             format!(
-                "the log ends at seq {} but its genesis was recorded after seq {}",
-                report.head_seq,
+                "the log ends at seq {head} but its genesis was recorded after seq {}",
                 genesis.seq - 1
             ),
         ));

@@ -224,7 +224,18 @@ async fn reads_during_sealing_see_no_gaps() {
 /// Replaces `from` by `to` (same length) in the stored record of `seq`, directly in sled, the way
 /// someone editing the files would: in its single key, or inside the packed chunk that holds it.
 fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
-    let db = sled::open(dir.join("log")).unwrap();
+    // The dropped store's writer thread lets go of the directory a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.join("log")) {
+            Ok(db) => break db,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     let log = db.open_tree("events").unwrap();
     let edit = |bytes: &[u8]| -> Vec<u8> {
         let at = bytes

@@ -92,7 +92,18 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
     let (_, dir) = app.stop().await;
     {
         // What someone with access to the files could do: rewrite event 2's name in place.
-        let db = sled::open(dir.path().join("log")).unwrap();
+        // The stopped app's store writer lets go of the directory a moment later.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match sled::open(dir.path().join("log")) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         let log = db.open_tree("events").unwrap();
         let mut key = vec![b'e'];
         key.extend_from_slice(&2u64.to_be_bytes());
