@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferry::jobs::fold_all;
-use ferry::model::{
-    CheckResult, CheckStatus, EventKind, ValidationReport, VerificationReport,
-};
+use ferry::model::{CheckResult, CheckStatus, EventKind, ValidationReport, VerificationReport};
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, Options};
 use ferry::store::{NewEvent, Store};
@@ -114,10 +112,25 @@ fn append_throughput(c: &mut Criterion) {
 /// the sizes real ones have.
 fn validation_report() -> ValidationReport {
     let ids = [
-        "source.connect", "target.connect", "distinct_servers", "transfer.tls", "source.replication",
-        "source.role", "target.writable", "versions", "databases", "target.conflicts",
-        "capacity.memory", "capacity.disk", "source.output_buffer", "source.backlog",
-        "source.sync_delay", "modules", "keyspace_notifications", "maxmemory_policy", "persistence",
+        "source.connect",
+        "target.connect",
+        "distinct_servers",
+        "transfer.tls",
+        "source.replication",
+        "source.role",
+        "target.writable",
+        "versions",
+        "databases",
+        "target.conflicts",
+        "capacity.memory",
+        "capacity.disk",
+        "source.output_buffer",
+        "source.backlog",
+        "source.sync_delay",
+        "modules",
+        "keyspace_notifications",
+        "maxmemory_policy",
+        "persistence",
     ];
     ValidationReport::from_checks(
         ids.iter()
@@ -141,11 +154,20 @@ fn history(id: Uuid, n: u64) -> Vec<NewEvent> {
     let mut out = vec![
         event("api", EventKind::MigrationCreated { spec: spec() }),
         event("api", EventKind::ValidationStarted {}),
-        event("api", EventKind::ValidationCompleted { report: validation_report() }),
+        event(
+            "api",
+            EventKind::ValidationCompleted {
+                report: validation_report(),
+            },
+        ),
         event("api", EventKind::MigrationStarted {}),
         event(
             "engine",
-            EventKind::SnapshotRequested { diskless: Some(true), delay_secs: Some(5), keys_estimate: Some(1_000_000) },
+            EventKind::SnapshotRequested {
+                diskless: Some(true),
+                delay_secs: Some(5),
+                keys_estimate: Some(1_000_000),
+            },
         ),
         event(
             "engine",
@@ -176,14 +198,22 @@ fn history(id: Uuid, n: u64) -> Vec<NewEvent> {
     ));
     out.push(event(
         "engine",
-        EventKind::StreamingStarted { replid: "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb".into(), offset: 1 },
+        EventKind::StreamingStarted {
+            replid: "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb".into(),
+            offset: 1,
+        },
     ));
     let mut i = 0;
     while (out.len() as u64) < n - tail {
         out.push(event("engine", checkpoint(i)));
         i += 1;
     }
-    out.push(event("api", EventKind::CutoverStarted { pause_source_writes: false }));
+    out.push(event(
+        "api",
+        EventKind::CutoverStarted {
+            pause_source_writes: false,
+        },
+    ));
     out.push(event(
         "engine",
         EventKind::VerificationCompleted {
@@ -197,7 +227,12 @@ fn history(id: Uuid, n: u64) -> Vec<NewEvent> {
             },
         },
     ));
-    out.push(event("engine", EventKind::CutoverCompleted { final_offset: i as i64 * 1024 }));
+    out.push(event(
+        "engine",
+        EventKind::CutoverCompleted {
+            final_offset: i as i64 * 1024,
+        },
+    ));
     out.push(event("engine", EventKind::MigrationCompleted {}));
     while (out.len() as u64) < n {
         out.push(event("engine", checkpoint(i)));

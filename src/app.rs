@@ -97,7 +97,8 @@ impl Application {
         );
         let streams = CancellationToken::new();
         // `ferry cutover ID` / `ferry audit verify` from another shell reach this process here.
-        if let Err(e) = crate::control::serve(&settings.data_dir, jobs.clone(), streams.clone()).await
+        if let Err(e) =
+            crate::control::serve(&settings.data_dir, jobs.clone(), streams.clone()).await
         {
             tracing::warn!(error = %e, "no control socket: `ferry cutover` cannot reach this process");
         }

@@ -92,7 +92,9 @@ fn export_lines(
         let last = page.last()?.seq;
         let mut body = Vec::with_capacity(page.len() * 400);
         for mut event in page {
-            let link = event.chain.unwrap_or_else(|| link_after(cursor.head, &event));
+            let link = event
+                .chain
+                .unwrap_or_else(|| link_after(cursor.head, &event));
             cursor.head = link.hash;
             event.chain = Some(link);
             if serde_json::to_writer(&mut body, &EventWire::from(&event)).is_err() {

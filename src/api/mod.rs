@@ -30,11 +30,11 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use tokio_util::sync::CancellationToken;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::{scope, AppExt};
-use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Token;

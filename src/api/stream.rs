@@ -133,7 +133,8 @@ pub async fn migration(
     let after = start_after(&req, query.after, jobs.store())?;
     let kind = kind_of(query.kind.as_deref())?;
     // Refuses an unknown migration with 404 (and reads nothing).
-    jobs.events(AggregateType::Migration, *id, u64::MAX, 1).await?;
+    jobs.events(AggregateType::Migration, *id, u64::MAX, 1)
+        .await?;
     let filter = Filter::Aggregate(*id, kind);
     Ok(sse(jobs.store().clone(), after, filter, &settings))
 }
@@ -452,6 +453,9 @@ mod tests {
         // a's events are the odd seqs (1, 3, …); after 3: 5, 7, 9, then live 11…19.
         assert_eq!(ids, [5, 7, 9, 11, 13, 15, 17, 19]);
         shutdown.cancel();
-        assert!(stream.next().await.is_none(), "the shutdown ends the stream");
+        assert!(
+            stream.next().await.is_none(),
+            "the shutdown ends the stream"
+        );
     }
 }

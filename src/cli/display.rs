@@ -162,7 +162,10 @@ pub fn progress_line(view: &MigrationView) -> String {
         let total = p.keys_total.map_or(String::new(), |t| format!(" / {t}"));
         parts.push(format!("{keys}{total} keys"));
     }
-    if let Some(eta) = p.eta_seconds.filter(|_| p.percent.is_some_and(|x| x < 100.0)) {
+    if let Some(eta) = p
+        .eta_seconds
+        .filter(|_| p.percent.is_some_and(|x| x < 100.0))
+    {
         parts.push(format!("ETA {eta} s{est}"));
     }
     if let Some(commands) = p.commands_streamed {

@@ -298,7 +298,10 @@ async fn run(
             after = event.seq;
             let view = jobs.get(id)?;
             display.event(&event, &view);
-            if matches!(event.kind, EventKind::StreamingStarted { .. }) && live_manual && !told_cutover {
+            if matches!(event.kind, EventKind::StreamingStarted { .. })
+                && live_manual
+                && !told_cutover
+            {
                 told_cutover = true;
                 display.say(&cutover_help(id, dir, std::io::stdin().is_terminal()));
             }
@@ -372,7 +375,9 @@ fn outcome(view: &MigrationView, cancelling: bool, args: &MigrateArgs) -> anyhow
             Ok(Outcome::Completed)
         }
         State::Cancelled if cancelling => {
-            eprintln!("ferry: migration {id} cancelled; the target keeps what was written.{rollback}");
+            eprintln!(
+                "ferry: migration {id} cancelled; the target keeps what was written.{rollback}"
+            );
             Ok(Outcome::Cancelled)
         }
         State::Cancelled => bail!("migration {id} was cancelled (by another command).{rollback}"),

@@ -49,10 +49,7 @@ pub(super) async fn release_pause(source: &RedisUrl) {
 /// fork, and how many keys it holds. Best effort: a source that refuses `CONFIG` (managed
 /// services rename it) leaves those fields unknown.
 pub(super) async fn snapshot_request(source: &mut Conn) -> EventKind {
-    let config = match source
-        .call(&["CONFIG", "GET", "repl-diskless-sync*"])
-        .await
-    {
+    let config = match source.call(&["CONFIG", "GET", "repl-diskless-sync*"]).await {
         Ok(Frame::Array(items)) => crate::client::Config::from_pairs(
             items
                 .iter()

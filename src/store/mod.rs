@@ -595,7 +595,10 @@ fn open_sled(data_dir: &Path) -> Result<sled::Db, StoreError> {
         match sled::Config::new().path(&path).open() {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 let owner = std::fs::read_to_string(data_dir.join(OWNER_FILE)).unwrap_or_default();
-                let pid = owner.split_whitespace().next().and_then(|p| p.parse::<u32>().ok());
+                let pid = owner
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok());
                 if pid != Some(std::process::id()) || Instant::now() >= deadline {
                     let owner = match owner.trim() {
                         "" => "a process that did not say which".to_string(),

@@ -275,10 +275,19 @@ mod tests {
     fn packed_chunks_unpack_and_chunks_of_the_first_format_read_as_they_are() {
         let mut chunk = Vec::new();
         for seq in 1..=100u64 {
-            push_framed(&mut chunk, seq, br#"{"m":"0193","a":"engine","k":{"type":"Checkpoint"}}"#);
+            push_framed(
+                &mut chunk,
+                seq,
+                br#"{"m":"0193","a":"engine","k":{"type":"Checkpoint"}}"#,
+            );
         }
         let packed = pack(&chunk);
-        assert!(packed.len() * 4 < chunk.len(), "{} of {}", packed.len(), chunk.len());
+        assert!(
+            packed.len() * 4 < chunk.len(),
+            "{} of {}",
+            packed.len(),
+            chunk.len()
+        );
         assert_eq!(unpack(&packed).unwrap().as_ref(), &chunk[..]);
         assert_eq!(unpack(&chunk).unwrap().as_ref(), &chunk[..]);
         let mut lying = vec![PACKED];

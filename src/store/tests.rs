@@ -257,7 +257,11 @@ fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
         let frames = record::unpack(&stored).unwrap().into_owned();
         let mut rebuilt = Vec::new();
         for (s, bytes) in record::frames(&frames) {
-            let bytes = if s == seq { edit(bytes) } else { bytes.to_vec() };
+            let bytes = if s == seq {
+                edit(bytes)
+            } else {
+                bytes.to_vec()
+            };
             record::push_framed(&mut rebuilt, s, &bytes);
         }
         log.insert(key, record::pack(&rebuilt)).unwrap();
@@ -324,7 +328,12 @@ async fn an_event_edited_in_sled_is_named_by_the_verification() {
     assert!(report.problem.unwrap().contains("changed"));
     drop(store);
 
-    tamper(dir.path(), 500, b"\"applied_offset\":499", b"\"applied_offset\":498");
+    tamper(
+        dir.path(),
+        500,
+        b"\"applied_offset\":499",
+        b"\"applied_offset\":498",
+    );
     let store = Store::open(dir.path()).unwrap();
     let report = store.verify_chain().await.unwrap();
     assert_eq!(report.first_broken_seq, Some(500), "{report:?}");
@@ -342,7 +351,8 @@ async fn a_log_from_before_the_chain_gets_a_genesis_that_covers_its_old_events()
             let record = format!(
                 r#"{{"m":"{id}","g":"migration","t":1700000000000000,"a":"engine","k":{{"type":"Checkpoint","data":{{"replid":"r","applied_offset":{seq},"commands_streamed":0,"lag_bytes":null}}}}}}"#
             );
-            log.insert(record::event_key(seq), record.as_bytes()).unwrap();
+            log.insert(record::event_key(seq), record.as_bytes())
+                .unwrap();
             log.insert(record::index_key(&id, seq), &[]).unwrap();
         }
         db.flush().unwrap();
@@ -361,7 +371,12 @@ async fn a_log_from_before_the_chain_gets_a_genesis_that_covers_its_old_events()
         assert_eq!(report.status, AuditStatus::Intact, "{report:?}");
         assert_eq!(report.events, 6);
     }
-    tamper(dir.path(), 2, b"\"applied_offset\":2", b"\"applied_offset\":9");
+    tamper(
+        dir.path(),
+        2,
+        b"\"applied_offset\":2",
+        b"\"applied_offset\":9",
+    );
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.genesis().seq, 6, "the genesis is recorded once");
     let report = store.verify_chain().await.unwrap();

@@ -9,7 +9,8 @@ use crate::helpers::app;
 
 /// The README's verification script: the ```python block after `<!-- verify-chain.py -->`.
 fn readme_script() -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let after = readme
         .split("<!-- verify-chain.py -->")
         .nth(1)
@@ -35,7 +36,14 @@ fn python(script: &str, stdin: &[u8]) -> std::process::Output {
 #[tokio::test]
 async fn the_export_verifies_offline_with_the_readme_script_and_an_edit_does_not() {
     let script = readme_script();
-    assert!(script.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count() <= 12, "{script}");
+    assert!(
+        script
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .count()
+            <= 12,
+        "{script}"
+    );
     let app = app().await;
     for i in 0..3 {
         let response = app
@@ -59,20 +67,35 @@ async fn the_export_verifies_offline_with_the_readme_script_and_an_edit_does_not
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["prev_hash"], "0".repeat(64));
     assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
-    assert!(!String::from_utf8_lossy(&body).contains("pw@"), "no password in the export");
+    assert!(
+        !String::from_utf8_lossy(&body).contains("pw@"),
+        "no password in the export"
+    );
 
     let out = python(&script, &body);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("intact"), "{stdout}");
-    assert!(stdout.contains(lines[2]["hash"].as_str().unwrap()), "the head hash: {stdout}");
+    assert!(
+        stdout.contains(lines[2]["hash"].as_str().unwrap()),
+        "the head hash: {stdout}"
+    );
 
     // The same export with one event's actor changed fails at that seq.
-    let edited = String::from_utf8_lossy(&body).replacen("\"actor\":\"api\"", "\"actor\":\"eve\"", 2);
+    let edited =
+        String::from_utf8_lossy(&body).replacen("\"actor\":\"api\"", "\"actor\":\"eve\"", 2);
     let edited = edited.replacen("\"actor\":\"eve\"", "\"actor\":\"api\"", 1);
     let out = python(&script, edited.as_bytes());
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("seq 2"), "{:?}", out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("seq 2"),
+        "{:?}",
+        out
+    );
 
     let report: Value = app.get("/v1/audit/verify").await.json().await.unwrap();
     assert_eq!(report["status"], "intact", "{report}");
@@ -107,10 +130,14 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
         let log = db.open_tree("events").unwrap();
         let mut key = vec![b'e'];
         key.extend_from_slice(&2u64.to_be_bytes());
-        let record = log.get(&key).unwrap().expect("event 2 is stored on its own");
+        let record = log
+            .get(&key)
+            .unwrap()
+            .expect("event 2 is stored on its own");
         let text = String::from_utf8(record.to_vec()).unwrap();
         assert!(text.contains("second"), "{text}");
-        log.insert(key, text.replace("second", "sec0nd").as_bytes()).unwrap();
+        log.insert(key, text.replace("second", "sec0nd").as_bytes())
+            .unwrap();
         db.flush().unwrap();
     }
     let mut settings = crate::common::app::settings_for(dir.path());
@@ -120,7 +147,10 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
     assert_eq!(report["status"], "broken", "{report}");
     assert_eq!(report["first_broken_seq"], 2, "{report}");
     assert_eq!(report["head_seq"], 1);
-    assert!(report["problem"].as_str().unwrap().contains("changed"), "{report}");
+    assert!(
+        report["problem"].as_str().unwrap().contains("changed"),
+        "{report}"
+    );
 
     // The CLI reaches the running app through its control socket and says the same.
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -130,7 +160,12 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("BROKEN at seq 2"), "{stdout}");
 
     // And on its own, with nobody holding the data dir.

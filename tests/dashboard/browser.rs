@@ -21,13 +21,17 @@ const STEP: Duration = Duration::from_secs(60);
 /// The browser's binary and chromedriver, or a panic that says how to install them.
 fn browser_binaries() -> (PathBuf, PathBuf) {
     let find = |names: &[&str]| {
-        names.iter().map(PathBuf::from).find(|p| p.exists()).or_else(|| {
-            names.iter().find_map(|n| {
-                let out = Command::new("which").arg(n).output().ok()?;
-                let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
-                (!path.is_empty()).then(|| PathBuf::from(path))
+        names
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .or_else(|| {
+                names.iter().find_map(|n| {
+                    let out = Command::new("which").arg(n).output().ok()?;
+                    let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+                    (!path.is_empty()).then(|| PathBuf::from(path))
+                })
             })
-        })
     };
     let fix = "install Debian's packages: `apt-get install -y chromium chromium-driver` \
                (scripts/test.sh does it when run as root)";
@@ -173,8 +177,10 @@ impl Browser {
 
     /// Confirms the open confirmation dialog, checking that it names `server`.
     async fn confirm_naming(&self, server: &str) {
-        self.wait_text("#confirm-text", "the confirmation names the server", |t| t.contains(server))
-            .await;
+        self.wait_text("#confirm-text", "the confirmation names the server", |t| {
+            t.contains(server)
+        })
+        .await;
         self.click("#confirm-ok").await;
     }
 
@@ -196,7 +202,10 @@ fn seed(server: &RedisServer, prefix: &str, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
         for i in chunk {
-            pipe.cmd("SET").arg(format!("{prefix}:{i}")).arg("v".repeat(64)).ignore();
+            pipe.cmd("SET")
+                .arg(format!("{prefix}:{i}"))
+                .arg("v".repeat(64))
+                .ignore();
         }
         pipe.query::<()>(&mut conn).unwrap();
     }
@@ -207,7 +216,10 @@ fn dbsize(server: &RedisServer) -> i64 {
 }
 
 /// Writes to the source until dropped, so that the live phase has something to apply.
-struct Load(std::sync::Arc<std::sync::atomic::AtomicBool>, Option<std::thread::JoinHandle<()>>);
+struct Load(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Option<std::thread::JoinHandle<()>>,
+);
 
 impl Load {
     fn start(source: &RedisServer) -> Load {
@@ -217,7 +229,10 @@ impl Load {
         let handle = std::thread::spawn(move || {
             let mut i = 0u64;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let _: Result<(), _> = redis::cmd("SET").arg(format!("live:{}", i % 500)).arg(i).query(&mut conn);
+                let _: Result<(), _> = redis::cmd("SET")
+                    .arg(format!("live:{}", i % 500))
+                    .arg(i)
+                    .query(&mut conn);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -241,7 +256,12 @@ async fn a_person_runs_a_live_migration_with_the_dashboard_only() {
     // once; a target that already holds keys, so the first validation fails on them.
     let source = RedisServer::start_with(
         "7.2",
-        &["--repl-diskless-sync-delay", "0", "--rdb-key-save-delay", "200"],
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "200",
+        ],
     );
     let target = RedisServer::start("7.2");
     seed(&source, "src", 20_000);
@@ -252,7 +272,13 @@ async fn a_person_runs_a_live_migration_with_the_dashboard_only() {
 
     // 1. Configure: the form, with the guide beside it.
     c.goto(&format!("{}/#/new", app.address)).await.unwrap();
-    browser.wait_text("aside.guide", "the prerequisites are beside the form", |t| t.contains("Ferry can reach the source")).await;
+    browser
+        .wait_text(
+            "aside.guide",
+            "the prerequisites are beside the form",
+            |t| t.contains("Ferry can reach the source"),
+        )
+        .await;
     browser.fill("#name", "cache to the new host").await;
     browser.fill("#source-url", &source.url()).await;
     browser.fill("#target-url", &target.url()).await;
@@ -261,23 +287,48 @@ async fn a_person_runs_a_live_migration_with_the_dashboard_only() {
 
     // 2. Validate: target.conflicts fails, with what was found and the fix.
     let failed = "#checks tr[data-check='target.conflicts'][data-status='fail']";
-    browser.wait_text(failed, "the conflict check fails", |t| t.contains("already holds 5 keys")).await;
-    let id = browser.hash().await.trim_start_matches("/migrations/").to_string();
+    browser
+        .wait_text(failed, "the conflict check fails", |t| {
+            t.contains("already holds 5 keys")
+        })
+        .await;
+    let id = browser
+        .hash()
+        .await
+        .trim_start_matches("/migrations/")
+        .to_string();
     assert_eq!(id.len(), 36, "the page shows the new migration: {id}");
-    browser.wait_text("#checks", "every check is listed", |t| t.contains("source.connect") && t.contains("capacity.memory")).await;
+    browser
+        .wait_text("#checks", "every check is listed", |t| {
+            t.contains("source.connect") && t.contains("capacity.memory")
+        })
+        .await;
     let start = c.find(Locator::Css("#start")).await.unwrap();
-    assert!(!start.is_enabled().await.unwrap(), "start waits for a passing validation");
+    assert!(
+        !start.is_enabled().await.unwrap(),
+        "start waits for a passing validation"
+    );
     browser.screenshot("1-validation-failed").await;
 
     // The fix: edit the configuration (on conflict: replace), validate again.
     browser.click("#edit").await;
     browser.wait_for("#on-conflict", "the edit form").await;
-    let kept = c.find(Locator::Css("#source-url")).await.unwrap().prop("value").await.unwrap();
+    let kept = c
+        .find(Locator::Css("#source-url"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
     assert_eq!(kept.as_deref(), Some(source.url().as_str()));
     browser.choose("#on-conflict", "replace").await;
     browser.click("#save-validate").await;
     browser
-        .wait_text("#checks tr[data-check='target.conflicts']", "the conflict check now warns", |t| t.contains("overwritten"))
+        .wait_text(
+            "#checks tr[data-check='target.conflicts']",
+            "the conflict check now warns",
+            |t| t.contains("overwritten"),
+        )
         .await;
 
     // 3. Migrate: start (the confirmation names the target), watch progress move.
@@ -287,7 +338,10 @@ async fn a_person_runs_a_live_migration_with_the_dashboard_only() {
     browser.wait_for("#migrate", "the migration section").await;
     let keys_seen = browser
         .wait_text("[data-stat='keys'] .v", "keys are being written", |t| {
-            t.split_whitespace().next().and_then(|n| n.replace(',', "").parse::<u64>().ok()).is_some_and(|n| n > 0)
+            t.split_whitespace()
+                .next()
+                .and_then(|n| n.replace(',', "").parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
         })
         .await;
     browser.screenshot("2-snapshot").await;
@@ -296,9 +350,17 @@ async fn a_person_runs_a_live_migration_with_the_dashboard_only() {
         .await;
     assert!(phase.contains("cut over when you are ready"), "{phase}");
     browser
-        .wait_text("[data-stat='commands'] .v", "live writes are applied", |t| t.replace(',', "").parse::<u64>().is_ok_and(|n| n > 0))
+        .wait_text(
+            "[data-stat='commands'] .v",
+            "live writes are applied",
+            |t| t.replace(',', "").parse::<u64>().is_ok_and(|n| n > 0),
+        )
         .await;
-    browser.wait_text("[data-stat='rate'] .v", "an apply rate is shown", |t| t.ends_with("ops/s")).await;
+    browser
+        .wait_text("[data-stat='rate'] .v", "an apply rate is shown", |t| {
+            t.ends_with("ops/s")
+        })
+        .await;
     let percent = c
         .find(Locator::Css("#migrate [role='progressbar']"))
         .await
@@ -306,61 +368,110 @@ async fn a_person_runs_a_live_migration_with_the_dashboard_only() {
         .attr("aria-valuenow")
         .await
         .unwrap();
-    assert_eq!(percent.as_deref(), Some("100"), "the snapshot is done (keys seen {keys_seen})");
-    c.find(Locator::Css("svg.chart polyline")).await.expect("the lag chart");
+    assert_eq!(
+        percent.as_deref(),
+        Some("100"),
+        "the snapshot is done (keys seen {keys_seen})"
+    );
+    c.find(Locator::Css("svg.chart polyline"))
+        .await
+        .expect("the lag chart");
     browser.screenshot("3-live").await;
 
     // Cut over (confirmed, naming the target) and read the verification.
     drop(load);
     browser.click("#cutover").await;
     browser.confirm_naming(&target.url()).await;
-    browser.wait_text("h1 .badge", "the migration completes", |t| t == "completed").await;
-    browser.wait_text("#verification", "the verification report", |t| t.contains("0 missing")).await;
+    browser
+        .wait_text("h1 .badge", "the migration completes", |t| t == "completed")
+        .await;
+    browser
+        .wait_text("#verification", "the verification report", |t| {
+            t.contains("0 missing")
+        })
+        .await;
     browser.screenshot("4-completed").await;
 
     // The audit timeline: every event, with actor and time, filterable.
     browser.click("#timeline-link").await;
     browser
-        .wait_text("#events tbody", "the timeline", |t| t.contains("MigrationCompleted") && t.contains("CutoverStarted"))
+        .wait_text("#events tbody", "the timeline", |t| {
+            t.contains("MigrationCompleted") && t.contains("CutoverStarted")
+        })
         .await;
     browser.choose("#filter-type", "ValidationCompleted").await;
-    let filtered = browser.wait_text("#event-count", "the type filter", |t| t.starts_with("2 of")).await;
+    let filtered = browser
+        .wait_text("#event-count", "the type filter", |t| t.starts_with("2 of"))
+        .await;
     assert!(filtered.contains("events"), "{filtered}");
     browser.screenshot("5-timeline").await;
 
     // The list shows it completed.
-    c.goto(&format!("{}/#/migrations", app.address)).await.unwrap();
+    c.goto(&format!("{}/#/migrations", app.address))
+        .await
+        .unwrap();
     browser
-        .wait_text(&format!("#migrations tr[data-id='{id}']"), "the list", |t| t.contains("completed"))
+        .wait_text(
+            &format!("#migrations tr[data-id='{id}']"),
+            "the list",
+            |t| t.contains("completed"),
+        )
         .await;
     browser.screenshot("6-list").await;
     browser.close().await;
 
     // What the page did is what happened: the data moved, the history holds together.
-    assert_eq!(dbsize(&target), dbsize(&source) + 5, "the target holds its 5 keys and the source's");
+    assert_eq!(
+        dbsize(&target),
+        dbsize(&source) + 5,
+        "the target holds its 5 keys and the source's"
+    );
     let view: Value = app.view(&id).await;
     assert_eq!(view["state"], "completed");
-    let actors: Vec<Value> = app.get(&format!("/v1/migrations/{id}/events?limit=1000")).await.json::<Value>().await.unwrap()["events"]
+    let actors: Vec<Value> = app
+        .get(&format!("/v1/migrations/{id}/events?limit=1000"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["actor"].clone())
         .collect();
-    assert!(actors.contains(&json!("api")) && actors.contains(&json!("engine")), "{actors:?}");
+    assert!(
+        actors.contains(&json!("api")) && actors.contains(&json!("engine")),
+        "{actors:?}"
+    );
     let chain: Value = app.get("/v1/audit/verify").await.json().await.unwrap();
     assert_eq!(chain["status"], "intact", "{chain}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_api_tokens_the_page_asks_for_one_and_sends_it_as_a_bearer_header() {
-    let app = crate::common::app::spawn_app_with_token("dashboard-user", "FERRY_TEST_DASH_TOKEN", "s3cret-dash").await;
+    let app = crate::common::app::spawn_app_with_token(
+        "dashboard-user",
+        "FERRY_TEST_DASH_TOKEN",
+        "s3cret-dash",
+    )
+    .await;
     let browser = Browser::start().await;
     let c = &browser.client;
-    c.goto(&format!("{}/#/migrations", app.address)).await.unwrap();
-    browser.wait_text("#token-dialog", "the page asks for a token", |t| t.contains("API token")).await;
+    c.goto(&format!("{}/#/migrations", app.address))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#token-dialog", "the page asks for a token", |t| {
+            t.contains("API token")
+        })
+        .await;
     browser.fill("#token-input", "s3cret-dash").await;
     browser.click("#token-dialog button[type='submit']").await;
-    browser.wait_text("#migrations", "the list loads with the token", |t| t.contains("No migrations yet")).await;
+    browser
+        .wait_text("#migrations", "the list loads with the token", |t| {
+            t.contains("No migrations yet")
+        })
+        .await;
     // No cookie holds it, and the page does not keep it anywhere but in memory.
     let stored: Value = c
         .execute("return [document.cookie, JSON.stringify(localStorage), JSON.stringify(sessionStorage)]", vec![])

@@ -64,15 +64,26 @@ impl Migrate {
     fn wait_for(&self, text: &str) {
         let deadline = Instant::now() + WAIT;
         while !self.stdout.lock().unwrap().contains(text) {
-            assert!(Instant::now() < deadline, "no `{text}` within {WAIT:?}:\n{}", self.output());
+            assert!(
+                Instant::now() < deadline,
+                "no `{text}` within {WAIT:?}:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn id(&self) -> String {
         let out = self.stdout.lock().unwrap();
-        let line = out.lines().find(|l| l.starts_with("migration ")).expect("the first line names the migration");
-        line["migration ".len()..].split(':').next().unwrap().to_string()
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("migration "))
+            .expect("the first line names the migration");
+        line["migration ".len()..]
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string()
     }
 
     fn wait(mut self) -> (Option<i32>, String) {
@@ -82,7 +93,11 @@ impl Migrate {
                 std::thread::sleep(Duration::from_millis(200));
                 return (status.code(), self.output());
             }
-            assert!(Instant::now() < deadline, "ferry migrate did not end:\n{}", self.output());
+            assert!(
+                Instant::now() < deadline,
+                "ferry migrate did not end:\n{}",
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -114,12 +129,22 @@ fn a_live_migration_says_how_to_cut_over_and_ferry_cutover_from_another_shell_do
     let dir = tempfile::tempdir().unwrap();
     let run = Migrate::start(
         dir.path(),
-        &["--source", &source.url(), "--target", &target.url(), "--mode", "live"],
+        &[
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--mode",
+            "live",
+        ],
     );
     run.wait_for("To cut over");
     let id = run.id();
     let out = run.output();
-    assert!(out.contains(&format!("ferry cutover {id} --data-dir")), "{out}");
+    assert!(
+        out.contains(&format!("ferry cutover {id} --data-dir")),
+        "{out}"
+    );
     assert!(out.contains("kill -USR1"), "{out}");
     assert!(!out.contains('\u{1b}'), "no ANSI codes in a pipe: {out}");
     assert!(out.contains("snapshot requested"), "{out}");
@@ -127,19 +152,42 @@ fn a_live_migration_says_how_to_cut_over_and_ferry_cutover_from_another_shell_do
     // A second process on the same data dir is told at once that it is in use.
     let started = Instant::now();
     let second = ferry(
-        &["migrate", "--source", &source.url(), "--target", &target.url()],
+        &[
+            "migrate",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+        ],
         dir.path(),
     );
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
-    assert!(stderr.contains("is in use by another Ferry process"), "{stderr}");
-    assert!(stderr.contains("ferry migrate"), "names who holds it: {stderr}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        stderr.contains("is in use by another Ferry process"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ferry migrate"),
+        "names who holds it: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(stderr.matches("in use").count(), 1, "said once: {stderr}");
 
     let cut = ferry(&["cutover", &id], dir.path());
-    assert!(cut.status.success(), "{}", String::from_utf8_lossy(&cut.stderr));
-    assert!(String::from_utf8_lossy(&cut.stdout).contains("cutting_over"), "{cut:?}");
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&cut.stdout).contains("cutting_over"),
+        "{cut:?}"
+    );
     let (code, out) = run.wait();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("migration {id} completed")), "{out}");
@@ -154,12 +202,23 @@ fn ctrl_c_cancels_cleanly_says_so_and_leaves_no_offset_key() {
     let dir = tempfile::tempdir().unwrap();
     let run = Migrate::start(
         dir.path(),
-        &["--source", &source.url(), "--target", &target.url(), "--mode", "live", "--no-backup"],
+        &[
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--mode",
+            "live",
+            "--no-backup",
+        ],
     );
     run.wait_for("To cut over");
     let id = run.id();
     let keys = target.cli(&["KEYS", "ferry:offset:*"]);
-    assert!(keys.contains(&id), "the offset key is there while streaming: {keys}");
+    assert!(
+        keys.contains(&id),
+        "the offset key is there while streaming: {keys}"
+    );
     let kill = Command::new("kill")
         .args(["-INT", &run.child.id().to_string()])
         .status()
@@ -169,7 +228,11 @@ fn ctrl_c_cancels_cleanly_says_so_and_leaves_no_offset_key() {
     assert_eq!(code, Some(130), "{out}");
     assert!(out.contains(&format!("migration {id} cancelled")), "{out}");
     assert_eq!(out.matches("cancelled;").count(), 1, "said once: {out}");
-    assert_eq!(target.cli(&["KEYS", "ferry:offset:*"]).trim(), "", "the offset key is gone");
+    assert_eq!(
+        target.cli(&["KEYS", "ferry:offset:*"]).trim(),
+        "",
+        "the offset key is gone"
+    );
 
     // Recorded as cancelled: nothing resumes it later.
     let report = ferry(&["audit", "verify"], dir.path());
@@ -181,7 +244,10 @@ fn ctrl_c_cancels_cleanly_says_so_and_leaves_no_offset_key() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&dump.stderr);
-    assert!(stderr.contains("cancelled"), "cancelling again is refused because it is cancelled: {stderr}");
+    assert!(
+        stderr.contains("cancelled"),
+        "cancelling again is refused because it is cancelled: {stderr}"
+    );
 }
 
 #[test]
@@ -192,14 +258,23 @@ fn a_failed_validation_is_said_once_with_the_cli_flag_names() {
     seed(&target, 10);
     let dir = tempfile::tempdir().unwrap();
     let out = ferry(
-        &["migrate", "--source", &source.url(), "--target", &target.url()],
+        &[
+            "migrate",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+        ],
         dir.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stdout.contains("[FAIL] target.conflicts"), "{stdout}");
-    assert!(stdout.contains("--on-conflict"), "the hint names the flag: {stdout}");
+    assert!(
+        stdout.contains("--on-conflict"),
+        "the hint names the flag: {stdout}"
+    );
     assert!(!stdout.contains(" on_conflict"), "{stdout}");
     assert_eq!(stderr.matches("validation failed").count(), 1, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");

@@ -44,7 +44,10 @@ impl Sse {
         }
         let response = request.send().await.expect("open the stream");
         assert_eq!(response.status(), 200, "{path}");
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(content_type, "text/event-stream", "{path}");
         Sse {
             response,
@@ -63,10 +66,17 @@ impl Sse {
             let left = deadline.saturating_duration_since(Instant::now());
             let chunk = tokio::time::timeout(left, self.response.chunk())
                 .await
-                .unwrap_or_else(|_| panic!("no SSE message within {timeout:?}; buffered: {:?}", self.buffer))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "no SSE message within {timeout:?}; buffered: {:?}",
+                        self.buffer
+                    )
+                })
                 .expect("read the stream");
             match chunk {
-                Some(bytes) => self.buffer.push_str(std::str::from_utf8(&bytes).expect("UTF-8")),
+                Some(bytes) => self
+                    .buffer
+                    .push_str(std::str::from_utf8(&bytes).expect("UTF-8")),
                 None => return None,
             }
         }

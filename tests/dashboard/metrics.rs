@@ -44,25 +44,50 @@ async fn metrics_cover_migrations_the_store_and_http_in_openmetrics_text() {
 
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     let text = response.text().await.unwrap();
-    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
     let m = parse(&text);
 
     let migration = format!("migration=\"{id}\"");
     assert_eq!(
-        value(&m, "ferry_migration_state", &[&migration, "state=\"configured\""]),
+        value(
+            &m,
+            "ferry_migration_state",
+            &[&migration, "state=\"configured\""]
+        ),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value(&m, "ferry_http_requests_total", &["route=\"/v1/migrations/{id}\"", "method=\"GET\"", "status=\"200\""]),
+        value(
+            &m,
+            "ferry_http_requests_total",
+            &[
+                "route=\"/v1/migrations/{id}\"",
+                "method=\"GET\"",
+                "status=\"200\""
+            ]
+        ),
         Some(1.0),
         "requests count by route pattern, not by path: {text}"
     );
     assert_eq!(
-        value(&m, "ferry_http_requests_total", &["route=\"unmatched\"", "status=\"404\""]),
+        value(
+            &m,
+            "ferry_http_requests_total",
+            &["route=\"unmatched\"", "status=\"404\""]
+        ),
         Some(1.0),
         "{text}"
     );
@@ -70,8 +95,14 @@ async fn metrics_cover_migrations_the_store_and_http_in_openmetrics_text() {
     assert!(value(&m, "ferry_store_commits_total", &[]).unwrap() >= 1.0);
     assert!(value(&m, "ferry_store_flush_seconds_count", &[]).unwrap() >= 1.0);
     assert!(value(&m, "ferry_store_flush_seconds_bucket", &["le=\"+Inf\""]).unwrap() >= 1.0);
-    assert!(value(&m, "ferry_store_fold_seconds", &[]).is_some(), "{text}");
-    assert!(value(&m, "ferry_store_size_bytes", &[]).unwrap() > 0.0, "{text}");
+    assert!(
+        value(&m, "ferry_store_fold_seconds", &[]).is_some(),
+        "{text}"
+    );
+    assert!(
+        value(&m, "ferry_store_size_bytes", &[]).unwrap() > 0.0,
+        "{text}"
+    );
     for help in [
         "ferry_migration_snapshot_done_bytes",
         "ferry_migration_lag_bytes",
@@ -80,7 +111,10 @@ async fn metrics_cover_migrations_the_store_and_http_in_openmetrics_text() {
         "ferry_migration_commands_applied",
         "ferry_migration_link_reconnects",
     ] {
-        assert!(text.contains(&format!("# HELP {help}")), "{help} is described: {text}");
+        assert!(
+            text.contains(&format!("# HELP {help}")),
+            "{help} is described: {text}"
+        );
     }
 }
 

@@ -17,7 +17,10 @@ fn seed(server: &RedisServer, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
         for i in chunk {
-            pipe.cmd("SET").arg(format!("k:{i}")).arg("x".repeat(100)).ignore();
+            pipe.cmd("SET")
+                .arg(format!("k:{i}"))
+                .arg("x".repeat(100))
+                .ignore();
         }
         pipe.query::<()>(&mut conn).unwrap();
     }
@@ -27,7 +30,12 @@ fn seed(server: &RedisServer, n: usize) {
 async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
     let source = RedisServer::start_with(
         "7.2",
-        &["--repl-diskless-sync-delay", "3", "--rdb-key-save-delay", "100"],
+        &[
+            "--repl-diskless-sync-delay",
+            "3",
+            "--rdb-key-save-delay",
+            "100",
+        ],
     );
     let target = RedisServer::start("7.2");
     seed(&source, 20_000);
@@ -38,8 +46,16 @@ async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
             &json!({"source": {"url": source.url()}, "target": {"url": target.url()}, "mode": "live"}),
         )
         .await;
-    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let report: Value = app.post(&format!("/v1/migrations/{id}/validate")).await.json().await.unwrap();
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report: Value = app
+        .post(&format!("/v1/migrations/{id}/validate"))
+        .await
+        .json()
+        .await
+        .unwrap();
     let delay = report["checks"]
         .as_array()
         .unwrap()
@@ -48,12 +64,19 @@ async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
         .expect("the sync delay check")
         .clone();
     assert_eq!(delay["status"], "warn", "{delay}");
-    assert_eq!(app.post(&format!("/v1/migrations/{id}/start")).await.status(), 202);
+    assert_eq!(
+        app.post(&format!("/v1/migrations/{id}/start"))
+            .await
+            .status(),
+        202
+    );
 
     // Within the 3 s delay the phase says so (not `backup`: the empty target needs no restore point).
     let waiting = app
         .wait_for(&id, WAIT, |v| {
-            v["phase_detail"].as_str().is_some_and(|d| d.contains("repl-diskless-sync-delay 3 s"))
+            v["phase_detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("repl-diskless-sync-delay 3 s"))
         })
         .await;
     assert_eq!(waiting["phase"], "snapshot", "{waiting:#}");
@@ -61,14 +84,27 @@ async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
 
     // Diskless: the size is unknown, so % and ETA are estimates, and say so.
     let copying = app
-        .wait_for(&id, WAIT, |v| v["progress"]["keys_written"].as_u64().unwrap_or(0) > 0
-            && v["phase"] == "snapshot")
+        .wait_for(&id, WAIT, |v| {
+            v["progress"]["keys_written"].as_u64().unwrap_or(0) > 0 && v["phase"] == "snapshot"
+        })
         .await;
     let p = &copying["progress"];
     assert_eq!(p["estimated"], true, "{copying:#}");
-    assert!(p["percent"].as_f64().is_some_and(|x| x > 0.0 && x < 100.0), "{copying:#}");
-    assert!(p["rdb_bytes_total"].as_u64().is_some(), "an estimated total: {copying:#}");
-    assert!(copying["phase_detail"].as_str().unwrap().contains("estimated"), "{copying:#}");
+    assert!(
+        p["percent"].as_f64().is_some_and(|x| x > 0.0 && x < 100.0),
+        "{copying:#}"
+    );
+    assert!(
+        p["rdb_bytes_total"].as_u64().is_some(),
+        "an estimated total: {copying:#}"
+    );
+    assert!(
+        copying["phase_detail"]
+            .as_str()
+            .unwrap()
+            .contains("estimated"),
+        "{copying:#}"
+    );
 
     // Live: lag in seconds and an apply rate, in the view and in /metrics.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -89,7 +125,10 @@ async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
         .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(live["progress"]["lag_seconds"].as_f64().is_some(), "{live:#}");
+    assert!(
+        live["progress"]["lag_seconds"].as_f64().is_some(),
+        "{live:#}"
+    );
     assert_eq!(live["progress"]["estimated"], false);
     assert_eq!(live["progress"]["percent"], 100.0);
     let metrics = parse(&app.get("/metrics").await.text().await.unwrap());
@@ -101,12 +140,32 @@ async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
         "ferry_migration_keys_done",
         "ferry_migration_snapshot_total_bytes",
     ] {
-        assert!(value(&metrics, name, &[&migration]).is_some(), "{name} for the running migration");
+        assert!(
+            value(&metrics, name, &[&migration]).is_some(),
+            "{name} for the running migration"
+        );
     }
-    assert_eq!(value(&metrics, "ferry_migration_state", &[&migration, "state=\"migrating\""]), Some(1.0));
+    assert_eq!(
+        value(
+            &metrics,
+            "ferry_migration_state",
+            &[&migration, "state=\"migrating\""]
+        ),
+        Some(1.0)
+    );
 
     // Cancelled: recorded, and the offset key goes with it.
-    assert_eq!(app.post(&format!("/v1/migrations/{id}/cancel")).await.status(), 202);
+    assert_eq!(
+        app.post(&format!("/v1/migrations/{id}/cancel"))
+            .await
+            .status(),
+        202
+    );
     app.wait_for(&id, WAIT, |v| v["state"] == "cancelled").await;
-    assert_eq!(target.cli(&["EXISTS", &format!("ferry:offset:{id}")]).trim(), "0");
+    assert_eq!(
+        target
+            .cli(&["EXISTS", &format!("ferry:offset:{id}")])
+            .trim(),
+        "0"
+    );
 }

@@ -26,7 +26,10 @@ async fn a_stream_replays_after_a_seq_follows_live_and_resumes_with_last_event_i
     let app = app().await;
     let first = create(&app, "one").await;
     let patched = app
-        .patch_json(&format!("/v1/migrations/{first}"), &json!({"name": "one, renamed"}))
+        .patch_json(
+            &format!("/v1/migrations/{first}"),
+            &json!({"name": "one, renamed"}),
+        )
         .await;
     assert_eq!(patched.status(), 200);
 
@@ -36,7 +39,10 @@ async fn a_stream_replays_after_a_seq_follows_live_and_resumes_with_last_event_i
     assert_eq!((id, event["type"].as_str()), (1, Some("MigrationCreated")));
     assert_eq!(event["seq"], 1);
     assert_eq!(event["aggregate_id"], first.as_str());
-    assert!(event["hash"].as_str().is_some_and(|h| h.len() == 64), "{event}");
+    assert!(
+        event["hash"].as_str().is_some_and(|h| h.len() == 64),
+        "{event}"
+    );
     let (id, event) = stream.next_event(WAIT).await;
     assert_eq!((id, event["type"].as_str()), (2, Some("MigrationUpdated")));
     let second_hash = event["hash"].clone();
@@ -44,8 +50,14 @@ async fn a_stream_replays_after_a_seq_follows_live_and_resumes_with_last_event_i
     // Live: an event recorded now arrives without asking.
     let second = create(&app, "two").await;
     let (id, event) = stream.next_event(WAIT).await;
-    assert_eq!((id, event["aggregate_id"].as_str()), (3, Some(second.as_str())));
-    assert_eq!(event["prev_hash"], second_hash, "the chain links the live event");
+    assert_eq!(
+        (id, event["aggregate_id"].as_str()),
+        (3, Some(second.as_str()))
+    );
+    assert_eq!(
+        event["prev_hash"], second_hash,
+        "the chain links the live event"
+    );
     // Idle: a heartbeat comment within the (test's 1 s) interval.
     assert_eq!(
         stream.next(WAIT).await,
@@ -62,10 +74,18 @@ async fn a_stream_replays_after_a_seq_follows_live_and_resumes_with_last_event_i
     let mut from_now = Sse::open(&app, "/v1/events/stream", None).await;
     let third = create(&app, "three").await;
     let (id, event) = from_now.next_event(WAIT).await;
-    assert_eq!((id, event["aggregate_id"].as_str()), (4, Some(third.as_str())));
+    assert_eq!(
+        (id, event["aggregate_id"].as_str()),
+        (4, Some(third.as_str()))
+    );
 
     // A type filter.
-    let mut updates = Sse::open(&app, "/v1/events/stream?after=0&type=MigrationUpdated", None).await;
+    let mut updates = Sse::open(
+        &app,
+        "/v1/events/stream?after=0&type=MigrationUpdated",
+        None,
+    )
+    .await;
     let (id, _) = updates.next_event(WAIT).await;
     assert_eq!(id, 2);
 }
@@ -75,12 +95,19 @@ async fn a_migration_stream_carries_that_migration_only() {
     let app = app().await;
     let a = create(&app, "a").await;
     let b = create(&app, "b").await;
-    let mut stream = Sse::open(&app, &format!("/v1/migrations/{a}/events/stream?after=0"), None).await;
+    let mut stream = Sse::open(
+        &app,
+        &format!("/v1/migrations/{a}/events/stream?after=0"),
+        None,
+    )
+    .await;
     let (id, event) = stream.next_event(WAIT).await;
     assert_eq!((id, event["aggregate_id"].as_str()), (1, Some(a.as_str())));
     // b changes, then a: only a's event comes.
-    app.patch_json(&format!("/v1/migrations/{b}"), &json!({"name": "b2"})).await;
-    app.patch_json(&format!("/v1/migrations/{a}"), &json!({"name": "a2"})).await;
+    app.patch_json(&format!("/v1/migrations/{b}"), &json!({"name": "b2"}))
+        .await;
+    app.patch_json(&format!("/v1/migrations/{a}"), &json!({"name": "a2"}))
+        .await;
     let (id, event) = stream.next_event(WAIT).await;
     assert_eq!(id, 4);
     assert_eq!(event["aggregate_id"], a.as_str());
@@ -103,7 +130,8 @@ async fn bad_stream_requests_are_problems_that_name_the_fix() {
     assert_eq!(problem["field"], "type");
     let missing = uuid::Uuid::now_v7();
     assert_problem(
-        app.get(&format!("/v1/migrations/{missing}/events/stream")).await,
+        app.get(&format!("/v1/migrations/{missing}/events/stream"))
+            .await,
         404,
     )
     .await;

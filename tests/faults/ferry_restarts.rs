@@ -105,7 +105,10 @@ async fn ten_kills_at_random_points_still_converge() {
     let report = ferry.cut_over(&id).await;
     assert_converged(&report, &source, &target);
     let (_, chain) = ferry.get("/v1/audit/verify").await;
-    assert_eq!(chain["status"], "intact", "after {kills} kills at random points: {chain}");
+    assert_eq!(
+        chain["status"], "intact",
+        "after {kills} kills at random points: {chain}"
+    );
     eprintln!(
         "random restarts: {kills} kills survived ({} starts), {ops} load rounds, links {:?}, 0 differences",
         ferry.starts,

@@ -194,7 +194,10 @@ async fn a_diskless_sync_delay_warns_with_its_fix_and_a_disk_based_source_passes
         &report,
         "source.sync_delay",
         CheckStatus::Warn,
-        &["repl-diskless-sync-delay (5 s)", "CONFIG SET repl-diskless-sync-delay 0"],
+        &[
+            "repl-diskless-sync-delay (5 s)",
+            "CONFIG SET repl-diskless-sync-delay 0",
+        ],
     );
     let disk = RedisServer::start_with("7.2", &["--repl-diskless-sync", "no"]);
     let report = validate(&disk.url(), &target.url()).await;

@@ -218,7 +218,13 @@ mod tests {
         for s in 0..=20 {
             let applied = s * 500;
             let source = s * 1000;
-            rates.checkpoint(&mut p, t(s), applied, s as u64 * 50, Some((source - applied) as u64));
+            rates.checkpoint(
+                &mut p,
+                t(s),
+                applied,
+                s as u64 * 50,
+                Some((source - applied) as u64),
+            );
         }
         // At 20 s the target holds 10,000 bytes: the source was there at 10 s.
         assert_eq!(p.lag_seconds, Some(10.0));
@@ -233,7 +239,10 @@ mod tests {
         let mut p = Progress::default();
         rates.checkpoint(&mut p, t(0), 0, 1000, Some(0));
         rates.checkpoint(&mut p, t(1), 10, 5, Some(0));
-        assert_eq!(p.apply_rate, None, "one sample of the new run is no rate yet");
+        assert_eq!(
+            p.apply_rate, None,
+            "one sample of the new run is no rate yet"
+        );
         rates.checkpoint(&mut p, t(2), 20, 25, Some(0));
         assert_eq!(p.apply_rate, Some(20.0));
     }
