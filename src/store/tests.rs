@@ -229,8 +229,7 @@ fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
     let db = loop {
         match sled::open(dir.join("log")) {
             Ok(db) => break db,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
+            Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!("{e}"),

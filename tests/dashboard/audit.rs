@@ -102,7 +102,9 @@ async fn the_export_verifies_offline_with_the_readme_script_and_an_edit_does_not
     assert_eq!(report["head_hash"], lines[2]["hash"]);
 }
 
-#[tokio::test]
+// Multi-threaded: `ferry audit verify` is waited for with a blocking call while the app it asks
+// (through the control socket) runs on this runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify() {
     let app = app().await;
     for name in ["first", "second", "third"] {
@@ -115,16 +117,16 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
     let (_, dir) = app.stop().await;
     {
         // What someone with access to the files could do: rewrite event 2's name in place.
-        // The stopped app's store writer lets go of the directory a moment later.
+        // The stopped app's store writer lets go of the directory a moment later (an async
+        // sleep: the tasks that drop the store run on this test's runtime).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let db = loop {
             match sled::open(dir.path().join("log")) {
                 Ok(db) => break db,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
-                Err(e) => panic!("{e}"),
+                Err(e) => panic!("the stopped app still holds its data dir after 10 s: {e}"),
             }
         };
         let log = db.open_tree("events").unwrap();
