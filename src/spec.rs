@@ -172,6 +172,11 @@ pub struct Options {
     pub pause_source_writes_on_cutover: bool,
     /// In live mode, cut over by itself once the target has caught up (lag 0).
     pub auto_cutover: bool,
+    /// Migrate hashes whose fields have TTLs into a target without field TTLs (Redis < 7.4,
+    /// Valkey < 9) by dropping those TTLs: the fields stay, without expiry. Off by default: then
+    /// validation refuses such a pair, counting the keys, and the engine stops at the first field
+    /// TTL it meets rather than lose it silently.
+    pub drop_field_ttls: bool,
 }
 
 impl Default for Options {
@@ -182,6 +187,7 @@ impl Default for Options {
             verify: Verify::Sample,
             pause_source_writes_on_cutover: false,
             auto_cutover: false,
+            drop_field_ttls: false,
         }
     }
 }

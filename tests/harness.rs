@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::redis::{RedisServer, VERSIONS};
+use common::redis::{server_version, RedisServer, VERSIONS};
 
 #[test]
 fn every_supported_version_starts_and_reports_its_version() {
@@ -12,9 +12,22 @@ fn every_supported_version_starts_and_reports_its_version() {
             .arg("server")
             .query(&mut server.conn())
             .unwrap();
-        assert!(
-            info.contains(&format!("redis_version:{version}")),
-            "expected {version}: {info}"
+        // Valkey keeps `redis_version:7.2.4` and reports its own in `valkey_version`.
+        let field = match version.strip_prefix("valkey-") {
+            Some(v) => format!("valkey_version:{v}"),
+            None => format!("redis_version:{version}"),
+        };
+        assert!(info.contains(&field), "expected {version}: {info}");
+        let parsed = ferry::rdb::version::ServerVersion::from_info(|name| {
+            info.lines()
+                .find_map(|l| l.trim_end().strip_prefix(name)?.strip_prefix(':'))
+        })
+        .expect("INFO names the server");
+        let wanted = server_version(version);
+        assert_eq!(
+            (parsed.fork, parsed.major, parsed.minor),
+            (wanted.fork, wanted.major, wanted.minor),
+            "{version}"
         );
     }
 }

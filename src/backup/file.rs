@@ -191,6 +191,7 @@ fn corrupt(e: RdbError, fallback: u64) -> BackupError {
         RdbError::Truncated { offset, .. }
         | RdbError::Corrupt { offset, .. }
         | RdbError::UnknownByte { offset, .. }
+        | RdbError::UnreadableType { offset, .. }
         | RdbError::TooLarge { offset, .. } => *offset,
         _ => fallback,
     };

@@ -60,6 +60,9 @@ pub struct MigrateArgs {
     /// Pause the source's writes during cutover (CLIENT PAUSE … WRITE).
     #[arg(long)]
     pub pause_source_writes: bool,
+    /// Migrate hashes with field TTLs into a target without them, dropping the TTLs.
+    #[arg(long)]
+    pub drop_field_ttls: bool,
     /// Print every event as a JSON line instead of a progress display.
     #[arg(long)]
     pub json: bool,
@@ -119,6 +122,8 @@ pub fn with_cli_flags(text: &str) -> String {
         .replace("auto_cutover", "--auto-cutover")
         .replace("(backup is off)", "(--no-backup)")
         .replace("options.verify", "--verify")
+        .replace("options.drop_field_ttls", "--drop-field-ttls")
+        .replace("drop_field_ttls", "--drop-field-ttls")
 }
 
 fn data_dir(settings: &Settings, given: &Option<PathBuf>) -> PathBuf {
@@ -199,6 +204,7 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
             },
             pause_source_writes_on_cutover: args.pause_source_writes,
             auto_cutover: args.auto_cutover,
+            drop_field_ttls: args.drop_field_ttls,
         },
     })
 }

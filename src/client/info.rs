@@ -75,6 +75,12 @@ impl Info {
             .or_else(|| self.num("used_memory"))
     }
 
+    /// The server's fork and version: Valkey's `INFO` keeps `redis_version:7.2.4` and says what it
+    /// is in `valkey_version` / `server_name`.
+    pub fn server(&self) -> Option<crate::rdb::version::ServerVersion> {
+        crate::rdb::version::ServerVersion::from_info(|field| self.get(field))
+    }
+
     /// `(major, minor)` of `redis_version`.
     pub fn version_pair(&self) -> Option<(u32, u32)> {
         let mut parts = self.version()?.split('.');
@@ -99,7 +105,8 @@ impl DbStats {
             match name.trim() {
                 "keys" => stats.keys = number.unwrap_or(0),
                 "expires" => stats.expires = number.unwrap_or(0),
-                "subexpiry" => stats.subexpiry = number,
+                // Keys with hash field TTLs: Redis 7.4+ and Valkey 9+ name the count differently.
+                "subexpiry" | "keys_with_volatile_items" => stats.subexpiry = number,
                 _ => {}
             }
         }

@@ -75,7 +75,11 @@ fn without_exact_trim_limit(args: &[Bytes]) -> Option<Vec<Bytes>> {
     let mut approx = false;
     let mut limit_at = None;
     while i < args.len() {
-        if is(args, i, "NOMKSTREAM") {
+        if ["NOMKSTREAM", "KEEPREF", "DELREF", "ACKED"]
+            .iter()
+            .any(|option| is(args, i, option))
+        {
+            // Redis 8.2's reference policies sit among the options too.
             i += 1;
         } else if is(args, i, "MAXLEN") || is(args, i, "MINID") {
             approx |= is(args, i + 1, "~");
@@ -239,6 +243,17 @@ mod tests {
         );
         let (args, ..) = adapted(&["XADD", "s", "NOMKSTREAM", "9-1", "LIMIT", "5"], 12);
         assert_eq!(args, ["XADD", "s", "NOMKSTREAM", "9-1", "LIMIT", "5"]);
+        // As Redis 8.2 propagates it: the policy before the trim.
+        let (args, ..) = adapted(
+            &[
+                "xadd", "s", "KEEPREF", "MAXLEN", "=", "15", "LIMIT", "3", "15-0", "f", "v",
+            ],
+            12,
+        );
+        assert_eq!(
+            args,
+            ["xadd", "s", "KEEPREF", "MAXLEN", "=", "15", "15-0", "f", "v"]
+        );
     }
 
     #[test]

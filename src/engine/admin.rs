@@ -1,10 +1,10 @@
 //! The engine's small admin calls on fresh or admin connections: what the source says about the
-//! snapshot it is asked for, a server's version, and the clean-ups after a run (releasing a
+//! snapshot it is asked for, and the clean-ups after a run (releasing a
 //! source pause, removing a cancelled migration's offset key).
 
 use std::time::Duration;
 
-use crate::client::{ClientError, Conn};
+use crate::client::Conn;
 use crate::model::EventKind;
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
@@ -75,9 +75,4 @@ pub(super) async fn snapshot_request(source: &mut Conn) -> EventKind {
             .filter(|_| diskless == Some(true)),
         keys_estimate,
     }
-}
-
-pub(super) async fn server_version(conn: &mut Conn) -> Result<String, ClientError> {
-    let info = conn.info("server").await?;
-    Ok(info.version().unwrap_or_default().to_string())
 }

@@ -13,9 +13,8 @@ use tokio::io::AsyncReadExt;
 use super::error::EngineError;
 use super::snapshot::{RdbInput, Snapshot};
 use super::writer::Writer;
-use super::{server_version, EventSender, Reporter, Servers, Tuning};
+use super::{EventSender, Reporter, Servers, Tuning};
 use crate::client::Conn;
-use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::LinkItem;
 use crate::spec::OnConflict;
@@ -83,14 +82,9 @@ pub async fn load_rdb_file(
         .map_err(|e| EngineError::Rdb(format!("cannot open {}: {e}", path.display())))?;
     let total = file.metadata().await.ok().map(|m| m.len());
     let mut admin = Conn::connect(target).await.map_err(EngineError::target)?;
-    let target_version = server_version(&mut admin)
+    let servers = Servers::of_target(&mut admin, false)
         .await
         .map_err(EngineError::target)?;
-    let servers = Servers {
-        target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
-        source_version: String::new(),
-        target_version,
-    };
     let writer_conn = Conn::connect(target).await.map_err(EngineError::target)?;
     let mut writer = Writer::new(writer_conn, tuning.writer, on_conflict, 0);
     let mut input = FileInput {

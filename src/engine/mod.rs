@@ -7,14 +7,15 @@
 //! [`EngineError::Cancelled`], `MigrationFailed` (with [`EngineError::code`]) otherwise.
 //!
 //! ## How a migration runs
-//! 1. Admin connections to both servers learn their versions (the target's decides which RDB
-//!    version a DUMP payload may carry).
+//! 1. Admin connections to both servers learn their fork and version (`servers`: the target's
+//!    decides which RDB version a DUMP payload may carry, which values and commands must be
+//!    rewritten, and whether Valkey's `import_mode` keeps it from expiring keys meanwhile).
 //! 2. The replication link ([`crate::replication`]) handshakes as a replica and receives the RDB.
 //!    `snapshot` parses it as it streams and turns each key into a `RESTORE` (or into plain
 //!    commands when the target cannot take the payload), written by the pipelined `writer`
 //!    within a bounded window. Nothing is spooled to disk.
 //! 3. In `live` mode, `stream` then replays the command stream in order, keeping transactions
-//!    whole, and acknowledges to the source only the offset the target has *answered*. Cutover
+//!    whole, rewriting what the target lacks (`translate`, `adapt`), and acknowledges to the source only the offset the target has *answered*. Cutover
 //!    (manual, or automatic at zero lag) optionally pauses writes on the source, waits until the
 //!    applied offset reaches the source's, and verifies.
 //! 4. `verify` compares source and target (key counts and a sample, or every key).
@@ -51,11 +52,17 @@ mod adapt;
 mod admin;
 mod error;
 mod from_file;
+mod import_mode;
 mod load;
 mod recover;
 pub mod resume;
+mod servers;
 mod snapshot;
 mod stream;
+mod translate;
+mod translate_lua;
+#[cfg(test)]
+mod translate_tests;
 mod verify;
 mod writer;
 
@@ -64,7 +71,8 @@ pub use from_file::run_from_file;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
-use admin::{release_pause, remove_mark_after_cancel, server_version, snapshot_request};
+use admin::{release_pause, remove_mark_after_cancel, snapshot_request};
+pub(crate) use servers::{server_version, Servers};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,7 +84,6 @@ use uuid::Uuid;
 
 use crate::client::Conn;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
-use crate::rdb::version::rdb_version_for_version_string;
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
@@ -182,7 +189,9 @@ pub async fn run_with(
         controls,
         tuning,
         paused: paused.clone(),
+        import_mode: Arc::default(),
     };
+    let import = migration.import_mode.clone();
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
@@ -196,6 +205,9 @@ pub async fn run_with(
     if matches!(result, Err(EngineError::Cancelled)) {
         remove_mark_after_cancel(&target_url, &offset_key).await;
     }
+    // And an import mode we switched on is switched off again.
+    let import = *import.lock().unwrap_or_else(|e| e.into_inner());
+    import_mode::end(&target_url, import).await;
     result
 }
 
@@ -238,15 +250,6 @@ impl Reporter {
     }
 }
 
-/// What the engine learned about the two servers before starting.
-#[derive(Debug, Clone)]
-pub(crate) struct Servers {
-    pub source_version: String,
-    pub target_version: String,
-    /// The highest RDB version the target accepts in a DUMP payload.
-    pub target_rdb: u16,
-}
-
 /// One run of the engine for one migration: its job, its controls and what it reports through.
 /// (Named apart from the migration aggregate, which is the record; this is the work.)
 struct Run {
@@ -259,6 +262,8 @@ struct Run {
     controls: Controls,
     tuning: Tuning,
     paused: Arc<AtomicBool>,
+    /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
+    import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -277,14 +282,12 @@ impl Run {
         let source_version = server_version(&mut source)
             .await
             .map_err(EngineError::source)?;
-        let target_version = server_version(&mut target)
+        let mut servers = Servers::of_target(&mut target, spec.options.drop_field_ttls)
             .await
             .map_err(EngineError::target)?;
-        let servers = Servers {
-            target_rdb: rdb_version_for_version_string(&target_version).unwrap_or(9),
-            source_version,
-            target_version,
-        };
+        servers.source_version = source_version.to_string();
+        servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
+        *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(
             source = %self.source_url, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
@@ -342,9 +345,10 @@ impl Run {
         let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
-        let writer_conn = Conn::connect(&spec.target.url)
+        let mut writer_conn = Conn::connect(&spec.target.url)
             .await
             .map_err(EngineError::target)?;
+        servers.prepare_writer(&mut writer_conn).await?;
 
         let (replid, offset) = match link.start().clone() {
             SyncStart::Full {
@@ -522,6 +526,7 @@ impl Run {
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
                 target_rdb: servers.target_rdb,
+                target: servers.target_profile(),
             }
             .run()
             .await;
@@ -573,7 +578,8 @@ impl Run {
             let (new_link, id) = self.reconnect(&replid, applied, &cause).await?;
             link = new_link;
             replid = id;
-            let conn = self.reconnect_conn(Link::Target, &cause).await?;
+            let mut conn = self.reconnect_conn(Link::Target, &cause).await?;
+            servers.prepare_writer(&mut conn).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
             writer.select(db).await?;

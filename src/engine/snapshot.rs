@@ -194,6 +194,16 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     }
                 }
             }
+            Item::Header { version, fork } => {
+                // Type numbers are read per the file's own fork and version (its magic); the
+                // source's INFO is what the handshake announced to (see `REPLCONF version`).
+                tracing::info!(
+                    rdb_version = version,
+                    rdb_fork = %fork,
+                    source = %self.servers.source_version,
+                    "source RDB header"
+                );
+            }
             Item::Entry(entry) => self.entry(entry, now, counts).await?,
             Item::Function { code } => self.function(*db, &code).await?,
             Item::Aux { key, value } if &key[..] == b"lua" => {
@@ -210,7 +220,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
     async fn function(&mut self, db: u32, code: &Bytes) -> Result<(), EngineError> {
         if self.servers.target_rdb < 10 {
             return Err(EngineError::Unsupported(format!(
-                "the source has Redis functions, which the target (Redis {}) does not support; use a 7.0+ target",
+                "the source has Redis functions, which the target ({}) does not support; use a Redis 7.0+ or Valkey target",
                 self.servers.target_version
             )));
         }
@@ -258,6 +268,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
         if let Some(written) = self.written.as_deref_mut() {
             written.insert(db, &entry.key);
         }
+        self.portable(db, &entry)?;
         let target_rdb = self.servers.target_rdb;
         // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
         let opaque = matches!(entry.type_byte, 6 | 7);
@@ -285,6 +296,40 @@ impl<I: RdbInput> Snapshot<'_, I> {
             .await
     }
 
+    /// Refuses, naming the key, what the target could only take by losing part of it: module
+    /// metadata attached to the key (Redis 8.6 `KEY_META`, which no command recreates), or a
+    /// module value whose module the target has not loaded. The migration stops at the first
+    /// such key: validation only warns about a module the target lacks, because a source that
+    /// loads one (Redis 8's built-in `vectorset`) often holds no key of it.
+    fn portable(&self, db: u32, entry: &Entry) -> Result<(), EngineError> {
+        if entry.key_meta_classes > 0 {
+            return Err(EngineError::Unsupported(format!(
+                "key `{}` (db {db}) carries module metadata ({} KEY_META class{}, Redis 8.6+),                  which Ferry cannot carry yet",
+                show_key(&entry.key),
+                entry.key_meta_classes,
+                if entry.key_meta_classes == 1 { "" } else { "es" }
+            )));
+        }
+        let Some(type_name) = entry.module_name() else {
+            return Ok(());
+        };
+        let module = module_of_type(&type_name);
+        // A module type we cannot map to a module name, or a target that does not list its
+        // modules, is left to the target's RESTORE, which refuses the key if the module is missing.
+        let (Some(module), Some(listed)) = (module, &self.servers.target_modules) else {
+            return Ok(());
+        };
+        if listed.iter().any(|l| l.eq_ignore_ascii_case(module)) {
+            return Ok(());
+        }
+        Err(EngineError::Unsupported(format!(
+            "key `{}` (db {db}) holds a value of the `{}` module (type {type_name}), which the              target ({}) has not loaded: load the module on the target, or remove such keys",
+            show_key(&entry.key),
+            module,
+            self.servers.target_version
+        )))
+    }
+
     /// Writes a key as plain commands, in chunks bounded by the tuning.
     async fn rewrite(
         &mut self,
@@ -297,11 +342,12 @@ impl<I: RdbInput> Snapshot<'_, I> {
             max_chunk_bytes: self.tuning.rewrite_chunk_bytes,
             max_chunk_items: self.tuning.rewrite_chunk_items,
             target_rdb: self.servers.target_rdb,
+            drop_field_ttls: self.servers.drop_field_ttls,
         };
         let commands =
             value_to_commands(&entry.key, &value, entry.expire_ms, &opts).map_err(|e| {
                 EngineError::Unsupported(format!(
-                    "key `{}` (db {db}, type byte {}) cannot go to Redis {}: {e}",
+                    "key `{}` (db {db}, type byte {}) cannot go to {}: {e}",
                     show_key(&entry.key),
                     entry.type_byte,
                     self.servers.target_version
@@ -348,4 +394,18 @@ impl<I: RdbInput> Snapshot<'_, I> {
         counts.rewritten += 1;
         Ok(())
     }
+}
+
+/// The module (as `MODULE LIST` names it) that registers a module type (as the RDB names it), for
+/// the modules this build knows: Redis 8's vector sets, Redis Stack's modules, FalkorDB.
+fn module_of_type(type_name: &str) -> Option<&'static str> {
+    Some(match type_name {
+        "vectorset" => "vectorset",
+        "ReJSON-RL" => "ReJSON",
+        "MBbloom--" | "MBbloomCF" | "TopK-TYPE" | "CMSk-TYPE" | "TDIS-TYPE" => "bf",
+        "TSDB-TYPE" => "timeseries",
+        "graphdata" => "graph",
+        name if name.starts_with("ft_") => "search",
+        _ => return None,
+    })
 }

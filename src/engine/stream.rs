@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::error::EngineError;
+use super::translate::{self, TargetProfile};
 use super::writer::Writer;
 use super::{Controls, Reporter, Tuning};
 use crate::client::Conn;
@@ -39,6 +40,9 @@ pub(crate) struct Streamer<'a> {
     /// The target's RDB version: commands are adapted to what it accepts from an ordinary
     /// client ([`adapt`](super::adapt)).
     pub target_rdb: u16,
+    /// What the target has: newer commands are rewritten into its own
+    /// ([`translate`](super::translate)).
+    pub target: TargetProfile,
 }
 
 /// The source offset cutover waits for.
@@ -201,6 +205,32 @@ impl Streamer<'_> {
         })
     }
 
+    /// The commands the target gets instead of `cmd`, if it lacks `cmd` ([`translate`]): several,
+    /// or none for a command that changes nothing it can hold. `None`: `cmd` itself goes.
+    fn translated(&self, cmd: &ReplCommand) -> Result<Option<Vec<ReplCommand>>, EngineError> {
+        let Some(outs) = translate::translate(&cmd.args, &self.target, translate::now_ms())? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            outs.into_iter()
+                .map(|out| {
+                    let adapted = super::adapt::for_target(
+                        ReplCommand::from_args(out.args, cmd.end_offset),
+                        self.target_rdb,
+                    );
+                    match out.label {
+                        // A script is named by what it stands for and its key, not its text.
+                        Some((what, key)) => ReplCommand {
+                            args: vec![bytes::Bytes::from_static(what.as_bytes()), key],
+                            ..adapted
+                        },
+                        None => adapted,
+                    }
+                })
+                .collect(),
+        ))
+    }
+
     /// Applies one command (or buffers it inside a transaction); returns how many data commands
     /// went to the target.
     async fn apply(
@@ -208,7 +238,50 @@ impl Streamer<'_> {
         cmd: ReplCommand,
         transaction: &mut Option<Vec<ReplCommand>>,
     ) -> Result<u64, EngineError> {
+        let control = ["MULTI", "EXEC", "PING", "REPLCONF", "SELECT"]
+            .iter()
+            .any(|name| cmd.is(name));
+        if control || cmd.args.is_empty() {
+            return self.apply_one(cmd, transaction).await;
+        }
+        if let Some(sent) = self.translated(&cmd)? {
+            return self.apply_many(cmd.end_offset, sent, transaction).await;
+        }
         let cmd = super::adapt::for_target(cmd, self.target_rdb);
+        self.apply_one(cmd, transaction).await
+    }
+
+    /// A command rewritten into `sent` (maybe none): queued in the open transaction, or sent
+    /// back to back so that the writer's wrap keeps them in one `MULTI`, the last one reporting
+    /// the source's offset.
+    async fn apply_many(
+        &mut self,
+        end_offset: i64,
+        sent: Vec<ReplCommand>,
+        transaction: &mut Option<Vec<ReplCommand>>,
+    ) -> Result<u64, EngineError> {
+        if let Some(queued) = transaction {
+            queued.extend(sent);
+            return Ok(0);
+        }
+        let Some((last, rest)) = sent.split_last() else {
+            self.writer.mark_applied(end_offset).await?;
+            return Ok(0);
+        };
+        for c in rest {
+            self.writer.forward(&c.raw, &c.args, None).await?;
+        }
+        self.writer
+            .forward(&last.raw, &last.args, Some(end_offset))
+            .await?;
+        Ok(sent.len() as u64)
+    }
+
+    async fn apply_one(
+        &mut self,
+        cmd: ReplCommand,
+        transaction: &mut Option<Vec<ReplCommand>>,
+    ) -> Result<u64, EngineError> {
         if cmd.args.is_empty() {
             // An empty array carries no command; it still counts toward the offset.
             self.writer.mark_applied(cmd.end_offset).await?;

@@ -38,6 +38,9 @@ pub struct RewriteOptions {
     pub max_chunk_items: usize,
     /// The target's RDB version: decides `XSETID ENTRIESADDED`, `ENTRIESREAD`, `HPEXPIREAT`.
     pub target_rdb: u16,
+    /// On a target without hash field TTLs, write such hashes without their TTLs instead of
+    /// refusing them (the user's `drop_field_ttls`).
+    pub drop_field_ttls: bool,
 }
 
 impl Default for RewriteOptions {
@@ -46,6 +49,7 @@ impl Default for RewriteOptions {
             max_chunk_bytes: 1 << 20,
             max_chunk_items: 1000,
             target_rdb: 12,
+            drop_field_ttls: false,
         }
     }
 }
@@ -213,6 +217,9 @@ fn hash_with_ttl(
         .filter_map(|(f, _, t)| t.map(|t| (t, f)))
         .collect();
     if with_ttl.is_empty() {
+        return Ok(());
+    }
+    if opts.target_rdb < 12 && opts.drop_field_ttls {
         return Ok(());
     }
     if opts.target_rdb < 12 {
@@ -414,6 +421,7 @@ mod tests {
             max_chunk_bytes: 30,
             max_chunk_items: 10,
             target_rdb: 12,
+            drop_field_ttls: false,
         };
         let cmds = value_to_commands(b"k", &Value::List(items.clone()), Some(123), &opts).unwrap();
         let mut replayed = Vec::new();
@@ -474,6 +482,15 @@ mod tests {
             value_to_commands(b"k", &v, None, &old),
             Err(RdbError::Unsupported { .. })
         ));
+        let dropping = RewriteOptions {
+            drop_field_ttls: true,
+            ..old
+        };
+        assert_eq!(
+            value_to_commands(b"k", &v, None, &dropping).unwrap(),
+            vec![vec![arg("HSET"), arg("k"), arg("f"), arg("v")]],
+            "the fields stay, without their TTLs"
+        );
         let cmds = value_to_commands(b"k", &v, None, &RewriteOptions::default()).unwrap();
         assert_eq!(
             cmds[1],

@@ -33,6 +33,19 @@ pub enum RdbError {
         what: &'static str,
         byte: u8,
     },
+    /// A type byte this build recognises but cannot read from this file: a newer format it does
+    /// not parse yet, a release candidate's, or a byte that does not exist in the file's fork
+    /// and version. Refused by name rather than guessed at.
+    #[error(
+        "value type {byte} at byte {offset} cannot be read from a {fork} RDB {version} file: it is {why}"
+    )]
+    UnreadableType {
+        offset: u64,
+        byte: u8,
+        fork: super::version::Fork,
+        version: u16,
+        why: &'static str,
+    },
     /// A length read from the input exceeds a limit (protects against absurd allocations).
     #[error("{what} of {len} bytes at byte {offset} exceeds the limit of {limit} bytes")]
     TooLarge {

@@ -94,7 +94,7 @@ pub fn summarize(mut reader: impl Read) -> Result<Summary, SummarizeError> {
         parser.push(&chunk[..n]);
         while let Some(item) = parser.next_item().map_err(SummarizeError::Rdb)? {
             match item {
-                Item::Header { version } => {
+                Item::Header { version, .. } => {
                     summary.rdb_version = version;
                     summary.valkey_magic = parser.is_valkey();
                 }

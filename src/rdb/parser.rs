@@ -25,6 +25,7 @@ use super::error::RdbError;
 use super::module;
 use super::record::{check_record, parse_magic, Record};
 use super::skip::Resume;
+use super::version::Fork;
 
 /// The default cap on one record (a key with its value): 16 GiB.
 pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 30;
@@ -32,8 +33,9 @@ pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 30;
 /// One thing read from an RDB, in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// The magic: always first.
-    Header { version: u16 },
+    /// The magic: always first. `fork` is Valkey for the `VALKEY` magic (Valkey 9+); a `REDIS`
+    /// magic may still come from Valkey 7.2–8.1, whose files are Redis 7.2's format.
+    Header { version: u16, fork: Fork },
     /// An AUX field (`redis-ver`, `ctime`, `repl-id`, …); integer-encoded values come as text.
     Aux { key: Bytes, value: Bytes },
     /// The database the following keys belong to.
@@ -80,6 +82,10 @@ pub struct Entry {
     pub value_offset: u64,
     /// The RDB version of the file the entry came from (decides Valkey/Redis meaning of type 22).
     pub rdb_version: u16,
+    /// Redis 8.6+ `KEY_META`: how many module metadata classes were attached to this key (0 for
+    /// none). The parser checks and skips them; a writer that cannot carry them must refuse the
+    /// key rather than drop its metadata.
+    pub key_meta_classes: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,6 +115,7 @@ pub struct Parser {
     expire_ms: Option<i64>,
     idle_secs: Option<u64>,
     freq: Option<u8>,
+    key_meta_classes: u32,
     /// In buffer mode, do not re-check before `buf` holds this many bytes.
     need: usize,
     /// What the last incomplete check was waiting for (for `finish`).
@@ -140,6 +147,7 @@ impl Parser {
             expire_ms: None,
             idle_secs: None,
             freq: None,
+            key_meta_classes: 0,
             need: 0,
             waiting_for: "the RDB magic",
             resume: Resume::default(),
@@ -168,6 +176,15 @@ impl Parser {
     /// Whether the file uses the `VALKEY` magic.
     pub fn is_valkey(&self) -> bool {
         self.valkey
+    }
+
+    /// The fork whose numbering the file's type bytes and opcodes follow (from the magic).
+    pub fn fork(&self) -> Fork {
+        if self.valkey {
+            Fork::Valkey
+        } else {
+            Fork::Redis
+        }
     }
 
     /// Bytes consumed so far (the offset of the next record).
@@ -331,7 +348,10 @@ impl Parser {
                 self.version = Some(version);
                 self.valkey = valkey;
                 self.state = State::Body;
-                Item::Header { version }
+                Item::Header {
+                    version,
+                    fork: self.fork(),
+                }
             }
             Record::End { stored, covered } => {
                 self.crc = crc64::update(self.crc, &self.window[self.crc_pos..at + covered]);
@@ -364,6 +384,11 @@ impl Parser {
                 return Ok(None);
             }
             Record::Skipped => {
+                self.consume(used);
+                return Ok(None);
+            }
+            Record::KeyMeta(classes) => {
+                self.key_meta_classes = classes;
                 self.consume(used);
                 return Ok(None);
             }
@@ -401,6 +426,7 @@ impl Parser {
                 raw_value: self.window.slice(at + value_start..at + used),
                 value_offset: base + value_start as u64,
                 rdb_version: self.version.unwrap_or(0),
+                key_meta_classes: std::mem::take(&mut self.key_meta_classes),
             }),
         };
         self.consume(used);

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use super::cursor::{Cursor, Halt, RdbStr, Step};
 use super::error::RdbError;
 use super::module;
-use super::skip::{known_type, skip_value, Resume};
+use super::skip::{is_value_type, skip_value, Resume};
+use super::version::{type_in_file, Fork};
 
 /// Opcodes (§1.5).
 pub(crate) mod opcode {
@@ -82,6 +83,8 @@ pub(crate) enum Record {
     Idle(u64),
     Freq(u8),
     Skipped,
+    /// Redis KEY_META: how many metadata classes the next key carries.
+    KeyMeta(u32),
     ResizeDb(u64, u64),
     Aux(Span, Span),
     Function(Span),
@@ -183,12 +186,21 @@ pub(crate) fn check_record(
             Record::Skipped
         }
         opcode::KEY_META_OR_SLOT_IMPORT if version >= 13 => {
+            // Module metadata attached to the next key: per class a 4-byte class spec and the
+            // module's value as an op-stream up to its EOF op.
+            let at = cur.offset();
             let classes = cur.len("a key metadata class count")?;
             for _ in 0..classes {
                 cur.take(4, "a key metadata class spec")?;
                 module::skip_ops(cur)?;
             }
-            Record::Skipped
+            let classes = u32::try_from(classes).map_err(|_| {
+                Halt::from(RdbError::corrupt(
+                    at,
+                    "a key metadata class count below 2^32",
+                ))
+            })?;
+            Record::KeyMeta(classes)
         }
         opcode::FUNCTION_PRE_GA => {
             return Err(Halt::from(RdbError::UnknownByte {
@@ -198,11 +210,22 @@ pub(crate) fn check_record(
             }))
         }
         type_byte => {
-            if !known_type(type_byte, valkey) {
+            let offset = cur.offset() - 1;
+            if !is_value_type(type_byte) {
                 return Err(Halt::from(RdbError::UnknownByte {
-                    offset: cur.offset() - 1,
+                    offset,
                     what: "opcode or value type",
                     byte: type_byte,
+                }));
+            }
+            let fork = if valkey { Fork::Valkey } else { Fork::Redis };
+            if let Err(why) = type_in_file(type_byte, fork, version) {
+                return Err(Halt::from(RdbError::UnreadableType {
+                    offset,
+                    byte: type_byte,
+                    fork,
+                    version,
+                    why,
                 }));
             }
             let key = Span::of(buf, cur.string("a key")?);

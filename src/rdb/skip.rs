@@ -23,13 +23,11 @@ pub(crate) struct Resume {
     remaining: u64,
 }
 
-/// Whether a value of `type_byte` can be walked (and decoded).
-pub(crate) fn known_type(type_byte: u8, valkey: bool) -> bool {
-    match type_byte {
-        0..=5 | 7 | 9..=21 | 24 | 25 => true,
-        types::VALKEY_HASH_2 => valkey,
-        _ => false,
-    }
+/// Whether `type_byte` is a value type at all (of either fork, in any version): a byte that is
+/// not is reported as an unknown opcode; one that is, but cannot be read from this file, is
+/// refused by [`super::version::type_in_file`] with the reason.
+pub(crate) fn is_value_type(type_byte: u8) -> bool {
+    matches!(type_byte, 0..=7 | 9..=28)
 }
 
 /// Skips a value of `type_byte`, from `cur.pos`, continuing from `resume`.

@@ -101,6 +101,10 @@ impl Wire {
     }
 }
 
+/// The Valkey release Ferry announces as a replica: the newest whose RDB (80) it reads, checked
+/// against Valkey 9.1.2.
+pub const VALKEY_REPLICA_VERSION: &str = "9.1.2";
+
 /// Connects, authenticates and asks for a sync. Returns the wire positioned at the first byte of
 /// the RDB payload (full) or of the command stream (partial).
 pub(crate) async fn perform(
@@ -163,6 +167,17 @@ pub(crate) async fn perform(
     wire.call(
         &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"],
         "REPLCONF capa",
+    )
+    .await?;
+
+    // Valkey 9 writes a replica's RDB in the newest format the replica announced, and without
+    // an announcement falls back to RDB 11, which cannot hold hashes with field TTLs: such a
+    // full sync then fails on the master ("Can't store key in RDB version 11"). Ferry reads
+    // Valkey's RDB 80, so it says it is a Valkey 9.1 replica. Redis answers "Unrecognized
+    // REPLCONF option", which is ignored like an old server's answer to `capa`.
+    wire.call(
+        &[b"REPLCONF", b"version", VALKEY_REPLICA_VERSION.as_bytes()],
+        "REPLCONF version",
     )
     .await?;
 

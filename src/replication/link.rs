@@ -52,6 +52,18 @@ pub struct ReplCommand {
 }
 
 impl ReplCommand {
+    /// A command made here rather than received (a rewrite for the target), encoded as RESP;
+    /// `end_offset` is the source offset of the command it stands for.
+    pub fn from_args(args: Vec<Bytes>, end_offset: i64) -> ReplCommand {
+        let mut buf = crate::resp::CommandBuf::with_capacity(64);
+        buf.command(&args);
+        ReplCommand {
+            raw: Bytes::copy_from_slice(buf.as_slice()),
+            args,
+            end_offset,
+        }
+    }
+
     /// The command name, upper-cased (`SET`, `MULTI`, ...).
     pub fn name(&self) -> String {
         self.args
@@ -358,7 +370,13 @@ mod tests {
         tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 1024];
-            for reply in ["+PONG\r\n", "+OK\r\n", "+OK\r\n"] {
+            // PING, listening-port, capa; `REPLCONF version` answered as Redis does (ignored).
+            for reply in [
+                "+PONG\r\n",
+                "+OK\r\n",
+                "+OK\r\n",
+                "-ERR Unrecognized REPLCONF option: version\r\n",
+            ] {
                 let _ = s.read(&mut buf).await.unwrap();
                 s.write_all(reply.as_bytes()).await.unwrap();
             }

@@ -173,12 +173,15 @@ impl ServerFacts {
             None
         };
         let dbs_to_sample: Vec<u32> = match &info {
-            Ok(info) if side == Side::Source && info.version_pair() >= Some((7, 4)) => info
-                .keyspace
-                .iter()
-                .filter(|(_, db)| db.keys > 0 && db.subexpiry != Some(0))
-                .map(|(index, _)| *index)
-                .collect(),
+            Ok(info)
+                if side == Side::Source && info.server().is_some_and(|s| s.has_field_ttls()) =>
+            {
+                info.keyspace
+                    .iter()
+                    .filter(|(_, db)| db.keys > 0 && db.subexpiry != Some(0))
+                    .map(|(index, _)| *index)
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let field_ttl_sample = if dbs_to_sample.is_empty() {

@@ -21,7 +21,6 @@ use super::facts::{Connected, ServerFacts};
 use super::{connect_options, measure_local, ValidateContext};
 use crate::client::Info;
 use crate::model::{CheckResult, CheckStatus, StoredBackup, ValidationReport};
-use crate::rdb::version::rdb_version_for_version_string;
 use crate::spec::MigrationSpec;
 
 /// The server checks that only need the target (and the file's keyspace and size).
@@ -139,15 +138,9 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
 fn versions(backup: Option<&StoredBackup>, target: &ServerFacts) -> CheckResult {
     let id = "versions".to_string();
     let file_rdb = backup.map(|b| b.details.rdb_version);
-    let target_version = target
-        .info
-        .as_ref()
-        .ok()
-        .and_then(|info| info.version())
-        .map(str::to_string);
-    let target_rdb = target_version
-        .as_deref()
-        .and_then(rdb_version_for_version_string);
+    let target_server = target.info.as_ref().ok().and_then(|info| info.server());
+    let target_version = target_server.map(|s| s.to_string());
+    let target_rdb = target_server.map(|s| s.rdb_version());
     let details = Some(json!({
         "file_rdb_version": file_rdb,
         "target_version": target_version,
@@ -163,6 +156,16 @@ fn versions(backup: Option<&StoredBackup>, target: &ServerFacts) -> CheckResult 
             "cannot tell which RDB version the target speaks; make sure it is not older than \
              the file's writer"
                 .to_string(),
+        ),
+        // Valkey 9 numbers its files from 80 and reads Redis' 12+ types as foreign: comparing
+        // the numbers across forks says nothing.
+        (Some(file), Some(target)) if (file >= 80) != (target >= 80) => (
+            CheckStatus::Warn,
+            format!(
+                "the file (RDB {file}) and the target (RDB {target}) are of different forks \
+                 (Redis, Valkey): values in an encoding the target reads load as RESTORE, the \
+                 others (hashes with field TTLs) are rewritten as plain commands"
+            ),
         ),
         (Some(file), Some(target)) if file <= target => (
             CheckStatus::Pass,

@@ -92,10 +92,12 @@ pub fn prerequisites() -> Vec<GuideItem> {
         item(
             "versions",
             "The target can express every value of the source",
-            "A target older than the source cannot load newer encodings through RESTORE, so Ferry rewrites those \
-             values as commands, which is slower. Some data cannot be expressed at all: hash field TTLs need \
-             Redis 7.4 (counted by INFO keyspace `subexpiry`).",
-            "Prefer a target at least as new as the source; remove hash field TTLs (HPERSIST) or use a 7.4+ target.",
+            "A target older than the source, or of the other fork (Redis vs Valkey), cannot load every encoding \
+             through RESTORE, so Ferry rewrites those values as commands, which is slower; commands of the \
+             stream it lacks are rewritten into its own. Some data cannot be expressed at all: hash field TTLs \
+             need Redis 7.4+ or Valkey 9+ (counted by INFO keyspace `subexpiry` / `keys_with_volatile_items`).",
+            "Prefer a target at least as new as the source; remove hash field TTLs (HPERSIST), use a target \
+             that has them, or set `options.drop_field_ttls` to migrate the fields without their TTLs.",
         ),
         item(
             "databases",
@@ -156,8 +158,10 @@ pub fn prerequisites() -> Vec<GuideItem> {
         item(
             "modules",
             "The target loads every module the source uses",
-            "Module keys (RedisJSON, RedisBloom, RedisTimeSeries…) can only be written where the module is \
-             loaded; Ferry never drops them silently.",
+            "Module keys (RedisJSON, RedisBloom, RedisTimeSeries, Redis 8's vector sets…) can only be written \
+             where the module is loaded. A module missing on the target only warns, since a source may load one \
+             it holds no key of (Redis 8 loads `vectorset` by itself); the migration stops at the first key of \
+             it, naming module and key, and never drops it silently.",
             "Load the named modules on the target (`loadmodule /path/to/module.so`), at least the source's versions.",
         ),
         item(

@@ -62,7 +62,8 @@ async fn create_returns_201_with_location_and_the_defaults() {
     assert_eq!(
         view["options"],
         json!({"on_conflict": "fail", "backup": true, "verify": "sample",
-            "pause_source_writes_on_cutover": false, "auto_cutover": false})
+            "pause_source_writes_on_cutover": false, "auto_cutover": false,
+            "drop_field_ttls": false})
     );
     assert_eq!(view["validation"], Value::Null);
     assert_eq!(view["error"], Value::Null);

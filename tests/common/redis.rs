@@ -14,8 +14,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every server version the suite covers, oldest first.
-pub const VERSIONS: [&str; 4] = ["6.2", "7.0", "7.2", "7.4"];
+/// Every server the suite covers, Redis oldest first, then Valkey (`valkey-<major.minor>`: the
+/// directory under `target/redis/`, as `scripts/install-redis.sh` names it).
+pub const VERSIONS: [&str; 6] = ["6.2", "7.0", "7.2", "7.4", "8.2", "valkey-9.1"];
+
+/// The fork and release of one of [`VERSIONS`] (`valkey-9.1` is Valkey 9.1).
+pub fn server_version(version: &str) -> ferry::rdb::version::ServerVersion {
+    use ferry::rdb::version::{Fork, ServerVersion};
+    let (fork, number) = match version.strip_prefix("valkey-") {
+        Some(number) => (Fork::Valkey, number),
+        None => (Fork::Redis, version),
+    };
+    let mut parts = number.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    ServerVersion::new(fork, major, minor, 0)
+}
 
 /// The directory holding `<version>/redis-server`.
 pub fn redis_dir() -> PathBuf {

@@ -58,5 +58,6 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         verify,
         pause_source_writes_on_cutover: false,
         auto_cutover: false,
+        drop_field_ttls: false,
     }
 }

@@ -12,3 +12,4 @@ mod conflict;
 mod failures;
 mod live;
 mod snapshot;
+mod valkey;

@@ -7,7 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::common::redis::RedisServer;
+use crate::common::redis::{server_version, RedisServer};
 
 /// Databases the source fills (the servers have [`DATABASES`]; the last one stays empty).
 pub const FILLED_DBS: u32 = 3;
@@ -18,18 +18,14 @@ const SMALL_MAX: usize = 16;
 /// Elements of a "large" collection: well over [`SMALL_MAX`].
 const LARGE: usize = 40;
 
-/// `(major, minor)` of a version string such as `7.2`.
-pub fn version_pair(version: &str) -> (u32, u32) {
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
+/// Function libraries (and the 7.0 stream counters that came with them): Redis 7.0+, Valkey.
 pub fn has_functions(version: &str) -> bool {
-    version_pair(version) >= (7, 0)
+    server_version(version).has_functions()
 }
 
+/// Hash field TTLs: Redis 7.4+, Valkey 9+.
 pub fn has_field_ttls(version: &str) -> bool {
-    version_pair(version) >= (7, 4)
+    server_version(version).has_field_ttls()
 }
 
 /// Server arguments: low encoding thresholds (the `ziplist` names are understood by every
@@ -59,7 +55,8 @@ pub fn server_args(version: &str, diskless: bool) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if version_pair(version) >= (7, 2) {
+    let v = server_version(version);
+    if v.fork == ferry::rdb::version::Fork::Valkey || (v.major, v.minor) >= (7, 2) {
         args.extend(["--set-max-listpack-entries".to_string(), small]);
     }
     args
@@ -446,23 +443,10 @@ fn field_ttls(c: &mut redis::Connection) {
     run(c, &["PEXPIRE", "hf:keyttl", "800000"]);
 }
 
-/// Removes what a refused target cannot hold: function libraries and field TTLs.
-pub fn strip_unportable(server: &RedisServer) {
-    let mut c = server.conn();
+/// Removes what a refused target cannot hold and no option lets go: function libraries. (Field
+/// TTLs have one: `drop_field_ttls`.)
+pub fn strip_functions(server: &RedisServer) {
     if has_functions(&server.version) {
-        run(&mut c, &["FUNCTION", "FLUSH"]);
-    }
-    if has_field_ttls(&server.version) {
-        for db in 0..FILLED_DBS {
-            run(&mut c, &["SELECT", &db.to_string()]);
-            run(&mut c, &["HPERSIST", "hf:small", "FIELDS", "2", "a", "b"]);
-            let mut args = vec!["HPERSIST".to_string(), "hf:big".into(), "FIELDS".into()];
-            args.push(LARGE.to_string());
-            args.extend((0..LARGE).map(|i| format!("f{i}")));
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run(&mut c, &args);
-            run(&mut c, &["HPERSIST", "hf:keyttl", "FIELDS", "1", "a"]);
-        }
-        run(&mut c, &["SELECT", "0"]);
+        run(&mut server.conn(), &["FUNCTION", "FLUSH"]);
     }
 }

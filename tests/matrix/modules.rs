@@ -1,7 +1,9 @@
-//! Module keys (Redis Stack modules of 7.2 and 7.4: RedisJSON, RedisBloom, RedisTimeSeries) move
-//! by `RESTORE` when the target loads the modules, upward, downward and in live mode; when the
-//! target lacks a module, validation fails naming it, and the engine started anyway stops naming a
-//! key instead of dropping it. Every run prints a `MODULES |` line.
+//! Module keys (Redis Stack modules of 7.2 and 7.4: RedisJSON, RedisBloom, RedisTimeSeries; Redis
+//! 8's built-in vector sets) move by `RESTORE` when the target loads the modules, upward,
+//! downward and in live mode. When the target lacks a module, validation warns naming it (a
+//! source may load a module it holds no key of: Redis 8 loads `vectorset` by itself), and the
+//! engine stops at the first key of that module, naming module and key, instead of dropping
+//! it. Every run prints a `MODULES |` line.
 
 use std::time::Instant;
 
@@ -10,9 +12,7 @@ use ferry::spec::Mode;
 use redis::Value;
 
 use crate::common::redis::{modules_dir, RedisServer};
-use crate::runner::{
-    assert_refused, keys_rewritten, spec, start, tuning, validation_check, verification,
-};
+use crate::runner::{keys_rewritten, spec, start, tuning, validation_check, verification};
 
 const ALL: [&str; 3] = ["rejson.so", "redisbloom.so", "redistimeseries.so"];
 
@@ -256,22 +256,20 @@ async fn module_keys_into_older_module_builds_move_or_stop_naming_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_without_the_modules_is_refused_by_name_and_never_loses_a_module_key() {
+async fn a_target_without_the_modules_is_warned_by_name_and_never_loses_a_module_key() {
     let started = Instant::now();
     let source = start_with_modules("7.4", &ALL);
     let without = start_with_modules("7.4", &[]);
     let json_only = start_with_modules("7.4", &["rejson.so"]);
     populate_modules(&source);
 
-    let message = assert_refused(
+    let message = assert_warned(
         &spec(&source, &without, Mode::Snapshot),
-        "modules",
         &["ReJSON", "bf", "timeseries"],
     )
     .await;
-    let partly = assert_refused(
+    let partly = assert_warned(
         &spec(&source, &json_only, Mode::Snapshot),
-        "modules",
         &["bf", "timeseries"],
     )
     .await;
@@ -283,8 +281,14 @@ async fn a_target_without_the_modules_is_refused_by_name_and_never_loses_a_modul
     for (target, mode) in [(&without, Mode::Snapshot), (&json_only, Mode::Live)] {
         let (result, _) = start(spec(&source, target, mode), tuning()).finish().await;
         let err = result.expect_err("a module key is never dropped silently");
-        assert_eq!(err.code(), "target_error", "{err}");
+        assert_eq!(err.code(), "unsupported", "{err}");
         let text = err.to_string();
+        assert!(
+            ["`bf` module", "`timeseries` module", "`ReJSON` module"]
+                .iter()
+                .any(|m| text.contains(m)),
+            "the error names the module: {text}"
+        );
         assert!(
             [
                 "bf:filter",
@@ -303,8 +307,91 @@ async fn a_target_without_the_modules_is_refused_by_name_and_never_loses_a_modul
         assert!(!text.contains("redis://"), "{text}");
     }
     println!(
-        "MODULES | 7.4 -> 7.4 without modules | Snapshot, Live | refused ({}) ; engine stopped `target_error` | {:.1}s",
+        "MODULES | 7.4 -> 7.4 without modules | Snapshot, Live | warned ({}) ; engine stopped `unsupported` at the first module key | {:.1}s",
         message.split(';').next().unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Asserts that the `modules` check warns (and does not refuse), naming every fragment.
+async fn assert_warned(spec: &ferry::spec::MigrationSpec, names: &[&str]) -> String {
+    let check = validation_check(spec, "modules").await;
+    assert_eq!(check.status, ferry::model::CheckStatus::Warn, "{check:?}");
+    for name in names {
+        assert!(
+            check.message.contains(name),
+            "names {name}: {}",
+            check.message
+        );
+    }
+    check.message
+}
+
+/// Redis 8's vector sets: a module type its server loads by itself. Between two 8.2 servers a
+/// vector set moves by RESTORE, in the snapshot and by `VADD` in the stream. Into 7.4, which has
+/// no such module, validation only warns (the matrix proves that 8.2 -> 7.4 without vector sets
+/// passes), and the migration stops at the vector set, naming module and key, or at the first
+/// `VADD` of the stream, naming command and key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vector_sets_move_between_redis_8_servers_and_stop_by_name_elsewhere() {
+    let _shared = crate::MACHINE.read().await;
+    let started = Instant::now();
+    let source = RedisServer::start_with("8.2", &["--repl-diskless-sync-delay", "0"]);
+    let same = RedisServer::start("8.2");
+    let older = RedisServer::start("7.4");
+    let mut c = source.conn();
+    run(
+        &mut c,
+        &["VADD", "vs:set", "VALUES", "3", "1", "0", "0.5", "a"],
+    );
+    run(
+        &mut c,
+        &["VADD", "vs:set", "VALUES", "3", "0", "1", "0.25", "b"],
+    );
+    run(&mut c, &["SET", "plain", "1"]);
+
+    let (result, events) = start(spec(&source, &same, Mode::Snapshot), tuning())
+        .finish()
+        .await;
+    result.expect("8.2 -> 8.2 restores the vector set");
+    assert!(verification(&events).is_some_and(|r| r.is_clean()));
+    let card: i64 = redis::cmd("VCARD")
+        .arg("vs:set")
+        .query(&mut same.conn())
+        .unwrap();
+    assert_eq!(card, 2);
+
+    let message = assert_warned(&spec(&source, &older, Mode::Snapshot), &["vectorset"]).await;
+    let (result, _) = start(spec(&source, &older, Mode::Snapshot), tuning())
+        .finish()
+        .await;
+    let err = result.expect_err("a vector set cannot land on 7.4");
+    assert_eq!(err.code(), "unsupported", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("`vectorset` module") && text.contains("vs:set"),
+        "{text}"
+    );
+
+    // Live, with no vector set in the snapshot: the first VADD of the stream stops it.
+    run(&mut c, &["DEL", "vs:set"]);
+    older.cli(&["FLUSHALL"]);
+    let live = start(spec(&source, &older, Mode::Live), tuning());
+    live.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    run(
+        &mut c,
+        &["VADD", "vs:live", "VALUES", "3", "1", "1", "1", "x"],
+    );
+    let (result, _) = live.finish().await;
+    let err = result.expect_err("VADD cannot be replayed on 7.4");
+    assert_eq!(err.code(), "unsupported", "{err}");
+    assert!(err.to_string().contains("VADD on key `vs:live`"), "{err}");
+    println!(
+        "MODULES | 8.2 -> 8.2 / 7.4 vector sets | Snapshot, Live | pass into 8.2; into 7.4 warned ({}), stopped naming module/command and key | {:.1}s",
+        message.split(':').next().unwrap_or_default(),
         started.elapsed().as_secs_f64()
     );
 }

@@ -1,8 +1,10 @@
-//! The 16 ordered pairs of {6.2, 7.0, 7.2, 7.4}, each in `snapshot` and in `live` mode.
+//! The 36 ordered pairs of {Redis 6.2, 7.0, 7.2, 7.4, 8.2, Valkey 9.1}, each in `snapshot` and
+//! in `live` mode: 72 runs.
 //!
 //! A pair whose target cannot hold part of the dataset is first refused, with the reason, by
-//! validation; the engine started anyway must stop naming what it cannot carry. Then the
-//! unportable parts are removed on the source and the rest must move. Every run prints a
+//! validation; the engine started anyway must stop naming what it cannot carry. Then the user's
+//! way out is taken: function libraries are removed on the source, and hash field TTLs are let
+//! go with `drop_field_ttls` (validation then only warns); the rest must move. Every run prints a
 //! `MATRIX |` line for the table.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,19 +12,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry::model::EventKind;
-use ferry::rdb::version::rdb_version_for_version_string;
 use ferry::spec::Mode;
 
-use crate::common::redis::RedisServer;
+use crate::common::redis::{server_version, RedisServer};
 use crate::compare::{differences, key_count};
-use crate::dataset::{has_field_ttls, has_functions, populate, server_args, strip_unportable};
+use crate::dataset::{has_field_ttls, has_functions, populate, server_args, strip_functions};
 use crate::runner::{
     assert_not_refused, assert_refused, keys_rewritten, spec, start, tuning, verification,
 };
 use crate::writer::spawn_writer;
 
 fn rdb(version: &str) -> u16 {
-    rdb_version_for_version_string(version).expect("a known version")
+    server_version(version).rdb_version()
 }
 
 fn start_server(version: &str, diskless: bool) -> RedisServer {
@@ -51,7 +52,7 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
     let source = start_server(from, live);
     let target = start_server(to, false);
     populate(&source);
-    let spec = spec(&source, &target, mode);
+    let mut spec = spec(&source, &target, mode);
     let refusals = unportable(from, to);
     let mut outcome = String::new();
     if refusals.is_empty() {
@@ -68,12 +69,21 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
             "the engine's error names the feature: {err}"
         );
         let what: Vec<&str> = refusals.iter().map(|r| r.1).collect();
-        outcome = format!(
-            "refused by `versions` ({}), engine stopped `unsupported`; without them: ",
-            what.join(" + ")
-        );
         println!("MATRIX-REASON | {from} -> {to} | {message}");
-        strip_unportable(&source);
+        let mut ways = vec![];
+        if has_functions(from) && !has_functions(to) {
+            strip_functions(&source);
+            ways.push("functions removed");
+        }
+        if has_field_ttls(from) && !has_field_ttls(to) {
+            spec.options.drop_field_ttls = true;
+            ways.push("drop_field_ttls");
+        }
+        outcome = format!(
+            "refused by `versions` ({}), engine stopped `unsupported`; with {}: ",
+            what.join(" + "),
+            ways.join(" + ")
+        );
         target.cli(&["FLUSHALL"]);
         target.cli(&["FUNCTION", "FLUSH"]);
         assert_not_refused(&spec, "versions").await;
@@ -83,8 +93,8 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
         let stop = Arc::new(AtomicBool::new(false));
         let writer = spawn_writer(
             &source,
-            has_functions(from) && refusals.is_empty(),
-            has_field_ttls(from) && has_field_ttls(to),
+            has_functions(from) && has_functions(to),
+            has_field_ttls(from),
             stop.clone(),
         );
         let run = start(spec, tuning());
@@ -124,11 +134,24 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
     assert!(report.is_clean() && report.checked > 50, "{report:?}");
     let rewritten = keys_rewritten(&events).expect("SnapshotCompleted");
     let downgrade = rdb(to) < rdb(from);
-    if downgrade && (rdb(to) < 10 || rdb(from) >= 11) {
+    if server_version(from).fork != server_version(to).fork {
+        // Across forks only the hashes with field TTLs differ in encoding (Redis 24/25,
+        // Valkey 22); everything else is relabelled with a version the target accepts.
+        if has_field_ttls(from) {
+            assert!(
+                rewritten > 0,
+                "{from} -> {to}: field-TTL hashes were rewritten"
+            );
+        } else {
+            assert_eq!(
+                rewritten, 0,
+                "{from} -> {to}: the target restores every payload"
+            );
+        }
+    } else if downgrade && (rdb(to) < 10 || rdb(from) >= 11) {
         // 7.x into 6.2: listpack types; 7.2+ into 7.0: set listpacks and stream listpacks v3.
         assert!(rewritten > 0, "{from} -> {to}: values were rewritten");
-    }
-    if !downgrade {
+    } else if !downgrade {
         assert_eq!(
             rewritten, 0,
             "{from} -> {to}: the target restores every payload"
@@ -141,8 +164,18 @@ async fn run_pair(from: &str, to: &str, mode: Mode) -> String {
         diff.len(),
         diff.join("\n")
     );
+    let rows = if live {
+        crate::new_commands::rows_of(from).len()
+    } else {
+        0
+    };
+    let new_commands = if rows > 0 {
+        format!(", {rows} new-command rows")
+    } else {
+        String::new()
+    };
     format!(
-        "{outcome}pass ({} keys, {rewritten} rewritten)",
+        "{outcome}pass ({} keys, {rewritten} rewritten{new_commands})",
         key_count(&source)
     ) + &format!(" | {:.1}s", started.elapsed().as_secs_f64())
 }
@@ -169,18 +202,38 @@ pairs! {
     from_6_2_to_7_0: "6.2" -> "7.0";
     from_6_2_to_7_2: "6.2" -> "7.2";
     from_6_2_to_7_4: "6.2" -> "7.4";
+    from_6_2_to_8_2: "6.2" -> "8.2";
+    from_6_2_to_valkey_9_1: "6.2" -> "valkey-9.1";
     from_7_0_to_6_2: "7.0" -> "6.2";
     from_7_0_to_7_0: "7.0" -> "7.0";
     from_7_0_to_7_2: "7.0" -> "7.2";
     from_7_0_to_7_4: "7.0" -> "7.4";
+    from_7_0_to_8_2: "7.0" -> "8.2";
+    from_7_0_to_valkey_9_1: "7.0" -> "valkey-9.1";
     from_7_2_to_6_2: "7.2" -> "6.2";
     from_7_2_to_7_0: "7.2" -> "7.0";
     from_7_2_to_7_2: "7.2" -> "7.2";
     from_7_2_to_7_4: "7.2" -> "7.4";
+    from_7_2_to_8_2: "7.2" -> "8.2";
+    from_7_2_to_valkey_9_1: "7.2" -> "valkey-9.1";
     from_7_4_to_6_2: "7.4" -> "6.2";
     from_7_4_to_7_0: "7.4" -> "7.0";
     from_7_4_to_7_2: "7.4" -> "7.2";
     from_7_4_to_7_4: "7.4" -> "7.4";
+    from_7_4_to_8_2: "7.4" -> "8.2";
+    from_7_4_to_valkey_9_1: "7.4" -> "valkey-9.1";
+    from_8_2_to_6_2: "8.2" -> "6.2";
+    from_8_2_to_7_0: "8.2" -> "7.0";
+    from_8_2_to_7_2: "8.2" -> "7.2";
+    from_8_2_to_7_4: "8.2" -> "7.4";
+    from_8_2_to_8_2: "8.2" -> "8.2";
+    from_8_2_to_valkey_9_1: "8.2" -> "valkey-9.1";
+    from_valkey_9_1_to_6_2: "valkey-9.1" -> "6.2";
+    from_valkey_9_1_to_7_0: "valkey-9.1" -> "7.0";
+    from_valkey_9_1_to_7_2: "valkey-9.1" -> "7.2";
+    from_valkey_9_1_to_7_4: "valkey-9.1" -> "7.4";
+    from_valkey_9_1_to_8_2: "valkey-9.1" -> "8.2";
+    from_valkey_9_1_to_valkey_9_1: "valkey-9.1" -> "valkey-9.1";
 }
 
 /// The matrix's own judge is not vacuous: after a clean copy, each detail a careless migration

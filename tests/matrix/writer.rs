@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use crate::common::redis::RedisServer;
 use crate::dataset::{has_functions, run, FILLED_DBS, SPECIAL_SCORES};
+use crate::new_commands;
 
 /// Runs a command written as one line (arguments without spaces).
 fn line(c: &mut redis::Connection, command: &str) {
@@ -17,9 +18,10 @@ fn line(c: &mut redis::Connection, command: &str) {
 }
 
 /// Writes until `stop` is set (at least 20 rounds); returns the number of rounds. `functions`
-/// and `field_ttls` say whether the source has the library and the target can take field TTLs,
-/// so that the stream stays portable; commands only 7.0+ sources know are sent when the source
-/// has them.
+/// says whether the source has the library and the target can take it; `field_ttls` whether the
+/// source has field TTLs (a target without them runs with `drop_field_ttls`). Commands only
+/// 7.0+ sources know are sent when the source has them, and so is every row of the new-command
+/// table ([`crate::new_commands`]) the source has.
 pub fn spawn_writer(
     source: &RedisServer,
     functions: bool,
@@ -28,10 +30,15 @@ pub fn spawn_writer(
 ) -> JoinHandle<u64> {
     let mut c = source.conn();
     let source_7 = has_functions(&source.version);
+    let version = source.version.clone();
+    new_commands::setup(&mut c, &version);
     std::thread::spawn(move || {
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) || n < 20 {
             round(&mut c, n, source_7, functions, field_ttls);
+            // In db 0, where the table's streams have their groups.
+            line(&mut c, "SELECT 0");
+            new_commands::round(&mut c, &version, n);
             n += 1;
         }
         line(&mut c, "SELECT 0");

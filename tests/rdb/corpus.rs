@@ -4,13 +4,23 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::common::redis::{modules_dir, RedisServer};
+use ferry::rdb::version::Fork;
 
-/// Whether `version` (e.g. "7.2") is at least `major.minor`.
+use crate::common::redis::{modules_dir, server_version, RedisServer};
+
+/// Whether `version` (e.g. "7.2") has what Redis `major.minor` has (up to 7.4, the features the
+/// corpus uses: functions, set listpacks, field TTLs). Valkey 9 has all of them.
 pub fn at_least(version: &str, major: u32, minor: u32) -> bool {
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    v >= (major, minor)
+    let v = server_version(version);
+    match v.fork {
+        Fork::Redis => (v.major, v.minor) >= (major, minor),
+        Fork::Valkey => v.major >= 9 || (major, minor) <= (7, 2),
+    }
+}
+
+/// The Redis Stack builds (7.2, 7.4) carry RedisJSON; 8.2's and Valkey's wheels carry no module.
+pub fn has_rejson(version: &str) -> bool {
+    matches!(version, "7.2" | "7.4")
 }
 
 /// Server arguments that force both encodings with few elements.
@@ -39,6 +49,8 @@ pub fn server_args(version: &str) -> Vec<String> {
     }
     if at_least(version, 7, 2) {
         args.extend(["--set-max-listpack-entries".into(), "8".into()]);
+    }
+    if has_rejson(version) {
         args.extend(["--loadmodule".into(), rejson(version).display().to_string()]);
     }
     args
@@ -218,7 +230,7 @@ pub fn populate(server: &RedisServer) {
             &format!("HPEXPIREAT hx:big {} FIELDS 1 f9", in_an_hour + 9_000),
         );
     }
-    if at_least(v, 7, 2) {
+    if has_rejson(v) {
         r(c, r#"JSON.SET j:doc $ {"a":1,"b":[true,null,"x"]}"#);
     }
     // other databases

@@ -269,7 +269,13 @@ fn hand_built_rdb6_with_retired_encodings() {
     let secs = (corpus::now_ms() / 1000 + 3600) as i32;
     let (file, expected) = rdb6(secs);
     let items = check_fixture(&file, &expected, 0);
-    assert_eq!(items[0], Item::Header { version: 6 });
+    assert_eq!(
+        items[0],
+        Item::Header {
+            version: 6,
+            fork: ferry::rdb::version::Fork::Redis
+        }
+    );
     let exp = entries(&items)[0];
     assert_eq!(
         exp.expire_ms,
@@ -299,7 +305,13 @@ fn hand_built_rdb7_with_aux_resizedb_and_quicklist() {
     let at = corpus::now_ms() + 3_600_000;
     let (file, expected) = rdb7(at);
     let items = check_fixture(&file, &expected, 1);
-    assert_eq!(items[0], Item::Header { version: 7 });
+    assert_eq!(
+        items[0],
+        Item::Header {
+            version: 7,
+            fork: ferry::rdb::version::Fork::Redis
+        }
+    );
     assert!(items.contains(&Item::Aux {
         key: b("redis-bits"),
         value: b("64")

@@ -93,18 +93,31 @@ fn round_trip(version: &str) {
     let file = corpus::save(&source);
     let items = parse_all(&file, 64 * 1024);
     let rdb_version = match items.first() {
-        Some(Item::Header { version }) => *version,
+        Some(Item::Header { version, .. }) => *version,
         other => panic!("first item should be the header, got {other:?}"),
     };
-    let expected_rdb = ferry::rdb::version::rdb_version_for_version_string(version).unwrap();
+    let server = common::redis::server_version(version);
     assert_eq!(
-        rdb_version, expected_rdb,
+        rdb_version,
+        server.rdb_version(),
         "RDB version written by {version}"
     );
+    // Valkey 9 writes its own magic (VALKEY080) and only `valkey-ver`, no `redis-ver`.
+    let fork = ferry::rdb::version::Fork::Valkey;
+    assert_eq!(
+        matches!(items.first(), Some(Item::Header { fork: f, .. }) if *f == fork),
+        server.fork == fork && server.major >= 9,
+        "{version}: the magic names the fork"
+    );
+    let ver_aux = if server.fork == fork {
+        "valkey-ver"
+    } else {
+        "redis-ver"
+    };
     assert!(matches!(items.last(), Some(Item::End { checksum }) if *checksum != 0));
     assert!(items
         .iter()
-        .any(|i| matches!(i, Item::Aux { key, .. } if key == "redis-ver")));
+        .any(|i| matches!(i, Item::Aux { key, .. } if key == ver_aux)));
 
     let restored = corpus::start(version);
     let rewritten = corpus::start(version);
@@ -115,6 +128,7 @@ fn round_trip(version: &str) {
         max_chunk_bytes: 64 * 1024,
         max_chunk_items: 7,
         target_rdb: rdb_version,
+        drop_field_ttls: false,
     };
     let mut db = u64::MAX;
     let mut type_bytes = std::collections::BTreeSet::new();
@@ -249,7 +263,12 @@ fn assert_types_cover(version: &str, seen: &std::collections::BTreeSet<u8>) {
         "6.2" => &[0, 2, 4, 5, 11, 12, 13, 14, 15],
         "7.0" => &[0, 2, 4, 5, 11, 16, 17, 18, 19],
         "7.2" => &[0, 2, 4, 5, 7, 11, 16, 17, 18, 20, 21],
-        _ => &[0, 2, 4, 5, 7, 11, 16, 17, 18, 20, 21, 24, 25],
+        "7.4" => &[0, 2, 4, 5, 7, 11, 16, 17, 18, 20, 21, 24, 25],
+        // No RedisJSON in these builds: no module type 7.
+        "8.2" => &[0, 2, 4, 5, 11, 16, 17, 18, 20, 21, 24, 25],
+        // Valkey's own hash with field TTLs is type 22, whatever its size.
+        "valkey-9.1" => &[0, 2, 4, 5, 11, 16, 17, 18, 20, 21, 22],
+        other => panic!("no type list for {other}"),
     };
     for t in want {
         assert!(
@@ -279,6 +298,18 @@ fn redis_7_4_rdb12_round_trips() {
     round_trip("7.4");
 }
 
+#[test]
+fn redis_8_2_rdb12_round_trips() {
+    round_trip("8.2");
+}
+
+/// Valkey 9.1's own file: the `VALKEY080` magic, `valkey-ver`, type 22 for hashes with field
+/// TTLs, and DUMP payloads whose footer says 80.
+#[test]
+fn valkey_9_1_rdb80_round_trips() {
+    round_trip("valkey-9.1");
+}
+
 /// The path for a target older than the source: a 7.4 corpus rewritten for RDB 9 and replayed
 /// into 6.2 holds the same data; what 6.2 cannot express (field TTLs, modules) is refused.
 #[test]
@@ -292,6 +323,7 @@ fn commands_carry_a_7_4_dataset_into_6_2() {
         max_chunk_bytes: 16 * 1024,
         max_chunk_items: 5,
         target_rdb: 9,
+        drop_field_ttls: false,
     };
     let mut refused = std::collections::BTreeSet::new();
     for e in entries(&items) {

@@ -66,7 +66,7 @@ async fn a_read_only_replica_target_fails_and_a_replica_source_is_fine() {
 }
 
 #[tokio::test]
-async fn a_module_missing_on_the_target_fails_naming_it() {
+async fn a_module_missing_on_the_target_warns_naming_it() {
     let (_module_dir, rejson) = loadable_module("7.4", "rejson.so");
     let rejson = rejson.as_str();
     let source = RedisServer::start_with("7.4", &["--loadmodule", rejson]);
@@ -76,11 +76,12 @@ async fn a_module_missing_on_the_target_fails_naming_it() {
         .unwrap();
     let bare = RedisServer::start("7.4");
     let report = validate(&source.url(), &bare.url()).await;
+    // A warning: the engine stops at the first ReJSON key, naming it (tests/matrix/modules.rs).
     expect(
         &report,
         "modules",
-        CheckStatus::Fail,
-        &["ReJSON", "loadmodule"],
+        CheckStatus::Warn,
+        &["ReJSON", "loadmodule", "stops at the first"],
     );
 
     let equipped = RedisServer::start_with("7.4", &["--loadmodule", rejson]);

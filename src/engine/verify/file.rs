@@ -25,7 +25,6 @@ use crate::client::Conn;
 use crate::engine::error::{show_key, EngineError};
 use crate::engine::{server_version, Tuning};
 use crate::model::{Difference, ProblemKey, VerificationReport};
-use crate::rdb::version::rdb_version_for_version_string;
 use crate::rdb::{Entry, Item, Parser, Value};
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
@@ -33,8 +32,6 @@ use crate::spec::Verify;
 
 /// Problem keys listed in the report (as for a server source).
 const MAX_PROBLEMS: usize = 100;
-/// RDB version that introduced hash field TTLs (Redis 7.4).
-const FIELD_TTLS_SINCE_RDB: u16 = 12;
 
 /// Compares the target at `target_url` with the file at `path`.
 pub(crate) async fn verify(
@@ -49,7 +46,7 @@ pub(crate) async fn verify(
     let version = server_version(&mut target)
         .await
         .map_err(EngineError::target)?;
-    let field_ttls = rdb_version_for_version_string(&version).unwrap_or(9) >= FIELD_TTLS_SINCE_RDB;
+    let field_ttls = version.has_field_ttls();
     let mut check = FileCheck {
         target,
         field_ttls,

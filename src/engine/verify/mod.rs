@@ -273,7 +273,7 @@ impl Verifier<'_> {
         };
         if !same_bytes {
             // Hash field TTLs exist from Redis 7.4 (RDB 12) on.
-            let field_ttls = self.servers.target_rdb >= 12;
+            let field_ttls = self.servers.target.has_field_ttls();
             let source_value = canonical(self.source, &source.kind, key, field_ttls)
                 .await
                 .map_err(src_err)?;
@@ -302,7 +302,7 @@ impl Verifier<'_> {
         if let Some(outcome) = presence(source, target) {
             return Ok(outcome);
         }
-        let field_ttls = self.servers.target_rdb >= 12;
+        let field_ttls = self.servers.target.has_field_ttls();
         let pages = Pages {
             items: self.tuning.rewrite_chunk_items,
             bytes: self.tuning.rewrite_chunk_bytes,

@@ -16,6 +16,10 @@
 //! - `CMSk-TYPE`: only the geometry and the total count (`CMS.INFO`): the counters of a
 //!   Count-Min sketch cannot be read back, so this one is a weaker check.
 //!
+//! - `vectorset` (Redis 8's vector sets): the settings `VINFO` reports, and every element with
+//!   its (de-quantized) embedding and its attributes; the HNSW graph itself is rebuilt with
+//!   random levels on load, so two equal sets rarely dump alike.
+//!
 //! Other module types have no form here: for them the DUMP comparison stays the only test.
 
 use bytes::Bytes;
@@ -151,7 +155,48 @@ pub(crate) async fn canonical(
             conn.call_ok(&[b"CMS.INFO".as_slice(), key]).await?,
             &mut out,
         ),
+        "vectorset" => vector_set(conn, key, &mut out).await?,
         _ => return Ok(None),
     }
     Ok(Some(out))
+}
+
+/// A vector set's settings and elements, element order fixed by sorting.
+async fn vector_set(conn: &mut Conn, key: &[u8], out: &mut Vec<Bytes>) -> Result<(), ClientError> {
+    let info = conn.call_ok(&[b"VINFO".as_slice(), key]).await?;
+    let keep: [&[u8]; 5] = [
+        b"quant-type",
+        b"vector-dim",
+        b"projection-input-dim",
+        b"size",
+        b"attributes-count",
+    ];
+    let mut size = 0;
+    if let Frame::Array(items) = &info {
+        for pair in items.chunks(2) {
+            if pair[0].as_bytes().is_some_and(|n| &n[..] == b"size") {
+                size = pair.get(1).and_then(Frame::as_int).unwrap_or(0);
+            }
+        }
+    }
+    info_fields(info, &keep, out);
+    // A positive count at least the size returns every element once.
+    let count = size.max(1).to_string();
+    let members = conn
+        .call_ok(&[b"VRANDMEMBER".as_slice(), key, count.as_bytes()])
+        .await?;
+    let mut names: Vec<Bytes> = match members {
+        Frame::Array(items) => items.iter().filter_map(|m| m.as_bytes().cloned()).collect(),
+        other => other.as_bytes().cloned().into_iter().collect(),
+    };
+    names.sort();
+    for name in names {
+        out.push(name.clone());
+        flatten(conn.call_ok(&[b"VEMB".as_slice(), key, &name]).await?, out);
+        flatten(
+            conn.call_ok(&[b"VGETATTR".as_slice(), key, &name]).await?,
+            out,
+        );
+    }
+    Ok(())
 }

@@ -19,10 +19,10 @@ fn connect(id: &str, facts: &ServerFacts) -> Verdict {
     let tls = facts.url.tls;
     match &facts.connect {
         Ok(connected) => {
-            let version = facts.info.as_ref().ok().and_then(|i| i.version());
+            let version = facts.info.as_ref().ok().and_then(|i| i.server());
             let described = match (version, tls) {
-                (Some(v), true) => format!(" (Redis {v}, TLS)"),
-                (Some(v), false) => format!(" (Redis {v})"),
+                (Some(v), true) => format!(" ({v}, TLS)"),
+                (Some(v), false) => format!(" ({v})"),
                 (None, true) => " (TLS)".to_string(),
                 (None, false) => String::new(),
             };
@@ -33,7 +33,8 @@ fn connect(id: &str, facts: &ServerFacts) -> Verdict {
                     "addr": addr,
                     "tls": tls,
                     "user": connected.user,
-                    "version": version,
+                    "version": facts.info.as_ref().ok().and_then(|i| i.version()),
+                    "server": version.map(|v| v.to_string()),
                     "latency_ms": connected.latency.as_millis() as u64,
                 }),
             )

@@ -446,3 +446,79 @@ fn a_fact_that_could_not_be_read_warns_and_names_the_command() {
         result.message
     );
 }
+
+const VALKEY_9: &str = "redis_version:7.2.4\nserver_name:valkey\nvalkey_version:9.1.2\n";
+
+#[test]
+fn valkey_is_known_by_its_own_version_and_counts_field_ttls_its_own_way() {
+    let source = src(
+        &format!("{VALKEY_9}db0:keys=5,expires=0,avg_ttl=0,keys_with_volatile_items=2\n"),
+        &[],
+    );
+    // Valkey's redis_version says 7.2.4, but it has field TTLs: 7.4 takes them, 7.2 cannot.
+    let result = verdict("versions", &source, &tgt("redis_version:7.4.1\n", &[]));
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+    assert!(
+        result.message.contains("Valkey 9.1.2") && result.message.contains("crosses forks"),
+        "{}",
+        result.message
+    );
+    let old = tgt("redis_version:7.2.4\n", &[]);
+    let result = verdict("versions", &source, &old);
+    assert_eq!(result.status, CheckStatus::Fail, "{result:?}");
+    assert!(
+        result.message.contains("2 keys") && result.message.contains("hash field TTLs"),
+        "{}",
+        result.message
+    );
+    assert!(
+        result.message.contains("drop_field_ttls"),
+        "{}",
+        result.message
+    );
+    // Opting in turns the refusal into a warning that says what is lost.
+    let result = decide(
+        "versions",
+        &source,
+        &old,
+        &local(100 * 1024 * MB, Some(100 * 1024 * MB)),
+        json!({ "drop_field_ttls": true }),
+    );
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+    assert!(
+        result.message.contains("without TTLs"),
+        "{}",
+        result.message
+    );
+    // Redis 8.2 into Valkey 9.1: another fork, both hold field TTLs.
+    let result = verdict(
+        "versions",
+        &src(
+            "redis_version:8.2.3\ndb0:keys=5,expires=0,avg_ttl=0,subexpiry=2\n",
+            &[],
+        ),
+        &tgt(VALKEY_9, &[]),
+    );
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+}
+
+#[test]
+fn a_built_in_module_missing_on_the_target_warns_and_valkeys_lua_is_no_module_at_all() {
+    let module = |name: &str| Module {
+        name: name.into(),
+        version: Some(1),
+    };
+    let mut source = src("redis_version:8.2.3\n", &[]);
+    source.modules = Ok(vec![module("vectorset")]);
+    let result = verdict("modules", &source, &tgt("redis_version:7.4.1\n", &[]));
+    assert_eq!(result.status, CheckStatus::Warn, "{result:?}");
+    assert!(
+        result.message.contains("vectorset") && result.message.contains("stops at the first"),
+        "{}",
+        result.message
+    );
+    let mut source = src(VALKEY_9, &[]);
+    source.modules = Ok(vec![module("lua")]);
+    let result = verdict("modules", &source, &tgt("redis_version:7.2.4\n", &[]));
+    assert_eq!(result.status, CheckStatus::Pass, "{result:?}");
+}
