@@ -11,14 +11,19 @@ use crate::resp::Frame;
 
 use super::resume;
 
+/// How long a cancel waits for the target to drop the offset key. Short: a cancel must stay
+/// prompt even when the target is paused or unreachable, and a key left behind is harmless.
+const REMOVE_MARK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Deletes the offset key of a cancelled migration, on a fresh connection. Best effort: a
-/// target that does not answer keeps the key, which nothing reads again.
+/// target that does not answer within [`REMOVE_MARK_TIMEOUT`] keeps the key, which nothing
+/// reads again (a cancelled migration never resumes).
 pub(super) async fn remove_mark_after_cancel(target: &RedisUrl, key: &[u8]) {
     let attempt = async {
         let mut conn = Conn::connect(target).await.ok()?;
         resume::remove_mark(&mut conn, key).await.ok()
     };
-    if tokio::time::timeout(Duration::from_secs(10), attempt)
+    if tokio::time::timeout(REMOVE_MARK_TIMEOUT, attempt)
         .await
         .ok()
         .flatten()

@@ -41,6 +41,7 @@ async fn snapshot_copies_everything(from: &str, to: &str, diskless: bool) {
             .filter(|n| *n != "SnapshotProgress")
             .collect::<Vec<_>>(),
         [
+            "SnapshotRequested",
             "SnapshotStarted",
             "SnapshotCompleted",
             "VerificationCompleted"
@@ -50,7 +51,7 @@ async fn snapshot_copies_everything(from: &str, to: &str, diskless: bool) {
         diskless: was_diskless,
         rdb_bytes_total,
         ..
-    } = &events[0]
+    } = &events[1]
     else {
         unreachable!()
     };
