@@ -106,11 +106,7 @@ fn snapshot(c: &mut Criterion) {
         b.iter(|| {
             target.cli(&["FLUSHALL"]);
             let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-            let job = EngineJob {
-                migration_id: uuid::Uuid::now_v7(),
-                spec: spec.clone(),
-                resume: None,
-            };
+            let job = EngineJob::new(uuid::Uuid::now_v7(), spec.clone());
             rt.block_on(async {
                 let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
                 engine::run_with(job, tx, Controls::default(), Tuning::default())
@@ -127,11 +123,7 @@ fn snapshot(c: &mut Criterion) {
         b.iter(|| {
             target.cli(&["FLUSHALL"]);
             let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-            let job = EngineJob {
-                migration_id: uuid::Uuid::now_v7(),
-                spec: verified.clone(),
-                resume: None,
-            };
+            let job = EngineJob::new(uuid::Uuid::now_v7(), verified.clone());
             rt.block_on(async {
                 let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
                 engine::run_with(job, tx, Controls::default(), Tuning::default())
@@ -231,11 +223,7 @@ fn live(c: &mut Criterion) {
                 total += rt.block_on(async {
                     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
                     let controls = Controls::default();
-                    let job = EngineJob {
-                        migration_id: uuid::Uuid::now_v7(),
-                        spec,
-                        resume: None,
-                    };
+                    let job = EngineJob::new(uuid::Uuid::now_v7(), spec);
                     let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
                     while let Some(e) = rx.recv().await {
                         if matches!(e, ferry::model::EventKind::StreamingStarted { .. }) {

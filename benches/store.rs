@@ -192,6 +192,7 @@ fn history(id: Uuid, n: u64) -> Vec<NewEvent> {
             keys_written: progress_events * 100,
             keys_skipped: 0,
             keys_expired: 0,
+            keys_empty: 0,
             keys_rewritten: 0,
             duration_ms: progress_events * 1000,
         },

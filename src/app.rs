@@ -75,12 +75,16 @@ impl Application {
         let listener = TcpListener::bind(addr).map_err(bind_error)?;
         let port = listener.local_addr().map_err(bind_error)?.port();
         let started = std::time::Instant::now();
+        crate::rdb::set_max_decompressed_bytes(settings.max_decompressed_bytes);
         let (jobs, stats) = supervisor::open(SupervisorConfig {
             data_dir: settings.data_dir.clone(),
             engine,
             limits: BackupLimits {
                 max_bytes: settings.backup_max_bytes.unwrap_or(u64::MAX),
                 upload_max_bytes: settings.upload_max_bytes,
+                upload_concurrency: settings.upload_concurrency,
+                min_free_bytes: settings.min_free_bytes,
+                max_decompressed_bytes: settings.max_decompressed_bytes,
             },
         })
         .await?;

@@ -97,6 +97,12 @@ pub struct Settings {
     pub upload_max_bytes: u64,
     /// Seconds between the heartbeat comments of an idle event stream (SSE).
     pub sse_heartbeat_secs: u64,
+    /// How many uploads may run at once (more get 503).
+    pub upload_concurrency: usize,
+    /// The largest string an RDB may decompress to (LZF); a bigger claim is refused as corrupt.
+    pub max_decompressed_bytes: u64,
+    /// The free space kept in `data_dir`: below it Ferry is not ready and refuses new work (507).
+    pub min_free_bytes: u64,
     pub log: LogSettings,
     pub auth: AuthSettings,
 }
@@ -110,6 +116,9 @@ impl Default for Settings {
             backup_max_bytes: None,
             upload_max_bytes: 1 << 30,
             sse_heartbeat_secs: 15,
+            upload_concurrency: 2,
+            max_decompressed_bytes: 512 << 20,
+            min_free_bytes: 256 << 20,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
         }

@@ -42,7 +42,8 @@
 //!   commands and states into JSON; live streams (SSE), `/metrics`, the audit endpoints, and the
 //!   dashboard's static files.
 //! - [`jobs`]: the service layer: in-memory states, command locks, commands and queries.
-//! - [`aggregate`]: migrations, backups and restores: typed states, `decide`, one fold each.
+//! - [`aggregate`]: migrations, backups and restores: typed states, `decide`, one fold each; and
+//!   who may write to a target ([`aggregate::lease`], the rule of the target lease).
 //! - [`store`]: the only code that knows sled. An append-only, durable event log with a global
 //!   sequence, per-aggregate reads, live subscriptions, and a hash chain over every event.
 //! - [`supervisor`]: runs engines, captures and restores; does the I/O the service asks for.
@@ -50,12 +51,13 @@
 //! - [`engine`]: the transfer itself: full sync, live streaming, cutover, verification, loading
 //!   an RDB file (restores).
 //! - [`backup`]: capturing a server's RDB over the replication link; writing RDB files whole.
-//! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens.
+//! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens;
+//!   the target lease on the wire ([`client::lease`]).
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
 //! - [`model`], [`spec`], [`redis_url`], [`disk`]: plain types and leaf helpers: events, reports,
 //!   the user's request and its addresses (passwords redacted wherever they could be shown), free
-//!   disk space.
+//!   disk space and private (0600/0700) files.
 
 pub mod aggregate;
 pub mod api;

@@ -90,6 +90,10 @@ enum RdbCommand {
 }
 
 fn main() -> ExitCode {
+    // Everything Ferry writes (the event log, credentials, backups, inventories) is the owner's
+    // alone: files 0600 and directories 0700 whatever the shell's umask, including the files
+    // sled creates, which take no mode of ours.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let outcome = match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => run_async(serve(config)).map(|()| ExitCode::SUCCESS),

@@ -47,7 +47,7 @@ pub enum UrlError {
     // Worded without a `scheme://user:password@` template: the API scrubs anything of that shape
     // from messages, which would garble the hint itself.
     #[error(
-        "not a URL ({0}); expected redis://host:port[/db] (rediss:// for TLS), with optional \
+        "not a URL ({0}); expected redis://host:port (rediss:// for TLS), with optional \
          credentials before the host: a user name, ':' and the password, then '@'"
     )]
     Malformed(String),
@@ -61,8 +61,8 @@ pub enum UrlError {
     Extra(&'static str),
     /// Parsable, but outside the documented grammar (see [`URL_PATTERN`]).
     #[error(
-        "not a URL Ferry accepts; expected redis://host[:port][/db] (rediss:// for TLS): a host of \
-         letters, digits, '.' and '-', a port up to 65535, a database number, and optional \
+        "not a URL Ferry accepts; expected redis://host[:port] (rediss:// for TLS): a host of \
+         letters, digits, '.' and '-', a port up to 65535, and optional \
          credentials before the host (a user name, ':' and the password, then '@'), with no spaces"
     )]
     Grammar,
@@ -71,7 +71,7 @@ pub enum UrlError {
 /// The URLs Ferry accepts, as the OpenAPI document states them (`pattern`) and as [`RedisUrl::parse`]
 /// checks them: one expression for both, so the contract and the server cannot disagree. It is a
 /// strict subset of what the `url` crate parses (no IPv6 literals, no percent-encoded hosts).
-pub const URL_PATTERN: &str = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$";
+pub const URL_PATTERN: &str = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$";
 
 static URL_GRAMMAR: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
     regex_lite::Regex::new(URL_PATTERN).unwrap_or_else(|e| panic!("URL_PATTERN: {e}"))
@@ -126,7 +126,13 @@ impl RedisUrl {
         // Last, so that the specific messages above win where they apply. IPv6 literals stay
         // accepted (logs and clients may hold them) though the documented pattern leaves them out.
         let ipv6 = matches!(parsed.host(), Some(url::Host::Ipv6(_)));
-        if !ipv6 && !URL_GRAMMAR.is_match(input) {
+        // The documented grammar has no `/db`: the API refuses a database in a URL (see
+        // `spec::check_no_db`) with a message of its own, so it is parsed here and judged there.
+        let without_db = match db {
+            Some(d) if path == d.to_string() => input.strip_suffix(path).unwrap_or(input),
+            _ => input,
+        };
+        if !ipv6 && !URL_GRAMMAR.is_match(without_db) {
             return Err(UrlError::Grammar);
         }
         Ok(RedisUrl {
@@ -206,11 +212,31 @@ impl<'de> Deserialize<'de> for RedisUrl {
     }
 }
 
+/// Percent-decodes a user name or password as RFC 3986 says: `%XX` becomes that byte, and
+/// nothing else changes. (Form decoding, which this once was, turns `+` into a space and stops at
+/// `&`, so `p+a&ss` became `p a`.) Invalid escapes stay as they are.
 fn decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn encode(s: &str) -> String {
@@ -277,6 +303,18 @@ mod tests {
         assert_eq!(u.password.as_ref().unwrap().expose(), "p@ss");
         assert_eq!(u.to_string(), "rediss://:***@example.com:6379");
         assert_eq!(RedisUrl::parse(&u.expose_url()).unwrap(), u);
+    }
+
+    /// Passwords are percent-decoded, never form-decoded: `+` stays `+`, `&` does not end it.
+    #[test]
+    fn passwords_with_plus_and_ampersand_survive() {
+        let raw = RedisUrl::parse("redis://:p+a&ss@h:1").unwrap();
+        assert_eq!(raw.password.as_ref().unwrap().expose(), "p+a&ss");
+        let encoded = RedisUrl::parse("redis://u%2Bv:p%2Ba%26s%20s@h:1").unwrap();
+        assert_eq!(encoded.username.as_deref(), Some("u+v"));
+        assert_eq!(encoded.password.as_ref().unwrap().expose(), "p+a&s s");
+        assert_eq!(RedisUrl::parse(&encoded.expose_url()).unwrap(), encoded);
+        assert_eq!(RedisUrl::parse(&raw.expose_url()).unwrap(), raw);
     }
 
     #[test]

@@ -9,14 +9,15 @@ use utoipa::ToSchema;
 
 use crate::redis_url::RedisUrl;
 
-/// One Redis server. `url` is `redis://[user[:password]@]host:port[/db]` or `rediss://…`; it is
-/// always shown with the password replaced by `***`.
+/// One Redis server. `url` is `redis://[user[:password]@]host:port` or `rediss://…` (a `/db` is
+/// refused until databases can be filtered and mapped; user and password are percent-decoded);
+/// it is always shown with the password replaced by `***`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "redis://127.0.0.1:6379"}))]
 pub struct Endpoint {
     #[schema(value_type = String, example = "redis://default:***@127.0.0.1:6379",
-        pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$")]
+        pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$")]
     pub url: RedisUrl,
 }
 
@@ -81,10 +82,10 @@ pub struct RdbSource {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"rdb": {"backup_id": "0192f3a4-5b6c-7d8e-9f00-112233445566"}}))]
 pub struct SourceBody {
-    /// A server: `redis://[user[:password]@]host:port[/db]`, shown with the password as `***`.
+    /// A server: `redis://[user[:password]@]host:port`, shown with the password as `***`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "redis://default:***@127.0.0.1:6379",
-        pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(/(0|[1-9][0-9]{0,8})?)?$")]
+        pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$")]
     pub url: Option<RedisUrl>,
     /// Or a stored backup's RDB file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,8 +169,13 @@ pub struct Options {
     pub backup: bool,
     pub verify: Verify,
     /// Pause writes on the source (`CLIENT PAUSE … WRITE`) during cutover, so that nothing is lost
-    /// between the last applied write and the switch.
+    /// between the last applied write and the switch. The pause is short and renewed until the
+    /// target has applied the final offset, then released (a Ferry that dies leaves it to lapse
+    /// within seconds); if the source's offset moved anyway, the cutover catches up again.
     pub pause_source_writes_on_cutover: bool,
+    /// Keep the source paused while the cutover's verification runs (by default the pause ends
+    /// once the target has caught up, and verification compares a source that may move on).
+    pub pause_during_verification: bool,
     /// In live mode, cut over by itself once the target has caught up (lag 0).
     pub auto_cutover: bool,
     /// Migrate hashes whose fields have TTLs into a target without field TTLs (Redis < 7.4,
@@ -185,10 +191,40 @@ impl Default for Options {
             on_conflict: OnConflict::Fail,
             backup: true,
             verify: Verify::Sample,
-            pause_source_writes_on_cutover: false,
+            pause_source_writes_on_cutover: true,
+            pause_during_verification: false,
             auto_cutover: false,
             drop_field_ttls: false,
         }
+    }
+}
+
+/// Why `on_conflict: skip` is refused in live mode (validation and the engine say the same).
+pub const SKIP_IN_LIVE_MODE: &str =
+    "on_conflict `skip` cannot be kept in live mode: the source's later writes to a key the \
+     target kept are streamed as commands and would change or delete it; use `fail` (the target \
+     must not hold the source's keys) or `replace`, or mode `snapshot`";
+
+/// Why a server address cannot be used as written: the field to fix and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressError {
+    pub field: &'static str,
+    pub detail: String,
+}
+
+/// Refuses a URL that names a database (`redis://host:port/3`): Ferry copies every database
+/// under its own number, so a `/3` would be silently ignored. Until database filters and a
+/// mapping exist, the honest answer is a clear refusal.
+pub fn check_no_db(url: &RedisUrl, field: &'static str) -> Result<(), AddressError> {
+    match url.db {
+        None => Ok(()),
+        Some(db) => Err(AddressError {
+            field,
+            detail: format!(
+                "`{field}` names database {db} (`/{db}`), but Ferry copies every database under \
+                 its own number and cannot yet limit or renumber them; remove `/{db}` from the URL"
+            ),
+        }),
     }
 }
 
@@ -205,6 +241,16 @@ pub struct MigrationSpec {
     pub mode: Mode,
     #[serde(default)]
     pub options: Options,
+}
+
+impl MigrationSpec {
+    /// Checks the addresses (see [`check_no_db`]).
+    pub fn check_addresses(&self) -> Result<(), AddressError> {
+        if let Some(url) = self.source.url() {
+            check_no_db(url, "source.url")?;
+        }
+        check_no_db(&self.target.url, "target.url")
+    }
 }
 
 #[cfg(test)]

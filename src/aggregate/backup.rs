@@ -354,6 +354,7 @@ mod tests {
             keys_skipped: 0,
             keys_expired: 0,
             duration_ms: 1,
+            keys_empty: 0,
         };
         apply(&mut b, &event(restore, ended));
         assert!(decide(&b, Command::Restore).is_ok());

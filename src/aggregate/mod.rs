@@ -18,6 +18,7 @@
 //! `RollbackRequested`/`RollbackEnded` and as the restore's own events.
 
 pub mod backup;
+pub mod lease;
 pub mod migration;
 pub mod restore;
 

@@ -56,6 +56,9 @@ pub struct RestoreOutcome {
     pub keys_skipped: u64,
     pub keys_expired: u64,
     pub duration_ms: u64,
+    /// Empty collections in the file (older servers could write them): skipped, as Redis does.
+    #[serde(default)]
+    pub keys_empty: u64,
 }
 
 /// A restore, as `GET /v1/restores/{id}` shows it. This is the whole state of the aggregate.
@@ -68,7 +71,9 @@ pub struct RestoreOutcome {
     "outcome": null, "error": null, "started_at": "2026-01-01T12:00:00Z", "completed_at": null}))]
 pub struct Restore {
     pub id: Uuid,
-    pub backup_id: Uuid,
+    /// The backup loaded; `null` for the rollback of a migration whose target was empty at its
+    /// start (that restore point is "empty": the target is flushed, nothing is loaded).
+    pub backup_id: Option<Uuid>,
     /// The server restored into, password redacted.
     pub target: String,
     pub on_conflict: OnConflict,
@@ -173,6 +178,18 @@ pub fn begin(
     }])
 }
 
+/// The restore that rolls a migration back to an *empty* restore point: its target held no keys
+/// when it started, so putting it back means emptying it. Nothing is loaded; the nil backup id
+/// says so in the event.
+pub fn begin_empty(request: &Begin) -> Vec<EventKind> {
+    vec![EventKind::RestoreStarted {
+        backup_id: Uuid::nil(),
+        target: request.target.clone(),
+        on_conflict: request.on_conflict,
+        for_migration: request.for_migration,
+    }]
+}
+
 /// What the supervisor reports about a restore.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -194,7 +211,7 @@ pub fn decide(r: &Restore, command: Command) -> Vec<EventKind> {
     if r.state != RestoreState::Running {
         return vec![];
     }
-    let backup_id = r.backup_id;
+    let backup_id = r.backup_id.unwrap_or_default();
     vec![match command {
         Command::Progress {
             rdb_bytes_read,
@@ -214,6 +231,7 @@ pub fn decide(r: &Restore, command: Command) -> Vec<EventKind> {
             keys_skipped: o.keys_skipped,
             keys_expired: o.keys_expired,
             duration_ms: o.duration_ms,
+            keys_empty: o.keys_empty,
         },
         Command::Fail { code, message } => EventKind::RestoreFailed {
             backup_id,
@@ -237,7 +255,7 @@ pub fn create(event: &Event) -> Option<Restore> {
     };
     Some(Restore {
         id: event.aggregate_id,
-        backup_id: *backup_id,
+        backup_id: (!backup_id.is_nil()).then_some(*backup_id),
         target: target.clone(),
         on_conflict: *on_conflict,
         for_migration: *for_migration,
@@ -280,6 +298,7 @@ pub fn apply(r: &mut Restore, event: &Event) {
             keys_skipped,
             keys_expired,
             duration_ms,
+            keys_empty,
             ..
         } => {
             r.state = RestoreState::Completed;
@@ -291,6 +310,7 @@ pub fn apply(r: &mut Restore, event: &Event) {
                 keys_skipped: *keys_skipped,
                 keys_expired: *keys_expired,
                 duration_ms: *duration_ms,
+                keys_empty: *keys_empty,
             });
             r.completed_at = Some(event.at);
         }

@@ -15,6 +15,8 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
+use sha2::{Digest, Sha256};
+
 use super::problem::ApiError;
 pub use crate::config::Token;
 
@@ -65,10 +67,7 @@ pub async fn require_token(
             )
             .into());
         };
-        let Some(token) = tokens
-            .iter()
-            .find(|t| constant_time_eq(t.secret.expose().as_bytes(), presented.as_bytes()))
-        else {
+        let Some(token) = matching_token(&tokens, presented) else {
             return Err(ApiError::Unauthorized("the bearer token is not valid".into()).into());
         };
         req.extensions_mut().insert(Actor(token.name.clone()));
@@ -76,20 +75,51 @@ pub async fn require_token(
     next.call(req).await
 }
 
-/// Compares without an early exit, so response time does not reveal how much of a guess matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The configured token equal to `presented`, found without letting response time tell a guess
+/// apart: every token is compared, always, and each comparison is of two SHA-256 digests (fixed
+/// length, so neither the tokens' lengths nor how much of a guess matched shows), XOR-folded
+/// without an early exit.
+fn matching_token<'a>(tokens: &'a [Token], presented: &str) -> Option<&'a Token> {
+    let guess = Sha256::digest(presented.as_bytes());
+    let mut found = None;
+    for token in tokens {
+        let known = Sha256::digest(token.secret.expose().as_bytes());
+        if digests_equal(&known, &guess) && found.is_none() {
+            found = Some(token);
+        }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    found
+}
+
+fn digests_equal(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::redis_url::Secret;
+
+    fn token(name: &str, value: &str) -> Token {
+        Token {
+            name: name.into(),
+            secret: Secret::new(value),
+        }
+    }
+
     #[test]
-    fn tokens_compare_exactly() {
-        assert!(super::constant_time_eq(b"abc", b"abc"));
-        assert!(!super::constant_time_eq(b"abc", b"abd"));
-        assert!(!super::constant_time_eq(b"abc", b"ab"));
+    fn every_token_is_compared_and_only_an_exact_one_matches() {
+        let tokens = [token("a", "abc"), token("b", "abcdef"), token("c", "x")];
+        assert_eq!(
+            matching_token(&tokens, "abcdef").map(|t| t.name.as_str()),
+            Some("b")
+        );
+        assert_eq!(
+            matching_token(&tokens, "abc").map(|t| t.name.as_str()),
+            Some("a")
+        );
+        for guess in ["ab", "abd", "abcdefg", "", "X"] {
+            assert!(matching_token(&tokens, guess).is_none(), "{guess}");
+        }
     }
 }

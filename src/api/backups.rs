@@ -81,6 +81,7 @@ pub(super) fn json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The server cannot be used now: it does not answer or refuses us (`field`: `server.url`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "The backup would not fit on disk or under `backup_max_bytes`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -217,9 +218,12 @@ pub async fn remove(
 
 /// Upload an RDB file (the body, `application/octet-stream`) as a backup.
 ///
-/// Streamed to disk, capped by `upload_max_bytes`, and parsed to its end (checksum included)
-/// before it is accepted. A corrupt or truncated file gets 400 with the `offset` where it stops
-/// being valid, and nothing is stored.
+/// Streamed to disk, capped by `upload_max_bytes` (and by the backup quota and free-space
+/// floor), and parsed to its end (checksum included) before it is accepted; every value is
+/// checked as deeply as Redis's `sanitize-dump-payload yes` would (ziplist, listpack and intset
+/// integrity, counts against headers, duplicates, LZF strings within `max_decompressed_bytes`).
+/// A corrupt or truncated file gets 400 with the `offset` where it stops being valid, and
+/// nothing is stored.
 #[utoipa::path(
     tag = "backups",
     params(UploadQuery),
@@ -229,6 +233,9 @@ pub async fn remove(
         (status = 400, description = "Not a valid RDB; `offset` says where", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than `upload_max_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not sent as `application/octet-stream`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`upload_concurrency` uploads are running already; retry later (`Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "It would not fit: the free-space floor `min_free_bytes` or `backup_max_bytes`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/backups/upload")]
@@ -245,6 +252,11 @@ pub async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    super::guard::require_content_type(
+        &req,
+        super::guard::BodyType::OctetStream,
+        declared != Some(0),
+    )?;
     // Dropped on any early return, which removes the partial file.
     let mut upload = jobs.upload(label, declared, &actor.0).await?;
     let too_large = |limit: u64| ApiError::TooLarge {

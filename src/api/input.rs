@@ -105,7 +105,10 @@ fn options<T: DeserializeOwned>(v: &Value) -> Option<String> {
     let bad = o.iter().find(|(k, v)| match k.as_str() {
         "on_conflict" => fails::<OnConflict>(v),
         "verify" => fails::<Verify>(v),
-        "backup" | "pause_source_writes_on_cutover" | "auto_cutover" => fails::<bool>(v),
+        "backup"
+        | "pause_source_writes_on_cutover"
+        | "pause_during_verification"
+        | "auto_cutover" => fails::<bool>(v),
         _ => true,
     });
     Some(match bad {

@@ -42,7 +42,7 @@ pub struct ListQuery {
     "state": "configured", "phase": null, "phase_detail": null, "mode": "snapshot",
     "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
-        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+        "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false},
     "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
         "keys_skipped": null, "keys_total": null, "estimated": false, "commands_streamed": null,
         "lag_bytes": null, "lag_seconds": null, "apply_rate": null, "link_reconnects": null,
@@ -154,6 +154,7 @@ pub async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
+    super::guard::require_content_type(req, super::guard::BodyType::Json, !body.is_empty())?;
     Ok(body.freeze())
 }
 
@@ -174,6 +175,7 @@ pub async fn read_body(
         (status = 404, description = "`source.rdb.backup_id` names no backup", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The source backup is not completed; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than the configured limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/migrations")]
@@ -240,7 +242,9 @@ pub async fn get(
 /// Change a migration before it starts.
 ///
 /// Only the fields given change. Any change sends the migration back to `configured`, so it must
-/// be validated again. A URL sent back with `***` as its password keeps the stored password.
+/// be validated again. A URL sent back with `***` as its password keeps the stored password, for
+/// the same server only. Stored passwords never follow a new pairing: moving the source or the
+/// target to another server needs the other end's password in the same PATCH (409 naming it).
 #[utoipa::path(
     tag = "migrations",
     params(("id" = Uuid, Path, description = "Migration id")),
@@ -250,8 +254,9 @@ pub async fn get(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The migration has started; `allowed_actions` says what it allows", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The migration has started (`allowed_actions` says what it allows), or the PATCH moves one end to another server without the other end's password (`field` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[patch("/migrations/{id}")]
@@ -294,15 +299,20 @@ pub async fn validate(
 
 /// Start a validated migration. The engine runs in the background; follow it with
 /// `GET /v1/migrations/{id}` or its events.
+///
+/// Takes the target's lease (`ferry:lease` in its db 0) first: one writer per target. When
+/// another migration or restore holds it, the answer is 409 naming the holder; `force=true`
+/// takes it over (a lease of a Ferry that died also expires by itself within 15 s).
 #[utoipa::path(
     tag = "migrations",
-    params(("id" = Uuid, Path, description = "Migration id")),
+    params(("id" = Uuid, Path, description = "Migration id"), ForceQuery),
     responses(
         (status = 202, description = "Started", body = MigrationView),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or a bad `force`", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not `validated`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not `validated`, or the target is in use by another writer (`field`: `target.url`, the detail names it) or does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "Ferry's disk is below its free-space floor", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/migrations/{id}/start")]
@@ -310,8 +320,21 @@ pub async fn start(
     jobs: web::Data<Jobs>,
     actor: Actor,
     id: web::Path<Uuid>,
+    query: web::Query<ForceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(jobs.start(*id, &actor.0).await?))
+    let force = query.force.unwrap_or(false);
+    Ok(HttpResponse::Accepted().json(jobs.start(*id, &actor.0, force).await?))
+}
+
+/// `?force=true`: take the target's lease over from another writer.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ForceQuery {
+    /// Take over the target's lease from whoever holds it (a Ferry that died, or another
+    /// writer you mean to stop): recorded as `LeaseAcquired` with `took_over`. The other
+    /// writer stops at its next renewal.
+    pub force: Option<bool>,
 }
 
 /// Cut a live migration over: stop at the source's current offset, verify, complete.

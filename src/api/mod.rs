@@ -16,6 +16,7 @@ pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod dashboard;
+pub mod guard;
 pub mod input;
 pub mod metrics;
 pub mod migrations;
@@ -289,7 +290,8 @@ pub fn serve(listener: TcpListener, jobs: Jobs, config: ServeConfig) -> std::io:
             .app_data(web::PathConfig::default().error_handler(input::path_error))
             .configure(routes)
             .split_for_parts();
-        app.wrap(from_fn(log_request))
+        app.wrap(from_fn(guard::browser_guard))
+            .wrap(from_fn(log_request))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
             .route(
                 "/docs",

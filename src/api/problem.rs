@@ -71,6 +71,9 @@ pub enum ApiError {
     MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Unauthorized(String),
+    /// A request a browser sent on behalf of another site (see `api::guard`).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Internal(String),
     /// The upload is not a valid RDB; `offset` is where it stops being one.
@@ -79,6 +82,9 @@ pub enum ApiError {
     /// The file would not fit on disk or under the configured limit.
     #[error("{0}")]
     InsufficientStorage(String),
+    /// Ferry cannot serve this now (not ready, or busy); the detail says why and when to retry.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -100,9 +106,11 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
             ApiError::Internal(_) => ("internal", "Internal error"),
             ApiError::CorruptRdb { .. } => ("corrupt-rdb", "Not a valid RDB file"),
             ApiError::InsufficientStorage(_) => ("insufficient-storage", "Insufficient storage"),
+            ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
         }
     }
 
@@ -144,9 +152,11 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::CorruptRdb { .. } => StatusCode::BAD_REQUEST,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -161,6 +171,9 @@ impl ResponseError for ApiError {
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((header::ALLOW, allow.clone()));
+        }
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.insert_header((header::RETRY_AFTER, "5"));
         }
         response.json(self.problem())
     }
@@ -194,6 +207,8 @@ impl From<JobError> for ApiError {
             JobError::Upload(UploadError::Corrupt { offset, .. }) => {
                 ApiError::CorruptRdb { offset, detail }
             }
+            JobError::Upload(UploadError::Busy { .. }) => ApiError::Unavailable(detail),
+            JobError::Upload(UploadError::NoSpace(_)) => ApiError::InsufficientStorage(detail),
             JobError::Upload(UploadError::Io(_))
             | JobError::Io(_)
             | JobError::CredentialsMissing(_)

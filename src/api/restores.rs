@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::auth::Actor;
 use super::backups::{json, PageQuery};
-use super::migrations::{limit, next_after, read_body};
+use super::migrations::{limit, next_after, read_body, ForceQuery};
 use super::problem::{ApiError, Problem};
 use crate::aggregate::restore::Restore;
 use crate::jobs::Jobs;
@@ -28,6 +28,10 @@ pub struct RestoreRequest {
     /// What to do with keys the target already has (default `fail`).
     #[serde(default)]
     pub on_conflict: OnConflict,
+    /// Take the target's lease over from whoever holds it (recorded as `LeaseAcquired` with
+    /// `took_over`).
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// A page of restores, oldest first. When `next_after` is set, more may follow.
@@ -47,10 +51,11 @@ fn accepted(restore: Restore) -> HttpResponse {
 /// Restore a backup into a server.
 ///
 /// Loads the file with the migration's own writer (RESTORE, or plain commands for an older
-/// target). Checked before it is accepted: the backup is completed and not being restored, the
-/// target answers, with `on_conflict: fail` the target holds no keys in the databases the backup
-/// writes, and the file fits under the target's `maxmemory`. Runs in the background: follow
-/// `Location`.
+/// target), after reading it whole and proving it (CRC-64 and SHA-256 as recorded) before the
+/// first write or flush. Checked before it is accepted: the target's lease is free, the backup
+/// is completed and not being restored, the target answers, with `on_conflict: fail` the target
+/// holds no keys in the databases the backup writes, and the file fits under the target's
+/// `maxmemory`. Runs in the background: follow `Location`.
 #[utoipa::path(
     tag = "restores",
     params(("id" = Uuid, Path, description = "Backup id")),
@@ -61,8 +66,9 @@ fn accepted(restore: Restore) -> HttpResponse {
         (status = 400, description = "Bad body or id; `field` names it", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The backup is not completed or is being restored (`allowed_actions` says what it allows), or the target cannot take it: it does not answer, holds conflicting keys, or is too small (`field` says what to change)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The backup is not completed or is being restored (`allowed_actions` says what it allows), or the target cannot take it: it does not answer, is in use by another writer, holds conflicting keys, or is too small (`field` says what to change)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/backups/{id}/restore")]
@@ -76,7 +82,13 @@ pub async fn create(
     let body = read_body(&req, payload).await?;
     let request: RestoreRequest = json(&body)?;
     let restore = jobs
-        .start_restore(*id, request.target.url, request.on_conflict, &actor.0)
+        .start_restore(
+            *id,
+            request.target.url,
+            request.on_conflict,
+            &actor.0,
+            request.force,
+        )
         .await?;
     Ok(accepted(restore))
 }
@@ -84,20 +96,23 @@ pub async fn create(
 /// Roll a migration back: restore the target to its restore point.
 ///
 /// An action of the migration (in `allowed_actions` when allowed): once the migration is
-/// `failed`, `cancelled` or `completed`, has a restore point, and is not being rolled back. The
-/// target is flushed (what the migration wrote) and the restore point taken before the first
-/// write is loaded, in the background: follow `Location`. The migration records
-/// `RollbackRequested` and `RollbackEnded`, and shows the outcome as `rolled_back`.
+/// `failed`, `cancelled` or `completed`, has a restore point (or its target held no keys when it
+/// started: that restore point is "empty"), and is not being rolled back. The restore point's
+/// file is read whole and proven (CRC-64 and SHA-256) before anything is flushed; then the target
+/// is flushed (what the migration wrote) and the restore point loaded, in the background: follow
+/// `Location`. The rollback holds the target's lease (409 naming the holder when someone else
+/// has it; `force=true` takes it over). The migration records `RollbackRequested` and
+/// `RollbackEnded`, and shows the outcome as `rolled_back`.
 #[utoipa::path(
     tag = "migrations",
-    params(("id" = Uuid, Path, description = "Migration id")),
+    params(("id" = Uuid, Path, description = "Migration id"), ForceQuery),
     responses(
         (status = 202, description = "Rollback started; poll `Location`", body = Restore,
             headers(("Location" = String, description = "/v1/restores/{id}"))),
         (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not allowed now (not final, no restore point, or rolling back; `allowed_actions` says what is), or the target does not answer (`field`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not allowed now (not final, no restore point, or rolling back; `allowed_actions` says what is), or the target does not answer or is in use by another writer (`field`)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/migrations/{id}/rollback")]
@@ -105,8 +120,10 @@ pub async fn rollback(
     jobs: web::Data<Jobs>,
     actor: Actor,
     id: web::Path<Uuid>,
+    query: web::Query<ForceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(accepted(jobs.rollback(*id, &actor.0).await?))
+    let force = query.force.unwrap_or(false);
+    Ok(accepted(jobs.rollback(*id, &actor.0, force).await?))
 }
 
 /// List restores, oldest first, a page at a time.

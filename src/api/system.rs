@@ -119,9 +119,15 @@ pub async fn healthz() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
-/// Readiness: the event log is open and folded (the app serves only after that).
-#[utoipa::path(tag = "health", security(()), responses((status = 200, body = Health)))]
+/// Readiness: the event log is open, folded and takes appends, and the data dir is above its
+/// free-space floor. Otherwise 503, with the reason; it turns ready again by itself once the
+/// reason is gone (a log that failed a write needs a restart, and says so).
+#[utoipa::path(tag = "health", security(()), responses((status = 200, body = Health),
+    (status = 503, description = "Not ready: the detail says why", body = Problem, content_type = "application/problem+json")))]
 #[get("/readyz")]
-pub async fn readyz(_jobs: web::Data<Jobs>) -> web::Json<Health> {
-    web::Json(Health { status: "ready" })
+pub async fn readyz(jobs: web::Data<Jobs>) -> Result<web::Json<Health>, ApiError> {
+    match jobs.readiness() {
+        Ok(()) => Ok(web::Json(Health { status: "ready" })),
+        Err(why) => Err(ApiError::Unavailable(why)),
+    }
 }

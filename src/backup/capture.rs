@@ -16,7 +16,7 @@ use super::file::{FileFacts, RdbFileWriter};
 use super::BackupError;
 use crate::client::{Conn, Info};
 use crate::disk::free_bytes;
-use crate::model::ServerSummary;
+use crate::model::{ServerSummary, LEASE_KEY};
 use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, LinkError, LinkItem, ReplicaLink, SyncStart, Transfer};
 
@@ -27,11 +27,27 @@ pub struct Captured {
     pub server_version: String,
 }
 
-/// Asks `url` about itself: version, dataset size, memory and keys per database.
+/// Asks `url` about itself: version, dataset size, memory and keys per database. Ferry's lease
+/// key (`ferry:lease`, db 0) is bookkeeping, not data: it is not counted.
 pub async fn server_summary(url: &RedisUrl) -> Result<ServerSummary, BackupError> {
     let mut conn = Conn::connect(url).await?;
     let info = conn.info("all").await?;
-    Ok(summary(&info))
+    let mut summary = summary(&info);
+    if summary.keys.contains_key(&0) {
+        conn.select(0).await?;
+        let lease = conn
+            .call_ok(&[b"EXISTS".as_slice(), LEASE_KEY.as_bytes()])
+            .await?
+            .as_int()
+            .unwrap_or(0);
+        if let Some(keys) = summary.keys.get_mut(&0) {
+            *keys = keys.saturating_sub(lease.max(0) as u64);
+            if *keys == 0 {
+                summary.keys.remove(&0);
+            }
+        }
+    }
+    Ok(summary)
 }
 
 /// The parts of `INFO` that decisions about a backup or a restore read.
@@ -49,63 +65,76 @@ pub fn summary(info: &Info) -> ServerSummary {
     }
 }
 
-/// The bytes a backup in `dir` may use: the free space there, capped by `max_bytes`.
-pub fn available_bytes(dir: &Path, max_bytes: u64) -> Result<u64, BackupError> {
+/// The bytes a backup in `dir` may use: the free space there above the floor `min_free`,
+/// capped by `max_bytes`.
+pub fn available_bytes(dir: &Path, max_bytes: u64, min_free: u64) -> Result<u64, BackupError> {
     let free = free_bytes(dir).map_err(|e| BackupError::io(e, std::io::Error::other("statvfs")))?;
-    Ok(free.min(max_bytes))
+    Ok(free.saturating_sub(min_free).min(max_bytes))
 }
 
-fn refuse(needed: u64, dir: &Path, max_bytes: u64, exact: bool) -> BackupError {
+fn refuse(needed: u64, dir: &Path, max_bytes: u64, min_free: u64, exact: bool) -> BackupError {
     let free = free_bytes(dir).unwrap_or(0);
     let what = if exact { "needs" } else { "needs about" };
     BackupError::NoSpace(format!(
         "the backup {what} {needed} bytes but only {} may be used ({free} bytes free in {}, \
-         backup_max_bytes = {max_bytes}); free disk space or raise backup_max_bytes",
-        free.min(max_bytes),
+         min_free_bytes = {min_free}, backup_max_bytes = {max_bytes}); free disk space or raise \
+         backup_max_bytes",
+        free.saturating_sub(min_free).min(max_bytes),
         dir.display()
     ))
 }
 
 /// Refuses up front when the estimated size does not fit.
-pub fn check_space(dir: &Path, max_bytes: u64, estimate: u64) -> Result<(), BackupError> {
-    std::fs::create_dir_all(dir)
+pub fn check_space(
+    dir: &Path,
+    max_bytes: u64,
+    min_free: u64,
+    estimate: u64,
+) -> Result<(), BackupError> {
+    crate::disk::private_dir(dir)
         .map_err(|e| BackupError::io(format!("create {}", dir.display()), e))?;
-    if estimate > available_bytes(dir, max_bytes)? {
-        return Err(refuse(estimate, dir, max_bytes, false));
+    if estimate > available_bytes(dir, max_bytes, min_free)? {
+        return Err(refuse(estimate, dir, max_bytes, min_free, false));
     }
     Ok(())
 }
 
-/// Copies the RDB of `url` into `dir` as backup `id`. `progress` hears the bytes stored so far,
-/// after every chunk (the caller decides how often to record them).
+/// Copies the RDB of `url` into `dir` as backup `id`, using at most `max_bytes` and never the
+/// last `min_free` bytes of the disk. `progress` hears the bytes stored so far, after every
+/// chunk (the caller decides how often to record them).
 pub async fn capture(
     url: &RedisUrl,
     dir: &Path,
     id: Uuid,
     max_bytes: u64,
+    min_free: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<Captured, BackupError> {
     let facts = server_summary(url).await?;
-    check_space(dir, max_bytes, facts.dataset_bytes)?;
+    check_space(dir, max_bytes, min_free, facts.dataset_bytes)?;
     let mut link = ReplicaLink::connect(url, LinkConfig::default(), None).await?;
     if let SyncStart::Full {
         transfer: Transfer::Sized(len),
         ..
     } = link.start()
     {
-        if *len > available_bytes(dir, max_bytes)? {
-            return Err(refuse(*len, dir, max_bytes, true));
+        if *len > available_bytes(dir, max_bytes, min_free)? {
+            return Err(refuse(*len, dir, max_bytes, min_free, true));
         }
     }
-    let limit = available_bytes(dir, max_bytes)?;
+    let limit = available_bytes(dir, max_bytes, min_free)?;
     let mut writer = RdbFileWriter::create(dir, id, limit).await?;
     loop {
         match link.next().await? {
             LinkItem::RdbChunk(chunk) => {
                 writer.write(&chunk).await.map_err(|e| match e {
-                    BackupError::TooLarge { .. } => {
-                        refuse(writer_bytes_hint(limit, chunk.len()), dir, max_bytes, false)
-                    }
+                    BackupError::TooLarge { .. } => refuse(
+                        writer_bytes_hint(limit, chunk.len()),
+                        dir,
+                        max_bytes,
+                        min_free,
+                        false,
+                    ),
                     other => other,
                 })?;
                 progress(writer.bytes());

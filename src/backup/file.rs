@@ -59,18 +59,22 @@ pub struct RdbFileWriter {
     max_bytes: u64,
     keys: BTreeMap<u64, u64>,
     db: u64,
+    /// Check every value as deeply as Redis's `sanitize-dump-payload yes` (uploads: a file
+    /// from anywhere; a capture comes from the server itself).
+    deep: bool,
 }
 
 impl RdbFileWriter {
     /// Creates `<id>.rdb.partial` in `dir` (creating `dir`). `max_bytes` caps the file.
     pub async fn create(dir: &Path, id: Uuid, max_bytes: u64) -> Result<Self, BackupError> {
-        tokio::fs::create_dir_all(dir)
-            .await
+        crate::disk::private_dir(dir)
             .map_err(|e| BackupError::io(format!("create {}", dir.display()), e))?;
         let partial = partial_path(dir, id);
+        // 0600 from the first byte: a backup is a full copy of customer data.
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&partial)
             .await
             .map_err(|e| BackupError::io(format!("create {}", partial.display()), e))?;
@@ -86,7 +90,22 @@ impl RdbFileWriter {
             max_bytes,
             keys: BTreeMap::new(),
             db: 0,
+            deep: false,
         })
+    }
+
+    /// Checks every value deeply as it arrives (see [`crate::rdb::sanitize`]): for files that
+    /// come from outside, so that a corrupt one is refused before it is stored, not half-way
+    /// through a migration from it.
+    pub fn deep(mut self) -> Self {
+        self.deep = true;
+        self
+    }
+
+    /// Caps what one LZF string may claim to decompress to (`max_decompressed_bytes`).
+    pub fn with_max_decompressed(mut self, max: u64) -> Self {
+        self.parser = std::mem::take(&mut self.parser).with_max_decompressed(max);
+        self
     }
 
     /// Bytes written so far.
@@ -106,7 +125,13 @@ impl RdbFileWriter {
         loop {
             match self.parser.next_item() {
                 Ok(Some(Item::SelectDb { db })) => self.db = db,
-                Ok(Some(Item::Entry(entry))) => *self.keys.entry(entry.db).or_default() += 1,
+                Ok(Some(Item::Entry(entry))) => {
+                    if self.deep {
+                        crate::rdb::sanitize::check_entry(&entry)
+                            .map_err(|e| corrupt(e, entry.value_offset))?;
+                    }
+                    *self.keys.entry(entry.db).or_default() += 1
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => return Err(corrupt(e, self.parser.offset())),
@@ -123,19 +148,7 @@ impl RdbFileWriter {
     }
 
     fn crc_all_but_trailer(&mut self, chunk: &[u8]) {
-        let total = self.tail.len() + chunk.len();
-        if total <= TRAILER {
-            self.tail.extend_from_slice(chunk);
-            return;
-        }
-        let settled = total - TRAILER;
-        let from_tail = settled.min(self.tail.len());
-        self.crc = crc64::update(self.crc, &self.tail[..from_tail]);
-        let from_chunk = settled - from_tail;
-        self.crc = crc64::update(self.crc, &chunk[..from_chunk]);
-        let mut tail = self.tail[from_tail..].to_vec();
-        tail.extend_from_slice(&chunk[from_chunk..]);
-        self.tail = tail;
+        (self.crc, self.tail) = crc_but_trailer(self.crc, std::mem::take(&mut self.tail), chunk);
     }
 
     /// Checks the RDB ended, then makes the file durable under its final name.
@@ -183,6 +196,96 @@ impl Drop for RdbFileWriter {
             let _ = std::fs::remove_file(&self.partial);
         }
     }
+}
+
+/// Folds `chunk` into `crc`, holding back the last 8 bytes seen (`tail`): at the end, `crc` is
+/// the CRC-64 of everything but the RDB's trailer, the value Redis stores in that trailer.
+fn crc_but_trailer(mut crc: u64, tail: Vec<u8>, chunk: &[u8]) -> (u64, Vec<u8>) {
+    let total = tail.len() + chunk.len();
+    if total <= TRAILER {
+        let mut tail = tail;
+        tail.extend_from_slice(chunk);
+        return (crc, tail);
+    }
+    let settled = total - TRAILER;
+    let from_tail = settled.min(tail.len());
+    crc = crc64::update(crc, &tail[..from_tail]);
+    let from_chunk = settled - from_tail;
+    crc = crc64::update(crc, &chunk[..from_chunk]);
+    let mut rest = tail[from_tail..].to_vec();
+    rest.extend_from_slice(&chunk[from_chunk..]);
+    (crc, rest)
+}
+
+/// What a stored file must be, as recorded when it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected {
+    pub bytes: u64,
+    /// CRC-64 of all but the trailer, hex.
+    pub crc64: String,
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+}
+
+/// Reads the whole file at `path` and proves it is the file recorded: parsed to its end (the
+/// RDB's own trailer checked), the size, CRC-64 and SHA-256 recorded at capture or upload. Only
+/// then is anything destroyed for it (a flush before a restore). Returns the file open and
+/// rewound, so the load reads the very bytes just proven even if the path is replaced or
+/// deleted meanwhile.
+pub async fn prove(path: &Path, expected: &Expected) -> Result<tokio::fs::File, BackupError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let shown = path.display().to_string();
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| BackupError::io(format!("open {shown}"), e))?;
+    let mut parser = Parser::new();
+    let mut sha = Sha256::new();
+    let (mut crc, mut tail) = (0u64, Vec::with_capacity(TRAILER));
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| BackupError::io(format!("read {shown}"), e))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &buf[..n];
+        bytes += n as u64;
+        sha.update(chunk);
+        (crc, tail) = crc_but_trailer(crc, tail, chunk);
+        parser.push(chunk);
+        loop {
+            match parser.next_item() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return Err(corrupt(e, parser.offset())),
+            }
+        }
+    }
+    parser.finish().map_err(|e| corrupt(e, bytes))?;
+    let sha: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let crc = format!("{crc:016x}");
+    let mismatch = |what: &str, found: &dyn std::fmt::Display, recorded: &dyn std::fmt::Display| {
+        BackupError::Mismatch(format!(
+            "{shown} is not the file that was recorded: its {what} is {found}, the record says \
+             {recorded}"
+        ))
+    };
+    if bytes != expected.bytes {
+        return Err(mismatch("size", &bytes, &expected.bytes));
+    }
+    if !expected.crc64.is_empty() && crc != expected.crc64 {
+        return Err(mismatch("CRC-64", &crc, &expected.crc64));
+    }
+    if !expected.sha256.is_empty() && sha != expected.sha256 {
+        return Err(mismatch("SHA-256", &sha, &expected.sha256));
+    }
+    file.rewind()
+        .await
+        .map_err(|e| BackupError::io(format!("rewind {shown}"), e))?;
+    Ok(file)
 }
 
 /// The byte offset an RDB error names (or `fallback` when it names none).

@@ -45,6 +45,9 @@ pub enum BackupError {
     },
     #[error("the file was already finished")]
     Closed,
+    /// A stored file differs from its record (damaged, truncated or replaced).
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 impl BackupError {
@@ -68,6 +71,7 @@ impl BackupError {
             BackupError::NoSpace(_) | BackupError::TooLarge { .. } => "no_space",
             BackupError::Corrupt { .. } => "corrupt_rdb",
             BackupError::Io { .. } | BackupError::Closed => "io_error",
+            BackupError::Mismatch(_) => "backup_unproven",
         }
     }
 }

@@ -37,7 +37,7 @@ use display::Display;
 /// `ferry migrate`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
-    /// redis://[user[:password]@]host:port[/db]
+    /// redis://[user[:password]@]host:port (a /db is refused for now)
     #[arg(long)]
     pub source: String,
     #[arg(long)]
@@ -57,9 +57,10 @@ pub struct MigrateArgs {
     /// Cut over by itself once the target has caught up (live mode).
     #[arg(long)]
     pub auto_cutover: bool,
-    /// Pause the source's writes during cutover (CLIENT PAUSE … WRITE).
+    /// Do not pause the source's writes during cutover (live mode; writes made during the
+    /// switch may then be lost).
     #[arg(long)]
-    pub pause_source_writes: bool,
+    pub no_pause: bool,
     /// Migrate hashes with field TTLs into a target without them, dropping the TTLs.
     #[arg(long)]
     pub drop_field_ttls: bool,
@@ -118,7 +119,6 @@ pub fn init_logs(settings: &Settings) {
 pub fn with_cli_flags(text: &str) -> String {
     text.replace("options.on_conflict", "--on-conflict")
         .replace("on_conflict", "--on-conflict")
-        .replace("pause_source_writes_on_cutover", "--pause-source-writes")
         .replace("auto_cutover", "--auto-cutover")
         .replace("(backup is off)", "(--no-backup)")
         .replace("options.verify", "--verify")
@@ -131,11 +131,15 @@ fn data_dir(settings: &Settings, given: &Option<PathBuf>) -> PathBuf {
 }
 
 /// Opens the store of `dir`: an error that says what to do, once (a directory in use included).
-async fn open(dir: &Path) -> anyhow::Result<Jobs> {
+async fn open(dir: &Path, settings: &Settings) -> anyhow::Result<Jobs> {
+    crate::rdb::set_max_decompressed_bytes(settings.max_decompressed_bytes);
     let opened = crate::supervisor::open(SupervisorConfig {
         data_dir: dir.to_path_buf(),
         engine: crate::supervisor::real_engine(),
-        limits: BackupLimits::default(),
+        limits: BackupLimits {
+            min_free_bytes: settings.min_free_bytes,
+            ..BackupLimits::default()
+        },
     })
     .await;
     match opened {
@@ -151,7 +155,7 @@ pub async fn migrate(args: MigrateArgs) -> anyhow::Result<Outcome> {
     init_logs(&settings);
     let dir = data_dir(&settings, &args.data_dir);
     let spec = spec(&args)?;
-    let jobs = open(&dir).await?;
+    let jobs = open(&dir, &settings).await?;
     let stop = CancellationToken::new();
     let control = match control::serve(&dir, jobs.clone(), stop.clone()).await {
         Ok(task) => Some(task),
@@ -202,7 +206,8 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 VerifyArg::Sample => Verify::Sample,
                 VerifyArg::Full => Verify::Full,
             },
-            pause_source_writes_on_cutover: args.pause_source_writes,
+            pause_source_writes_on_cutover: !args.no_pause,
+            pause_during_verification: false,
             auto_cutover: args.auto_cutover,
             drop_field_ttls: args.drop_field_ttls,
         },
@@ -292,7 +297,7 @@ async fn run(
     // what users (and scripts/bench_e2e.py) measure. Subscribed before the start, so no event is
     // missed; the short timeout covers the moment between an event's broadcast and its fold.
     let mut live = jobs.store().subscribe();
-    jobs.start(id, CLI_ACTOR).await?;
+    jobs.start(id, CLI_ACTOR, false).await?;
     let mut after = 0;
     let mut told_cutover = false;
     let mut cancelling = false;
@@ -407,7 +412,7 @@ pub async fn command(
 ) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     init_logs(&settings);
-    let dir = data_dir.unwrap_or(settings.data_dir);
+    let dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     match control::request(&dir, &format!("{verb} {id}")).await {
         Ok(reply) => {
             println!("{}", reply.message);
@@ -416,7 +421,7 @@ pub async fn command(
         Err(control::ControlError::NotServed(_)) => {}
         Err(e) => bail!("{}", with_cli_flags(&e.to_string())),
     }
-    let jobs = open(&dir).await?;
+    let jobs = open(&dir, &settings).await?;
     let done = match verb {
         "cutover" => jobs.cutover(id, CLI_ACTOR).await,
         _ => jobs.cancel(id, CLI_ACTOR).await,

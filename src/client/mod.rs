@@ -11,6 +11,7 @@
 
 mod conn;
 pub mod info;
+pub mod lease;
 
 pub use conn::{ClientError, Conn, CALL_TIMEOUT};
 pub use info::{Config, DbStats, Info, OutputLimit};

@@ -69,6 +69,20 @@ pub enum EngineError {
     /// redoes the snapshot. Only escapes the engine if redoing keeps failing.
     #[error("a full resync is needed: {0}")]
     ResyncNeeded(String),
+    /// A snapshot must be redone, but Ferry cannot tell which target keys are its own (no
+    /// inventory of the target before the first write): redoing could delete or overwrite keys
+    /// the conflict policy keeps.
+    #[error("{0}")]
+    RedoUnprovable(String),
+    /// The file to load could not be proven whole and unchanged; nothing was flushed or written.
+    #[error("{0}")]
+    Unproven(String),
+    /// Another writer took the target's lease; this one stopped.
+    #[error("{0}")]
+    LeaseLost(String),
+    /// The source sent a command that would destroy target data the conflict policy keeps.
+    #[error("{0}")]
+    UnsafeCommand(String),
 }
 
 impl EngineError {
@@ -93,6 +107,10 @@ impl EngineError {
             EngineError::CutoverTimeout { .. } => "cutover_timeout",
             EngineError::EventsClosed => "events_closed",
             EngineError::ResyncNeeded(_) => "resync_needed",
+            EngineError::RedoUnprovable(_) => "redo_unprovable",
+            EngineError::Unproven(_) => "backup_unproven",
+            EngineError::LeaseLost(_) => "lease_lost",
+            EngineError::UnsafeCommand(_) => "unsafe_command",
         }
     }
 

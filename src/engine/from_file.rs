@@ -13,16 +13,19 @@ use super::error::EngineError;
 use super::load::load_rdb_file;
 use super::verify::file as verify_file;
 use super::{Controls, EngineJob, EventSender, Reporter, Tuning};
+use crate::backup::file::{prove, Expected};
 use crate::model::EventKind;
 use crate::spec::Verify;
 
 /// The `replid` of a snapshot that came from a file rather than a server.
 pub const FILE_REPLID: &str = "rdb-file";
 
-/// Loads `path` into the job's target and verifies it. Cancellation drops whichever step runs.
+/// Proves `path` is the backup recorded (`expected`), then loads it into the job's target and
+/// verifies it. Cancellation drops whichever step runs.
 pub async fn run_from_file(
     job: EngineJob,
     path: PathBuf,
+    expected: Expected,
     events: EventSender,
     controls: Controls,
 ) -> Result<(), EngineError> {
@@ -30,13 +33,14 @@ pub async fn run_from_file(
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
-        r = load_and_verify(job, path, events, Tuning::default()) => r,
+        r = load_and_verify(job, path, expected, events, Tuning::default()) => r,
     }
 }
 
 async fn load_and_verify(
     job: EngineJob,
     path: PathBuf,
+    expected: Expected,
     events: EventSender,
     tuning: Tuning,
 ) -> Result<(), EngineError> {
@@ -44,10 +48,13 @@ async fn load_and_verify(
     let reporter = Reporter {
         events: events.clone(),
     };
-    let total = tokio::fs::metadata(&path)
-        .await
-        .map_err(|e| EngineError::Rdb(format!("cannot read {}: {e}", path.display())))?
-        .len();
+    // Proven before the first write (with on_conflict flush, before the first flush).
+    let file = prove(&path, &expected).await.map_err(|e| {
+        EngineError::Unproven(format!(
+            "the source backup cannot be proven, so nothing was written: {e}"
+        ))
+    })?;
+    let total = expected.bytes;
     reporter
         .emit(EventKind::SnapshotStarted {
             replid: FILE_REPLID.into(),
@@ -58,9 +65,10 @@ async fn load_and_verify(
         })
         .await?;
     let summary = load_rdb_file(
-        &path,
+        file,
         &spec.target.url,
         spec.options.on_conflict,
+        job.lease.as_ref(),
         events,
         tuning.clone(),
     )
@@ -78,6 +86,7 @@ async fn load_and_verify(
             keys_expired: summary.keys_expired,
             keys_rewritten: summary.keys_rewritten,
             duration_ms: summary.duration_ms,
+            keys_empty: summary.keys_empty,
         })
         .await?;
     let mode = spec.options.verify;

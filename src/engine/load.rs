@@ -5,8 +5,6 @@
 //! an older target; the same `on_conflict` rules). So a restore is as faithful as a migration, and
 //! a dump taken from a newer server still loads into an older one where the types allow it.
 
-use std::path::Path;
-
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
@@ -14,6 +12,7 @@ use super::error::EngineError;
 use super::snapshot::{RdbInput, Snapshot};
 use super::writer::Writer;
 use super::{EventSender, Reporter, Servers, Tuning};
+use crate::client::lease::LeaseToken;
 use crate::client::Conn;
 use crate::redis_url::RedisUrl;
 use crate::replication::LinkItem;
@@ -29,6 +28,8 @@ pub struct LoadSummary {
     pub keys_skipped: u64,
     pub keys_expired: u64,
     pub keys_rewritten: u64,
+    /// Empty collections in the file, skipped.
+    pub keys_empty: u64,
     pub duration_ms: u64,
 }
 
@@ -68,18 +69,17 @@ impl RdbInput for FileInput {
     }
 }
 
-/// Loads the RDB file at `path` into `target`, reporting progress on `events` (as
-/// `SnapshotProgress`). The file must be a complete RDB: a truncated one fails at its end.
+/// Loads the RDB `file` (open, at its start: the caller has proven it, see
+/// [`crate::backup::file::prove`]) into `target`, reporting progress on `events` (as
+/// `SnapshotProgress`). `lease` is the writer's lease, put back after a `flush` of db 0.
 pub async fn load_rdb_file(
-    path: &Path,
+    file: tokio::fs::File,
     target: &RedisUrl,
     on_conflict: OnConflict,
+    lease: Option<&LeaseToken>,
     events: EventSender,
     tuning: Tuning,
 ) -> Result<LoadSummary, EngineError> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| EngineError::Rdb(format!("cannot open {}: {e}", path.display())))?;
     let total = file.metadata().await.ok().map(|m| m.len());
     let mut admin = Conn::connect(target).await.map_err(EngineError::target)?;
     let servers = Servers::of_target(&mut admin, false)
@@ -104,6 +104,8 @@ pub async fn load_rdb_file(
         rdb_bytes_total: total,
         offset_key: None,
         written: None,
+        preexisting: None,
+        lease,
     }
     .run()
     .await?;
@@ -113,17 +115,38 @@ pub async fn load_rdb_file(
         keys_skipped: summary.keys_skipped,
         keys_expired: summary.keys_expired,
         keys_rewritten: summary.keys_rewritten,
+        keys_empty: summary.keys_empty,
         duration_ms: summary.duration.as_millis() as u64,
     })
 }
 
 /// Empties `target` before a rollback's load: every database, and the function libraries where
-/// the server has them.
-pub async fn flush_target(target: &RedisUrl) -> Result<(), EngineError> {
+/// the server has them. The writer's `lease` is set again in the same transaction as the flush,
+/// so no other writer ever finds the target without it.
+pub async fn flush_target(
+    target: &RedisUrl,
+    lease: Option<&LeaseToken>,
+) -> Result<(), EngineError> {
     let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
-    conn.call_ok(&["FLUSHALL", "SYNC"])
+    conn.select(0).await.map_err(EngineError::target)?;
+    let mut commands: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"MULTI".to_vec()],
+        vec![b"FLUSHALL".to_vec(), b"SYNC".to_vec()],
+    ];
+    commands.extend(lease.map(LeaseToken::set_command));
+    commands.push(vec![b"EXEC".to_vec()]);
+    let replies = conn
+        .call_many(&commands)
         .await
         .map_err(EngineError::target)?;
+    if let Some(e) = replies.iter().find_map(crate::resp::Frame::as_error) {
+        return Err(EngineError::TargetError {
+            db: 0,
+            key: String::new(),
+            command: "FLUSHALL".into(),
+            message: String::from_utf8_lossy(e).into_owned(),
+        });
+    }
     // Redis < 7.0 has no functions: its error reply to FUNCTION means there is nothing to flush.
     conn.call(&["FUNCTION", "FLUSH", "SYNC"])
         .await

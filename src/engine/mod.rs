@@ -41,7 +41,8 @@
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
 //!
-//! Events, in order: `SnapshotRequested` (a fresh start), `SnapshotStarted`, `SnapshotProgress`*, `SnapshotCompleted`; then in live
+//! Events, in order: `SnapshotRequested` (a fresh start), `SnapshotStarted`, `SnapshotProgress`*,
+//! `SnapshotCompleted`; then in live
 //! mode `StreamingStarted`, `Checkpoint`* (and `LinkLost`/`LinkResumed`), `CutoverStarted` (auto
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
@@ -49,11 +50,13 @@
 //! verification, which leaves it out.
 
 mod adapt;
-mod admin;
+mod ask_source;
 mod error;
 mod from_file;
 mod import_mode;
+pub mod inventory;
 mod load;
+mod pause;
 mod recover;
 pub mod resume;
 mod servers;
@@ -68,20 +71,21 @@ mod writer;
 
 pub use error::EngineError;
 pub use from_file::run_from_file;
+pub use inventory::TargetBefore;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
-use admin::{release_pause, remove_mark_after_cancel, snapshot_request};
+use ask_source::snapshot_request;
 pub(crate) use servers::{server_version, Servers};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::client::lease::LeaseToken;
 use crate::client::Conn;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::redis_url::RedisUrl;
@@ -96,6 +100,25 @@ pub struct EngineJob {
     pub spec: MigrationSpec,
     /// Where to continue, folded from the last `Checkpoint`; `None` for a fresh start.
     pub resume: Option<ResumePoint>,
+    /// What the target held before the migration's first write: what a redone snapshot must
+    /// leave alone (see [`resume`]).
+    pub before: TargetBefore,
+    /// The target's lease this migration holds, put back at once when a flush removes it.
+    pub lease: Option<LeaseToken>,
+}
+
+impl EngineJob {
+    /// A fresh job with nothing known about the target before it (a redo then fails rather than
+    /// guess) and no lease.
+    pub fn new(migration_id: Uuid, spec: MigrationSpec) -> EngineJob {
+        EngineJob {
+            migration_id,
+            spec,
+            resume: None,
+            before: TargetBefore::Unknown,
+            lease: None,
+        }
+    }
 }
 
 /// Signals from the API to a running engine.
@@ -123,7 +146,9 @@ pub struct Tuning {
     pub rewrite_chunk_items: usize,
     /// How often progress, checkpoints and lag are reported.
     pub report_interval: Duration,
-    /// `CLIENT PAUSE <ms> WRITE` duration during cutover; released earlier when done.
+    /// The window of one `CLIENT PAUSE <ms> WRITE` during cutover: renewed every third of it
+    /// until the target has caught up, so it is also how long the pause of a Ferry that died
+    /// lasts at most.
     pub pause_ms: u64,
     /// How long cutover waits for the target to catch up.
     pub cutover_timeout: Duration,
@@ -145,7 +170,7 @@ impl Default for Tuning {
             rewrite_chunk_bytes: 1024 * 1024,
             rewrite_chunk_items: 1000,
             report_interval: Duration::from_secs(1),
-            pause_ms: 30_000,
+            pause_ms: 10_000,
             cutover_timeout: Duration::from_secs(120),
             reconnect_timeout: Duration::from_secs(60),
             sample_keys: 1000,
@@ -170,7 +195,6 @@ pub async fn run_with(
     controls: Controls,
     tuning: Tuning,
 ) -> Result<(), EngineError> {
-    let paused = Arc::new(AtomicBool::new(false));
     // A file source has no server to replicate from; the supervisor runs those through
     // [`run_from_file`] instead.
     let Some(source_url) = job.spec.source.url().cloned() else {
@@ -179,33 +203,26 @@ pub async fn run_with(
         ));
     };
     let cancel = controls.cancel.clone();
-    let target_url = job.spec.target.url.clone();
-    let offset_key = resume::offset_key(job.migration_id);
     let migration = Run {
-        offset_key: offset_key.clone(),
-        source_url: source_url.clone(),
+        offset_key: resume::offset_key(job.migration_id),
+        source_url,
         job,
         reporter: Reporter { events },
         controls,
         tuning,
-        paused: paused.clone(),
+        paused: Mutex::new(None),
         import_mode: Arc::default(),
     };
     let import = migration.import_mode.clone();
+    let target_url = migration.job.spec.target.url.clone();
+    // Whichever way this ends (success, failure, cancel, or this future being dropped), the
+    // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
     let result = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
         r = migration.run() => r,
     };
-    // Every outcome releases a pause we set: success, failure and cancel alike.
-    if paused.load(Ordering::Acquire) {
-        release_pause(&source_url).await;
-    }
-    // A cancelled migration never resumes: its offset key on the target is of no use any more.
-    if matches!(result, Err(EngineError::Cancelled)) {
-        remove_mark_after_cancel(&target_url, &offset_key).await;
-    }
-    // And an import mode we switched on is switched off again.
+    // An import mode we switched on is switched off again.
     let import = *import.lock().unwrap_or_else(|e| e.into_inner());
     import_mode::end(&target_url, import).await;
     result
@@ -261,7 +278,8 @@ struct Run {
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
-    paused: Arc<AtomicBool>,
+    /// The source's write pause while the cutover holds it.
+    paused: Mutex<Option<pause::SourcePause>>,
     /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
 }
@@ -273,6 +291,11 @@ const MAX_REDOS: u32 = 5;
 impl Run {
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
+        if spec.mode == Mode::Live && spec.options.on_conflict == OnConflict::Skip {
+            return Err(EngineError::Unsupported(
+                crate::spec::SKIP_IN_LIVE_MODE.into(),
+            ));
+        }
         let mut source = Conn::connect(&self.source_url)
             .await
             .map_err(EngineError::source)?;
@@ -395,10 +418,14 @@ impl Run {
                         }),
                     })
                     .await?;
-                // A redo meets our own earlier copies: they are replaced, whatever on_conflict.
-                let on_conflict = match spec.options.on_conflict {
-                    OnConflict::Fail | OnConflict::Skip if redo.is_some() => OnConflict::Replace,
-                    other => other,
+                // A redo meets our own earlier copies: those are replaced, and only those. What
+                // the target held before the migration keeps its policy.
+                let on_conflict = spec.options.on_conflict;
+                let preexisting = match &redo {
+                    Some(reason) => {
+                        Some(self.job.before.keys(reason, self.job.migration_id).await?)
+                    }
+                    None => None,
                 };
                 let mut writer =
                     writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
@@ -414,6 +441,8 @@ impl Run {
                     rdb_bytes_total: total,
                     offset_key: Some(&self.offset_key),
                     written: written.as_mut(),
+                    preexisting: preexisting.as_ref(),
+                    lease: self.job.lease.as_ref(),
                 }
                 .run()
                 .await;
@@ -428,11 +457,14 @@ impl Run {
                     }
                     Err(other) => return Err(other),
                 };
-                if let Some(written) = &written {
-                    let removed = resume::sweep(target, written, &self.offset_key)
+                if let (Some(written), Some(preexisting)) = (&written, &preexisting) {
+                    let removed = resume::sweep(target, written, preexisting)
                         .await
                         .map_err(EngineError::target)?;
-                    tracing::info!(removed, "redone snapshot: stale target keys deleted");
+                    tracing::info!(
+                        removed,
+                        "redone snapshot: stale keys of the earlier copy deleted"
+                    );
                 }
                 tracing::info!(
                     rdb_bytes = summary.rdb_bytes,
@@ -451,6 +483,7 @@ impl Run {
                         keys_expired: summary.keys_expired,
                         keys_rewritten: summary.keys_rewritten,
                         duration_ms: summary.duration.as_millis() as u64,
+                        keys_empty: summary.keys_empty,
                     })
                     .await?;
                 if spec.mode == Mode::Snapshot {
@@ -525,6 +558,9 @@ impl Run {
                 auto_cutover: spec.options.auto_cutover,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
+                source_url: &self.source_url,
+                guard_flush: self.job.before != TargetBefore::Empty
+                    && spec.options.on_conflict != OnConflict::Flush,
                 target_rdb: servers.target_rdb,
                 target: servers.target_profile(),
             }
@@ -594,15 +630,22 @@ impl Run {
         };
         drop(link);
         drop(writer);
+        // The target has applied the final offset: the pause has done its work. It is kept
+        // through the verification only when the migration asked for that.
+        let held = self.paused.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let kept = match held {
+            Some(pause) if !spec.options.pause_during_verification => {
+                pause.release().await;
+                None
+            }
+            other => other,
+        };
         self.verify(source, target, servers).await?;
         resume::remove_mark(target, &self.offset_key)
             .await
             .map_err(EngineError::target)?;
-        if self.paused.swap(false, Ordering::AcqRel) {
-            source
-                .call_ok(&["CLIENT", "UNPAUSE"])
-                .await
-                .map_err(EngineError::source)?;
+        if let Some(pause) = kept {
+            pause.release().await;
         }
         tracing::info!(final_offset, "cutover completed");
         self.reporter

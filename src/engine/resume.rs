@@ -18,14 +18,21 @@
 //!
 //! ## A redone snapshot
 //! The target then already holds keys from the earlier attempt, some of which the source may have
-//! deleted since. A redo therefore writes every key with `REPLACE` (so `on_conflict: fail` or
-//! `skip` cannot trip over our own earlier copies) and, once the snapshot is applied, deletes the
-//! target keys that the new snapshot did not contain ([`KeySet`], [`sweep`]). We chose this over
-//! flushing the target first because it keeps the target readable during the redo and does not
-//! depend on knowing which keys the target held before the migration; the cost is 8 bytes of
-//! memory per key (a hash, not the key) and one SCAN of the target. The sweep runs before the
-//! stream resumes, so a key deleted on the source meanwhile cannot survive. Consequence to know:
-//! keys that only the target had (and `on_conflict: skip` kept) are removed by a redo as well.
+//! deleted since, beside the keys it held before the migration. Before the migration's first write
+//! Ferry records those (`TargetInventoried`; their names in an inventory file, see
+//! [`super::inventory`]), so a redo can tell them apart:
+//!
+//! - a key the target held before keeps the conflict policy: `skip` leaves it, `fail` stops on it,
+//!   exactly as in the first attempt;
+//! - any other key on the target is the migration's own earlier copy: it is replaced;
+//! - once the snapshot is applied, the keys that are neither in the new snapshot nor held before
+//!   the migration (nor Ferry's `ferry:*` bookkeeping, its own or another migration's) are deleted
+//!   ([`KeySet`], [`sweep`]): what the source deleted meanwhile does not survive.
+//!
+//! The sweep runs before the stream resumes. What this cannot tell apart: a key some application
+//! created on the target *during* the migration counts as the migration's own (the lease keeps
+//! other Ferry writers out, not applications). Without an inventory (a migration started before
+//! inventories existed) nothing is redone: the migration fails and offers the rollback.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
@@ -36,6 +43,7 @@ use uuid::Uuid;
 
 use super::ResumePoint;
 use crate::client::{ClientError, Conn};
+use crate::model::BOOKKEEPING_PREFIX;
 use crate::resp::Frame;
 
 /// The value of the offset key while a snapshot is being written.
@@ -173,9 +181,10 @@ pub fn decide(checkpoint: Option<ResumePoint>, mark: TargetMark) -> Start {
     }
 }
 
-/// The keys a redone snapshot wrote, as 64-bit hashes of (db, key): enough to tell which target
-/// keys the snapshot did not contain, at 8 bytes a key (a collision only spares one stale key,
-/// with odds of about n²/2⁶⁵).
+/// A set of (db, key) as 64-bit hashes: the keys a redone snapshot wrote, or those the target held
+/// before the migration. 8 bytes a key. A collision between a stale key and a member only spares
+/// the stale key (odds of about n²/2⁶⁵); the hash is keyed at random per process, so no input can
+/// aim for one.
 #[derive(Default)]
 pub struct KeySet {
     hasher: RandomState,
@@ -197,12 +206,13 @@ impl KeySet {
     }
 }
 
-/// Deletes every target key the redone snapshot did not write (the offset key excepted).
-/// Returns how many were deleted.
+/// Deletes the target keys that are the migration's own earlier copies and that the redone
+/// snapshot did not write: neither `written` nor held `before` the migration, nor bookkeeping
+/// (`ferry:*`). Returns how many were deleted.
 pub async fn sweep(
     target: &mut Conn,
     written: &KeySet,
-    offset_key: &[u8],
+    before: &KeySet,
 ) -> Result<u64, ClientError> {
     let info = target.info("keyspace").await?;
     let dbs: Vec<u32> = info.keyspace.keys().copied().collect();
@@ -221,8 +231,9 @@ pub async fn sweep(
             let stale: Vec<Bytes> = keys
                 .into_iter()
                 .filter(|k| {
-                    let ours = db == 0 && &k[..] == offset_key;
-                    !ours && !written.contains(db, k)
+                    !k.starts_with(BOOKKEEPING_PREFIX)
+                        && !written.contains(db, k)
+                        && !before.contains(db, k)
                 })
                 .collect();
             if !stale.is_empty() {
@@ -241,7 +252,8 @@ pub async fn sweep(
     Ok(removed)
 }
 
-fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
+/// The cursor and keys of a `SCAN` reply.
+pub(crate) fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
     let Frame::Array(mut parts) = reply else {
         return None;
     };
@@ -275,6 +287,20 @@ pub async fn target_marked(
         }
     };
     tokio::time::timeout(timeout, probe).await.ok().flatten()
+}
+
+/// Removes migration `id`'s offset key from `target` (a failed or cancelled migration leaves
+/// nothing behind). `None` when the target could not be reached within `timeout`.
+pub async fn clear_mark(
+    target: &crate::redis_url::RedisUrl,
+    id: uuid::Uuid,
+    timeout: std::time::Duration,
+) -> Option<()> {
+    let attempt = async {
+        let mut conn = Conn::connect(target).await.ok()?;
+        remove_mark(&mut conn, &offset_key(id)).await.ok()
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }
 
 #[cfg(test)]

@@ -13,7 +13,14 @@
 //! `on_conflict` is carried by the commands themselves: `replace` (and `flush`, defensively) adds
 //! `REPLACE`; `fail` and `skip` send a plain `RESTORE` and let the reply reader turn `BUSYKEY` into
 //! a failure naming the key, or a skip. `flush` empties each database the snapshot touches before
-//! its first key. Keys already expired at the time they are read are not written, and counted.
+//! its first key (and puts the lease back in the same breath). Keys already expired at the time
+//! they are read are not written, and counted; so are empty collections (older servers could
+//! write them; Redis skips them on load and `RESTORE` refuses them).
+//!
+//! A redone snapshot knows the keys the target held before the migration (`preexisting`): those
+//! keep the policy, every other key is the migration's own earlier copy and is replaced. The
+//! lease key (`ferry:lease`) of a file or a source is never copied: it belongs to whoever wrote
+//! it there, not to the target.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -25,8 +32,10 @@ use super::error::{show_key, EngineError};
 use super::resume::{KeySet, SNAPSHOT_MARK};
 use super::writer::{Restore, Writer};
 use super::{Reporter, Servers, Tuning};
+use crate::client::lease::LeaseToken;
 use crate::client::Conn;
 use crate::model::EventKind;
+use crate::model::LEASE_KEY;
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::{payload_version, target_understands};
 use crate::rdb::{Entry, Item, Parser, RdbError};
@@ -75,6 +84,11 @@ pub(crate) struct Snapshot<'a, I: RdbInput = ReplicaLink> {
     pub offset_key: Option<&'a [u8]>,
     /// A redone snapshot records what it writes, for the sweep (see `resume`).
     pub written: Option<&'a mut KeySet>,
+    /// A redone snapshot: the keys the target held before the migration (they keep the policy;
+    /// any other key on the target is the migration's own and is replaced).
+    pub preexisting: Option<&'a KeySet>,
+    /// The lease the writer holds, set again right after a `FLUSHDB` of db 0 removes it.
+    pub lease: Option<&'a LeaseToken>,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +98,8 @@ pub(crate) struct Summary {
     pub keys_skipped: u64,
     pub keys_expired: u64,
     pub keys_rewritten: u64,
+    /// Empty collections skipped.
+    pub keys_empty: u64,
     pub duration: Duration,
 }
 
@@ -94,6 +110,8 @@ struct Counts {
     rewritten: u64,
     /// Rewritten keys skipped because the target had them (`on_conflict: skip`).
     skipped: u64,
+    /// Empty collections, skipped.
+    empty: u64,
 }
 
 fn rdb_error(e: RdbError) -> EngineError {
@@ -157,6 +175,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
             keys_skipped: stats.keys_skipped.load(Ordering::Relaxed) + counts.skipped,
             keys_expired: counts.expired,
             keys_rewritten: counts.rewritten,
+            keys_empty: counts.empty,
             duration: started.elapsed(),
         })
     }
@@ -188,6 +207,13 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     self.writer
                         .setup(*db, &[b"FLUSHDB"], "FLUSHDB", None)
                         .await?;
+                    if let Some(lease) = self.lease.filter(|_| *db == 0) {
+                        // Pipelined right behind the flush on the same connection: the lease is
+                        // back before any other client could see it gone for long.
+                        let set = lease.set_command();
+                        let args: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
+                        self.writer.setup(0, &args, "SET", None).await?;
+                    }
                     if let Some(key) = self.offset_key.filter(|_| *db == 0) {
                         let mark = [b"SET".as_slice(), key, SNAPSHOT_MARK.as_bytes()];
                         self.writer.setup(0, &mark, "SET", None).await?;
@@ -265,17 +291,29 @@ impl<I: RdbInput> Snapshot<'_, I> {
         }
         let db = u32::try_from(entry.db)
             .map_err(|_| EngineError::Rdb(format!("database number {}", entry.db)))?;
+        if db == 0 && entry.key == LEASE_KEY.as_bytes() {
+            // Another writer's lease, captured with its data: not data, and not ours to copy.
+            return Ok(());
+        }
+        if crate::rdb::sanitize::is_empty_collection(&entry) {
+            counts.empty += 1;
+            return Ok(());
+        }
         if let Some(written) = self.written.as_deref_mut() {
             written.insert(db, &entry.key);
         }
         self.portable(db, &entry)?;
+        // In a redo, a key the target did not hold before the migration is our own earlier copy.
+        let ours = self
+            .preexisting
+            .is_some_and(|before| !before.contains(db, &entry.key));
         let target_rdb = self.servers.target_rdb;
         // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
         let opaque = matches!(entry.type_byte, 6 | 7);
         let restorable = target_understands(entry.type_byte, target_rdb)
             && (opaque || entry.raw_value.len() <= self.tuning.big_key_bytes);
         if !restorable {
-            return self.rewrite(db, entry, counts).await;
+            return self.rewrite(db, entry, ours, counts).await;
         }
         // A payload may carry any version the target knows: the source's own if the target is
         // newer, the target's if it is older (the type byte is known there: checked above);
@@ -289,7 +327,8 @@ impl<I: RdbInput> Snapshot<'_, I> {
                 raw_value: &entry.raw_value,
                 rdb_version: version,
                 expire_ms: entry.expire_ms,
-                replace: matches!(self.on_conflict, OnConflict::Replace | OnConflict::Flush),
+                replace: ours
+                    || matches!(self.on_conflict, OnConflict::Replace | OnConflict::Flush),
                 idle_secs: entry.idle_secs,
                 freq: entry.freq,
             })
@@ -335,6 +374,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
         &mut self,
         db: u32,
         entry: Entry,
+        ours: bool,
         counts: &mut Counts,
     ) -> Result<(), EngineError> {
         let value = entry.decode().map_err(rdb_error)?;
@@ -353,7 +393,12 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     self.servers.target_version
                 ))
             })?;
-        match self.on_conflict {
+        let policy = if ours {
+            OnConflict::Replace
+        } else {
+            self.on_conflict
+        };
+        match policy {
             OnConflict::Fail | OnConflict::Skip => {
                 self.target.select(db).await.map_err(EngineError::target)?;
                 let exists = self
@@ -364,7 +409,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
                     .as_int()
                     .unwrap_or(0)
                     > 0;
-                if exists && self.on_conflict == OnConflict::Skip {
+                if exists && policy == OnConflict::Skip {
                     counts.skipped += 1;
                     return Ok(());
                 }

@@ -12,18 +12,28 @@
 //!   their offset counts as applied once everything before them is.
 //! - The offset we acknowledge and checkpoint is the one whose reply came back from the target.
 //!
-//! Cutover: optionally pause the source's writes, read its `master_repl_offset`, keep applying
-//! until our applied offset reaches it, then return (the caller verifies and releases the pause).
+//! - `FLUSHALL`, `FLUSHDB` and `SWAPDB` would delete (or move away) target keys the migration
+//!   did not write. They are forwarded only when the target held no keys at the start, or the
+//!   policy is `flush`; otherwise the migration stops before applying them
+//!   ([`EngineError::UnsafeCommand`]), naming the command.
+//!
+//! Cutover: pause the source's writes (unless the migration asked not to; see [`super::pause`]
+//! for how the pause is renewed and released), read its `master_repl_offset`, keep applying until
+//! our applied offset reaches it, then read the source's offset again: if it moved, the pause did
+//! not hold (`SourcePauseLapsed`), and the cutover pauses and catches up again instead of claiming
+//! completion. The caller verifies and releases the pause.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::error::EngineError;
+use super::pause::SourcePause;
 use super::translate::{self, TargetProfile};
 use super::writer::Writer;
 use super::{Controls, Reporter, Tuning};
 use crate::client::Conn;
 use crate::model::EventKind;
+use crate::redis_url::RedisUrl;
 use crate::replication::{LinkItem, ReplCommand, ReplicaLink};
 
 pub(crate) struct Streamer<'a> {
@@ -36,7 +46,13 @@ pub(crate) struct Streamer<'a> {
     pub replid: String,
     pub auto_cutover: bool,
     pub pause: bool,
-    pub paused: &'a AtomicBool,
+    /// The source's write pause while the cutover holds it (released by the caller, or by its
+    /// `Drop` on any other path).
+    pub paused: &'a Mutex<Option<SourcePause>>,
+    pub source_url: &'a RedisUrl,
+    /// Stop at `FLUSHALL`/`FLUSHDB`/`SWAPDB` instead of applying them (the target held keys
+    /// the migration must not delete).
+    pub guard_flush: bool,
     /// The target's RDB version: commands are adapted to what it accepts from an ordinary
     /// client ([`adapt`](super::adapt)).
     pub target_rdb: u16,
@@ -56,6 +72,9 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 
 /// Commands applied between two housekeeping rounds while the link stays busy.
 const HOUSEKEEPING_EVERY: u32 = 256;
+
+/// How many times a cutover catches up again after its pause did not hold, before it gives up.
+const MAX_LAPSES: u32 = 10;
 
 impl Streamer<'_> {
     /// Streams until cutover has caught up; returns the final applied offset.
@@ -77,6 +96,7 @@ impl Streamer<'_> {
         let start = self.writer.applied_offset();
         self.checkpoint(start, 0, None).await?;
         let mut last_checkpoint = Some(start);
+        let mut lapses: u32 = 0;
         // While the link has commands buffered, timers, ACKs and checks run once every
         // `HOUSEKEEPING_EVERY` commands instead of after each (reading the clock per command
         // shows in profiles); whenever the link runs dry they run at once.
@@ -89,6 +109,29 @@ impl Streamer<'_> {
                 if let Some(g) = &goal {
                     let applied = self.writer.applied_offset();
                     if applied >= g.offset && transaction.is_none() {
+                        if let Some(moved) = self.pause_lapsed(g.offset).await? {
+                            lapses += 1;
+                            self.reporter
+                                .emit(EventKind::SourcePauseLapsed {
+                                    goal_offset: g.offset,
+                                    source_offset: moved,
+                                })
+                                .await?;
+                            if lapses > MAX_LAPSES {
+                                return Err(EngineError::Unsupported(format!(
+                                    "the source's writes could not be held for the cutover: its \
+                                     offset moved past the goal {lapses} times while paused ({})",
+                                    self.pause_trouble()
+                                )));
+                            }
+                            tracing::warn!(
+                                goal = g.offset,
+                                source = moved,
+                                "the source moved during the cutover's pause; catching up again"
+                            );
+                            goal = Some(self.begin_cutover().await?);
+                            continue;
+                        }
                         self.checkpoint(applied, streamed, Some(0)).await?;
                         return Ok(applied);
                     }
@@ -179,20 +222,27 @@ impl Streamer<'_> {
             .await
     }
 
-    /// Pauses the source's writes if asked, and fixes the offset the target must reach.
+    /// Pauses the source's writes if asked (or pauses them again after a lapse), and fixes the
+    /// offset the target must reach.
     async fn begin_cutover(&mut self) -> Result<Goal, EngineError> {
         if self.pause {
-            // Mark first: if the call is cut short by a cancel, the pause may still be in effect.
-            self.paused.store(true, Ordering::Release);
-            let ms = self.tuning.pause_ms.to_string();
-            self.source
-                .call_ok(&["CLIENT", "PAUSE", &ms, "WRITE"])
-                .await
-                .map_err(|e| {
-                    EngineError::Unsupported(format!(
-                        "pausing the source's writes (CLIENT PAUSE … WRITE needs Redis 6.2+): {e}"
-                    ))
-                })?;
+            let held = self.paused.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let pause = match held {
+                Some(pause) => {
+                    // Someone lifted it, or a renewal failed: take it again now.
+                    let ms = self.tuning.pause_ms.to_string();
+                    self.source
+                        .call_ok(&["CLIENT", "PAUSE", &ms, "WRITE"])
+                        .await
+                        .map_err(EngineError::source)?;
+                    pause
+                }
+                None => {
+                    let window = Duration::from_millis(self.tuning.pause_ms);
+                    SourcePause::begin(self.source, self.source_url, window).await?
+                }
+            };
+            *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some(pause);
         }
         let offset = self
             .source
@@ -203,6 +253,49 @@ impl Streamer<'_> {
             offset,
             deadline: Instant::now() + self.tuning.cutover_timeout,
         })
+    }
+
+    /// With the pause on and the goal applied: the source's offset now, if it moved past the
+    /// goal (the pause did not hold).
+    async fn pause_lapsed(&mut self, goal: i64) -> Result<Option<i64>, EngineError> {
+        if !self.pause {
+            return Ok(None);
+        }
+        let now = self
+            .source
+            .master_repl_offset()
+            .await
+            .map_err(EngineError::source)?;
+        Ok((now > goal).then_some(now))
+    }
+
+    fn pause_trouble(&self) -> String {
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(SourcePause::renewal_trouble)
+            .map(|e| format!("the last renewal of the pause failed: {e}"))
+            .unwrap_or_else(|| "something lifts the pause (CLIENT UNPAUSE)".into())
+    }
+
+    /// Refuses a command that would delete target keys the migration did not write.
+    fn check_destructive(&self, cmd: &ReplCommand) -> Result<(), EngineError> {
+        if !self.guard_flush {
+            return Ok(());
+        }
+        for name in ["FLUSHALL", "FLUSHDB", "SWAPDB"] {
+            if cmd.is(name) {
+                return Err(EngineError::UnsafeCommand(format!(
+                    "the source ran {name} (stream offset {}), which on the target would also \
+                     delete or move keys the target held before the migration and on_conflict \
+                     keeps; it was not applied, and the migration stopped before it. Roll back, \
+                     or start again with on_conflict `flush` to allow it",
+                    cmd.end_offset
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The commands the target gets instead of `cmd`, if it lacks `cmd` ([`translate`]): several,
@@ -244,6 +337,7 @@ impl Streamer<'_> {
         if control || cmd.args.is_empty() {
             return self.apply_one(cmd, transaction).await;
         }
+        self.check_destructive(&cmd)?;
         if let Some(sent) = self.translated(&cmd)? {
             return self.apply_many(cmd.end_offset, sent, transaction).await;
         }

@@ -74,6 +74,11 @@ impl Jobs {
         label: Option<String>,
         actor: &str,
     ) -> Result<Backup, JobError> {
+        crate::spec::check_no_db(&url, "server.url").map_err(|e| JobError::Invalid {
+            field: e.field,
+            detail: e.detail,
+        })?;
+        self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;
         let summary = self
             .inner
             .worker

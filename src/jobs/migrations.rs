@@ -38,6 +38,7 @@ pub struct OptionsPatch {
     pub backup: Option<bool>,
     pub verify: Option<Verify>,
     pub pause_source_writes_on_cutover: Option<bool>,
+    pub pause_during_verification: Option<bool>,
     pub auto_cutover: Option<bool>,
 }
 
@@ -49,6 +50,9 @@ impl OptionsPatch {
         o.pause_source_writes_on_cutover = self
             .pause_source_writes_on_cutover
             .unwrap_or(o.pause_source_writes_on_cutover);
+        o.pause_during_verification = self
+            .pause_during_verification
+            .unwrap_or(o.pause_during_verification);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
     }
 }
@@ -102,6 +106,7 @@ impl Jobs {
         spec: MigrationSpec,
         actor: &str,
     ) -> Result<MigrationView, JobError> {
+        check_addresses(&spec)?;
         self.check_source(&spec, false)?;
         let id = Uuid::now_v7();
         // A file source has no secret; the sealed record needs a source URL all the same, so it
@@ -168,14 +173,58 @@ impl Jobs {
         if let Some(name) = patch.name {
             spec.name = Some(name);
         }
+        let stored_source = current.view.source.url().map(|_| &creds.source);
+        let mut source_moved = false;
+        let mut source_resent = false;
         match patch.source {
-            Some(Source::Url(url)) => spec.source = Source::Url(keep_password(url, &creds.source)),
-            Some(file) => spec.source = file,
+            Some(Source::Url(url)) => {
+                source_moved = stored_source.is_none_or(|stored| !same_place(&url, stored));
+                source_resent = !is_redacted(&url);
+                let url = keep_password(url, &creds.source, "source.url")?;
+                spec.source = Source::Url(url);
+            }
+            Some(file) => {
+                source_moved = true;
+                source_resent = true;
+                spec.source = file;
+            }
             None => {}
         }
+        let mut target_moved = false;
+        let mut target_resent = false;
         if let Some(target) = patch.target {
-            spec.target.url = keep_password(target.url, &creds.target);
+            target_moved = !same_place(&target.url, &creds.target);
+            target_resent = !is_redacted(&target.url);
+            spec.target.url = keep_password(target.url, &creds.target, "target.url")?;
         }
+        // Stored passwords are never reused for a new pairing: a caller who moves one end must
+        // show they know the other end's password, or they could copy a source they were never
+        // given into a server of theirs (or write into a target they cannot reach).
+        if target_moved && !source_resent {
+            if let Some(stored) = stored_source.filter(|u| u.password.is_some()) {
+                return Err(JobError::Unusable {
+                    field: "source.url",
+                    detail: format!(
+                        "changing the target to another server needs the source's password again \
+                         (the stored password of {} is not reused for a new destination): send \
+                         `source.url` with its password in the same PATCH",
+                        stored.addr()
+                    ),
+                });
+            }
+        }
+        if source_moved && !target_resent && creds.target.password.is_some() {
+            return Err(JobError::Unusable {
+                field: "target.url",
+                detail: format!(
+                    "changing the source needs the target's password again (the stored password \
+                     of {} is not reused for data from another server): send `target.url` with \
+                     its password in the same PATCH",
+                    creds.target.addr()
+                ),
+            });
+        }
+        check_addresses(&spec)?;
         if let Some(mode) = patch.mode {
             spec.mode = mode;
         }
@@ -238,13 +287,52 @@ impl Jobs {
         Ok(report)
     }
 
-    /// Starts a validated migration: records `MigrationStarted` and hands it to the worker.
-    pub async fn start(&self, id: Uuid, actor: &str) -> Result<MigrationView, JobError> {
-        let view = self.run(id, actor, Command::Start).await?;
+    /// Starts a validated migration: takes the target's lease (refused, naming the holder, when
+    /// another writer has it, unless `force` takes it over), records `MigrationStarted` and
+    /// `LeaseAcquired`, and hands the migration to the worker.
+    pub async fn start(
+        &self,
+        id: Uuid,
+        actor: &str,
+        force: bool,
+    ) -> Result<MigrationView, JobError> {
+        let slot = self.migration_slot(id)?;
+        let _guard = slot.commands.lock().await;
+        let started = migration::decide(&slot.snapshot(), Command::Start)?;
+        self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;
+        let target = self.credentials(id).await?.target;
+        let grant = self
+            .inner
+            .worker
+            .acquire_lease(
+                target.clone(),
+                AggregateType::Migration,
+                id,
+                actor.to_string(),
+                force,
+            )
+            .await
+            .map_err(|detail| JobError::Unusable {
+                field: "target.url",
+                detail,
+            })?;
+        let mut events: Vec<NewEvent> = started
+            .into_iter()
+            .map(|kind| NewEvent::migration(id, actor, kind))
+            .collect();
+        events.push(NewEvent::migration(
+            id,
+            actor,
+            super::lease_event(&target, grant, false),
+        ));
+        if let Err(e) = self.commit(events).await {
+            self.inner.worker.release_lease(id).await;
+            return Err(e);
+        }
         self.inner
             .worker
             .run_migration(self.clone(), id, None, false);
-        Ok(view)
+        Ok(slot.snapshot().view)
     }
 
     /// Begins the cutover of a live migration.
@@ -348,16 +436,50 @@ impl Jobs {
     }
 }
 
-/// A PATCH that sends back the redacted URL it got from a GET (`***` as the password) means
-/// "keep the password": restore it from the stored URL when the rest of the address is the same.
-fn keep_password(mut new: RedisUrl, stored: &RedisUrl) -> RedisUrl {
-    let redacted = new.password.as_ref().is_some_and(|p| p.expose() == "***");
-    let same_place = new.host == stored.host
+/// Whether `url` carries the redacted password a GET shows (`***`).
+fn is_redacted(url: &RedisUrl) -> bool {
+    url.password.as_ref().is_some_and(|p| p.expose() == "***")
+}
+
+/// The same server and user (the password aside).
+fn same_place(new: &RedisUrl, stored: &RedisUrl) -> bool {
+    new.host == stored.host
         && new.port == stored.port
         && new.username == stored.username
-        && new.tls == stored.tls;
-    if redacted && same_place {
-        new.password = stored.password.clone();
+        && new.tls == stored.tls
+}
+
+/// A PATCH that sends back the redacted URL it got from a GET (`***` as the password) means
+/// "keep the password": restore it from the stored URL when the rest of the address is the same.
+/// For another server it means nothing (a stored password is never sent to a new host), and
+/// is refused rather than tried as the password `***`.
+fn keep_password(
+    mut new: RedisUrl,
+    stored: &RedisUrl,
+    field: &'static str,
+) -> Result<RedisUrl, JobError> {
+    if !is_redacted(&new) {
+        return Ok(new);
     }
-    new
+    if !same_place(&new, stored) {
+        return Err(JobError::Unusable {
+            field,
+            detail: format!(
+                "`{field}` names another server with the redacted password `***`: the stored \
+                 password belongs to {} and is not sent anywhere else; give the new server's \
+                 password (or none)",
+                stored.addr()
+            ),
+        });
+    }
+    new.password = stored.password.clone();
+    Ok(new)
+}
+
+/// A URL naming a database is refused by name (see [`crate::spec::check_no_db`]).
+fn check_addresses(spec: &MigrationSpec) -> Result<(), JobError> {
+    spec.check_addresses().map_err(|e| JobError::Invalid {
+        field: e.field,
+        detail: e.detail,
+    })
 }

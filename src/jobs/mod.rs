@@ -26,7 +26,7 @@ mod worker;
 
 pub use backups::Upload;
 pub use migrations::{MigrationPatch, OptionsPatch};
-pub use worker::{RestoreWork, UploadError, UploadSink, UploadedFile, Worker};
+pub use worker::{LeaseGrant, RestoreWork, UploadError, UploadSink, UploadedFile, Worker};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ use crate::aggregate::migration::{self, Migration};
 use crate::aggregate::restore::{self, Restore};
 use crate::aggregate::Refusal;
 use crate::model::{AggregateType, Event, EventKind};
+use crate::redis_url::RedisUrl;
 use crate::store::{NewEvent, Store, StoreError};
 use table::Table;
 
@@ -75,6 +76,17 @@ pub enum JobError {
     CredentialsMissing(Uuid),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The event that records a lease taken for a writer of `target`.
+pub(crate) fn lease_event(target: &RedisUrl, grant: LeaseGrant, resumed: bool) -> EventKind {
+    EventKind::LeaseAcquired {
+        target: target.to_string(),
+        owner: grant.owner,
+        took_over: grant.took_over,
+        kept: grant.kept,
+        resumed,
+    }
 }
 
 /// What the start-up fold found.
@@ -165,6 +177,18 @@ impl Jobs {
             }
         }
         Ok(())
+    }
+
+    /// Whether Ferry can take work: the event log takes appends and the data dir is above its
+    /// free-space floor. The error says why not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(why) = self.inner.store.unavailable() {
+            return Err(format!(
+                "the event log refuses writes after an I/O error ({why}); free disk space if it \
+                 is full, then restart Ferry"
+            ));
+        }
+        self.inner.worker.disk_ready()
     }
 
     /// The underlying store (for event queries and subscriptions).
@@ -336,6 +360,7 @@ mod tests {
                 keys_skipped: 0,
                 keys_expired: 0,
                 duration_ms: 1,
+                keys_empty: 0,
             },
         ];
         let mut folded = Folded::default();

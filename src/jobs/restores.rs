@@ -36,16 +36,26 @@ impl Jobs {
     }
 
     /// Restores backup `backup_id` into `target`. Validated before it is accepted: the backup
-    /// allows it, the target answers, `on_conflict` suits what it holds, and the file fits.
+    /// allows it, the target's lease is free (or `force` takes it over), the target answers,
+    /// `on_conflict` suits what it holds, and the file fits.
     pub async fn start_restore(
         &self,
         backup_id: Uuid,
         target: RedisUrl,
         on_conflict: OnConflict,
         actor: &str,
+        force: bool,
     ) -> Result<Restore, JobError> {
+        crate::spec::check_no_db(&target, "target.url").map_err(|e| JobError::Invalid {
+            field: e.field,
+            detail: e.detail,
+        })?;
         let backup_slot = self.backup_slot_for_restore(backup_id)?;
         let _backup_guard = backup_slot.commands.lock().await;
+        crate::aggregate::backup::decide(
+            &backup_slot.snapshot(),
+            crate::aggregate::backup::Command::Restore,
+        )?;
         let request = Begin {
             target: target.to_string(),
             on_conflict,
@@ -53,21 +63,28 @@ impl Jobs {
             flush_first: false,
         };
         let restore_id = Uuid::now_v7();
-        let started = self
-            .decide_restore(&backup_slot.snapshot(), &request, &target, "target.url")
+        let lease = self
+            .lease_for_restore(&target, restore_id, actor, force)
             .await?;
-        let events = vec![NewEvent::new(
-            AggregateType::Restore,
-            restore_id,
-            actor,
-            started,
-        )];
-        self.commit(events).await?;
+        let begun = async {
+            let started = self
+                .decide_restore(&backup_slot.snapshot(), &request, &target, "target.url")
+                .await?;
+            let events = vec![
+                NewEvent::new(AggregateType::Restore, restore_id, actor, started),
+                NewEvent::new(AggregateType::Restore, restore_id, actor, lease),
+            ];
+            self.commit(events).await
+        };
+        if let Err(e) = begun.await {
+            self.inner.worker.release_lease(restore_id).await;
+            return Err(e);
+        }
         self.inner.worker.restore(
             self.clone(),
             RestoreWork {
                 restore_id,
-                backup_id,
+                backup_id: Some(backup_id),
                 target,
                 on_conflict,
                 flush_first: false,
@@ -77,9 +94,11 @@ impl Jobs {
     }
 
     /// Puts the target of migration `id` back as it was before the migration: flushes it (what
-    /// the migration wrote) and loads the restore point with `REPLACE`. Refused without a restore
-    /// point: flushing a target whose earlier contents are unknown could only destroy data.
-    pub async fn rollback(&self, id: Uuid, actor: &str) -> Result<Restore, JobError> {
+    /// the migration wrote) and loads the restore point with `REPLACE`. A target that held no
+    /// keys at the start has the "empty" restore point: it is flushed and nothing is loaded.
+    /// Refused without a restore point: flushing a target whose earlier contents are unknown
+    /// could only destroy data.
+    pub async fn rollback(&self, id: Uuid, actor: &str, force: bool) -> Result<Restore, JobError> {
         let migration_slot = self.inner.migrations.get(id).ok_or(JobError::NotFound {
             aggregate: AggregateType::Migration,
             id,
@@ -90,13 +109,7 @@ impl Jobs {
             &migration_slot.snapshot(),
             MigrationCommand::Rollback { restore_id },
         )?;
-        let backup_id = migration_slot
-            .snapshot()
-            .view
-            .backup_id
-            .ok_or_else(|| JobError::Io("the restore point vanished".into()))?;
-        let backup_slot = self.backup_slot_for_restore(backup_id)?;
-        let _backup_guard = backup_slot.commands.lock().await;
+        let backup_id = migration_slot.snapshot().view.backup_id;
         let target = self.credentials(id).await?.target;
         let request = Begin {
             target: target.to_string(),
@@ -104,20 +117,53 @@ impl Jobs {
             for_migration: Some(id),
             flush_first: true,
         };
-        let started = self
-            .decide_restore(&backup_slot.snapshot(), &request, &target, "target.url")
+        let backup_slot = match backup_id {
+            Some(b) => Some(self.backup_slot_for_restore(b)?),
+            None => None,
+        };
+        let _backup_guard = match &backup_slot {
+            Some(slot) => Some(slot.commands.lock().await),
+            None => None,
+        };
+        if let Some(slot) = &backup_slot {
+            crate::aggregate::backup::decide(
+                &slot.snapshot(),
+                crate::aggregate::backup::Command::Restore,
+            )?;
+        }
+        let lease = self
+            .lease_for_restore(&target, restore_id, actor, force)
             .await?;
-        let mut events: Vec<NewEvent> = requested
-            .into_iter()
-            .map(|kind| NewEvent::migration(id, actor, kind))
-            .collect();
-        events.push(NewEvent::new(
-            AggregateType::Restore,
-            restore_id,
-            actor,
-            started,
-        ));
-        self.commit(events).await?;
+        let begun = async {
+            let started = match &backup_slot {
+                Some(slot) => {
+                    self.decide_restore(&slot.snapshot(), &request, &target, "target.url")
+                        .await?
+                }
+                None => restore::begin_empty(&request).remove(0),
+            };
+            let mut events: Vec<NewEvent> = requested
+                .into_iter()
+                .map(|kind| NewEvent::migration(id, actor, kind))
+                .collect();
+            events.push(NewEvent::new(
+                AggregateType::Restore,
+                restore_id,
+                actor,
+                started,
+            ));
+            events.push(NewEvent::new(
+                AggregateType::Restore,
+                restore_id,
+                actor,
+                lease,
+            ));
+            self.commit(events).await
+        };
+        if let Err(e) = begun.await {
+            self.inner.worker.release_lease(restore_id).await;
+            return Err(e);
+        }
         self.inner.worker.restore(
             self.clone(),
             RestoreWork {
@@ -129,6 +175,32 @@ impl Jobs {
             },
         );
         self.restore(restore_id)
+    }
+
+    /// Takes the target's lease for restore `restore_id`; the event that records it.
+    async fn lease_for_restore(
+        &self,
+        target: &RedisUrl,
+        restore_id: Uuid,
+        actor: &str,
+        force: bool,
+    ) -> Result<EventKind, JobError> {
+        let grant = self
+            .inner
+            .worker
+            .acquire_lease(
+                target.clone(),
+                AggregateType::Restore,
+                restore_id,
+                actor.to_string(),
+                force,
+            )
+            .await
+            .map_err(|detail| JobError::Unusable {
+                field: "target.url",
+                detail,
+            })?;
+        Ok(super::lease_event(target, grant, false))
     }
 
     fn backup_slot_for_restore(

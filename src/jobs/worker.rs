@@ -14,7 +14,10 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::Jobs;
-use crate::model::{BackupDetails, ResumePoint, ServerSummary, StoredBackup, ValidationReport};
+use crate::model::{
+    AggregateType, BackupDetails, LeaseOwner, ResumePoint, ServerSummary, StoredBackup,
+    ValidationReport,
+};
 use crate::redis_url::RedisUrl;
 use crate::spec::{MigrationSpec, OnConflict};
 
@@ -22,12 +25,23 @@ use crate::spec::{MigrationSpec, OnConflict};
 #[derive(Debug, Clone)]
 pub struct RestoreWork {
     pub restore_id: Uuid,
-    pub backup_id: Uuid,
+    /// `None`: the "empty" restore point of a target that held no keys (flush, load nothing).
+    pub backup_id: Option<Uuid>,
     /// The real URL (with its password), kept in memory only.
     pub target: RedisUrl,
     pub on_conflict: OnConflict,
     /// Empty the target first (a rollback: what the migration wrote goes).
     pub flush_first: bool,
+}
+
+/// A lease the worker took for a writer: what the service records about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseGrant {
+    pub owner: LeaseOwner,
+    /// Who held it before `force` took it over.
+    pub took_over: Option<String>,
+    /// The same writer held it already (a restarted Ferry).
+    pub kept: bool,
 }
 
 /// Why an upload was not stored.
@@ -39,6 +53,12 @@ pub enum UploadError {
     Corrupt { offset: u64, message: String },
     #[error("{0}")]
     Io(String),
+    /// As many uploads as allowed are running; the client should retry later.
+    #[error("{running} uploads are running already (the limit is upload_concurrency = {running}); retry when one has finished")]
+    Busy { running: usize },
+    /// The disk is below its free-space floor, or the upload would not fit the backup quota.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 /// A stored, checked upload.
@@ -96,6 +116,22 @@ pub trait Worker: Send + Sync + 'static {
     fn remove_file(&self, id: Uuid) -> BoxFuture<'static, Result<(), String>>;
     /// Where the file of completed backup `id` is.
     fn backup_path(&self, id: Uuid) -> PathBuf;
+    /// Takes the lease of `target` for writer `kind` `id` (started by `actor`), taking it over
+    /// from another writer when `force`; the worker then keeps it alive until the writer ends
+    /// (or [`Worker::release_lease`]). The error names who holds it, or why it could not be asked.
+    fn acquire_lease(
+        &self,
+        target: RedisUrl,
+        kind: AggregateType,
+        id: Uuid,
+        actor: String,
+        force: bool,
+    ) -> BoxFuture<'static, Result<LeaseGrant, String>>;
+    /// Gives up the lease taken for `id` (the command that took it was not recorded).
+    fn release_lease(&self, id: Uuid) -> BoxFuture<'static, ()>;
+    /// Whether new work may write to Ferry's disk: the error says why not (below the free-space
+    /// floor, or the event log refuses writes).
+    fn disk_ready(&self) -> Result<(), String>;
     /// Stops every task without recording anything, and waits for them.
     fn shutdown(&self) -> BoxFuture<'static, ()>;
 }

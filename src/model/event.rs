@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::audit::{ChainLink, Digest32};
+use super::lease::LeaseOwner;
 use super::report::{ValidationReport, VerificationReport};
 use crate::spec::MigrationSpec;
 
@@ -251,6 +252,8 @@ pub enum EventKind {
     /// from before restores were resources hold it under the backup's id, and a rollback's copy
     /// under the migration's id).
     RestoreStarted {
+        /// The backup loaded; the nil id for the rollback of a migration whose target was empty
+        /// (its restore point is "empty": the target is flushed and nothing is loaded).
         backup_id: Uuid,
         /// The server restored into, password redacted.
         target: String,
@@ -273,6 +276,9 @@ pub enum EventKind {
         keys_skipped: u64,
         keys_expired: u64,
         duration_ms: u64,
+        /// Empty collections in the file, skipped.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        keys_empty: u64,
     },
     RestoreFailed {
         backup_id: Uuid,
@@ -320,6 +326,10 @@ pub enum EventKind {
         /// Keys written as plain commands instead of RESTORE (older target, or too big).
         keys_rewritten: u64,
         duration_ms: u64,
+        /// Empty collections in the RDB (older servers could write them): skipped, as Redis
+        /// skips them when it loads such a file.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        keys_empty: u64,
     },
     StreamingStarted {
         replid: String,
@@ -371,12 +381,41 @@ pub enum EventKind {
         restore_id: Uuid,
         restored: bool,
     },
+    /// The writer (a migration, or a restore) holds the target's lease: nobody else writes there
+    /// until it ends. Recorded under the writer's id.
+    LeaseAcquired {
+        /// The target, password redacted.
+        target: String,
+        owner: LeaseOwner,
+        /// Set when `force` took the lease over from another writer: who held it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        took_over: Option<String>,
+        /// The same writer held it already (a restarted Ferry took back its own lease).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kept: bool,
+        /// Taken by a restarted Ferry resuming the migration, not by the request that started it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
+    },
+    /// Before the migration's first write: how many keys the target held (Ferry's own
+    /// bookkeeping keys left out). With keys, their names are kept in `data_dir/inventories/`, so
+    /// a redone snapshot knows which target keys are not its own; without, the target's restore
+    /// point is "empty".
+    TargetInventoried {
+        keys: u64,
+    },
+    /// Cutover found the source's offset past the goal after the target had reached it: the write
+    /// pause did not hold (it lapsed, or someone lifted it). The cutover catches up again.
+    SourcePauseLapsed {
+        goal_offset: i64,
+        source_offset: i64,
+    },
 }
 
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 30] = [
+    pub const TYPE_NAMES: [&'static str; 33] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -407,6 +446,9 @@ impl EventKind {
         "MigrationCancelled",
         "RollbackRequested",
         "RollbackEnded",
+        "LeaseAcquired",
+        "TargetInventoried",
+        "SourcePauseLapsed",
     ];
 
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
@@ -442,6 +484,9 @@ impl EventKind {
             EventKind::MigrationCancelled { .. } => "MigrationCancelled",
             EventKind::RollbackRequested { .. } => "RollbackRequested",
             EventKind::RollbackEnded { .. } => "RollbackEnded",
+            EventKind::LeaseAcquired { .. } => "LeaseAcquired",
+            EventKind::TargetInventoried { .. } => "TargetInventoried",
+            EventKind::SourcePauseLapsed { .. } => "SourcePauseLapsed",
         }
     }
 }
@@ -463,6 +508,10 @@ impl EventKind {
             _ => None,
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a completed backup holds and how to check it.

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod event;
+pub mod lease;
 pub mod report;
 pub mod server;
 
@@ -16,6 +17,7 @@ pub use event::{
     AggregateType, BackupDb, BackupDetails, Event, EventKind, EventWire, Link, ResumeKind,
     ResumePoint, StoredBackup,
 };
+pub use lease::{LeaseHolder, LeaseOwner, LeaseVerdict, BOOKKEEPING_PREFIX, LEASE_KEY};
 pub use report::{
     CheckResult, CheckStatus, Difference, ProblemKey, ReportStatus, ValidationReport,
     VerificationReport,

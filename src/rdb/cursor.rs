@@ -81,11 +81,18 @@ pub(crate) struct Cursor<'a> {
     pub buf: &'a [u8],
     pub pos: usize,
     pub base: u64,
+    /// The longest string an LZF record may claim to decompress to.
+    pub max_string: u64,
 }
 
 impl<'a> Cursor<'a> {
     pub fn new(buf: &'a [u8], base: u64) -> Self {
-        Cursor { buf, pos: 0, base }
+        Cursor {
+            buf,
+            pos: 0,
+            base,
+            max_string: super::max_decompressed_bytes(),
+        }
     }
 
     /// Absolute offset of the read position.
@@ -235,13 +242,18 @@ impl<'a> Cursor<'a> {
                 let ulen = self.len(expected)?;
                 let compressed = self.take(clen, expected)?;
                 // LZF expands at most ~133x (a 3-byte back reference yields 264 bytes); a larger
-                // claim is corrupt and must not become an allocation.
-                if ulen > clen.saturating_mul(133).saturating_add(64) || clen == 0 {
+                // claim is corrupt and must not become an allocation. Within that, a few MB of
+                // back references could still claim gigabytes: the configured cap bounds it.
+                let limit = clen
+                    .saturating_mul(133)
+                    .saturating_add(64)
+                    .min(self.max_string);
+                if ulen > limit || clen == 0 {
                     return Err(Halt::from(RdbError::TooLarge {
                         offset: self.offset() - clen,
                         what: "LZF uncompressed length",
                         len: ulen,
-                        limit: clen.saturating_mul(133).saturating_add(64),
+                        limit,
                     }));
                 }
                 Ok(RdbStr::Lzf {

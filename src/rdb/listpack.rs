@@ -40,6 +40,25 @@ pub(crate) fn check_blob_frame(
     Ok(())
 }
 
+/// A listpack entry's back-length: its size in 7-bit groups, most significant first, every byte
+/// but the first with the high bit set (so it reads backwards from the entry's end).
+fn encode_backlen(len: usize) -> [u8; 5] {
+    let groups = match len {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    };
+    let mut out = [0u8; 5];
+    for (i, byte) in out.iter_mut().take(groups).enumerate() {
+        let shift = 7 * (groups - 1 - i);
+        let group = ((len >> shift) & 127) as u8;
+        *byte = if i == 0 { group } else { group | 128 };
+    }
+    out
+}
+
 /// Forward iterator over a listpack's elements. `base` is the blob's absolute offset (for errors).
 pub(crate) struct Listpack<'a> {
     data: &'a [u8],
@@ -47,6 +66,7 @@ pub(crate) struct Listpack<'a> {
     base: u64,
     /// The header's count, if it was not the "unknown" marker.
     pub count: Option<u16>,
+    read: usize,
 }
 
 impl<'a> Listpack<'a> {
@@ -58,7 +78,22 @@ impl<'a> Listpack<'a> {
             pos: 6,
             base,
             count: (count != u16::MAX).then_some(count),
+            read: 0,
         })
+    }
+
+    /// After the end marker: the header's count agrees with the elements read.
+    pub fn verify_end(&self) -> Result<(), RdbError> {
+        match self.count {
+            Some(count) if usize::from(count) != self.read => Err(RdbError::corrupt(
+                self.base + 4,
+                format!(
+                    "a listpack count that matches its {} elements, found {count}",
+                    self.read
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn corrupt(&self, what: &str) -> RdbError {
@@ -142,7 +177,11 @@ impl<'a> Listpack<'a> {
         if next >= self.data.len() {
             return Err(self.corrupt("its back-length runs past the end"));
         }
+        if self.data[p + len..next] != encode_backlen(len)[..backlen] {
+            return Err(self.corrupt(&format!("a back-length that encodes its size {len}")));
+        }
         self.pos = next;
+        self.read += 1;
         Ok(Some(element))
     }
 

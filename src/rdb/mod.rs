@@ -39,12 +39,33 @@ pub mod crc64;
 pub mod inspect;
 pub mod module;
 pub mod payload;
+pub mod sanitize;
 pub mod types;
 pub mod version;
 
 pub use error::RdbError;
 pub use parser::{Entry, Item, Parser, DEFAULT_MAX_RECORD_BYTES};
 pub use value::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, Value};
+
+/// The largest string an LZF record may claim to decompress to, unless configured otherwise.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 512 << 20;
+
+static MAX_DECOMPRESSED: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_DECOMPRESSED_BYTES);
+
+/// Sets the cap on one decompressed string (`max_decompressed_bytes` in the configuration).
+///
+/// One process-wide value rather than a parameter: every cursor that meets an LZF string
+/// (uploads, captures, restores, `ferry rdb inspect`, decoding a value) must apply it, and it
+/// is read only on that cold path. Set once at start-up.
+pub fn set_max_decompressed_bytes(limit: u64) {
+    MAX_DECOMPRESSED.store(limit, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The current cap on one decompressed string.
+pub fn max_decompressed_bytes() -> u64 {
+    MAX_DECOMPRESSED.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// LZF decompression, ours and the crate's (public for the benchmark).
 pub mod lzf {

@@ -122,6 +122,8 @@ pub struct Parser {
     waiting_for: &'static str,
     resume: Resume,
     max_record_bytes: u64,
+    /// The cap on a decompressed string, when this parser has its own.
+    max_decompressed: Option<u64>,
     failed: Option<RdbError>,
 }
 
@@ -152,6 +154,7 @@ impl Parser {
             waiting_for: "the RDB magic",
             resume: Resume::default(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_decompressed: None,
             failed: None,
         }
     }
@@ -160,6 +163,13 @@ impl Parser {
     /// as soon as their length is read, instead of buffering without bound.
     pub fn with_max_record_bytes(mut self, max: u64) -> Parser {
         self.max_record_bytes = max;
+        self
+    }
+
+    /// Caps the length an LZF string may claim to decompress to (else the process-wide
+    /// [`super::max_decompressed_bytes`]): a bigger claim fails as [`RdbError::TooLarge`].
+    pub fn with_max_decompressed(mut self, max: u64) -> Parser {
+        self.max_decompressed = Some(max);
         self
     }
 
@@ -271,6 +281,9 @@ impl Parser {
             } else {
                 let version = self.version.unwrap_or(0);
                 let mut cur = Cursor::new(region, base);
+                if let Some(max) = self.max_decompressed {
+                    cur.max_string = max;
+                }
                 check_record(&mut cur, &mut self.resume, self.valkey, version)
                     .map(|record| (record, cur.pos))
             };

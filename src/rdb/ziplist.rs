@@ -13,6 +13,11 @@ pub(crate) struct Ziplist<'a> {
     pos: usize,
     base: u64,
     count: u16,
+    /// The size of the entry before `pos` (what the next entry's `prevlen` must say).
+    prev_len: usize,
+    /// Where the last entry read starts (what the header's tail offset must say).
+    last_start: usize,
+    read: usize,
 }
 
 impl<'a> Ziplist<'a> {
@@ -23,7 +28,35 @@ impl<'a> Ziplist<'a> {
             pos: 10,
             base,
             count: u16::from_le_bytes([data[8], data[9]]),
+            prev_len: 0,
+            last_start: 10,
+            read: 0,
         })
+    }
+
+    /// After the end marker: the header's tail offset and count agree with the entries read
+    /// (Redis's deep integrity check).
+    pub fn verify_end(&self) -> Result<(), RdbError> {
+        let tail = u32::from_le_bytes([self.data[4], self.data[5], self.data[6], self.data[7]]);
+        if tail as usize != self.last_start {
+            return Err(RdbError::corrupt(
+                self.base + 4,
+                format!(
+                    "a ziplist tail offset of {} (the last entry's), found {tail}",
+                    self.last_start
+                ),
+            ));
+        }
+        if self.count != u16::MAX && usize::from(self.count) != self.read {
+            return Err(RdbError::corrupt(
+                self.base + 8,
+                format!(
+                    "a ziplist count that matches its {} entries, found {}",
+                    self.read, self.count
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn corrupt(&self, what: &str) -> RdbError {
@@ -58,6 +91,19 @@ impl<'a> Ziplist<'a> {
         if first == 0xFF {
             return Ok(None);
         }
+        let prevlen = if first == 0xFE {
+            let d = self.bytes(self.pos + 1, 4)?;
+            u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize
+        } else {
+            usize::from(first)
+        };
+        if prevlen != self.prev_len {
+            return Err(self.corrupt(&format!(
+                "a previous-entry length of {}, found {prevlen}",
+                self.prev_len
+            )));
+        }
+        let start = self.pos;
         let mut p = self.pos + if first == 0xFE { 5 } else { 1 };
         let enc = self.bytes(p, 1)?[0];
         p += 1;
@@ -109,6 +155,9 @@ impl<'a> Ziplist<'a> {
             }
         };
         self.pos = p;
+        self.prev_len = p - start;
+        self.last_start = start;
+        self.read += 1;
         Ok(Some(element))
     }
 }

@@ -40,8 +40,9 @@ pub(crate) struct GroupCommit {
     /// The last `seq` written; the next event gets `last_seq + 1`.
     pub last_seq: u64,
     pub live: broadcast::Sender<Arc<Event>>,
-    /// Set after a failed write: the reason every later append is refused.
-    pub poisoned: Option<String>,
+    /// Set after a failed write: the reason every later append is refused (shared with the
+    /// store's handles, so readiness can say it).
+    pub poisoned: Arc<std::sync::Mutex<Option<String>>>,
     /// Every event up to this `seq` sits in a sealed chunk (see [`record`]).
     pub sealed_upto: u64,
     /// The hash of the last event written (the genesis' `prev_hash` before the first): what the
@@ -73,7 +74,12 @@ impl GroupCommit {
     }
 
     fn commit(&mut self, group: &mut Vec<AppendRequest>) {
-        if let Some(reason) = &self.poisoned {
+        let poisoned = self
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(reason) = &poisoned {
             for request in group.drain(..) {
                 let _ = request
                     .reply
@@ -164,7 +170,7 @@ impl GroupCommit {
             Err(e) => {
                 tracing::error!(error = %e, "writing to the event log failed");
                 let message = e.to_string();
-                self.poisoned = Some(message.clone());
+                *self.poisoned.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
                 for request in group.drain(..) {
                     let _ = request.reply.send(Err(StoreError::Sled(message.clone())));
                 }

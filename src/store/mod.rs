@@ -151,6 +151,7 @@ struct Inner {
     metrics: StoreMetrics,
     /// The last `seq` written, as the writer last published it.
     last_seq: Arc<AtomicU64>,
+    poisoned: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Store {
@@ -163,7 +164,8 @@ impl Store {
             path: data_dir.to_path_buf(),
             message,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        // Private: the log, the credentials and the backups below it are the owner's alone.
+        crate::disk::private_dir(data_dir).map_err(|e| open_err(e.to_string()))?;
         let db = open_sled(data_dir)?;
         let log = db
             .open_tree("events")
@@ -176,12 +178,13 @@ impl Store {
         let published = Arc::new(AtomicU64::new(last_seq));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (requests, queue) = std::sync::mpsc::channel();
+        let poisoned = Arc::new(std::sync::Mutex::new(None));
         let writer = GroupCommit {
             db: db.clone(),
             log: log.clone(),
             last_seq,
             live: live.clone(),
-            poisoned: None,
+            poisoned: poisoned.clone(),
             sealed_upto,
             head,
             metrics: metrics.clone(),
@@ -201,6 +204,7 @@ impl Store {
                 genesis,
                 metrics,
                 last_seq: published,
+                poisoned,
             }),
         })
     }
@@ -230,6 +234,16 @@ impl Store {
     /// Counters and timings of the writer, for `/metrics`.
     pub fn metrics(&self) -> &StoreMetrics {
         &self.inner.metrics
+    }
+
+    /// Why the log refuses appends, if it does (an I/O error, a full disk): sled cannot be
+    /// trusted after a failed flush, so only a restart reopens it from what is on disk.
+    pub fn unavailable(&self) -> Option<String> {
+        self.inner
+            .poisoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Appends `events` atomically and durably, in order, and returns them with their `seq` and

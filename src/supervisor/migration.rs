@@ -19,10 +19,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{Running, Supervisor};
-use crate::aggregate::migration::Phase;
-use crate::engine::{self, Controls, EngineError, EngineJob, EventSender};
-use crate::jobs::{JobError, Jobs, ENGINE_ACTOR};
-use crate::model::{EventKind, ResumePoint};
+use crate::client::lease::LeaseKeeper;
+use crate::engine::{self, Controls, EngineError, EngineJob, EventSender, TargetBefore};
+use crate::jobs::{JobError, Jobs, ENGINE_ACTOR, RECOVERY_ACTOR};
+use crate::model::{AggregateType, EventKind, ResumePoint};
 use crate::spec::MigrationSpec;
 
 /// Capacity of the engine's event channel; a full channel slows the engine down rather than
@@ -32,9 +32,31 @@ const EVENT_CHANNEL: usize = 1024;
 /// How long an engine may take to honour a cancel before its task is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
-/// How long the task waits to learn whether the target holds data; if it cannot tell, the
-/// engine's own connection reports the problem.
+/// How long the task waits to learn whether the target holds data; if it cannot tell, nothing
+/// is written (fail closed).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who cancelled a run (the actor of `MigrationCancelled`).
+fn cancelled_actor(running: &Running) -> String {
+    running
+        .cancelled_by
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| ENGINE_ACTOR.to_string())
+}
+
+/// The failure of a migration whose target could not be asked what it holds.
+fn unreadable(why: &str) -> (&'static str, String) {
+    (
+        "target_unreadable",
+        format!(
+            "Ferry could not learn what the target holds ({why}), so nothing was written: \
+             without that, neither a restore point nor the list of its keys can be taken, and a \
+             write could destroy data no rollback brings back; check the target and start again"
+        ),
+    )
+}
 
 /// A running engine, as the task awaits it.
 type EngineFuture = Pin<Box<dyn Future<Output = Result<(), EngineError>> + Send>>;
@@ -121,87 +143,64 @@ impl Supervisor {
                 return jobs.end_migration(id, ENGINE_ACTOR, failed).await;
             }
         };
-        // The restore point comes before the engine's first write (phase `backup`), once: a job
-        // restarted after it began writing must not take a "restore point" of a half-written target.
-        let before_first_write = jobs
-            .get(id)
-            .map(|v| v.phase == Some(Phase::Backup) && v.backup_id.is_none())
-            .unwrap_or(false);
-        if resume.is_none() && before_first_write {
-            let taken = tokio::select! {
-                taken = self.take_restore_point(jobs, id, &spec) => taken,
-                _ = running.controls.cancel.cancelled() => {
-                    let actor = running
-                        .cancelled_by
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                        .unwrap_or_else(|| ENGINE_ACTOR.to_string());
-                    let reason = Some(format!("cancelled by {actor} before the first write"));
-                    return jobs.end_migration(id, &actor, EventKind::MigrationCancelled { reason }).await;
-                }
-            };
-            match taken {
-                Ok(Some(backup_id)) => jobs.record_restore_point(id, backup_id).await?,
-                Ok(None) => {}
-                Err(e) => {
-                    let failed = EventKind::MigrationFailed {
-                        code: "backup_failed".into(),
-                        message: format!("the restore point of the target could not be taken, so nothing was written: {e}"),
-                    };
-                    return jobs.end_migration(id, ENGINE_ACTOR, failed).await;
-                }
+        // The lease: taken by `start` and handed over here, or taken again by a restarted Ferry.
+        // Another writer holding it means this migration does not resume: the lease decides.
+        let keeper = match self.held_lease(id) {
+            Some(keeper) => keeper,
+            None => match self.retake_lease(jobs, id, &spec).await? {
+                Some(keeper) => keeper,
+                None => return Ok(()),
+            },
+        };
+        let prepared = tokio::select! {
+            prepared = self.prepare(jobs, id, &spec) => prepared,
+            _ = running.controls.cancel.cancelled() => {
+                keeper.release().await;
+                let actor = cancelled_actor(&running);
+                let reason = Some(format!("cancelled by {actor} before the first write"));
+                return jobs.end_migration(id, &actor, EventKind::MigrationCancelled { reason }).await;
             }
+        };
+        if let Err((code, message)) = prepared {
+            keeper.release().await;
+            let failed = EventKind::MigrationFailed {
+                code: code.into(),
+                message,
+            };
+            return jobs.end_migration(id, ENGINE_ACTOR, failed).await;
         }
+        let before = match jobs.migration(id)?.target_keys_before {
+            Some(0) => TargetBefore::Empty,
+            Some(_) => TargetBefore::Keys(engine::inventory::path(&self.inner.config.data_dir, id)),
+            None => TargetBefore::Unknown,
+        };
+        let target = spec.target.url.clone();
         let job = EngineJob {
             migration_id: id,
             spec,
             resume,
+            before,
+            lease: Some(keeper.token().clone()),
         };
-        let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
-        let cancel = running.controls.cancel.clone();
-        let engine = self.engine_for(jobs, job, tx, running.controls.clone());
-        tokio::pin!(engine);
-        // An engine that ignores a cancel for too long is dropped, and the job cancelled anyway.
-        let overdue = async {
-            cancel.cancelled().await;
-            tokio::time::sleep(CANCEL_GRACE).await;
-        };
-        tokio::pin!(overdue);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(first) = rx.recv() => {
-                    let mut batch = vec![first];
-                    while let Ok(next) = rx.try_recv() {
-                        batch.push(next);
-                    }
-                    jobs.report_migration(id, batch).await?;
-                }
-                outcome = &mut engine => break outcome,
-                _ = &mut overdue => {
-                    tracing::warn!(migration = %id, "engine ignored the cancel; dropping it");
-                    break Err(EngineError::Cancelled);
-                }
+        let outcome = self.run_engine(jobs, id, job, &running, &keeper).await?;
+        let lease_lost = matches!(outcome, Err(EngineError::LeaseLost(_)));
+        if outcome.is_err() && !lease_lost {
+            // A failed or cancelled migration leaves nothing behind that nobody asked for: its
+            // offset key goes (the data it wrote stays for the rollback to judge).
+            if engine::resume::clear_mark(&target, id, PROBE_TIMEOUT)
+                .await
+                .is_none()
+            {
+                tracing::warn!(migration = %id, "could not remove the offset key of the target");
             }
-        };
-        // Whatever the engine said before it returned comes before the final event.
-        let mut rest = Vec::new();
-        while let Ok(next) = rx.try_recv() {
-            rest.push(next);
         }
-        if !rest.is_empty() {
-            jobs.report_migration(id, rest).await?;
+        if !lease_lost {
+            keeper.release().await;
         }
-        let cancelled_by = running
-            .cancelled_by
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
         let (actor, end) = match outcome {
             Ok(()) => (ENGINE_ACTOR.to_string(), EventKind::MigrationCompleted {}),
             Err(EngineError::Cancelled) => {
-                let actor = cancelled_by.unwrap_or_else(|| ENGINE_ACTOR.to_string());
+                let actor = cancelled_actor(&running);
                 let reason = Some(format!("cancelled by {actor}"));
                 (actor, EventKind::MigrationCancelled { reason })
             }
@@ -219,16 +218,58 @@ impl Supervisor {
         jobs.end_migration(id, &actor, end).await
     }
 
-    /// Takes the restore point, if one is needed. `Ok(None)`: none was needed (or the target
-    /// could not be asked, which the engine will report). `Err`: the migration must not write.
-    async fn take_restore_point(
+    /// A restarted Ferry takes its migration's lease again (keeping it when it is still its
+    /// own). `None` when another writer holds it: the migration is failed, naming who, and not
+    /// resumed.
+    async fn retake_lease(
         &self,
         jobs: &Jobs,
         id: Uuid,
         spec: &MigrationSpec,
-    ) -> Result<Option<Uuid>, String> {
-        if !spec.options.backup {
-            return Ok(None);
+    ) -> Result<Option<LeaseKeeper>, JobError> {
+        let target = &spec.target.url;
+        let actor = jobs
+            .get(id)
+            .ok()
+            .and_then(|v| v.lease.map(|l| l.owner.actor))
+            .unwrap_or_else(|| RECOVERY_ACTOR.to_string());
+        let owner = self.lease_owner(AggregateType::Migration, id, &actor);
+        match self.take_lease(target, owner, false).await {
+            Ok((keeper, granted)) => {
+                let fact = crate::jobs::lease_event(target, super::lease::grant(&granted), true);
+                jobs.report_migration(id, vec![fact]).await?;
+                Ok(Some(keeper))
+            }
+            Err(why) => {
+                let failed = EventKind::MigrationFailed {
+                    code: "target_in_use".into(),
+                    message: format!(
+                        "Ferry instance {} restarted and would resume this migration, but {why}; \
+                         it was not resumed and wrote nothing",
+                        self.inner.instance
+                    ),
+                };
+                jobs.end_migration(id, ENGINE_ACTOR, failed).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Before the first write, once: learn what the target holds (fail closed: a target that
+    /// cannot be asked gets no write), take the restore point when asked and the target holds
+    /// keys, and list those keys (the inventory a redone snapshot needs). Recorded as
+    /// `BackupCompleted` and `TargetInventoried`. The error is the failure's code and message.
+    async fn prepare(
+        &self,
+        jobs: &Jobs,
+        id: Uuid,
+        spec: &MigrationSpec,
+    ) -> Result<(), (&'static str, String)> {
+        let m = jobs
+            .migration(id)
+            .map_err(|e| ("internal", e.to_string()))?;
+        if m.target_keys_before.is_some() || m.resume.is_some() {
+            return Ok(());
         }
         let target = &spec.target.url;
         let summary = match tokio::time::timeout(
@@ -238,18 +279,118 @@ impl Supervisor {
         .await
         {
             Ok(Ok(summary)) => summary,
-            _ => return Ok(None),
+            Ok(Err(e)) => return Err(unreadable(&crate::client::scrub(&e.to_string(), target))),
+            Err(_) => {
+                let why = format!("it did not answer within {}s", PROBE_TIMEOUT.as_secs());
+                return Err(unreadable(&why));
+            }
         };
-        if summary.total_keys() == 0 {
-            return Ok(None);
-        }
-        // The engine marks the target (its offset key) before the first key lands. If the mark is
-        // there, this job wrote before a crash that came ahead of its `SnapshotStarted` event: the
-        // target's earlier state is gone, and a backup now would capture a half-written target.
-        // Unknown counts as not written: the restore point is then taken, the safe side.
+        // The engine marks the target (its offset key) before the first key lands. A mark with
+        // no inventory recorded is a migration that began writing before inventories existed:
+        // the target's earlier state is gone, and neither a restore point nor an inventory
+        // taken now would describe it.
         if engine::resume::target_marked(target, id, PROBE_TIMEOUT).await == Some(true) {
-            return Ok(None);
+            return Ok(());
         }
+        let keys = summary.total_keys();
+        if keys > 0 && spec.options.backup && m.view.backup_id.is_none() {
+            let backup_id = self
+                .take_restore_point(jobs, id, target)
+                .await
+                .map_err(|e| {
+                    (
+                        "backup_failed",
+                        format!(
+                            "the restore point of the target could not be taken, so nothing was \
+                         written: {e}"
+                        ),
+                    )
+                })?;
+            jobs.record_restore_point(id, backup_id)
+                .await
+                .map_err(|e| ("backup_failed", e.to_string()))?;
+        }
+        if keys > 0 {
+            let path = engine::inventory::path(&self.inner.config.data_dir, id);
+            engine::inventory::take(target, &path).await.map_err(|e| {
+                (
+                    "inventory_failed",
+                    crate::client::scrub(
+                        &format!(
+                            "the keys the target holds could not be listed before the first \
+                             write, so nothing was written: {e}"
+                        ),
+                        target,
+                    ),
+                )
+            })?;
+        }
+        jobs.report_migration(id, vec![EventKind::TargetInventoried { keys }])
+            .await
+            .map_err(|e| ("internal", e.to_string()))
+    }
+
+    /// Runs the engine, recording what it reports, until it ends, is cancelled past its grace,
+    /// or the lease is lost. Returns how the run ended.
+    async fn run_engine(
+        &self,
+        jobs: &Jobs,
+        id: Uuid,
+        job: EngineJob,
+        running: &Arc<Running>,
+        keeper: &LeaseKeeper,
+    ) -> Result<Result<(), EngineError>, JobError> {
+        let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
+        let cancel = running.controls.cancel.clone();
+        let engine = self.engine_for(jobs, job, tx, running.controls.clone());
+        tokio::pin!(engine);
+        // An engine that ignores a cancel for too long is dropped, and the job cancelled anyway.
+        let overdue = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(CANCEL_GRACE).await;
+        };
+        tokio::pin!(overdue);
+        let lost = keeper.lost();
+        tokio::pin!(lost);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(first) = rx.recv() => {
+                    let mut batch = vec![first];
+                    while let Ok(next) = rx.try_recv() {
+                        batch.push(next);
+                    }
+                    jobs.report_migration(id, batch).await?;
+                }
+                outcome = &mut engine => break outcome,
+                why = &mut lost => {
+                    tracing::warn!(migration = %id, %why, "lost the target's lease; stopping the engine");
+                    break Err(EngineError::LeaseLost(why));
+                }
+                _ = &mut overdue => {
+                    tracing::warn!(migration = %id, "engine ignored the cancel; dropping it");
+                    break Err(EngineError::Cancelled);
+                }
+            }
+        };
+        // Whatever the engine said before it returned comes before the final event.
+        let mut rest = Vec::new();
+        while let Ok(next) = rx.try_recv() {
+            rest.push(next);
+        }
+        if !rest.is_empty() {
+            jobs.report_migration(id, rest).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Takes the restore point of `target` (which holds keys) and waits for it.
+    async fn take_restore_point(
+        &self,
+        jobs: &Jobs,
+        id: Uuid,
+        target: &crate::redis_url::RedisUrl,
+    ) -> Result<Uuid, String> {
         let label = Some(format!("restore point of migration {id}"));
         let backup_id = jobs
             .begin_backup(target, label, Some(id), ENGINE_ACTOR)
@@ -259,9 +400,7 @@ impl Supervisor {
         self.capture(jobs.clone(), backup_id, target.clone(), true)
             .await;
         match jobs.backup(backup_id) {
-            Ok(b) if b.status == crate::aggregate::backup::BackupStatus::Completed => {
-                Ok(Some(backup_id))
-            }
+            Ok(b) if b.status == crate::aggregate::backup::BackupStatus::Completed => Ok(backup_id),
             Ok(b) => Err(b
                 .error
                 .unwrap_or_else(|| "the capture did not complete".into())),
@@ -281,10 +420,15 @@ impl Supervisor {
             return (self.inner.config.engine)(job, events, controls);
         };
         match jobs.stored_backup(backup_id) {
-            Ok(_) => {
+            Ok(stored) => {
                 use crate::jobs::Worker;
                 let path = self.backup_path(backup_id);
-                Box::pin(engine::run_from_file(job, path, events, controls))
+                let expected = crate::backup::file::Expected {
+                    bytes: stored.bytes,
+                    crc64: stored.details.crc64,
+                    sha256: stored.details.sha256,
+                };
+                Box::pin(engine::run_from_file(job, path, expected, events, controls))
             }
             Err(e) => {
                 let message = match e {

@@ -14,6 +14,7 @@
 //! migrations from their last checkpoint and records interrupted captures and restores as failed.
 //! The engine has to be crash-safe anyway; this way a graceful stop takes the same, tested path.
 
+mod lease;
 mod migration;
 mod tasks;
 #[cfg(test)]
@@ -33,9 +34,12 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::engine::Controls;
-use crate::jobs::{FoldStats, JobError, Jobs, RestoreWork, UploadError, UploadSink, Worker};
+use crate::jobs::{
+    FoldStats, JobError, Jobs, LeaseGrant, RestoreWork, UploadError, UploadSink, Worker,
+};
 use crate::model::{
-    CheckResult, CheckStatus, ResumePoint, ServerSummary, StoredBackup, ValidationReport,
+    AggregateType, CheckResult, CheckStatus, ResumePoint, ServerSummary, StoredBackup,
+    ValidationReport,
 };
 use crate::redis_url::RedisUrl;
 use crate::spec::MigrationSpec;
@@ -55,6 +59,13 @@ pub struct BackupLimits {
     pub max_bytes: u64,
     /// The largest uploaded RDB accepted.
     pub upload_max_bytes: u64,
+    /// How many uploads may run at once.
+    pub upload_concurrency: usize,
+    /// The free space kept in the data dir: below it no new work starts, and captures and
+    /// uploads never go below it.
+    pub min_free_bytes: u64,
+    /// The longest string an uploaded RDB may decompress to.
+    pub max_decompressed_bytes: u64,
 }
 
 impl Default for BackupLimits {
@@ -62,6 +73,9 @@ impl Default for BackupLimits {
         BackupLimits {
             max_bytes: u64::MAX,
             upload_max_bytes: 1 << 30,
+            upload_concurrency: 2,
+            min_free_bytes: 256 << 20,
+            max_decompressed_bytes: crate::rdb::DEFAULT_MAX_DECOMPRESSED_BYTES,
         }
     }
 }
@@ -84,7 +98,13 @@ pub struct Supervisor {
 
 struct Inner {
     config: SupervisorConfig,
+    /// This Ferry's id (`data_dir/instance-id`): the owner of its leases, across restarts.
+    instance: Uuid,
     running: Mutex<HashMap<Uuid, Arc<Running>>>,
+    /// Leases taken by a command, kept alive until their writer's task takes them over.
+    leases: Mutex<HashMap<Uuid, crate::client::lease::LeaseKeeper>>,
+    /// One permit per upload that may run at once.
+    uploads: Arc<tokio::sync::Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -99,7 +119,11 @@ struct Running {
 /// Opens the store in `config.data_dir`, folds it, sweeps what a crash left half-written, and
 /// deals with interrupted work (see [`Jobs::recover`]). The service is ready when this returns.
 pub async fn open(config: SupervisorConfig) -> Result<(Jobs, FoldStats), JobError> {
-    let supervisor = Supervisor::new(config);
+    let supervisor = Supervisor::new(config).map_err(|e| {
+        JobError::Io(format!(
+            "cannot prepare the data directory (instance id): {e}"
+        ))
+    })?;
     let dir = supervisor.inner.config.data_dir.clone();
     let worker: Arc<dyn Worker> = Arc::new(supervisor.clone());
     let (jobs, stats) = tokio::task::spawn_blocking(move || {
@@ -120,14 +144,41 @@ pub async fn open(config: SupervisorConfig) -> Result<(Jobs, FoldStats), JobErro
 }
 
 impl Supervisor {
-    pub fn new(config: SupervisorConfig) -> Self {
-        Supervisor {
+    /// A supervisor for `config`; creates the data dir (0700) and this Ferry's instance id.
+    pub fn new(config: SupervisorConfig) -> std::io::Result<Self> {
+        let instance = lease::instance_id(&config.data_dir)?;
+        crate::disk::private_dir(&backups_dir(&config.data_dir))?;
+        let uploads = Arc::new(tokio::sync::Semaphore::new(
+            config.limits.upload_concurrency.max(1),
+        ));
+        Ok(Supervisor {
             inner: Arc::new(Inner {
                 config,
+                instance,
                 running: Mutex::default(),
+                leases: Mutex::default(),
+                uploads,
                 tasks: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
+        })
+    }
+
+    /// Why the data dir cannot take new work now: below its free-space floor. `None`: it can.
+    fn disk_trouble(&self) -> Option<String> {
+        let dir = &self.inner.config.data_dir;
+        let floor = self.limits().min_free_bytes;
+        match crate::disk::free_bytes(dir) {
+            Ok(free) if free < floor => Some(format!(
+                "only {free} bytes are free in {}, below the floor of min_free_bytes = {floor}: \
+                 free disk space (Ferry takes new work again by itself once there is enough)",
+                dir.display()
+            )),
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "cannot measure the free space of {}: {e}",
+                dir.display()
+            )),
         }
     }
 
@@ -245,8 +296,17 @@ impl Worker for Supervisor {
     }
 
     fn check_space(&self, estimate: u64) -> Result<(), String> {
-        crate::backup::capture::check_space(&self.backups_dir(), self.limits().max_bytes, estimate)
-            .map_err(|e| e.to_string())
+        if let Some(trouble) = self.disk_trouble() {
+            return Err(trouble);
+        }
+        let limits = self.limits();
+        crate::backup::capture::check_space(
+            &self.backups_dir(),
+            limits.max_bytes,
+            limits.min_free_bytes,
+            estimate,
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn capture(
@@ -266,10 +326,8 @@ impl Worker for Supervisor {
     }
 
     fn restore(&self, jobs: Jobs, work: RestoreWork) {
-        self.spawn(
-            "restore",
-            tasks::restore(jobs, self.backup_path(work.backup_id), work),
-        );
+        let path = work.backup_id.map(|b| self.backup_path(b));
+        self.spawn("restore", tasks::restore(self.clone(), jobs, path, work));
     }
 
     fn upload(
@@ -278,14 +336,75 @@ impl Worker for Supervisor {
         declared: Option<u64>,
     ) -> BoxFuture<'static, Result<Box<dyn UploadSink>, UploadError>> {
         let dir = self.backups_dir();
-        let limit = self.limits().upload_max_bytes;
+        let limits = self.limits();
+        let permit = self.inner.uploads.clone().try_acquire_owned();
+        let trouble = self.disk_trouble();
         async move {
-            if declared.is_some_and(|n| n > limit) {
-                return Err(UploadError::TooLarge { limit });
+            let Ok(permit) = permit else {
+                return Err(UploadError::Busy {
+                    running: limits.upload_concurrency,
+                });
+            };
+            if let Some(trouble) = trouble {
+                return Err(UploadError::NoSpace(trouble));
             }
-            tasks::upload_sink(&dir, id, limit).await
+            // An upload is a backup: it counts against the quota and the free-space floor.
+            let room = crate::backup::capture::available_bytes(
+                &dir,
+                limits.max_bytes,
+                limits.min_free_bytes,
+            )
+            .map_err(|e| UploadError::Io(e.to_string()))?;
+            let limit = limits.upload_max_bytes.min(room);
+            if declared.is_some_and(|n| n > limit) {
+                return Err(if limit < limits.upload_max_bytes {
+                    UploadError::NoSpace(format!(
+                        "the upload of {} bytes does not fit: {room} bytes may be used for \
+                         backups (free space above min_free_bytes, and backup_max_bytes)",
+                        declared.unwrap_or_default()
+                    ))
+                } else {
+                    UploadError::TooLarge { limit }
+                });
+            }
+            tasks::upload_sink(&dir, id, limit, limits.max_decompressed_bytes, permit).await
         }
         .boxed()
+    }
+
+    fn acquire_lease(
+        &self,
+        target: RedisUrl,
+        kind: AggregateType,
+        id: Uuid,
+        actor: String,
+        force: bool,
+    ) -> BoxFuture<'static, Result<LeaseGrant, String>> {
+        let this = self.clone();
+        async move {
+            let owner = this.lease_owner(kind, id, &actor);
+            let (keeper, granted) = this.take_lease(&target, owner, force).await?;
+            this.hold_lease(id, keeper);
+            Ok(lease::grant(&granted))
+        }
+        .boxed()
+    }
+
+    fn release_lease(&self, id: Uuid) -> BoxFuture<'static, ()> {
+        let keeper = self.held_lease(id);
+        async move {
+            if let Some(keeper) = keeper {
+                keeper.release().await;
+            }
+        }
+        .boxed()
+    }
+
+    fn disk_ready(&self) -> Result<(), String> {
+        match self.disk_trouble() {
+            Some(trouble) => Err(trouble),
+            None => Ok(()),
+        }
     }
 
     fn remove_file(&self, id: Uuid) -> BoxFuture<'static, Result<(), String>> {

@@ -16,11 +16,12 @@ use super::Supervisor;
 use crate::aggregate::backup::Command as BackupCommand;
 use crate::aggregate::restore::{Command as RestoreCommand, RestoreOutcome};
 use crate::backup::capture::{self, Captured};
-use crate::backup::file::{FileFacts, RdbFileWriter};
+use crate::backup::file::{Expected, FileFacts, RdbFileWriter};
 use crate::backup::BackupError;
+use crate::client::lease::LeaseToken;
 use crate::engine::{self, Tuning};
 use crate::jobs::{Jobs, RestoreWork, UploadError, UploadSink, UploadedFile, ENGINE_ACTOR};
-use crate::model::{BackupDetails, EventKind};
+use crate::model::{AggregateType, BackupDetails, EventKind};
 use crate::redis_url::RedisUrl;
 
 /// How often a running capture records its bytes.
@@ -30,6 +31,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl) {
     let dir = sup.backups_dir();
     let max = sup.limits().max_bytes;
+    let floor = sup.limits().min_free_bytes;
     // Holds only the latest figure: a slow log append skips checkpoints rather than queueing them.
     let (tx, mut rx) = mpsc::channel::<u64>(1);
     let mut last = Instant::now();
@@ -48,7 +50,10 @@ pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl
         }
     };
     // The capture owns the sender, so the recorder ends when the capture does.
-    let (captured, ()) = tokio::join!(capture::capture(&url, &dir, id, max, progress), recorder);
+    let (captured, ()) = tokio::join!(
+        capture::capture(&url, &dir, id, max, floor, progress),
+        recorder
+    );
     let end = match captured {
         Ok(Captured {
             facts,
@@ -83,10 +88,31 @@ fn details(facts: &FileFacts, server_version: &str) -> BackupDetails {
     }
 }
 
-/// Runs a restore (flushing the target first for a rollback) and records its checkpoints and end.
-pub(super) async fn restore(jobs: Jobs, path: PathBuf, work: RestoreWork) {
+/// Runs a restore (flushing the target first for a rollback) under the target's lease, and
+/// records its checkpoints and end. `path` is the backup's file (`None`: the "empty" restore
+/// point, which only flushes).
+pub(super) async fn restore(sup: Supervisor, jobs: Jobs, path: Option<PathBuf>, work: RestoreWork) {
     let id = work.restore_id;
-    let end = match load(&jobs, &path, &work).await {
+    let keeper = match sup.held_lease(id) {
+        Some(keeper) => Ok(keeper),
+        None => {
+            let owner = sup.lease_owner(AggregateType::Restore, id, ENGINE_ACTOR);
+            sup.take_lease(&work.target, owner, false)
+                .await
+                .map(|(keeper, _)| keeper)
+        }
+    };
+    let outcome = match &keeper {
+        Ok(keeper) => tokio::select! {
+            loaded = load(&jobs, path.as_deref(), &work, keeper.token()) => loaded,
+            why = keeper.lost() => Err(engine::EngineError::LeaseLost(why)),
+        },
+        Err(why) => Err(engine::EngineError::LeaseLost(why.clone())),
+    };
+    if let Ok(keeper) = keeper {
+        keeper.release().await;
+    }
+    let end = match outcome {
         Ok(outcome) => RestoreCommand::Complete(outcome),
         Err(e) => RestoreCommand::Fail {
             code: e.code().into(),
@@ -98,16 +124,54 @@ pub(super) async fn restore(jobs: Jobs, path: PathBuf, work: RestoreWork) {
     }
 }
 
+/// Proof before destruction: the file is read whole and proven (parsed to its end, size,
+/// CRC-64 and SHA-256 as recorded) before the flush and the first write; a file that cannot be
+/// proven (damaged, truncated, replaced, deleted) leaves the target untouched.
 async fn load(
     jobs: &Jobs,
-    path: &Path,
+    path: Option<&Path>,
     work: &RestoreWork,
+    lease: &LeaseToken,
 ) -> Result<RestoreOutcome, engine::EngineError> {
+    let proven = match (path, work.backup_id) {
+        (Some(path), Some(backup_id)) => {
+            let unproven = |why: String| {
+                engine::EngineError::Unproven(format!(
+                    "backup {backup_id} cannot be proven, so nothing was flushed or written: {why}"
+                ))
+            };
+            let stored = jobs
+                .stored_backup(backup_id)
+                .map_err(|e| unproven(e.to_string()))?;
+            let expected = Expected {
+                bytes: stored.bytes,
+                crc64: stored.details.crc64,
+                sha256: stored.details.sha256,
+            };
+            let file = crate::backup::file::prove(path, &expected)
+                .await
+                .map_err(|e| unproven(e.to_string()))?;
+            Some(file)
+        }
+        _ => None,
+    };
     if work.flush_first {
-        engine::flush_target(&work.target).await.map_err(|e| {
-            engine::EngineError::TargetLinkLost(format!("flushing the target failed: {e}"))
-        })?;
+        engine::flush_target(&work.target, Some(lease))
+            .await
+            .map_err(|e| {
+                engine::EngineError::TargetLinkLost(format!("flushing the target failed: {e}"))
+            })?;
     }
+    let Some(file) = proven else {
+        // The "empty" restore point: the flush was all of it.
+        return Ok(RestoreOutcome {
+            keys_written: 0,
+            keys_skipped: 0,
+            keys_expired: 0,
+            duration_ms: 0,
+            keys_empty: 0,
+        });
+    };
     // The load reports `SnapshotProgress` once per report interval (a second): each becomes a
     // checkpoint of the restore.
     let (tx, mut rx) = mpsc::channel(16);
@@ -136,8 +200,14 @@ async fn load(
             }
         }
     };
-    let loading =
-        engine::load_rdb_file(path, &work.target, work.on_conflict, tx, Tuning::default());
+    let loading = engine::load_rdb_file(
+        file,
+        &work.target,
+        work.on_conflict,
+        Some(lease),
+        tx,
+        Tuning::default(),
+    );
     let (loaded, ()) = tokio::join!(loading, recorder);
     let summary = loaded?;
     Ok(RestoreOutcome {
@@ -145,6 +215,7 @@ async fn load(
         keys_skipped: summary.keys_skipped,
         keys_expired: summary.keys_expired,
         duration_ms: summary.duration_ms,
+        keys_empty: summary.keys_empty,
     })
 }
 
@@ -152,17 +223,27 @@ async fn load(
 struct FileSink {
     writer: RdbFileWriter,
     limit: u64,
+    /// Held while the upload runs (`upload_concurrency`).
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(super) async fn upload_sink(
     dir: &Path,
     id: Uuid,
     limit: u64,
+    max_decompressed: u64,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Box<dyn UploadSink>, UploadError> {
     let writer = RdbFileWriter::create(dir, id, limit)
         .await
-        .map_err(|e| upload_error(e, limit))?;
-    Ok(Box::new(FileSink { writer, limit }))
+        .map_err(|e| upload_error(e, limit))?
+        .deep()
+        .with_max_decompressed(max_decompressed);
+    Ok(Box::new(FileSink {
+        writer,
+        limit,
+        _permit: permit,
+    }))
 }
 
 fn upload_error(e: BackupError, limit: u64) -> UploadError {

@@ -25,10 +25,77 @@ fn idle_engine() -> EngineFn {
 }
 
 fn spec() -> MigrationSpec {
-    serde_json::from_str(
-        r#"{"source":{"url":"redis://:pw@127.0.0.1:1"},"target":{"url":"redis://127.0.0.1:2"}}"#,
-    )
+    spec_into(2)
+}
+
+/// A spec whose target is port `target` on loopback.
+fn spec_into(target: u16) -> MigrationSpec {
+    serde_json::from_str(&format!(
+        r#"{{"source":{{"url":"redis://:pw@127.0.0.1:1"}},"target":{{"url":"redis://127.0.0.1:{target}"}}}}"#
+    ))
     .unwrap()
+}
+
+/// A real redis-server for the target: `start` takes the target's lease, so these tests need
+/// one (the engine itself stays idle). Killed on drop.
+struct Target {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Target {
+    fn start() -> Target {
+        let dir = std::env::var_os("FERRY_REDIS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/redis"));
+        let binary = dir.join("7.2/redis-server");
+        assert!(
+            binary.exists(),
+            "redis-server 7.2 not found at {}: run scripts/install-redis.sh first",
+            binary.display()
+        );
+        let data = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(binary)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(data.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Target {
+            child,
+            port,
+            _dir: data,
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn open_with_engine(dir: &Path, engine: EngineFn) -> Result<(Jobs, FoldStats), JobError> {
@@ -40,10 +107,10 @@ async fn open_with_engine(dir: &Path, engine: EngineFn) -> Result<(Jobs, FoldSta
     .await
 }
 
-/// A data dir holding one migration that has passed validation.
-async fn validated_migration(dir: &Path) -> Uuid {
+/// A data dir holding one migration into port `target` that has passed validation.
+async fn validated_migration(dir: &Path, target: u16) -> Uuid {
     let (jobs, _) = open_with_engine(dir, idle_engine()).await.unwrap();
-    let id = jobs.create(spec(), "api").await.unwrap().id;
+    let id = jobs.create(spec_into(target), "api").await.unwrap().id;
     let report = ValidationReport::from_checks(vec![CheckResult {
         id: "source.connect".into(),
         status: CheckStatus::Pass,
@@ -64,7 +131,8 @@ async fn validated_migration(dir: &Path) -> Uuid {
 #[tokio::test]
 async fn concurrent_starts_start_the_migration_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let id = validated_migration(dir.path()).await;
+    let target = Target::start();
+    let id = validated_migration(dir.path(), target.port).await;
     let (jobs, stats) = open_with_engine(dir.path(), idle_engine()).await.unwrap();
     assert_eq!((stats.events, stats.migrations), (3, 1));
     assert_eq!(jobs.get(id).unwrap().state, State::Validated);
@@ -72,7 +140,7 @@ async fn concurrent_starts_start_the_migration_exactly_once() {
     let attempts: Vec<_> = (0..16)
         .map(|_| {
             let jobs = jobs.clone();
-            tokio::spawn(async move { jobs.start(id, "api").await })
+            tokio::spawn(async move { jobs.start(id, "api", false).await })
         })
         .collect();
     let mut started = 0;

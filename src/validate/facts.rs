@@ -12,6 +12,7 @@
 use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
 use crate::client::{Config, Info};
+use crate::model::{LeaseHolder, LeaseOwner, LEASE_KEY};
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
 
@@ -72,6 +73,9 @@ pub struct ServerFacts {
     /// Redis ≥ 7.0 (older servers have no functions), because a target older than 7.0 cannot
     /// hold them.
     pub function_libraries: Option<Result<u64, CallError>>,
+    /// The target's lease (`ferry:lease`, db 0): who writes there now (`None` inside: nobody).
+    /// Read on the target only.
+    pub lease: Option<Result<Option<LeaseHolder>, CallError>>,
 }
 
 /// What sampling hashes for field TTLs found.
@@ -119,6 +123,7 @@ impl ServerFacts {
             acl: Vec::new(),
             field_ttl_sample: None,
             function_libraries: None,
+            lease: None,
         }
     }
 
@@ -189,6 +194,12 @@ impl ServerFacts {
         } else {
             Some(sample_field_ttls(&admin, &dbs_to_sample, url.db.unwrap_or(0)).await)
         };
+        // Last: it selects db 0 on the shared connection.
+        let lease = if side == Side::Target {
+            Some(read_lease(&admin).await)
+        } else {
+            None
+        };
         ServerFacts {
             side,
             url: url.clone(),
@@ -206,7 +217,41 @@ impl ServerFacts {
             acl,
             field_ttl_sample,
             function_libraries,
+            lease,
         }
+    }
+}
+
+/// Reads `ferry:lease` and its time to live (selects db 0 on the connection).
+async fn read_lease(admin: &Admin) -> Result<Option<LeaseHolder>, CallError> {
+    let key = LEASE_KEY.as_bytes();
+    let mut replies = admin
+        .call_many(&[
+            ("SELECT", words(&["SELECT", "0"])),
+            ("GET", vec![b"GET".as_slice(), key]),
+            ("PTTL", vec![b"PTTL".as_slice(), key]),
+        ])
+        .await
+        .into_iter()
+        .skip(1);
+    let value = replies.next().unwrap_or_else(|| {
+        Err(CallError::Unexpected {
+            command: "GET".into(),
+            detail: "missing reply".into(),
+        })
+    })?;
+    let ttl = replies.next().and_then(|r| r.ok()).and_then(|f| f.as_int());
+    match value {
+        Frame::Bulk(v) => {
+            let raw = String::from_utf8_lossy(&v).into_owned();
+            Ok(Some(LeaseHolder {
+                owner: LeaseOwner::parse(&raw),
+                raw,
+                expires_in_ms: ttl.filter(|ms| *ms >= 0),
+            }))
+        }
+        Frame::Null => Ok(None),
+        other => Err(unexpected("GET", &other)),
     }
 }
 

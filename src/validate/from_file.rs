@@ -29,6 +29,7 @@ const TARGET_CHECKS: &[&str] = &[
     "target.writable",
     "databases",
     "target.conflicts",
+    "target.in_use",
     "capacity.memory",
     "capacity.disk",
 ];
@@ -131,6 +132,7 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
         acl: Vec::new(),
         field_ttl_sample: None,
         function_libraries: None,
+        lease: None,
     }
 }
 

@@ -115,6 +115,16 @@ pub fn prerequisites() -> Vec<GuideItem> {
              `flush` (flush the affected dbs after a restore point).",
         ),
         item(
+            "target.in_use",
+            "No other writer holds the target",
+            "One writer per target: a migration, a restore or a rollback holds the target's lease \
+             (`ferry:lease` in db 0, renewed while it runs, expiring 15 s after its Ferry dies). \
+             A second writer's sweep or flush could destroy the first one's data, so start is \
+             refused with 409 naming the holder.",
+            "Wait for the holder to end, cancel it, or, if its Ferry is gone for good, start with \
+             `force=true` to take the lease over (recorded as LeaseAcquired with took_over).",
+        ),
+        item(
             "capacity.memory",
             "The target has memory for the dataset",
             "The target needs the source's used_memory_dataset plus a margin below its maxmemory; an eviction \

@@ -44,7 +44,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
     let response = app
         .post_json(
             "/v1/migrations",
-            &json!({"source": {"url": "redis://127.0.0.1:7001"}, "target": {"url": "redis://127.0.0.1:7002/3"}}),
+            &json!({"source": {"url": "redis://127.0.0.1:7001"}, "target": {"url": "redis://127.0.0.1:7002"}}),
         )
         .await;
     assert_eq!(response.status(), 201);
@@ -58,12 +58,12 @@ async fn create_returns_201_with_location_and_the_defaults() {
     assert_eq!(view["started_at"], Value::Null);
     assert_eq!(view["finished_at"], Value::Null);
     assert_eq!(view["mode"], "snapshot");
-    assert_eq!(view["target"]["url"], "redis://127.0.0.1:7002/3");
+    assert_eq!(view["target"]["url"], "redis://127.0.0.1:7002");
     assert_eq!(
         view["options"],
         json!({"on_conflict": "fail", "backup": true, "verify": "sample",
-            "pause_source_writes_on_cutover": false, "auto_cutover": false,
-            "drop_field_ttls": false})
+            "pause_source_writes_on_cutover": true, "pause_during_verification": false,
+            "auto_cutover": false, "drop_field_ttls": false})
     );
     assert_eq!(view["validation"], Value::Null);
     assert_eq!(view["error"], Value::Null);
@@ -218,10 +218,11 @@ async fn a_started_migration_runs_the_engine_to_a_final_state() {
         Some("completed") => assert_eq!(events.last().unwrap(), "MigrationCompleted"),
         other => panic!("unexpected final state {other:?}: {view:#}"),
     }
-    // A final migration allows nothing.
+    // A final migration allows nothing but the rollback of its target, which was empty: its
+    // restore point is "empty".
     for action in ["validate", "start", "cutover", "cancel"] {
         let state = view["state"].as_str().unwrap();
-        assert_conflict(app.action(&id, action).await, state, &[]).await;
+        assert_conflict(app.action(&id, action).await, state, &["rollback"]).await;
     }
     let patch = app
         .patch_json(&format!("/v1/migrations/{id}"), &json!({"name": "x"}))

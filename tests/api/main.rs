@@ -10,5 +10,6 @@ mod inputs;
 mod lifecycle;
 mod persistence;
 mod running;
+mod safety;
 mod security;
 mod spec;

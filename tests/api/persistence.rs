@@ -51,6 +51,11 @@ async fn state_and_history_survive_a_restart() {
         .unwrap();
     assert_eq!(page["events"][0]["seq"], next_seq);
     assert_eq!(page["events"][0]["type"], "MigrationStarted");
+    // One writer per target: the other migration into it is validated once this one has ended.
+    app.wait_for(&validated, Duration::from_secs(60), |v| {
+        ["completed", "failed"].contains(&v["state"].as_str().unwrap_or_default())
+    })
+    .await;
     let report: Value = app
         .action(&configured, "validate")
         .await

@@ -7,10 +7,14 @@ mod common;
 mod helpers;
 
 mod crash;
+mod hostile;
 mod migrate_from_backup;
+mod private;
+mod proof;
 mod restores;
 mod rollback;
 mod roundtrip;
 mod secrets;
 mod space;
+mod stall;
 mod upload;

@@ -324,7 +324,7 @@ async fn an_uploaded_dump_migrates_like_a_backup() {
     server.cli(&["SADD", "s", "1", "2", "three"]);
     let rdb = saved_rdb(&server);
     let app = spawn_app().await;
-    let response = app.post_raw("/v1/backups/upload?label=export", rdb).await;
+    let response = app.post_bytes("/v1/backups/upload?label=export", rdb).await;
     assert_eq!(response.status(), 201);
     let uploaded: Value = response.json().await.unwrap();
     let backup_id = uploaded["id"].as_str().unwrap();

@@ -81,7 +81,11 @@ async fn a_failed_migration_rolls_back_to_exactly_the_target_it_found() {
     assert_eq!(view["error"]["code"], "verification_failed", "{view:#}");
     let events = app.event_types(&id).await;
     let started = events.iter().position(|e| e == "MigrationStarted").unwrap();
-    assert_eq!(events[started + 1], "BackupCompleted", "{events:?}");
+    assert_eq!(
+        events[started + 1..started + 4],
+        ["LeaseAcquired", "BackupCompleted", "TargetInventoried"],
+        "{events:?}"
+    );
     assert!(events.contains(&"SnapshotStarted".to_string()));
 
     // The restore point is a backup like any other, tied to the migration.
@@ -170,9 +174,17 @@ async fn without_a_restore_point_rollback_refuses_and_flushes_nothing() {
     let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
     let target = RedisServer::start("7.2");
     source.cli(&["SET", "k", "v"]);
+    target.cli(&["SET", "mine", "kept"]);
     let app = spawn_app().await;
-    // An empty target needs no restore point.
-    let id = app.create(&source.url(), &target.url()).await["id"]
+    // A target that holds keys, and no restore point asked for.
+    let response = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+                "options": {"on_conflict": "replace", "backup": false, "verify": "none"}}),
+        )
+        .await;
+    let id = response.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -185,10 +197,6 @@ async fn without_a_restore_point_rollback_refuses_and_flushes_nothing() {
         .await;
     assert_eq!(view["state"], "completed", "{view:#}");
     assert!(view.get("backup_id").is_none(), "{view:#}");
-    assert!(!app
-        .event_types(&id)
-        .await
-        .contains(&"BackupCompleted".to_string()));
     let problem = crate::common::app::assert_problem(app.action(&id, "rollback").await, 409).await;
     assert_eq!(problem["allowed_actions"], json!([]), "{problem}");
     assert!(
@@ -199,4 +207,70 @@ async fn without_a_restore_point_rollback_refuses_and_flushes_nothing() {
         "{problem}"
     );
     assert_eq!(target.cli(&["GET", "k"]).trim(), "v", "nothing was flushed");
+    assert_eq!(target.cli(&["GET", "mine"]).trim(), "kept");
+}
+
+/// Leave nothing behind: a migration into an empty target that is cancelled half-way removes
+/// its offset key, and can be rolled back although no restore point was taken (the restore
+/// point of an empty target is "empty"). Before, rollback was refused and the keys stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_written_empty_target_rolls_back_to_empty_and_keeps_no_offset_key() {
+    // 2 ms per key while the source serializes: the snapshot takes seconds, the cancel lands
+    // inside it.
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "2000",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    let mut c = source.conn();
+    let mut p = redis::pipe();
+    for i in 0..3000 {
+        p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    p.query::<()>(&mut c).unwrap();
+    let app = spawn_app().await;
+    let id = app.create(&source.url(), &target.url()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.action(&id, "validate").await.status(), 200);
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    app.wait_for(&id, WAIT, |v| {
+        v["progress"]["keys_written"].as_u64().unwrap_or(0) > 10
+    })
+    .await;
+    assert_eq!(app.action(&id, "cancel").await.status(), 202);
+    let view = app.wait_for(&id, WAIT, |v| v["state"] == "cancelled").await;
+    let written: i64 = target.cli(&["DBSIZE"]).trim().parse().unwrap();
+    assert!(
+        written > 0,
+        "the cancel left part of a copy: {written} keys"
+    );
+    let offset_keys = target.cli(&["KEYS", "ferry:*"]);
+    assert!(
+        offset_keys.trim().is_empty(),
+        "a cancelled migration leaves no ferry:* key behind: {offset_keys}"
+    );
+    assert!(view.get("backup_id").is_none(), "{view:#}");
+    assert!(
+        view["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rollback")),
+        "an empty target's restore point is empty, so rollback is offered: {view:#}"
+    );
+    let response = app.action(&id, "rollback").await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let restore: Value = response.json().await.unwrap();
+    assert_eq!(restore["backup_id"], Value::Null, "{restore:#}");
+    let restore = wait_restore(&app, &location).await;
+    assert_eq!(restore["state"], "completed", "{restore:#}");
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "0", "rolled back to empty");
+    assert_eq!(app.view(&id).await["rolled_back"], true);
 }

@@ -37,9 +37,14 @@ struct Tmpfs(std::path::PathBuf);
 impl Tmpfs {
     /// `None` when this process may not mount (not root, or in a container without the right).
     fn mount(at: &std::path::Path) -> Option<Tmpfs> {
+        Self::mount_sized(at, "1m")
+    }
+
+    /// A tmpfs of `size` (`mount -o size=…`) on `at`.
+    fn mount_sized(at: &std::path::Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(at).unwrap();
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(at)
             .stderr(std::process::Stdio::null())
             .status()
@@ -49,8 +54,20 @@ impl Tmpfs {
 }
 
 impl Drop for Tmpfs {
+    /// Unmounts; lazily (`umount -l`) when a file on it is still open, e.g. by the event log's
+    /// background threads, so that no mount outlives the test.
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let unmounted = std::process::Command::new("umount")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !unmounted {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
     }
 }
 
@@ -146,4 +163,56 @@ async fn a_restore_point_that_does_not_fit_fails_the_migration_before_it_writes(
         !events.contains(&"SnapshotStarted".to_string()),
         "{events:?}"
     );
+}
+
+/// Finding 7: a full disk poisoned the event log while `/readyz` said ready. Ferry now keeps a
+/// free-space floor: below it `/readyz` is 503 with the reason and new work gets 507, and both
+/// come back by themselves once space is freed, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_free_space_floor_ferry_is_not_ready_refuses_new_work_and_recovers() {
+    let server = RedisServer::start("7.2");
+    server.cli(&["SET", "k", "v"]);
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let disk = dir.path().join("disk");
+    let tmpfs = Tmpfs::mount_sized(&disk, "64m").unwrap_or_else(|| {
+        panic!(
+            "mount -t tmpfs is not permitted here; this test needs a small real filesystem \
+             (run the suite as root, as scripts/test.sh does in CI)"
+        )
+    });
+    let mut settings = settings_for(&disk.join("data"));
+    settings.min_free_bytes = 32 << 20;
+    let app = spawn_with(settings, dir.clone()).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    // Something else fills the disk below the floor.
+    let filler = disk.join("filler");
+    std::fs::write(&filler, vec![0u8; 40 << 20]).unwrap();
+    let problem = assert_problem(app.get("/readyz").await, 503).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("min_free_bytes"), "{detail}");
+    let response = app
+        .post_json("/v1/backups", &json!({"server": {"url": server.url()}}))
+        .await;
+    assert_problem(response, 507).await;
+    let upload = app
+        .post_bytes("/v1/backups/upload", b"REDIS0009".to_vec())
+        .await;
+    assert_problem(upload, 507).await;
+
+    // Space comes back: so does Ferry, on its own.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let response = app
+        .post_json("/v1/backups", &json!({"server": {"url": server.url()}}))
+        .await;
+    assert_eq!(response.status(), 202);
+    let backup: Value = response.json().await.unwrap();
+    crate::helpers::wait_backup(&app, backup["id"].as_str().unwrap(), |v| {
+        v["status"] != "running"
+    })
+    .await;
+    // The log lives on the tmpfs: close it before unmounting.
+    let _ = app.stop().await;
+    drop(tmpfs);
 }

@@ -7,7 +7,7 @@ use crate::common::redis::RedisServer;
 use crate::helpers::{backups_dir, files_in, restore, saved_rdb, sha256_hex};
 
 async fn upload(app: &TestApp, body: Vec<u8>) -> reqwest::Response {
-    app.post_raw("/v1/backups/upload?label=from-the-cloud", body)
+    app.post_bytes("/v1/backups/upload?label=from-the-cloud", body)
         .await
 }
 

@@ -147,7 +147,8 @@ impl TestApp {
         app
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    /// A request to `path`, with the bearer token when the app has one.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self
             .client
             .request(method, format!("{}{path}", self.address));
@@ -182,6 +183,20 @@ impl TestApp {
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.request(reqwest::Method::POST, path)
             .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// POSTs `body` as `application/octet-stream` (an RDB upload).
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path)
+            .header("content-type", "application/octet-stream")
             .body(body)
             .send()
             .await

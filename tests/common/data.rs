@@ -443,3 +443,25 @@ pub fn hash_with_field_ttls(source: &RedisServer) {
         .query(&mut c)
         .unwrap();
 }
+
+/// Every key of every db as `db/key = DUMP payload (+ whether it has a TTL)`, sorted: equal lists
+/// mean the server holds byte for byte the same data.
+pub fn exact_contents(server: &RedisServer) -> Vec<String> {
+    let mut conn = server.conn();
+    let mut out = vec![];
+    for db in 0..16 {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut conn).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+        for key in keys {
+            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(&mut conn).unwrap();
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            out.push(format!(
+                "{db}/{} = {dump:?} ttl:{}",
+                String::from_utf8_lossy(&key),
+                ttl >= 0
+            ));
+        }
+    }
+    out.sort();
+    out
+}

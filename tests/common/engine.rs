@@ -23,11 +23,7 @@ pub fn start(spec: MigrationSpec, tuning: Tuning) -> Running {
     let (tx, mut rx) = mpsc::channel(64);
     let controls = Controls::default();
     let migration_id = uuid::Uuid::now_v7();
-    let job = EngineJob {
-        migration_id,
-        spec,
-        resume: None,
-    };
+    let job = EngineJob::new(migration_id, spec);
     let task = tokio::spawn(engine::run_with(job, tx, controls.clone(), tuning));
     let events = Arc::new(Mutex::new(vec![]));
     let sink = events.clone();

@@ -57,6 +57,7 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         backup: false,
         verify,
         pause_source_writes_on_cutover: false,
+        pause_during_verification: false,
         auto_cutover: false,
         drop_field_ttls: false,
     }

@@ -319,12 +319,11 @@ async fn a_restarted_job_continues_from_its_checkpoint_with_a_partial_resync() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let controls = ferry::engine::Controls::default();
     let job = ferry::engine::EngineJob {
-        migration_id,
-        spec: s,
         resume: Some(ferry::model::ResumePoint {
             replid,
             applied_offset: applied,
         }),
+        ..ferry::engine::EngineJob::new(migration_id, s)
     };
     let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), quick()));
     let first = rx.recv().await.unwrap();

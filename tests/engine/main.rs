@@ -9,6 +9,7 @@ mod helpers;
 
 mod cancel;
 mod conflict;
+mod cutover;
 mod failures;
 mod live;
 mod snapshot;

@@ -116,11 +116,7 @@ async fn a_promoted_source_with_a_new_replid_is_followed_by_partial_resync() {
     }
     let old_replid = replid_of(&source);
     let migration_id = uuid::Uuid::now_v7();
-    let job = EngineJob {
-        migration_id,
-        spec: spec(&source, &target),
-        resume: None,
-    };
+    let job = EngineJob::new(migration_id, spec(&source, &target));
     let (task, events) = run(job.clone(), Controls::default());
     wait_for(&events, "StreamingStarted", |e| {
         matches!(e, EventKind::StreamingStarted { .. })

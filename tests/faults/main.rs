@@ -10,5 +10,6 @@ mod harness;
 
 mod failover;
 mod ferry_restarts;
+mod safety;
 mod server_restarts;
 mod target_errors;

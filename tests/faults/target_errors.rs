@@ -15,11 +15,7 @@ async fn a_wrongtype_on_the_target_fails_the_job_naming_command_and_key() {
     let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
     let target = RedisServer::start("7.2");
     let (tx, mut rx) = mpsc::channel(256);
-    let job = EngineJob {
-        migration_id: uuid::Uuid::now_v7(),
-        spec: spec(&source, &target),
-        resume: None,
-    };
+    let job = EngineJob::new(uuid::Uuid::now_v7(), spec(&source, &target));
     let task = tokio::spawn(engine::run_with(
         job,
         tx,

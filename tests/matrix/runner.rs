@@ -14,6 +14,7 @@ use crate::common::redis::RedisServer;
 pub fn spec(source: &RedisServer, target: &RedisServer, mode: Mode) -> MigrationSpec {
     let options = Options {
         pause_source_writes_on_cutover: true,
+        pause_during_verification: false,
         ..crate::common::spec::options(OnConflict::Fail, Verify::Full)
     };
     MigrationSpec {

@@ -21,7 +21,8 @@ use progress::Rates;
 use super::{allowed_now, Phase, State};
 use crate::aggregate::{Action, ErrorInfo};
 use crate::model::{
-    Event, EventKind, ReportStatus, ResumeKind, ResumePoint, ValidationReport, VerificationReport,
+    Event, EventKind, LeaseOwner, ReportStatus, ResumeKind, ResumePoint, ValidationReport,
+    VerificationReport,
 };
 use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Verify};
 
@@ -34,6 +35,19 @@ pub struct RollbackView {
     pub running: bool,
 }
 
+/// The writer that holds (or last held) the target's lease for this migration.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LeaseView {
+    pub owner: LeaseOwner,
+    #[schema(value_type = String, format = DateTime)]
+    pub acquired_at: DateTime<Utc>,
+    /// Taken by a restarted Ferry that resumed the migration (`owner.instance` says which).
+    pub resumed: bool,
+    /// Who held the lease before `force` took it over, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_over: Option<String>,
+}
+
 /// What `GET /v1/migrations/{id}` returns. Passwords in URLs are always `***`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -41,7 +55,7 @@ pub struct RollbackView {
     "phase": null, "phase_detail": null, "mode": "snapshot",
     "source": {"url": "redis://default:***@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
-        "pause_source_writes_on_cutover": false, "auto_cutover": false},
+        "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false},
     "validation": {"status": "passed", "checks": [
         {"id": "source.connect", "status": "pass", "message": "connected to 10.0.0.1:6379"},
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
@@ -81,6 +95,10 @@ pub struct MigrationView {
     /// The last rollback, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackView>,
+    /// The writer holding the target's lease: who started or resumed this migration, on which
+    /// Ferry instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseView>,
     /// What the migration accepts now (`POST /v1/migrations/{id}/<action>`; `update` is PATCH).
     pub allowed_actions: Vec<Action>,
     #[schema(value_type = String, format = DateTime)]
@@ -106,6 +124,9 @@ pub struct Migration {
     /// Where a restarted engine continues: the last checkpoint since the last (re)start.
     pub resume: Option<ResumePoint>,
     pub verification: Option<VerificationReport>,
+    /// The keys the target held before the first write (`TargetInventoried`); `Some(0)`: it
+    /// was empty, so its restore point is "empty".
+    pub target_keys_before: Option<u64>,
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
@@ -174,6 +195,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         backup_id: None,
         rolled_back: None,
         rollback: None,
+        lease: None,
         allowed_actions: Vec::new(),
         created_at: event.at,
         updated_at: event.at,
@@ -186,6 +208,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         last_seq: event.seq,
         resume: None,
         verification: None,
+        target_keys_before: None,
         snapshot_started_at: None,
         rates: Rates::default(),
     };
@@ -244,7 +267,23 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.error = None;
             m.resume = None;
             m.rates.reset();
+            m.target_keys_before = None;
         }
+        EventKind::LeaseAcquired {
+            owner,
+            took_over,
+            resumed,
+            ..
+        } => {
+            v.lease = Some(LeaseView {
+                owner: owner.clone(),
+                acquired_at: event.at,
+                resumed: *resumed,
+                took_over: took_over.clone(),
+            });
+        }
+        EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
+        EventKind::SourcePauseLapsed { .. } => {}
         EventKind::BackupCompleted { backup_id, .. } => {
             v.phase = Some(Phase::Snapshot);
             v.phase_detail = Some(format!(

@@ -15,7 +15,9 @@
 
 mod fold;
 
-pub use fold::{apply, fold_into, FoldError, Migration, MigrationView, Progress, RollbackView};
+pub use fold::{
+    apply, fold_into, FoldError, LeaseView, Migration, MigrationView, Progress, RollbackView,
+};
 
 use uuid::Uuid;
 
@@ -127,10 +129,13 @@ fn rollback_blocker(m: &Migration) -> Option<String> {
             v.state
         ));
     }
-    if v.backup_id.is_none() {
-        let why = if v.options.backup {
-            "no restore point was taken (the target held no keys when the migration started, or \
-             the migration ended before the first write)"
+    // A target that held no keys at the start has the "empty" restore point: rolling back
+    // empties it.
+    if v.backup_id.is_none() && m.target_keys_before != Some(0) {
+        let why = if m.target_keys_before.is_none() {
+            "the migration ended before its first write, so the target was never changed"
+        } else if v.options.backup {
+            "no restore point was taken"
         } else {
             "options.backup was false, so no restore point was taken"
         };

@@ -140,7 +140,7 @@
 
   async function configure(main, existing) {
     const v = existing;
-    const o = v ? v.options : { on_conflict: 'fail', backup: true, verify: 'sample', pause_source_writes_on_cutover: false, auto_cutover: false };
+    const o = v ? v.options : { on_conflict: 'fail', backup: true, verify: 'sample', pause_source_writes_on_cutover: true, auto_cutover: false };
     const fromBackup = v && v.source.rdb;
     const form = el('form', { id: 'migration-form', novalidate: true },
       field('name', 'Name (optional)', el('input', { id: 'name', type: 'text', value: v ? v.name || '' : '' })),

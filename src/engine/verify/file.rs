@@ -232,8 +232,14 @@ impl FileCheck {
             .info("keyspace")
             .await
             .map_err(EngineError::target)?;
+        let own = super::bookkeeping_keys(&mut self.target, None)
+            .await
+            .map_err(EngineError::target)?;
         for (&db, &file_count) in live {
-            let target_count = info.keyspace.get(&db).map_or(0, |stats| stats.keys);
+            let mut target_count = info.keyspace.get(&db).map_or(0, |stats| stats.keys);
+            if db == 0 {
+                target_count = target_count.saturating_sub(own);
+            }
             let missing_here = missing.get(&db).copied().unwrap_or(0);
             if mode != Verify::Full && file_count > target_count + missing_here {
                 let lacking = file_count - target_count - missing_here;

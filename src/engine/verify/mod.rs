@@ -55,6 +55,19 @@ fn tgt_err(e: crate::client::ClientError) -> EngineError {
     EngineError::target(e)
 }
 
+/// How many of Ferry's bookkeeping keys db 0 of `target` holds: the lease, and `offset_key`
+/// when given. They are not data, so key counts leave them out. Leaves the connection in db 0.
+pub(crate) async fn bookkeeping_keys(
+    target: &mut Conn,
+    offset_key: Option<&[u8]>,
+) -> Result<u64, crate::client::ClientError> {
+    target.select(0).await?;
+    let mut args: Vec<&[u8]> = vec![b"EXISTS", crate::model::LEASE_KEY.as_bytes()];
+    args.extend(offset_key);
+    let n = target.call_ok(&args).await?.as_int().unwrap_or(0);
+    Ok(n.max(0) as u64)
+}
+
 /// `db3:keys=10,expires=2,avg_ttl=0` lines of `INFO keyspace` → db → key count.
 async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, crate::client::ClientError> {
     let info = conn.info("keyspace").await?;
@@ -77,19 +90,12 @@ impl Verifier<'_> {
         };
         let source_dbs = keyspace(self.source).await.map_err(src_err)?;
         let mut target_dbs = keyspace(self.target).await.map_err(tgt_err)?;
-        // Ferry's own offset key (db 0, see `resume`) is not part of the data.
-        if let Some(key) = self.offset_key {
-            self.target.select(0).await.map_err(tgt_err)?;
-            let exists = self
-                .target
-                .call_ok(&[b"EXISTS".as_slice(), key])
-                .await
-                .map_err(tgt_err)?
-                .as_int()
-                .unwrap_or(0);
-            if let Some(count) = target_dbs.get_mut(&0) {
-                *count = count.saturating_sub(exists.max(0) as u64);
-            }
+        // Ferry's own offset key (db 0, see `resume`) and the lease are not part of the data.
+        let own = bookkeeping_keys(self.target, self.offset_key)
+            .await
+            .map_err(tgt_err)?;
+        if let Some(count) = target_dbs.get_mut(&0) {
+            *count = count.saturating_sub(own);
         }
         let total: u64 = source_dbs.values().sum();
         // The databases the source has. A database only the target has was not touched by

@@ -101,6 +101,10 @@ pub const ALL: &[Check] = &[
         run: target::target_conflicts,
     },
     Check {
+        id: "target.in_use",
+        run: target::target_in_use,
+    },
+    Check {
         id: "capacity.memory",
         run: capacity::capacity_memory,
     },

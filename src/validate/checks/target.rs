@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::{fail, keys, pass, warn, Inputs, Verdict};
-use crate::spec::OnConflict;
+use crate::spec::{Mode, OnConflict};
+use crate::validate::error::CallError;
 
 pub fn target_writable(inputs: &Inputs) -> Verdict {
     let id = "target.writable";
@@ -141,15 +142,25 @@ pub fn databases(inputs: &Inputs) -> Verdict {
 pub fn target_conflicts(inputs: &Inputs) -> Verdict {
     let id = "target.conflicts";
     let info = inputs.target.need_info()?;
+    // The lease of another writer is bookkeeping, not data (`target.in_use` reports it).
+    let lease = usize::from(matches!(&inputs.target.lease, Some(Ok(Some(_))))) as u64;
     let per_db: BTreeMap<String, u64> = info
         .keyspace
         .iter()
-        .filter(|(_, stats)| stats.keys > 0)
-        .map(|(db, stats)| (format!("db{db}"), stats.keys))
+        .map(|(db, stats)| {
+            let own = if *db == 0 { lease } else { 0 };
+            (*db, stats.keys.saturating_sub(own))
+        })
+        .filter(|(_, keys)| *keys > 0)
+        .map(|(db, keys)| (format!("db{db}"), keys))
         .collect();
     let total: u64 = per_db.values().sum();
     let on_conflict = inputs.spec.options.on_conflict;
     let details = json!({ "keys_per_db": per_db, "total_keys": total, "on_conflict": on_conflict });
+    let live = inputs.spec.mode == Mode::Live;
+    if live && on_conflict == OnConflict::Skip {
+        return fail(id, crate::spec::SKIP_IN_LIVE_MODE, details);
+    }
     if total == 0 {
         return pass(id, "the target is empty", details);
     }
@@ -168,6 +179,17 @@ pub fn target_conflicts(inputs: &Inputs) -> Verdict {
             ),
             details,
         ),
+        OnConflict::Replace if live => warn(
+            id,
+            format!(
+                "{held}; keys that also exist on the source will be overwritten (on_conflict \
+                 `replace`), and so will a key only the target had when the source writes it \
+                 later (live mode forwards the source's commands as they are); a FLUSHALL, \
+                 FLUSHDB or SWAPDB from the source stops the migration instead of deleting the \
+                 target's other keys"
+            ),
+            details,
+        ),
         OnConflict::Replace => warn(
             id,
             format!("{held}; keys that also exist on the source will be overwritten (on_conflict `replace`)"),
@@ -175,7 +197,10 @@ pub fn target_conflicts(inputs: &Inputs) -> Verdict {
         ),
         OnConflict::Skip => warn(
             id,
-            format!("{held}; keys that also exist on the source keep the target's value (on_conflict `skip`)"),
+            format!(
+                "{held}; keys that also exist on the source keep the target's value (on_conflict \
+                 `skip`), also if the snapshot has to be copied again"
+            ),
             details,
         ),
         OnConflict::Flush => {
@@ -190,6 +215,37 @@ pub fn target_conflicts(inputs: &Inputs) -> Verdict {
                 details,
             )
         }
+    }
+}
+
+/// Who writes to the target now: another migration or restore holding its lease makes `start`
+/// answer 409 (unless `force=true` takes it over), so it is said here first. A warning, not a
+/// failure: a lease is held only while its writer runs, and one of a Ferry that died lapses by
+/// itself.
+pub fn target_in_use(inputs: &Inputs) -> Verdict {
+    let id = "target.in_use";
+    let lease = match &inputs.target.lease {
+        Some(Ok(lease)) => lease,
+        Some(Err(cause)) => return Err(inputs.target.unknown(cause)),
+        None => {
+            let side = inputs.target.side;
+            return Err(inputs.target.unknown(&CallError::NotConnected { side }));
+        }
+    };
+    match lease {
+        None => pass(
+            id,
+            "no other writer holds the target (its lease `ferry:lease` is free)",
+            json!({ "lease": null }),
+        ),
+        Some(holder) => warn(
+            id,
+            format!(
+                "the target is in use by {holder}; start will be refused (409) while that lasts, \
+                 unless `force=true` takes the lease over"
+            ),
+            json!({ "lease": holder.raw, "owner": holder.owner, "expires_in_ms": holder.expires_in_ms }),
+        ),
     }
 }
 

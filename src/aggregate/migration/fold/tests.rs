@@ -148,6 +148,7 @@ fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point()
             keys_expired: 0,
             keys_rewritten: 0,
             duration_ms: 5,
+            keys_empty: 0,
         },
         EventKind::StreamingStarted {
             replid: "r".into(),
