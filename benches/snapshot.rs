@@ -83,13 +83,8 @@ fn snapshot(c: &mut Criterion) {
         .unwrap();
     let spec = MigrationSpec {
         name: None,
-        source: Endpoint {
-            url: RedisUrl::parse(&source.url()).unwrap(),
-        }
-        .into(),
-        target: Endpoint {
-            url: RedisUrl::parse(&target.url()).unwrap(),
-        },
+        source: Endpoint::new(RedisUrl::parse(&source.url()).unwrap()).into(),
+        target: Endpoint::new(RedisUrl::parse(&target.url()).unwrap()),
         mode: Mode::Snapshot,
         options: Options {
             on_conflict: OnConflict::Replace,
@@ -202,13 +197,8 @@ fn live(c: &mut Criterion) {
                 let target = RedisServer::start("7.2");
                 let spec = MigrationSpec {
                     name: None,
-                    source: Endpoint {
-                        url: RedisUrl::parse(&source.url()).unwrap(),
-                    }
-                    .into(),
-                    target: Endpoint {
-                        url: RedisUrl::parse(&target.url()).unwrap(),
-                    },
+                    source: Endpoint::new(RedisUrl::parse(&source.url()).unwrap()).into(),
+                    target: Endpoint::new(RedisUrl::parse(&target.url()).unwrap()),
                     mode: Mode::Live,
                     options: Options {
                         verify: Verify::None,

@@ -47,13 +47,9 @@ fn progress(i: u64) -> EventKind {
 fn spec() -> MigrationSpec {
     MigrationSpec {
         name: Some("bench".into()),
-        source: Endpoint {
-            url: RedisUrl::parse("redis://default:pw@10.0.0.1:6379").expect("url"),
-        }
-        .into(),
-        target: Endpoint {
-            url: RedisUrl::parse("redis://10.0.0.2:6379").expect("url"),
-        },
+        source: Endpoint::new(RedisUrl::parse("redis://default:pw@10.0.0.1:6379").expect("url"))
+            .into(),
+        target: Endpoint::new(RedisUrl::parse("redis://10.0.0.2:6379").expect("url")),
         mode: Mode::Live,
         options: Options::default(),
     }

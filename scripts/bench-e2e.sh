@@ -2,6 +2,7 @@
 # End-to-end benchmark: Ferry vs native REPLICAOF (disk, diskless) vs SCAN+MIGRATE, in the same run,
 # plus live apply under redis-benchmark load. Parameters pass through, e.g.:
 #   scripts/bench-e2e.sh --keys 200000 --runs 3 --only ferry,disk,diskless
+#   scripts/bench-e2e.sh --tls --keys 1000000 --runs 3   # TLS: ferry-tls vs ferry vs native disk-tls
 # See scripts/bench_e2e.py --help for all of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -20,6 +20,13 @@ applied offset the same way).
 Targets (issue 9) are checked at the end: ferry/disk <= 1.0, ferry/diskless <= 1.3,
 ferry/migrate <= 0.4 (2.5x faster), peak RSS <= 64 MiB, live rate >= 0.8x native.
 
+With --tls (issue 14) the snapshot runs over TLS instead: the source and every target serve TLS
+(a private CA made here with the `openssl` CLI), and the contenders are
+  ferry-tls  `ferry migrate` from rediss:// to rediss:// (replication link and writer both TLS)
+  ferry      the same over plain TCP, to the same servers' plain ports (the cost of TLS)
+  disk-tls   native disk-based REPLICAOF with `tls-replication yes`
+Targets: ferry-tls / disk-tls <= 1.0 and ferry-tls / ferry <= 1.15.
+
 Only the standard library is used, so the script runs wherever the test suite does.
 """
 
@@ -107,14 +114,43 @@ def free_port():
     return port
 
 
+TLS = {}  # with --tls: the certificate files (see make_certs)
+
+
+def make_certs(directory):
+    """A private CA and a server certificate for 127.0.0.1, with the openssl CLI."""
+    def run(*cmd):
+        subprocess.run(["openssl", *cmd], cwd=directory, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=ferry-bench-ca")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(directory, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    TLS.update(ca=os.path.join(directory, "ca.pem"), cert=os.path.join(directory, "server.pem"),
+               key=os.path.join(directory, "server.key"))
+
+
+def tls_args(port):
+    """A TLS port beside the plain one (kept for this script's own calls), TLS replication."""
+    return ["--tls-port", str(port), "--tls-cert-file", TLS["cert"], "--tls-key-file", TLS["key"],
+            "--tls-ca-cert-file", TLS["ca"], "--tls-auth-clients", "no", "--tls-replication", "yes"]
+
+
 class Server:
-    def __init__(self, binary, *args):
+    def __init__(self, binary, *args, tls=False):
         self.dir = tempfile.mkdtemp(prefix="ferry-bench-redis-")
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        extra = tls_args(self.tls_port) if tls else []
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "no", "--logfile", os.path.join(self.dir, "log"),
-             "--repl-diskless-sync-delay", "0", *args],
+             "--repl-diskless-sync-delay", "0", *extra, *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while True:
@@ -129,6 +165,9 @@ class Server:
 
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
+
+    def tls_url(self):
+        return "rediss://127.0.0.1:%d" % self.tls_port
 
     def stop(self):
         self.proc.kill()
@@ -219,13 +258,13 @@ def wait_synced(replica, timeout=1800):
     raise RuntimeError("replica did not finish its sync")
 
 
-def run_native(source, args, diskless):
+def run_native(source, args, diskless, tls=False):
     source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes" if diskless else "no")
     extra = ["--repl-diskless-load", "on-empty-db"] if diskless else []
-    replica = Server(args.redis_server, *extra)
+    replica = Server(args.redis_server, *extra, tls=tls)
     try:
         t = time.time()
-        replica.conn.call("REPLICAOF", "127.0.0.1", str(source.port))
+        replica.conn.call("REPLICAOF", "127.0.0.1", str(source.tls_port if tls else source.port))
         wait_synced(replica)
         elapsed = time.time() - t
         replica.conn.call("REPLICAOF", "NO", "ONE")
@@ -234,16 +273,23 @@ def run_native(source, args, diskless):
         replica.stop()
 
 
-def run_ferry(source, args):
+def run_ferry(source, args, tls=False):
     source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes")
-    target = Server(args.redis_server)
+    # The same kind of target either way (a TLS port beside the plain one), so that only the
+    # links differ between `ferry` and `ferry-tls` in a --tls run.
+    target = Server(args.redis_server, tls=args.tls)
     data = tempfile.mkdtemp(prefix="ferry-bench-data-")
     try:
         out_path, err_path = os.path.join(data, "stdout"), os.path.join(data, "stderr")
+        if tls:
+            links = ["--source", source.tls_url(), "--target", target.tls_url(),
+                     "--source-ca-file", TLS["ca"], "--target-ca-file", TLS["ca"]]
+        else:
+            links = ["--source", source.url(), "--target", target.url()]
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             t = time.time()
             proc = subprocess.Popen(
-                [args.ferry, "migrate", "--source", source.url(), "--target", target.url(),
+                [args.ferry, "migrate", *links,
                  "--mode", "snapshot", "--verify", "none", "--no-backup",
                  "--data-dir", os.path.join(data, "store")],
                 stdout=out, stderr=err)
@@ -440,6 +486,41 @@ def run_live(source, args):
     return results
 
 
+def run_tls(source, args, only):
+    """The --tls scenario: alternating runs of ferry-tls, ferry (plain) and disk-tls."""
+    contenders = [c for c in ["ferry-tls", "ferry", "disk-tls"] if c in only]
+    times = {c: [] for c in contenders}
+    rss = []
+    for run in range(args.runs):
+        order = contenders if run % 2 == 0 else list(reversed(contenders))
+        for c in order:
+            if c == "disk-tls":
+                t, _ = run_native(source, args, diskless=False, tls=True)
+            else:
+                t, peak = run_ferry(source, args, tls=(c == "ferry-tls"))
+                rss.append(peak)
+            times[c].append(t)
+            print("run %d %-9s %7.2fs" % (run + 1, c, t), flush=True)
+    med = {c: statistics.median(v) for c, v in times.items()}
+    per_run = lambda a, b: statistics.median(x / y for x, y in zip(times[a], times[b]))
+    print("\nsnapshot over TLS, median of %d runs" % args.runs)
+    print("| contender | median s | ferry-tls / contender (medians) | median of per-run ratios |")
+    print("|---|---|---|---|")
+    for c, m in med.items():
+        print("| %s | %.2f | %.2f | %.2f |" % (c, m, med["ferry-tls"] / m, per_run("ferry-tls", c)))
+    print("ferry peak RSS: %.1f MiB (max of runs)" % max(rss))
+    checks = []
+    if "disk-tls" in med:
+        checks.append(("ferry-tls / disk-tls <= 1.0 (median of per-run ratios)",
+                       per_run("ferry-tls", "disk-tls"), 1.0))
+    if "ferry" in med:
+        checks.append(("ferry-tls / ferry <= 1.15 (TLS costs Ferry <= 15%)",
+                       per_run("ferry-tls", "ferry"), 1.15))
+    print("\ntargets")
+    for name, value, limit in checks:
+        print("  %-58s %7.2f  %s" % (name, value, "met" if value <= limit else "MISSED"))
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 def main():
@@ -458,7 +539,11 @@ def main():
                                                      os.path.join(ROOT, "target/release/ferry")))
     p.add_argument("--redis-dir", default=os.environ.get("FERRY_REDIS_DIR", os.path.join(ROOT, "target/redis")))
     p.add_argument("--version", default="7.0", help="Redis version for source and targets")
+    p.add_argument("--tls", action="store_true",
+                   help="the TLS scenario: ferry-tls vs ferry (plain) vs native disk-tls")
     args = p.parse_args()
+    if args.tls and args.only == p.get_default("only"):
+        args.only = "ferry,ferry-tls,disk-tls"
     args.redis_server = os.path.join(args.redis_dir, args.version, "redis-server")
     args.redis_cli = os.path.join(args.redis_dir, args.version, "redis-cli")
     args.redis_benchmark = shutil.which("redis-benchmark") or "redis-benchmark"
@@ -472,11 +557,18 @@ def main():
     if "live" in only and not os.access(args.redis_benchmark, os.X_OK):
         sys.exit("the live scenario needs redis-benchmark (apt-get install redis-tools)")
 
-    print("machine: %d cores, %s; redis %s; %d keys" % (
-        os.cpu_count(), time.strftime("%Y-%m-%d"), args.version, args.keys), flush=True)
-    source = Server(args.redis_server)
+    print("machine: %d cores, %s; redis %s; %d keys%s" % (
+        os.cpu_count(), time.strftime("%Y-%m-%d"), args.version, args.keys,
+        "; TLS" if args.tls else ""), flush=True)
+    if args.tls:
+        if not shutil.which("openssl"):
+            sys.exit("--tls makes its certificates with the openssl CLI (apt-get install openssl)")
+        make_certs(tempfile.mkdtemp(prefix="ferry-bench-tls-"))
+    source = Server(args.redis_server, tls=args.tls)
     try:
         load(source, args)
+        if args.tls:
+            return run_tls(source, args, only)
         contenders = [c for c in ["ferry", "disk", "diskless", "migrate"] if c in only]
         times = {c: [] for c in contenders}
         rss = []

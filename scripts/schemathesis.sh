@@ -32,6 +32,7 @@ filter = "warn"
 [[auth.tokens]]
 name = "schemathesis"
 token_env = "FERRY_ST_TOKEN"
+role = "admin"
 CONFIG
 
 export ST_CONFIG="$PWD/scripts/schemathesis.toml" FERRY_ST_TOKEN="$token" FERRY_BIN="$bin" FERRY_WORK="$work" ST_EXAMPLES="${ST_EXAMPLES:-15}"

@@ -28,6 +28,9 @@ pub enum StartupError {
     },
     #[error("cannot open the data directory: {0}")]
     Store(#[from] JobError),
+    /// `[http.tls]` names files that cannot serve HTTPS.
+    #[error("cannot serve HTTPS ([http.tls]): {0}")]
+    HttpTls(crate::transport::ConnectError),
 }
 
 /// A built, bound server, not yet serving.
@@ -68,6 +71,14 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let tokens = settings.tokens()?;
         let addr = settings.check_exposure(&tokens)?;
+        // Read before anything else starts, so that a bad file stops the start in plain words.
+        let https = match &settings.http.tls {
+            Some(tls) => Some(
+                crate::transport::server_config(&tls.cert_file, &tls.key_file)
+                    .map_err(StartupError::HttpTls)?,
+            ),
+            None => None,
+        };
         let bind_error = |source| StartupError::Bind {
             addr: settings.listen.clone(),
             source,
@@ -109,6 +120,7 @@ impl Application {
         let config = crate::api::ServeConfig {
             tokens,
             max_body: settings.max_body_bytes,
+            https,
             heartbeat: Duration::from_secs(settings.sse_heartbeat_secs.max(1)),
             fold_seconds: stats.elapsed.as_secs_f64(),
             shutdown: streams.clone(),

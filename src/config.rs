@@ -31,6 +31,32 @@ pub enum ConfigError {
          listen on a loopback address such as 127.0.0.1"
     )]
     InsecureListen(SocketAddr),
+    #[error(
+        "refusing to serve plain HTTP on {0}: bearer tokens and Redis passwords would cross the \
+         network in clear. Set [http.tls] cert_file and key_file to serve HTTPS, listen on a \
+         loopback address (behind a TLS-terminating proxy on this host), or, if the network is \
+         trusted, set allow_plain_http = true under [http]"
+    )]
+    PlainHttp(SocketAddr),
+}
+
+/// The API's own transport: HTTPS, or plain HTTP where that is safe or explicitly allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<HttpTlsSettings>,
+    /// Serve plain HTTP on a non-loopback address anyway (a trusted network, or TLS terminated
+    /// by a proxy on another host). Off by default.
+    pub allow_plain_http: bool,
+}
+
+/// `[http.tls]`: the server certificate (PEM, with its chain) and its unencrypted private key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Log output format.
@@ -61,19 +87,51 @@ impl Default for LogSettings {
     }
 }
 
-/// A configured token, read from its environment variable: who it names and its value.
+/// A configured token, read from its environment variable: who it names, its value and its role.
 #[derive(Clone, Debug)]
 pub struct Token {
     pub name: String,
     pub secret: Secret,
+    pub role: Role,
 }
 
-/// One API token: its name (the events' actor) and the environment variable holding it.
+/// What a token may do. Each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads: every `GET` except backup downloads (a backup holds the whole dataset).
+    Viewer,
+    /// Runs migrations (create, change, validate, start, cut over, cancel) and takes backups.
+    Operator,
+    /// What can destroy or expose data: rollback, restore, delete and download backups.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One API token: its name (the events' actor), the environment variable holding it, and its
+/// role. The role is required: a token without one would have to default to something, and
+/// neither "everything" nor "nothing" is a safe guess.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSetting {
     pub name: String,
     pub token_env: String,
+    pub role: Role,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -105,6 +163,7 @@ pub struct Settings {
     pub min_free_bytes: u64,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub http: HttpSettings,
 }
 
 impl Default for Settings {
@@ -121,6 +180,7 @@ impl Default for Settings {
             min_free_bytes: 256 << 20,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -174,6 +234,7 @@ impl Settings {
                     .map(|v| Token {
                         name: t.name.clone(),
                         secret: Secret::new(v),
+                        role: t.role,
                     })
                     .ok_or_else(|| ConfigError::TokenMissing {
                         name: t.name.clone(),
@@ -183,11 +244,18 @@ impl Settings {
             .collect()
     }
 
-    /// Refuses a non-loopback listen address without tokens.
+    /// Refuses a non-loopback listen address without tokens, or without TLS (unless plain HTTP
+    /// is explicitly allowed).
     pub fn check_exposure(&self, tokens: &[Token]) -> Result<SocketAddr, ConfigError> {
         let addr = self.listen_addr()?;
-        if !addr.ip().is_loopback() && tokens.is_empty() {
+        if addr.ip().is_loopback() {
+            return Ok(addr);
+        }
+        if tokens.is_empty() {
             return Err(ConfigError::InsecureListen(addr));
+        }
+        if self.http.tls.is_none() && !self.http.allow_plain_http {
+            return Err(ConfigError::PlainHttp(addr));
         }
         Ok(addr)
     }
@@ -222,8 +290,33 @@ mod tests {
         let token = Token {
             name: "ops".into(),
             secret: Secret::new("t"),
+            role: Role::Viewer,
         };
-        assert!(settings.check_exposure(&[token]).is_ok());
+        let tokens = [token];
+        // A token, but plain HTTP beyond loopback: refused, saying why and how to fix it.
+        let err = settings.check_exposure(&tokens).unwrap_err();
+        assert!(matches!(err, ConfigError::PlainHttp(_)));
+        assert!(err.to_string().contains("[http.tls]"), "{err}");
+        assert!(err.to_string().contains("allow_plain_http"), "{err}");
+        let allowed = Settings {
+            http: HttpSettings {
+                allow_plain_http: true,
+                ..HttpSettings::default()
+            },
+            ..settings.clone()
+        };
+        assert!(allowed.check_exposure(&tokens).is_ok());
+        let https = Settings {
+            http: HttpSettings {
+                tls: Some(HttpTlsSettings {
+                    cert_file: "c.pem".into(),
+                    key_file: "k.pem".into(),
+                }),
+                allow_plain_http: false,
+            },
+            ..settings
+        };
+        assert!(https.check_exposure(&tokens).is_ok());
         assert!(Settings::default().check_exposure(&[]).is_ok());
     }
 }

@@ -31,7 +31,9 @@
 //!    problem+json there and only there. The dashboard is static files the API serves; the
 //!    [`control`] socket and the [`cli`] translate into the same `jobs` commands as the API.
 //! 5. **One admin client.** Every admin call goes through [`client::Conn`], every `INFO` through
-//!    [`client::Info`], every connection through [`transport`] (shared with the replica handshake).
+//!    [`client::Info`], every connection through [`transport`] (shared with the replica handshake),
+//!    so TLS (`rediss://`, client certificates) and ACL users reach every link from one place: a
+//!    [`transport::Peer`] is a server with its TLS settings loaded once, at the start of the work.
 //!
 //! ## The modules, in the order data flows
 //! - [`cli`]: the commands a person drives (`ferry migrate` with its progress display and
@@ -51,8 +53,9 @@
 //! - [`engine`]: the transfer itself: full sync, live streaming, cutover, verification, loading
 //!   an RDB file (restores).
 //! - [`backup`]: capturing a server's RDB over the replication link; writing RDB files whole.
-//! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens;
-//!   the target lease on the wire ([`client::lease`]).
+//! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens,
+//!   plain or TLS, with TLS failures named the way validation reports them; the target lease on
+//!   the wire ([`client::lease`]).
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
 //! - [`model`], [`spec`], [`redis_url`], [`disk`]: plain types and leaf helpers: events, reports,

@@ -36,7 +36,7 @@ enum Command {
     Openapi,
     /// Run one migration in this process, recording it in the local store, and show it until
     /// its end (a progress bar on a terminal; Ctrl-C cancels it).
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
     /// Cut a live migration over; it may run in another process on the same data dir.
     Cutover(Target),
     /// Cancel a migration; it may run in another process on the same data dir.
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
             print!("{}", ferry::api::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migrate(args) => run_async(cli::migrate(args)).map(|outcome| match outcome {
+        Command::Migrate(args) => run_async(cli::migrate(*args)).map(|outcome| match outcome {
             Outcome::Completed => ExitCode::SUCCESS,
             Outcome::Cancelled => ExitCode::from(130),
         }),

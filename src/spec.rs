@@ -4,6 +4,8 @@
 //! the event log (`MigrationCreated` carries the spec, redacted) and the engine (it reads the options).
 //! Defaults live here, once, so that every entry point agrees on them.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -11,7 +13,7 @@ use crate::redis_url::RedisUrl;
 
 /// One Redis server. `url` is `redis://[user[:password]@]host:port` or `rediss://…` (a `/db` is
 /// refused until databases can be filtered and mapped; user and password are percent-decoded);
-/// it is always shown with the password replaced by `***`.
+/// it is always shown with the password replaced by `***`. `tls` tunes a `rediss://` connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "redis://127.0.0.1:6379"}))]
@@ -19,17 +21,143 @@ pub struct Endpoint {
     #[schema(value_type = String, example = "redis://default:***@127.0.0.1:6379",
         pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$")]
     pub url: RedisUrl,
+    /// TLS settings for a `rediss://` URL; without them `rediss://` trusts the system's roots and
+    /// checks the URL's host name.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
+    pub tls: Option<TlsSettings>,
 }
 
-/// Where the data comes from: a live server (`{"url": …}`), or an RDB file Ferry holds as a
-/// backup (`{"rdb": {"backup_id": …}}`: a backup it took, or a dump uploaded with
-/// `POST /v1/backups/upload`). On the wire it is one object with exactly one of the two fields, so
-/// that every `{"url": …}` spec written before files were a source still reads the same.
+/// An optional nested object (`tls`, `rdb`) as an object or null only. serde's derived
+/// `Deserialize` would also build a struct from an array of its fields in order (`[null, null]`
+/// → all defaults); the schema says object, so an array is refused like any other wrong type.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOrNull<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOrNull<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object, or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_option(ObjectOrNull(std::marker::PhantomData))
+}
+
+impl Endpoint {
+    /// A server reached as its URL says, with default TLS settings.
+    pub fn new(url: RedisUrl) -> Self {
+        Endpoint { url, tls: None }
+    }
+
+    /// Refuses settings that cannot mean anything: TLS settings on a plain `redis://` URL (they
+    /// would be silently ignored, and the user surely meant TLS), a certificate without its key.
+    ///
+    /// Such an endpoint is still accepted by the API (the schema cannot say "only with
+    /// rediss://", and schema-valid requests are accepted): validation fails it under
+    /// `tls.files`, and nothing connects with it ([`crate::transport::Peer::new`] refuses it).
+    pub fn check(&self) -> Result<(), String> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        if !self.url.tls {
+            return Err(
+                "`tls` settings apply to rediss:// URLs only; change the scheme to rediss:// \
+                 (or remove `tls`)"
+                    .into(),
+            );
+        }
+        tls.check()
+    }
+}
+
+/// How to reach a `rediss://` server. Every field is optional. Files are read when a validation,
+/// migration, backup or restore starts; their contents (the key above all) are never shown, only
+/// their paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schema(example = json!({"ca_file": "/etc/ferry/redis-ca.pem", "cert_file": "/etc/ferry/client.pem",
+    "key_file": "/etc/ferry/client.key"}))]
+pub struct TlsSettings {
+    /// PEM file with the CA certificate(s) that signed the server's certificate (a private CA);
+    /// without it, the system's roots are trusted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file with Ferry's client certificate (and its chain), for servers that require one
+    /// (mTLS, `tls-auth-clients yes`). Needs `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM file with the client certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry (and the SNI sent), when it differs from the
+    /// URL's host (e.g. connecting through an IP address or a tunnel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Accept any server certificate, unchecked. Only for tests and emergencies: anyone between
+    /// Ferry and the server could read and change the data. Validation warns and the migration
+    /// records a `TlsVerificationSkipped` event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsSettings {
+    fn check(&self) -> Result<(), String> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => {
+                return Err(
+                    "`tls.cert_file` needs `tls.key_file` (the certificate's private key)".into(),
+                )
+            }
+            (None, Some(_)) => {
+                return Err("`tls.key_file` needs `tls.cert_file` (the client certificate)".into())
+            }
+            _ => {}
+        }
+        if let Some(name) = &self.server_name {
+            if name.is_empty() || name.len() > 253 || name.contains(char::is_whitespace) {
+                return Err(
+                    "`tls.server_name` must be a DNS name or an IP address, without spaces".into(),
+                );
+            }
+        }
+        let empty = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str().is_empty());
+        if empty(&self.ca_file) || empty(&self.cert_file) || empty(&self.key_file) {
+            return Err("a `tls` file path is empty; give a path or leave the field out".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where the data comes from: a live server (`{"url": …, "tls": …}`), or an RDB file Ferry holds
+/// as a backup (`{"rdb": {"backup_id": …}}`: a backup it took, or a dump uploaded with
+/// `POST /v1/backups/upload`). On the wire it is one object with either `url` (and `tls`) or
+/// `rdb`, so that every `{"url": …}` spec written before files were a source still reads the same.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "SourceBody", into = "SourceBody")]
 pub enum Source {
     /// A running server, read over the replication link.
-    Url(RedisUrl),
+    Server(Endpoint),
     /// A stored backup's RDB file, loaded through the snapshot path (mode `snapshot` only).
     Rdb(RdbSource),
 }
@@ -37,8 +165,13 @@ pub enum Source {
 impl Source {
     /// The server's address, when the source is a server.
     pub fn url(&self) -> Option<&RedisUrl> {
+        self.endpoint().map(|e| &e.url)
+    }
+
+    /// The server, when the source is a server.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
         match self {
-            Source::Url(url) => Some(url),
+            Source::Server(endpoint) => Some(endpoint),
             Source::Rdb(_) => None,
         }
     }
@@ -46,7 +179,7 @@ impl Source {
     /// The backup, when the source is a file.
     pub fn backup_id(&self) -> Option<uuid::Uuid> {
         match self {
-            Source::Url(_) => None,
+            Source::Server(_) => None,
             Source::Rdb(rdb) => Some(rdb.backup_id),
         }
     }
@@ -56,7 +189,7 @@ impl Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Url(url) => write!(f, "{url}"),
+            Source::Server(endpoint) => write!(f, "{}", endpoint.url),
             Source::Rdb(rdb) => write!(f, "backup {}", rdb.backup_id),
         }
     }
@@ -64,7 +197,7 @@ impl std::fmt::Display for Source {
 
 impl From<Endpoint> for Source {
     fn from(endpoint: Endpoint) -> Self {
-        Source::Url(endpoint.url)
+        Source::Server(endpoint)
     }
 }
 
@@ -76,8 +209,8 @@ pub struct RdbSource {
     pub backup_id: uuid::Uuid,
 }
 
-/// Where the data comes from: exactly one of `url` (a running server) or `rdb` (a stored backup,
-/// `snapshot` mode only).
+/// Where the data comes from: either `url` (a running server, with optional `tls`) or `rdb` (a
+/// stored backup, `snapshot` mode only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"rdb": {"backup_id": "0192f3a4-5b6c-7d8e-9f00-112233445566"}}))]
@@ -87,8 +220,19 @@ pub struct SourceBody {
     #[schema(value_type = Option<String>, example = "redis://default:***@127.0.0.1:6379",
         pattern = r"^rediss?://(([A-Za-z0-9._~!$&'()*+,;=%-]*)(:[A-Za-z0-9._~!$&'()*+,;=%:-]*)?@)?[A-Za-z0-9.-]+(:(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$")]
     pub url: Option<RedisUrl>,
+    /// TLS settings of a `rediss://` server source.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
+    pub tls: Option<TlsSettings>,
     /// Or a stored backup's RDB file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "object_or_null"
+    )]
     pub rdb: Option<RdbSource>,
 }
 
@@ -96,11 +240,14 @@ impl TryFrom<SourceBody> for Source {
     type Error = String;
 
     fn try_from(body: SourceBody) -> Result<Self, String> {
-        match (body.url, body.rdb) {
-            (Some(url), None) => Ok(Source::Url(url)),
-            (None, Some(rdb)) => Ok(Source::Rdb(rdb)),
-            (Some(_), Some(_)) => Err("`source` takes either `url` or `rdb`, not both".to_string()),
-            (None, None) => Err(
+        match (body.url, body.tls, body.rdb) {
+            (Some(url), tls, None) => Ok(Source::Server(Endpoint { url, tls })),
+            (None, Some(_), _) => Err("`source.tls` goes with `source.url` (a server)".to_string()),
+            (None, None, Some(rdb)) => Ok(Source::Rdb(rdb)),
+            (Some(_), _, Some(_)) => {
+                Err("`source` takes either `url` or `rdb`, not both".to_string())
+            }
+            (None, None, None) => Err(
                 "`source` needs `url` (a server) or `rdb: {backup_id}` (a stored backup)"
                     .to_string(),
             ),
@@ -111,12 +258,14 @@ impl TryFrom<SourceBody> for Source {
 impl From<Source> for SourceBody {
     fn from(source: Source) -> Self {
         match source {
-            Source::Url(url) => SourceBody {
-                url: Some(url),
+            Source::Server(endpoint) => SourceBody {
+                url: Some(endpoint.url),
+                tls: endpoint.tls,
                 rdb: None,
             },
             Source::Rdb(rdb) => SourceBody {
                 url: None,
+                tls: None,
                 rdb: Some(rdb),
             },
         }
@@ -290,6 +439,26 @@ mod tests {
         assert!(source.url().is_none());
         assert!(source.backup_id().is_some());
         assert_eq!(serde_json::to_string(&source).unwrap(), rdb);
+    }
+
+    #[test]
+    fn tls_settings_read_back_the_same_and_are_checked() {
+        let source =
+            r#"{"url":"rediss://a:1","tls":{"ca_file":"/ca.pem","insecure_skip_verify":true}}"#;
+        let parsed: Source = serde_json::from_str(source).unwrap();
+        let endpoint = parsed.endpoint().unwrap();
+        assert!(endpoint.tls.as_ref().unwrap().insecure_skip_verify);
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), source);
+        assert!(endpoint.check().is_ok());
+
+        let plain: Endpoint =
+            serde_json::from_str(r#"{"url":"redis://a:1","tls":{"ca_file":"/ca.pem"}}"#).unwrap();
+        assert!(plain.check().unwrap_err().contains("rediss://"));
+        let half: Endpoint =
+            serde_json::from_str(r#"{"url":"rediss://a:1","tls":{"cert_file":"/c.pem"}}"#).unwrap();
+        assert!(half.check().unwrap_err().contains("key_file"));
+        let err = serde_json::from_str::<Source>(r#"{"tls":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("source.url"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Bearer tokens for `/v1`, and the actor they name.
 //!
-//! Tokens come from `[[auth.tokens]]` in the config: a `name` and the environment variable that
-//! holds the token (`token_env`), so the secret never sits in a file. With tokens configured,
-//! every `/v1` request needs `Authorization: Bearer <token>`, and the matching token's name
-//! becomes the `actor` of the events the request records. Without tokens (allowed only on a
-//! loopback address, see `config`), the actor is `api`.
+//! Tokens come from `[[auth.tokens]]` in the config: a `name`, the environment variable that
+//! holds the token (`token_env`), so the secret never sits in a file, and a `role`. With tokens
+//! configured, every `/v1` request needs `Authorization: Bearer <token>`, and the matching token's
+//! name and role (`ops-bot (operator)`) become the `actor` of the events the request records.
+//! Without tokens (allowed only on a loopback address, see `config`), the actor is `api`.
+//!
+//! Whether the role suffices is decided apart, by [`super::roles::require_role`], which runs after
+//! this middleware and reads the [`Role`] it leaves in the request.
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use sha2::{Digest, Sha256};
 
 use super::problem::ApiError;
-pub use crate::config::Token;
+pub use crate::config::{Role, Token};
 
 /// The actor when no tokens are configured.
 pub const DEFAULT_ACTOR: &str = "api";
@@ -70,7 +73,9 @@ pub async fn require_token(
         let Some(token) = matching_token(&tokens, presented) else {
             return Err(ApiError::Unauthorized("the bearer token is not valid".into()).into());
         };
-        req.extensions_mut().insert(Actor(token.name.clone()));
+        let actor = Actor(format!("{} ({})", token.name, token.role));
+        req.extensions_mut().insert(actor);
+        req.extensions_mut().insert(token.role);
     }
     next.call(req).await
 }
@@ -104,6 +109,7 @@ mod tests {
         Token {
             name: name.into(),
             secret: Secret::new(value),
+            role: Role::Viewer,
         }
     }
 

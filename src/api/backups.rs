@@ -95,7 +95,7 @@ pub async fn create(
     let body = read_body(&req, payload).await?;
     let request: BackupRequest = json(&body)?;
     let view = jobs
-        .start_backup(request.server.url, request.label, &actor.0)
+        .start_backup(request.server, request.label, &actor.0)
         .await?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/backups/{}", view.id)))

@@ -83,16 +83,44 @@ fn top_level_field(key: &str, v: &Value) -> Option<String> {
 }
 
 fn endpoint(key: &str, v: &Value) -> Option<String> {
-    if !fails::<Endpoint>(v) {
+    let (fine, known): (bool, &[&str]) = if key == "source" {
+        (!fails::<crate::spec::Source>(v), &["url", "tls", "rdb"])
+    } else {
+        (!fails::<Endpoint>(v), &["url", "tls"])
+    };
+    if fine {
         return None;
     }
-    match v.as_object() {
-        Some(o) => Some(match o.keys().find(|k| *k != "url") {
-            Some(unknown) => format!("{key}.{unknown}"),
-            None => format!("{key}.url"),
-        }),
-        None => Some(key.to_string()),
+    let Some(o) = v.as_object() else {
+        return Some(key.to_string());
+    };
+    if let Some(unknown) = o.keys().find(|k| !known.contains(&k.as_str())) {
+        return Some(format!("{key}.{unknown}"));
     }
+    if let Some(tls) = o.get("tls") {
+        // Not only a failing object: serde would also read the settings from an array.
+        if !(tls.is_object() || tls.is_null()) || fails::<crate::spec::TlsSettings>(tls) {
+            let field = tls
+                .as_object()
+                .and_then(|t| {
+                    t.iter().find(|(k, v)| match k.as_str() {
+                        "insecure_skip_verify" => fails::<bool>(v),
+                        "ca_file" | "cert_file" | "key_file" | "server_name" => {
+                            fails::<Option<String>>(v)
+                        }
+                        _ => true,
+                    })
+                })
+                .map(|(k, _)| format!("{key}.tls.{k}"));
+            return Some(field.unwrap_or(format!("{key}.tls")));
+        }
+    }
+    if o.get("rdb")
+        .is_some_and(|rdb| !(rdb.is_object() || rdb.is_null()))
+    {
+        return Some(format!("{key}.rdb"));
+    }
+    Some(format!("{key}.url"))
 }
 
 fn options<T: DeserializeOwned>(v: &Value) -> Option<String> {

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod problem;
 pub mod restores;
+pub mod roles;
 pub mod stream;
 pub mod system;
 
@@ -51,7 +52,10 @@ use problem::ApiError;
         description = "Online Redis migrations with an audited, event-sourced history.\n\n\
             Create a migration, validate it, start it, follow its progress and events, cut over \
             (live mode), or cancel. Errors are `application/problem+json`. When the server has \
-            API tokens configured, every `/v1` request needs `Authorization: Bearer <token>`.",
+            API tokens configured, every `/v1` request needs `Authorization: Bearer <token>`, \
+            and each operation needs a role (`x-required-role`): `viewer` reads (every GET but \
+            backup downloads), `operator` runs migrations and takes backups, `admin` rolls back, \
+            restores, deletes and downloads. 401 means no valid token, 403 a role too small.",
         license(name = "Apache-2.0")
     ),
     tags(
@@ -88,7 +92,9 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(system::healthz)
         .service(system::readyz)
         .service(
+            // The last `wrap` runs first: the token is checked, then its role.
             scope::scope("/v1")
+                .wrap(from_fn(roles::require_role))
                 .wrap(from_fn(auth::require_token))
                 .service(migrations::create)
                 .service(migrations::list)
@@ -131,7 +137,7 @@ pub fn openapi() -> OpenApiDoc {
         .openapi(ApiDoc::openapi())
         .configure(routes)
         .split_for_parts();
-    exact(doc)
+    roles::document(exact(doc))
 }
 
 /// States the rules between fields that the derived schemas cannot: a source is *either* a
@@ -144,8 +150,9 @@ fn exact(doc: OpenApiDoc) -> OpenApiDoc {
     };
     let schemas = &mut value["components"]["schemas"];
     let url = schemas["Endpoint"]["properties"]["url"].clone();
+    let tls = schemas["Endpoint"]["properties"]["tls"].clone();
     let server_source = json!({"type": "object", "required": ["url"],
-        "properties": {"url": url}, "additionalProperties": false,
+        "properties": {"url": url, "tls": tls}, "additionalProperties": false,
         "description": "A running server, read over the replication link."});
     let file_source = json!({"type": "object", "required": ["rdb"],
         "properties": {"rdb": {"$ref": "#/components/schemas/RdbSource"}},
@@ -250,6 +257,8 @@ pub struct ServeConfig {
     pub tokens: Vec<Token>,
     /// The largest request body accepted.
     pub max_body: usize,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub https: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// How often an idle event stream sends a heartbeat comment.
     pub heartbeat: Duration,
     /// How long the start-up fold took (a metric).
@@ -259,9 +268,11 @@ pub struct ServeConfig {
     pub shutdown: CancellationToken,
 }
 
-/// Builds the HTTP server on `listener`, serving `jobs`; it runs once awaited.
+/// Builds the HTTP server on `listener`, serving `jobs` (over HTTPS when `config.https` is
+/// given); it runs once awaited.
 pub fn serve(listener: TcpListener, jobs: Jobs, config: ServeConfig) -> std::io::Result<Server> {
     let max_body = config.max_body;
+    let https = config.https;
     let data = web::Data::new(jobs);
     let tokens = web::Data::new(Tokens(std::sync::Arc::new(config.tokens)));
     let limit = web::Data::new(BodyLimit(max_body));
@@ -305,10 +316,12 @@ pub fn serve(listener: TcpListener, jobs: Jobs, config: ServeConfig) -> std::io:
             .default_service(web::to(not_found))
     })
     .workers(2)
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match https {
+        Some(config) => server.listen_rustls_0_23(listener, (*config).clone())?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// Request logging and counting: method, path, status and latency. Never headers (tokens), query

@@ -71,7 +71,8 @@ pub enum ApiError {
     MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     Unauthorized(String),
-    /// A request a browser sent on behalf of another site (see `api::guard`).
+    /// A valid token whose role is too small for the operation, or a request a browser sent on
+    /// behalf of another site (see `api::guard`).
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]

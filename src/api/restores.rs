@@ -84,7 +84,7 @@ pub async fn create(
     let restore = jobs
         .start_restore(
             *id,
-            request.target.url,
+            request.target,
             request.on_conflict,
             &actor.0,
             request.force,

@@ -11,7 +11,7 @@ use super::migrations::{limit, page, seq_after, EventPage};
 use super::problem::{ApiError, Problem};
 use crate::jobs::Jobs;
 use crate::model::EventKind;
-use crate::validate::guide::{self, GuideItem};
+use crate::validate::guide::{self, GuideItem, GuideUser};
 
 /// An event `type` name: exactly the variants of [`EventKind`] ([`EventKind::TYPE_NAMES`]), so
 /// the accepted filter and the documented enum cannot drift from the events themselves.
@@ -90,9 +90,14 @@ pub async fn events(
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"prerequisites": [{"check_id": "source.connect", "title": "Ferry can reach the source",
     "why": "Ferry reads the data through a replication connection to the source.",
-    "how_to_fix": "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls."}]}))]
+    "how_to_fix": "Check host, port, TLS (rediss://) and credentials; allow Ferry's address through firewalls."}],
+    "users": [{"server": "source", "versions": "7.0 and later",
+    "setuser": "ACL SETUSER ferry-source on >CHANGE-ME ~* resetchannels -@all +ping +info +select +config|get +module|list +command|info +@read +psync +sync +replconf +client|pause +client|unpause +acl|dryrun +function|list"}]}))]
 pub struct Guide {
     pub prerequisites: Vec<GuideItem>,
+    /// The exact `ACL SETUSER` lines of least-privileged users for Ferry: one for the source,
+    /// one for the target, for Redis 7.0+ and for 6.2.
+    pub users: Vec<GuideUser>,
 }
 
 /// The configure guide: what a migration needs from both servers and from you, why, and how to
@@ -102,6 +107,7 @@ pub struct Guide {
 pub async fn guide_redis() -> web::Json<Guide> {
     web::Json(Guide {
         prerequisites: guide::prerequisites(),
+        users: guide::users(),
     })
 }
 

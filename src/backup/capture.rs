@@ -17,8 +17,8 @@ use super::BackupError;
 use crate::client::{Conn, Info};
 use crate::disk::free_bytes;
 use crate::model::{ServerSummary, LEASE_KEY};
-use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, LinkError, LinkItem, ReplicaLink, SyncStart, Transfer};
+use crate::transport::Peer;
 
 /// What a capture produced.
 #[derive(Debug, Clone)]
@@ -27,10 +27,10 @@ pub struct Captured {
     pub server_version: String,
 }
 
-/// Asks `url` about itself: version, dataset size, memory and keys per database. Ferry's lease
+/// Asks `server` about itself: version, dataset size, memory and keys per database. Ferry's lease
 /// key (`ferry:lease`, db 0) is bookkeeping, not data: it is not counted.
-pub async fn server_summary(url: &RedisUrl) -> Result<ServerSummary, BackupError> {
-    let mut conn = Conn::connect(url).await?;
+pub async fn server_summary(server: &Peer) -> Result<ServerSummary, BackupError> {
+    let mut conn = Conn::connect(server).await?;
     let info = conn.info("all").await?;
     let mut summary = summary(&info);
     if summary.keys.contains_key(&0) {
@@ -99,20 +99,20 @@ pub fn check_space(
     Ok(())
 }
 
-/// Copies the RDB of `url` into `dir` as backup `id`, using at most `max_bytes` and never the
+/// Copies the RDB of `server` into `dir` as backup `id`, using at most `max_bytes` and never the
 /// last `min_free` bytes of the disk. `progress` hears the bytes stored so far, after every
 /// chunk (the caller decides how often to record them).
 pub async fn capture(
-    url: &RedisUrl,
+    server: &Peer,
     dir: &Path,
     id: Uuid,
     max_bytes: u64,
     min_free: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<Captured, BackupError> {
-    let facts = server_summary(url).await?;
+    let facts = server_summary(server).await?;
     check_space(dir, max_bytes, min_free, facts.dataset_bytes)?;
-    let mut link = ReplicaLink::connect(url, LinkConfig::default(), None).await?;
+    let mut link = ReplicaLink::connect(server, LinkConfig::default(), None).await?;
     if let SyncStart::Full {
         transfer: Transfer::Sized(len),
         ..

@@ -29,7 +29,7 @@ use crate::control::{self, CLI_ACTOR};
 use crate::jobs::{JobError, Jobs};
 use crate::model::audit::AuditStatus;
 use crate::model::{AggregateType, CheckStatus, EventKind, ReportStatus};
-use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, Verify};
+use crate::spec::{Endpoint, MigrationSpec, Mode, OnConflict, Options, TlsSettings, Verify};
 use crate::store::StoreError;
 use crate::supervisor::{BackupLimits, SupervisorConfig};
 use display::Display;
@@ -72,6 +72,58 @@ pub struct MigrateArgs {
     pub data_dir: Option<PathBuf>,
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// TLS for a rediss:// source: PEM file of the CA that signed its certificate.
+    #[arg(long)]
+    pub source_ca_file: Option<PathBuf>,
+    /// TLS client certificate (mutual TLS) for the source; needs --source-key-file.
+    #[arg(long)]
+    pub source_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub source_key_file: Option<PathBuf>,
+    /// The name the source's certificate must carry, when not the URL's host.
+    #[arg(long)]
+    pub source_server_name: Option<String>,
+    /// Do not check the source's certificate (unsafe: tests and emergencies only).
+    #[arg(long)]
+    pub source_insecure_skip_verify: bool,
+    /// TLS for a rediss:// target: PEM file of the CA that signed its certificate.
+    #[arg(long)]
+    pub target_ca_file: Option<PathBuf>,
+    /// TLS client certificate (mutual TLS) for the target; needs --target-key-file.
+    #[arg(long)]
+    pub target_cert_file: Option<PathBuf>,
+    #[arg(long)]
+    pub target_key_file: Option<PathBuf>,
+    /// The name the target's certificate must carry, when not the URL's host.
+    #[arg(long)]
+    pub target_server_name: Option<String>,
+    /// Do not check the target's certificate (unsafe: tests and emergencies only).
+    #[arg(long)]
+    pub target_insecure_skip_verify: bool,
+}
+
+impl MigrateArgs {
+    /// The `tls` settings of one side, `None` when no TLS flag was given for it.
+    fn tls(&self, source: bool) -> Option<TlsSettings> {
+        let settings = if source {
+            TlsSettings {
+                ca_file: self.source_ca_file.clone(),
+                cert_file: self.source_cert_file.clone(),
+                key_file: self.source_key_file.clone(),
+                server_name: self.source_server_name.clone(),
+                insecure_skip_verify: self.source_insecure_skip_verify,
+            }
+        } else {
+            TlsSettings {
+                ca_file: self.target_ca_file.clone(),
+                cert_file: self.target_cert_file.clone(),
+                key_file: self.target_key_file.clone(),
+                server_name: self.target_server_name.clone(),
+                insecure_skip_verify: self.target_insecure_skip_verify,
+            }
+        };
+        (settings != TlsSettings::default()).then_some(settings)
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -184,10 +236,12 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
         name: Some("ferry migrate".into()),
         source: Endpoint {
             url: url(&args.source, "source")?,
+            tls: args.tls(true),
         }
         .into(),
         target: Endpoint {
             url: url(&args.target, "target")?,
+            tls: args.tls(false),
         },
         mode: match args.mode {
             ModeArg::Snapshot => Mode::Snapshot,

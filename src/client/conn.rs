@@ -1,8 +1,8 @@
 //! [`Conn`]: one connection, one request at a time (or a pipeline of them), every reply read under
 //! a timeout. Also the starting point of the engine's pipelined writer ([`Conn::into_parts`]).
 //!
-//! It authenticates from the [`RedisUrl`] (through [`crate::transport`]) and never puts the
-//! password into an error.
+//! It connects to a [`Peer`] (URL, TLS settings) through [`crate::transport`], authenticates as the
+//! URL says, and never puts the password into an error.
 
 use std::time::Duration;
 
@@ -11,9 +11,10 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::Info;
-use crate::redis_url::RedisUrl;
 use crate::resp::{CommandBuf, Decoder, Frame};
-use crate::transport::{self, ConnectError, ConnectOptions, ReadHalf, Stream, WriteHalf};
+use crate::transport::{
+    self, ConnectError, ConnectOptions, Peer, ReadHalf, Stream, TlsInfo, WriteHalf,
+};
 
 /// How long one admin call may take by default (DUMP of a big key, SCAN of a large db...).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,30 +69,37 @@ pub struct Conn {
     decoder: Decoder,
     addr: String,
     call_timeout: Duration,
+    tls: Option<TlsInfo>,
 }
 
 impl Conn {
-    /// Connects and authenticates as the URL says, with the transfer's options (see
-    /// [`crate::transport::TlsPolicy`]).
-    pub async fn connect(url: &RedisUrl) -> Result<Conn, ClientError> {
-        Self::connect_with(url, &ConnectOptions::default(), CALL_TIMEOUT).await
+    /// Connects and authenticates as the peer's URL says, with the default timeouts.
+    pub async fn connect(peer: &Peer) -> Result<Conn, ClientError> {
+        Self::connect_with(peer, &ConnectOptions::default(), CALL_TIMEOUT).await
     }
 
     /// Connects with explicit options; `call_timeout` bounds every later reply.
     pub async fn connect_with(
-        url: &RedisUrl,
+        peer: &Peer,
         options: &ConnectOptions,
         call_timeout: Duration,
     ) -> Result<Conn, ClientError> {
-        let stream = transport::open(url, options).await?;
+        let stream = transport::open(peer, options).await?;
+        let tls = stream.tls_info(peer);
         Ok(Conn {
             stream,
             buf: BytesMut::with_capacity(64 * 1024),
             out: CommandBuf::with_capacity(1024),
             decoder: Decoder::default(),
-            addr: url.addr(),
+            addr: peer.addr(),
             call_timeout,
+            tls,
         })
+    }
+
+    /// What TLS negotiated, for a `rediss://` connection.
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     pub fn addr(&self) -> &str {
@@ -147,13 +155,15 @@ impl Conn {
         let Conn {
             stream, out, addr, ..
         } = self;
-        stream
-            .write_all(out.as_slice())
-            .await
-            .map_err(|source| ClientError::Io {
-                addr: addr.clone(),
-                source,
-            })
+        // The flush sends what a TLS stream may still hold back (a no-op on plain TCP).
+        let written = match stream.write_all(out.as_slice()).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|source| ClientError::Io {
+            addr: addr.clone(),
+            source,
+        })
     }
 
     async fn reply_for(&mut self, command: &str) -> Result<Frame, ClientError> {

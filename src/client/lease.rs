@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ClientError, Conn};
 use crate::model::{LeaseHolder, LeaseOwner, LeaseVerdict, LEASE_KEY};
-use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
+use crate::transport::Peer;
 
 /// How long a lease lives without renewal: a dead Ferry's lease is gone after this.
 pub const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -238,7 +238,7 @@ pub async fn release(conn: &mut Conn, token: &LeaseToken) -> Result<bool, Client
 /// lease then lapses by itself within its lifetime. That is what a shutdown wants (a restarted
 /// Ferry keeps its own lease); every end of a job calls [`LeaseKeeper::release`] instead.
 pub struct LeaseKeeper {
-    url: RedisUrl,
+    url: Peer,
     token: LeaseToken,
     task: JoinHandle<()>,
     lost: CancellationToken,
@@ -247,7 +247,7 @@ pub struct LeaseKeeper {
 
 impl LeaseKeeper {
     /// Starts renewing `token` on `url` every third of its lifetime.
-    pub fn spawn(url: RedisUrl, token: LeaseToken) -> LeaseKeeper {
+    pub fn spawn(url: Peer, token: LeaseToken) -> LeaseKeeper {
         let lost = CancellationToken::new();
         let why: Arc<Mutex<Option<String>>> = Arc::default();
         let task = tokio::spawn(keep(url.clone(), token.clone(), lost.clone(), why.clone()));
@@ -288,7 +288,7 @@ impl LeaseKeeper {
             .flatten()
             .is_none()
         {
-            tracing::warn!(target = %self.url, "could not release the target's lease; it expires by itself");
+            tracing::warn!(target = %self.url.url(), "could not release the target's lease; it expires by itself");
         }
     }
 }
@@ -300,7 +300,7 @@ impl Drop for LeaseKeeper {
 }
 
 async fn keep(
-    url: RedisUrl,
+    url: Peer,
     token: LeaseToken,
     lost: CancellationToken,
     why: Arc<Mutex<Option<String>>>,
@@ -313,7 +313,7 @@ async fn keep(
             conn = Conn::connect(&url).await.ok();
         }
         let Some(c) = conn.as_mut() else {
-            tracing::warn!(target = %url, "cannot reach the target to renew its lease; retrying");
+            tracing::warn!(target = %url.url(), "cannot reach the target to renew its lease; retrying");
             continue;
         };
         match renew(c, &token).await {
@@ -326,7 +326,7 @@ async fn keep(
                 return;
             }
             Err(e) => {
-                tracing::warn!(target = %url, error = %e, "renewing the target's lease failed; retrying");
+                tracing::warn!(target = %url.url(), error = %e, "renewing the target's lease failed; retrying");
                 conn = None;
             }
         }

@@ -16,6 +16,7 @@ use super::{Controls, EngineJob, EventSender, Reporter, Tuning};
 use crate::backup::file::{prove, Expected};
 use crate::model::EventKind;
 use crate::spec::Verify;
+use crate::transport::Peer;
 
 /// The `replid` of a snapshot that came from a file rather than a server.
 pub const FILE_REPLID: &str = "rdb-file";
@@ -45,6 +46,7 @@ async fn load_and_verify(
     tuning: Tuning,
 ) -> Result<(), EngineError> {
     let spec = &job.spec;
+    let target = Peer::new(&spec.target).map_err(|e| EngineError::target(e.into()))?;
     let reporter = Reporter {
         events: events.clone(),
     };
@@ -66,7 +68,7 @@ async fn load_and_verify(
         .await?;
     let summary = load_rdb_file(
         file,
-        &spec.target.url,
+        &target,
         spec.options.on_conflict,
         job.lease.as_ref(),
         events,
@@ -93,6 +95,6 @@ async fn load_and_verify(
     if mode == Verify::None {
         return Ok(());
     }
-    let report = verify_file::verify(&path, &spec.target.url, mode, &tuning).await?;
+    let report = verify_file::verify(&path, &target, mode, &tuning).await?;
     reporter.verification(report).await
 }

@@ -25,7 +25,7 @@
 
 use crate::client::{ClientError, Conn};
 use crate::rdb::version::{Fork, ServerVersion};
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 
 /// Whether `target` has import mode, and whether this migration switched it on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub(crate) async fn mark_writer(conn: &mut Conn, mode: ImportMode) -> Result<(),
 /// Switches the mode off again on a fresh connection (the migration's own may be gone). Best
 /// effort: a target that cannot be reached is logged, and keeps the mode until someone turns
 /// it off.
-pub(crate) async fn end(target: &RedisUrl, mode: ImportMode) {
+pub(crate) async fn end(target: &Peer, mode: ImportMode) {
     if !mode.owned {
         return;
     }

@@ -25,7 +25,7 @@ use super::resume::{scan_reply, KeySet};
 use crate::client::{ClientError, Conn};
 use crate::model::BOOKKEEPING_PREFIX;
 use crate::rdb::crc64;
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 
 const MAGIC: &[u8] = b"FERRYINV1\n";
 const END: u32 = u32::MAX;
@@ -92,7 +92,7 @@ pub fn path(data_dir: &Path, id: Uuid) -> PathBuf {
 }
 
 /// Lists every key of `target` (bookkeeping left out) into `path`. Returns how many.
-pub async fn take(target: &RedisUrl, path: &Path) -> Result<u64, InventoryError> {
+pub async fn take(target: &Peer, path: &Path) -> Result<u64, InventoryError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     crate::disk::private_dir(dir).map_err(io(format!("create {}", dir.display())))?;
     let partial = path.with_extension("keys.partial");

@@ -14,9 +14,9 @@ use super::writer::Writer;
 use super::{EventSender, Reporter, Servers, Tuning};
 use crate::client::lease::LeaseToken;
 use crate::client::Conn;
-use crate::redis_url::RedisUrl;
 use crate::replication::LinkItem;
 use crate::spec::OnConflict;
+use crate::transport::Peer;
 
 const CHUNK: usize = 1024 * 1024;
 
@@ -74,7 +74,7 @@ impl RdbInput for FileInput {
 /// `SnapshotProgress`). `lease` is the writer's lease, put back after a `flush` of db 0.
 pub async fn load_rdb_file(
     file: tokio::fs::File,
-    target: &RedisUrl,
+    target: &Peer,
     on_conflict: OnConflict,
     lease: Option<&LeaseToken>,
     events: EventSender,
@@ -123,10 +123,7 @@ pub async fn load_rdb_file(
 /// Empties `target` before a rollback's load: every database, and the function libraries where
 /// the server has them. The writer's `lease` is set again in the same transaction as the flush,
 /// so no other writer ever finds the target without it.
-pub async fn flush_target(
-    target: &RedisUrl,
-    lease: Option<&LeaseToken>,
-) -> Result<(), EngineError> {
+pub async fn flush_target(target: &Peer, lease: Option<&LeaseToken>) -> Result<(), EngineError> {
     let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
     conn.select(0).await.map_err(EngineError::target)?;
     let mut commands: Vec<Vec<Vec<u8>>> = vec![

@@ -88,9 +88,9 @@ use uuid::Uuid;
 use crate::client::lease::LeaseToken;
 use crate::client::Conn;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
-use crate::redis_url::RedisUrl;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
 use crate::spec::{MigrationSpec, Mode, OnConflict, Verify};
+use crate::transport::Peer;
 
 /// Everything the engine needs to run one migration.
 #[derive(Debug, Clone)]
@@ -197,15 +197,21 @@ pub async fn run_with(
 ) -> Result<(), EngineError> {
     // A file source has no server to replicate from; the supervisor runs those through
     // [`run_from_file`] instead.
-    let Some(source_url) = job.spec.source.url().cloned() else {
+    let Some(source_endpoint) = job.spec.source.endpoint() else {
         return Err(EngineError::Unsupported(
             "this migration's source is an RDB file, which loads through run_from_file".into(),
         ));
     };
+    // TLS files are read here, once: a missing or bad file fails the start, and reconnects
+    // reuse what was loaded.
+    let source = Peer::new(source_endpoint).map_err(|e| EngineError::source(e.into()))?;
+    let target = Peer::new(&job.spec.target).map_err(|e| EngineError::target(e.into()))?;
+    let target_for_cleanup = target.clone();
     let cancel = controls.cancel.clone();
     let migration = Run {
         offset_key: resume::offset_key(job.migration_id),
-        source_url,
+        source,
+        target,
         job,
         reporter: Reporter { events },
         controls,
@@ -214,7 +220,6 @@ pub async fn run_with(
         import_mode: Arc::default(),
     };
     let import = migration.import_mode.clone();
-    let target_url = migration.job.spec.target.url.clone();
     // Whichever way this ends (success, failure, cancel, or this future being dropped), the
     // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
     let result = tokio::select! {
@@ -224,7 +229,7 @@ pub async fn run_with(
     };
     // An import mode we switched on is switched off again.
     let import = *import.lock().unwrap_or_else(|e| e.into_inner());
-    import_mode::end(&target_url, import).await;
+    import_mode::end(&target_for_cleanup, import).await;
     result
 }
 
@@ -273,8 +278,9 @@ struct Run {
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
-    /// The source server (`job.spec.source` is always a URL here).
-    source_url: RedisUrl,
+    /// The source server (`job.spec.source` is always a server here).
+    source: Peer,
+    target: Peer,
     reporter: Reporter,
     controls: Controls,
     tuning: Tuning,
@@ -296,10 +302,10 @@ impl Run {
                 crate::spec::SKIP_IN_LIVE_MODE.into(),
             ));
         }
-        let mut source = Conn::connect(&self.source_url)
+        let mut source = Conn::connect(&self.source)
             .await
             .map_err(EngineError::source)?;
-        let mut target = Conn::connect(&spec.target.url)
+        let mut target = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
         let source_version = server_version(&mut source)
@@ -312,7 +318,7 @@ impl Run {
         servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
         *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(
-            source = %self.source_url, target = %spec.target.url,
+            source = %spec.source, target = %spec.target.url,
             source_version = %servers.source_version, target_version = %servers.target_version,
             "migration starting"
         );
@@ -365,10 +371,10 @@ impl Run {
             // what is happening meanwhile.
             self.reporter.emit(snapshot_request(source).await).await?;
         }
-        let mut link = ReplicaLink::connect(&self.source_url, self.tuning.link, from)
+        let mut link = ReplicaLink::connect(&self.source, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
-        let mut writer_conn = Conn::connect(&spec.target.url)
+        let mut writer_conn = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
         servers.prepare_writer(&mut writer_conn).await?;
@@ -558,7 +564,7 @@ impl Run {
                 auto_cutover: spec.options.auto_cutover,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
-                source_url: &self.source_url,
+                source_peer: &self.source,
                 guard_flush: self.job.before != TargetBefore::Empty
                     && spec.options.on_conflict != OnConflict::Flush,
                 target_rdb: servers.target_rdb,

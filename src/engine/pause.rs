@@ -22,14 +22,14 @@ use tokio::task::JoinHandle;
 
 use super::error::EngineError;
 use crate::client::Conn;
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 
 /// How long an explicit unpause may take before the pause is left to lapse.
 const UNPAUSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A write pause of the source, renewed until released.
 pub(crate) struct SourcePause {
-    url: RedisUrl,
+    url: Peer,
     renewer: Option<JoinHandle<()>>,
     /// The last renewal error, if the last renewal failed (shown when the pause lapses).
     failed: Arc<Mutex<Option<String>>>,
@@ -48,7 +48,7 @@ impl SourcePause {
     /// Pauses the source's writes for `window` on `conn`, and keeps renewing the pause.
     pub async fn begin(
         conn: &mut Conn,
-        url: &RedisUrl,
+        url: &Peer,
         window: Duration,
     ) -> Result<SourcePause, EngineError> {
         conn.call_ok(&pause_command(window)).await.map_err(|e| {
@@ -98,7 +98,7 @@ impl Drop for SourcePause {
     }
 }
 
-async fn renew(url: RedisUrl, window: Duration, failed: Arc<Mutex<Option<String>>>) {
+async fn renew(url: Peer, window: Duration, failed: Arc<Mutex<Option<String>>>) {
     let every = (window / 3).max(Duration::from_millis(50));
     let mut conn: Option<Conn> = None;
     loop {
@@ -118,7 +118,7 @@ async fn renew(url: RedisUrl, window: Duration, failed: Arc<Mutex<Option<String>
         match outcome {
             Ok(()) => *slot = None,
             Err(e) => {
-                tracing::warn!(source = %url, error = %e, "renewing the source's write pause failed");
+                tracing::warn!(source = %url.url(), error = %e, "renewing the source's write pause failed");
                 *slot = Some(e);
                 conn = None;
             }
@@ -127,7 +127,7 @@ async fn renew(url: RedisUrl, window: Duration, failed: Arc<Mutex<Option<String>
 }
 
 /// `CLIENT UNPAUSE` on a fresh connection (the one that paused may be mid-call or gone).
-async fn unpause(url: &RedisUrl) {
+async fn unpause(url: &Peer) {
     let attempt = async {
         let mut conn = Conn::connect(url).await.ok()?;
         conn.call_ok(&["CLIENT", "UNPAUSE"]).await.ok()
@@ -138,6 +138,6 @@ async fn unpause(url: &RedisUrl) {
         .flatten()
         .is_none()
     {
-        tracing::warn!(source = %url, "could not release the source's write pause; it lapses by itself");
+        tracing::warn!(source = %url.url(), "could not release the source's write pause; it lapses by itself");
     }
 }

@@ -9,8 +9,8 @@ use super::Run;
 use crate::client::Conn;
 use crate::model::EventKind;
 use crate::model::Link;
-use crate::redis_url::RedisUrl;
 use crate::replication::{ReplicaLink, SyncStart};
+use crate::transport::Peer;
 
 /// How long to wait between attempts to reach a server again.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -40,13 +40,14 @@ impl Run {
         server: Link,
         cause: &str,
     ) -> Result<Conn, EngineError> {
-        let (url, unreachable): (&RedisUrl, fn(String) -> EngineError) = match server {
-            Link::Source => (&self.source_url, EngineError::SourceUnreachable),
-            Link::Target => (&self.job.spec.target.url, EngineError::TargetUnreachable),
+        let (peer, unreachable): (&Peer, fn(String) -> EngineError) = match server {
+            Link::Source => (&self.source, EngineError::SourceUnreachable),
+            Link::Target => (&self.target, EngineError::TargetUnreachable),
         };
+        let url = peer.url();
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
         loop {
-            let last = match Conn::connect(url).await {
+            let last = match Conn::connect(peer).await {
                 Ok(mut conn) => match conn.call(&["PING"]).await {
                     // A restarting server accepts connections before it has loaded its data.
                     Ok(reply) if reply.as_error().is_none() => return Ok(conn),
@@ -76,9 +77,10 @@ impl Run {
         cause: &str,
     ) -> Result<(ReplicaLink, String), EngineError> {
         let deadline = tokio::time::Instant::now() + self.tuning.reconnect_timeout;
-        let url = &self.source_url;
         loop {
-            match ReplicaLink::connect(url, self.tuning.link, Some((replid, applied))).await {
+            match ReplicaLink::connect(&self.source, self.tuning.link, Some((replid, applied)))
+                .await
+            {
                 Ok(link) => {
                     if let SyncStart::Partial { replid: id, .. } = link.start() {
                         let id = id.clone();

@@ -45,6 +45,7 @@ use super::ResumePoint;
 use crate::client::{ClientError, Conn};
 use crate::model::BOOKKEEPING_PREFIX;
 use crate::resp::Frame;
+use crate::transport::Peer;
 
 /// The value of the offset key while a snapshot is being written.
 pub const SNAPSHOT_MARK: &str = "snapshot";
@@ -274,7 +275,7 @@ pub(crate) fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
 /// Whether `target` carries migration `id`'s offset key, i.e. the engine wrote to it already.
 /// `None` when the target could not be asked within `timeout`.
 pub async fn target_marked(
-    target: &crate::redis_url::RedisUrl,
+    target: &crate::transport::Peer,
     id: uuid::Uuid,
     timeout: std::time::Duration,
 ) -> Option<bool> {
@@ -291,11 +292,7 @@ pub async fn target_marked(
 
 /// Removes migration `id`'s offset key from `target` (a failed or cancelled migration leaves
 /// nothing behind). `None` when the target could not be reached within `timeout`.
-pub async fn clear_mark(
-    target: &crate::redis_url::RedisUrl,
-    id: uuid::Uuid,
-    timeout: std::time::Duration,
-) -> Option<()> {
+pub async fn clear_mark(target: &Peer, id: uuid::Uuid, timeout: std::time::Duration) -> Option<()> {
     let attempt = async {
         let mut conn = Conn::connect(target).await.ok()?;
         remove_mark(&mut conn, &offset_key(id)).await.ok()

@@ -33,8 +33,8 @@ use super::writer::Writer;
 use super::{Controls, Reporter, Tuning};
 use crate::client::Conn;
 use crate::model::EventKind;
-use crate::redis_url::RedisUrl;
 use crate::replication::{LinkItem, ReplCommand, ReplicaLink};
+use crate::transport::Peer;
 
 pub(crate) struct Streamer<'a> {
     pub link: &'a mut ReplicaLink,
@@ -49,7 +49,7 @@ pub(crate) struct Streamer<'a> {
     /// The source's write pause while the cutover holds it (released by the caller, or by its
     /// `Drop` on any other path).
     pub paused: &'a Mutex<Option<SourcePause>>,
-    pub source_url: &'a RedisUrl,
+    pub source_peer: &'a Peer,
     /// Stop at `FLUSHALL`/`FLUSHDB`/`SWAPDB` instead of applying them (the target held keys
     /// the migration must not delete).
     pub guard_flush: bool,
@@ -239,7 +239,7 @@ impl Streamer<'_> {
                 }
                 None => {
                     let window = Duration::from_millis(self.tuning.pause_ms);
-                    SourcePause::begin(self.source, self.source_url, window).await?
+                    SourcePause::begin(self.source, self.source_peer, window).await?
                 }
             };
             *self.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some(pause);

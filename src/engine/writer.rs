@@ -313,7 +313,13 @@ impl Writer {
         if self.out.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.write.write_all_buf(self.out.buf_mut()).await {
+        // `flush`: a TLS stream may keep the tail of what it accepted as unsent records until
+        // then (a no-op on plain TCP); without it the last batch can wait forever for replies.
+        let written = self.write.write_all_buf(self.out.buf_mut()).await;
+        if let Err(e) = match written {
+            Ok(()) => self.write.flush().await,
+            Err(e) => Err(e),
+        } {
             self.check()?;
             return Err(EngineError::TargetLinkLost(e.to_string()));
         }

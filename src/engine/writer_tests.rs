@@ -6,6 +6,15 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
+
+/// Answers the `PING` every new connection starts with (see [`crate::transport`]).
+async fn answer_hello(socket: &mut tokio::net::TcpStream) {
+    let mut ping = [0u8; 14];
+    socket.read_exact(&mut ping).await.unwrap();
+    assert_eq!(&ping, b"*1\r\n$4\r\nPING\r\n");
+    socket.write_all(b"+PONG\r\n").await.unwrap();
+}
 
 /// A target that reads everything and answers only when told to: the slowest possible server.
 async fn silent_target() -> (RedisUrl, mpsc::Sender<usize>) {
@@ -13,7 +22,8 @@ async fn silent_target() -> (RedisUrl, mpsc::Sender<usize>) {
     let port = listener.local_addr().unwrap().port();
     let (answer, mut answers) = mpsc::channel::<usize>(16);
     tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
+        let (mut socket, _) = listener.accept().await.unwrap();
+        answer_hello(&mut socket).await;
         let (mut read, mut write) = socket.into_split();
         tokio::spawn(async move {
             let mut sink = vec![0u8; 64 * 1024];
@@ -32,7 +42,7 @@ async fn silent_target() -> (RedisUrl, mpsc::Sender<usize>) {
 #[tokio::test]
 async fn a_silent_target_stops_the_writer_at_the_window_and_replies_let_it_go_on() {
     let (url, answer) = silent_target().await;
-    let conn = Conn::connect(&url).await.unwrap();
+    let conn = Conn::connect(&Peer::from_url(&url).unwrap()).await.unwrap();
     let cfg = WriterConfig {
         max_inflight_commands: 1000,
         max_inflight_bytes: 64 * 1024,
@@ -76,6 +86,7 @@ async fn an_error_reply_fails_the_writer_with_the_command_named() {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
+        answer_hello(&mut socket).await;
         let mut buf = vec![0u8; 4096];
         let _ = socket.read(&mut buf).await;
         socket
@@ -85,7 +96,7 @@ async fn an_error_reply_fails_the_writer_with_the_command_named() {
         let _ = socket.read(&mut buf).await;
     });
     let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let conn = Conn::connect(&url).await.unwrap();
+    let conn = Conn::connect(&Peer::from_url(&url).unwrap()).await.unwrap();
     let mut writer = Writer::new(conn, WriterConfig::default(), OnConflict::Fail, 0);
     let key = Bytes::from_static(b"the-key");
     writer
@@ -117,6 +128,7 @@ async fn stream_commands_are_applied_in_batches_and_a_refused_one_is_named() {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
+        answer_hello(&mut socket).await;
         let mut buf = vec![0u8; 4096];
         let _ = socket.read(&mut buf).await;
         socket
@@ -126,7 +138,7 @@ async fn stream_commands_are_applied_in_batches_and_a_refused_one_is_named() {
         let _ = socket.read(&mut buf).await;
     });
     let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let conn = Conn::connect(&url).await.unwrap();
+    let conn = Conn::connect(&Peer::from_url(&url).unwrap()).await.unwrap();
     let mut writer = Writer::new(conn, WriterConfig::default(), OnConflict::Fail, 100);
     writer.note_db(3);
     for (name, offset) in [("SET", 110), ("INCR", 120), ("LPUSH", 130)] {
@@ -152,6 +164,7 @@ async fn a_wrapped_batch_sets_the_offset_key_and_names_a_failed_command() {
     let (sent_tx, sent_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
+        answer_hello(&mut socket).await;
         let mut sent = Vec::new();
         let mut buf = vec![0u8; 4096];
         // MULTI, 2 commands, SELECT 0, SET, SELECT 3, EXEC: read until the EXEC is in.
@@ -171,7 +184,7 @@ async fn a_wrapped_batch_sets_the_offset_key_and_names_a_failed_command() {
         let _ = socket.read(&mut buf).await;
     });
     let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let conn = Conn::connect(&url).await.unwrap();
+    let conn = Conn::connect(&Peer::from_url(&url).unwrap()).await.unwrap();
     let mut writer = Writer::new(conn, WriterConfig::default(), OnConflict::Fail, 100);
     writer.note_db(3);
     writer.track_offset(Bytes::from_static(b"ferry:offset:x"), "rid".into());

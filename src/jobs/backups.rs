@@ -15,6 +15,7 @@ use super::{JobError, Jobs};
 use crate::aggregate::backup::{self, Backup, Command};
 use crate::model::{AggregateType, BackupDetails, EventKind};
 use crate::redis_url::RedisUrl;
+use crate::spec::Endpoint;
 use crate::store::NewEvent;
 
 /// An upload being received: write its chunks, then [`Upload::finish`]. Dropping it before
@@ -65,16 +66,16 @@ impl Jobs {
         self.inner.backups.page(after, limit, |_| true)
     }
 
-    /// Starts a backup of `url`: checks that the server answers and that the file would fit, then
+    /// Starts a backup of `server`: checks that the server answers and that the file would fit, then
     /// records `BackupStarted` and hands the capture to the worker. Refusals come back before
     /// anything is recorded.
     pub async fn start_backup(
         &self,
-        url: RedisUrl,
+        server: Endpoint,
         label: Option<String>,
         actor: &str,
     ) -> Result<Backup, JobError> {
-        crate::spec::check_no_db(&url, "server.url").map_err(|e| JobError::Invalid {
+        crate::spec::check_no_db(&server.url, "server.url").map_err(|e| JobError::Invalid {
             field: e.field,
             detail: e.detail,
         })?;
@@ -82,7 +83,7 @@ impl Jobs {
         let summary = self
             .inner
             .worker
-            .inspect(url.clone())
+            .inspect(server.clone())
             .await
             .map_err(|detail| JobError::Unusable {
                 field: "server.url",
@@ -92,10 +93,10 @@ impl Jobs {
             .worker
             .check_space(summary.dataset_bytes)
             .map_err(JobError::NoSpace)?;
-        let id = self.begin_backup(&url, label, None, actor).await?;
+        let id = self.begin_backup(&server.url, label, None, actor).await?;
         self.inner
             .worker
-            .capture(self.clone(), id, url, false)
+            .capture(self.clone(), id, server, false)
             .await;
         self.backup(id)
     }

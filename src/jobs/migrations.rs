@@ -166,8 +166,8 @@ impl Jobs {
         }
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        if let Source::Url(url) = &mut spec.source {
-            *url = creds.source.clone();
+        if let Source::Server(endpoint) = &mut spec.source {
+            endpoint.url = creds.source.clone();
         }
         spec.target.url = creds.target.clone();
         if let Some(name) = patch.name {
@@ -177,11 +177,15 @@ impl Jobs {
         let mut source_moved = false;
         let mut source_resent = false;
         match patch.source {
-            Some(Source::Url(url)) => {
-                source_moved = stored_source.is_none_or(|stored| !same_place(&url, stored));
-                source_resent = !is_redacted(&url);
-                let url = keep_password(url, &creds.source, "source.url")?;
-                spec.source = Source::Url(url);
+            Some(Source::Server(endpoint)) => {
+                source_moved =
+                    stored_source.is_none_or(|stored| !same_place(&endpoint.url, stored));
+                source_resent = !is_redacted(&endpoint.url);
+                let url = keep_password(endpoint.url, &creds.source, "source.url")?;
+                spec.source = Source::Server(Endpoint {
+                    url,
+                    tls: endpoint.tls,
+                });
             }
             Some(file) => {
                 source_moved = true;
@@ -195,7 +199,10 @@ impl Jobs {
         if let Some(target) = patch.target {
             target_moved = !same_place(&target.url, &creds.target);
             target_resent = !is_redacted(&target.url);
-            spec.target.url = keep_password(target.url, &creds.target, "target.url")?;
+            spec.target = Endpoint {
+                url: keep_password(target.url, &creds.target, "target.url")?,
+                tls: target.tls,
+            };
         }
         // Stored passwords are never reused for a new pairing: a caller who moves one end must
         // show they know the other end's password, or they could copy a source they were never
@@ -300,7 +307,8 @@ impl Jobs {
         let _guard = slot.commands.lock().await;
         let started = migration::decide(&slot.snapshot(), Command::Start)?;
         self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;
-        let target = self.credentials(id).await?.target;
+        // The real URL and the target's TLS settings: the lease is taken over the same link.
+        let target = self.real_spec(id).await?.target;
         let grant = self
             .inner
             .worker
@@ -323,7 +331,7 @@ impl Jobs {
         events.push(NewEvent::migration(
             id,
             actor,
-            super::lease_event(&target, grant, false),
+            super::lease_event(&target.url, grant, false),
         ));
         if let Err(e) = self.commit(events).await {
             self.inner.worker.release_lease(id).await;
@@ -384,8 +392,8 @@ impl Jobs {
     pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.migration(id)?.spec();
         let creds = self.credentials(id).await?;
-        if let Source::Url(url) = &mut spec.source {
-            *url = creds.source;
+        if let Source::Server(endpoint) = &mut spec.source {
+            endpoint.url = creds.source;
         }
         spec.target.url = creds.target;
         Ok(spec)

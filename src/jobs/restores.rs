@@ -14,8 +14,7 @@ use super::{JobError, Jobs};
 use crate::aggregate::migration::{self, Command as MigrationCommand};
 use crate::aggregate::restore::{self, Begin, BeginError, Command, Restore, RestoreState};
 use crate::model::{AggregateType, EventKind};
-use crate::redis_url::RedisUrl;
-use crate::spec::OnConflict;
+use crate::spec::{Endpoint, OnConflict};
 use crate::store::NewEvent;
 
 impl Jobs {
@@ -41,12 +40,12 @@ impl Jobs {
     pub async fn start_restore(
         &self,
         backup_id: Uuid,
-        target: RedisUrl,
+        target: Endpoint,
         on_conflict: OnConflict,
         actor: &str,
         force: bool,
     ) -> Result<Restore, JobError> {
-        crate::spec::check_no_db(&target, "target.url").map_err(|e| JobError::Invalid {
+        crate::spec::check_no_db(&target.url, "target.url").map_err(|e| JobError::Invalid {
             field: e.field,
             detail: e.detail,
         })?;
@@ -57,7 +56,7 @@ impl Jobs {
             crate::aggregate::backup::Command::Restore,
         )?;
         let request = Begin {
-            target: target.to_string(),
+            target: target.url.to_string(),
             on_conflict,
             for_migration: None,
             flush_first: false,
@@ -110,9 +109,10 @@ impl Jobs {
             MigrationCommand::Rollback { restore_id },
         )?;
         let backup_id = migration_slot.snapshot().view.backup_id;
-        let target = self.credentials(id).await?.target;
+        // The real URL, and the TLS settings the migration reached the target with.
+        let target = self.real_spec(id).await?.target;
         let request = Begin {
-            target: target.to_string(),
+            target: target.url.to_string(),
             on_conflict: OnConflict::Replace,
             for_migration: Some(id),
             flush_first: true,
@@ -180,7 +180,7 @@ impl Jobs {
     /// Takes the target's lease for restore `restore_id`; the event that records it.
     async fn lease_for_restore(
         &self,
-        target: &RedisUrl,
+        target: &Endpoint,
         restore_id: Uuid,
         actor: &str,
         force: bool,
@@ -200,7 +200,7 @@ impl Jobs {
                 field: "target.url",
                 detail,
             })?;
-        Ok(super::lease_event(target, grant, false))
+        Ok(super::lease_event(&target.url, grant, false))
     }
 
     fn backup_slot_for_restore(
@@ -220,7 +220,7 @@ impl Jobs {
         &self,
         backup: &crate::aggregate::backup::Backup,
         request: &Begin,
-        target: &RedisUrl,
+        target: &Endpoint,
         field: &'static str,
     ) -> Result<EventKind, JobError> {
         crate::aggregate::backup::decide(backup, crate::aggregate::backup::Command::Restore)?;

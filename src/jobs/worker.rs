@@ -18,8 +18,7 @@ use crate::model::{
     AggregateType, BackupDetails, LeaseOwner, ResumePoint, ServerSummary, StoredBackup,
     ValidationReport,
 };
-use crate::redis_url::RedisUrl;
-use crate::spec::{MigrationSpec, OnConflict};
+use crate::spec::{Endpoint, MigrationSpec, OnConflict};
 
 /// A restore to run: what to load, where, and how.
 #[derive(Debug, Clone)]
@@ -27,8 +26,8 @@ pub struct RestoreWork {
     pub restore_id: Uuid,
     /// `None`: the "empty" restore point of a target that held no keys (flush, load nothing).
     pub backup_id: Option<Uuid>,
-    /// The real URL (with its password), kept in memory only.
-    pub target: RedisUrl,
+    /// The real URL (with its password), kept in memory only, and its TLS settings.
+    pub target: Endpoint,
     pub on_conflict: OnConflict,
     /// Empty the target first (a rollback: what the migration wrote goes).
     pub flush_first: bool,
@@ -92,15 +91,15 @@ pub trait Worker: Send + Sync + 'static {
         file: Option<Result<StoredBackup, String>>,
     ) -> BoxFuture<'static, ValidationReport>;
     /// Asks a server about itself; the error says in plain words why it could not.
-    fn inspect(&self, url: RedisUrl) -> BoxFuture<'static, Result<ServerSummary, String>>;
+    fn inspect(&self, server: Endpoint) -> BoxFuture<'static, Result<ServerSummary, String>>;
     /// Whether a backup of about `estimate` bytes fits; the error says what is needed and free.
     fn check_space(&self, estimate: u64) -> Result<(), String>;
-    /// Takes backup `backup_id` of `url` in a supervised task; waits for it when `wait`.
+    /// Takes backup `backup_id` of `server` in a supervised task; waits for it when `wait`.
     fn capture(
         &self,
         jobs: Jobs,
         backup_id: Uuid,
-        url: RedisUrl,
+        server: Endpoint,
         wait: bool,
     ) -> BoxFuture<'static, ()>;
     /// Runs a restore in a supervised task.
@@ -121,7 +120,7 @@ pub trait Worker: Send + Sync + 'static {
     /// (or [`Worker::release_lease`]). The error names who holds it, or why it could not be asked.
     fn acquire_lease(
         &self,
-        target: RedisUrl,
+        target: Endpoint,
         kind: AggregateType,
         id: Uuid,
         actor: String,

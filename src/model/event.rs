@@ -214,6 +214,13 @@ pub enum EventKind {
         report: ValidationReport,
     },
     MigrationStarted {},
+    /// The migration reaches a server over TLS without checking its certificate, because its
+    /// spec asks for `tls.insecure_skip_verify`: recorded when it starts, for the audit trail.
+    TlsVerificationSkipped {
+        link: Link,
+        /// `host:port` of that server.
+        addr: String,
+    },
     /// A backup (an RDB copy of a server) began. Recorded under the backup's own id.
     BackupStarted {
         backup_id: Uuid,
@@ -415,12 +422,13 @@ pub enum EventKind {
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 33] = [
+    pub const TYPE_NAMES: [&'static str; 34] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
         "ValidationCompleted",
         "MigrationStarted",
+        "TlsVerificationSkipped",
         "BackupStarted",
         "BackupProgress",
         "BackupCompleted",
@@ -459,6 +467,7 @@ impl EventKind {
             EventKind::ValidationStarted { .. } => "ValidationStarted",
             EventKind::ValidationCompleted { .. } => "ValidationCompleted",
             EventKind::MigrationStarted { .. } => "MigrationStarted",
+            EventKind::TlsVerificationSkipped { .. } => "TlsVerificationSkipped",
             EventKind::BackupStarted { .. } => "BackupStarted",
             EventKind::BackupProgress { .. } => "BackupProgress",
             EventKind::BackupCompleted { .. } => "BackupCompleted",

@@ -8,9 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::link::LinkConfig;
 use super::LinkError;
-use crate::redis_url::RedisUrl;
 use crate::resp::CommandBuf;
-use crate::transport::{self, ConnectError, ConnectOptions, Stream, TlsPolicy};
+use crate::transport::{self, ConnectError, ConnectOptions, Peer, Stream};
 
 /// How the master answered PSYNC.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +54,8 @@ impl Wire {
         let mut out = CommandBuf::with_capacity(64);
         out.command(args);
         self.stream.write_all(out.as_slice()).await?;
+        // A TLS stream may hold back the tail of a write until it is flushed.
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -108,18 +109,16 @@ pub const VALKEY_REPLICA_VERSION: &str = "9.1.2";
 /// Connects, authenticates and asks for a sync. Returns the wire positioned at the first byte of
 /// the RDB payload (full) or of the command stream (partial).
 pub(crate) async fn perform(
-    url: &RedisUrl,
+    peer: &Peer,
     cfg: LinkConfig,
     resume: Option<&Resume>,
 ) -> Result<(Wire, SyncStart), LinkError> {
-    let addr = url.addr();
+    let addr = peer.addr();
     let options = ConnectOptions {
         connect_timeout: cfg.connect_timeout,
-        tls: TlsPolicy::Refuse {
-            what: "the replication link",
-        },
     };
-    let stream = transport::open(url, &options).await.map_err(|e| match e {
+    // The transport's first round trip (AUTH, or PING) proves a Redis server answers.
+    let stream = transport::open(peer, &options).await.map_err(|e| match e {
         ConnectError::Auth { addr, reason } => LinkError::Auth { addr, reason },
         other => LinkError::Connect(other),
     })?;
@@ -128,27 +127,6 @@ pub(crate) async fn perform(
         buf: BytesMut::with_capacity(cfg.read_chunk),
         cfg,
     };
-
-    // Authenticated already; a PING proves a Redis server answers before the replica talk.
-    let pong = wire.call(&[b"PING"], "waiting for PONG").await?;
-    if !pong.starts_with('+') && !pong.starts_with('-') {
-        return Err(LinkError::Connect(transport::not_redis(
-            &addr,
-            pong.as_bytes(),
-        )));
-    }
-    if pong.starts_with("-NOAUTH") || pong.starts_with("-NOPERM") {
-        return Err(LinkError::Auth {
-            addr,
-            reason: pong.trim_start_matches('-').to_string(),
-        });
-    }
-    if pong.starts_with('-') {
-        return Err(LinkError::Refused {
-            command: "PING",
-            reason: pong,
-        });
-    }
 
     let port = wire.cfg.listening_port.to_string();
     let reply = wire

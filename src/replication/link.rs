@@ -7,8 +7,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::handshake::{self, Resume, SyncStart, Transfer, Wire};
 use super::LinkError;
-use crate::redis_url::RedisUrl;
 use crate::resp::{CommandBuf, Decoder, Frame, Limits};
+use crate::transport::Peer;
 
 /// Tunables of the link. The defaults follow Redis' own replica behaviour.
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +129,7 @@ const EARLY_ACK_INTERVAL: Duration = Duration::from_millis(50);
 impl ReplicaLink {
     /// Connects and performs the handshake. `resume` asks for a partial resync.
     pub async fn connect(
-        url: &RedisUrl,
+        peer: &Peer,
         cfg: LinkConfig,
         resume: Option<(&str, i64)>,
     ) -> Result<ReplicaLink, LinkError> {
@@ -137,7 +137,7 @@ impl ReplicaLink {
             replid: replid.to_string(),
             offset,
         });
-        let (wire, start) = handshake::perform(url, cfg, resume.as_ref()).await?;
+        let (wire, start) = handshake::perform(peer, cfg, resume.as_ref()).await?;
         let (phase, offset, legacy) = match &start {
             SyncStart::Full {
                 transfer,
@@ -214,6 +214,7 @@ impl ReplicaLink {
             .arg(b"ACK")
             .arg_int(self.applied);
         self.wire.stream.write_all(out.as_slice()).await?;
+        self.wire.stream.flush().await?;
         self.ack_due = false;
         self.last_ack = Instant::now();
         Ok(())
@@ -397,8 +398,9 @@ mod tests {
             }
             let _ = s.read(&mut buf).await;
         });
-        let url = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-        let mut link = ReplicaLink::connect(&url, LinkConfig::default(), None)
+        let url = crate::redis_url::RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
+        let peer = Peer::from_url(&url).unwrap();
+        let mut link = ReplicaLink::connect(&peer, LinkConfig::default(), None)
             .await
             .unwrap();
         assert!(matches!(

@@ -17,7 +17,7 @@ use crate::client::lease::{self as wire, Granted, LeaseError, LeaseKeeper, Lease
 use crate::client::Conn;
 use crate::jobs::LeaseGrant;
 use crate::model::{AggregateType, LeaseOwner};
-use crate::redis_url::RedisUrl;
+use crate::transport::Peer;
 
 /// How long taking a lease may take, connection included.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +55,7 @@ impl Supervisor {
     /// holds it, or why the target could not be asked, in words for a 409.
     pub(super) async fn take_lease(
         &self,
-        target: &RedisUrl,
+        target: &Peer,
         owner: LeaseOwner,
         force: bool,
     ) -> Result<(LeaseKeeper, Granted), String> {
@@ -79,7 +79,7 @@ impl Supervisor {
             Ok(Err(e)) => {
                 return Err(crate::client::scrub(
                     &format!("cannot take the lease of the target {}: {e}", target.addr()),
-                    target,
+                    target.url(),
                 ))
             }
             Err(_) => {
@@ -92,7 +92,7 @@ impl Supervisor {
             }
         };
         if let Some(previous) = &granted.took_over {
-            tracing::warn!(target = %target, previous = %previous, "took the target's lease over (force)");
+            tracing::warn!(target = %target.url(), previous = %previous, "took the target's lease over (force)");
         }
         Ok((
             LeaseKeeper::spawn(target.clone(), granted.token.clone()),

@@ -24,6 +24,7 @@ use crate::engine::{self, Controls, EngineError, EngineJob, EventSender, TargetB
 use crate::jobs::{JobError, Jobs, ENGINE_ACTOR, RECOVERY_ACTOR};
 use crate::model::{AggregateType, EventKind, ResumePoint};
 use crate::spec::MigrationSpec;
+use crate::transport::Peer;
 
 /// Capacity of the engine's event channel; a full channel slows the engine down rather than
 /// letting reports pile up in memory.
@@ -174,7 +175,9 @@ impl Supervisor {
             Some(_) => TargetBefore::Keys(engine::inventory::path(&self.inner.config.data_dir, id)),
             None => TargetBefore::Unknown,
         };
-        let target = spec.target.url.clone();
+        // The link the engine uses: if its TLS files cannot be read, the engine fails on them
+        // before writing anything, and there is no mark to clear.
+        let target = Peer::new(&spec.target).ok();
         let job = EngineJob {
             migration_id: id,
             spec,
@@ -187,11 +190,13 @@ impl Supervisor {
         if outcome.is_err() && !lease_lost {
             // A failed or cancelled migration leaves nothing behind that nobody asked for: its
             // offset key goes (the data it wrote stays for the rollback to judge).
-            if engine::resume::clear_mark(&target, id, PROBE_TIMEOUT)
-                .await
-                .is_none()
-            {
-                tracing::warn!(migration = %id, "could not remove the offset key of the target");
+            if let Some(target) = &target {
+                if engine::resume::clear_mark(target, id, PROBE_TIMEOUT)
+                    .await
+                    .is_none()
+                {
+                    tracing::warn!(migration = %id, "could not remove the offset key of the target");
+                }
             }
         }
         if !lease_lost {
@@ -228,13 +233,17 @@ impl Supervisor {
         spec: &MigrationSpec,
     ) -> Result<Option<LeaseKeeper>, JobError> {
         let target = &spec.target.url;
+        let taken = |owner| async move {
+            let peer = Peer::new(&spec.target).map_err(|e| e.to_string())?;
+            self.take_lease(&peer, owner, false).await
+        };
         let actor = jobs
             .get(id)
             .ok()
             .and_then(|v| v.lease.map(|l| l.owner.actor))
             .unwrap_or_else(|| RECOVERY_ACTOR.to_string());
         let owner = self.lease_owner(AggregateType::Migration, id, &actor);
-        match self.take_lease(target, owner, false).await {
+        match taken(owner).await {
             Ok((keeper, granted)) => {
                 let fact = crate::jobs::lease_event(target, super::lease::grant(&granted), true);
                 jobs.report_migration(id, vec![fact]).await?;
@@ -271,7 +280,10 @@ impl Supervisor {
         if m.target_keys_before.is_some() || m.resume.is_some() {
             return Ok(());
         }
-        let target = &spec.target.url;
+        // TLS files are read here, at the first look at the target: unusable ones fail the
+        // start in plain words, before anything is written.
+        let peer = Peer::new(&spec.target).map_err(|e| unreadable(&e.to_string()))?;
+        let target = &peer;
         let summary = match tokio::time::timeout(
             PROBE_TIMEOUT,
             crate::backup::capture::server_summary(target),
@@ -279,7 +291,12 @@ impl Supervisor {
         .await
         {
             Ok(Ok(summary)) => summary,
-            Ok(Err(e)) => return Err(unreadable(&crate::client::scrub(&e.to_string(), target))),
+            Ok(Err(e)) => {
+                return Err(unreadable(&crate::client::scrub(
+                    &e.to_string(),
+                    target.url(),
+                )))
+            }
             Err(_) => {
                 let why = format!("it did not answer within {}s", PROBE_TIMEOUT.as_secs());
                 return Err(unreadable(&why));
@@ -295,7 +312,7 @@ impl Supervisor {
         let keys = summary.total_keys();
         if keys > 0 && spec.options.backup && m.view.backup_id.is_none() {
             let backup_id = self
-                .take_restore_point(jobs, id, target)
+                .take_restore_point(jobs, id, &spec.target)
                 .await
                 .map_err(|e| {
                     (
@@ -320,7 +337,7 @@ impl Supervisor {
                             "the keys the target holds could not be listed before the first \
                              write, so nothing was written: {e}"
                         ),
-                        target,
+                        target.url(),
                     ),
                 )
             })?;
@@ -389,11 +406,11 @@ impl Supervisor {
         &self,
         jobs: &Jobs,
         id: Uuid,
-        target: &crate::redis_url::RedisUrl,
+        target: &crate::spec::Endpoint,
     ) -> Result<Uuid, String> {
         let label = Some(format!("restore point of migration {id}"));
         let backup_id = jobs
-            .begin_backup(target, label, Some(id), ENGINE_ACTOR)
+            .begin_backup(&target.url, label, Some(id), ENGINE_ACTOR)
             .await
             .map_err(|e| e.to_string())?;
         use crate::jobs::Worker;

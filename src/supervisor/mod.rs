@@ -41,9 +41,9 @@ use crate::model::{
     AggregateType, CheckResult, CheckStatus, ResumePoint, ServerSummary, StoredBackup,
     ValidationReport,
 };
-use crate::redis_url::RedisUrl;
-use crate::spec::MigrationSpec;
+use crate::spec::{Endpoint, MigrationSpec};
 use crate::store::{Store, StoreError};
+use crate::transport::Peer;
 
 /// A validation that takes longer than this is reported as failed (validate bounds its own
 /// checks far below this; this is the backstop).
@@ -275,17 +275,17 @@ impl Worker for Supervisor {
         .boxed()
     }
 
-    fn inspect(&self, url: RedisUrl) -> BoxFuture<'static, Result<ServerSummary, String>> {
+    fn inspect(&self, server: Endpoint) -> BoxFuture<'static, Result<ServerSummary, String>> {
         async move {
+            let url = &server.url;
             let addr = url.addr();
-            match tokio::time::timeout(
-                INSPECT_TIMEOUT,
-                crate::backup::capture::server_summary(&url),
-            )
-            .await
-            {
+            let asked = async {
+                let peer = Peer::new(&server).map_err(crate::client::ClientError::from)?;
+                crate::backup::capture::server_summary(&peer).await
+            };
+            match tokio::time::timeout(INSPECT_TIMEOUT, asked).await {
                 Ok(Ok(summary)) => Ok(summary),
-                Ok(Err(e)) => Err(crate::client::scrub(&e.to_string(), &url)),
+                Ok(Err(e)) => Err(crate::client::scrub(&e.to_string(), url)),
                 Err(_) => Err(format!(
                     "no answer from {addr} within {}s; check the host, the port and the firewall",
                     INSPECT_TIMEOUT.as_secs()
@@ -313,10 +313,10 @@ impl Worker for Supervisor {
         &self,
         jobs: Jobs,
         backup_id: Uuid,
-        url: RedisUrl,
+        server: Endpoint,
         wait: bool,
     ) -> BoxFuture<'static, ()> {
-        let work = tasks::capture(self.clone(), jobs, backup_id, url);
+        let work = tasks::capture(self.clone(), jobs, backup_id, server);
         if wait {
             work.boxed()
         } else {
@@ -374,7 +374,7 @@ impl Worker for Supervisor {
 
     fn acquire_lease(
         &self,
-        target: RedisUrl,
+        target: Endpoint,
         kind: AggregateType,
         id: Uuid,
         actor: String,
@@ -383,7 +383,9 @@ impl Worker for Supervisor {
         let this = self.clone();
         async move {
             let owner = this.lease_owner(kind, id, &actor);
-            let (keeper, granted) = this.take_lease(&target, owner, force).await?;
+            // TLS files are read here, for the first connection of this writer.
+            let peer = Peer::new(&target).map_err(|e| e.to_string())?;
+            let (keeper, granted) = this.take_lease(&peer, owner, force).await?;
             this.hold_lease(id, keeper);
             Ok(lease::grant(&granted))
         }

@@ -22,13 +22,15 @@ use crate::client::lease::LeaseToken;
 use crate::engine::{self, Tuning};
 use crate::jobs::{Jobs, RestoreWork, UploadError, UploadSink, UploadedFile, ENGINE_ACTOR};
 use crate::model::{AggregateType, BackupDetails, EventKind};
-use crate::redis_url::RedisUrl;
+use crate::spec::Endpoint;
+use crate::transport::Peer;
 
 /// How often a running capture records its bytes.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// Takes backup `id` of `url` and records its checkpoints and its end.
-pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl) {
+/// Takes backup `id` of `server` and records its checkpoints and its end.
+pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, server: Endpoint) {
+    let url = server.url.clone();
     let dir = sup.backups_dir();
     let max = sup.limits().max_bytes;
     let floor = sup.limits().min_free_bytes;
@@ -50,10 +52,12 @@ pub(super) async fn capture(sup: Supervisor, jobs: Jobs, id: Uuid, url: RedisUrl
         }
     };
     // The capture owns the sender, so the recorder ends when the capture does.
-    let (captured, ()) = tokio::join!(
-        capture::capture(&url, &dir, id, max, floor, progress),
-        recorder
-    );
+    let captured = async {
+        // TLS files are read here, at the start of the capture.
+        let peer = Peer::new(&server).map_err(crate::client::ClientError::from)?;
+        capture::capture(&peer, &dir, id, max, floor, progress).await
+    };
+    let (captured, ()) = tokio::join!(captured, recorder);
     let end = match captured {
         Ok(Captured {
             facts,
@@ -97,9 +101,13 @@ pub(super) async fn restore(sup: Supervisor, jobs: Jobs, path: Option<PathBuf>, 
         Some(keeper) => Ok(keeper),
         None => {
             let owner = sup.lease_owner(AggregateType::Restore, id, ENGINE_ACTOR);
-            sup.take_lease(&work.target, owner, false)
-                .await
-                .map(|(keeper, _)| keeper)
+            match Peer::new(&work.target) {
+                Ok(peer) => sup
+                    .take_lease(&peer, owner, false)
+                    .await
+                    .map(|(keeper, _)| keeper),
+                Err(e) => Err(e.to_string()),
+            }
         }
     };
     let outcome = match &keeper {
@@ -116,7 +124,7 @@ pub(super) async fn restore(sup: Supervisor, jobs: Jobs, path: Option<PathBuf>, 
         Ok(outcome) => RestoreCommand::Complete(outcome),
         Err(e) => RestoreCommand::Fail {
             code: e.code().into(),
-            message: crate::client::scrub(&e.to_string(), &work.target),
+            message: crate::client::scrub(&e.to_string(), &work.target.url),
         },
     };
     if let Err(e) = jobs.report_restore(id, ENGINE_ACTOR, end).await {
@@ -133,6 +141,8 @@ async fn load(
     work: &RestoreWork,
     lease: &LeaseToken,
 ) -> Result<RestoreOutcome, engine::EngineError> {
+    let target = Peer::new(&work.target)
+        .map_err(|e| engine::EngineError::TargetUnreachable(e.to_string()))?;
     let proven = match (path, work.backup_id) {
         (Some(path), Some(backup_id)) => {
             let unproven = |why: String| {
@@ -156,7 +166,7 @@ async fn load(
         _ => None,
     };
     if work.flush_first {
-        engine::flush_target(&work.target, Some(lease))
+        engine::flush_target(&target, Some(lease))
             .await
             .map_err(|e| {
                 engine::EngineError::TargetLinkLost(format!("flushing the target failed: {e}"))
@@ -202,7 +212,7 @@ async fn load(
     };
     let loading = engine::load_rdb_file(
         file,
-        &work.target,
+        &target,
         work.on_conflict,
         Some(lease),
         tx,

@@ -17,7 +17,7 @@ use super::error::{CallError, ConnectError};
 use crate::client::{scrub, ClientError, Conn};
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
-use crate::transport::{ConnectOptions as TransportOptions, TlsPolicy, TlsRoots};
+use crate::transport::{ConnectOptions as TransportOptions, Peer, TlsInfo};
 
 /// A connected server, and what connecting taught us.
 pub struct Admin {
@@ -28,9 +28,11 @@ pub struct Admin {
     deadline: Instant,
     /// Round trip of the first PING, after the handshake.
     pub latency: Duration,
+    /// What TLS negotiated, for a `rediss://` server.
+    pub tls: Option<TlsInfo>,
 }
 
-/// How to connect: the time limits, and which certificate authority to trust for `rediss://`.
+/// How to connect: the time limits (TLS settings come with each server's [`Peer`]).
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// For the whole handshake: TCP, TLS, AUTH and a first PING.
@@ -40,21 +42,17 @@ pub struct ConnectOptions {
     /// For everything with one server, connecting included: the calls of a server that answers,
     /// but slowly, share it, so several rounds of calls cannot add up past it.
     pub budget: Duration,
-    /// Which certificate authorities `rediss://` servers are checked against.
-    pub tls_roots: TlsRoots,
 }
 
 /// Connects, authenticates, PINGs and selects the URL's database within the connect timeout.
-pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, ConnectError> {
+pub async fn connect(peer: &Peer, options: &ConnectOptions) -> Result<Admin, ConnectError> {
+    let url = peer.url();
     let addr = url.addr();
     let deadline = Instant::now() + options.budget;
     let connect_timeout = options.connect_timeout.min(options.budget);
-    let transport = TransportOptions {
-        connect_timeout,
-        tls: TlsPolicy::Trust(options.tls_roots.clone()),
-    };
+    let transport = TransportOptions { connect_timeout };
     let attempt = async {
-        let mut conn = Conn::connect_with(url, &transport, connect_timeout)
+        let mut conn = Conn::connect_with(peer, &transport, connect_timeout)
             .await
             .map_err(|e| connect_error(&addr, connect_timeout, e))?;
         let started = Instant::now();
@@ -89,7 +87,9 @@ pub async fn connect(url: &RedisUrl, options: &ConnectOptions) -> Result<Admin, 
             select_home_db(&mut conn, db, &addr).await?;
         }
         conn.set_call_timeout(options.call_timeout);
+        let tls = conn.tls_info().cloned();
         Ok(Admin {
+            tls,
             conn: Mutex::new(conn),
             url: url.clone(),
             call_timeout: options.call_timeout,

@@ -11,10 +11,18 @@
 
 use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
+use super::permissions;
+pub use super::permissions::{AclProbe, AclVerdict};
+use super::reply::{text, unexpected};
 use crate::client::{Config, Info};
 use crate::model::{LeaseHolder, LeaseOwner, LEASE_KEY};
 use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
+use crate::spec::Endpoint;
+use crate::transport::{Peer, TlsInfo};
+
+/// The user of the stand-in facts of a file source (`from_file`): no server, no connection.
+pub const FILE_SOURCE_USER: &str = "rdb file";
 
 /// What connecting measured.
 #[derive(Debug, Clone)]
@@ -22,6 +30,8 @@ pub struct Connected {
     pub latency: std::time::Duration,
     /// The ACL user the URL authenticates as (`default` when none is named).
     pub user: String,
+    /// What TLS negotiated, for a `rediss://` server.
+    pub tls: Option<TlsInfo>,
 }
 
 /// One loaded module (`MODULE LIST`).
@@ -38,32 +48,22 @@ pub struct ReplicationCommands {
     pub sync: bool,
 }
 
-/// What `ACL DRYRUN <user> <command> …` said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AclVerdict {
-    Allowed,
-    /// The server's explanation, e.g. "This user has no permissions to run the 'psync' command".
-    Denied(String),
-}
-
-/// One ACL probe: may the URL's user run this command?
-#[derive(Debug, Clone)]
-pub struct AclProbe {
-    pub command: &'static str,
-    pub verdict: Result<AclVerdict, CallError>,
-}
-
 /// Everything validation knows about one server.
 #[derive(Debug, Clone)]
 pub struct ServerFacts {
     pub side: Side,
     pub url: RedisUrl,
+    /// `tls.insecure_skip_verify` was asked for: the certificate goes unchecked.
+    pub tls_unverified: bool,
+    /// When the facts were gathered (certificate expiry is counted from it).
+    pub gathered_at: chrono::DateTime<chrono::Utc>,
     pub connect: Result<Connected, ConnectError>,
     pub info: Result<Info, CallError>,
     pub config: Result<Config, CallError>,
     pub modules: Result<Vec<Module>, CallError>,
     pub replication_commands: Result<ReplicationCommands, CallError>,
-    /// Empty when the server is older than 7.0 (no `ACL DRYRUN`) or unreachable.
+    /// One verdict per [`super::permissions::Need`] of the side (`ACL DRYRUN` on 7.0+, the
+    /// user's rules against `COMMAND INFO` on 6.x), plus `~*` on 6.x. Empty when unreachable.
     pub acl: Vec<AclProbe>,
     /// Hashes sampled for field TTLs, taken only on a source of Redis ≥ 7.4, in the databases whose
     /// `INFO keyspace` does not count them (`subexpiry`) or counts some: Redis 7.4 keeps counting
@@ -93,28 +93,15 @@ const FIELD_TTL_SCAN_CALLS: u32 = 100;
 /// At most this many fields of each sampled hash are asked for their TTL.
 const FIELD_TTL_SAMPLE_FIELDS: usize = 16;
 
-/// The commands whose ACL rights each side needs, with harmless arguments for `ACL DRYRUN`.
-fn acl_probes(side: Side) -> &'static [(&'static str, &'static [&'static str])] {
-    match side {
-        Side::Source => &[
-            ("PSYNC", &["PSYNC", "?", "-1"]),
-            ("REPLCONF", &["REPLCONF", "capa", "psync2"]),
-        ],
-        Side::Target => &[
-            ("RESTORE", &["RESTORE", "ferry:probe", "0", "payload"]),
-            ("SELECT", &["SELECT", "0"]),
-            ("FLUSHDB", &["FLUSHDB"]),
-        ],
-    }
-}
-
 impl ServerFacts {
     /// Facts of a server that could not be reached: every fact says so.
-    fn unreachable(side: Side, url: &RedisUrl, error: ConnectError) -> Self {
+    fn unreachable(side: Side, endpoint: &Endpoint, error: ConnectError) -> Self {
         let missing = CallError::NotConnected { side };
         ServerFacts {
             side,
-            url: url.clone(),
+            url: endpoint.url.clone(),
+            tls_unverified: unverified(endpoint),
+            gathered_at: chrono::Utc::now(),
             connect: Err(error),
             info: Err(missing.clone()),
             config: Err(missing.clone()),
@@ -127,11 +114,15 @@ impl ServerFacts {
         }
     }
 
-    /// Connects to `url` and reads every fact the checks need.
-    pub async fn gather(side: Side, url: &RedisUrl, options: &ConnectOptions) -> Self {
-        let admin = match connect(url, options).await {
-            Ok(admin) => admin,
-            Err(error) => return Self::unreachable(side, url, error),
+    /// Connects to `endpoint` (reading its TLS files first) and reads every fact the checks need.
+    pub async fn gather(side: Side, endpoint: &Endpoint, options: &ConnectOptions) -> Self {
+        let url = &endpoint.url;
+        let admin = match Peer::new(endpoint) {
+            Ok(peer) => match connect(&peer, options).await {
+                Ok(admin) => admin,
+                Err(error) => return Self::unreachable(side, endpoint, error),
+            },
+            Err(error) => return Self::unreachable(side, endpoint, error),
         };
         let mut first = admin
             .call_many(&[
@@ -161,9 +152,9 @@ impl ServerFacts {
             .and_then(Info::version_pair)
             .is_some_and(|version| version >= (7, 0));
         let acl = if has_dry_run {
-            probe_acl(&admin, side).await
+            permissions::probe_acl(&admin, side).await
         } else {
-            Vec::new()
+            permissions::evaluate_acl(&admin, side).await
         };
         // Functions arrived with ACL DRYRUN, in 7.0.
         let function_libraries = if side == Side::Source && has_dry_run {
@@ -203,9 +194,12 @@ impl ServerFacts {
         ServerFacts {
             side,
             url: url.clone(),
+            tls_unverified: unverified(endpoint),
+            gathered_at: chrono::Utc::now(),
             connect: Ok(Connected {
                 latency: admin.latency,
                 user: admin.user().to_string(),
+                tls: admin.tls.clone(),
             }),
             info,
             config: config.map(Config::from_pairs),
@@ -220,6 +214,14 @@ impl ServerFacts {
             lease,
         }
     }
+}
+
+fn unverified(endpoint: &Endpoint) -> bool {
+    endpoint.url.tls
+        && endpoint
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.insecure_skip_verify)
 }
 
 /// Reads `ferry:lease` and its time to live (selects db 0 on the connection).
@@ -333,49 +335,6 @@ async fn hash_has_field_ttl(admin: &Admin, key: &[u8]) -> Result<bool, CallError
     }
 }
 
-/// Asks `ACL DRYRUN` about every command the side needs, in one pipeline.
-async fn probe_acl(admin: &Admin, side: Side) -> Vec<AclProbe> {
-    let user = admin.user().to_string();
-    let probes = acl_probes(side);
-    let commands: Vec<(&str, Vec<&[u8]>)> = probes
-        .iter()
-        .map(|(_, args)| {
-            let mut words: Vec<&[u8]> = vec![b"ACL", b"DRYRUN", user.as_bytes()];
-            words.extend(args.iter().map(|a| a.as_bytes()));
-            ("ACL DRYRUN", words)
-        })
-        .collect();
-    let replies = admin.call_many(&commands).await;
-    probes
-        .iter()
-        .zip(replies)
-        .map(|((name, _), reply)| {
-            let verdict = match reply {
-                Ok(frame) => Ok(acl_verdict(&frame)),
-                // "ERR Command 'psync' not found": renamed away, which DRYRUN cannot see through.
-                Err(CallError::Server { detail, .. }) if detail.contains("not found") => {
-                    Err(CallError::Unavailable {
-                        command: name.to_string(),
-                    })
-                }
-                Err(e) => Err(e),
-            };
-            AclProbe {
-                command: name,
-                verdict,
-            }
-        })
-        .collect()
-}
-
-fn acl_verdict(frame: &Frame) -> AclVerdict {
-    match text(frame) {
-        Some(t) if t == "OK" => AclVerdict::Allowed,
-        Some(t) => AclVerdict::Denied(t),
-        None => AclVerdict::Denied(frame.describe()),
-    }
-}
-
 /// A command's words as the byte slices [`Admin::call`] takes.
 pub fn words<'a>(words: &[&'a str]) -> Vec<&'a [u8]> {
     words.iter().map(|w| w.as_bytes()).collect()
@@ -455,19 +414,6 @@ fn parse_command_info(entries: Vec<Frame>) -> Result<ReplicationCommands, CallEr
         psync: exists(&entries[0]),
         sync: exists(&entries[1]),
     })
-}
-
-fn text(frame: &Frame) -> Option<String> {
-    frame
-        .as_bytes()
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-}
-
-fn unexpected(command: &str, frame: &Frame) -> CallError {
-    CallError::Unexpected {
-        command: command.to_string(),
-        detail: frame.describe().chars().take(120).collect(),
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::checks::{self, Inputs};
 use super::error::{CallError, Side};
-use super::facts::{Connected, ServerFacts};
+use super::facts::{Connected, ServerFacts, FILE_SOURCE_USER};
 use super::{connect_options, measure_local, ValidateContext};
 use crate::client::Info;
 use crate::model::{CheckResult, CheckStatus, StoredBackup, ValidationReport};
@@ -32,6 +32,15 @@ const TARGET_CHECKS: &[&str] = &[
     "target.in_use",
     "capacity.memory",
     "capacity.disk",
+    "target.permissions",
+    "tls.files",
+    "tls.protocol",
+    "tls.handshake",
+    "tls.chain",
+    "tls.hostname",
+    "tls.expiry",
+    "tls.client_certificate",
+    "tls.verification",
 ];
 
 /// Checks a migration from `backup` (the record of `spec.source`'s completed backup, or why there
@@ -41,8 +50,8 @@ pub async fn run(
     backup: Result<StoredBackup, String>,
     ctx: &ValidateContext,
 ) -> ValidationReport {
-    let options = connect_options(ctx).await;
-    let target = ServerFacts::gather(Side::Target, &spec.target.url, &options).await;
+    let options = connect_options(ctx);
+    let target = ServerFacts::gather(Side::Target, &spec.target, &options).await;
     let local = measure_local(ctx, &target).await;
     let usable = backup;
     let source = file_facts(spec, usable.as_ref().ok());
@@ -117,13 +126,19 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
         ));
     }
     let not_a_server = CallError::NotConnected { side: Side::Source };
+    // Never connected to: the checks run here only read the target's URL (and the TLS checks
+    // skip this side: see `FILE_SOURCE_USER`).
+    let mut url = spec.target.url.clone();
+    url.tls = false;
     ServerFacts {
         side: Side::Source,
-        // Never connected to: the checks run here only read the target's URL.
-        url: spec.target.url.clone(),
+        url,
+        tls_unverified: false,
+        gathered_at: chrono::Utc::now(),
         connect: Ok(Connected {
             latency: Duration::ZERO,
-            user: "rdb file".into(),
+            user: FILE_SOURCE_USER.into(),
+            tls: None,
         }),
         info: Ok(Info::parse(&text)),
         config: Err(not_a_server.clone()),

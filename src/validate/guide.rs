@@ -32,6 +32,37 @@ const fn item(
     }
 }
 
+/// The minimal ACL user of one side, as one `ACL SETUSER` line.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GuideUser {
+    /// `source` or `target`.
+    pub server: &'static str,
+    /// The Redis versions the line is for.
+    pub versions: &'static str,
+    /// Run it on that server (with a real password instead of `CHANGE-ME`), then put the user in
+    /// the URL: `redis://ferry-source:PASSWORD@host:port`.
+    pub setuser: String,
+}
+
+/// The least-privilege users: a source user and a target user, for 7.0+ and for 6.2.
+pub fn users() -> Vec<GuideUser> {
+    use super::error::Side;
+    use super::permissions::setuser_line;
+    [
+        ("source", Side::Source, "ferry-source"),
+        ("target", Side::Target, "ferry-target"),
+    ]
+    .into_iter()
+    .flat_map(|(server, side, user)| {
+        [("7.0 and later", true), ("6.2", false)].map(|(versions, redis_7)| GuideUser {
+            server,
+            versions,
+            setuser: setuser_line(side, user, redis_7),
+        })
+    })
+    .collect()
+}
+
 /// Every prerequisite, in the order a user should go through them.
 pub fn prerequisites() -> Vec<GuideItem> {
     vec![
@@ -57,12 +88,66 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Point the target URL at the server you want to migrate to.",
         ),
         item(
-            "transfer.tls",
-            "The transfer runs over plain TCP",
-            "Validation can reach rediss:// servers, but the replication link and the target writer do not \
-             speak TLS yet, so a TLS endpoint would fail when the migration starts.",
-            "Give the migration redis:// addresses: a non-TLS port of the same servers, or a local TLS tunnel \
-             (stunnel, spiped) that Ferry reaches over plain TCP.",
+            "tls.files",
+            "Ferry can read the TLS files",
+            "`tls.ca_file`, `tls.cert_file` and `tls.key_file` are read when validation, a migration, a backup or \
+             a restore starts; a missing, unreadable or wrong-format file stops it before anything is written.",
+            "Fix the path or the permissions the message names. Files must be PEM: certificates \
+             (-----BEGIN CERTIFICATE-----) and an unencrypted private key (PKCS#8, PKCS#1 or SEC1); decrypt an \
+             encrypted key with `openssl pkey -in KEY -out KEY.plain` and make it readable by Ferry's user only.",
+        ),
+        item(
+            "tls.protocol",
+            "Each URL says what its port speaks",
+            "redis:// to a TLS-only port gets the connection closed without a word; rediss:// to a plain port gets \
+             no TLS answer. Neither can carry a migration.",
+            "Use rediss:// for the server's TLS port (tls-port) and redis:// for its plain port (port).",
+        ),
+        item(
+            "tls.handshake",
+            "The TLS handshake completes",
+            "A handshake can fail for reasons other than the certificate: no common protocol version or cipher \
+             (Ferry speaks TLS 1.2 and 1.3), or a server that closes the connection.",
+            "Check the server's tls-protocols and tls-ciphers (TLS 1.2 or 1.3 with modern ciphers) and its log.",
+        ),
+        item(
+            "tls.chain",
+            "The server's certificate is trusted",
+            "Ferry checks the server's certificate against the system's roots, or against `tls.ca_file` when one \
+             is given: an untrusted certificate could belong to anyone between Ferry and the server.",
+            "Give the CA certificate that signed the server's certificate (a private CA, e.g. the server's \
+             tls-ca-cert-file) as `tls.ca_file`.",
+        ),
+        item(
+            "tls.hostname",
+            "The server's certificate carries the name Ferry connects to",
+            "The certificate must name the host of the URL (DNS name or IP address in its subject alternative \
+             names), or a certificate for another server would be accepted.",
+            "Connect with a name the certificate carries, or set `tls.server_name` to it (e.g. when reaching the \
+             server through an IP address or a tunnel).",
+        ),
+        item(
+            "tls.expiry",
+            "The server's certificate stays valid through the migration",
+            "An expired certificate fails every connection; one that expires within 14 days can expire during a \
+             long live migration, and every reconnection then fails.",
+            "Renew the server's certificate (and reload it: `CONFIG SET tls-cert-file …`) before migrating.",
+        ),
+        item(
+            "tls.client_certificate",
+            "Ferry presents a client certificate the server accepts",
+            "A server with tls-auth-clients yes refuses connections without a client certificate signed by a CA \
+             it trusts (mutual TLS).",
+            "Set `tls.cert_file` and `tls.key_file` to a client certificate signed by the CA in the server's \
+             tls-ca-cert-file.",
+        ),
+        item(
+            "tls.verification",
+            "Server certificates are verified",
+            "`tls.insecure_skip_verify` accepts any certificate: the link is encrypted, but anyone on the path \
+             could pose as the server and read or change the data and the passwords. It is a warning here and \
+             a `TlsVerificationSkipped` event when the migration starts.",
+            "Give `tls.ca_file` (and `tls.server_name` if needed) instead of skipping verification.",
         ),
         item(
             "source.replication",
@@ -72,6 +157,25 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Ask the operator to enable PSYNC/REPLCONF for Ferry's user (`ACL SETUSER <user> +psync +replconf`, \
              or remove `rename-command PSYNC`). Alternatives: migrate from a replica you run yourself, or export \
              an RDB file and import it (POST /v1/backups/upload).",
+        ),
+        item(
+            "source.permissions",
+            "Ferry's user on the source may do what the migration needs, and no more",
+            "Ferry authenticates as the URL's user (`redis://user:password@…`, AUTH user password) on every \
+             link, the replication link included. It needs PSYNC/REPLCONF to replicate, INFO and SELECT, read \
+             commands to verify, CLIENT PAUSE/UNPAUSE when pausing writes at cutover, and nothing that writes. \
+             Validation asks ACL DRYRUN (7.0+) or evaluates ACL GETUSER against COMMAND INFO (6.2).",
+            "Create a user with exactly the rights of the source line under `users` in this guide (one line \
+             for Redis 7.0+, one for 6.2), or grant the missing commands the check names.",
+        ),
+        item(
+            "target.permissions",
+            "Ferry's user on the target may do what the migration needs, and no more",
+            "Ferry writes the snapshot with RESTORE in MULTI/EXEC, applies the live stream (any write command \
+             the source's clients send, hence +@write), verifies with read commands, and FLUSHALL is needed \
+             only to roll back (FLUSHDB for on_conflict flush). Validation checks each of them for the URL's user.",
+            "Create a user with exactly the rights of the target line under `users` in this guide. If \
+             applications PUBLISH on the source, the stream carries it: add `+publish &*`.",
         ),
         item(
             "source.role",

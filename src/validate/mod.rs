@@ -22,6 +22,8 @@ pub mod error;
 pub mod facts;
 pub mod from_file;
 pub mod guide;
+pub mod permissions;
+mod reply;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,7 +31,6 @@ use std::time::Duration;
 use crate::disk;
 use crate::model::ValidationReport;
 use crate::spec::MigrationSpec;
-use crate::transport::TlsRoots;
 use checks::{Inputs, LocalFacts};
 use conn::ConnectOptions;
 use error::Side;
@@ -54,9 +55,6 @@ pub struct ValidateContext {
     pub call_timeout: Duration,
     /// Everything with one server, connecting included (see [`GATHER_BUDGET`]).
     pub budget: Duration,
-    /// A PEM file with the CA certificate(s) that signed the servers' TLS certificates, for
-    /// `rediss://` servers with a private CA. `None` trusts the system's roots.
-    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl ValidateContext {
@@ -67,7 +65,6 @@ impl ValidateContext {
             connect_timeout: CONNECT_TIMEOUT,
             call_timeout: CALL_TIMEOUT,
             budget: GATHER_BUDGET,
-            tls_ca_file: None,
         }
     }
 }
@@ -80,16 +77,16 @@ pub async fn run(spec: &MigrationSpec) -> ValidationReport {
 
 /// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
 pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> ValidationReport {
-    let Some(source_url) = spec.source.url() else {
+    let Some(source) = spec.source.endpoint() else {
         // A file source needs its backup's facts: `jobs` validates it with `from_file::run`.
         return from_file::missing_backup(
             "this source is an RDB file; validate the migration through the API",
         );
     };
-    let options = connect_options(ctx).await;
+    let options = connect_options(ctx);
     let (source, target) = tokio::join!(
-        ServerFacts::gather(Side::Source, source_url, &options),
-        ServerFacts::gather(Side::Target, &spec.target.url, &options),
+        ServerFacts::gather(Side::Source, source, &options),
+        ServerFacts::gather(Side::Target, &spec.target, &options),
     );
     let local = measure_local(ctx, &target).await;
     let inputs = Inputs {
@@ -101,23 +98,12 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
     ValidationReport::from_checks(checks::run_all(&inputs))
 }
 
-/// Timeouts and TLS roots for the admin connections.
-pub(crate) async fn connect_options(ctx: &ValidateContext) -> ConnectOptions {
-    let tls_roots = match &ctx.tls_ca_file {
-        None => TlsRoots::System,
-        Some(path) => match tokio::fs::read(path).await {
-            Ok(pem) => TlsRoots::Pem(pem),
-            Err(e) => TlsRoots::Unreadable {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            },
-        },
-    };
+/// Timeouts for the admin connections.
+pub(crate) fn connect_options(ctx: &ValidateContext) -> ConnectOptions {
     ConnectOptions {
         connect_timeout: ctx.connect_timeout,
         call_timeout: ctx.call_timeout,
         budget: ctx.budget,
-        tls_roots,
     }
 }
 

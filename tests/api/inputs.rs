@@ -51,6 +51,18 @@ async fn bad_bodies_get_400_naming_the_field() {
             spec_with(json!({"source": {"url": "redis://h:1", "tls": true}})),
             "source.tls",
         ),
+        (
+            spec_with(json!({"target": {"url": "redis://h:1", "tls": [null, null]}})),
+            "target.tls",
+        ),
+        (
+            spec_with(json!({"source": {"url": "redis://h:1", "tls": [null, null]}})),
+            "source.tls",
+        ),
+        (
+            spec_with(json!({"source": {"rdb": ["0192f3a4-5b6c-7d8e-9f00-112233445566"]}})),
+            "source.rdb",
+        ),
         (spec_with(json!({"name": 5})), "name"),
         (json!({"source": {"url": "redis://h:1"}}), "target"),
         (json!([1, 2]), "body"),

@@ -9,6 +9,7 @@ mod cli;
 mod inputs;
 mod lifecycle;
 mod persistence;
+mod roles;
 mod running;
 mod safety;
 mod security;

@@ -55,7 +55,7 @@ async fn with_tokens_configured_v1_needs_a_valid_bearer_token_and_the_name_is_th
         .iter()
         .map(|e| e["actor"].as_str().unwrap())
         .collect();
-    assert_eq!(actors, ["ops-bot", "ops-bot"]);
+    assert_eq!(actors, ["ops-bot (admin)", "ops-bot (admin)"]);
 }
 
 #[tokio::test]
@@ -82,6 +82,7 @@ async fn a_token_whose_variable_is_unset_refuses_to_start() {
     settings.auth.tokens = vec![ferry::config::TokenSetting {
         name: "ci".into(),
         token_env: "FERRY_TEST_TOKEN_NEVER_SET".into(),
+        role: ferry::config::Role::Viewer,
     }];
     assert!(matches!(
         Application::build(&settings).await,

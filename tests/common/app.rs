@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferry::app::Application;
 use ferry::app::StopHandle;
-use ferry::config::{AuthSettings, LogFormat, Settings, TokenSetting};
+use ferry::config::{AuthSettings, LogFormat, Role, Settings, TokenSetting};
 use serde_json::{json, Value};
 
 /// Everything any test's app has logged so far.
@@ -76,18 +76,48 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(settings, dir).await
 }
 
-/// An app that requires the bearer token in `$env_var` (set here) named `name`.
+/// An app that requires the bearer token in `$env_var` (set here) named `name`, role `admin`.
 pub async fn spawn_app_with_token(name: &str, env_var: &str, token: &str) -> TestApp {
-    std::env::set_var(env_var, token);
+    spawn_app_with_tokens(&[(name, env_var, token, Role::Admin)]).await
+}
+
+/// An app with several tokens: `(name, env var, value, role)` each (the variables are set here).
+pub async fn spawn_app_with_tokens(tokens: &[(&str, &str, &str, Role)]) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().expect("temp data dir"));
     let mut settings = settings_for(dir.path());
     settings.auth = AuthSettings {
-        tokens: vec![TokenSetting {
-            name: name.into(),
-            token_env: env_var.into(),
-        }],
+        tokens: tokens
+            .iter()
+            .map(|(name, env_var, token, role)| {
+                std::env::set_var(env_var, token);
+                TokenSetting {
+                    name: name.to_string(),
+                    token_env: env_var.to_string(),
+                    role: *role,
+                }
+            })
+            .collect(),
     };
     spawn_with(settings, dir).await
+}
+
+/// An app serving HTTPS with `cert_file` and `key_file`; its client trusts `ca_file`.
+pub async fn spawn_https_app(cert_file: &Path, key_file: &Path, ca_file: &Path) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp data dir"));
+    let mut settings = settings_for(dir.path());
+    settings.http.tls = Some(ferry::config::HttpTlsSettings {
+        cert_file: cert_file.to_path_buf(),
+        key_file: key_file.to_path_buf(),
+    });
+    let mut app = spawn_with(settings, dir).await;
+    let ca = std::fs::read(ca_file).expect("read the test CA");
+    app.client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("a PEM CA"))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("https client");
+    app.address = format!("https://127.0.0.1:{}", app.port);
+    app
 }
 
 pub async fn spawn_with(settings: Settings, data_dir: Arc<tempfile::TempDir>) -> TestApp {
@@ -212,6 +242,13 @@ impl TestApp {
     }
 
     /// Creates a migration and returns its view.
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::DELETE, path)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
     pub async fn create(&self, source: &str, target: &str) -> Value {
         let response = self
             .post_json(

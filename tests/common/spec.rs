@@ -38,13 +38,8 @@ pub fn spec(
     let url = |s: String| RedisUrl::parse(&s).unwrap_or_else(|e| panic!("test URL {s}: {e}"));
     MigrationSpec {
         name: Some("test".into()),
-        source: Endpoint {
-            url: url(source.server_url()),
-        }
-        .into(),
-        target: Endpoint {
-            url: url(target.server_url()),
-        },
+        source: Endpoint::new(url(source.server_url())).into(),
+        target: Endpoint::new(url(target.server_url())),
         mode,
         options,
     }

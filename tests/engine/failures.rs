@@ -26,13 +26,13 @@ async fn authenticated_servers_work_and_a_wrong_password_fails_without_leaking_i
         Mode::Snapshot,
         options(OnConflict::Fail, Verify::Full),
     );
-    s.source = ferry::spec::Source::Url(
+    s.source = ferry::spec::Source::from(ferry::spec::Endpoint::new(
         ferry::redis_url::RedisUrl::parse(&format!(
             "redis://mover:src-secret-1@127.0.0.1:{}",
             source.port
         ))
         .unwrap(),
-    );
+    ));
     s.target.url = ferry::redis_url::RedisUrl::parse(&format!(
         "redis://:tgt-secret-2@127.0.0.1:{}",
         target.port
@@ -41,13 +41,13 @@ async fn authenticated_servers_work_and_a_wrong_password_fails_without_leaking_i
     let (result, _) = start(s.clone(), quick()).finish().await;
     result.unwrap();
 
-    s.source = ferry::spec::Source::Url(
+    s.source = ferry::spec::Source::from(ferry::spec::Endpoint::new(
         ferry::redis_url::RedisUrl::parse(&format!(
             "redis://mover:not-it-3@127.0.0.1:{}",
             source.port
         ))
         .unwrap(),
-    );
+    ));
     let (result, events) = start(s, quick()).finish().await;
     let err = result.expect_err("a wrong password fails");
     assert_eq!(err.code(), "auth_failed");
@@ -66,13 +66,13 @@ async fn an_unreachable_source_fails_with_source_unreachable() {
         Mode::Snapshot,
         options(OnConflict::Fail, Verify::None),
     );
-    s.source = ferry::spec::Source::Url(
+    s.source = ferry::spec::Source::from(ferry::spec::Endpoint::new(
         ferry::redis_url::RedisUrl::parse(&format!(
             "redis://127.0.0.1:{}",
             crate::common::redis::free_port()
         ))
         .unwrap(),
-    );
+    ));
     let (result, events) = start(s, quick()).finish().await;
     assert_eq!(result.unwrap_err().code(), "source_unreachable");
     assert!(events.is_empty(), "{events:?}");
@@ -91,10 +91,10 @@ async fn a_user_without_psync_gets_replication_refused() {
         Mode::Snapshot,
         options(OnConflict::Fail, Verify::None),
     );
-    s.source = ferry::spec::Source::Url(
+    s.source = ferry::spec::Source::from(ferry::spec::Endpoint::new(
         ferry::redis_url::RedisUrl::parse(&format!("redis://reader:pw@127.0.0.1:{}", source.port))
             .unwrap(),
-    );
+    ));
     let (result, _) = start(s, quick()).finish().await;
     let err = result.unwrap_err();
     assert_eq!(err.code(), "replication_refused", "{err}");

@@ -13,3 +13,4 @@ mod ferry_restarts;
 mod safety;
 mod server_restarts;
 mod target_errors;
+mod tls;

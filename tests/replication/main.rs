@@ -8,8 +8,13 @@ use std::time::{Duration, Instant};
 use common::redis::RedisServer;
 use ferry::redis_url::RedisUrl;
 use ferry::replication::{LinkConfig, LinkError, LinkItem, ReplicaLink, SyncStart, Transfer};
+use ferry::transport::Peer;
 
 const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_REDIS);
+
+fn peer(server: &RedisServer) -> Peer {
+    Peer::from_url(&url(server)).unwrap()
+}
 
 fn url(server: &RedisServer) -> RedisUrl {
     RedisUrl::parse(&server.url()).unwrap()
@@ -92,7 +97,7 @@ async fn full_sync_then_stream(version: &str, diskless: bool) {
             .query(&mut c)
             .unwrap();
     }
-    let mut link = ReplicaLink::connect(&url(&source), LinkConfig::default(), None)
+    let mut link = ReplicaLink::connect(&peer(&source), LinkConfig::default(), None)
         .await
         .unwrap();
     let SyncStart::Full {
@@ -173,7 +178,7 @@ async fn diskless_full_sync_on_7_4() {
 #[tokio::test]
 async fn psync_with_a_known_offset_continues_without_a_snapshot() {
     let source = RedisServer::start_with("7.0", &["--repl-diskless-sync-delay", "0"]);
-    let mut link = ReplicaLink::connect(&url(&source), LinkConfig::default(), None)
+    let mut link = ReplicaLink::connect(&peer(&source), LinkConfig::default(), None)
         .await
         .unwrap();
     let SyncStart::Full { replid, .. } = link.start().clone() else {
@@ -190,7 +195,7 @@ async fn psync_with_a_known_offset_continues_without_a_snapshot() {
 
     let _: () = redis::cmd("SET").arg("b").arg("2").query(&mut c).unwrap();
     let mut link = ReplicaLink::connect(
-        &url(&source),
+        &peer(&source),
         LinkConfig::default(),
         Some((&replid, applied)),
     )
@@ -222,9 +227,10 @@ async fn auth_with_user_and_password_works_and_a_wrong_password_is_named_without
         source.port
     ))
     .unwrap();
-    let mut link = ReplicaLink::connect(&good, LinkConfig::default(), None)
-        .await
-        .unwrap();
+    let mut link =
+        ReplicaLink::connect(&Peer::from_url(&good).unwrap(), LinkConfig::default(), None)
+            .await
+            .unwrap();
     read_rdb(&mut link, "7.2").await;
 
     let bad = RedisUrl::parse(&format!(
@@ -232,7 +238,7 @@ async fn auth_with_user_and_password_works_and_a_wrong_password_is_named_without
         source.port
     ))
     .unwrap();
-    let err = ReplicaLink::connect(&bad, LinkConfig::default(), None)
+    let err = ReplicaLink::connect(&Peer::from_url(&bad).unwrap(), LinkConfig::default(), None)
         .await
         .err()
         .expect("a wrong password fails");
@@ -244,7 +250,7 @@ async fn auth_with_user_and_password_works_and_a_wrong_password_is_named_without
 async fn an_unreachable_source_fails_fast_with_the_address() {
     let port = common::redis::free_port();
     let u = RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).unwrap();
-    let err = ReplicaLink::connect(&u, LinkConfig::default(), None)
+    let err = ReplicaLink::connect(&Peer::from_url(&u).unwrap(), LinkConfig::default(), None)
         .await
         .err()
         .expect("nothing listens there");
@@ -269,7 +275,7 @@ async fn a_source_without_psync_is_synced_with_legacy_sync() {
         .arg("v")
         .query(&mut source.conn())
         .unwrap();
-    let mut link = ReplicaLink::connect(&url(&source), LinkConfig::default(), None)
+    let mut link = ReplicaLink::connect(&peer(&source), LinkConfig::default(), None)
         .await
         .unwrap();
     assert!(

@@ -5,6 +5,8 @@
 //! - `source`: replication rights, role, output buffer and backlog under load, field-TTL sampling.
 //! - `target`: writability, capacity, databases, modules, versions, conflicts, configuration.
 //! - `faults`: unreachable and stalled servers, and the time validation takes then.
+//! - `tls`: the `tls.*` checks against real TLS servers (chain, host name, expiry, mutual TLS,
+//!   protocol mismatch, files, skipped verification).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,6 +16,7 @@ mod faults;
 mod helpers;
 mod source;
 mod target;
+mod tls;
 
 use helpers::*;
 

@@ -64,6 +64,92 @@ async fn an_acl_user_without_psync_or_restore_rights_is_named() {
         CheckStatus::Fail,
         &["`limited`", "RESTORE", "+restore"],
     );
+    expect(&report, "source.permissions", CheckStatus::Fail, &["PSYNC"]);
+    expect(
+        &report,
+        "target.permissions",
+        CheckStatus::Fail,
+        &["RESTORE"],
+    );
+}
+
+/// Runs a guide line (`ACL SETUSER …`) on `server`, with `user` and password `pw`.
+fn setuser(server: &RedisServer, line: &str, user: &str) {
+    let line = line
+        .replace("ferry-source", user)
+        .replace("ferry-target", user)
+        .replace(">CHANGE-ME", ">pw");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut cmd = redis::cmd(words[0]);
+    for word in &words[1..] {
+        cmd.arg(*word);
+    }
+    let _: () = cmd
+        .query(&mut server.conn())
+        .unwrap_or_else(|e| panic!("`{line}` on {}: {e}", server.version));
+}
+
+/// The guide's minimal users pass `*.permissions` on 6.2 (ACL GETUSER + COMMAND INFO) and on 7.x
+/// (ACL DRYRUN); taking one right away fails, naming it and the line that grants it.
+#[tokio::test]
+async fn the_guides_minimal_users_pass_and_a_missing_right_is_named_on_6_2_and_7_2() {
+    let users = ferry::validate::guide::users();
+    for version in ["6.2", "7.2"] {
+        let versions = if version == "6.2" {
+            "6.2"
+        } else {
+            "7.0 and later"
+        };
+        let line = |server: &str| {
+            users
+                .iter()
+                .find(|u| u.server == server && u.versions == versions)
+                .map(|u| u.setuser.clone())
+                .expect("a guide line")
+        };
+        let source = RedisServer::start(version);
+        let target = RedisServer::start(version);
+        setuser(&source, &line("source"), "mover");
+        setuser(&target, &line("target"), "mover");
+        let source_url = format!("redis://mover:pw@127.0.0.1:{}", source.port);
+        let target_url = format!("redis://mover:pw@127.0.0.1:{}", target.port);
+        let report = validate(&source_url, &target_url).await;
+        for id in [
+            "source.permissions",
+            "target.permissions",
+            "source.replication",
+        ] {
+            expect(&report, id, CheckStatus::Pass, &[]);
+        }
+        assert_ne!(
+            report.status,
+            ReportStatus::Failed,
+            "{version}: {}",
+            pretty(&report)
+        );
+
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "mover", "-psync"])
+            .query(&mut source.conn())
+            .unwrap();
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "mover", "-multi"])
+            .query(&mut target.conn())
+            .unwrap();
+        let report = validate(&source_url, &target_url).await;
+        expect(
+            &report,
+            "source.permissions",
+            CheckStatus::Fail,
+            &["`mover`", "PSYNC", "ACL SETUSER mover on", "+psync"],
+        );
+        expect(
+            &report,
+            "target.permissions",
+            CheckStatus::Fail,
+            &["`mover`", "MULTI", "+multi"],
+        );
+    }
 }
 
 #[tokio::test]
@@ -142,7 +228,7 @@ async fn a_busy_source_with_small_buffers_warns_about_the_output_buffer_and_the_
 
 #[tokio::test]
 async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
-    use ferry::transport::TlsRoots;
+    use ferry::transport::Peer;
     use ferry::validate::conn::{connect, ConnectOptions};
     use ferry::validate::facts::sample_field_ttls;
     // Redis 7.4 counts them (subexpiry), so the sampler is exercised directly: it is what
@@ -170,10 +256,9 @@ async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
         connect_timeout: Duration::from_secs(5),
         call_timeout: Duration::from_secs(5),
         budget: Duration::from_secs(20),
-        tls_roots: TlsRoots::System,
     };
     let url = ferry::redis_url::RedisUrl::parse(&server.url()).unwrap();
-    let admin = connect(&url, &options)
+    let admin = connect(&Peer::from_url(&url).unwrap(), &options)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
     let sample = sample_field_ttls(&admin, &[0, 2], 0).await.unwrap();

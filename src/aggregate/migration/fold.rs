@@ -309,6 +309,7 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         // Backup events under a migration's id are its restore point (above); restore events
         // there are rollbacks recorded before restores were aggregates of their own.
+        EventKind::TlsVerificationSkipped { .. } => {}
         EventKind::BackupStarted { .. }
         | EventKind::BackupProgress { .. }
         | EventKind::BackupFailed { .. }

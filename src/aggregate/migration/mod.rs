@@ -22,7 +22,7 @@ pub use fold::{
 use uuid::Uuid;
 
 use super::{Action, Refusal};
-use crate::model::{AggregateType, EventKind, ValidationReport};
+use crate::model::{AggregateType, EventKind, Link, ValidationReport};
 use crate::spec::MigrationSpec;
 
 use serde::{Deserialize, Serialize};
@@ -229,7 +229,27 @@ pub fn decide(m: &Migration, command: Command) -> Result<Vec<EventKind>, Refusal
         }
         Command::Start => {
             check(Action::Start)?;
-            Ok(vec![EventKind::MigrationStarted {}])
+            let spec = m.spec();
+            let unchecked = [
+                (Link::Source, spec.source.endpoint()),
+                (Link::Target, Some(&spec.target)),
+            ]
+            .into_iter()
+            .filter_map(|(link, endpoint)| {
+                let endpoint = endpoint?;
+                let skipped = endpoint.url.tls
+                    && endpoint
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| t.insecure_skip_verify);
+                skipped.then(|| EventKind::TlsVerificationSkipped {
+                    link,
+                    addr: endpoint.url.addr(),
+                })
+            });
+            Ok(std::iter::once(EventKind::MigrationStarted {})
+                .chain(unchecked)
+                .collect())
         }
         Command::Cutover => {
             check(Action::Cutover)?;

@@ -26,23 +26,21 @@ use crate::engine::error::{show_key, EngineError};
 use crate::engine::{server_version, Tuning};
 use crate::model::{Difference, ProblemKey, VerificationReport};
 use crate::rdb::{Entry, Item, Parser, Value};
-use crate::redis_url::RedisUrl;
 use crate::resp::Frame;
 use crate::spec::Verify;
+use crate::transport::Peer;
 
 /// Problem keys listed in the report (as for a server source).
 const MAX_PROBLEMS: usize = 100;
 
-/// Compares the target at `target_url` with the file at `path`.
+/// Compares the `target` server with the file at `path`.
 pub(crate) async fn verify(
     path: &Path,
-    target_url: &RedisUrl,
+    target: &Peer,
     mode: Verify,
     tuning: &Tuning,
 ) -> Result<VerificationReport, EngineError> {
-    let mut target = Conn::connect(target_url)
-        .await
-        .map_err(EngineError::target)?;
+    let mut target = Conn::connect(target).await.map_err(EngineError::target)?;
     let version = server_version(&mut target)
         .await
         .map_err(EngineError::target)?;

@@ -1,5 +1,5 @@
 //! `source.connect`, `target.connect` and `distinct_servers`: can Ferry talk to both servers, and
-//! are they really two servers?
+//! are they really two servers? (How TLS failed is said by the `tls.*` checks.)
 
 use serde_json::json;
 
@@ -26,12 +26,21 @@ fn connect(id: &str, facts: &ServerFacts) -> Verdict {
                 (None, true) => " (TLS)".to_string(),
                 (None, false) => String::new(),
             };
+            let negotiated = connected.tls.as_ref().map(|t| {
+                json!({
+                    "protocol": t.protocol,
+                    "cipher_suite": t.cipher_suite,
+                    "certificate_not_after": t.not_after.map(|d| d.to_rfc3339()),
+                    "certificate_checked": !t.unverified,
+                })
+            });
             pass(
                 id,
                 format!("connected to {addr}{described}"),
                 json!({
                     "addr": addr,
                     "tls": tls,
+                    "tls_session": negotiated,
                     "user": connected.user,
                     "version": facts.info.as_ref().ok().and_then(|i| i.version()),
                     "server": version.map(|v| v.to_string()),
@@ -74,35 +83,6 @@ pub fn distinct_servers(inputs: &Inputs) -> Verdict {
     pass(
         id,
         "the source and the target are different servers",
-        details,
-    )
-}
-
-/// The transfer (replication link and target writer) speaks plain TCP only for now, while the
-/// checks above can use TLS. A `rediss://` endpoint is refused here, before anything is written,
-/// instead of when the migration starts.
-pub fn transfer_tls(inputs: &Inputs) -> Verdict {
-    let id = "transfer.tls";
-    let tls: Vec<&str> = [("source", inputs.source), ("target", inputs.target)]
-        .into_iter()
-        .filter(|(_, facts)| facts.url.tls)
-        .map(|(name, _)| name)
-        .collect();
-    let details = json!({ "tls_endpoints": tls });
-    if tls.is_empty() {
-        return pass(
-            id,
-            "both endpoints use plain TCP, which the transfer supports",
-            details,
-        );
-    }
-    fail(
-        id,
-        format!(
-            "the {} uses TLS (rediss://), which Ferry's transfer does not support yet; give the \
-             migration a redis:// address (a non-TLS port, or a local TLS tunnel such as stunnel)",
-            tls.join(" and ")
-        ),
         details,
     )
 }

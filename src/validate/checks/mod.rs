@@ -13,8 +13,10 @@ mod capacity;
 mod compat;
 mod config_diff;
 mod connect;
+mod permissions;
 mod replication;
 mod target;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -73,12 +75,48 @@ pub const ALL: &[Check] = &[
         run: connect::distinct_servers,
     },
     Check {
-        id: "transfer.tls",
-        run: connect::transfer_tls,
+        id: "tls.files",
+        run: tls::files,
+    },
+    Check {
+        id: "tls.protocol",
+        run: tls::protocol,
+    },
+    Check {
+        id: "tls.handshake",
+        run: tls::handshake,
+    },
+    Check {
+        id: "tls.chain",
+        run: tls::chain,
+    },
+    Check {
+        id: "tls.hostname",
+        run: tls::hostname,
+    },
+    Check {
+        id: "tls.expiry",
+        run: tls::expiry,
+    },
+    Check {
+        id: "tls.client_certificate",
+        run: tls::client_certificate,
+    },
+    Check {
+        id: "tls.verification",
+        run: tls::verification,
     },
     Check {
         id: "source.replication",
         run: replication::source_replication,
+    },
+    Check {
+        id: "source.permissions",
+        run: permissions::source_permissions,
+    },
+    Check {
+        id: "target.permissions",
+        run: permissions::target_permissions,
     },
     Check {
         id: "source.role",
@@ -230,10 +268,11 @@ impl ServerFacts {
         }
     }
 
-    /// ACL probes that answered "denied", as `COMMAND: reason`.
-    fn acl_denials(&self) -> Vec<String> {
+    /// ACL probes of `commands` that answered "denied", as `COMMAND: reason`.
+    fn acl_denials(&self, commands: &[&str]) -> Vec<String> {
         self.acl
             .iter()
+            .filter(|probe| commands.contains(&probe.command))
             .filter_map(|probe| match &probe.verdict {
                 Ok(AclVerdict::Denied(reason)) => Some(format!("{}: {reason}", probe.command)),
                 _ => None,

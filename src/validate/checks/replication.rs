@@ -36,7 +36,7 @@ pub fn source_replication(inputs: &Inputs) -> Verdict {
         .replication_commands
         .as_ref()
         .map_err(|e| facts.unknown(e))?;
-    let denials = facts.acl_denials();
+    let denials = facts.acl_denials(&["PSYNC", "REPLCONF"]);
     let details = json!({
         "psync": commands.psync,
         "sync": commands.sync,

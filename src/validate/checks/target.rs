@@ -63,7 +63,7 @@ pub fn target_writable(inputs: &Inputs) -> Verdict {
             details,
         );
     }
-    let denials = facts.acl_denials();
+    let denials = facts.acl_denials(&["RESTORE", "SELECT"]);
     if !denials.is_empty() {
         let user = facts
             .connect
@@ -74,16 +74,16 @@ pub fn target_writable(inputs: &Inputs) -> Verdict {
             id,
             format!(
                 "user `{user}` may not run what Ferry needs on the target ({}); grant it with \
-                 `ACL SETUSER {user} +restore +select +flushdb` (plus the write commands of your data types)",
+                 `ACL SETUSER {user} +restore +select +@write` (target.permissions lists everything)",
                 denials.join("; ")
             ),
             details,
         );
     }
     let acl_note = if facts.acl.is_empty() {
-        " (ACL rights not checked: ACL DRYRUN needs Redis 7.0)"
+        " (ACL rights not checked)"
     } else {
-        " and the user may RESTORE, SELECT and FLUSHDB"
+        " and the user may RESTORE and SELECT"
     };
     pass(
         id,

@@ -39,9 +39,12 @@ fn server(side: Side, host: &str, info: &str, config: &[(&str, &str)]) -> Server
     ServerFacts {
         side,
         url: RedisUrl::parse(&format!("redis://{host}:6379")).unwrap(),
+        tls_unverified: false,
+        gathered_at: chrono::Utc::now(),
         connect: Ok(Connected {
             latency: Duration::from_millis(1),
             user: "default".into(),
+            tls: None,
         }),
         // Later lines override earlier ones, so a test's `info` wins over the base.
         info: Ok(Info::parse(&format!("{base}{info}"))),

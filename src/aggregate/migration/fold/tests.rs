@@ -10,13 +10,8 @@ use crate::redis_url::RedisUrl;
 fn spec(mode: Mode) -> MigrationSpec {
     MigrationSpec {
         name: Some("n".into()),
-        source: Endpoint {
-            url: RedisUrl::parse("redis://u:secret@127.0.0.1:1").unwrap(),
-        }
-        .into(),
-        target: Endpoint {
-            url: RedisUrl::parse("redis://127.0.0.1:2").unwrap(),
-        },
+        source: Endpoint::new(RedisUrl::parse("redis://u:secret@127.0.0.1:1").unwrap()).into(),
+        target: Endpoint::new(RedisUrl::parse("redis://127.0.0.1:2").unwrap()),
         mode,
         options: Options::default(),
     }
@@ -284,4 +279,40 @@ fn a_rollback_of_the_first_format_still_folds() {
         },
     ]);
     assert_eq!(m.view.rolled_back, Some(false));
+}
+
+#[test]
+fn starting_with_an_unchecked_certificate_records_tls_verification_skipped() {
+    use crate::aggregate::migration::{decide, Command};
+    use crate::model::Link;
+    let mut unchecked = spec(Mode::Snapshot);
+    unchecked.target = Endpoint {
+        url: RedisUrl::parse("rediss://127.0.0.1:2").unwrap(),
+        tls: Some(crate::spec::TlsSettings {
+            insecure_skip_verify: true,
+            ..Default::default()
+        }),
+    };
+    let validated = |spec: MigrationSpec| {
+        fold(vec![
+            EventKind::MigrationCreated { spec },
+            EventKind::ValidationStarted {},
+            EventKind::ValidationCompleted {
+                report: report(CheckStatus::Warn),
+            },
+        ])
+    };
+    let events = decide(&validated(unchecked), Command::Start).unwrap();
+    assert_eq!(
+        events,
+        vec![
+            EventKind::MigrationStarted {},
+            EventKind::TlsVerificationSkipped {
+                link: Link::Target,
+                addr: "127.0.0.1:2".into(),
+            },
+        ]
+    );
+    let events = decide(&validated(spec(Mode::Snapshot)), Command::Start).unwrap();
+    assert_eq!(events, vec![EventKind::MigrationStarted {}]);
 }
