@@ -1,13 +1,17 @@
 //! Event store benchmarks: durable append throughput (with and without concurrency, i.e. with and
-//! without group commit sharing flushes) and the start-up fold of a million events.
+//! without group commit sharing flushes), the start-up fold of a million events, and the size of
+//! that log on disk.
 //!
-//! Run with `cargo bench --bench store`. The fold's log is built once per run in a temp dir.
+//! Run with `cargo bench --bench store`. The fold's log is built once per run in a temp dir, from
+//! the real mix of a migration's history: creation, a validation report of every check, the
+//! snapshot's progress, a live phase of checkpoints, cutover, a verification report, completion.
+//! Its size is printed (`store size: …`) before the fold is timed.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ferry::jobs::fold_all;
-use ferry::model::EventKind;
+use ferry::model::{CheckResult, CheckStatus, EventKind, ValidationReport, VerificationReport};
 use ferry::redis_url::RedisUrl;
 use ferry::spec::{Endpoint, MigrationSpec, Mode, Options};
 use ferry::store::{NewEvent, Store};
@@ -101,7 +105,158 @@ fn append_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-/// Opens a log of one million events (1,000 migrations × 1,000 events) and folds it.
+/// The validation report of a healthy pair: every check, with messages and measured values of
+/// the sizes real ones have.
+fn validation_report() -> ValidationReport {
+    let ids = [
+        "source.connect",
+        "target.connect",
+        "distinct_servers",
+        "transfer.tls",
+        "source.replication",
+        "source.role",
+        "target.writable",
+        "versions",
+        "databases",
+        "target.conflicts",
+        "capacity.memory",
+        "capacity.disk",
+        "source.output_buffer",
+        "source.backlog",
+        "source.sync_delay",
+        "modules",
+        "keyspace_notifications",
+        "maxmemory_policy",
+        "persistence",
+    ];
+    ValidationReport::from_checks(
+        ids.iter()
+            .map(|id| CheckResult {
+                id: id.to_string(),
+                status: CheckStatus::Pass,
+                message: format!(
+                    "{id}: what was found on both servers, in one line that says what to do when it is not a pass"
+                ),
+                details: Some(serde_json::json!({"source": "10.0.0.1:6379", "latency_ms": 1,
+                    "value_bytes": 268435456, "limit_bytes": 1073741824})),
+            })
+            .collect(),
+    )
+}
+
+/// One migration's history of `n` events in the real mix: 30 % snapshot progress, the rest
+/// checkpoints of the live phase (both about one a second), and the once-only events.
+fn history(id: Uuid, n: u64) -> Vec<NewEvent> {
+    let event = |actor: &str, kind| NewEvent::migration(id, actor, kind);
+    let mut out = vec![
+        event("api", EventKind::MigrationCreated { spec: spec() }),
+        event("api", EventKind::ValidationStarted {}),
+        event(
+            "api",
+            EventKind::ValidationCompleted {
+                report: validation_report(),
+            },
+        ),
+        event("api", EventKind::MigrationStarted {}),
+        event(
+            "engine",
+            EventKind::SnapshotRequested {
+                diskless: Some(true),
+                delay_secs: Some(5),
+                keys_estimate: Some(1_000_000),
+            },
+        ),
+        event(
+            "engine",
+            EventKind::SnapshotStarted {
+                replid: "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb".into(),
+                offset: 1,
+                diskless: true,
+                rdb_bytes_total: None,
+                redo: None,
+                keys_total: None,
+            },
+        ),
+    ];
+    let tail = 6;
+    let progress_events = n * 3 / 10;
+    for i in 0..progress_events {
+        out.push(event("engine", progress(i)));
+    }
+    out.push(event(
+        "engine",
+        EventKind::SnapshotCompleted {
+            rdb_bytes: progress_events * 65536,
+            keys_written: progress_events * 100,
+            keys_skipped: 0,
+            keys_expired: 0,
+            keys_empty: 0,
+            keys_rewritten: 0,
+            duration_ms: progress_events * 1000,
+        },
+    ));
+    out.push(event(
+        "engine",
+        EventKind::StreamingStarted {
+            replid: "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb".into(),
+            offset: 1,
+        },
+    ));
+    let mut i = 0;
+    while (out.len() as u64) < n - tail {
+        out.push(event("engine", checkpoint(i)));
+        i += 1;
+    }
+    out.push(event(
+        "api",
+        EventKind::CutoverStarted {
+            pause_source_writes: false,
+        },
+    ));
+    out.push(event(
+        "engine",
+        EventKind::VerificationCompleted {
+            report: VerificationReport {
+                mode: ferry::spec::Verify::Sample,
+                checked: 1000,
+                missing: 0,
+                different: 0,
+                extra: 0,
+                problems: vec![],
+            },
+        },
+    ));
+    out.push(event(
+        "engine",
+        EventKind::CutoverCompleted {
+            final_offset: i as i64 * 1024,
+        },
+    ));
+    out.push(event("engine", EventKind::MigrationCompleted {}));
+    while (out.len() as u64) < n {
+        out.push(event("engine", checkpoint(i)));
+        i += 1;
+    }
+    out
+}
+
+/// The bytes under `dir`, as `du` counts them.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().expect("metadata");
+        total += if meta.is_dir() {
+            disk_usage(&entry.path())
+        } else {
+            use std::os::unix::fs::MetadataExt;
+            meta.blocks() * 512
+        };
+    }
+    total
+}
+
+/// Opens a log of one million events (1,000 migrations × 1,000 events of the real mix), prints
+/// its size on disk, and folds it.
 ///
 /// Under `cargo test --all-targets` (criterion's test mode: no `--bench` argument) the log has
 /// 10,000 events, so the suite checks that the bench works without spending minutes building it.
@@ -113,35 +268,51 @@ fn fold_million(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
     rt.block_on(async {
         let store = Store::open(dir.path()).expect("open store");
-        for m in 0..migrations {
-            let id = Uuid::now_v7();
-            let mut batch = vec![
-                NewEvent::migration(id, "api", EventKind::MigrationCreated { spec: spec() }),
-                NewEvent::migration(id, "api", EventKind::MigrationStarted {}),
-            ];
-            for i in 2..PER_MIGRATION {
-                let kind = if i < PER_MIGRATION / 2 {
-                    progress(i)
-                } else {
-                    checkpoint(i)
-                };
-                batch.push(NewEvent::migration(id, "engine", kind));
-            }
-            store.append(batch).await.expect("append");
-            if m == 0 {
-                eprintln!("building a log of {} events…", migrations * PER_MIGRATION);
+        eprintln!("building a log of {} events…", migrations * PER_MIGRATION);
+        // As engines append: many migrations at once, a few events at a time each, so group
+        // commits interleave them the way a busy server's log does.
+        const AT_ONCE: u64 = 50;
+        for wave in (0..migrations).step_by(AT_ONCE as usize) {
+            let tasks: Vec<_> = (wave..(wave + AT_ONCE).min(migrations))
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let id = Uuid::now_v7();
+                        for batch in history(id, PER_MIGRATION).chunks(8) {
+                            store.append(batch.to_vec()).await.expect("append");
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.expect("append task");
             }
         }
     });
+    let events = migrations * PER_MIGRATION;
+    {
+        // Reopened first, as a restart would: what sled keeps once the writes settle.
+        let store = Store::open(dir.path()).expect("reopen");
+        let sled_bytes = store.size_on_disk().expect("size");
+        drop(store);
+        let files = disk_usage(dir.path());
+        let per_million = |b: u64| b as f64 * 1e6 / events as f64 / 1e6;
+        eprintln!(
+            "store size: {events} events, {files} bytes in files ({:.0} MB per million events), \
+             sled's own count {sled_bytes} bytes ({:.0} MB per million)",
+            per_million(files),
+            per_million(sled_bytes)
+        );
+    }
     let mut group = c.benchmark_group("store_fold");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.throughput(Throughput::Elements(migrations * PER_MIGRATION));
+    group.throughput(Throughput::Elements(events));
     group.bench_function("open_and_fold_1m_events", |b| {
         b.iter(|| {
             let store = Store::open(dir.path()).expect("open store");
             let (folded, stats) = fold_all(&store).expect("fold");
-            assert_eq!(stats.events, migrations * PER_MIGRATION);
+            assert_eq!(stats.events, events);
             assert_eq!(folded.migrations.len() as u64, migrations);
             drop(store);
         })

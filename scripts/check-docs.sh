@@ -7,16 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
-if [ -z "$browser" ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-        browser=$(command -v chromium)
-    else
-        echo "check-docs: chromium not found; run 'sudo apt-get install chromium' first" >&2
-        exit 1
-    fi
-fi
+bash scripts/install-browser.sh
+browser=$(command -v chromium)
 
 cargo build --quiet --bin ferry
 bin="${CARGO_TARGET_DIR:-target}/debug/ferry"

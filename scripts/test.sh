@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs the Redis servers the tests need (idempotent),
-# checks formatting and lints, runs every test against real servers, proves the API contract with
-# Schemathesis against the real binary, then renders /docs in Chromium.
+# The whole test suite, as CI runs it: installs the Redis servers and the browser the tests need
+# (idempotent), checks formatting and lints, runs every test against real servers (the dashboard
+# in headless Chromium included), proves the API contract with Schemathesis against the real
+# binary, then renders /docs in Chromium.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -- NAME    extra arguments go to `cargo test` (e.g. a test name filter)
@@ -9,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-redis.sh
+# Chromium + chromedriver from Debian: tests/dashboard drives the dashboard with them.
+bash scripts/install-browser.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 if [ "${1:-}" = "--" ]; then shift; fi

@@ -7,8 +7,11 @@
 
 use std::net::TcpListener;
 
+use std::time::Duration;
+
 use actix_web::dev::{Server, ServerHandle};
 use thiserror::Error;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings};
 use crate::jobs::{JobError, Jobs};
@@ -35,6 +38,24 @@ pub struct Application {
     port: u16,
     server: Server,
     jobs: Jobs,
+    streams: CancellationToken,
+}
+
+/// Stops a running [`Application`]: ends its event streams and control socket, then stops the
+/// HTTP server.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    streams: CancellationToken,
+}
+
+impl StopHandle {
+    /// Stops serving; `graceful` lets requests in flight finish first. Open event streams end
+    /// at once either way (clients reconnect with `Last-Event-ID`).
+    pub async fn stop(&self, graceful: bool) {
+        self.streams.cancel();
+        self.server.stop(graceful).await;
+    }
 }
 
 impl Application {
@@ -88,18 +109,32 @@ impl Application {
             restores = stats.restores,
             skipped = stats.skipped,
             elapsed_ms = started.elapsed().as_millis() as u64,
+            fold_ms = stats.elapsed.as_millis() as u64,
             data_dir = %settings.data_dir.display(),
             "event log folded"
         );
-        let server = crate::api::serve(
-            listener,
-            jobs.clone(),
+        let streams = CancellationToken::new();
+        // `ferry cutover ID` / `ferry audit verify` from another shell reach this process here.
+        if let Err(e) =
+            crate::control::serve(&settings.data_dir, jobs.clone(), streams.clone()).await
+        {
+            tracing::warn!(error = %e, "no control socket: `ferry cutover` cannot reach this process");
+        }
+        let config = crate::api::ServeConfig {
             tokens,
-            settings.max_body_bytes,
+            max_body: settings.max_body_bytes,
             https,
-        )
-        .map_err(bind_error)?;
-        Ok(Application { port, server, jobs })
+            heartbeat: Duration::from_secs(settings.sse_heartbeat_secs.max(1)),
+            fold_seconds: stats.elapsed.as_secs_f64(),
+            shutdown: streams.clone(),
+        };
+        let server = crate::api::serve(listener, jobs.clone(), config).map_err(bind_error)?;
+        Ok(Application {
+            port,
+            server,
+            jobs,
+            streams,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -107,8 +142,11 @@ impl Application {
     }
 
     /// Stops the server (gracefully with `stop(true)`); `run_until_stopped` then returns.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            streams: self.streams.clone(),
+        }
     }
 
     pub fn jobs(&self) -> &Jobs {

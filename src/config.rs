@@ -153,6 +153,8 @@ pub struct Settings {
     pub backup_max_bytes: Option<u64>,
     /// The largest RDB accepted by `POST /v1/backups/upload`, in bytes.
     pub upload_max_bytes: u64,
+    /// Seconds between the heartbeat comments of an idle event stream (SSE).
+    pub sse_heartbeat_secs: u64,
     /// How many uploads may run at once (more get 503).
     pub upload_concurrency: usize,
     /// The largest string an RDB may decompress to (LZF); a bigger claim is refused as corrupt.
@@ -195,6 +197,7 @@ impl Default for Settings {
             max_body_bytes: 64 * 1024,
             backup_max_bytes: None,
             upload_max_bytes: 1 << 30,
+            sse_heartbeat_secs: 15,
             upload_concurrency: 2,
             max_decompressed_bytes: 512 << 20,
             min_free_bytes: 256 << 20,

@@ -6,17 +6,17 @@
 //!
 //! ## The layers, and the rules that keep them
 //! ```text
-//! main ─► app (start-up) ─► api (HTTP only) ─► jobs (service: states + one command lock per aggregate)
-//!                  │                               │   command = lock → decide → store.append → fold
-//!                  ├─► supervisor ─────────────────┤──► aggregate (pure: decide, apply; Refusal)
-//!                  │     │ implements jobs::Worker └──► store (sled; no domain rules)
-//!                  │     ▼
-//!                  │   engine · backup · validate (all Redis and file I/O)
-//!                  │     ▼
-//!                  │   client (one admin Conn, one Info) ─► transport (TCP/TLS + AUTH)
-//!                  │     ▼                                   ▲
-//!                  │   relay · replication · rdb · resp ─────┘ (protocol and format libraries)
-//!                  └─► config, telemetry      model · spec · redis_url · disk: plain types, used by all
+//! main ─► cli ─┬► app (start-up) ─► api (HTTP only) ─► jobs (service: states + one command lock per aggregate)
+//!              │        │  control (socket) ─────┤   command = lock → decide → store.append → fold
+//!              │        ├─► supervisor ──────────┤──► aggregate (pure: decide, apply; Refusal)
+//!              │        │     │ implements jobs::Worker └──► store (sled; no domain rules)
+//!              │        │     ▼
+//!              │        │   engine · backup · validate (all Redis and file I/O)
+//!              │        │     ▼
+//!              │        │   client (one admin Conn, one Info) ─► transport (TCP/TLS + AUTH)
+//!              │        │     ▼                                   ▲
+//!              │        │   relay · replication · rdb · resp ─────┘ (protocol and format libraries)
+//!              └────────┴─► config, telemetry      model · spec · redis_url · disk: plain types, used by all
 //! ```
 //! 1. **No module imports one that imports it back.** `/work/shared/tools/module-cycles src`
 //!    prints no `cycle:` line; the arrows above are the only directions.
@@ -28,21 +28,26 @@
 //!    as supervised tasks and report by calling the service's commands; progress reaches the
 //!    views only as checkpoint events (at most about one a second), so it survives a restart.
 //! 4. **HTTP types stay in [`api`].** Views are the aggregates' states; errors become
-//!    problem+json there and only there.
+//!    problem+json there and only there. The dashboard is static files the API serves; the
+//!    [`control`] socket and the [`cli`] translate into the same `jobs` commands as the API.
 //! 5. **One admin client.** Every admin call goes through [`client::Conn`], every `INFO` through
 //!    [`client::Info`], every connection through [`transport`] (shared with the replica handshake),
 //!    so TLS (`rediss://`, client certificates) and ACL users reach every link from one place: a
 //!    [`transport::Peer`] is a server with its TLS settings loaded once, at the start of the work.
 //!
 //! ## The modules, in the order data flows
-//! - [`app`]: start-up: configuration, store, fold, supervisor, HTTP.
+//! - [`cli`]: the commands a person drives (`ferry migrate` with its progress display and
+//!   signals, `cutover`, `cancel`, `audit verify`); [`control`]: the socket through which they
+//!   reach the process that holds a data directory.
+//! - [`app`]: start-up: configuration, store, fold, supervisor, control socket, HTTP.
 //! - [`api`]: HTTP (actix-web) and the OpenAPI document. Handlers translate requests into service
-//!   commands and states into JSON.
+//!   commands and states into JSON; live streams (SSE), `/metrics`, the audit endpoints, and the
+//!   dashboard's static files.
 //! - [`jobs`]: the service layer: in-memory states, command locks, commands and queries.
 //! - [`aggregate`]: migrations, backups and restores: typed states, `decide`, one fold each; and
 //!   who may write to a target ([`aggregate::lease`], the rule of the target lease).
 //! - [`store`]: the only code that knows sled. An append-only, durable event log with a global
-//!   sequence, per-aggregate reads and live subscriptions.
+//!   sequence, per-aggregate reads, live subscriptions, and a hash chain over every event.
 //! - [`supervisor`]: runs engines, captures and restores; does the I/O the service asks for.
 //! - [`validate`]: pre-flight checks against both servers, one function per check id.
 //! - [`engine`]: the transfer itself: full sync, live streaming, cutover, verification, loading
@@ -64,8 +69,10 @@ pub mod aggregate;
 pub mod api;
 pub mod app;
 pub mod backup;
+pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod disk;
 pub mod engine;
 pub mod jobs;

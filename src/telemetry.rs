@@ -10,10 +10,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// A subscriber writing to `sink`, filtered by `RUST_LOG` or else `filter`.
+/// A subscriber writing to `sink`, filtered by `RUST_LOG` or else `filter`. `ansi`: colour codes,
+/// for a terminal only (a file or a pipe gets plain text).
 pub fn get_subscriber<Sink>(
     filter: &str,
     format: LogFormat,
+    ansi: bool,
     sink: Sink,
 ) -> Box<dyn Subscriber + Send + Sync>
 where
@@ -24,6 +26,7 @@ where
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(sink);
     match format {
         LogFormat::Pretty => Box::new(builder.finish()),

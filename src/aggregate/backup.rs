@@ -291,6 +291,7 @@ mod tests {
             at: Utc::now(),
             actor: "api".into(),
             kind,
+            chain: None,
         }
     }
 

@@ -340,6 +340,7 @@ mod tests {
             at: Utc::now(),
             actor: "api".into(),
             kind: backup::begin(id, "s".into(), None, None).remove(0),
+            chain: None,
         };
         let mut b = backup::create(&start).unwrap();
         let done = Event {

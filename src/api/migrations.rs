@@ -39,15 +39,18 @@ pub struct ListQuery {
 /// set, more may follow: ask again with `after=<next_after>`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"migrations": [{"id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "name": null,
-    "state": "configured", "phase": null, "mode": "snapshot",
+    "state": "configured", "phase": null, "phase_detail": null, "mode": "snapshot",
     "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
         "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false,
         "transfer": "auto"},
     "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
-        "keys_skipped": null, "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
+        "keys_skipped": null, "keys_total": null, "estimated": false, "commands_streamed": null,
+        "lag_bytes": null, "lag_seconds": null, "apply_rate": null, "link_reconnects": null,
+        "percent": null, "eta_seconds": null},
     "error": null, "allowed_actions": ["update", "validate", "cancel"],
-    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z"}],
+    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z",
+    "started_at": null, "finished_at": null}],
     "next_after": null}))]
 pub struct MigrationList {
     pub migrations: Vec<MigrationView>,

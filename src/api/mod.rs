@@ -12,21 +12,27 @@
 //! [`serve`] builds the HTTP server on a bound listener; start-up (configuration, store, fold,
 //! supervisor, then this) is [`crate::app`]'s.
 
+pub mod audit;
 pub mod auth;
 pub mod backups;
+pub mod dashboard;
 pub mod guard;
 pub mod input;
+pub mod metrics;
 pub mod migrations;
 pub mod problem;
 pub mod restores;
 pub mod roles;
+pub mod stream;
 pub mod system;
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
+use tokio_util::sync::CancellationToken;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::{Modify, OpenApi};
@@ -99,6 +105,7 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .service(migrations::cutover)
                 .service(migrations::cancel)
                 .service(migrations::events)
+                .service(stream::migration)
                 .service(migrations::verification)
                 .service(restores::rollback)
                 .service(backups::upload)
@@ -111,7 +118,15 @@ fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                 .service(restores::list)
                 .service(restores::get)
                 .service(system::events)
+                .service(stream::all)
+                .service(audit::export)
+                .service(audit::verify)
                 .service(system::guide_redis),
+        )
+        .service(
+            scope::scope("/metrics")
+                .wrap(from_fn(auth::require_token))
+                .service(metrics::scrape),
         );
 }
 
@@ -237,18 +252,35 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError
     )))
 }
 
-/// Builds the HTTP server on `listener`, serving `jobs` (over HTTPS when `https` is given); it
-/// runs once awaited.
-pub fn serve(
-    listener: TcpListener,
-    jobs: Jobs,
-    tokens: Vec<Token>,
-    max_body: usize,
-    https: Option<std::sync::Arc<rustls::ServerConfig>>,
-) -> std::io::Result<Server> {
+/// What the HTTP server needs besides the service.
+pub struct ServeConfig {
+    pub tokens: Vec<Token>,
+    /// The largest request body accepted.
+    pub max_body: usize,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub https: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// How often an idle event stream sends a heartbeat comment.
+    pub heartbeat: Duration,
+    /// How long the start-up fold took (a metric).
+    pub fold_seconds: f64,
+    /// Cancelled when the server stops: ends the open event streams (a stream would otherwise
+    /// keep the graceful stop waiting, and the store open).
+    pub shutdown: CancellationToken,
+}
+
+/// Builds the HTTP server on `listener`, serving `jobs` (over HTTPS when `config.https` is
+/// given); it runs once awaited.
+pub fn serve(listener: TcpListener, jobs: Jobs, config: ServeConfig) -> std::io::Result<Server> {
+    let max_body = config.max_body;
+    let https = config.https;
     let data = web::Data::new(jobs);
-    let tokens = web::Data::new(Tokens(std::sync::Arc::new(tokens)));
+    let tokens = web::Data::new(Tokens(std::sync::Arc::new(config.tokens)));
     let limit = web::Data::new(BodyLimit(max_body));
+    let streams = web::Data::new(stream::StreamSettings {
+        heartbeat: config.heartbeat,
+        shutdown: config.shutdown,
+    });
+    let metrics = web::Data::new(metrics::Metrics::new(config.fold_seconds));
     // The document with the rules between fields stated (see `exact`), served as committed.
     let document = openapi();
     let server = HttpServer::new(move || {
@@ -258,6 +290,8 @@ pub fn serve(
             .app_data(data.clone())
             .app_data(tokens.clone())
             .app_data(limit.clone())
+            .app_data(streams.clone())
+            .app_data(metrics.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(max_body)
@@ -278,6 +312,7 @@ pub fn serve(
                         .finish()
                 }),
             )
+            .configure(dashboard::routes)
             .default_service(web::to(not_found))
     })
     .workers(2)
@@ -289,8 +324,8 @@ pub fn serve(
     Ok(server.run())
 }
 
-/// Request logging: method, path, status and latency. Never headers (tokens), query strings or
-/// bodies (URLs with passwords).
+/// Request logging and counting: method, path, status and latency. Never headers (tokens), query
+/// strings or bodies (URLs with passwords). The count goes by route pattern (see [`metrics`]).
 async fn log_request(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -298,11 +333,18 @@ async fn log_request(
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let counter = req.app_data::<web::Data<metrics::Metrics>>().cloned();
     let response = next.call(req).await;
     let status = match &response {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
+    if let Some(counter) = counter {
+        metrics::count_request(&counter, &route, method.as_str(), status);
+    }
     tracing::info!(
         target: "ferry::http",
         %method, %path, status, elapsed_ms = started.elapsed().as_millis() as u64,

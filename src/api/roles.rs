@@ -34,6 +34,7 @@ pub const REQUIRED: &[(&str, &str, Role)] = &[
     ("POST", "/v1/migrations/{id}/cutover", Role::Operator),
     ("POST", "/v1/migrations/{id}/cancel", Role::Operator),
     ("GET", "/v1/migrations/{id}/events", Role::Viewer),
+    ("GET", "/v1/migrations/{id}/events/stream", Role::Viewer),
     ("GET", "/v1/migrations/{id}/verification", Role::Viewer),
     ("POST", "/v1/migrations/{id}/rollback", Role::Admin),
     ("GET", "/v1/backups", Role::Viewer),
@@ -46,6 +47,9 @@ pub const REQUIRED: &[(&str, &str, Role)] = &[
     ("GET", "/v1/restores", Role::Viewer),
     ("GET", "/v1/restores/{id}", Role::Viewer),
     ("GET", "/v1/events", Role::Viewer),
+    ("GET", "/v1/events/stream", Role::Viewer),
+    ("GET", "/v1/events/export", Role::Viewer),
+    ("GET", "/v1/audit/verify", Role::Viewer),
     ("GET", "/v1/guide/redis", Role::Viewer),
 ];
 

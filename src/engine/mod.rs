@@ -41,7 +41,8 @@
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
 //!
-//! Events, in order: `SnapshotStarted`, `SnapshotProgress`*, `SnapshotCompleted`; then in live
+//! Events, in order: `SnapshotRequested` (a fresh start), `SnapshotStarted`, `SnapshotProgress`*,
+//! `SnapshotCompleted`; then in live
 //! mode `StreamingStarted`, `Checkpoint`* (and `LinkLost`/`LinkResumed`), `CutoverStarted` (auto
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
@@ -49,6 +50,7 @@
 //! verification, which leaves it out.
 
 mod adapt;
+mod ask_source;
 mod error;
 mod from_file;
 mod import_mode;
@@ -77,6 +79,7 @@ pub use inventory::TargetBefore;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
 pub use writer::WriterConfig;
 
+use ask_source::snapshot_request;
 pub(crate) use servers::{server_version, Servers};
 
 use std::sync::{Arc, Mutex};
@@ -525,6 +528,11 @@ impl Run {
             .resume
             .as_ref()
             .map(|r| (r.replid.as_str(), r.applied_offset));
+        if from.is_none() {
+            // The source answers at once but may wait seconds before its snapshot begins: say
+            // what is happening meanwhile.
+            self.reporter.emit(snapshot_request(source).await).await?;
+        }
         let mut link = ReplicaLink::connect(&self.source, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;

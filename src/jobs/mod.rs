@@ -98,6 +98,8 @@ pub struct FoldStats {
     pub restores: usize,
     /// Events that could not be folded (logged and skipped).
     pub skipped: u64,
+    /// How long reading and folding the log took.
+    pub elapsed: std::time::Duration,
 }
 
 /// Every aggregate's state, as the start-up fold builds it.
@@ -251,6 +253,7 @@ impl Jobs {
 
 /// Folds the whole log into every aggregate's state. Blocking; this is the start-up fold.
 pub fn fold_all(store: &Store) -> Result<(Folded, FoldStats), StoreError> {
+    let started = std::time::Instant::now();
     let mut folded = Folded::default();
     let mut stats = FoldStats::default();
     store.for_each_event(|event| {
@@ -263,6 +266,7 @@ pub fn fold_all(store: &Store) -> Result<(Folded, FoldStats), StoreError> {
     stats.migrations = folded.migrations.len();
     stats.backups = folded.backups.len();
     stats.restores = folded.restores.len();
+    stats.elapsed = started.elapsed();
     Ok((folded, stats))
 }
 
@@ -323,6 +327,7 @@ mod tests {
             at: Utc::now(),
             actor: "api".into(),
             kind,
+            chain: None,
         }
     }
 

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::audit::{ChainLink, Digest32};
 use super::lease::LeaseOwner;
 use super::report::{ValidationReport, VerificationReport};
 use crate::spec::{MigrationSpec, TransferKind};
@@ -91,6 +92,9 @@ pub struct Event {
     pub at: DateTime<Utc>,
     pub actor: Actor,
     pub kind: EventKind,
+    /// Its place in the audit chain (see [`super::audit`]); `None` for events recorded before the
+    /// log had a chain (they precede its genesis) and for events not yet stored.
+    pub chain: Option<ChainLink>,
 }
 
 /// [`Event`] as the API writes it (see the module docs).
@@ -110,6 +114,14 @@ pub struct EventWire {
     pub actor: Actor,
     #[serde(flatten)]
     pub kind: EventKind,
+    /// The `hash` of the event before this one (64 zeros before the first): the audit chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub prev_hash: Option<Digest32>,
+    /// SHA-256 of `prev_hash` (hex) followed by this event's canonical JSON (see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub hash: Option<Digest32>,
 }
 
 impl From<&Event> for EventWire {
@@ -122,6 +134,8 @@ impl From<&Event> for EventWire {
             at: e.at,
             actor: e.actor.clone(),
             kind: e.kind.clone(),
+            prev_hash: e.chain.map(|c| c.prev_hash),
+            hash: e.chain.map(|c| c.hash),
         }
     }
 }
@@ -140,6 +154,10 @@ struct EventIn {
     actor: Actor,
     #[serde(flatten)]
     kind: EventKind,
+    #[serde(default)]
+    prev_hash: Option<Digest32>,
+    #[serde(default)]
+    hash: Option<Digest32>,
 }
 
 impl Serialize for Event {
@@ -165,6 +183,10 @@ impl<'de> Deserialize<'de> for Event {
             at: e.at,
             actor: e.actor,
             kind: e.kind,
+            chain: match (e.prev_hash, e.hash) {
+                (Some(prev_hash), Some(hash)) => Some(ChainLink { prev_hash, hash }),
+                _ => None,
+            },
         })
     }
 }
@@ -287,6 +309,21 @@ pub enum EventKind {
         reason: String,
         /// The settings restored, as `name=value` (a generated `masterauth` shows as cleared).
         restored: Vec<String>,
+    },
+    /// The engine asked the source for a snapshot and waits for it to begin: a diskless source
+    /// first waits `repl-diskless-sync-delay` seconds (so that more replicas can share its fork),
+    /// a disk-based one writes its RDB file first. What the source said about itself then.
+    SnapshotRequested {
+        /// `repl-diskless-sync`: the RDB streams straight from the source's fork.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        diskless: Option<bool>,
+        /// `repl-diskless-sync-delay` in seconds, when the source streams diskless.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_secs: Option<u64>,
+        /// The keys the source holds (`INFO keyspace`): what the snapshot's key count is
+        /// estimated from (keys may expire or be written before the fork).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys_estimate: Option<u64>,
     },
     SnapshotStarted {
         replid: String,
@@ -411,7 +448,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 35] = [
+    pub const TYPE_NAMES: [&'static str; 36] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -429,6 +466,7 @@ impl EventKind {
         "RestoreFailed",
         "TransferChosen",
         "TargetReleased",
+        "SnapshotRequested",
         "SnapshotStarted",
         "SnapshotProgress",
         "SnapshotCompleted",
@@ -469,6 +507,7 @@ impl EventKind {
             EventKind::RestoreFailed { .. } => "RestoreFailed",
             EventKind::TransferChosen { .. } => "TransferChosen",
             EventKind::TargetReleased { .. } => "TargetReleased",
+            EventKind::SnapshotRequested { .. } => "SnapshotRequested",
             EventKind::SnapshotStarted { .. } => "SnapshotStarted",
             EventKind::SnapshotProgress { .. } => "SnapshotProgress",
             EventKind::SnapshotCompleted { .. } => "SnapshotCompleted",

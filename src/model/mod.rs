@@ -6,11 +6,13 @@
 //! user's request ([`crate::spec`]) and its addresses ([`crate::redis_url`]) are plain types of the
 //! same layer; they stay top-level modules because everything reads them.
 
+pub mod audit;
 pub mod event;
 pub mod lease;
 pub mod report;
 pub mod server;
 
+pub use audit::{ChainLink, Digest32};
 pub use event::{
     AggregateType, BackupDb, BackupDetails, Event, EventKind, EventWire, Link, PriorTransfer,
     RelayTargetSettings, ResumeKind, ResumePoint, StoredBackup,

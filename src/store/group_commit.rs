@@ -13,6 +13,7 @@
 //! an I/O error sled may or may not hold the batch, and guessing would risk a gap or a reused
 //! number. A restart reopens the log from what is on disk, which is always consistent.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
@@ -20,7 +21,8 @@ use chrono::Utc;
 use tokio::sync::{broadcast, oneshot};
 
 use super::record;
-use super::{NewEvent, StoreError};
+use super::{NewEvent, StoreError, StoreMetrics};
+use crate::model::audit::{self, Digest32};
 use crate::model::Event;
 
 /// The most requests one flush covers. Bounds the latency a burst adds to the last caller.
@@ -43,6 +45,12 @@ pub(crate) struct GroupCommit {
     pub poisoned: Arc<std::sync::Mutex<Option<String>>>,
     /// Every event up to this `seq` sits in a sealed chunk (see [`record`]).
     pub sealed_upto: u64,
+    /// The hash of the last event written (the genesis' `prev_hash` before the first): what the
+    /// next event links to (see [`crate::model::audit`]).
+    pub head: Digest32,
+    pub metrics: StoreMetrics,
+    /// Where [`super::Store::last_seq`] reads `last_seq`.
+    pub published: Arc<AtomicU64>,
 }
 
 impl GroupCommit {
@@ -85,19 +93,25 @@ impl GroupCommit {
         let mut batch = sled::Batch::default();
         let mut written: Vec<Result<Vec<Event>, StoreError>> = Vec::with_capacity(group.len());
         let mut seq = self.last_seq;
+        let mut head = self.head;
         for request in group.iter_mut() {
             let mut events = Vec::with_capacity(request.events.len());
             let mut encoded = Vec::with_capacity(request.events.len());
             let mut failed = None;
+            let mut request_head = head;
             for new in request.events.drain(..) {
-                let event = Event {
+                let mut event = Event {
                     seq: seq + events.len() as u64 + 1,
                     aggregate_type: new.aggregate_type,
                     aggregate_id: new.aggregate_id,
                     at,
                     actor: new.actor,
                     kind: new.kind,
+                    chain: None,
                 };
+                let link = audit::link_after(request_head, &event);
+                request_head = link.hash;
+                event.chain = Some(link);
                 match record::encode(&event) {
                     Ok(bytes) => encoded.push(bytes),
                     Err(e) => {
@@ -107,11 +121,13 @@ impl GroupCommit {
                 }
                 events.push(event);
             }
-            // A request whose events cannot be encoded fails alone; it takes no numbers.
+            // A request whose events cannot be encoded fails alone; it takes no numbers, and the
+            // next request links to the same head.
             if let Some(err) = failed {
                 written.push(Err(err));
                 continue;
             }
+            head = request_head;
             for (event, bytes) in events.iter().zip(encoded) {
                 batch.insert(&record::event_key(event.seq), bytes);
                 batch.insert(&record::index_key(&event.aggregate_id, event.seq), &[]);
@@ -120,13 +136,22 @@ impl GroupCommit {
             written.push(Ok(events));
         }
 
-        let durable = self
-            .log
-            .apply_batch(batch)
-            .and_then(|()| self.db.flush().map(|_| ()));
+        let appended = seq - self.last_seq;
+        let durable = self.log.apply_batch(batch).and_then(|()| {
+            let started = std::time::Instant::now();
+            let flushed = self.db.flush().map(|_| ());
+            self.metrics
+                .flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+            flushed
+        });
         match durable {
             Ok(()) => {
                 self.last_seq = seq;
+                self.published.store(seq, Ordering::Release);
+                self.head = head;
+                self.metrics.commits.inc();
+                self.metrics.events_appended.inc_by(appended);
                 for (request, outcome) in group.drain(..).zip(written) {
                     if let Ok(events) = &outcome {
                         for event in events {
@@ -183,7 +208,7 @@ impl GroupCommit {
                 self.sealed_upto = u64::MAX / 2;
                 return Ok(());
             }
-            batch.insert(&record::chunk_key(first), chunk);
+            batch.insert(&record::chunk_key(first), record::pack(&chunk));
             self.log.apply_batch(batch)?;
             self.sealed_upto = last;
         }

@@ -17,26 +17,32 @@
 //! sled's calls block (disk I/O), so the async methods run them on tokio's blocking pool; the
 //! writer has a thread of its own.
 
+mod chain;
 pub mod credentials;
 mod group_commit;
 mod record;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use thiserror::Error;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
+pub use chain::Genesis;
 pub use credentials::{CredentialError, Credentials};
 
+use crate::model::audit::AuditReport;
 use crate::model::{AggregateType, Event, EventKind};
 use credentials::CredentialStore;
 use group_commit::{AppendRequest, GroupCommit};
 
 /// How many live events a slow subscriber may lag behind before it must catch up from the log.
-const LIVE_CAPACITY: usize = 16 * 1024;
+pub(crate) const LIVE_CAPACITY: usize = 16 * 1024;
 
 /// How long [`Store::open`] waits for another handle on the same directory to close.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -59,6 +65,16 @@ pub enum StoreError {
     Credentials(#[from] CredentialError),
     #[error("a blocking store task failed: {0}")]
     Join(String),
+    /// Another process holds the data directory (sled allows one).
+    #[error(
+        "the data directory {path} is in use by another Ferry process ({owner}); stop it, or \
+         talk to it: its API, or `ferry cutover ID` / `ferry audit verify` with the same \
+         --data-dir"
+    )]
+    InUse { path: PathBuf, owner: String },
+    /// A read found the log jumping over `seq` every time it looked.
+    #[error("event {seq} is missing from the log")]
+    Missing { seq: u64 },
 }
 
 impl From<sled::Error> for StoreError {
@@ -97,6 +113,28 @@ impl NewEvent {
     }
 }
 
+/// What the writer counts and times, for `/metrics`. Clones share the values.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    /// Events appended since the process started.
+    pub events_appended: Counter,
+    /// Durable group commits, each one flush.
+    pub commits: Counter,
+    /// How long each flush (sled's fsync) took, in seconds.
+    pub flush_seconds: Histogram,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        StoreMetrics {
+            events_appended: Counter::default(),
+            commits: Counter::default(),
+            // 0.25 ms to 4 s: a fast SSD's fsync to a disk in trouble.
+            flush_seconds: Histogram::new(exponential_buckets(0.00025, 2.0, 15)),
+        }
+    }
+}
+
 /// A cheap, cloneable handle on the log. The log closes when the last handle is dropped.
 #[derive(Clone)]
 pub struct Store {
@@ -109,13 +147,18 @@ struct Inner {
     credentials: CredentialStore,
     requests: std::sync::mpsc::Sender<AppendRequest>,
     live: broadcast::Sender<Arc<Event>>,
+    genesis: Genesis,
+    metrics: StoreMetrics,
+    /// The last `seq` written, as the writer last published it.
+    last_seq: Arc<AtomicU64>,
     poisoned: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Store {
     /// Opens (or creates) the store in `data_dir`. Blocking: call it before serving, or from
     /// `spawn_blocking`. Waits up to ten seconds for a previous handle in this process (an app
-    /// that is shutting down) to release the directory.
+    /// that is shutting down) to release the directory; another process holding it is
+    /// [`StoreError::InUse`] at once.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let open_err = |message: String| StoreError::Open {
             path: data_dir.to_path_buf(),
@@ -123,12 +166,16 @@ impl Store {
         };
         // Private: the log, the credentials and the backups below it are the owner's alone.
         crate::disk::private_dir(data_dir).map_err(|e| open_err(e.to_string()))?;
-        let db = open_sled(&data_dir.join("log")).map_err(|e| open_err(e.to_string()))?;
+        let db = open_sled(data_dir)?;
         let log = db
             .open_tree("events")
             .map_err(|e| open_err(e.to_string()))?;
         let credentials = CredentialStore::open(&db, data_dir)?;
         let (last_seq, sealed_upto) = log_bounds(&log).map_err(|e| open_err(e.to_string()))?;
+        let (genesis, head) =
+            chain::open_chain(&db, &log, last_seq).map_err(|e| open_err(e.to_string()))?;
+        let metrics = StoreMetrics::default();
+        let published = Arc::new(AtomicU64::new(last_seq));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let (requests, queue) = std::sync::mpsc::channel();
         let poisoned = Arc::new(std::sync::Mutex::new(None));
@@ -139,6 +186,9 @@ impl Store {
             live: live.clone(),
             poisoned: poisoned.clone(),
             sealed_upto,
+            head,
+            metrics: metrics.clone(),
+            published: published.clone(),
         };
         std::thread::Builder::new()
             .name("ferry-store-writer".into())
@@ -151,9 +201,39 @@ impl Store {
                 credentials,
                 requests,
                 live,
+                genesis,
+                metrics,
+                last_seq: published,
                 poisoned,
             }),
         })
+    }
+
+    /// The `seq` of the last durable event (0 for an empty log).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Where the audit chain begins.
+    pub fn genesis(&self) -> Genesis {
+        self.inner.genesis
+    }
+
+    /// Walks the audit chain from the first event (see [`chain::verify`]). Reads the whole log:
+    /// seconds for a million events.
+    pub async fn verify_chain(&self) -> Result<AuditReport, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || chain::verify(&inner.log, inner.genesis)).await
+    }
+
+    /// The bytes the store occupies on disk (sled's own count of its files).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    /// Counters and timings of the writer, for `/metrics`.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.inner.metrics
     }
 
     /// Why the log refuses appends, if it does (an I/O error, a full disk): sled cannot be
@@ -356,7 +436,8 @@ fn log_work(log: &sled::Tree) -> impl Iterator<Item = Result<Work, StoreError>> 
     chunks.chain(groups)
 }
 
-fn decode_chunk(chunk: &[u8]) -> Result<Vec<Event>, StoreError> {
+fn decode_chunk(stored: &[u8]) -> Result<Vec<Event>, StoreError> {
+    let chunk = &unpack(stored)?;
     if !record::frames_are_whole(chunk) {
         return Err(StoreError::Decode {
             seq: 0,
@@ -383,7 +464,9 @@ fn log_bounds(log: &sled::Tree) -> Result<(u64, u64), StoreError> {
         None => None,
     };
     let last_sealed = match log.scan_prefix([record::CHUNK_PREFIX]).next_back() {
-        Some(entry) => record::frames(&entry?.1).last().map(|(seq, _)| seq),
+        Some(entry) => record::frames(&unpack(&entry?.1)?)
+            .last()
+            .map(|(seq, _)| seq),
         None => None,
     };
     let last = last_single.max(last_sealed).unwrap_or(0);
@@ -397,7 +480,7 @@ fn log_bounds(log: &sled::Tree) -> Result<(u64, u64), StoreError> {
 fn event_at(
     log: &sled::Tree,
     seq: u64,
-    cache: &mut Option<(u64, sled::IVec)>,
+    cache: &mut Option<(u64, Vec<u8>)>,
 ) -> Result<Event, StoreError> {
     if let Some(bytes) = log.get(record::event_key(seq))? {
         return decode(seq, &bytes);
@@ -410,7 +493,12 @@ fn event_at(
             .range(record::chunk_key(0)..=record::chunk_key(seq))
             .next_back()
             .transpose()?;
-        *cache = found.and_then(|(key, chunk)| Some((record::seq_of_key(&key)?, chunk)));
+        *cache = match found {
+            Some((key, stored)) => record::seq_of_key(&key)
+                .map(|first| Ok::<_, StoreError>((first, unpack(&stored)?.into_owned())))
+                .transpose()?,
+            None => None,
+        };
     }
     let missing = || StoreError::Decode {
         seq,
@@ -425,13 +513,14 @@ fn event_at(
 
 /// The global log after `after`: the chunks from the one holding `after + 1`, then the single
 /// keys. The writer may seal events between the two walks; a jump in `seq` reveals that, and the
-/// read starts over.
+/// read starts over (a jump that stays is reported as [`StoreError::Missing`]).
 fn read_after(
     log: &sled::Tree,
     after: u64,
     limit: usize,
     kind: Option<&str>,
 ) -> Result<Vec<Event>, StoreError> {
+    let mut gap = after.saturating_add(1);
     'attempt: for _ in 0..8 {
         let mut out = Vec::new();
         let mut next = after.saturating_add(1);
@@ -450,12 +539,14 @@ fn read_after(
             Ok(out.len() >= limit)
         };
         for entry in log.range(first_chunk..=record::chunk_key(u64::MAX)) {
-            let (_, chunk) = entry?;
+            let (_, stored) = entry?;
+            let chunk = unpack(&stored)?;
             for (seq, bytes) in record::frames(&chunk) {
                 if seq < next {
                     continue;
                 }
                 if seq != next {
+                    gap = next;
                     continue 'attempt;
                 }
                 next += 1;
@@ -468,6 +559,7 @@ fn read_after(
             let (key, bytes) = entry?;
             let seq = record::seq_of_key(&key).unwrap_or_default();
             if seq != next {
+                gap = next;
                 continue 'attempt;
             }
             next += 1;
@@ -477,9 +569,14 @@ fn read_after(
         }
         return Ok(out);
     }
-    Err(StoreError::Sled(
-        "the log kept changing under a read; try again".into(),
-    ))
+    // Sealing moves at most a chunk at a time, and each retry sees it done; a jump that every
+    // attempt meets at the same place is a hole in the log.
+    Err(StoreError::Missing { seq: gap })
+}
+
+/// A stored chunk's frames (see [`record::unpack`]).
+fn unpack(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
+    record::unpack(stored).map_err(|message| StoreError::Decode { seq: 0, message })
 }
 
 fn decode(seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
@@ -499,18 +596,55 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Join(e.to_string()))?
 }
 
-/// Opens sled, retrying while another handle in this process still holds the directory's lock.
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+/// The file in the data directory that names the process holding it: `<pid> <command>`.
+const OWNER_FILE: &str = "owner";
+
+/// Opens sled. While another handle *in this process* still holds the directory's lock (an app
+/// that is shutting down), it waits, up to [`LOCK_WAIT`]; when the owner file names another
+/// process, it says so at once instead.
+fn open_sled(data_dir: &Path) -> Result<sled::Db, StoreError> {
+    let path = data_dir.join("log");
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(path).open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+        match sled::Config::new().path(&path).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                let owner = std::fs::read_to_string(data_dir.join(OWNER_FILE)).unwrap_or_default();
+                let pid = owner
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse::<u32>().ok());
+                if pid != Some(std::process::id()) || Instant::now() >= deadline {
+                    let owner = match owner.trim() {
+                        "" => "a process that did not say which".to_string(),
+                        text => format!("pid {text}"),
+                    };
+                    return Err(StoreError::InUse {
+                        path: data_dir.to_path_buf(),
+                        owner,
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            other => return other,
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: data_dir.to_path_buf(),
+                    message: e.to_string(),
+                })
+            }
+            Ok(db) => {
+                // Best effort: it only improves the message a second process gets.
+                let command: Vec<String> = std::env::args()
+                    .take(2)
+                    .map(|a| {
+                        Path::new(&a)
+                            .file_name()
+                            .map_or(a.clone(), |n| n.to_string_lossy().into_owned())
+                    })
+                    .collect();
+                let text = format!("{} {}\n", std::process::id(), command.join(" "));
+                let _ = std::fs::write(data_dir.join(OWNER_FILE), text);
+                return Ok(db);
+            }
         }
     }
 }

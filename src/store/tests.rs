@@ -1,7 +1,8 @@
 //! The log's promises, checked against a real sled directory.
 
 use super::*;
-use crate::model::EventKind;
+use crate::model::audit::AuditStatus;
+use crate::model::{Digest32, EventKind};
 
 fn checkpoint(offset: i64) -> EventKind {
     EventKind::Checkpoint {
@@ -219,4 +220,166 @@ async fn reads_during_sealing_see_no_gaps() {
         );
     }
     writer.await.unwrap();
+}
+
+/// Replaces `from` by `to` (same length) in the stored record of `seq`, directly in sled, the way
+/// someone editing the files would: in its single key, or inside the packed chunk that holds it.
+fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
+    // The dropped store's writer thread lets go of the directory a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match sled::open(dir.join("log")) {
+            Ok(db) => break db,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let log = db.open_tree("events").unwrap();
+    let edit = |bytes: &[u8]| -> Vec<u8> {
+        let at = bytes
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("the text to change is in the record");
+        let mut out = bytes.to_vec();
+        out[at..at + from.len()].copy_from_slice(to);
+        out
+    };
+    if let Some(single) = log.get(record::event_key(seq)).unwrap() {
+        log.insert(record::event_key(seq), edit(&single)).unwrap();
+    } else {
+        let (key, stored) = log
+            .range(record::chunk_key(0)..=record::chunk_key(seq))
+            .next_back()
+            .unwrap()
+            .unwrap();
+        let frames = record::unpack(&stored).unwrap().into_owned();
+        let mut rebuilt = Vec::new();
+        for (s, bytes) in record::frames(&frames) {
+            let bytes = if s == seq {
+                edit(bytes)
+            } else {
+                bytes.to_vec()
+            };
+            record::push_framed(&mut rebuilt, s, &bytes);
+        }
+        log.insert(key, record::pack(&rebuilt)).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+async fn append_checkpoints(store: &Store, id: Uuid, n: u64) {
+    for start in (0..n).step_by(100) {
+        let batch = (start..(start + 100).min(n))
+            .map(|i| NewEvent::migration(id, "engine", checkpoint(i as i64)))
+            .collect();
+        store.append(batch).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn every_event_links_to_the_one_before_and_the_chain_verifies_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::now_v7();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        append_checkpoints(&store, id, 1500).await;
+        let all = store.events_after(0, 10_000, None).await.unwrap();
+        let first = all[0].chain.unwrap();
+        assert_eq!(first.prev_hash, Digest32::ZERO);
+        assert!(all
+            .windows(2)
+            .all(|w| w[1].chain.unwrap().prev_hash == w[0].chain.unwrap().hash));
+        assert_eq!(store.genesis().seq, 1);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let next = store
+        .append_one(NewEvent::migration(id, "api", checkpoint(-1)))
+        .await
+        .unwrap();
+    let before = store.events_after(1499, 1, None).await.unwrap();
+    assert_eq!(
+        next.chain.unwrap().prev_hash,
+        before[0].chain.unwrap().hash,
+        "a reopened store links on"
+    );
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.status, AuditStatus::Intact, "{report:?}");
+    assert_eq!((report.events, report.head_seq), (1501, 1501));
+    assert_eq!(report.head_hash, next.chain.unwrap().hash);
+}
+
+#[tokio::test]
+async fn an_event_edited_in_sled_is_named_by_the_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::now_v7();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        append_checkpoints(&store, id, 1100).await;
+    }
+    // seq 500 sits in the packed chunk of 1..=1024; seq 1050 in its own key.
+    tamper(dir.path(), 1050, b"engine", b"eng1ne");
+    let store = Store::open(dir.path()).unwrap();
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.status, AuditStatus::Broken);
+    assert_eq!(report.first_broken_seq, Some(1050), "{report:?}");
+    assert_eq!(report.head_seq, 1049);
+    assert!(report.problem.unwrap().contains("changed"));
+    drop(store);
+
+    tamper(
+        dir.path(),
+        500,
+        b"\"applied_offset\":499",
+        b"\"applied_offset\":498",
+    );
+    let store = Store::open(dir.path()).unwrap();
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.first_broken_seq, Some(500), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_log_from_before_the_chain_gets_a_genesis_that_covers_its_old_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::now_v7();
+    {
+        // Records of the earlier format: no hashes.
+        let db = sled::open(dir.path().join("log")).unwrap();
+        let log = db.open_tree("events").unwrap();
+        for seq in 1..=5u64 {
+            let record = format!(
+                r#"{{"m":"{id}","g":"migration","t":1700000000000000,"a":"engine","k":{{"type":"Checkpoint","data":{{"replid":"r","applied_offset":{seq},"commands_streamed":0,"lag_bytes":null}}}}}}"#
+            );
+            log.insert(record::event_key(seq), record.as_bytes())
+                .unwrap();
+            log.insert(record::index_key(&id, seq), &[]).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let genesis = store.genesis();
+        assert_eq!(genesis.seq, 6);
+        assert_ne!(genesis.prev_hash, Digest32::ZERO);
+        let sixth = store
+            .append_one(NewEvent::migration(id, "api", checkpoint(6)))
+            .await
+            .unwrap();
+        assert_eq!(sixth.chain.unwrap().prev_hash, genesis.prev_hash);
+        let report = store.verify_chain().await.unwrap();
+        assert_eq!(report.status, AuditStatus::Intact, "{report:?}");
+        assert_eq!(report.events, 6);
+    }
+    tamper(
+        dir.path(),
+        2,
+        b"\"applied_offset\":2",
+        b"\"applied_offset\":9",
+    );
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.genesis().seq, 6, "the genesis is recorded once");
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.first_broken_seq, Some(6), "{report:?}");
+    assert!(report.problem.unwrap().contains("genesis"));
 }

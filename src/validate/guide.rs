@@ -261,6 +261,15 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Raise `repl-backlog-size` on the source to the size the check suggests (a minute of writes).",
         ),
         item(
+            "source.sync_delay",
+            "The source starts its snapshot without a long wait",
+            "A source that streams its snapshot diskless (repl-diskless-sync yes, the default from Redis 7.0) \
+             waits repl-diskless-sync-delay seconds (5 by default) before it forks, so that other replicas can \
+             share the fork. The migration shows \"waiting for the source's snapshot\" meanwhile.",
+            "`CONFIG SET repl-diskless-sync-delay 0` on the source to start at once; keep the delay if other \
+             replicas sync at the same time.",
+        ),
+        item(
             "modules",
             "The target loads every module the source uses",
             "Module keys (RedisJSON, RedisBloom, RedisTimeSeries, Redis 8's vector sets…) can only be written \

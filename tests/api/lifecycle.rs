@@ -54,6 +54,9 @@ async fn create_returns_201_with_location_and_the_defaults() {
     assert_eq!(location, format!("/v1/migrations/{id}"));
     assert_eq!(view["state"], "configured");
     assert_eq!(view["phase"], Value::Null);
+    assert_eq!(view["phase_detail"], Value::Null);
+    assert_eq!(view["started_at"], Value::Null);
+    assert_eq!(view["finished_at"], Value::Null);
     assert_eq!(view["mode"], "snapshot");
     assert_eq!(view["target"]["url"], "redis://127.0.0.1:7002");
     assert_eq!(
@@ -67,7 +70,9 @@ async fn create_returns_201_with_location_and_the_defaults() {
     assert_eq!(
         view["progress"],
         json!({"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
-            "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null})
+            "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
+            "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null,
+            "eta_seconds": null})
     );
     assert_eq!(
         view["allowed_actions"],
@@ -76,7 +81,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
     let keys: Vec<&String> = view.as_object().unwrap().keys().collect();
     assert_eq!(
         keys.len(),
-        14,
+        17,
         "the view has exactly the documented fields: {keys:?}"
     );
     assert_eq!(app.view(id).await, view);

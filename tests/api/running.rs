@@ -110,7 +110,14 @@ async fn a_running_migration_shows_progress_and_refuses_what_its_state_does_not_
         .collect();
     assert_eq!(
         engine_events.get(..3),
-        Some(&["TargetInventoried", "TransferChosen", "SnapshotStarted"][..]),
+        Some(
+            &[
+                "TargetInventoried",
+                "TransferChosen",
+                "SnapshotRequested",
+                "SnapshotStarted"
+            ][..]
+        ),
         "{engine_events:?}"
     );
     assert!(

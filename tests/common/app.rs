@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
 use ferry::app::Application;
+use ferry::app::StopHandle;
 use ferry::config::{AuthSettings, LogFormat, Role, Settings, TokenSetting};
 use serde_json::{json, Value};
 
@@ -17,7 +17,8 @@ use serde_json::{json, Value};
 pub static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = LogSink(buffer.clone());
-    let subscriber = ferry::telemetry::get_subscriber("info,ferry=debug", LogFormat::Json, sink);
+    let subscriber =
+        ferry::telemetry::get_subscriber("info,ferry=debug", LogFormat::Json, false, sink);
     ferry::telemetry::init_subscriber(subscriber);
     buffer
 });
@@ -57,7 +58,7 @@ pub struct TestApp {
     /// Sent as `Authorization: Bearer` when set.
     pub token: Option<String>,
     settings: Settings,
-    handle: ServerHandle,
+    handle: StopHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 

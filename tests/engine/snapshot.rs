@@ -42,6 +42,7 @@ async fn snapshot_copies_everything(from: &str, to: &str, diskless: bool) {
             .collect::<Vec<_>>(),
         [
             "TransferChosen",
+            "SnapshotRequested",
             "SnapshotStarted",
             "SnapshotCompleted",
             "VerificationCompleted"

@@ -74,7 +74,12 @@ async fn kill9_during_snapshot_and_during_streaming_then_the_job_completes() {
     let ops = load.stop();
     let report = ferry.cut_over(&id).await;
     assert_converged(&report, &source, &target);
-    eprintln!("kill -9 during snapshot and streaming: {kills} kills survived, {ops} load rounds, 0 differences");
+    // Every kill -9 left a log whose hash chain holds, and the events after each restart link on.
+    let (status, chain) = ferry.get("/v1/audit/verify").await;
+    assert_eq!(status, 200, "{chain}");
+    assert_eq!(chain["status"], "intact", "after {kills} kills: {chain}");
+    assert_eq!(chain["head_seq"], chain["events"], "{chain}");
+    eprintln!("kill -9 during snapshot and streaming: {kills} kills survived, {ops} load rounds, 0 differences, audit chain intact over {} events", chain["events"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +104,11 @@ async fn ten_kills_at_random_points_still_converge() {
     let ops = load.stop();
     let report = ferry.cut_over(&id).await;
     assert_converged(&report, &source, &target);
+    let (_, chain) = ferry.get("/v1/audit/verify").await;
+    assert_eq!(
+        chain["status"], "intact",
+        "after {kills} kills at random points: {chain}"
+    );
     eprintln!(
         "random restarts: {kills} kills survived ({} starts), {ops} load rounds, links {:?}, 0 differences",
         ferry.starts,

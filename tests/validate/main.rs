@@ -22,7 +22,8 @@ use helpers::*;
 
 #[tokio::test]
 async fn a_healthy_pair_passes_every_check() {
-    let source = RedisServer::start("7.2");
+    // Without the delay a diskless source forks at once (the default 5 s is a warning).
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
     let target = RedisServer::start("7.2");
     set_many(&source, 0, 100, 10);
     set_many(&source, 3, 10, 10);

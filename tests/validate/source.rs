@@ -268,3 +268,28 @@ async fn sampling_finds_hash_field_ttls_where_info_does_not_count_them() {
     let dbsize = admin.call("DBSIZE", &[b"DBSIZE"]).await.unwrap();
     assert_eq!(dbsize.as_int(), Some(6));
 }
+
+#[tokio::test]
+async fn a_diskless_sync_delay_warns_with_its_fix_and_a_disk_based_source_passes() {
+    // Redis 7.0+ defaults: repl-diskless-sync yes, repl-diskless-sync-delay 5.
+    let source = RedisServer::start("7.2");
+    let target = RedisServer::start("7.2");
+    let report = validate(&source.url(), &target.url()).await;
+    expect(
+        &report,
+        "source.sync_delay",
+        CheckStatus::Warn,
+        &[
+            "repl-diskless-sync-delay (5 s)",
+            "CONFIG SET repl-diskless-sync-delay 0",
+        ],
+    );
+    let disk = RedisServer::start_with("7.2", &["--repl-diskless-sync", "no"]);
+    let report = validate(&disk.url(), &target.url()).await;
+    expect(
+        &report,
+        "source.sync_delay",
+        CheckStatus::Pass,
+        &["to disk first"],
+    );
+}

@@ -13,35 +13,18 @@ use thiserror::Error;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod progress;
+
+pub use progress::Progress;
+use progress::Rates;
+
 use super::{allowed_now, Phase, State};
 use crate::aggregate::{Action, ErrorInfo};
 use crate::model::{
-    Event, EventKind, LeaseOwner, PriorTransfer, ReportStatus, ResumePoint, ValidationReport,
-    VerificationReport,
+    Event, EventKind, LeaseOwner, PriorTransfer, ReportStatus, ResumeKind, ResumePoint,
+    ValidationReport, VerificationReport,
 };
 use crate::spec::{Endpoint, MigrationSpec, Mode, Options, TransferKind, Verify};
-
-/// Progress of the transfer. Every field is `null` until the engine has reported it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
-#[schema(example = json!({"rdb_bytes_total": 1048576, "rdb_bytes_read": 524288, "keys_written": 1200,
-    "keys_skipped": 0, "commands_streamed": null, "lag_bytes": null, "percent": 50.0, "eta_seconds": 4}))]
-pub struct Progress {
-    pub rdb_bytes_total: Option<u64>,
-    pub rdb_bytes_read: Option<u64>,
-    pub keys_written: Option<u64>,
-    pub keys_skipped: Option<u64>,
-    /// The source's key count when the snapshot began: with a diskless source, whose RDB size is
-    /// unknown until it ends, `percent` counts keys instead of bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keys_total: Option<u64>,
-    pub commands_streamed: Option<u64>,
-    /// The source's replication offset minus the offset the target has applied.
-    pub lag_bytes: Option<u64>,
-    /// Share of the snapshot transferred, 0–100.
-    pub percent: Option<f64>,
-    /// Estimated seconds until the snapshot is transferred, from the rate so far.
-    pub eta_seconds: Option<u64>,
-}
 
 /// Which transfer a migration uses, and why (from its latest `TransferChosen` event).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -77,7 +60,7 @@ pub struct LeaseView {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "01936f5e-8a4b-7c2d-9e1f-0a1b2c3d4e5f", "name": "cache to new cluster", "state": "validated",
-    "phase": null, "mode": "snapshot",
+    "phase": null, "phase_detail": null, "mode": "snapshot",
     "source": {"url": "redis://default:***@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
         "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false,
@@ -86,15 +69,21 @@ pub struct LeaseView {
         {"id": "source.connect", "status": "pass", "message": "connected to 10.0.0.1:6379"},
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
-        "commands_streamed": null, "lag_bytes": null, "percent": null, "eta_seconds": null},
+        "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
+        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null},
     "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
-    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z"}))]
+    "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
+    "started_at": null, "finished_at": null}))]
 pub struct MigrationView {
     pub id: Uuid,
     pub name: Option<String>,
     pub state: State,
     /// Set while `migrating`.
     pub phase: Option<Phase>,
+    /// What is happening now, in words: "waiting for the source's snapshot
+    /// (repl-diskless-sync-delay 5 s …)", "copying the source's snapshot (… bytes)", "applying
+    /// the source's writes as they happen", … Set while `migrating` or `cutting_over`.
+    pub phase_detail: Option<String>,
     pub mode: Mode,
     /// `{url}` (password redacted) or `{rdb: {backup_id}}`.
     #[schema(value_type = crate::spec::SourceBody)]
@@ -128,6 +117,12 @@ pub struct MigrationView {
     pub created_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
+    /// When it was started (the last start, when it was validated again after a cancel).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it became completed, failed or cancelled.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// The aggregate: the view plus what the supervisor needs and the API does not show.
@@ -148,6 +143,8 @@ pub struct Migration {
     /// was empty, so its restore point is "empty".
     pub target_keys_before: Option<u64>,
     snapshot_started_at: Option<DateTime<Utc>>,
+    /// Recent checkpoints, for the lag in seconds and the apply rate.
+    rates: Rates,
 }
 
 impl Migration {
@@ -202,6 +199,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         name: spec.name.clone(),
         state: State::Configured,
         phase: None,
+        phase_detail: None,
         mode: spec.mode,
         source: spec.source.clone(),
         target: spec.target.clone(),
@@ -217,6 +215,8 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         allowed_actions: Vec::new(),
         created_at: event.at,
         updated_at: event.at,
+        started_at: None,
+        finished_at: None,
     };
     let mut m = Migration {
         view,
@@ -227,6 +227,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         transfer: None,
         target_keys_before: None,
         snapshot_started_at: None,
+        rates: Rates::default(),
     };
     m.view.allowed_actions = allowed_now(&m);
     m
@@ -264,14 +265,25 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::MigrationStarted {} => {
             v.state = State::Migrating;
-            v.phase = Some(if v.options.backup {
-                Phase::Backup
+            v.started_at = Some(event.at);
+            (v.phase, v.phase_detail) = if v.options.backup {
+                (
+                    Some(Phase::Backup),
+                    Some(
+                        "connecting; a restore point of the target is taken first if it holds                          keys"
+                            .into(),
+                    ),
+                )
             } else {
-                Phase::Snapshot
-            });
+                (
+                    Some(Phase::Snapshot),
+                    Some("connecting to the source".into()),
+                )
+            };
             v.progress = Progress::default();
             v.error = None;
             m.resume = None;
+            m.rates.reset();
             m.target_keys_before = None;
         }
         EventKind::LeaseAcquired {
@@ -291,6 +303,9 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::SourcePauseLapsed { .. } => {}
         EventKind::BackupCompleted { backup_id, .. } => {
             v.phase = Some(Phase::Snapshot);
+            v.phase_detail = Some(format!(
+                "restore point taken (backup {backup_id}); asking the source for its snapshot"
+            ));
             v.backup_id = Some(*backup_id);
         }
         EventKind::RollbackRequested { restore_id, .. } => {
@@ -335,19 +350,34 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             });
         }
         EventKind::TargetReleased { .. } => {}
+        EventKind::SnapshotRequested {
+            diskless,
+            delay_secs,
+            keys_estimate,
+        } => {
+            v.phase = Some(Phase::Snapshot);
+            v.phase_detail = Some(progress::waiting_for_snapshot(*diskless, *delay_secs));
+            v.progress.keys_total = *keys_estimate;
+        }
         EventKind::SnapshotStarted {
             rdb_bytes_total,
+            diskless,
             keys_total,
             ..
         } => {
             v.phase = Some(Phase::Snapshot);
+            v.phase_detail = Some(progress::copying(*diskless, *rdb_bytes_total));
             let p = &mut v.progress;
             p.rdb_bytes_total = *rdb_bytes_total;
-            p.keys_total = *keys_total;
+            // The relay counts the source's keys itself when its snapshot starts.
+            if keys_total.is_some() {
+                p.keys_total = *keys_total;
+            }
             p.rdb_bytes_read = Some(0);
             p.keys_written = Some(0);
             p.keys_skipped = Some(0);
-            p.percent = (rdb_bytes_total.is_some() || keys_total.is_some()).then_some(0.0);
+            p.percent = Some(0.0);
+            p.estimated = rdb_bytes_total.is_none();
             p.eta_seconds = None;
             m.snapshot_started_at = Some(event.at);
             // A new snapshot invalidates any earlier checkpoint: the offset belongs to the old one.
@@ -362,25 +392,26 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         } => {
             let p = &mut v.progress;
             p.rdb_bytes_read = Some(*rdb_bytes_read);
-            p.rdb_bytes_total = rdb_bytes_total.or(p.rdb_bytes_total);
             p.keys_written = Some(*keys_written);
             p.keys_skipped = Some(*keys_skipped);
-            if let Some(total) = p.rdb_bytes_total.filter(|t| *t > 0) {
-                p.percent = Some((*rdb_bytes_read as f64 * 100.0 / total as f64).min(100.0));
-                p.eta_seconds = m
-                    .snapshot_started_at
-                    .and_then(|started| eta(started, event.at, *rdb_bytes_read, total));
-            } else if let Some(total) = p.keys_total.filter(|t| *t > 0) {
-                p.percent = Some((*keys_written as f64 * 100.0 / total as f64).min(100.0));
-                p.eta_seconds = m
-                    .snapshot_started_at
-                    .and_then(|started| eta(started, event.at, *keys_written, total));
+            match rdb_bytes_total.filter(|t| *t > 0) {
+                Some(total) => {
+                    p.rdb_bytes_total = Some(total);
+                    p.estimated = false;
+                    p.percent = Some((*rdb_bytes_read as f64 * 100.0 / total as f64).min(100.0));
+                }
+                None => progress::estimate_snapshot(p),
             }
+            p.eta_seconds = match (m.snapshot_started_at, p.percent) {
+                (Some(started), Some(percent)) => progress::eta(started, event.at, percent),
+                _ => None,
+            };
         }
         EventKind::SnapshotCompleted {
             rdb_bytes,
             keys_written,
             keys_skipped,
+            keys_expired,
             ..
         } => {
             let p = &mut v.progress;
@@ -388,6 +419,8 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             p.rdb_bytes_total = Some(*rdb_bytes);
             p.keys_written = Some(*keys_written);
             p.keys_skipped = Some(*keys_skipped);
+            p.keys_total = Some(keys_written + keys_skipped + keys_expired);
+            p.estimated = false;
             p.percent = Some(100.0);
             p.eta_seconds = Some(0);
             v.phase = Some(match (v.mode, v.options.verify) {
@@ -395,10 +428,20 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 (Mode::Snapshot, Verify::None) => Phase::Snapshot,
                 (Mode::Snapshot, _) => Phase::Verifying,
             });
+            v.phase_detail = Some(match v.phase {
+                Some(Phase::Verifying) => format!(
+                    "snapshot copied; comparing source and target (verify: {})",
+                    verify_name(v.options.verify)
+                ),
+                Some(Phase::Streaming) => "snapshot copied; following the source's writes".into(),
+                _ => "snapshot copied".into(),
+            });
         }
         EventKind::StreamingStarted { .. } => {
             v.phase = Some(Phase::Streaming);
+            v.phase_detail = Some(streaming_detail(v.options.auto_cutover));
             v.progress.commands_streamed = Some(0);
+            m.rates.reset();
         }
         EventKind::Checkpoint {
             replid,
@@ -409,27 +452,62 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         } => {
             v.progress.commands_streamed = Some(*commands_streamed);
             v.progress.lag_bytes = *lag_bytes;
+            m.rates.checkpoint(
+                &mut v.progress,
+                event.at,
+                *applied_offset,
+                *commands_streamed,
+                *lag_bytes,
+            );
             m.resume = Some(ResumePoint {
                 replid: replid.clone(),
                 applied_offset: *applied_offset,
             });
         }
-        EventKind::LinkLost { .. } | EventKind::LinkResumed { .. } => {}
-        EventKind::CutoverStarted { .. } => {
+        EventKind::LinkLost { link, cause } => {
+            if v.state.is_running() {
+                v.phase_detail = Some(format!(
+                    "the {} link was lost ({cause}); reconnecting",
+                    progress::link_name(*link)
+                ));
+            }
+        }
+        EventKind::LinkResumed { kind, .. } => {
+            let p = &mut v.progress;
+            p.link_reconnects = Some(p.link_reconnects.unwrap_or(0) + 1);
+            m.rates.reset();
+            if v.state.is_running() && *kind == ResumeKind::Partial {
+                v.phase_detail = Some(streaming_detail(v.options.auto_cutover));
+            }
+        }
+        EventKind::CutoverStarted {
+            pause_source_writes,
+        } => {
             v.state = State::CuttingOver;
             v.phase = None;
+            v.phase_detail = Some(if *pause_source_writes {
+                "cutting over: the source's writes are paused; waiting for the target to apply                  the last of them, then verifying"
+                    .into()
+            } else {
+                "cutting over: waiting for the target to apply the source's writes up to now,                  then verifying"
+                    .into()
+            });
         }
         EventKind::CutoverCompleted { .. } => {}
         EventKind::VerificationCompleted { report } => m.verification = Some(report.clone()),
         EventKind::MigrationCompleted {} => {
             v.state = State::Completed;
             v.phase = None;
+            v.phase_detail = None;
+            v.finished_at = Some(event.at);
             v.progress.percent = Some(100.0);
             v.progress.eta_seconds = Some(0);
         }
         EventKind::MigrationFailed { code, message } => {
             v.state = State::Failed;
             v.phase = None;
+            v.phase_detail = None;
+            v.finished_at = Some(event.at);
             v.error = Some(ErrorInfo {
                 code: code.clone(),
                 message: message.clone(),
@@ -438,18 +516,28 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::MigrationCancelled { .. } => {
             v.state = State::Cancelled;
             v.phase = None;
+            v.phase_detail = None;
+            v.finished_at = Some(event.at);
         }
     }
 }
 
-/// Seconds left at the average rate since the snapshot started.
-fn eta(started: DateTime<Utc>, now: DateTime<Utc>, read: u64, total: u64) -> Option<u64> {
-    let elapsed = (now - started).num_milliseconds();
-    if elapsed <= 0 || read == 0 {
-        return None;
+fn streaming_detail(auto_cutover: bool) -> String {
+    if auto_cutover {
+        "applying the source's writes as they happen; cuts over by itself once the target has \
+         caught up"
+            .into()
+    } else {
+        "applying the source's writes as they happen; cut over when you are ready".into()
     }
-    let rate_per_ms = read as f64 / elapsed as f64;
-    Some((total.saturating_sub(read) as f64 / rate_per_ms / 1000.0).ceil() as u64)
+}
+
+fn verify_name(verify: Verify) -> &'static str {
+    match verify {
+        Verify::None => "none",
+        Verify::Sample => "sample",
+        Verify::Full => "full",
+    }
 }
 
 #[cfg(test)]

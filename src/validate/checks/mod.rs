@@ -162,6 +162,10 @@ pub const ALL: &[Check] = &[
         run: replication::source_backlog,
     },
     Check {
+        id: "source.sync_delay",
+        run: replication::source_sync_delay,
+    },
+    Check {
         id: "modules",
         run: compat::modules,
     },

@@ -278,3 +278,32 @@ pub fn source_backlog(inputs: &Inputs) -> Verdict {
         ),
     }
 }
+
+/// A diskless source waits `repl-diskless-sync-delay` seconds after Ferry asks for its snapshot
+/// before it forks (so that other replicas asking meanwhile share the fork). Nothing is wrong,
+/// but the migration then sits still for that long, which looks like a hang: say so up front.
+pub fn source_sync_delay(inputs: &Inputs) -> Verdict {
+    let id = "source.sync_delay";
+    let config = inputs.source.need_config()?;
+    let diskless = config.get("repl-diskless-sync") == Some("yes");
+    let delay = config.num("repl-diskless-sync-delay").unwrap_or(0);
+    let details = json!({ "repl_diskless_sync": diskless, "repl_diskless_sync_delay_secs": delay });
+    if diskless && delay > 0 {
+        return warn(
+            id,
+            format!(
+                "the source streams its snapshot diskless and waits repl-diskless-sync-delay \
+                 ({delay} s) before it forks, so the migration waits {delay} s before the first \
+                 key moves; to start at once run `CONFIG SET repl-diskless-sync-delay 0` on the \
+                 source (keep the delay if other replicas sync at the same time: they share the fork)"
+            ),
+            details,
+        );
+    }
+    let how = if diskless {
+        "the source streams its snapshot diskless and forks at once (repl-diskless-sync-delay 0)"
+    } else {
+        "the source writes its snapshot to disk first (repl-diskless-sync no), then sends it"
+    };
+    pass(id, how, details)
+}

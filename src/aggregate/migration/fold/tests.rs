@@ -29,6 +29,7 @@ fn fold(kinds: Vec<EventKind>) -> Migration {
             at: t0 + Duration::seconds(i as i64),
             actor: "api".into(),
             kind,
+            chain: None,
         };
         state = Some(apply(state, &event).unwrap());
     }
@@ -200,6 +201,7 @@ fn events_of_an_unknown_migration_and_double_creation_are_refused() {
         at: Utc::now(),
         actor: "api".into(),
         kind: EventKind::MigrationStarted {},
+        chain: None,
     };
     assert!(matches!(
         apply(None, &event),
