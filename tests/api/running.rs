@@ -109,7 +109,7 @@ async fn a_running_migration_shows_progress_and_refuses_what_its_state_does_not_
         .map(|e| e["type"].as_str().unwrap())
         .collect();
     assert_eq!(
-        engine_events.get(..3),
+        engine_events.get(..4),
         Some(
             &[
                 "TargetInventoried",
@@ -121,7 +121,7 @@ async fn a_running_migration_shows_progress_and_refuses_what_its_state_does_not_
         "{engine_events:?}"
     );
     assert!(
-        engine_events[3..].iter().all(|t| *t == "SnapshotProgress"),
+        engine_events[4..].iter().all(|t| *t == "SnapshotProgress"),
         "a cancelled snapshot reports nothing past its progress: {engine_events:?}"
     );
 }
