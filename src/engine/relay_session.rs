@@ -104,6 +104,14 @@ impl Serve<'_, '_> {
         let peer = session.peer;
         let (mut tw, mut tr) = session.split();
         let r = &mut *self.relay;
+        if !r.resumed && self.state.sessions == 1 {
+            // The first session of a fresh job asks the source for its snapshot, as the restore
+            // path does, and the phase can say what the source does meanwhile (a diskless source
+            // may wait before it forks). (The target's own PSYNC names its old replid, so it
+            // cannot tell.)
+            let requested = super::snapshot_request(r.source).await;
+            r.reporter.emit(requested).await?;
+        }
         let link = ReplicaLink::connect(r.source_peer, r.tuning.link, psync.resume_point()).await;
         let mut link = match link {
             Ok(link) => link,

@@ -210,6 +210,9 @@ fn ctrl_c_cancels_cleanly_says_so_and_leaves_no_offset_key() {
             "--mode",
             "live",
             "--no-backup",
+            // The offset key is the restore path's (a relay's target is a replica, with none).
+            "--transfer",
+            "restore",
         ],
     );
     run.wait_for("To cut over");

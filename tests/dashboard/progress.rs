@@ -43,7 +43,9 @@ async fn the_phase_names_the_sync_delay_and_progress_says_what_is_estimated() {
     let response = app
         .post_json(
             "/v1/migrations",
-            &json!({"source": {"url": source.url()}, "target": {"url": target.url()}, "mode": "live"}),
+            // The restore path: its progress (estimates, apply rate, lag in seconds) is what this shows.
+            &json!({"source": {"url": source.url()}, "target": {"url": target.url()}, "mode": "live",
+                "options": {"transfer": "restore"}}),
         )
         .await;
     let id = response.json::<Value>().await.unwrap()["id"]

@@ -178,6 +178,13 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
         .wait_for(&id, "completed", |v| v["state"] == "completed")
         .await;
     let events = ferry.events(&id).await;
+    // The relay's listener serves plain TCP: a rediss:// target takes the restore path.
+    let chosen = counters(&events, "TransferChosen");
+    assert_eq!(chosen["transfer"], "restore", "{chosen:#}");
+    assert!(
+        chosen["reason"].as_str().unwrap().contains("rediss://"),
+        "{chosen:#}"
+    );
     assert_eq!(counters(&events, "SnapshotCompleted")["keys_written"], 1050);
     assert_converged(
         &counters(&events, "VerificationCompleted")["report"],
@@ -200,6 +207,9 @@ async fn plain_to_tls_and_tls_to_plain_snapshots_and_a_backup_restored_over_tls(
         .wait_for(&id, "completed", |v| v["state"] == "completed")
         .await;
     let events = ferry.events(&id).await;
+    // A rediss:// source is no obstacle to the relay: Ferry reads it over TLS and relays.
+    let chosen = counters(&events, "TransferChosen");
+    assert_eq!(chosen["transfer"], "relay", "{chosen:#}");
     assert_eq!(counters(&events, "SnapshotCompleted")["keys_written"], 1050);
     assert_converged(
         &counters(&events, "VerificationCompleted")["report"],
