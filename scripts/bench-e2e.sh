@@ -5,6 +5,7 @@
 #   scripts/bench-e2e.sh --keys 200000 --runs 3 --only relay,restore,diskless
 #   scripts/bench-e2e.sh --big-keys --runs 2          # 300 MB string, 2M list, 1M hash
 #   scripts/bench-e2e.sh --scale --runs 1             # 1M, 3M, 10M keys
+#   scripts/bench-e2e.sh --tls --runs 5               # rediss:// vs plain vs native TLS replication
 # See scripts/bench_e2e.py --help for all of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -29,6 +29,14 @@ Targets (issue 18) are checked at the end: relay/diskless <= 1.1, restore/disk <
 restore/diskless <= 1.3, restore/migrate <= 0.4, peak RSS <= 64 MiB, live relay >= 0.95x
 native, live restore >= 0.9x native.
 
+--tls (issue 14): the snapshot over TLS instead. The source and every target serve TLS beside their
+plain port (a private CA made with `openssl` per run):
+  ferry-tls  `ferry migrate --transfer restore` from rediss:// to rediss:// (both links TLS)
+  ferry      the same over the same servers' plain ports (the cost of TLS to Ferry)
+  disk-tls   native disk-based REPLICAOF with `tls-replication yes`
+(the relay transfer serves its target plain TCP, so a TLS copy is always the restore path).
+Targets: ferry-tls / disk-tls <= 1.0 and ferry-tls / ferry <= 1.15.
+
 Only the standard library is used, so the script runs wherever the test suite does.
 """
 
@@ -43,8 +51,8 @@ import sys
 import tempfile
 import time
 
-from bench_lib import (PHASES, Redis, Server, free_port, http, load_note, pipe_in, resp,
-                       run_ferry, run_native, wait_replicas, wait_synced)
+from bench_lib import (PHASES, Redis, Server, free_port, http, load_note, make_certs, pipe_in,
+                       resp, run_ferry, run_native, wait_replicas, wait_synced)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -317,6 +325,44 @@ def snapshot_scenario(source, args, only):
     return checks
 
 
+def tls_scenario(source, args, only):
+    """Alternating runs of ferry-tls, ferry (plain) and disk-tls, each into a fresh target."""
+    contenders = [c for c in ["ferry-tls", "ferry", "disk-tls"] if c in only]
+    times = {c: [] for c in contenders}
+    rss = []
+    for run in range(args.runs):
+        order = contenders if run % 2 == 0 else list(reversed(contenders))
+        for c in order:
+            if c == "disk-tls":
+                t, _, _ = run_native(source, args, diskless=False, tls=True)
+            else:
+                t, peak, _ = run_ferry(source, args, "restore", tls=(c == "ferry-tls"))
+                rss.append(peak)
+            times[c].append(t)
+            print("run %d %-9s %7.2fs  (%s)" % (run + 1, c, t, load_note()), flush=True)
+    med = {c: statistics.median(v) for c, v in times.items() if v}
+
+    def paired(a, b):
+        return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+    print("\nsnapshot over TLS, %d keys, median of %d runs" % (args.keys, args.runs))
+    print("| contender | median s | ferry-tls / contender (median of per-run ratios) |")
+    print("|---|---|---|")
+    for c, m in med.items():
+        ratio = "%.2f" % paired("ferry-tls", c) if "ferry-tls" in med else ""
+        print("| %s | %.2f | %s |" % (c, m, ratio))
+    checks = []
+    if rss:
+        print("ferry peak RSS: %.1f MiB (max of runs)" % max(rss))
+    if "ferry-tls" in med and "disk-tls" in med:
+        checks.append(("ferry-tls / disk-tls <= 1.0 (median of per-run ratios)",
+                       paired("ferry-tls", "disk-tls"), 1.0))
+    if "ferry-tls" in med and "ferry" in med:
+        checks.append(("ferry-tls / ferry <= 1.15 (TLS costs Ferry <= 15%)",
+                       paired("ferry-tls", "ferry"), 1.15))
+    return checks
+
+
 def live_scenario(source, args, only):
     followers = ["native"] + [f for f in ["relay", "restore"] if "live-" + f in only or "live" in only]
     live = run_live(source, args, followers)
@@ -355,6 +401,8 @@ def main():
                    help="the big-keys scenario instead (a 300 MB string, a 2M list, a 1M hash)")
     p.add_argument("--scale", default=None, nargs="?", const="1000000,3000000,10000000",
                    help="the scaling curve instead: comma-separated key counts")
+    p.add_argument("--tls", action="store_true",
+                   help="the TLS scenario instead: ferry-tls vs ferry (plain) vs native disk-tls")
     p.add_argument("--ferry", default=os.environ.get("FERRY_BENCH_BIN",
                                                      os.path.join(ROOT, "target/release/ferry")))
     p.add_argument("--redis-dir", default=os.environ.get("FERRY_REDIS_DIR", os.path.join(ROOT, "target/redis")))
@@ -364,6 +412,8 @@ def main():
     args.redis_cli = os.path.join(args.redis_dir, args.version, "redis-cli")
     args.redis_benchmark = shutil.which("redis-benchmark") or "redis-benchmark"
     args.server_args = []
+    if args.tls and args.only == p.get_default("only"):
+        args.only = "ferry-tls,ferry,disk-tls"
     only = set(args.only.split(","))
     if args.live_runs is None:
         args.live_runs = args.runs
@@ -380,6 +430,16 @@ def main():
     if args.big_keys or args.scale:
         import bench_big
         checks = bench_big.big_keys(args) if args.big_keys else bench_big.scale(args, load)
+    elif args.tls:
+        if not shutil.which("openssl"):
+            sys.exit("--tls makes its certificates with the openssl CLI (apt-get install openssl)")
+        make_certs(tempfile.mkdtemp(prefix="ferry-bench-tls-"))
+        source = Server(args.redis_server, tls=True)
+        try:
+            load(source, args)
+            checks = tls_scenario(source, args, only)
+        finally:
+            source.stop()
     else:
         source = Server(args.redis_server)
         try:

@@ -85,14 +85,43 @@ def free_port():
     return port
 
 
+TLS = {}  # with --tls: the certificate files (see make_certs)
+
+
+def make_certs(directory):
+    """A private CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    def run(*cmd):
+        subprocess.run(["openssl", *cmd], cwd=directory, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=ferry-bench-ca")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(directory, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    TLS.update(ca=os.path.join(directory, "ca.pem"), cert=os.path.join(directory, "server.pem"),
+               key=os.path.join(directory, "server.key"))
+
+
+def tls_args(port):
+    """A TLS port beside the plain one (kept for this script's own calls), TLS replication."""
+    return ["--tls-port", str(port), "--tls-cert-file", TLS["cert"], "--tls-key-file", TLS["key"],
+            "--tls-ca-cert-file", TLS["ca"], "--tls-auth-clients", "no", "--tls-replication", "yes"]
+
+
 class Server:
-    def __init__(self, binary, *args):
+    def __init__(self, binary, *args, tls=False):
         self.dir = tempfile.mkdtemp(prefix="ferry-bench-redis-")
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        extra = tls_args(self.tls_port) if tls else []
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "no", "--logfile", os.path.join(self.dir, "log"),
-             "--repl-diskless-sync-delay", "0", *args],
+             "--repl-diskless-sync-delay", "0", *extra, *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 20
         while True:
@@ -107,6 +136,9 @@ class Server:
 
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
+
+    def tls_url(self):
+        return "rediss://127.0.0.1:%d" % self.tls_port
 
     def peak_rss_mib(self):
         """The process' own high-water mark (VmHWM), in MiB."""
@@ -206,14 +238,15 @@ def wait_synced(replica, timeout=3600):
     raise RuntimeError("replica did not finish its sync")
 
 
-def run_native(source, args, diskless):
-    """Native REPLICAOF into a fresh server; returns (seconds, None, replica peak RSS MiB)."""
+def run_native(source, args, diskless, tls=False):
+    """Native REPLICAOF into a fresh server (over TLS with `tls`: `tls-replication yes` on both);
+    returns (seconds, None, replica peak RSS MiB)."""
     source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes" if diskless else "no")
     extra = ["--repl-diskless-load", "on-empty-db"] if diskless else []
-    replica = Server(args.redis_server, *args.server_args, *extra)
+    replica = Server(args.redis_server, *args.server_args, *extra, tls=tls)
     try:
         t = time.time()
-        replica.conn.call("REPLICAOF", "127.0.0.1", str(source.port))
+        replica.conn.call("REPLICAOF", "127.0.0.1", str(source.tls_port if tls else source.port))
         wait_synced(replica)
         elapsed = time.time() - t
         replica.conn.call("REPLICAOF", "NO", "ONE")
@@ -226,18 +259,25 @@ def run_native(source, args, diskless):
 PHASES = {"relay": [], "restore": []}  # the snapshot phase alone, from ferry's own report
 
 
-def run_ferry(source, args, transfer, check=None):
+def run_ferry(source, args, transfer, check=None, tls=False):
     """`ferry migrate --transfer <transfer>` into a fresh empty target; returns (seconds,
-    ferry's peak RSS MiB, target's peak RSS MiB). `check(source, target)` may compare more."""
+    ferry's peak RSS MiB, target's peak RSS MiB). `check(source, target)` may compare more.
+    With `tls` both links are rediss://. In a --tls run every target has a TLS port beside its
+    plain one, so that only the links differ between a TLS and a plain Ferry run."""
     source.conn.call("CONFIG", "SET", "repl-diskless-sync", "yes")
-    target = Server(args.redis_server, *args.server_args)
+    target = Server(args.redis_server, *args.server_args, tls=getattr(args, "tls", False))
     data = tempfile.mkdtemp(prefix="ferry-bench-data-")
+    if tls:
+        links = ["--source", source.tls_url(), "--target", target.tls_url(),
+                 "--source-ca-file", TLS["ca"], "--target-ca-file", TLS["ca"]]
+    else:
+        links = ["--source", source.url(), "--target", target.url()]
     try:
         out_path, err_path = os.path.join(data, "stdout"), os.path.join(data, "stderr")
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             t = time.time()
             proc = subprocess.Popen(
-                [args.ferry, "migrate", "--source", source.url(), "--target", target.url(),
+                [args.ferry, "migrate", *links,
                  "--mode", "snapshot", "--verify", "none", "--no-backup",
                  "--transfer", transfer, "--data-dir", os.path.join(data, "store")],
                 stdout=out, stderr=err, env=dict(os.environ, FERRY_CONFIG="/dev/null"))
