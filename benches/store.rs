@@ -305,7 +305,7 @@ fn print_breakdown(log_dir: &std::path::Path, events: u64) {
         slot.0 += 1;
         slot.1 += key.len() as u64;
         slot.2 += value.len() as u64;
-        if key[0] == b'c' && value.first() == Some(&0xFF) {
+        if matches!(key[0], b'c' | b's') && value.first() == Some(&0xFF) {
             unpacked += lz4_flex::decompress_size_prepended(&value[1..])
                 .expect("chunk")
                 .len() as u64;
