@@ -274,7 +274,10 @@ fn print_breakdown(log_dir: &std::path::Path, events: u64) {
     // The store's writer thread lets go of the directory a moment after the last handle drops.
     let db = (0..200)
         .find_map(|_| {
-            sled::open(log_dir)
+            sled::Config::new()
+                .path(log_dir)
+                .use_compression(true)
+                .open()
                 .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
                 .ok()
         })

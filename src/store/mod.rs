@@ -613,6 +613,23 @@ async fn blocking<T: Send + 'static>(
 /// The file in the data directory that names the process holding it: `<pid> <command>`.
 const OWNER_FILE: &str = "owner";
 
+/// Whether sled should compress the log in `path`: yes for a new one, and for an existing one
+/// whatever it was created with (sled refuses to open it with another setting; its `conf` file
+/// says).
+///
+/// Why compress: sled rewrites a page whole every few updates and reclaims the stale copies
+/// lazily, so what sits on disk is mostly copies of JSON records and index pages. zstd shrinks
+/// those several-fold (docs/benchmarks.md, "Event store size": 635 → 247 MB per million events).
+fn compresses(path: &Path) -> bool {
+    // Text lines, then a binary CRC: read as bytes, not as a string.
+    match std::fs::read(path.join("conf")) {
+        Ok(conf) => String::from_utf8_lossy(&conf)
+            .lines()
+            .any(|line| line.trim() == "use_compression: true"),
+        Err(_) => true,
+    }
+}
+
 /// Opens sled. While another handle *in this process* still holds the directory's lock (an app
 /// that is shutting down), it waits, up to [`LOCK_WAIT`]; when the owner file names another
 /// process, it says so at once instead.
@@ -620,7 +637,10 @@ fn open_sled(data_dir: &Path) -> Result<sled::Db, StoreError> {
     let path = data_dir.join("log");
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(&path).open() {
+        let config = sled::Config::new()
+            .path(&path)
+            .use_compression(compresses(&path));
+        match config.open() {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 let owner = std::fs::read_to_string(data_dir.join(OWNER_FILE)).unwrap_or_default();
                 let pid = owner

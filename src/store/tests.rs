@@ -221,20 +221,29 @@ async fn reads_during_sealing_see_no_gaps() {
     writer.await.unwrap();
 }
 
-/// Replaces `from` by `to` (same length) in the stored record of `seq`, directly in sled, the way
-/// someone editing the files would: in its single key, or inside the packed chunk that holds it.
-fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
-    // The dropped store's writer thread lets go of the directory a moment later.
+/// The store's sled database in `dir`, opened as the store opens it (compressed or not). The
+/// dropped store's writer thread lets go of the directory a moment after the last handle.
+fn raw_sled(dir: &Path) -> sled::Db {
+    let path = dir.join("log");
     let deadline = Instant::now() + Duration::from_secs(10);
-    let db = loop {
-        match sled::open(dir.join("log")) {
-            Ok(db) => break db,
+    loop {
+        let config = sled::Config::new()
+            .path(&path)
+            .use_compression(compresses(&path));
+        match config.open() {
+            Ok(db) => return db,
             Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!("{e}"),
         }
-    };
+    }
+}
+
+/// Replaces `from` by `to` (same length) in the stored record of `seq`, directly in sled, the way
+/// someone editing the files would: in its single key, or inside the packed chunk that holds it.
+fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
+    let db = raw_sled(dir);
     let log = db.open_tree("events").unwrap();
     let edit = |bytes: &[u8]| -> Vec<u8> {
         let at = bytes
@@ -340,6 +349,7 @@ async fn a_log_from_before_the_chain_gets_a_genesis_that_covers_its_old_events()
     let id = Uuid::now_v7();
     {
         // Records of the earlier format: no hashes.
+        // As the previous versions created it: uncompressed; the store keeps it so.
         let db = sled::open(dir.path().join("log")).unwrap();
         let log = db.open_tree("events").unwrap();
         for seq in 1..=5u64 {
@@ -391,16 +401,7 @@ async fn chunks_sealed_under_the_legacy_prefix_still_read_and_new_ones_follow_th
     }
     // What the previous version left: the two sealed chunks under `c`.
     {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let db = loop {
-            match sled::open(dir.path().join("log")) {
-                Ok(db) => break db,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let db = raw_sled(dir.path());
         let log = db.open_tree("events").unwrap();
         let mut batch = sled::Batch::default();
         let mut moved = 0;
