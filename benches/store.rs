@@ -255,14 +255,94 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
     total
 }
 
+/// Every file under `dir` with its length.
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = entry.metadata().expect("metadata");
+        if meta.is_dir() {
+            out.extend(walk(&entry.path()));
+        } else {
+            out.push((entry.path(), meta.len()));
+        }
+    }
+    out
+}
+
+/// Where the log's live bytes are, by key kind, against what sled holds in its files: keys and
+/// values of the single events (`e`), the per-migration index (`m`) and the sealed chunks (`c`),
+/// and the chunks' size before LZ4.
+fn print_breakdown(log_dir: &std::path::Path, events: u64) {
+    // The store's writer thread lets go of the directory a moment after the last handle drops.
+    let db = (0..200)
+        .find_map(|_| {
+            sled::Config::new()
+                .path(log_dir)
+                .use_compression(true)
+                .open()
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("open sled");
+    let tree = db.open_tree("events").expect("events tree");
+    // sled writes a page bigger than a quarter of a segment (128 kB) to a file of its own.
+    let files = walk(log_dir);
+    let blobs: Vec<u64> = files
+        .iter()
+        .filter(|(path, _)| path.parent().is_some_and(|p| p.ends_with("blobs")))
+        .map(|(_, len)| *len)
+        .collect();
+    let segments: u64 = files
+        .iter()
+        .filter(|(path, _)| path.ends_with("db"))
+        .map(|(_, len)| len)
+        .sum();
+    eprintln!(
+        "  sled's files: segments (db) {segments} bytes, {} blob files of {} bytes",
+        blobs.len(),
+        blobs.iter().sum::<u64>()
+    );
+    let mut by_prefix = std::collections::BTreeMap::<u8, (u64, u64, u64)>::new();
+    let mut unpacked = 0u64;
+    for entry in tree.iter() {
+        let (key, value) = entry.expect("entry");
+        let slot = by_prefix.entry(key[0]).or_default();
+        slot.0 += 1;
+        slot.1 += key.len() as u64;
+        slot.2 += value.len() as u64;
+        if matches!(key[0], b'c' | b's') && value.first() == Some(&0xFF) {
+            unpacked += lz4_flex::decompress_size_prepended(&value[1..])
+                .expect("chunk")
+                .len() as u64;
+        }
+    }
+    let live: u64 = by_prefix.values().map(|(_, k, v)| k + v).sum();
+    for (prefix, (count, keys, values)) in &by_prefix {
+        eprintln!(
+            "  '{}': {count} entries, {keys} key bytes, {values} value bytes ({:.0} B per event)",
+            *prefix as char,
+            (keys + values) as f64 / events as f64
+        );
+    }
+    eprintln!(
+        "  chunks unpack to {unpacked} bytes; live keys+values {live} bytes; sled's count {}",
+        db.size_on_disk().expect("size")
+    );
+}
+
 /// Opens a log of one million events (1,000 migrations × 1,000 events of the real mix), prints
 /// its size on disk, and folds it.
 ///
 /// Under `cargo test --all-targets` (criterion's test mode: no `--bench` argument) the log has
 /// 10,000 events, so the suite checks that the bench works without spending minutes building it.
+/// `FERRY_FOLD_MIGRATIONS=100` builds a log of that many migrations instead (a quicker look at
+/// the breakdown, which [`print_breakdown`] prints after the size).
 fn fold_million(c: &mut Criterion) {
     let full = std::env::args().any(|a| a == "--bench");
-    let migrations: u64 = if full { 1_000 } else { 10 };
+    let migrations: u64 = std::env::var("FERRY_FOLD_MIGRATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 1_000 } else { 10 });
     const PER_MIGRATION: u64 = 1_000;
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -303,6 +383,7 @@ fn fold_million(c: &mut Criterion) {
             per_million(files),
             per_million(sled_bytes)
         );
+        print_breakdown(&dir.path().join("log"), events);
     }
     let mut group = c.benchmark_group("store_fold");
     group.sample_size(10);

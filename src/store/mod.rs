@@ -416,8 +416,9 @@ impl Work {
 /// The whole log as work: every chunk, then the single events in groups.
 fn log_work(log: &sled::Tree) -> impl Iterator<Item = Result<Work, StoreError>> + '_ {
     const SINGLES: usize = 1024;
-    let chunks = log
-        .scan_prefix([record::CHUNK_PREFIX])
+    let chunks = record::CHUNK_PREFIXES
+        .into_iter()
+        .flat_map(|prefix| log.scan_prefix([prefix]))
         .map(|entry| Ok(Work::Chunk(entry?.1)));
     let mut singles = log.scan_prefix([record::EVENT_PREFIX]).peekable();
     let groups = std::iter::from_fn(move || {
@@ -463,10 +464,8 @@ fn log_bounds(log: &sled::Tree) -> Result<(u64, u64), StoreError> {
         Some(entry) => record::seq_of_key(&entry?.0),
         None => None,
     };
-    let last_sealed = match log.scan_prefix([record::CHUNK_PREFIX]).next_back() {
-        Some(entry) => record::frames(&unpack(&entry?.1)?)
-            .last()
-            .map(|(seq, _)| seq),
+    let last_sealed = match chunk_at_or_before(log, u64::MAX)? {
+        Some((_, stored)) => record::frames(&unpack(&stored)?).last().map(|(seq, _)| seq),
         None => None,
     };
     let last = last_single.max(last_sealed).unwrap_or(0);
@@ -489,11 +488,7 @@ fn event_at(
         .as_ref()
         .is_some_and(|(first, _)| (*first..*first + record::SEAL_EVERY).contains(&seq));
     if !cached {
-        let found = log
-            .range(record::chunk_key(0)..=record::chunk_key(seq))
-            .next_back()
-            .transpose()?;
-        *cache = match found {
+        *cache = match chunk_at_or_before(log, seq)? {
             Some((key, stored)) => record::seq_of_key(&key)
                 .map(|first| Ok::<_, StoreError>((first, unpack(&stored)?.into_owned())))
                 .transpose()?,
@@ -524,13 +519,9 @@ fn read_after(
     'attempt: for _ in 0..8 {
         let mut out = Vec::new();
         let mut next = after.saturating_add(1);
-        let first_chunk = log
-            .range(record::chunk_key(0)..=record::chunk_key(next))
-            .next_back()
-            .transpose()?
-            .map_or(record::chunk_key(next), |(key, _)| {
-                record::chunk_key(record::seq_of_key(&key).unwrap_or(next))
-            });
+        let first_chunk = chunk_at_or_before(log, next)?
+            .and_then(|(key, _)| record::seq_of_key(&key))
+            .unwrap_or(next);
         let take = |seq: u64, bytes: &[u8], out: &mut Vec<Event>| -> Result<bool, StoreError> {
             let event = decode(seq, bytes)?;
             if kind.is_none_or(|k| event.kind.type_name() == k) {
@@ -538,7 +529,12 @@ fn read_after(
             }
             Ok(out.len() >= limit)
         };
-        for entry in log.range(first_chunk..=record::chunk_key(u64::MAX)) {
+        let chunks = record::CHUNK_PREFIXES.into_iter().flat_map(|prefix| {
+            log.range(
+                record::chunk_key_in(prefix, first_chunk)..=record::chunk_key_in(prefix, u64::MAX),
+            )
+        });
+        for entry in chunks {
             let (_, stored) = entry?;
             let chunk = unpack(&stored)?;
             for (seq, bytes) in record::frames(&chunk) {
@@ -574,6 +570,24 @@ fn read_after(
     Err(StoreError::Missing { seq: gap })
 }
 
+/// The chunk with the greatest first `seq` that is at most `seq` (the one that holds `seq`, if a
+/// chunk does): the current prefix first, then the legacy one, whose chunks are all older.
+fn chunk_at_or_before(
+    log: &sled::Tree,
+    seq: u64,
+) -> Result<Option<(sled::IVec, sled::IVec)>, StoreError> {
+    for prefix in record::CHUNK_PREFIXES.into_iter().rev() {
+        let found = log
+            .range(record::chunk_key_in(prefix, 0)..=record::chunk_key_in(prefix, seq))
+            .next_back()
+            .transpose()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
 /// A stored chunk's frames (see [`record::unpack`]).
 fn unpack(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
     record::unpack(stored).map_err(|message| StoreError::Decode { seq: 0, message })
@@ -599,6 +613,23 @@ async fn blocking<T: Send + 'static>(
 /// The file in the data directory that names the process holding it: `<pid> <command>`.
 const OWNER_FILE: &str = "owner";
 
+/// Whether sled should compress the log in `path`: yes for a new one, and for an existing one
+/// whatever it was created with (sled refuses to open it with another setting; its `conf` file
+/// says).
+///
+/// Why compress: sled rewrites a page whole every few updates and reclaims the stale copies
+/// lazily, so what sits on disk is mostly copies of JSON records and index pages. zstd shrinks
+/// those several-fold (docs/benchmarks.md, "Event store size": 635 → 247 MB per million events).
+fn compresses(path: &Path) -> bool {
+    // Text lines, then a binary CRC: read as bytes, not as a string.
+    match std::fs::read(path.join("conf")) {
+        Ok(conf) => String::from_utf8_lossy(&conf)
+            .lines()
+            .any(|line| line.trim() == "use_compression: true"),
+        Err(_) => true,
+    }
+}
+
 /// Opens sled. While another handle *in this process* still holds the directory's lock (an app
 /// that is shutting down), it waits, up to [`LOCK_WAIT`]; when the owner file names another
 /// process, it says so at once instead.
@@ -606,7 +637,10 @@ fn open_sled(data_dir: &Path) -> Result<sled::Db, StoreError> {
     let path = data_dir.join("log");
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(&path).open() {
+        let config = sled::Config::new()
+            .path(&path)
+            .use_compression(compresses(&path));
+        match config.open() {
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 let owner = std::fs::read_to_string(data_dir.join(OWNER_FILE)).unwrap_or_default();
                 let pid = owner

@@ -7,12 +7,20 @@
 //!   from `e`+`after+1` reads the global log in order.
 //! - `m` + migration id (16 bytes) + `seq` → empty. The per-migration index: a prefix scan yields
 //!   that migration's sequence numbers in order.
-//! - `c` + first `seq` → a *sealed chunk*: [`SEAL_EVERY`] consecutive records, each framed as
+//! - `s` + first `seq` → a *sealed chunk*: [`SEAL_EVERY`] consecutive records, each framed as
 //!   `seq` (u64 BE) + length (u32 BE) + record. Walking a sled tree costs about a microsecond per
 //!   entry, which alone would spend the start-up budget of a million-event log; so the writer
 //!   packs every full run of older events into one chunk (inserting it and removing the single
 //!   keys in one atomic batch), and the start-up fold walks a thousand entries instead of a
 //!   million. An event is always in exactly one place: its `e` key or a chunk.
+//! - `c` + first `seq` → a sealed chunk written before chunks moved to `s` ([`LEGACY_CHUNK_PREFIX`]).
+//!   Still read; never written. Every `c` chunk holds older events than every `s` chunk.
+//!
+//! Why chunks moved from `c` to `s`: sled keeps at most 16 entries per leaf and merges a leaf
+//! that sealing empties of `e` keys into its left neighbour. With `c` sorting just before `e`,
+//! that neighbour was the leaf of the newest chunks (up to 16 × ~90 kB), rewritten whole (as a
+//! blob file) at every seal: two thirds of the log's bytes on disk were such stale copies.
+//! `s` sorts after the index (`m`), whose entries are never removed, so no merge reaches it.
 //!
 //! The record is JSON (readable with any sled dump, and tolerant of new optional fields), but not
 //! the API's envelope: the API flattens `type`/`data` into the envelope, and serde can only
@@ -28,15 +36,25 @@ use crate::model::{AggregateType, ChainLink, Digest32, Event, EventKind};
 
 pub(crate) const EVENT_PREFIX: u8 = b'e';
 pub(crate) const INDEX_PREFIX: u8 = b'm';
-pub(crate) const CHUNK_PREFIX: u8 = b'c';
+/// The prefix of the chunks sealed now.
+pub(crate) const CHUNK_PREFIX: u8 = b's';
+/// The prefix of the chunks sealed before they moved to [`CHUNK_PREFIX`] (see the module docs).
+pub(crate) const LEGACY_CHUNK_PREFIX: u8 = b'c';
+/// Both chunk prefixes, older first: walking them in this order walks the chunks in `seq` order.
+pub(crate) const CHUNK_PREFIXES: [u8; 2] = [LEGACY_CHUNK_PREFIX, CHUNK_PREFIX];
 
 /// Events per sealed chunk.
 pub(crate) const SEAL_EVERY: u64 = 1024;
 
-/// Key of the chunk whose first event is `first_seq`.
+/// Key of the chunk whose first event is `first_seq`, as it is sealed now.
 pub(crate) fn chunk_key(first_seq: u64) -> [u8; 9] {
+    chunk_key_in(CHUNK_PREFIX, first_seq)
+}
+
+/// Key of the chunk whose first event is `first_seq` under `prefix` (one of [`CHUNK_PREFIXES`]).
+pub(crate) fn chunk_key_in(prefix: u8, first_seq: u64) -> [u8; 9] {
     let mut key = event_key(first_seq);
-    key[0] = CHUNK_PREFIX;
+    key[0] = prefix;
     key
 }
 
@@ -267,8 +285,12 @@ mod tests {
         assert!(frames_are_whole(&chunk));
         assert!(!frames_are_whole(&chunk[..chunk.len() - 1]));
         assert!(
-            chunk_key(1) < event_key(0),
-            "chunks sort before single events"
+            chunk_key_in(LEGACY_CHUNK_PREFIX, 1) < event_key(0),
+            "legacy chunks sort before single events"
+        );
+        assert!(
+            chunk_key(0)[..] > index_key(&Uuid::max(), u64::MAX)[..],
+            "chunks sort after the index, away from the single events that sealing removes"
         );
     }
 

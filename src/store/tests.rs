@@ -237,20 +237,29 @@ fn open_when_free(dir: &Path) -> Store {
     }
 }
 
-/// Replaces `from` by `to` (same length) in the stored record of `seq`, directly in sled, the way
-/// someone editing the files would: in its single key, or inside the packed chunk that holds it.
-fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
-    // The dropped store's writer thread lets go of the directory a moment later.
+/// The store's sled database in `dir`, opened as the store opens it (compressed or not). The
+/// dropped store's writer thread lets go of the directory a moment after the last handle.
+fn raw_sled(dir: &Path) -> sled::Db {
+    let path = dir.join("log");
     let deadline = Instant::now() + Duration::from_secs(10);
-    let db = loop {
-        match sled::open(dir.join("log")) {
-            Ok(db) => break db,
+    loop {
+        let config = sled::Config::new()
+            .path(&path)
+            .use_compression(compresses(&path));
+        match config.open() {
+            Ok(db) => return db,
             Err(_) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => panic!("{e}"),
         }
-    };
+    }
+}
+
+/// Replaces `from` by `to` (same length) in the stored record of `seq`, directly in sled, the way
+/// someone editing the files would: in its single key, or inside the packed chunk that holds it.
+fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
+    let db = raw_sled(dir);
     let log = db.open_tree("events").unwrap();
     let edit = |bytes: &[u8]| -> Vec<u8> {
         let at = bytes
@@ -264,11 +273,7 @@ fn tamper(dir: &Path, seq: u64, from: &[u8], to: &[u8]) {
     if let Some(single) = log.get(record::event_key(seq)).unwrap() {
         log.insert(record::event_key(seq), edit(&single)).unwrap();
     } else {
-        let (key, stored) = log
-            .range(record::chunk_key(0)..=record::chunk_key(seq))
-            .next_back()
-            .unwrap()
-            .unwrap();
+        let (key, stored) = super::chunk_at_or_before(&log, seq).unwrap().unwrap();
         let frames = record::unpack(&stored).unwrap().into_owned();
         let mut rebuilt = Vec::new();
         for (s, bytes) in record::frames(&frames) {
@@ -360,6 +365,7 @@ async fn a_log_from_before_the_chain_gets_a_genesis_that_covers_its_old_events()
     let id = Uuid::now_v7();
     {
         // Records of the earlier format: no hashes.
+        // As the previous versions created it: uncompressed; the store keeps it so.
         let db = sled::open(dir.path().join("log")).unwrap();
         let log = db.open_tree("events").unwrap();
         for seq in 1..=5u64 {
@@ -397,4 +403,59 @@ async fn a_log_from_before_the_chain_gets_a_genesis_that_covers_its_old_events()
     let report = store.verify_chain().await.unwrap();
     assert_eq!(report.first_broken_seq, Some(6), "{report:?}");
     assert!(report.problem.unwrap().contains("genesis"));
+}
+
+/// A data directory from before chunks moved from `c` to `s` (see [`record`]): its chunks are
+/// read where they are, new chunks go to `s`, and every read walks both in `seq` order.
+#[tokio::test]
+async fn chunks_sealed_under_the_legacy_prefix_still_read_and_new_ones_follow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::now_v7();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        append_checkpoints(&store, id, 2100).await;
+    }
+    // What the previous version left: the two sealed chunks under `c`.
+    {
+        let db = raw_sled(dir.path());
+        let log = db.open_tree("events").unwrap();
+        let mut batch = sled::Batch::default();
+        let mut moved = 0;
+        for entry in log.scan_prefix([record::CHUNK_PREFIX]) {
+            let (key, stored) = entry.unwrap();
+            let seq = record::seq_of_key(&key).unwrap();
+            batch.insert(
+                &record::chunk_key_in(record::LEGACY_CHUNK_PREFIX, seq),
+                stored,
+            );
+            batch.remove(key);
+            moved += 1;
+        }
+        assert_eq!(moved, 2, "2,100 events seal two chunks");
+        log.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_full_log(&store, 2100).await;
+    append_checkpoints(&store, id, 1000).await;
+    assert_full_log(&store, 3100).await;
+    for after in [0, 1023, 2047, 2048, 3071, 3072] {
+        let page = store.events_after(after, 3, None).await.unwrap();
+        let seqs: Vec<u64> = page.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (after + 1..after + 4).collect::<Vec<_>>(),
+            "after {after}"
+        );
+    }
+    let mine = store.aggregate_events(id, 0, 10_000).await.unwrap();
+    assert_eq!(mine.len(), 3100);
+    assert!(mine.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+    assert_eq!(
+        store.verify_chain().await.unwrap().status,
+        AuditStatus::Intact
+    );
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_full_log(&store, 3100).await;
 }

@@ -121,7 +121,11 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
         // sleep: the tasks that drop the store run on this test's runtime).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let db = loop {
-            match sled::open(dir.path().join("log")) {
+            // As the store creates a new data dir: zstd-compressed (sled refuses another setting).
+            let config = sled::Config::new()
+                .path(dir.path().join("log"))
+                .use_compression(true);
+            match config.open() {
                 Ok(db) => break db,
                 Err(_) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
