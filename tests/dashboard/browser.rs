@@ -43,14 +43,16 @@ fn browser_binaries() -> (PathBuf, PathBuf) {
 }
 
 /// chromedriver on a free port, with a headless Chromium session; both end on drop.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    /// Where the browser saves downloads (inside the profile, removed with it).
+    pub(crate) downloads: PathBuf,
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         let (chromium, driver_path) = browser_binaries();
         let port = free_port();
         let driver = Command::new(&driver_path)
@@ -77,10 +79,16 @@ impl Browser {
         .into_iter()
         .chain([format!("--user-data-dir={}", profile.path().display())])
         .collect::<Vec<_>>();
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).unwrap();
+        let prefs = json!({
+            "download.default_directory": downloads,
+            "download.prompt_for_download": false,
+        });
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
-            json!({"binary": chromium, "args": args}),
+            json!({"binary": chromium, "args": args, "prefs": prefs}),
         );
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -102,11 +110,12 @@ impl Browser {
             client,
             driver,
             _profile: profile,
+            downloads,
         }
     }
 
     /// Saves a screenshot as `target/dashboard/<name>.png` and returns its path.
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
         let dir = PathBuf::from(
             std::env::var("CARGO_TARGET_DIR")
                 .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into()),
@@ -120,7 +129,12 @@ impl Browser {
     }
 
     /// The text of the first element matching `css`, once `done` holds for it.
-    async fn wait_text(&self, css: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_text(
+        &self,
+        css: &str,
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + STEP;
         let mut last = String::new();
         loop {
@@ -141,12 +155,12 @@ impl Browser {
     }
 
     /// Waits for `css` to exist.
-    async fn wait_for(&self, css: &str, what: &str) {
+    pub(crate) async fn wait_for(&self, css: &str, what: &str) {
         self.wait_text(css, what, |_| true).await;
     }
 
     /// Clicks `css` once it exists and is enabled (found again on each try: the page redraws).
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let deadline = Instant::now() + STEP;
         loop {
             if let Ok(element) = self.client.find(Locator::Css(css)).await {
@@ -163,19 +177,19 @@ impl Browser {
         }
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let element = self.client.find(Locator::Css(css)).await.expect(css);
         element.clear().await.expect("clear");
         element.send_keys(text).await.expect("type");
     }
 
-    async fn choose(&self, css: &str, value: &str) {
+    pub(crate) async fn choose(&self, css: &str, value: &str) {
         let element = self.client.find(Locator::Css(css)).await.expect(css);
         element.select_by_value(value).await.expect("select");
     }
 
     /// Confirms the open confirmation dialog, checking that it names `server`.
-    async fn confirm_naming(&self, server: &str) {
+    pub(crate) async fn confirm_naming(&self, server: &str) {
         self.wait_text("#confirm-text", "the confirmation names the server", |t| {
             t.contains(server)
         })
@@ -183,12 +197,12 @@ impl Browser {
         self.click("#confirm-ok").await;
     }
 
-    async fn hash(&self) -> String {
+    pub(crate) async fn hash(&self) -> String {
         let url = self.client.current_url().await.expect("url");
         url.fragment().unwrap_or_default().to_string()
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let client = self.client.clone();
         let _ = client.close().await;
         let _ = self.driver.kill();
@@ -196,7 +210,7 @@ impl Browser {
     }
 }
 
-fn seed(server: &RedisServer, prefix: &str, n: usize) {
+pub(crate) fn seed(server: &RedisServer, prefix: &str, n: usize) {
     let mut conn = server.conn();
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let mut pipe = redis::pipe();
@@ -210,7 +224,7 @@ fn seed(server: &RedisServer, prefix: &str, n: usize) {
     }
 }
 
-fn dbsize(server: &RedisServer) -> i64 {
+pub(crate) fn dbsize(server: &RedisServer) -> i64 {
     redis::cmd("DBSIZE").query(&mut server.conn()).unwrap()
 }
 

@@ -7,6 +7,7 @@ mod common;
 mod helpers;
 
 mod audit;
+mod backups_page;
 mod browser;
 mod cli;
 mod metrics;

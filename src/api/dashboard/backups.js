@@ -70,22 +70,34 @@
         ['Restore', 'Backup', 'Target', 'State', 'Progress', 'Started', 'Finished'].map((h) => el('th', { scope: 'col' }, h)))), restoresBody));
 
     let backups = [];
+    // Restore forms a person has opened, by backup id. The list is redrawn on every backup or
+    // restore event; an open form is carried into the new rows as it is (typed values included)
+    // instead of vanishing under the person filling it in.
+    const openForms = new Map();
     const load = async () => {
       const [b, r] = await Promise.all([all('/v1/backups', 'backups'), all('/v1/restores', 'restores')]);
       backups = b;
+      // Moving a form out of the document blurs the field being typed in: give it focus back.
+      const focused = document.activeElement;
       backupsBody.replaceChildren(...backups.map((backup) => {
         const allowed = backup.allowed_actions || [];
         const actions = el('td', {});
         if (backup.status === 'completed') {
-          actions.append(el('button', { onclick: () => attempt(() => download(`/v1/backups/${backup.id}/download`, `${backup.id}.rdb`)) }, 'Download'), ' ');
+          actions.append(el('button', { 'data-download': backup.id, onclick: () => attempt(() => download(`/v1/backups/${backup.id}/download`, `${backup.id}.rdb`)) }, 'Download'), ' ');
         }
         if (allowed.includes('restore')) {
-          actions.append(el('button', { 'data-restore': backup.id, onclick: (e) => {
-            e.target.replaceWith(restoreForm(backup, load));
+          const open = openForms.get(backup.id);
+          actions.append(open || el('button', { 'data-restore': backup.id, onclick: (e) => {
+            const form = restoreForm(backup, () => {
+              openForms.delete(backup.id);
+              load();
+            });
+            openForms.set(backup.id, form);
+            e.target.replaceWith(form);
           } }, 'Restore…'), ' ');
         }
         if (allowed.includes('delete')) {
-          actions.append(el('button', { class: 'danger', onclick: async () => {
+          actions.append(el('button', { class: 'danger', 'data-delete': backup.id, onclick: async () => {
             const ok = await confirmAction('Delete this backup?',
               `The file of backup ${backup.label || backup.id} (of ${backup.server}) is deleted; its history stays in the audit trail.`, 'Delete');
             if (ok && await attempt(() => api('DELETE', `/v1/backups/${backup.id}`))) load();
@@ -100,6 +112,8 @@
           actions);
       }));
       if (!backups.length) backupsBody.append(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, 'No backups yet.')));
+      for (const [id, form] of openForms) if (!form.isConnected) openForms.delete(id);
+      if (focused && focused !== document.activeElement && focused.isConnected) focused.focus();
       restoresBody.replaceChildren(...r.map((restore) => el('tr', { 'data-id': restore.id },
         el('td', { class: 'mono' }, restore.id, restore.for_migration
           ? el('div', {}, 'rollback of ', el('a', { href: `#/migrations/${restore.for_migration}` }, 'its migration')) : null),

@@ -312,11 +312,15 @@ const Ferry = (() => {
         if (link.dataset.nav === nav) link.setAttribute('aria-current', 'page');
         else link.removeAttribute('aria-current');
       }
-      main.replaceChildren(el('p', { class: 'muted' }, 'Loading…'));
+      // Each visit renders into a fresh element. A page left behind may still finish a fetch or
+      // a debounced redraw after its streams stopped; it then draws into its own detached element
+      // instead of over the page the person has moved to.
+      const page = el('div', { class: 'page' }, el('p', { class: 'muted' }, 'Loading…'));
+      main.replaceChildren(page);
       try {
-        await render(main, ...match.slice(1));
+        await render(page, ...match.slice(1));
       } catch (e) {
-        main.replaceChildren(el('div', { class: 'problem', role: 'alert' }, e.message));
+        page.replaceChildren(el('div', { class: 'problem', role: 'alert' }, e.message));
       }
       return;
     }
