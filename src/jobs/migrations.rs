@@ -118,7 +118,13 @@ impl Jobs {
             target: spec.target.url.clone(),
         };
         self.inner.store.put_credentials(id, creds).await?;
-        let created = NewEvent::migration(id, actor, EventKind::MigrationCreated { spec });
+        let created = NewEvent::migration(
+            id,
+            actor,
+            EventKind::MigrationCreated {
+                spec: Box::new(spec),
+            },
+        );
         self.commit(vec![created]).await?;
         self.get(id)
     }
@@ -248,8 +254,15 @@ impl Jobs {
         if new_creds != creds {
             self.inner.store.put_credentials(id, new_creds).await?;
         }
-        self.decide_and_commit(&slot, id, actor, Command::Update { spec })
-            .await?;
+        self.decide_and_commit(
+            &slot,
+            id,
+            actor,
+            Command::Update {
+                spec: Box::new(spec),
+            },
+        )
+        .await?;
         Ok(slot.snapshot().view)
     }
 

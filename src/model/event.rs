@@ -203,11 +203,13 @@ pub struct ResumePoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum EventKind {
+    // The spec is boxed: inline it made every event (a checkpoint too) ~560 bytes, and the
+    // start-up fold moves a million of them between threads and into the aggregates.
     MigrationCreated {
-        spec: MigrationSpec,
+        spec: Box<MigrationSpec>,
     },
     MigrationUpdated {
-        spec: MigrationSpec,
+        spec: Box<MigrationSpec>,
     },
     ValidationStarted {},
     ValidationCompleted {

@@ -155,7 +155,7 @@ fn rollback_blocker(m: &Migration) -> Option<String> {
 pub enum Command {
     /// A new spec before start (URLs with their real passwords are kept apart, in the credentials).
     Update {
-        spec: MigrationSpec,
+        spec: Box<MigrationSpec>,
     },
     StartValidation,
     /// Records a report, unless the migration changed while the checks ran (`since_version`).

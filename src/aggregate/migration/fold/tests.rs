@@ -48,7 +48,7 @@ fn report(status: CheckStatus) -> ValidationReport {
 #[test]
 fn a_created_migration_is_configured_with_a_redacted_source() {
     let m = fold(vec![EventKind::MigrationCreated {
-        spec: spec(Mode::Snapshot),
+        spec: Box::new(spec(Mode::Snapshot)),
     }]);
     assert_eq!(m.view.state, State::Configured);
     assert_eq!(
@@ -62,7 +62,7 @@ fn a_created_migration_is_configured_with_a_redacted_source() {
 #[test]
 fn validation_results_decide_between_validated_and_validation_failed() {
     let created = EventKind::MigrationCreated {
-        spec: spec(Mode::Snapshot),
+        spec: Box::new(spec(Mode::Snapshot)),
     };
     let warned = fold(vec![
         created.clone(),
@@ -87,14 +87,14 @@ fn validation_results_decide_between_validated_and_validation_failed() {
 fn an_update_sends_the_migration_back_to_configured_and_drops_the_report() {
     let m = fold(vec![
         EventKind::MigrationCreated {
-            spec: spec(Mode::Snapshot),
+            spec: Box::new(spec(Mode::Snapshot)),
         },
         EventKind::ValidationStarted {},
         EventKind::ValidationCompleted {
             report: report(CheckStatus::Pass),
         },
         EventKind::MigrationUpdated {
-            spec: spec(Mode::Live),
+            spec: Box::new(spec(Mode::Live)),
         },
     ]);
     assert_eq!(m.view.state, State::Configured);
@@ -106,7 +106,7 @@ fn an_update_sends_the_migration_back_to_configured_and_drops_the_report() {
 fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point() {
     let m = fold(vec![
         EventKind::MigrationCreated {
-            spec: spec(Mode::Live),
+            spec: Box::new(spec(Mode::Live)),
         },
         EventKind::MigrationStarted {},
         EventKind::SnapshotStarted {
@@ -134,7 +134,7 @@ fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point()
 
     let mut events = vec![
         EventKind::MigrationCreated {
-            spec: spec(Mode::Live),
+            spec: Box::new(spec(Mode::Live)),
         },
         EventKind::MigrationStarted {},
         EventKind::SnapshotCompleted {
@@ -180,7 +180,7 @@ fn snapshot_progress_gives_percent_and_eta_and_checkpoints_give_a_resume_point()
 fn a_failure_is_shown_with_its_code() {
     let m = fold(vec![
         EventKind::MigrationCreated {
-            spec: spec(Mode::Snapshot),
+            spec: Box::new(spec(Mode::Snapshot)),
         },
         EventKind::MigrationStarted {},
         EventKind::MigrationFailed {
@@ -208,11 +208,11 @@ fn events_of_an_unknown_migration_and_double_creation_are_refused() {
         Err(FoldError::NotCreated { .. })
     ));
     let created = fold(vec![EventKind::MigrationCreated {
-        spec: spec(Mode::Snapshot),
+        spec: Box::new(spec(Mode::Snapshot)),
     }]);
     let again = Event {
         kind: EventKind::MigrationCreated {
-            spec: spec(Mode::Snapshot),
+            spec: Box::new(spec(Mode::Snapshot)),
         },
         ..event
     };
@@ -228,7 +228,7 @@ fn a_final_migration_with_a_restore_point_allows_rollback_until_one_runs() {
     let restore_id = Uuid::now_v7();
     let mut kinds = vec![
         EventKind::MigrationCreated {
-            spec: spec(Mode::Snapshot),
+            spec: Box::new(spec(Mode::Snapshot)),
         },
         EventKind::MigrationStarted {},
         EventKind::BackupCompleted {
@@ -265,7 +265,7 @@ fn a_rollback_of_the_first_format_still_folds() {
     let backup_id = Uuid::now_v7();
     let m = fold(vec![
         EventKind::MigrationCreated {
-            spec: spec(Mode::Snapshot),
+            spec: Box::new(spec(Mode::Snapshot)),
         },
         EventKind::MigrationCancelled { reason: None },
         EventKind::RestoreStarted {
@@ -297,7 +297,9 @@ fn starting_with_an_unchecked_certificate_records_tls_verification_skipped() {
     };
     let validated = |spec: MigrationSpec| {
         fold(vec![
-            EventKind::MigrationCreated { spec },
+            EventKind::MigrationCreated {
+                spec: Box::new(spec),
+            },
             EventKind::ValidationStarted {},
             EventKind::ValidationCompleted {
                 report: report(CheckStatus::Warn),
