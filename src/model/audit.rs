@@ -29,20 +29,34 @@ impl Digest32 {
     pub const ZERO: Digest32 = Digest32([0; 32]);
 
     pub fn to_hex(&self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(64);
         for byte in self.0 {
-            let _ = write!(out, "{byte:02x}");
+            out.push(DIGITS[usize::from(byte >> 4)] as char);
+            out.push(DIGITS[usize::from(byte & 0x0f)] as char);
         }
         out
     }
 
+    /// Parses 64 hex digits (either case). Nothing else: no sign, no prefix, no spaces, so one
+    /// digest has one spelling in the log. Every event carries two digests, so the start-up fold
+    /// of a million events parses two million of them: this works on bytes, not on substrings.
     pub fn from_hex(text: &str) -> Option<Digest32> {
-        if text.len() != 64 || !text.is_ascii() {
+        fn nibble(digit: u8) -> Option<u8> {
+            match digit {
+                b'0'..=b'9' => Some(digit - b'0'),
+                b'a'..=b'f' => Some(digit - b'a' + 10),
+                b'A'..=b'F' => Some(digit - b'A' + 10),
+                _ => None,
+            }
+        }
+        let text = text.as_bytes();
+        if text.len() != 64 {
             return None;
         }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
         }
         Some(Digest32(out))
     }
@@ -68,9 +82,23 @@ impl Serialize for Digest32 {
 
 impl<'de> Deserialize<'de> for Digest32 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Digest32::from_hex(&text)
-            .ok_or_else(|| serde::de::Error::custom("expected 64 hex digits of a SHA-256 hash"))
+        /// Reads the digits where the decoder has them, without copying them into a `String`.
+        struct HexDigits;
+
+        impl serde::de::Visitor<'_> for HexDigits {
+            type Value = Digest32;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 hex digits of a SHA-256 hash")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Digest32, E> {
+                Digest32::from_hex(text)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+            }
+        }
+
+        deserializer.deserialize_str(HexDigits)
     }
 }
 
@@ -333,5 +361,26 @@ mod tests {
         assert_ne!(chain_hash(&first, &event), first);
         assert_eq!(Digest32::from_hex(&first.to_hex()), Some(first));
         assert_eq!(Digest32::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn a_digest_has_one_spelling_of_64_hex_digits() {
+        let digest = Digest32(std::array::from_fn(|i| (i as u8).wrapping_mul(37)));
+        let hex = digest.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(Digest32::from_hex(&hex.to_uppercase()), Some(digest));
+        // What `u8::from_str_radix` would have let through: a sign in a digit pair.
+        let signed = format!("+{}", &hex[1..]);
+        assert_eq!(Digest32::from_hex(&signed), None);
+        assert_eq!(Digest32::from_hex(&hex[..62]), None);
+        assert_eq!(Digest32::from_hex(&format!("{hex}0")), None);
+        assert_eq!(Digest32::from_hex(&format!("é{}", &hex[2..])), None);
+        let quoted = format!("\"{hex}\"");
+        assert_eq!(serde_json::from_str::<Digest32>(&quoted).unwrap(), digest);
+        let error = serde_json::from_str::<Digest32>("\"nope\"").unwrap_err();
+        assert!(error.to_string().contains("64 hex digits"), "{error}");
     }
 }
