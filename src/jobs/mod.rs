@@ -258,7 +258,7 @@ pub fn fold_all(store: &Store) -> Result<(Folded, FoldStats), StoreError> {
     let mut stats = FoldStats::default();
     store.for_each_event(|event| {
         stats.events += 1;
-        if let Err(e) = fold_event(&mut folded, &event) {
+        if let Err(e) = fold_event(&mut folded, event) {
             stats.skipped += 1;
             tracing::error!(error = %e, "skipping an event that does not fold");
         }
