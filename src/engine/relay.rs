@@ -3,7 +3,10 @@
 //! 1. The target's replication settings are read (and recorded in `TransferChosen`), then
 //!    changed: a password to authenticate with ([`relay_target`](super::relay_target)),
 //!    `replica-read-only yes`, `repl-diskless-load on-empty-db`; with `on_conflict: flush` the
-//!    target is emptied (after the restore point). Then `REPLICAOF <relay host> <port>`.
+//!    target is emptied (after the restore point). A target that then holds nothing but the
+//!    lease loads its first snapshot with `swapdb`, straight from the socket (Redis counts the
+//!    lease, so `on-empty-db` would go through disk), and is set back to `on-empty-db` once that
+//!    load is in. Then `REPLICAOF <relay host> <port>`.
 //! 2. The target connects to the relay listener and asks `PSYNC`. Ferry forwards that request to
 //!    the source on a replication link of its own, and forwards the answer back: `+FULLRESYNC`
 //!    with the RDB (relayed chunk by chunk as it arrives, watched on the side for progress and
@@ -92,6 +95,10 @@ impl Relay<'_> {
             // replica's read-only role keeps other writers out until the release).
             super::flush_target(self.target_peer, self.job.lease.as_ref()).await?;
         }
+        let from_socket = !self.resumed
+            && relay_target::load_from_socket_if_empty(self.target)
+                .await
+                .map_err(EngineError::target)?;
         self.point_target(&registration, &prepared.secret).await?;
         tracing::info!(
             target = %spec.target.url,
@@ -101,6 +108,7 @@ impl Relay<'_> {
         );
 
         let mut state = SessionState::new(self.tuning, self.resumed);
+        state.loads_from_socket = from_socket;
         let mut lost_at: Option<Instant> = None;
         loop {
             let (wait, first) = match lost_at {

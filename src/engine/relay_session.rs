@@ -45,6 +45,9 @@ pub(crate) struct SessionState {
     bytes_streamed: u64,
     sample_keys: usize,
     stream_over: usize,
+    /// The target was set to load its first snapshot from the socket (`swapdb`), to be undone
+    /// once that load is in.
+    pub loads_from_socket: bool,
 }
 
 impl SessionState {
@@ -59,6 +62,7 @@ impl SessionState {
             bytes_streamed: 0,
             sample_keys: tuning.sample_keys,
             stream_over: tuning.big_key_bytes,
+            loads_from_socket: false,
         }
     }
 
@@ -311,6 +315,11 @@ impl Serve<'_, '_> {
                 keys_empty: 0,
             })
             .await?;
+        if std::mem::take(&mut self.state.loads_from_socket) {
+            relay_target::load_through_disk_unless_empty(self.relay.target)
+                .await
+                .map_err(EngineError::target)?;
+        }
         Ok(loaded)
     }
 

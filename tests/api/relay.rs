@@ -114,6 +114,19 @@ async fn a_relay_runs_end_to_end_through_the_api() {
     }
     assert_eq!(dbsize(&target), dbsize(&source));
     assert_eq!(role(&target), "master");
+    // The target held this migration's lease, which Redis counts: with `on-empty-db` it wrote
+    // the RDB to disk before loading it. Its own log says how it loaded.
+    let log = std::fs::read_to_string(target.dir().join("redis.log")).unwrap();
+    assert!(
+        log.contains("with EOF to parser") && !log.contains("with EOF to disk"),
+        "the target loads straight from the socket: {log}"
+    );
+    let diskless_load: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("repl-diskless-load")
+        .query(&mut target.conn())
+        .unwrap();
+    assert_eq!(diskless_load[1], "disabled", "its own setting is back");
     let h: Vec<String> = redis::cmd("HVALS")
         .arg("h:3")
         .query(&mut target.conn())
