@@ -61,6 +61,8 @@
 //!   the wire ([`client::lease`]).
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
+//! - [`shape`]: which keys a migration moves, under which names and database numbers (pure;
+//!   the snapshot, the stream and verification all ask it).
 //! - [`model`], [`spec`], [`redis_url`], [`disk`]: plain types and leaf helpers: events, reports,
 //!   the user's request and its addresses (passwords redacted wherever they could be shown), free
 //!   disk space and private (0600/0700) files.
@@ -82,6 +84,7 @@ pub mod redis_url;
 pub mod relay;
 pub mod replication;
 pub mod resp;
+pub mod shape;
 pub mod spec;
 pub mod store;
 pub mod supervisor;

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::redis_url::RedisUrl;
+use crate::shape::{DbMap, KeyFilter, Rename, Shape, ShapeError};
 
 /// One Redis server. `url` is `redis://[user[:password]@]host:port` or `rediss://…` (a `/db` is
-/// refused until databases can be filtered and mapped; user and password are percent-decoded);
+/// refused: databases are chosen with `options.filter.dbs` and `options.db_map`; user and
+/// password are percent-decoded);
 /// it is always shown with the password replaced by `***`. `tls` tunes a `rediss://` connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -370,6 +372,25 @@ pub struct Options {
     /// validation refuses such a pair, counting the keys, and the engine stops at the first field
     /// TTL it meets rather than lose it silently.
     pub drop_field_ttls: bool,
+    // ---- shaping: filters, database map, renames (issue #19) ----
+    /// Which source keys move (by database, glob pattern and type): see
+    /// [`KeyFilter`](crate::shape::KeyFilter). Default: every key.
+    #[serde(skip_serializing_if = "KeyFilter::is_everything")]
+    pub filter: KeyFilter,
+    /// Source database → target database, as a JSON object with the source's number as the key
+    /// (`{"3": 0}`); databases not named keep their number. Two source databases may share a
+    /// target database only when both are named.
+    #[serde(skip_serializing_if = "DbMap::is_empty")]
+    #[schema(value_type = std::collections::BTreeMap<String, u32>, example = json!({"3": 0}))]
+    pub db_map: DbMap,
+    /// Prefix renames, applied after the filter; the first `from_prefix` a key starts with wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<Rename>,
+    /// Let `FLUSHDB`/`FLUSHALL` from the source through a filtered, renamed or mapped live
+    /// migration (to the mapped database): they then delete target keys outside the filter too.
+    /// Off: the migration stops before such a command.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub flush_passthrough: bool,
 }
 
 impl Default for Options {
@@ -383,6 +404,10 @@ impl Default for Options {
             auto_cutover: false,
             transfer: Transfer::Auto,
             drop_field_ttls: false,
+            filter: KeyFilter::default(),
+            db_map: DbMap::new(),
+            rename: Vec::new(),
+            flush_passthrough: false,
         }
     }
 }
@@ -400,9 +425,8 @@ pub struct AddressError {
     pub detail: String,
 }
 
-/// Refuses a URL that names a database (`redis://host:port/3`): Ferry copies every database
-/// under its own number, so a `/3` would be silently ignored. Until database filters and a
-/// mapping exist, the honest answer is a clear refusal.
+/// Refuses a URL that names a database (`redis://host:port/3`): a backup captures, and a restore
+/// loads, every database under its own number, so a `/3` would be silently ignored.
 pub fn check_no_db(url: &RedisUrl, field: &'static str) -> Result<(), AddressError> {
     match url.db {
         None => Ok(()),
@@ -410,7 +434,25 @@ pub fn check_no_db(url: &RedisUrl, field: &'static str) -> Result<(), AddressErr
             field,
             detail: format!(
                 "`{field}` names database {db} (`/{db}`), but Ferry copies every database under \
-                 its own number and cannot yet limit or renumber them; remove `/{db}` from the URL"
+                 its own number and cannot limit or renumber them here; remove `/{db}` from the URL"
+            ),
+        }),
+    }
+}
+
+/// [`check_no_db`] for a migration's ends: a `/3` would be silently ignored, since the databases
+/// a migration moves, and their numbers on the target, are said in one place only:
+/// `options.filter.dbs` and `options.db_map`.
+fn no_db_in_migration(url: &RedisUrl, field: &'static str) -> Result<(), AddressError> {
+    match url.db {
+        None => Ok(()),
+        Some(db) => Err(AddressError {
+            field,
+            detail: format!(
+                "`{field}` names database {db} (`/{db}`), but a URL does not choose a \
+                 migration's databases: remove `/{db}`, and limit the databases with \
+                 `options.filter.dbs` (e.g. [{db}]) or renumber them with `options.db_map` \
+                 (e.g. {{\"{db}\": 0}})"
             ),
         }),
     }
@@ -435,11 +477,36 @@ impl MigrationSpec {
     /// Checks the addresses (see [`check_no_db`]).
     pub fn check_addresses(&self) -> Result<(), AddressError> {
         if let Some(url) = self.source.url() {
-            check_no_db(url, "source.url")?;
+            no_db_in_migration(url, "source.url")?;
         }
-        check_no_db(&self.target.url, "target.url")
+        no_db_in_migration(&self.target.url, "target.url")
+    }
+
+    /// The filter, map and renames, checked and compiled (see [`crate::shape`]).
+    pub fn shape(&self) -> Result<Shape, ShapeError> {
+        let o = &self.options;
+        let shape = Shape::new(
+            &o.filter,
+            &o.db_map,
+            &o.rename,
+            o.flush_passthrough,
+            self.mode == Mode::Live,
+        )?;
+        if !shape.is_identity() && o.transfer == Transfer::Relay {
+            return Err(ShapeError {
+                field: "options.transfer".into(),
+                detail: SHAPED_RELAY.into(),
+            });
+        }
+        Ok(shape)
     }
 }
+
+/// Why a filter, map or rename rules out the relay (validation, the transfer choice and input
+/// checks say the same).
+pub const SHAPED_RELAY: &str =
+    "a filter, db_map or rename needs transfer `restore` (or `auto`, which then chooses it): the \
+     relay copies the whole server byte for byte and cannot leave keys out or rename them";
 
 #[cfg(test)]
 mod tests {

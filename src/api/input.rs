@@ -137,13 +137,53 @@ fn options<T: DeserializeOwned>(v: &Value) -> Option<String> {
         "backup"
         | "pause_source_writes_on_cutover"
         | "pause_during_verification"
-        | "auto_cutover" => fails::<bool>(v),
+        | "auto_cutover"
+        | "drop_field_ttls"
+        | "flush_passthrough" => fails::<bool>(v),
+        "filter" | "db_map" | "rename" => shaping_field(k, v).is_some(),
         _ => true,
     });
     Some(match bad {
-        Some((k, _)) => format!("options.{k}"),
+        Some((k, v)) => shaping_field(k, v).unwrap_or_else(|| format!("options.{k}")),
         None => "options".into(),
     })
+}
+
+/// The failing part of `options.filter`, `options.db_map` or `options.rename`, as precisely as
+/// it can be named (`options.filter.dbs`, `options.db_map.3`, `options.rename[1]`).
+fn shaping_field(key: &str, v: &Value) -> Option<String> {
+    use crate::shape::{DbMap, KeyFilter, Rename};
+    let field = format!("options.{key}");
+    match key {
+        "filter" if fails::<KeyFilter>(v) => Some(
+            v.as_object()
+                .and_then(|o| {
+                    o.iter().find(|(k, v)| match k.as_str() {
+                        "dbs" => fails::<Vec<u32>>(v),
+                        "include" | "exclude" | "types" => fails::<Vec<String>>(v),
+                        _ => true,
+                    })
+                })
+                .map(|(k, _)| format!("{field}.{k}"))
+                .unwrap_or(field),
+        ),
+        "db_map" if fails::<DbMap>(v) => Some(
+            v.as_object()
+                .and_then(|o| {
+                    o.iter()
+                        .find(|(k, v)| k.parse::<u32>().is_err() || fails::<u32>(v))
+                })
+                .map(|(k, _)| format!("{field}.{k}"))
+                .unwrap_or(field),
+        ),
+        "rename" if fails::<Vec<Rename>>(v) => Some(
+            v.as_array()
+                .and_then(|a| a.iter().position(fails::<Rename>))
+                .map(|i| format!("{field}[{i}]"))
+                .unwrap_or(field),
+        ),
+        _ => None,
+    }
 }
 
 fn fails<T: DeserializeOwned>(v: &Value) -> bool {

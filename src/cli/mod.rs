@@ -284,6 +284,8 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 TransferArg::Relay => Transfer::Relay,
                 TransferArg::Restore => Transfer::Restore,
             },
+            // Filters, maps and renames are set through the API.
+            ..Options::default()
         },
     })
 }

@@ -83,6 +83,10 @@ pub enum EngineError {
     /// The source sent a command that would destroy target data the conflict policy keeps.
     #[error("{0}")]
     UnsafeCommand(String),
+    /// A stream command the migration's filter cannot apply whole (keys on both sides, keys it
+    /// cannot read, a flush): stopped before it, naming it.
+    #[error("{0}")]
+    Filtered(String),
 }
 
 impl EngineError {
@@ -111,6 +115,7 @@ impl EngineError {
             EngineError::Unproven(_) => "backup_unproven",
             EngineError::LeaseLost(_) => "lease_lost",
             EngineError::UnsafeCommand(_) => "unsafe_command",
+            EngineError::Filtered(_) => "filtered_command",
         }
     }
 

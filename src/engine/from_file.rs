@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use super::error::EngineError;
-use super::load::load_rdb_file;
+use super::load::load_shaped;
 use super::verify::file as verify_file;
 use super::{Controls, EngineJob, EventSender, Reporter, Tuning};
 use crate::backup::file::{prove, Expected};
@@ -67,13 +67,17 @@ async fn load_and_verify(
             keys_total: None,
         })
         .await?;
-    let summary = load_rdb_file(
+    let shape = spec
+        .shape()
+        .map_err(|e| EngineError::Unsupported(format!("`{}`: {}", e.field, e.detail)))?;
+    let summary = load_shaped(
         file,
         &target,
         spec.options.on_conflict,
         job.lease.as_ref(),
         events,
         tuning.clone(),
+        &shape,
     )
     .await?;
     tracing::info!(
@@ -92,10 +96,18 @@ async fn load_and_verify(
             keys_empty: summary.keys_empty,
         })
         .await?;
+    if shape.filters() {
+        reporter
+            .emit(EventKind::KeysFiltered {
+                snapshot_keys: summary.keys_filtered,
+                stream_commands: 0,
+            })
+            .await?;
+    }
     let mode = spec.options.verify;
     if mode == Verify::None {
         return Ok(());
     }
-    let report = verify_file::verify(&path, &target, mode, &tuning).await?;
+    let report = verify_file::verify(&path, &target, mode, &tuning, &shape).await?;
     reporter.verification(report).await
 }

@@ -15,6 +15,7 @@ use super::{EventSender, Reporter, Servers, Tuning};
 use crate::client::lease::LeaseToken;
 use crate::client::Conn;
 use crate::replication::LinkItem;
+use crate::shape::Shape;
 use crate::spec::OnConflict;
 use crate::transport::Peer;
 
@@ -30,6 +31,8 @@ pub struct LoadSummary {
     pub keys_rewritten: u64,
     /// Empty collections in the file, skipped.
     pub keys_empty: u64,
+    /// Keys a migration's filter left behind (0 for a restore).
+    pub keys_filtered: u64,
     pub duration_ms: u64,
 }
 
@@ -80,6 +83,30 @@ pub async fn load_rdb_file(
     events: EventSender,
     tuning: Tuning,
 ) -> Result<LoadSummary, EngineError> {
+    let everything = Shape::default();
+    load_shaped(
+        file,
+        target,
+        on_conflict,
+        lease,
+        events,
+        tuning,
+        &everything,
+    )
+    .await
+}
+
+/// [`load_rdb_file`] through a migration's filter, db map and renames.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn load_shaped(
+    file: tokio::fs::File,
+    target: &Peer,
+    on_conflict: OnConflict,
+    lease: Option<&LeaseToken>,
+    events: EventSender,
+    tuning: Tuning,
+    shape: &Shape,
+) -> Result<LoadSummary, EngineError> {
     let total = file.metadata().await.ok().map(|m| m.len());
     let mut admin = Conn::connect(target).await.map_err(EngineError::target)?;
     let servers = Servers::of_target(&mut admin, false)
@@ -106,6 +133,7 @@ pub async fn load_rdb_file(
         written: None,
         preexisting: None,
         lease,
+        shape,
     }
     .run()
     .await?;
@@ -116,6 +144,7 @@ pub async fn load_rdb_file(
         keys_expired: summary.keys_expired,
         keys_rewritten: summary.keys_rewritten,
         keys_empty: summary.keys_empty,
+        keys_filtered: summary.keys_filtered,
         duration_ms: summary.duration.as_millis() as u64,
     })
 }

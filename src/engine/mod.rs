@@ -114,6 +114,9 @@ pub struct EngineJob {
     pub before: TargetBefore,
     /// The target's lease this migration holds, put back at once when a flush removes it.
     pub lease: Option<LeaseToken>,
+    /// What the filter left behind so far (snapshot keys, stream commands), from the last
+    /// `KeysFiltered`: a restarted job goes on counting from there.
+    pub filtered: (u64, u64),
 }
 
 impl EngineJob {
@@ -127,6 +130,7 @@ impl EngineJob {
             before: TargetBefore::Unknown,
             lease: None,
             transfer: None,
+            filtered: (0, 0),
         }
     }
 }
@@ -239,6 +243,11 @@ pub async fn run_with(
     // TLS files are read here, once: a missing or bad file fails the start, and reconnects
     // reuse what was loaded.
     let source = Peer::new(source_endpoint).map_err(|e| EngineError::source(e.into()))?;
+    // The API refuses a shape that cannot work; a spec from an older log is checked again.
+    let shape = job
+        .spec
+        .shape()
+        .map_err(|e| EngineError::Unsupported(format!("`{}`: {}", e.field, e.detail)))?;
     let target = Peer::new(&job.spec.target).map_err(|e| EngineError::target(e.into()))?;
     let target_for_cleanup = target.clone();
     let cancel = controls.cancel.clone();
@@ -257,7 +266,23 @@ pub async fn run_with(
         paused: Mutex::new(None),
         release_slot: release_slot.clone(),
         import_mode: Arc::default(),
+        filtered: stream::FilterCounts::default(),
+        shape,
     };
+    // A restarted job goes on counting from what the log says.
+    let (snapshot_keys, stream_commands) = migration.job.filtered;
+    migration
+        .filtered
+        .snapshot_keys
+        .store(snapshot_keys, std::sync::atomic::Ordering::Relaxed);
+    migration
+        .filtered
+        .stream_commands
+        .store(stream_commands, std::sync::atomic::Ordering::Relaxed);
+    migration
+        .filtered
+        .reported
+        .store(stream_commands, std::sync::atomic::Ordering::Relaxed);
     let import = migration.import_mode.clone();
     // Whichever way this ends (success, failure, cancel, or this future being dropped), the
     // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
@@ -350,6 +375,10 @@ struct Run {
     release_slot: Arc<Mutex<Option<relay_target::Release>>>,
     /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
+    /// The filter, db map and renames, compiled ([`crate::shape`]).
+    shape: crate::shape::Shape,
+    /// What the filter left behind, for `KeysFiltered`.
+    filtered: stream::FilterCounts,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -612,6 +641,7 @@ impl Run {
                     written: written.as_mut(),
                     preexisting: preexisting.as_ref(),
                     lease: self.job.lease.as_ref(),
+                    shape: &self.shape,
                 }
                 .run()
                 .await;
@@ -627,7 +657,7 @@ impl Run {
                     Err(other) => return Err(other),
                 };
                 if let (Some(written), Some(preexisting)) = (&written, &preexisting) {
-                    let removed = resume::sweep(target, written, preexisting)
+                    let removed = resume::sweep(target, written, preexisting, &self.shape)
                         .await
                         .map_err(EngineError::target)?;
                     tracing::info!(
@@ -655,6 +685,12 @@ impl Run {
                         keys_empty: summary.keys_empty,
                     })
                     .await?;
+                if self.shape.filters() {
+                    self.filtered
+                        .snapshot_keys
+                        .store(summary.keys_filtered, std::sync::atomic::Ordering::Relaxed);
+                    self.reporter.emit(self.filtered.event()).await?;
+                }
                 if spec.mode == Mode::Snapshot {
                     drop(link);
                     drop(writer);
@@ -684,7 +720,9 @@ impl Run {
             spec.options.on_conflict,
             offset,
         );
-        writer.select(start.db).await?;
+        // The offset key records the source's db; the connection goes to its mapped one.
+        writer.select(self.shape.target_db(start.db)).await?;
+        writer.note_stream_db(start.db);
         self.stream(link, writer, source, target, servers, replid, offset)
             .await
     }
@@ -703,7 +741,7 @@ impl Run {
         let spec = &self.job.spec;
         // The key says where the target's data stands before any stream command lands; from
         // here on every batch moves it atomically with the data.
-        let value = resume::mark_value(&replid, offset, writer.db());
+        let value = resume::mark_value(&replid, offset, writer.stream_db());
         resume::write_mark(target, &self.offset_key, &value)
             .await
             .map_err(EngineError::target)?;
@@ -716,6 +754,7 @@ impl Run {
             .await?;
         let mut replid = replid;
         let final_offset = loop {
+            let source_db = writer.stream_db();
             let streamed = stream::Streamer {
                 link: &mut link,
                 writer: &mut writer,
@@ -732,6 +771,9 @@ impl Run {
                     && spec.options.on_conflict != OnConflict::Flush,
                 target_rdb: servers.target_rdb,
                 target: servers.target_profile(),
+                shape: &self.shape,
+                source_db,
+                filtered: &self.filtered,
             }
             .run()
             .await;
@@ -758,7 +800,7 @@ impl Run {
                         *source = self.reconnect_conn(Link::Source, &cause).await?;
                     }
                     // The writer's db is the stream's: everything sent has been answered.
-                    (writer.applied_offset(), writer.db())
+                    (writer.applied_offset(), writer.stream_db())
                 }
                 Link::Target => {
                     // What was in flight may or may not have landed; the offset key, written
@@ -787,7 +829,8 @@ impl Run {
             servers.prepare_writer(&mut conn).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
-            writer.select(db).await?;
+            writer.select(self.shape.target_db(db)).await?;
+            writer.note_stream_db(db);
             writer.track_offset(self.offset_key.clone(), replid.clone());
             self.reporter
                 .emit(EventKind::LinkResumed {
@@ -799,6 +842,9 @@ impl Run {
         };
         drop(link);
         drop(writer);
+        if let Some(filtered) = self.filtered.moved() {
+            self.reporter.emit(filtered).await?;
+        }
         // The target has applied the final offset: the pause has done its work. It is kept
         // through the verification only when the migration asked for that.
         let held = self.paused.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -840,6 +886,7 @@ impl Run {
             mode,
             offset_key: Some(&self.offset_key),
             sample_hint: None,
+            shape: &self.shape,
         }
         .run()
         .await?;

@@ -295,6 +295,8 @@ impl Relay<'_> {
                 mode: self.job.spec.options.verify,
                 offset_key: None,
                 sample_hint: Some(&sample),
+                // A relay copies everything: a shaped migration never relays.
+                shape: &crate::shape::Shape::default(),
             }
             .run()
             .await?;

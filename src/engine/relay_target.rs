@@ -76,6 +76,7 @@ pub(crate) async fn gather_facts(
         target_commands,
         reachable: choice::reachability(relay.advertised_host().as_deref(), &spec.target.url.host),
         plain_hop: choice::plain_hop(spec.target.url.tls, tls_replication.as_deref()),
+        shaped: spec.shape().map_or(true, |s| !s.is_identity()),
     }
 }
 

@@ -214,6 +214,7 @@ pub async fn sweep(
     target: &mut Conn,
     written: &KeySet,
     before: &KeySet,
+    shape: &crate::shape::Shape,
 ) -> Result<u64, ClientError> {
     let info = target.info("keyspace").await?;
     let dbs: Vec<u32> = info.keyspace.keys().copied().collect();
@@ -235,6 +236,8 @@ pub async fn sweep(
                     !k.starts_with(BOOKKEEPING_PREFIX)
                         && !written.contains(db, k)
                         && !before.contains(db, k)
+                        // Only what a copy through the migration's filter could have written.
+                        && (shape.is_identity() || shape.may_have_written(db, k))
                 })
                 .collect();
             if !stale.is_empty() {

@@ -42,6 +42,7 @@ use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::{payload_version, target_understands};
 use crate::rdb::{Entry, Item, Parser, RdbError};
 use crate::replication::{LinkItem, ReplicaLink};
+use crate::shape::Shape;
 use crate::spec::OnConflict;
 
 /// Where the RDB bytes come from: the replication link, or a file (a backup being restored).
@@ -91,6 +92,8 @@ pub(crate) struct Snapshot<'a, I: RdbInput = ReplicaLink> {
     pub preexisting: Option<&'a KeySet>,
     /// The lease the writer holds, set again right after a `FLUSHDB` of db 0 removes it.
     pub lease: Option<&'a LeaseToken>,
+    /// Which keys go, under which db and name ([`crate::shape`]); the identity copies all.
+    pub shape: &'a Shape,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +105,8 @@ pub(crate) struct Summary {
     pub keys_rewritten: u64,
     /// Empty collections skipped.
     pub keys_empty: u64,
+    /// Keys the filter left behind.
+    pub keys_filtered: u64,
     pub duration: Duration,
 }
 
@@ -114,6 +119,8 @@ pub(super) struct Counts {
     skipped: u64,
     /// Empty collections, skipped.
     empty: u64,
+    /// Keys the filter left behind.
+    pub(super) filtered: u64,
 }
 
 fn rdb_error(e: RdbError) -> EngineError {
@@ -200,6 +207,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
             keys_expired: counts.expired,
             keys_rewritten: counts.rewritten,
             keys_empty: counts.empty,
+            keys_filtered: counts.filtered,
             duration: started.elapsed(),
         })
     }
@@ -227,18 +235,24 @@ impl<I: RdbInput> Snapshot<'_, I> {
             Item::SelectDb { db: selected } => {
                 *db = u32::try_from(selected)
                     .map_err(|_| EngineError::Rdb(format!("database number {selected}")))?;
-                if self.on_conflict == OnConflict::Flush && flushed.insert(*db) {
+                // `flush` empties the databases the migration writes to: the mapped ones, each
+                // once (two source databases may share one), never one the filter leaves out.
+                let target_db = self.shape.target_db(*db);
+                if self.on_conflict == OnConflict::Flush
+                    && self.shape.db_in(*db)
+                    && flushed.insert(target_db)
+                {
                     self.writer
-                        .setup(*db, &[b"FLUSHDB"], "FLUSHDB", None)
+                        .setup(target_db, &[b"FLUSHDB"], "FLUSHDB", None)
                         .await?;
-                    if let Some(lease) = self.lease.filter(|_| *db == 0) {
+                    if let Some(lease) = self.lease.filter(|_| target_db == 0) {
                         // Pipelined right behind the flush on the same connection: the lease is
                         // back before any other client could see it gone for long.
                         let set = lease.set_command();
                         let args: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
                         self.writer.setup(0, &args, "SET", None).await?;
                     }
-                    if let Some(key) = self.offset_key.filter(|_| *db == 0) {
+                    if let Some(key) = self.offset_key.filter(|_| target_db == 0) {
                         let mark = [b"SET".as_slice(), key, SNAPSHOT_MARK.as_bytes()];
                         self.writer.setup(0, &mark, "SET", None).await?;
                     }
@@ -305,7 +319,7 @@ impl<I: RdbInput> Snapshot<'_, I> {
 
     async fn entry(
         &mut self,
-        entry: Entry,
+        mut entry: Entry,
         now: i64,
         counts: &mut Counts,
     ) -> Result<(), EngineError> {
@@ -323,10 +337,21 @@ impl<I: RdbInput> Snapshot<'_, I> {
             counts.empty += 1;
             return Ok(());
         }
+        if !self.shape.is_identity() {
+            if !self.shape.key_in(db, &entry.key) || !self.type_in(&entry) {
+                counts.filtered += 1;
+                return Ok(());
+            }
+            self.portable(db, &entry)?;
+            // From here on the key is the target's: its mapped db and its new name.
+            entry.key = self.shape.target_key(&entry.key);
+        } else {
+            self.portable(db, &entry)?;
+        }
+        let db = self.shape.target_db(db);
         if let Some(written) = self.written.as_deref_mut() {
             written.insert(db, &entry.key);
         }
-        self.portable(db, &entry)?;
         // In a redo, a key the target did not hold before the migration is our own earlier copy.
         let ours = self
             .preexisting
@@ -357,6 +382,19 @@ impl<I: RdbInput> Snapshot<'_, I> {
                 freq: entry.freq,
             })
             .await
+    }
+
+    /// Whether the entry's type (as `TYPE` would name it) passes the type filter.
+    fn type_in(&self, entry: &Entry) -> bool {
+        if !self.shape.filters_types() {
+            return true;
+        }
+        match entry.module_name() {
+            Some(module_type) => self.shape.type_in(&module_type),
+            None => self
+                .shape
+                .type_in(crate::rdb::types::data_type(entry.type_byte)),
+        }
     }
 
     /// Refuses, naming the key, what the target could only take by losing part of it: module

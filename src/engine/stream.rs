@@ -23,6 +23,7 @@
 //! not hold (`SourcePauseLapsed`), and the cutover pauses and catches up again instead of claiming
 //! completion. The caller verifies and releases the pause.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ use super::{Controls, Reporter, Tuning};
 use crate::client::Conn;
 use crate::model::EventKind;
 use crate::replication::{LinkItem, ReplCommand, ReplicaLink};
+use crate::shape::command::Shaped;
+use crate::shape::Shape;
 use crate::transport::Peer;
 
 pub(crate) struct Streamer<'a> {
@@ -59,6 +62,41 @@ pub(crate) struct Streamer<'a> {
     /// What the target has: newer commands are rewritten into its own
     /// ([`translate`](super::translate)).
     pub target: TargetProfile,
+    /// The migration's filter, db map and renames, applied to each command before anything
+    /// else ([`crate::shape::command`]).
+    pub shape: &'a Shape,
+    /// The source's db as the stream has read it so far (with a shape, commands are judged in
+    /// it before they are sent; start: [`Writer::stream_db`]).
+    pub source_db: u32,
+    /// The filter's counts: what the snapshot left behind, and the stream commands dropped
+    /// so far (kept by the run across link losses).
+    pub filtered: &'a FilterCounts,
+}
+
+/// What a shaped migration left behind, reported as `KeysFiltered`.
+#[derive(Debug, Default)]
+pub(crate) struct FilterCounts {
+    pub snapshot_keys: AtomicU64,
+    pub stream_commands: AtomicU64,
+    /// The stream count last reported.
+    pub reported: AtomicU64,
+}
+
+impl FilterCounts {
+    pub fn event(&self) -> EventKind {
+        let stream_commands = self.stream_commands.load(Ordering::Relaxed);
+        self.reported.store(stream_commands, Ordering::Relaxed);
+        EventKind::KeysFiltered {
+            snapshot_keys: self.snapshot_keys.load(Ordering::Relaxed),
+            stream_commands,
+        }
+    }
+
+    /// The event, when the stream count moved since the last one.
+    pub fn moved(&self) -> Option<EventKind> {
+        (self.stream_commands.load(Ordering::Relaxed) != self.reported.load(Ordering::Relaxed))
+            .then(|| self.event())
+    }
 }
 
 /// The source offset cutover waits for.
@@ -212,6 +250,9 @@ impl Streamer<'_> {
         streamed: u64,
         lag: Option<u64>,
     ) -> Result<(), EngineError> {
+        if let Some(filtered) = self.filtered.moved() {
+            self.reporter.emit(filtered).await?;
+        }
         self.reporter
             .emit(EventKind::Checkpoint {
                 replid: self.replid.clone(),
@@ -336,9 +377,37 @@ impl Streamer<'_> {
             .iter()
             .any(|name| cmd.is(name));
         if control || cmd.args.is_empty() {
+            if cmd.is("SELECT") && !self.shape.is_identity() {
+                // Judged as the stream reads it (inside a transaction too): the commands after
+                // it are in that source db.
+                self.source_db = select_db(&cmd)?;
+            }
             return self.apply_one(cmd, transaction).await;
         }
-        self.check_destructive(&cmd)?;
+        let cmd = if self.shape.is_identity() {
+            self.check_destructive(&cmd)?;
+            cmd
+        } else {
+            match self.shape.command(self.source_db, &cmd.args) {
+                Err(refusal) => {
+                    return Err(EngineError::Filtered(format!(
+                        "{refusal} (stream offset {}, source db {})",
+                        cmd.end_offset, self.source_db
+                    )))
+                }
+                Ok(Shaped::Drop) => {
+                    self.filtered
+                        .stream_commands
+                        .fetch_add(1, Ordering::Relaxed);
+                    if transaction.is_none() {
+                        self.writer.mark_applied(cmd.end_offset).await?;
+                    }
+                    return Ok(0);
+                }
+                Ok(Shaped::Send(None)) => cmd,
+                Ok(Shaped::Send(Some(args))) => rebuilt(args, cmd.end_offset),
+            }
+        };
         if let Some(sent) = self.translated(&cmd)? {
             return self.apply_many(cmd.end_offset, sent, transaction).await;
         }
@@ -396,14 +465,10 @@ impl Streamer<'_> {
                 // A SELECT inside takes effect as it is sent, not as it was queued: until then
                 // the writer's db (and the wrap trailer's SELECT) must not move.
                 for c in rest {
-                    if c.is("SELECT") {
-                        self.writer.note_db(select_db(c)?);
-                    }
+                    let c = self.mapped_select(c)?;
                     self.writer.forward(&c.raw, &c.args, None).await?;
                 }
-                if last.is("SELECT") {
-                    self.writer.note_db(select_db(last)?);
-                }
+                let last = self.mapped_select(last)?;
                 self.writer
                     .forward(&last.raw, &last.args, Some(cmd.end_offset))
                     .await?;
@@ -421,7 +486,7 @@ impl Streamer<'_> {
             return Ok(0);
         }
         if cmd.is("SELECT") {
-            self.writer.note_db(select_db(&cmd)?);
+            let cmd = self.mapped_select(&cmd)?;
             self.writer
                 .forward(&cmd.raw, &cmd.args, Some(cmd.end_offset))
                 .await?;
@@ -432,6 +497,38 @@ impl Streamer<'_> {
             .await?;
         Ok(1)
     }
+}
+
+impl Streamer<'_> {
+    /// A `SELECT` about to be sent, for the target: recorded by the writer (the source's db for
+    /// the offset key, the mapped one for the connection) and renumbered by the db map. Any other
+    /// command passes unchanged.
+    fn mapped_select<'c>(
+        &mut self,
+        c: &'c ReplCommand,
+    ) -> Result<std::borrow::Cow<'c, ReplCommand>, EngineError> {
+        if !c.is("SELECT") {
+            return Ok(std::borrow::Cow::Borrowed(c));
+        }
+        let db = select_db(c)?;
+        let mapped = self.shape.target_db(db);
+        self.writer.note_db(mapped);
+        if self.shape.is_identity() {
+            return Ok(std::borrow::Cow::Borrowed(c));
+        }
+        self.writer.note_stream_db(db);
+        if mapped == db {
+            return Ok(std::borrow::Cow::Borrowed(c));
+        }
+        let args = vec![c.args[0].clone(), bytes::Bytes::from(mapped.to_string())];
+        Ok(std::borrow::Cow::Owned(rebuilt(args, c.end_offset)))
+    }
+}
+
+/// A command with new arguments (renamed keys, a mapped db), encoded again; it keeps the source's
+/// offset, which counts the bytes as the source sent them.
+fn rebuilt(args: Vec<bytes::Bytes>, end_offset: i64) -> ReplCommand {
+    ReplCommand::from_args(args, end_offset)
 }
 
 /// The db number of a `SELECT` from the stream.

@@ -176,6 +176,9 @@ pub struct Writer {
     batch: Option<StreamBatch>,
     offset_key: Option<OffsetKey>,
     wrap: Option<Wrap>,
+    /// The source's db when a db map makes it differ from the connection's (see
+    /// [`Writer::note_stream_db`]).
+    stream_db: Option<u32>,
 }
 
 impl Writer {
@@ -214,6 +217,7 @@ impl Writer {
             batch: None,
             offset_key: None,
             wrap: None,
+            stream_db: None,
         }
     }
 
@@ -245,6 +249,20 @@ impl Writer {
     /// Records that a forwarded command (the stream's own SELECT) switched the db.
     pub fn note_db(&mut self, db: u32) {
         self.db = Some(db);
+    }
+
+    /// Records the db the *source's* stream is in, when a db map sends it to another one on
+    /// the target: the offset key then records the source's db (a resumed stream continues in
+    /// it, and the map is not always invertible), while the trailer's `SELECT` restores the
+    /// connection's.
+    pub fn note_stream_db(&mut self, db: u32) {
+        self.stream_db = Some(db);
+    }
+
+    /// The source's db as far as the stream sent goes ([`Writer::note_stream_db`], else the
+    /// connection's).
+    pub fn stream_db(&self) -> u32 {
+        self.stream_db.unwrap_or(self.db())
     }
 
     fn failure(&self) -> EngineError {
@@ -297,7 +315,7 @@ impl Writer {
         // key keeps its value (the data then holds no command past it).
         let offset = wrap.offset.unwrap_or_else(|| self.applied_offset());
         let db = self.db();
-        let value = format!("{}:{offset}:{db}", key.replid);
+        let value = format!("{}:{offset}:{}", key.replid, self.stream_db());
         let start = self.out.len();
         self.out.array(2).arg(b"SELECT").arg_int(0);
         self.out

@@ -76,7 +76,7 @@ impl Jobs {
         actor: &str,
     ) -> Result<Backup, JobError> {
         crate::spec::check_no_db(&server.url, "server.url").map_err(|e| JobError::Invalid {
-            field: e.field,
+            field: e.field.into(),
             detail: e.detail,
         })?;
         self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;

@@ -41,6 +41,12 @@ pub struct OptionsPatch {
     pub pause_during_verification: Option<bool>,
     pub auto_cutover: Option<bool>,
     pub transfer: Option<crate::spec::Transfer>,
+    // ---- shaping (issue #19): each replaces the whole option ----
+    pub filter: Option<crate::shape::KeyFilter>,
+    #[schema(value_type = Option<std::collections::BTreeMap<String, u32>>)]
+    pub db_map: Option<crate::shape::DbMap>,
+    pub rename: Option<Vec<crate::shape::Rename>>,
+    pub flush_passthrough: Option<bool>,
 }
 
 impl OptionsPatch {
@@ -56,6 +62,16 @@ impl OptionsPatch {
             .unwrap_or(o.pause_during_verification);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
         o.transfer = self.transfer.unwrap_or(o.transfer);
+        if let Some(filter) = &self.filter {
+            o.filter = filter.clone();
+        }
+        if let Some(db_map) = &self.db_map {
+            o.db_map = db_map.clone();
+        }
+        if let Some(rename) = &self.rename {
+            o.rename = rename.clone();
+        }
+        o.flush_passthrough = self.flush_passthrough.unwrap_or(o.flush_passthrough);
     }
 }
 
@@ -239,13 +255,13 @@ impl Jobs {
                 ),
             });
         }
-        check_addresses(&spec)?;
         if let Some(mode) = patch.mode {
             spec.mode = mode;
         }
         if let Some(options) = &patch.options {
             options.apply(&mut spec.options);
         }
+        check_addresses(&spec)?;
         self.check_source(&spec, true)?;
         let new_creds = Credentials {
             source: spec.source.url().unwrap_or(&spec.target.url).clone(),
@@ -443,7 +459,10 @@ impl Jobs {
             return Err(if patched {
                 JobError::Unusable { field, detail }
             } else {
-                JobError::Invalid { field, detail }
+                JobError::Invalid {
+                    field: field.into(),
+                    detail,
+                }
             });
         }
         let b = self.backup_state(backup_id)?;
@@ -499,10 +518,15 @@ fn keep_password(
     Ok(new)
 }
 
-/// A URL naming a database is refused by name (see [`crate::spec::check_no_db`]).
+/// A URL naming a database is refused by name (see [`crate::spec::check_no_db`]), and so is a
+/// filter, map or rename that cannot work as written (see [`crate::shape`]).
 fn check_addresses(spec: &MigrationSpec) -> Result<(), JobError> {
     spec.check_addresses().map_err(|e| JobError::Invalid {
-        field: e.field,
+        field: e.field.into(),
+        detail: e.detail,
+    })?;
+    spec.shape().map(|_| ()).map_err(|e| JobError::Invalid {
+        field: e.field.into(),
         detail: e.detail,
     })
 }

@@ -58,7 +58,10 @@ pub enum JobError {
     Refused(#[from] Refusal),
     /// The request cannot work as written; `field` names what to change.
     #[error("{detail}")]
-    Invalid { field: &'static str, detail: String },
+    Invalid {
+        field: std::borrow::Cow<'static, str>,
+        detail: String,
+    },
     /// The request is well-formed, but what it names cannot take it now: a server that does not
     /// answer, a target holding conflicting keys or too small, a spec at odds with the
     /// migration's stored mode. `field` names what to change.

@@ -46,7 +46,7 @@ impl Jobs {
         force: bool,
     ) -> Result<Restore, JobError> {
         crate::spec::check_no_db(&target.url, "target.url").map_err(|e| JobError::Invalid {
-            field: e.field,
+            field: e.field.into(),
             detail: e.detail,
         })?;
         let backup_slot = self.backup_slot_for_restore(backup_id)?;

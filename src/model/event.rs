@@ -445,12 +445,20 @@ pub enum EventKind {
         goal_offset: i64,
         source_offset: i64,
     },
+    /// What a migration's filter left behind so far (issue #19): source keys the snapshot did
+    /// not copy, and stream commands not applied because every key they touch is outside the
+    /// filter. Totals, not increments; recorded after the snapshot and at checkpoints while the
+    /// stream count moves.
+    KeysFiltered {
+        snapshot_keys: u64,
+        stream_commands: u64,
+    },
 }
 
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 36] = [
+    pub const TYPE_NAMES: [&'static str; 37] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -487,6 +495,7 @@ impl EventKind {
         "LeaseAcquired",
         "TargetInventoried",
         "SourcePauseLapsed",
+        "KeysFiltered",
     ];
 
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
@@ -528,6 +537,7 @@ impl EventKind {
             EventKind::LeaseAcquired { .. } => "LeaseAcquired",
             EventKind::TargetInventoried { .. } => "TargetInventoried",
             EventKind::SourcePauseLapsed { .. } => "SourcePauseLapsed",
+            EventKind::KeysFiltered { .. } => "KeysFiltered",
         }
     }
 }

@@ -25,6 +25,9 @@ pub struct RelayFacts {
     pub reachable: Result<(), String>,
     /// `Ok` when the hop from Ferry's relay to the target may be plain TCP (see [`plain_hop`]).
     pub plain_hop: Result<(), String>,
+    /// The migration has a filter, db map or rename (see [`crate::shape`]): the relay, which
+    /// copies the whole server byte for byte, cannot do it.
+    pub shaped: bool,
 }
 
 /// One precondition of a relay.
@@ -68,13 +71,23 @@ pub const PRECONDITIONS: [&str; 5] = [
 
 /// Evaluates every precondition and makes the choice.
 pub fn choose(facts: &RelayFacts) -> Choice {
-    let preconditions = vec![
+    let mut preconditions = vec![
         commands(facts),
         versions(facts),
         target_empty(facts),
         reachable(facts),
         tls(facts),
     ];
+    if facts.shaped {
+        // Not one of the relay's own preconditions (it has no check of its own): the input
+        // checks already refuse an explicit relay with a shape; `auto` records it as its reason.
+        preconditions.push(precondition(
+            "relay.whole_copy",
+            false,
+            "the migration has a filter, db_map or rename, which the relay (a byte-for-byte \
+             copy of the whole server) cannot apply",
+        ));
+    }
     let all_met = preconditions.iter().all(|p| p.met);
     let (transfer, reason) = match facts.requested {
         Transfer::Restore => (
@@ -301,7 +314,28 @@ mod tests {
             target_commands: Ok(()),
             reachable: Ok(()),
             plain_hop: Ok(()),
+            shaped: false,
         }
+    }
+
+    #[test]
+    fn a_shaped_migration_never_relays_and_says_why() {
+        let shaped = RelayFacts {
+            shaped: true,
+            ..facts()
+        };
+        let auto = choose(&shaped);
+        assert_eq!(auto.transfer, TransferKind::Restore);
+        assert!(
+            auto.reason.contains("filter, db_map or rename"),
+            "{}",
+            auto.reason
+        );
+        let relay = choose(&RelayFacts {
+            requested: Transfer::Relay,
+            ..shaped
+        });
+        assert!(relay.refusal().unwrap().contains("byte-for-byte"));
     }
 
     #[test]

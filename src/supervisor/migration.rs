@@ -196,6 +196,11 @@ impl Supervisor {
             transfer,
             before,
             lease: Some(keeper.token().clone()),
+            filtered: jobs
+                .migration(id)
+                .ok()
+                .and_then(|m| m.view.filtered)
+                .map_or((0, 0), |f| (f.snapshot_keys, f.stream_commands)),
         };
         let outcome = self.run_engine(jobs, id, job, &running, &keeper).await?;
         let lease_lost = matches!(outcome, Err(EngineError::LeaseLost(_)));

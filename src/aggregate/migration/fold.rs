@@ -111,6 +111,9 @@ pub struct MigrationView {
     /// Ferry instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseView>,
+    /// What the filter left behind (`options.filter`): set once a filtered migration reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtered: Option<FilteredView>,
     /// What the migration accepts now (`POST /v1/migrations/{id}/<action>`; `update` is PATCH).
     pub allowed_actions: Vec<Action>,
     #[schema(value_type = String, format = DateTime)]
@@ -123,6 +126,15 @@ pub struct MigrationView {
     /// When it became completed, failed or cancelled.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What a filtered migration left behind (from its last `KeysFiltered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FilteredView {
+    /// Source keys the snapshot did not copy (outside the filter).
+    pub snapshot_keys: u64,
+    /// Stream commands not applied: every key they touch is outside the filter.
+    pub stream_commands: u64,
 }
 
 /// The aggregate: the view plus what the supervisor needs and the API does not show.
@@ -212,6 +224,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         rolled_back: None,
         rollback: None,
         lease: None,
+        filtered: None,
         allowed_actions: Vec::new(),
         created_at: event.at,
         updated_at: event.at,
@@ -301,6 +314,15 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
         EventKind::SourcePauseLapsed { .. } => {}
+        EventKind::KeysFiltered {
+            snapshot_keys,
+            stream_commands,
+        } => {
+            v.filtered = Some(FilteredView {
+                snapshot_keys: *snapshot_keys,
+                stream_commands: *stream_commands,
+            })
+        }
         EventKind::BackupCompleted { backup_id, .. } => {
             v.phase = Some(Phase::Snapshot);
             v.phase_detail = Some(format!(

@@ -41,17 +41,26 @@ impl<I: RdbInput> Snapshot<'_, I> {
         now: i64,
         counts: &mut Counts,
     ) -> Result<BigKey, EngineError> {
-        let db = u32::try_from(start.db)
+        let source_db = u32::try_from(start.db)
             .map_err(|_| EngineError::Rdb(format!("database number {}", start.db)))?;
+        // The filter sees the source's db and name; the target gets the mapped ones.
+        let source_key = Bytes::copy_from_slice(&start.key);
+        let db = self.shape.target_db(source_db);
         let mut big = BigKey {
             db,
-            key: Bytes::copy_from_slice(&start.key),
+            key: self.shape.target_key(&source_key),
             type_byte: start.type_byte,
             expire_ms: start.expire_ms,
             skip: false,
         };
         if start.expire_ms.is_some_and(|at| at <= now) {
             counts.expired += 1;
+            big.skip = true;
+            return Ok(big);
+        }
+        let type_name = crate::rdb::types::data_type(start.type_byte);
+        if !self.shape.key_in(source_db, &source_key) || !self.shape.type_in(type_name) {
+            counts.filtered += 1;
             big.skip = true;
             return Ok(big);
         }

@@ -22,6 +22,7 @@ use bytes::Bytes;
 pub(super) mod file;
 mod modules;
 mod paged;
+mod shaped;
 
 use super::error::{show_key, EngineError};
 use super::{Servers, Tuning};
@@ -48,6 +49,9 @@ pub(crate) struct Verifier<'a> {
     /// Keys seen in the snapshot (a relay samples them from the RDB it relays), per db: the
     /// sample starts with them, topped up with `RANDOMKEY`.
     pub sample_hint: Option<&'a BTreeMap<u32, Vec<Bytes>>>,
+    /// The migration's filter, db map and renames: what is compared, and under which names
+    /// ([`shaped`]).
+    pub shape: &'a crate::shape::Shape,
 }
 
 fn src_err(e: crate::client::ClientError) -> EngineError {
@@ -83,6 +87,9 @@ async fn keyspace(conn: &mut Conn) -> Result<BTreeMap<u32, u64>, crate::client::
 
 impl Verifier<'_> {
     pub async fn run(mut self) -> Result<VerificationReport, EngineError> {
+        if !self.shape.is_identity() {
+            return self.run_shaped().await;
+        }
         let mut report = VerificationReport {
             mode: self.mode,
             checked: 0,
@@ -118,7 +125,7 @@ impl Verifier<'_> {
                     let mut cursor = b"0".to_vec();
                     loop {
                         let (next, batch) = self.scan_batch(&cursor).await?;
-                        self.check_batch(db, &batch, &mut report, &mut missing_here)
+                        self.check_batch(db, &batch, &batch, &mut report, &mut missing_here)
                             .await?;
                         if next == b"0" {
                             break;
@@ -134,7 +141,7 @@ impl Verifier<'_> {
                     };
                     let keys = self.sample(db, share.min(source_count as usize)).await?;
                     for batch in keys.chunks(1000) {
-                        self.check_batch(db, batch, &mut report, &mut missing_here)
+                        self.check_batch(db, batch, batch, &mut report, &mut missing_here)
                             .await?;
                     }
                 }
@@ -201,26 +208,39 @@ impl Verifier<'_> {
     /// of big values is never held in memory at once). A key above the big-key threshold is not
     /// DUMPed (that would block both servers for as long as serializing it takes) but compared
     /// in pages ([`paged`]).
+    /// `target_keys[i]` is the target's name of `keys[i]` (the same unless the migration renames);
+    /// both connections are on the right databases already.
     async fn check_batch(
         &mut self,
         db: u32,
         keys: &[Bytes],
+        target_keys: &[Bytes],
         report: &mut VerificationReport,
         missing_here: &mut u64,
     ) -> Result<(), EngineError> {
-        let meta: Vec<Vec<&[u8]>> = keys
-            .iter()
-            .flat_map(|k| {
-                [
-                    vec![b"TYPE".as_slice(), k],
-                    vec![b"PTTL".as_slice(), k],
-                    // The default sampling estimates: `SAMPLES 0` would walk every element.
-                    vec![b"MEMORY".as_slice(), b"USAGE", k],
-                ]
-            })
-            .collect();
-        let source_meta = Meta::parse(self.source.call_many(&meta).await.map_err(src_err)?);
-        let target_meta = Meta::parse(self.target.call_many(&meta).await.map_err(tgt_err)?);
+        let meta = |keys: &[Bytes]| -> Vec<Vec<Bytes>> {
+            keys.iter()
+                .flat_map(|k| {
+                    [
+                        vec![Bytes::from_static(b"TYPE"), k.clone()],
+                        vec![Bytes::from_static(b"PTTL"), k.clone()],
+                        // The default sampling estimates: `SAMPLES 0` would walk every element.
+                        vec![
+                            Bytes::from_static(b"MEMORY"),
+                            Bytes::from_static(b"USAGE"),
+                            k.clone(),
+                        ],
+                    ]
+                })
+                .collect()
+        };
+        let source_meta = Meta::parse(self.source.call_many(&meta(keys)).await.map_err(src_err)?);
+        let target_meta = Meta::parse(
+            self.target
+                .call_many(&meta(target_keys))
+                .await
+                .map_err(tgt_err)?,
+        );
         let big_key_bytes = self.tuning.big_key_bytes as u64;
         let (big, small): (Vec<usize>, Vec<usize>) = (0..keys.len()).partition(|&i| {
             source_meta[i].size.max(target_meta[i].size) > big_key_bytes
@@ -228,7 +248,12 @@ impl Verifier<'_> {
         });
         for at in big {
             let outcome = self
-                .judge_paged(&keys[at], &source_meta[at], &target_meta[at])
+                .judge_paged(
+                    &keys[at],
+                    &target_keys[at],
+                    &source_meta[at],
+                    &target_meta[at],
+                )
                 .await?;
             record(db, &keys[at], outcome, report, missing_here);
         }
@@ -241,17 +266,28 @@ impl Verifier<'_> {
                 budget += source_meta[i].size.max(target_meta[i].size);
                 end += 1;
             }
-            let dumps: Vec<Vec<&[u8]>> = small[start..end]
-                .iter()
-                .map(|&i| vec![b"DUMP".as_slice(), &keys[i]])
-                .collect();
-            let source_dumps = self.source.call_many(&dumps).await.map_err(src_err)?;
-            let target_dumps = self.target.call_many(&dumps).await.map_err(tgt_err)?;
+            fn dumps<'k>(keys: &'k [Bytes], at: &[usize]) -> Vec<Vec<&'k [u8]>> {
+                at.iter()
+                    .map(|&i| vec![b"DUMP".as_slice(), &keys[i][..]])
+                    .collect()
+            }
+            let at = &small[start..end];
+            let source_dumps = self
+                .source
+                .call_many(&dumps(keys, at))
+                .await
+                .map_err(src_err)?;
+            let target_dumps = self
+                .target
+                .call_many(&dumps(target_keys, at))
+                .await
+                .map_err(tgt_err)?;
             for (i, (s_dump, t_dump)) in source_dumps.into_iter().zip(target_dumps).enumerate() {
                 let at = small[start + i];
                 let outcome = self
                     .judge(
                         &keys[at],
+                        &target_keys[at],
                         &source_meta[at],
                         &target_meta[at],
                         s_dump,
@@ -265,9 +301,11 @@ impl Verifier<'_> {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn judge(
         &mut self,
         key: &Bytes,
+        target_key: &Bytes,
         source: &Meta,
         target: &Meta,
         source_dump: Frame,
@@ -286,7 +324,7 @@ impl Verifier<'_> {
             let source_value = canonical(self.source, &source.kind, key, field_ttls)
                 .await
                 .map_err(src_err)?;
-            let target_value = canonical(self.target, &target.kind, key, field_ttls)
+            let target_value = canonical(self.target, &target.kind, target_key, field_ttls)
                 .await
                 .map_err(tgt_err)?;
             // No type-aware form (some module types): the DUMP comparison was the only test.
@@ -305,6 +343,7 @@ impl Verifier<'_> {
     async fn judge_paged(
         &mut self,
         key: &Bytes,
+        target_key: &Bytes,
         source: &Meta,
         target: &Meta,
     ) -> Result<Outcome, EngineError> {
@@ -317,14 +356,23 @@ impl Verifier<'_> {
             bytes: self.tuning.rewrite_chunk_bytes,
             field_ttls,
         };
-        let same = paged::same_value(self.source, self.target, &source.kind, key, pages)
-            .await?
-            .unwrap_or(false);
+        let same = paged::same_value(
+            self.source,
+            self.target,
+            &source.kind,
+            key,
+            target_key,
+            pages,
+        )
+        .await?
+        .unwrap_or(false);
         // A stream's groups are small summaries: their canonical form is cheap.
         let same = same
             && (source.kind != "stream"
                 || stream_groups(self.source, key).await.map_err(src_err)?
-                    == stream_groups(self.target, key).await.map_err(tgt_err)?);
+                    == stream_groups(self.target, target_key)
+                        .await
+                        .map_err(tgt_err)?);
         if !same {
             if key_type(self.source, key).await.map_err(src_err)? == "none" {
                 return Ok(Outcome::Gone);

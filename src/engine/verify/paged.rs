@@ -40,14 +40,20 @@ fn tgt(e: ClientError) -> EngineError {
     EngineError::target(e)
 }
 
-/// Calls the same command on both sides.
+/// Calls the same command on both sides; the key (always the first argument) is the target's
+/// own name there (a migration may rename keys).
 async fn both(
     source: &mut Conn,
     target: &mut Conn,
+    target_key: &[u8],
     args: &[&[u8]],
 ) -> Result<(Frame, Frame), EngineError> {
     let s = source.call_ok(args).await.map_err(src)?;
-    let t = target.call_ok(args).await.map_err(tgt)?;
+    let mut on_target = args.to_vec();
+    if let Some(key) = on_target.get_mut(1) {
+        *key = target_key;
+    }
+    let t = target.call_ok(&on_target).await.map_err(tgt)?;
     Ok((s, t))
 }
 
@@ -69,6 +75,7 @@ pub(crate) async fn same_value(
     target: &mut Conn,
     kind: &str,
     key: &[u8],
+    target_key: &[u8],
     pages: Pages,
 ) -> Result<Option<bool>, EngineError> {
     let same = match kind {
@@ -77,6 +84,7 @@ pub(crate) async fn same_value(
                 source,
                 target,
                 key,
+                target_key,
                 b"STRLEN",
                 pages.bytes.max(1),
                 |k, a, b| vec![b"GETRANGE".to_vec(), k.to_vec(), a, b],
@@ -88,16 +96,17 @@ pub(crate) async fn same_value(
                 source,
                 target,
                 key,
+                target_key,
                 b"LLEN",
                 pages.items.max(1),
                 |k, a, b| vec![b"LRANGE".to_vec(), k.to_vec(), a, b],
             )
             .await?
         }
-        "zset" => same_zset(source, target, key, pages.items.max(1)).await?,
-        "set" => same_unordered(source, target, key, pages, false).await?,
-        "hash" => same_unordered(source, target, key, pages, true).await?,
-        "stream" => same_stream(source, target, key, pages.items.max(1)).await?,
+        "zset" => same_zset(source, target, key, target_key, pages.items.max(1)).await?,
+        "set" => same_unordered(source, target, key, target_key, pages, false).await?,
+        "hash" => same_unordered(source, target, key, target_key, pages, true).await?,
+        "stream" => same_stream(source, target, key, target_key, pages.items.max(1)).await?,
         _ => return Ok(None),
     };
     Ok(Some(same))
@@ -108,11 +117,12 @@ async fn same_by_position(
     source: &mut Conn,
     target: &mut Conn,
     key: &[u8],
+    target_key: &[u8],
     len_command: &[u8],
     step: usize,
     page: impl Fn(&[u8], Vec<u8>, Vec<u8>) -> Vec<Vec<u8>>,
 ) -> Result<bool, EngineError> {
-    let (s, t) = both(source, target, &[len_command, key]).await?;
+    let (s, t) = both(source, target, target_key, &[len_command, key]).await?;
     let len = int(&s);
     if len != int(&t) {
         return Ok(false);
@@ -126,7 +136,7 @@ async fn same_by_position(
             end.to_string().into_bytes(),
         );
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let (s, t) = both(source, target, &args).await?;
+        let (s, t) = both(source, target, target_key, &args).await?;
         if s != t {
             return Ok(false);
         }
@@ -140,9 +150,10 @@ async fn same_zset(
     source: &mut Conn,
     target: &mut Conn,
     key: &[u8],
+    target_key: &[u8],
     step: usize,
 ) -> Result<bool, EngineError> {
-    let (s, t) = both(source, target, &[b"ZCARD", key]).await?;
+    let (s, t) = both(source, target, target_key, &[b"ZCARD", key]).await?;
     let len = int(&s);
     if len != int(&t) {
         return Ok(false);
@@ -157,7 +168,7 @@ async fn same_zset(
             to.as_bytes(),
             b"WITHSCORES",
         ];
-        let (s, t) = both(source, target, &args).await?;
+        let (s, t) = both(source, target, target_key, &args).await?;
         let (s, t) = (array(s), array(t));
         if s.len() != t.len() {
             return Ok(false);
@@ -188,6 +199,7 @@ async fn same_unordered(
     source: &mut Conn,
     target: &mut Conn,
     key: &[u8],
+    target_key: &[u8],
     pages: Pages,
     hash: bool,
 ) -> Result<bool, EngineError> {
@@ -196,7 +208,7 @@ async fn same_unordered(
     } else {
         (b"SCARD", b"SSCAN")
     };
-    let (s, t) = both(source, target, &[len, key]).await?;
+    let (s, t) = both(source, target, target_key, &[len, key]).await?;
     if int(&s) != int(&t) {
         return Ok(false);
     }
@@ -216,7 +228,9 @@ async fn same_unordered(
                 String::from_utf8_lossy(scan)
             )));
         };
-        if !found.is_empty() && !page_on_target(source, target, key, &found, pages, hash).await? {
+        if !found.is_empty()
+            && !page_on_target(source, target, key, target_key, &found, pages, hash).await?
+        {
             return Ok(false);
         }
         if &next[..] == b"0" {
@@ -231,6 +245,7 @@ async fn page_on_target(
     source: &mut Conn,
     target: &mut Conn,
     key: &[u8],
+    target_key: &[u8],
     found: &[Frame],
     pages: Pages,
     hash: bool,
@@ -240,14 +255,14 @@ async fn page_on_target(
         .filter_map(|f| f.as_bytes().map(|b| &b[..]))
         .collect();
     if !hash {
-        let mut args: Vec<&[u8]> = vec![b"SMISMEMBER", key];
+        let mut args: Vec<&[u8]> = vec![b"SMISMEMBER", target_key];
         args.extend(&elements);
         let reply = target.call_ok(&args).await.map_err(tgt)?;
         return Ok(array(reply).iter().all(|f| f.as_int() == Some(1)));
     }
     let fields: Vec<&[u8]> = elements.iter().step_by(2).copied().collect();
     let values: Vec<Frame> = found.iter().skip(1).step_by(2).cloned().collect();
-    let mut args: Vec<&[u8]> = vec![b"HMGET", key];
+    let mut args: Vec<&[u8]> = vec![b"HMGET", target_key];
     args.extend(&fields);
     if array(target.call_ok(&args).await.map_err(tgt)?) != values {
         return Ok(false);
@@ -262,6 +277,7 @@ async fn page_on_target(
             _ => vec![-1; fields.len()],
         };
         let s = expiries(source.call(&args).await.map_err(src)?);
+        args[1] = target_key;
         let t = expiries(target.call(&args).await.map_err(tgt)?);
         if s != t {
             return Ok(false);
@@ -276,9 +292,10 @@ async fn same_stream(
     source: &mut Conn,
     target: &mut Conn,
     key: &[u8],
+    target_key: &[u8],
     step: usize,
 ) -> Result<bool, EngineError> {
-    let (s, t) = both(source, target, &[b"XLEN", key]).await?;
+    let (s, t) = both(source, target, target_key, &[b"XLEN", key]).await?;
     if int(&s) != int(&t) {
         return Ok(false);
     }
@@ -286,7 +303,7 @@ async fn same_stream(
     let mut start = Bytes::from_static(b"-");
     loop {
         let args: [&[u8]; 6] = [b"XRANGE", key, &start, b"+", b"COUNT", count.as_bytes()];
-        let (s, t) = both(source, target, &args).await?;
+        let (s, t) = both(source, target, target_key, &args).await?;
         if s != t {
             return Ok(false);
         }

@@ -73,6 +73,7 @@ pub(crate) fn decide(inputs: &Inputs) -> Choice {
                 .ok()
                 .and_then(|c| c.get("tls-replication")),
         ),
+        shaped: inputs.spec.shape().map_or(true, |s| !s.is_identity()),
     };
     choice::choose(&facts)
 }
