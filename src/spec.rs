@@ -373,8 +373,7 @@ pub struct Options {
     /// TTL it meets rather than lose it silently.
     pub drop_field_ttls: bool,
     // ---- shaping: filters, database map, renames (issue #19) ----
-    /// Which source keys move (by database, glob pattern and type): see
-    /// [`KeyFilter`](crate::shape::KeyFilter). Default: every key.
+    /// Which source keys move, by database, glob pattern and type. Default: every key.
     #[serde(skip_serializing_if = "KeyFilter::is_everything")]
     pub filter: KeyFilter,
     /// Source database → target database, as a JSON object with the source's number as the key

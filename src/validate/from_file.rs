@@ -28,6 +28,7 @@ const TARGET_CHECKS: &[&str] = &[
     "target.connect",
     "target.writable",
     "databases",
+    "filter.matches",
     "target.conflicts",
     "target.in_use",
     "capacity.memory",
@@ -61,6 +62,8 @@ pub async fn run(
         target: &target,
         local: &local,
         relay: &ctx.relay,
+        // A file is not walked for the filter: the load counts what it leaves behind.
+        filter_sample: None,
     };
     let mut results = vec![source_check(&usable)];
     results.extend(checks::run_only(&inputs, TARGET_CHECKS));

@@ -211,6 +211,13 @@ pub fn prerequisites() -> Vec<GuideItem> {
              and restart it; it cannot be changed at runtime.",
         ),
         item(
+            "filter.matches",
+            "The migration's filter selects some key",
+            "`options.filter` (databases, globs, types) decides which keys move; one that matches nothing copies \
+             nothing. Validation walks the source with SCAN (at most 50 calls of 1,000 keys) and counts what passes.",
+            "Check the globs (they match as `SCAN … MATCH` does, case-sensitive) and `filter.dbs`.",
+        ),
+        item(
             "target.conflicts",
             "The target holds no keys in the way",
             "Keys already on the target collide with migrated ones. With on_conflict `fail` (the default) a \

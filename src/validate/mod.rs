@@ -20,6 +20,7 @@ pub mod conn;
 
 pub mod error;
 pub mod facts;
+pub mod filter_sample;
 pub mod from_file;
 pub mod guide;
 pub mod permissions;
@@ -81,7 +82,7 @@ pub async fn run(spec: &MigrationSpec) -> ValidationReport {
 
 /// Runs every check for `spec` and returns the report. Never fails: problems are checks that fail.
 pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> ValidationReport {
-    let Some(source) = spec.source.endpoint() else {
+    let Some(source_endpoint) = spec.source.endpoint() else {
         // A file source needs its backup's facts: `jobs` validates it with `from_file::run`.
         return from_file::missing_backup(
             "this source is an RDB file; validate the migration through the API",
@@ -89,18 +90,40 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
     };
     let options = connect_options(ctx);
     let (source, target) = tokio::join!(
-        ServerFacts::gather(Side::Source, source, &options),
+        ServerFacts::gather(Side::Source, source_endpoint, &options),
         ServerFacts::gather(Side::Target, &spec.target, &options),
     );
     let local = measure_local(ctx, &target).await;
+    let filter_sample = sample_filter(spec, source_endpoint, &source, &options).await;
     let inputs = Inputs {
         spec,
         source: &source,
         target: &target,
         local: &local,
         relay: &ctx.relay,
+        filter_sample: filter_sample.as_ref(),
     };
     ValidationReport::from_checks(checks::run_all(&inputs))
+}
+
+/// How many source keys the migration's filter selects (`filter.matches`), when it has one and
+/// the source answered.
+async fn sample_filter(
+    spec: &MigrationSpec,
+    endpoint: &crate::spec::Endpoint,
+    source: &ServerFacts,
+    options: &ConnectOptions,
+) -> Option<Result<filter_sample::FilterSample, String>> {
+    let shape = spec.shape().ok().filter(|s| s.filters())?;
+    let dbs: Vec<u32> = source
+        .info
+        .as_ref()
+        .ok()?
+        .keyspace
+        .keys()
+        .copied()
+        .collect();
+    Some(filter_sample::gather(endpoint, options, &shape, &dbs).await)
 }
 
 /// Timeouts for the admin connections.

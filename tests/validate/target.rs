@@ -248,3 +248,65 @@ async fn a_renamed_config_command_makes_dependent_checks_warn_instead_of_guess()
         &["cannot tell whether the target persists"],
     );
 }
+
+/// A filter is validated through what it does: `filter.matches` counts the source keys it
+/// selects (and warns at none, a glob typo), and `databases` judges the dbs the data lands in
+/// after the map, not the source's numbers.
+#[tokio::test]
+async fn a_filter_is_counted_and_mapped_databases_are_judged_on_the_target() {
+    let source = RedisServer::start("7.2");
+    set_many(&source, 0, 30, 8);
+    set_many(&source, 5, 3, 8);
+    let target = RedisServer::start_with("7.2", &["--databases", "2"]);
+
+    // db 5 lands in db 1 (with db 1's own keys, mapped on purpose): 2 databases are enough.
+    let options = json!({"filter": {"include": ["key:1*"]}, "db_map": {"5": 1, "1": 1}});
+    let report = validate_with(&source.url(), &target.url(), options).await;
+    // key:1 and key:10–key:19 in db 0, key:1 in db 5.
+    expect(
+        &report,
+        "filter.matches",
+        CheckStatus::Pass,
+        &["selects 12 of 33 keys"],
+    );
+    expect(&report, "databases", CheckStatus::Pass, &[]);
+
+    let typo = json!({"filter": {"include": ["Key:*"]}});
+    let report = validate_with(&source.url(), &target.url(), typo).await;
+    expect(
+        &report,
+        "filter.matches",
+        CheckStatus::Warn,
+        &["selects no key", "case-sensitive"],
+    );
+    expect(
+        &report,
+        "databases",
+        CheckStatus::Fail,
+        &["db 5", "options.db_map"],
+    );
+
+    let types = json!({"filter": {"types": ["hash"]}});
+    let report = validate_with(&source.url(), &target.url(), types).await;
+    expect(
+        &report,
+        "filter.matches",
+        CheckStatus::Warn,
+        &["selects no key among 33"],
+    );
+
+    let mapped_too_high = json!({"filter": {"dbs": [5]}, "db_map": {"5": 7}});
+    let report = validate_with(&source.url(), &target.url(), mapped_too_high).await;
+    expect(
+        &report,
+        "databases",
+        CheckStatus::Fail,
+        &["db 7", "only 2 databases"],
+    );
+    expect(
+        &report,
+        "filter.matches",
+        CheckStatus::Pass,
+        &["selects 3 of 3 keys"],
+    );
+}

@@ -16,6 +16,7 @@ mod connect;
 mod permissions;
 mod relay;
 mod replication;
+mod shape;
 mod target;
 mod tls;
 
@@ -46,6 +47,8 @@ pub struct Inputs<'a> {
     pub local: &'a LocalFacts,
     /// Where a relay would listen.
     pub relay: &'a crate::relay::RelaySettings,
+    /// How many source keys the filter selects (`None`: no filter, or not walked).
+    pub filter_sample: Option<&'a Result<super::filter_sample::FilterSample, String>>,
 }
 
 /// A fact a check needed but could not get.
@@ -136,6 +139,10 @@ pub const ALL: &[Check] = &[
     Check {
         id: "databases",
         run: target::databases,
+    },
+    Check {
+        id: "filter.matches",
+        run: shape::filter_matches,
     },
     Check {
         id: "target.conflicts",

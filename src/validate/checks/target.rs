@@ -94,13 +94,19 @@ pub fn target_writable(inputs: &Inputs) -> Verdict {
 
 pub fn databases(inputs: &Inputs) -> Verdict {
     let id = "databases";
-    let used: Vec<u32> = inputs
+    // Through the migration's filter and db map: the target needs the dbs the data lands in.
+    let shape = inputs.spec.shape().unwrap_or_default();
+    let mut used: Vec<u32> = inputs
         .source
         .need_info()?
         .keyspace
         .keys()
         .copied()
+        .filter(|db| shape.db_in(*db))
+        .map(|db| shape.target_db(db))
         .collect();
+    used.sort_unstable();
+    used.dedup();
     let config = inputs.target.need_config()?;
     let Some(available) = config.num("databases") else {
         return warn(
@@ -123,8 +129,10 @@ pub fn databases(inputs: &Inputs) -> Verdict {
         return fail(
             id,
             format!(
-                "the source uses db {} but the target has only {available} databases (0–{}); set \
-                 `databases {}` in the target's configuration and restart it",
+                "the migration writes to db {} (the source's dbs after `options.filter.dbs` and \
+                 `options.db_map`) but the target has only {available} databases (0–{}); set `databases {}` in the \
+                 target's configuration and restart it, or map those databases lower with \
+                 `options.db_map`",
                 join(&missing),
                 available.saturating_sub(1),
                 highest + 1

@@ -89,6 +89,7 @@ fn decide(
         target,
         local,
         relay: &relay,
+        filter_sample: None,
     };
     run_all(&inputs).into_iter().find(|c| c.id == id).unwrap()
 }
