@@ -14,4 +14,5 @@ mod roles;
 mod running;
 mod safety;
 mod security;
+mod shaping;
 mod spec;

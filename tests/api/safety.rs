@@ -134,7 +134,8 @@ async fn a_password_with_plus_and_ampersand_reaches_the_server_as_typed() {
 }
 
 /// `redis://host:port/3` was documented, yet every database was copied under its own number.
-/// Until databases can be filtered and mapped, a URL naming one is refused by name.
+/// A URL naming one is refused by name; databases are chosen with `options.filter.dbs` and
+/// `options.db_map` (tests/api/shaping.rs), in one place only.
 #[tokio::test]
 async fn a_url_that_names_a_database_is_refused_with_the_field() {
     let app = spawn_app().await;

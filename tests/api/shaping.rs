@@ -1,0 +1,248 @@
+//! Shaping options through the API (issue #19): every input error is a 400 problem naming the
+//! field to fix, and a filtered migration run by the real app shows its options, the transfer it
+//! chose, and what it left behind.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::redis::RedisServer;
+use crate::helpers::{assert_problem, spawn_app};
+
+fn spec(options: Value, mode: &str) -> Value {
+    json!({"source": {"url": "redis://127.0.0.1:7001"}, "target": {"url": "redis://127.0.0.1:7002"},
+           "mode": mode, "options": options})
+}
+
+#[tokio::test]
+async fn bad_shaping_options_get_400_naming_the_field() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({"filter": {"types": ["string", "strings"]}}),
+            "snapshot",
+            "options.filter.types[1]",
+            "`strings`",
+        ),
+        (
+            json!({"filter": {"types": ["string"]}}),
+            "live",
+            "options.filter.types",
+            "snapshot",
+        ),
+        (
+            json!({"filter": {"include": ["user:[ab"]}}),
+            "snapshot",
+            "options.filter.include[0]",
+            "no closing",
+        ),
+        (
+            json!({"filter": {"exclude": ["tmp\\"]}}),
+            "snapshot",
+            "options.filter.exclude[0]",
+            "lone",
+        ),
+        (
+            json!({"filter": {"dbs": [-1]}}),
+            "snapshot",
+            "options.filter.dbs",
+            "",
+        ),
+        (
+            json!({"filter": {"colour": "red"}}),
+            "snapshot",
+            "options.filter.colour",
+            "",
+        ),
+        (
+            json!({"db_map": {"x": 0}}),
+            "snapshot",
+            "options.db_map.x",
+            "",
+        ),
+        (
+            json!({"db_map": {"3": -1}}),
+            "snapshot",
+            "options.db_map.3",
+            "",
+        ),
+        (
+            json!({"db_map": {"3": 0}}),
+            "snapshot",
+            "options.db_map.3",
+            "merged",
+        ),
+        (
+            json!({"filter": {"dbs": [3]}, "db_map": {"4": 0}}),
+            "snapshot",
+            "options.db_map.4",
+            "leaves it out",
+        ),
+        (
+            json!({"rename": [{"from_prefix": "a:"}]}),
+            "snapshot",
+            "options.rename[0]",
+            "",
+        ),
+        (
+            json!({"rename": [{"from_prefix": "a:", "to_prefix": "b:"}, {"from_prefix": "a:x", "to_prefix": "c:"}]}),
+            "snapshot",
+            "options.rename[1].from_prefix",
+            "first matching prefix wins",
+        ),
+        (
+            json!({"flush_passthrough": "yes"}),
+            "live",
+            "options.flush_passthrough",
+            "",
+        ),
+        (
+            json!({"filter": {"dbs": [0]}, "transfer": "relay"}),
+            "snapshot",
+            "options.transfer",
+            "relay",
+        ),
+    ];
+    for (options, mode, field, fragment) in cases {
+        let response = app
+            .post_json("/v1/migrations", &spec(options.clone(), mode))
+            .await;
+        let problem = assert_problem(response, 400).await;
+        assert_eq!(problem["field"], field, "{options}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(fragment),
+            "{options}: {problem}"
+        );
+    }
+    // A URL's `/3` points at the options that do choose databases.
+    let response = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"url": "redis://127.0.0.1:7001/3"}, "target": {"url": "redis://127.0.0.1:7002"}}),
+        )
+        .await;
+    let problem = assert_problem(response, 400).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("options.filter.dbs") && detail.contains("options.db_map"),
+        "{detail}"
+    );
+    let list: Value = app.get("/v1/migrations").await.json().await.unwrap();
+    assert_eq!(list["migrations"], json!([]), "nothing was created");
+
+    // A PATCH that makes a valid spec invalid is refused the same way.
+    let created: Value = app
+        .post_json(
+            "/v1/migrations",
+            &spec(json!({"filter": {"types": ["hash"]}}), "snapshot"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(created["options"]["filter"]["types"], json!(["hash"]));
+    let response = app
+        .patch_json(&format!("/v1/migrations/{id}"), &json!({"mode": "live"}))
+        .await;
+    assert_eq!(
+        assert_problem(response, 400).await["field"],
+        "options.filter.types"
+    );
+    let response = app
+        .patch_json(
+            &format!("/v1/migrations/{id}"),
+            &json!({"options": {"filter": {"include": ["user:*"]}, "rename": [{"from_prefix": "user:", "to_prefix": "u:"}]}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let view = app.view(id).await;
+    assert_eq!(
+        view["options"]["filter"],
+        json!({"dbs": [], "include": ["user:*"], "exclude": [], "types": []})
+    );
+    assert_eq!(view["options"]["rename"][0]["to_prefix"], "u:");
+}
+
+/// A filtered migration through the real app and supervisor: `auto` takes the restore path and
+/// says why, the target gets exactly the renamed keys that pass, and the view and the event log
+/// say what stayed behind.
+#[tokio::test]
+async fn a_filtered_migration_runs_through_the_app_and_reports_what_it_left() {
+    let app = spawn_app().await;
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    for i in 0..10 {
+        source.cli(&["SET", &format!("user:{i}"), &i.to_string()]);
+        source.cli(&["SET", &format!("cache:{i}"), "x"]);
+    }
+    let body = json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+        "options": {"filter": {"include": ["user:*"]}, "rename": [{"from_prefix": "user:", "to_prefix": "u:"}],
+                    "verify": "full", "backup": false}});
+    let created: Value = app
+        .post_json("/v1/migrations", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    let matches = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "filter.matches")
+        .unwrap();
+    assert_eq!(matches["status"], "pass", "{report:#}");
+    assert!(
+        matches["message"]
+            .as_str()
+            .unwrap()
+            .contains("selects 10 of 20 keys"),
+        "{matches}"
+    );
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let view = app
+        .wait_for(&id, Duration::from_secs(60), |v| {
+            ["completed", "failed"].contains(&v["state"].as_str().unwrap_or_default())
+        })
+        .await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+    assert_eq!(view["transfer"]["transfer"], "restore", "{view:#}");
+    assert!(
+        view["transfer"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("filter, db_map or rename"),
+        "{view:#}"
+    );
+    assert_eq!(
+        view["filtered"],
+        json!({"snapshot_keys": 10, "stream_commands": 0})
+    );
+    let events: Value = app
+        .get("/v1/events?type=KeysFiltered")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["events"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
+    assert_eq!(
+        events["events"][0]["data"],
+        json!({"snapshot_keys": 10, "stream_commands": 0})
+    );
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "10");
+    assert_eq!(target.cli(&["GET", "u:3"]).trim(), "3");
+    let verification: Value = app
+        .get(&format!("/v1/migrations/{id}/verification"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verification["checked"], 10, "{verification}");
+    assert_eq!(verification["missing"], 0);
+}
