@@ -130,6 +130,16 @@ async fn bad_shaping_options_get_400_naming_the_field() {
     let list: Value = app.get("/v1/migrations").await.json().await.unwrap();
     assert_eq!(list["migrations"], json!([]), "nothing was created");
 
+    // The README's example is accepted as written.
+    let readme = json!({
+      "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"}, "mode": "live",
+      "options": {"filter": {"dbs": [0, 3], "include": ["user:*", "order:*"], "exclude": ["user:tmp:*"]},
+                  "db_map": {"3": 1}, "rename": [{"from_prefix": "user:", "to_prefix": "u:"}]}});
+    let response = app.post_json("/v1/migrations", &readme).await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["options"]["db_map"], json!({"3": 1}));
+
     // A PATCH that makes a valid spec invalid is refused the same way.
     let created: Value = app
         .post_json(
