@@ -334,3 +334,74 @@ async fn an_uploaded_dump_migrates_like_a_backup() {
     assert_eq!(view["progress"]["keys_written"], 5, "{view:#}");
     assert_same(&server, &target, 1);
 }
+
+/// A backup as the source goes through the same filter, map and rename as a server (the file
+/// loads through the snapshot path), and its verification against the file compares exactly the
+/// keys that pass, under their new names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_migrates_through_a_filter_map_and_rename() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    source.cli(&["SET", "user:1", "one", "PX", "100000"]);
+    source.cli(&["HSET", "user:2", "f", "v"]);
+    source.cli(&["SET", "cache:1", "left behind"]);
+    source.cli(&["-n", "2", "SET", "user:3", "three"]);
+    source.cli(&["-n", "4", "SET", "user:4", "db 4 is not in the filter"]);
+    let app = spawn_app().await;
+    let backup = take_backup(&app, &source.url()).await;
+    let backup_id = backup["id"].as_str().unwrap();
+    let target = RedisServer::start("7.2");
+    // In a database the migration does not write to: not in the way of `on_conflict: fail`.
+    target.cli(&["-n", "5", "SET", "theirs", "kept"]);
+    let body = json!({
+        "source": {"rdb": {"backup_id": backup_id}},
+        "target": {"url": target.url()},
+        "options": {"verify": "full", "backup": false,
+                    "filter": {"dbs": [0, 2], "include": ["user:*"]}, "db_map": {"2": 1},
+                    "rename": [{"from_prefix": "user:", "to_prefix": "u:"}]},
+    });
+    let response = create(&app, &body).await;
+    assert_eq!(response.status(), 201, "create");
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    assert_ne!(report["status"], "failed", "{report:#}");
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let view = app
+        .wait_for(&id, DONE, |v| {
+            ["completed", "failed", "cancelled"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+    assert_eq!(
+        view["filtered"]["snapshot_keys"], 2,
+        "cache:1 and db 4's user:4"
+    );
+    let mut keys: Vec<String> = (0..6)
+        .flat_map(|db| {
+            let listed = target.cli(&["-n", &db.to_string(), "KEYS", "*"]);
+            listed
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|k| format!("{db}/{k}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["0/u:1", "0/u:2", "1/u:3", "5/theirs"]);
+    assert_eq!(target.cli(&["GET", "u:1"]).trim(), "one");
+    let ttl: i64 = target.cli(&["PTTL", "u:1"]).trim().parse().unwrap();
+    assert!(ttl > 90_000, "the TTL came along: {ttl}");
+    assert_eq!(target.cli(&["-n", "1", "GET", "u:3"]).trim(), "three");
+    let verification: Value = app
+        .get(&format!("/v1/migrations/{id}/verification"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verification["checked"], 3, "{verification}");
+    assert_eq!(verification["missing"], 0, "{verification}");
+    assert_eq!(verification["different"], 0, "{verification}");
+    assert_eq!(verification["extra"], 0, "{verification}");
+}

@@ -152,9 +152,16 @@ pub fn target_conflicts(inputs: &Inputs) -> Verdict {
     let info = inputs.target.need_info()?;
     // The lease of another writer is bookkeeping, not data (`target.in_use` reports it).
     let lease = usize::from(matches!(&inputs.target.lease, Some(Ok(Some(_))))) as u64;
+    // With `options.filter.dbs`, the migration writes only to their mapped databases: keys
+    // elsewhere on the target are in nobody's way (now or later in the stream).
+    let lands: Option<std::collections::BTreeSet<u32>> = inputs.spec.shape().ok().and_then(|s| {
+        s.dbs()
+            .map(|dbs| dbs.iter().map(|db| s.target_db(*db)).collect())
+    });
     let per_db: BTreeMap<String, u64> = info
         .keyspace
         .iter()
+        .filter(|(db, _)| lands.as_ref().is_none_or(|lands| lands.contains(db)))
         .map(|(db, stats)| {
             let own = if *db == 0 { lease } else { 0 };
             (*db, stats.keys.saturating_sub(own))
