@@ -513,9 +513,7 @@ impl Streamer<'_> {
         let db = select_db(c)?;
         let mapped = self.shape.target_db(db);
         self.writer.note_db(mapped);
-        if self.shape.is_identity() {
-            return Ok(std::borrow::Cow::Borrowed(c));
-        }
+        // Always: a resumed writer was told the stream's db, and it must follow the stream.
         self.writer.note_stream_db(db);
         if mapped == db {
             return Ok(std::borrow::Cow::Borrowed(c));

@@ -549,3 +549,41 @@ async fn a_type_filter_is_refused_in_live_mode_before_writing() {
     }
     assert_eq!(target.cli(&["DBSIZE"]).trim(), "0");
 }
+
+/// A broken replication link mid-stream, in a mapped database: the source continues by partial
+/// resync without sending `SELECT` again, so the resumed writer must know the stream is still in
+/// source db 2 (what the offset key records) and write to target db 4, not db 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_stream_stays_in_the_mapped_database() {
+    let source = source();
+    let target = RedisServer::start("7.2");
+    let run = start(
+        spec(&source, &target, Mode::Live, live_options(false)),
+        quick(),
+    );
+    streaming(&run).await;
+    let mut c = source.conn();
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("in:a").arg(1).query(&mut c).unwrap();
+    until_applied(&target, 4, "moved:a").await;
+    source.cli(&["CLIENT", "KILL", "TYPE", "replica"]);
+    run.wait_for("LinkResumed", |e| {
+        matches!(e, EventKind::LinkResumed { .. })
+    })
+    .await;
+    // Same connection, same db: the stream carries no new SELECT.
+    let _: () = redis::cmd("SET").arg("in:b").arg(2).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("out:b").arg(2).query(&mut c).unwrap();
+    until_applied(&target, 4, "moved:b").await;
+    run.controls.cutover.cancel();
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    assert_eq!(
+        get(&target, 2, "moved:b"),
+        None,
+        "nothing went to the unmapped db"
+    );
+    assert_eq!(target.cli(&["-n", "2", "DBSIZE"]).trim(), "0");
+    assert_eq!(filtered(&events).1, 1, "out:b");
+    assert!(report(&events).is_clean());
+}
