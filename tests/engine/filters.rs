@@ -587,3 +587,100 @@ async fn a_resumed_stream_stays_in_the_mapped_database() {
     assert_eq!(filtered(&events).1, 1, "out:b");
     assert!(report(&events).is_clean());
 }
+
+/// A job that crashed mid-stream in a mapped database and is started again from its checkpoint
+/// (a restart of Ferry): the offset key recorded the *source's* db, so the restarted job writes
+/// what the source did meanwhile (no new `SELECT`) to the mapped db, and counts on from the
+/// dropped writes it had reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_job_resumes_in_the_mapped_database_and_counts_on() {
+    let source = source();
+    let target = RedisServer::start("7.2");
+    let s = spec(&source, &target, Mode::Live, live_options(false));
+    let run = start(s.clone(), quick());
+    streaming(&run).await;
+    let mut c = source.conn();
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("in:a").arg(1).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("out:a").arg(1).query(&mut c).unwrap();
+    until_applied(&target, 4, "moved:a").await;
+    run.wait_for("the drop reported", |e| {
+        matches!(
+            e,
+            EventKind::KeysFiltered {
+                stream_commands: 1,
+                ..
+            }
+        )
+    })
+    .await;
+    run.wait_for("a checkpoint at zero lag", |e| {
+        matches!(
+            e,
+            EventKind::Checkpoint {
+                lag_bytes: Some(0),
+                ..
+            }
+        )
+    })
+    .await;
+    let (replid, applied) = run
+        .events()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            EventKind::Checkpoint {
+                replid,
+                applied_offset,
+                ..
+            } => Some((replid.clone(), *applied_offset)),
+            _ => None,
+        })
+        .unwrap();
+    let migration_id = run.migration_id;
+    run.task.abort();
+    let _ = run.task.await;
+
+    let _: () = redis::cmd("SET").arg("in:b").arg(2).query(&mut c).unwrap();
+    let _: () = redis::cmd("SET").arg("out:b").arg(2).query(&mut c).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let controls = ferry::engine::Controls::default();
+    let job = ferry::engine::EngineJob {
+        resume: Some(ferry::model::ResumePoint {
+            replid,
+            applied_offset: applied,
+        }),
+        transfer: Some(ferry::engine::PriorTransfer {
+            kind: ferry::spec::TransferKind::Restore,
+            relay_target: None,
+        }),
+        filtered: (0, 1),
+        ..ferry::engine::EngineJob::new(migration_id, s)
+    };
+    let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), quick()));
+    until_applied(&target, 4, "moved:b").await;
+    controls.cutover.cancel();
+    let mut events = vec![];
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    task.await.unwrap().unwrap();
+    assert!(
+        matches!(
+            events.first(),
+            Some(EventKind::LinkResumed {
+                kind: ferry::model::ResumeKind::Partial,
+                ..
+            })
+        ),
+        "{:?}",
+        names(&events)
+    );
+    assert_eq!(target.cli(&["-n", "2", "DBSIZE"]).trim(), "0");
+    assert_eq!(
+        filtered(&events),
+        (0, 2),
+        "out:a before the crash, out:b after"
+    );
+    assert!(report(&events).is_clean());
+}
