@@ -343,3 +343,74 @@ async fn a_killed_ferry_migrate_is_not_resumed_by_ferry_serve_into_a_target_some
         .await;
     assert_eq!(status, 202);
 }
+
+/// A redone snapshot of a filtered, renamed migration (Ferry killed mid-snapshot) sweeps only
+/// target keys a key passing the filter would have become: a key an application writes to the
+/// target meanwhile, outside that image, survives; the renamed copies are complete and nothing
+/// outside the filter lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redone_filtered_snapshot_sweeps_only_what_the_filter_could_have_written() {
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    seed(&source, 2000);
+    source.cli(&["SET", "other:1", "left behind"]);
+    target.cli(&["SET", "s:5", "the target's own"]);
+
+    let mut ferry = Ferry::start().await;
+    let id = create(
+        &ferry,
+        json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+            "mode": "snapshot", "options": {"on_conflict": "skip", "backup": false, "verify": "none",
+            "filter": {"include": ["seed:*"]}, "rename": [{"from_prefix": "seed:", "to_prefix": "s:"}]}}),
+    )
+    .await;
+    let (status, body) = ferry
+        .post(&format!("/v1/migrations/{id}/start"), None)
+        .await;
+    assert_eq!(status, 202, "start: {body:#}");
+    ferry
+        .wait_for(&id, "keys written by the snapshot", |v| {
+            v["phase"] == "snapshot" && v["progress"]["keys_written"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    // Written by an application while the migration runs (after its inventory).
+    target.cli(&["SET", "app:during", "outside the filter's image"]);
+    ferry.kill9();
+    ferry.restart().await;
+    let done = ferry
+        .wait_for(&id, "completed", |v| v["state"] == "completed")
+        .await;
+    let events = ferry.events(&id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "SnapshotStarted" && e["data"]["redo"].is_string()),
+        "the snapshot was redone: {events:#?}"
+    );
+    assert_eq!(
+        get(&target, 0, "app:during").as_deref(),
+        Some("outside the filter's image"),
+        "the redo's sweep left a key no filtered key becomes: {done:#}"
+    );
+    assert_eq!(get(&target, 0, "s:5").as_deref(), Some("the target's own"));
+    assert_eq!(get(&target, 0, "s:1999").as_deref(), Some("1999"));
+    assert_eq!(get(&target, 0, "other:1"), None);
+    assert_eq!(
+        get(&target, 0, "seed:1"),
+        None,
+        "renamed, never under the source's name"
+    );
+    assert_eq!(
+        target.cli(&["DBSIZE"]).trim(),
+        "2001",
+        "s:0–s:1999 and app:during"
+    );
+}
