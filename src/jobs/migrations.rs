@@ -41,6 +41,8 @@ pub struct OptionsPatch {
     pub pause_during_verification: Option<bool>,
     pub auto_cutover: Option<bool>,
     pub transfer: Option<crate::spec::Transfer>,
+    pub write_probe: Option<bool>,
+    pub acl: Option<crate::spec::AclMode>,
 }
 
 impl OptionsPatch {
@@ -56,6 +58,8 @@ impl OptionsPatch {
             .unwrap_or(o.pause_during_verification);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
         o.transfer = self.transfer.unwrap_or(o.transfer);
+        o.write_probe = self.write_probe.unwrap_or(o.write_probe);
+        o.acl = self.acl.unwrap_or(o.acl);
     }
 }
 
@@ -321,6 +325,18 @@ impl Jobs {
         let slot = self.migration_slot(id)?;
         let _guard = slot.commands.lock().await;
         let started = migration::decide(&slot.snapshot(), Command::Start)?;
+        if slot.snapshot().view.mode == Mode::DryRun {
+            // A dry run writes nothing: it takes no lease (and needs no disk for a restore point).
+            let events = started
+                .into_iter()
+                .map(|kind| NewEvent::migration(id, actor, kind))
+                .collect();
+            self.commit(events).await?;
+            self.inner
+                .worker
+                .run_migration(self.clone(), id, None, false);
+            return Ok(slot.snapshot().view);
+        }
         self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;
         // The real URL and the target's TLS settings: the lease is taken over the same link.
         let target = self.real_spec(id).await?.target;

@@ -445,12 +445,28 @@ pub enum EventKind {
         goal_offset: i64,
         source_offset: i64,
     },
+    // ---- dry run and ACL users (issue #19) ----
+    /// A dry run read the whole snapshot: what the migration would meet (boxed: it is large).
+    DryRunCompleted {
+        report: Box<super::dry_run::DryRunReport>,
+    },
+    /// Before the first write (`options.acl: copy | replace`): the source's ACL users against
+    /// the target's, passwords redacted.
+    AclDiffed {
+        report: Box<super::acl::AclDiffReport>,
+    },
+    /// The users created and replaced on the target, and those left alone (with why).
+    AclCopied {
+        created: Vec<String>,
+        replaced: Vec<String>,
+        skipped: Vec<String>,
+    },
 }
 
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 36] = [
+    pub const TYPE_NAMES: [&'static str; 39] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -487,6 +503,9 @@ impl EventKind {
         "LeaseAcquired",
         "TargetInventoried",
         "SourcePauseLapsed",
+        "DryRunCompleted",
+        "AclDiffed",
+        "AclCopied",
     ];
 
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
@@ -528,6 +547,9 @@ impl EventKind {
             EventKind::LeaseAcquired { .. } => "LeaseAcquired",
             EventKind::TargetInventoried { .. } => "TargetInventoried",
             EventKind::SourcePauseLapsed { .. } => "SourcePauseLapsed",
+            EventKind::DryRunCompleted { .. } => "DryRunCompleted",
+            EventKind::AclDiffed { .. } => "AclDiffed",
+            EventKind::AclCopied { .. } => "AclCopied",
         }
     }
 }

@@ -152,6 +152,9 @@ impl Supervisor {
                 return jobs.end_migration(id, ENGINE_ACTOR, failed).await;
             }
         };
+        if spec.mode == crate::spec::Mode::DryRun {
+            return self.supervise_dry_run(jobs, id, spec, &running).await;
+        }
         // The lease: taken by `start` and handed over here, or taken again by a restarted Ferry.
         // Another writer holding it means this migration does not resume: the lease decides.
         let keeper = match self.held_lease(id) {
@@ -231,6 +234,57 @@ impl Supervisor {
                     },
                 )
             }
+        };
+        jobs.end_migration(id, &actor, end).await
+    }
+
+    /// A dry run: no lease, no restore point, no inventory, no offset key to clear; the engine
+    /// reads and reports, and the run ends like any other.
+    async fn supervise_dry_run(
+        &self,
+        jobs: &Jobs,
+        id: Uuid,
+        spec: MigrationSpec,
+        running: &Arc<Running>,
+    ) -> Result<(), JobError> {
+        let job = EngineJob::new(id, spec);
+        let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
+        let engine = self.engine_for(jobs, job, tx, running.controls.clone());
+        tokio::pin!(engine);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(first) = rx.recv() => {
+                    let mut batch = vec![first];
+                    while let Ok(next) = rx.try_recv() {
+                        batch.push(next);
+                    }
+                    jobs.report_migration(id, batch).await?;
+                }
+                outcome = &mut engine => break outcome,
+            }
+        };
+        let mut rest = Vec::new();
+        while let Ok(next) = rx.try_recv() {
+            rest.push(next);
+        }
+        if !rest.is_empty() {
+            jobs.report_migration(id, rest).await?;
+        }
+        let (actor, end) = match outcome {
+            Ok(()) => (ENGINE_ACTOR.to_string(), EventKind::MigrationCompleted {}),
+            Err(EngineError::Cancelled) => {
+                let actor = cancelled_actor(running);
+                let reason = Some(format!("cancelled by {actor}"));
+                (actor, EventKind::MigrationCancelled { reason })
+            }
+            Err(e) => (
+                ENGINE_ACTOR.to_string(),
+                EventKind::MigrationFailed {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                },
+            ),
         };
         jobs.end_migration(id, &actor, end).await
     }

@@ -10,6 +10,7 @@ mod helpers;
 mod cancel;
 mod conflict;
 mod cutover;
+mod dry_run;
 mod failures;
 mod live;
 mod relay;
