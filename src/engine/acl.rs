@@ -6,7 +6,7 @@
 //! reset <rules…>` (passwords travel as the source's hashes, never in clear), and the outcome is
 //! recorded (`AclCopied`). `copy` refuses, before changing anything, a target user whose rules
 //! differ; `replace` overwrites it. `default` and the user Ferry authenticates as on the target
-//! are never changed. A restarted job runs this again: users it created are then equal, and
+//! are never changed, and Ferry's replication user on the source is not copied. A restarted job runs this again: users it created are then equal, and
 //! nothing is written twice.
 
 use super::error::EngineError;
@@ -43,12 +43,12 @@ pub(super) async fn carry_over(
     mode: AclMode,
     source: &mut Conn,
     target: &mut Conn,
-    ferry_user: &str,
+    ferry: acl::FerryUsers<'_>,
     reporter: &Reporter,
 ) -> Result<(), EngineError> {
     let source_users = list(source, "source").await?;
     let target_users = list(target, "target").await?;
-    let report = acl::diff(&source_users, &target_users, ferry_user, mode);
+    let report = acl::diff(&source_users, &target_users, ferry, mode);
     let different: Vec<String> = report
         .with_status(AclUserStatus::Different)
         .map(|u| format!("`{}`", u.user))

@@ -401,12 +401,15 @@ impl Run {
         servers.source_keys = relay_target::total_keys(&mut source).await.ok();
         if spec.options.acl != crate::spec::AclMode::Ignore {
             // Before the first write, so that the target's clients can log in once it holds data.
-            let ferry_user = self.target.url().username.as_deref().unwrap_or("default");
+            let ferry = crate::model::acl::FerryUsers {
+                source: self.source.url().username.as_deref().unwrap_or("default"),
+                target: self.target.url().username.as_deref().unwrap_or("default"),
+            };
             acl::carry_over(
                 spec.options.acl,
                 &mut source,
                 &mut target,
-                ferry_user,
+                ferry,
                 &self.reporter,
             )
             .await?;

@@ -216,13 +216,20 @@ impl AclDiffReport {
     }
 }
 
-/// Compares the source's users with the target's. `ferry_user` is the user Ferry authenticates
-/// as on the target: changing it (or `default`) could lock Ferry, or every client, out in the
-/// middle of the migration, so both are skipped.
+/// The users Ferry itself logs in as: on the target (changing it, or `default`, could lock
+/// Ferry, or every client, out in the middle of the migration) and on the source (its
+/// replication user, not an application's).
+#[derive(Debug, Clone, Copy)]
+pub struct FerryUsers<'a> {
+    pub source: &'a str,
+    pub target: &'a str,
+}
+
+/// Compares the source's users with the target's; `default` and Ferry's own users are skipped.
 pub fn diff(
     source: &[AclUser],
     target: &[AclUser],
-    ferry_user: &str,
+    ferry: FerryUsers,
     mode: AclMode,
 ) -> AclDiffReport {
     let users = source
@@ -231,8 +238,10 @@ pub fn diff(
             let on_target = target.iter().find(|t| t.name == user.name);
             let skip = if user.name == "default" {
                 Some("`default` is every unauthenticated client's user; it is never changed")
-            } else if user.name == ferry_user {
+            } else if user.name == ferry.target {
                 Some("the user Ferry authenticates as on the target; it is never changed")
+            } else if user.name == ferry.source {
+                Some("the user Ferry authenticates as on the source (its replication user)")
             } else {
                 None
             };
@@ -263,6 +272,11 @@ pub fn diff(
 mod tests {
     use super::*;
 
+    const NONE: FerryUsers = FerryUsers {
+        source: "default",
+        target: "default",
+    };
+
     const HASH: &str = "#5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
 
     fn user(line: &str) -> AclUser {
@@ -288,10 +302,10 @@ mod tests {
         let new = user(&format!(
             "user app on {HASH} sanitize-payload ~k* &* -@all +get"
         ));
-        let report = diff(&[new.clone()], &[old], "default", AclMode::Copy);
+        let report = diff(&[new.clone()], &[old], NONE, AclMode::Copy);
         assert_eq!(report.users[0].status, AclUserStatus::Equal);
         let other = user("user app on nopass ~k* &* -@all +get");
-        let report = diff(&[new], &[other], "default", AclMode::Copy);
+        let report = diff(&[new], &[other], NONE, AclMode::Copy);
         assert_eq!(report.users[0].status, AclUserStatus::Different);
         assert_eq!(report.users[0].passwords_equal, Some(false));
     }
@@ -303,7 +317,11 @@ mod tests {
             user(&format!("user ferry on {HASH} ~* +@all")),
             user(&format!("user app on {HASH} ~* +@all")),
         ];
-        let report = diff(&source, &[], "ferry", AclMode::Copy);
+        let ferry = FerryUsers {
+            source: "default",
+            target: "ferry",
+        };
+        let report = diff(&source, &[], ferry, AclMode::Copy);
         let statuses: Vec<_> = report.users.iter().map(|u| u.status).collect();
         assert_eq!(
             statuses,

@@ -7,6 +7,7 @@ mod common;
 #[allow(dead_code)]
 mod helpers;
 
+mod acl;
 mod cancel;
 mod conflict;
 mod cutover;

@@ -66,11 +66,16 @@ pub fn users(inputs: &Inputs) -> Verdict {
             };
         }
     };
-    let ferry_user = match &inputs.target.connect {
-        Ok(connected) => connected.user.as_str(),
-        Err(_) => "default",
+    let user = |facts: &crate::validate::facts::ServerFacts| match &facts.connect {
+        Ok(connected) => connected.user.clone(),
+        Err(_) => "default".to_string(),
     };
-    let report = acl::diff(&source, &target, ferry_user, mode);
+    let (source_user, target_user) = (user(inputs.source), user(inputs.target));
+    let ferry = acl::FerryUsers {
+        source: &source_user,
+        target: &target_user,
+    };
+    let report = acl::diff(&source, &target, ferry, mode);
     let of = |status| {
         names(
             report
@@ -104,7 +109,7 @@ pub fn users(inputs: &Inputs) -> Verdict {
             ID,
             format!(
                 "the target has every ACL user of the source ({} compared; `default` and \
-                 Ferry's own user left out)",
+                 Ferry's own users left out)",
                 report.count(AclUserStatus::Equal) + different
             ),
             details,
