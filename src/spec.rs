@@ -382,7 +382,8 @@ pub struct Options {
     /// The source's ACL users: `ignore` (validation warns about users the target lacks), `copy`
     /// (re-create them on the target before the first write, refusing users that exist there
     /// with other rules) or `replace` (copy, and overwrite those). `default` and the user Ferry
-    /// authenticates as on the target are never changed.
+    /// authenticates as on the target are never changed; Ferry's user on the source is not
+    /// copied.
     pub acl: AclMode,
 }
 

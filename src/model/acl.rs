@@ -302,7 +302,7 @@ mod tests {
         let new = user(&format!(
             "user app on {HASH} sanitize-payload ~k* &* -@all +get"
         ));
-        let report = diff(&[new.clone()], &[old], NONE, AclMode::Copy);
+        let report = diff(std::slice::from_ref(&new), &[old], NONE, AclMode::Copy);
         assert_eq!(report.users[0].status, AclUserStatus::Equal);
         let other = user("user app on nopass ~k* &* -@all +get");
         let report = diff(&[new], &[other], NONE, AclMode::Copy);
