@@ -63,7 +63,8 @@ async fn create_returns_201_with_location_and_the_defaults() {
         view["options"],
         json!({"on_conflict": "fail", "backup": true, "verify": "sample",
             "pause_source_writes_on_cutover": true, "pause_during_verification": false,
-            "auto_cutover": false, "drop_field_ttls": false, "transfer": "auto"})
+            "auto_cutover": false, "drop_field_ttls": false, "transfer": "auto",
+            "write_probe": true, "acl": "ignore"})
     );
     assert_eq!(view["validation"], Value::Null);
     assert_eq!(view["error"], Value::Null);
