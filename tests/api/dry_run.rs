@@ -191,3 +191,71 @@ async fn acl_copy_through_the_api_shows_no_password_hash_anywhere() {
         assert!(!text.contains("app-secret"));
     }
 }
+
+/// A dry run that a restart of Ferry interrupts mid-read runs again from the start and reports
+/// once; it leaves no key, no lease and no probe behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_interrupted_by_a_restart_runs_again_and_leaves_nothing() {
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdbcompression",
+            "no",
+            "--rdb-key-save-delay",
+            "10000",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    let mut c = source.conn();
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k:{i}"))
+            .arg(format!("{i}-{}", "abcdefghij".repeat(200)))
+            .query(&mut c)
+            .unwrap();
+    }
+    let before = target_state(&target);
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+                "mode": "dry_run"}),
+        )
+        .await;
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.action(&id, "validate").await.status(), 200);
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    app.wait_for(&id, Duration::from_secs(30), |v| {
+        v["state"] == "migrating" && v["progress"]["rdb_bytes_read"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let app = app.restart().await;
+    let view = app
+        .wait_for(&id, Duration::from_secs(60), |v| {
+            v["state"] == "completed" || v["state"] == "failed"
+        })
+        .await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+    assert_eq!(view["dry_run_report"]["keys"], 300, "{view:#}");
+    assert_eq!(view["dry_run_report"]["probe"]["keys_removed"], 2000);
+    let types = app.event_types(&id).await;
+    assert_eq!(types.iter().filter(|t| *t == "DryRunCompleted").count(), 1);
+    // Read twice: once cut short by the restart, once to the end.
+    assert_eq!(
+        types.iter().filter(|t| *t == "SnapshotStarted").count(),
+        2,
+        "{types:?}"
+    );
+    assert!(!types.iter().any(|t| t == "LeaseAcquired"), "{types:?}");
+    let after = target_state(&target);
+    assert_eq!(after.contents, before.contents);
+    assert_eq!(after.ferry_keys, Vec::<String>::new());
+}

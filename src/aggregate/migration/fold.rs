@@ -322,6 +322,11 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::SourcePauseLapsed { .. } => {}
         EventKind::DryRunCompleted { report } => {
             v.phase_detail = Some("dry run: snapshot read; report ready".into());
+            let p = &mut v.progress;
+            p.rdb_bytes_read = Some(report.rdb_bytes);
+            p.rdb_bytes_total = Some(report.rdb_bytes);
+            p.keys_total = Some(report.keys + report.keys_expired + report.keys_empty);
+            p.estimated = false;
             v.dry_run_report = Some(report.clone());
         }
         EventKind::AclDiffed { report } => v.acl_users = Some(report.clone()),

@@ -84,6 +84,11 @@ pub(super) async fn run(
         .ok()
         .and_then(|i| i.num("used_memory_dataset"));
     drop(target_conn);
+    if spec.options.write_probe {
+        // A run that a crash interrupted mid-probe left its keys: a restarted job removes them
+        // before anything else (no key: no change).
+        probe::remove(target, job.migration_id).await?;
+    }
     reporter
         .emit(super::ask_source::snapshot_request(&mut source_conn).await)
         .await?;
