@@ -38,8 +38,28 @@ async fn list(conn: &mut Conn, side: &str) -> Result<Vec<AclUser>, EngineError> 
     Ok(acl::parse_list(&lines))
 }
 
+impl super::Run {
+    /// `options.acl` other than `ignore`: carries the users over (Ferry's own users on both
+    /// sides, named by the URLs, are left out).
+    pub(super) async fn carry_over_acl(
+        &self,
+        source: &mut Conn,
+        target: &mut Conn,
+    ) -> Result<(), EngineError> {
+        let mode = self.job.spec.options.acl;
+        if mode == AclMode::Ignore {
+            return Ok(());
+        }
+        let ferry = acl::FerryUsers {
+            source: self.source.url().username.as_deref().unwrap_or("default"),
+            target: self.target.url().username.as_deref().unwrap_or("default"),
+        };
+        carry_over(mode, source, target, ferry, &self.reporter).await
+    }
+}
+
 /// Diffs, records and applies the source's users on the target.
-pub(super) async fn carry_over(
+async fn carry_over(
     mode: AclMode,
     source: &mut Conn,
     target: &mut Conn,

@@ -362,22 +362,6 @@ struct Run {
 const MAX_REDOS: u32 = 5;
 
 impl Run {
-    /// A dry run (see [`dry_run`]); a cancel also removes the write probe's keys, which the
-    /// dropped probe could not.
-    async fn dry_run(self, cancel: CancellationToken) -> Result<(), EngineError> {
-        let result = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Err(EngineError::Cancelled),
-            r = dry_run::run(&self.job, &self.source, &self.target, &self.reporter, &self.tuning) => r,
-        };
-        if matches!(result, Err(EngineError::Cancelled)) && self.job.spec.options.write_probe {
-            if let Err(e) = dry_run::remove_probe(&self.target, self.job.migration_id).await {
-                tracing::warn!(error = %e, "could not remove the dry run's probe keys");
-            }
-        }
-        result
-    }
-
     async fn run(self) -> Result<(), EngineError> {
         let spec = &self.job.spec;
         if spec.mode == Mode::Live && spec.options.on_conflict == OnConflict::Skip {
@@ -399,21 +383,8 @@ impl Run {
             .map_err(EngineError::target)?;
         servers.source_version = source_version.to_string();
         servers.source_keys = relay_target::total_keys(&mut source).await.ok();
-        if spec.options.acl != crate::spec::AclMode::Ignore {
-            // Before the first write, so that the target's clients can log in once it holds data.
-            let ferry = crate::model::acl::FerryUsers {
-                source: self.source.url().username.as_deref().unwrap_or("default"),
-                target: self.target.url().username.as_deref().unwrap_or("default"),
-            };
-            acl::carry_over(
-                spec.options.acl,
-                &mut source,
-                &mut target,
-                ferry,
-                &self.reporter,
-            )
-            .await?;
-        }
+        // Before the first write, so that the target's clients can log in once it holds data.
+        self.carry_over_acl(&mut source, &mut target).await?;
         servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
         *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(

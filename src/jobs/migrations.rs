@@ -451,6 +451,17 @@ impl Jobs {
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
         };
+        if spec.options.acl != crate::spec::AclMode::Ignore {
+            let detail = "an RDB file holds no ACL users, so `options.acl` cannot copy any: set \
+                          it to `ignore` (or migrate from the server itself)"
+                .to_string();
+            let field = "options.acl";
+            return Err(if patched {
+                JobError::Unusable { field, detail }
+            } else {
+                JobError::Invalid { field, detail }
+            });
+        }
         if spec.mode != Mode::Snapshot {
             let detail = "a migration from an RDB file can only run in `snapshot` mode: a file \
                           has no stream of writes to follow; set `mode` to `snapshot`"

@@ -28,7 +28,7 @@ use crate::transport::Peer;
 
 /// Capacity of the engine's event channel; a full channel slows the engine down rather than
 /// letting reports pile up in memory.
-const EVENT_CHANNEL: usize = 1024;
+pub(super) const EVENT_CHANNEL: usize = 1024;
 
 /// How long an engine may take to honour a cancel before its task is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
@@ -38,7 +38,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who cancelled a run (the actor of `MigrationCancelled`).
-fn cancelled_actor(running: &Running) -> String {
+pub(super) fn cancelled_actor(running: &Running) -> String {
     running
         .cancelled_by
         .lock()
@@ -234,57 +234,6 @@ impl Supervisor {
                     },
                 )
             }
-        };
-        jobs.end_migration(id, &actor, end).await
-    }
-
-    /// A dry run: no lease, no restore point, no inventory, no offset key to clear; the engine
-    /// reads and reports, and the run ends like any other.
-    async fn supervise_dry_run(
-        &self,
-        jobs: &Jobs,
-        id: Uuid,
-        spec: MigrationSpec,
-        running: &Arc<Running>,
-    ) -> Result<(), JobError> {
-        let job = EngineJob::new(id, spec);
-        let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL);
-        let engine = self.engine_for(jobs, job, tx, running.controls.clone());
-        tokio::pin!(engine);
-        let outcome = loop {
-            tokio::select! {
-                biased;
-                Some(first) = rx.recv() => {
-                    let mut batch = vec![first];
-                    while let Ok(next) = rx.try_recv() {
-                        batch.push(next);
-                    }
-                    jobs.report_migration(id, batch).await?;
-                }
-                outcome = &mut engine => break outcome,
-            }
-        };
-        let mut rest = Vec::new();
-        while let Ok(next) = rx.try_recv() {
-            rest.push(next);
-        }
-        if !rest.is_empty() {
-            jobs.report_migration(id, rest).await?;
-        }
-        let (actor, end) = match outcome {
-            Ok(()) => (ENGINE_ACTOR.to_string(), EventKind::MigrationCompleted {}),
-            Err(EngineError::Cancelled) => {
-                let actor = cancelled_actor(running);
-                let reason = Some(format!("cancelled by {actor}"));
-                (actor, EventKind::MigrationCancelled { reason })
-            }
-            Err(e) => (
-                ENGINE_ACTOR.to_string(),
-                EventKind::MigrationFailed {
-                    code: e.code().to_string(),
-                    message: e.to_string(),
-                },
-            ),
         };
         jobs.end_migration(id, &actor, end).await
     }
@@ -503,7 +452,7 @@ impl Supervisor {
     }
 
     /// The engine for `job`: the file loader for a file source, the configured engine otherwise.
-    fn engine_for(
+    pub(super) fn engine_for(
         &self,
         jobs: &Jobs,
         job: EngineJob,

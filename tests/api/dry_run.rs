@@ -259,3 +259,20 @@ async fn a_dry_run_interrupted_by_a_restart_runs_again_and_leaves_nothing() {
     assert_eq!(after.contents, before.contents);
     assert_eq!(after.ferry_keys, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn acl_copy_from_an_rdb_file_is_refused_by_name() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"rdb": {"backup_id": "0192f3a4-5b6c-7d8e-9f00-112233445566"}},
+                "target": {"url": "redis://127.0.0.1:7002"}, "options": {"acl": "copy"}}),
+        )
+        .await;
+    let problem = crate::common::app::assert_problem(response, 400).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("options.acl"),
+        "{problem}"
+    );
+}

@@ -195,13 +195,16 @@ pub fn assert_report(report: &DryRunReport) {
 }
 
 /// What a dry run may not change on the target: every key and value (DUMP, TTL or not), `INFO
-/// keyspace`, and the count of changes since the last save, besides the keys it lists.
+/// keyspace`, the count of changes since the last save (`rdb_changes_since_last_save`, which
+/// every write moves), the keys expired and evicted, and the `ferry:` keys.
 #[derive(Debug, PartialEq)]
 pub struct TargetState {
     pub contents: Vec<String>,
     pub keyspace: String,
     pub ferry_keys: Vec<String>,
     pub changes: u64,
+    /// `INFO stats`: keys expired and evicted (a write could make either move).
+    pub expired_evicted: (u64, u64),
 }
 
 pub fn target_state(target: &RedisServer) -> TargetState {
@@ -215,6 +218,17 @@ pub fn target_state(target: &RedisServer) -> TargetState {
         .trim()
         .parse()
         .unwrap();
+    let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+    let stat = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let expired_evicted = (stat("expired_keys"), stat("evicted_keys"));
     let mut ferry_keys = Vec::new();
     for db in 0..16 {
         let _: () = redis::cmd("SELECT").arg(db).query(&mut c).unwrap();
@@ -230,5 +244,6 @@ pub fn target_state(target: &RedisServer) -> TargetState {
             .join("\n"),
         ferry_keys,
         changes,
+        expired_evicted,
     }
 }

@@ -57,6 +57,7 @@ async fn dry_run_reports_what_the_migration_would_meet_and_writes_nothing_but_th
     assert_eq!(after.contents, before.contents);
     assert_eq!(after.keyspace, before.keyspace);
     assert_eq!(after.ferry_keys, Vec::<String>::new());
+    assert_eq!(after.expired_evicted, before.expired_evicted);
     // The only changes are the probe's: one per RESTORE, one per key its DEL removed.
     assert_eq!(
         after.changes - before.changes,

@@ -15,6 +15,8 @@ pub(crate) mod report;
 
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
+
 use bytes::Bytes;
 
 use super::error::{show_key, EngineError};
@@ -29,8 +31,6 @@ use crate::rdb::{BigPart, Entry, Item, Value};
 use crate::replication::{ReplicaLink, SyncStart, Transfer};
 use crate::transport::Peer;
 use report::ReportBuilder;
-
-pub(crate) use probe::remove as remove_probe;
 
 /// What the dry run learns of the target before reading.
 struct TargetLimits {
@@ -55,6 +55,24 @@ impl TargetLimits {
             used_memory: memory.as_ref().and_then(|i| i.num("used_memory")),
             maxmemory: memory.as_ref().and_then(|i| i.num("maxmemory")),
         }
+    }
+}
+
+impl super::Run {
+    /// A dry run (see [`run`]); a cancel also removes the write probe's keys, which the
+    /// dropped probe could not.
+    pub(super) async fn dry_run(self, cancel: CancellationToken) -> Result<(), EngineError> {
+        let result = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(EngineError::Cancelled),
+            r = run(&self.job, &self.source, &self.target, &self.reporter, &self.tuning) => r,
+        };
+        if matches!(result, Err(EngineError::Cancelled)) && self.job.spec.options.write_probe {
+            if let Err(e) = probe::remove(&self.target, self.job.migration_id).await {
+                tracing::warn!(error = %e, "could not remove the dry run's probe keys");
+            }
+        }
+        result
     }
 }
 
