@@ -130,7 +130,8 @@ pub struct EtaEstimate {
 /// The write probe: RESTOREs into keys under `ferry:probe:<migration id>:`, deleted at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProbeReport {
-    /// `false` when `options.write_probe` was off: then nothing at all was written.
+    /// `false` when `options.write_probe` was off, or another writer holds the target's lease
+    /// (`error` says so): then nothing at all was written.
     pub ran: bool,
     pub keys_written: u64,
     pub keys_removed: u64,
@@ -139,7 +140,7 @@ pub struct ProbeReport {
     pub duration_ms: u64,
     /// The key prefix used.
     pub prefix: String,
-    /// Why the probe stopped early, when it did (its keys were removed all the same).
+    /// Why the probe stopped early (its keys were removed all the same), or did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

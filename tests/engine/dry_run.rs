@@ -74,3 +74,37 @@ async fn without_the_probe_not_one_change_reaches_the_target() {
     assert_eq!(report.eta.write_keys_per_sec, None);
     assert_eq!(after, before);
 }
+
+/// Another writer's lease on the target keeps the probe out (its keys would mix with that
+/// writer's): the dry run says so and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_writers_lease_keeps_the_probe_out() {
+    let source = data::source();
+    let target = data::target();
+    data::populate(&source);
+    let _: () = redis::cmd("SET")
+        .arg("ferry:lease")
+        .arg("restore 0192f3a4-5b6c-7d8e-9f00-112233445566 by api on other-ferry")
+        .arg("PX")
+        .arg(120_000)
+        .query(&mut target.conn())
+        .unwrap();
+    let before = target_state(&target);
+    let run = start(
+        spec(&source, &target, Mode::DryRun, dry_run_options(true)),
+        quick(),
+    );
+    let (result, events) = run.finish().await;
+    result.unwrap_or_else(|e| panic!("{e}"));
+    let Some(EventKind::DryRunCompleted { report }) = events.last() else {
+        panic!("{:?}", names(&events))
+    };
+    assert!(!report.probe.ran);
+    let why = report.probe.error.as_deref().unwrap_or_default();
+    assert!(why.contains("lease"), "{why}");
+    assert!(report.note.contains("another writer"), "{}", report.note);
+    let after = target_state(&target);
+    assert_eq!(after.contents, before.contents);
+    assert_eq!(after.changes, before.changes);
+    assert_eq!(after.ferry_keys, ["0/ferry:lease"]);
+}

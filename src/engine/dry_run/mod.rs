@@ -153,7 +153,21 @@ pub(super) async fn run(
     let rdb_bytes = link.rdb_bytes();
     drop(link);
 
-    let probe = if spec.options.write_probe {
+    // Another writer's lease (a migration or a restore running into this target) keeps the
+    // probe out: its keys would show up in that writer's verification as extra keys.
+    let leased = match Conn::connect(target).await {
+        Ok(mut conn) => crate::client::lease::read(&mut conn).await.ok().flatten(),
+        Err(_) => None,
+    };
+    let probe = if let (true, Some(holder)) = (spec.options.write_probe, &leased) {
+        probe::not_run(
+            job.migration_id,
+            format!(
+                "not run: the target's lease is held by {holder}, whose writes the probe's keys \
+                 would mix with; the ETA rests on the read speed alone"
+            ),
+        )
+    } else if spec.options.write_probe {
         probe::run(
             target,
             tuning.writer,
@@ -163,7 +177,7 @@ pub(super) async fn run(
         )
         .await
     } else {
-        probe::skipped(job.migration_id)
+        probe::not_run(job.migration_id, String::new())
     };
     let eta = eta(&builder, rdb_bytes, read_ms, &probe);
     let report = DryRunReport {
@@ -202,6 +216,8 @@ fn note(probe: &crate::model::dry_run::ProbeReport) -> String {
             "except the write probe, which wrote {} keys under {} (db 0) and removed {} of them",
             probe.keys_written, probe.prefix, probe.keys_removed
         )
+    } else if probe.error.is_some() {
+        "not even a probe (another writer holds the target's lease)".to_string()
     } else {
         "not even a probe (options.write_probe was false)".to_string()
     };

@@ -48,8 +48,8 @@ fn rdb_string(len: u64) -> Vec<u8> {
     out
 }
 
-/// A probe that did not run (`options.write_probe: false`).
-pub(crate) fn skipped(id: Uuid) -> ProbeReport {
+/// A probe that did not run: `options.write_probe: false` (`why` empty), or `why`.
+pub(crate) fn not_run(id: Uuid, why: String) -> ProbeReport {
     ProbeReport {
         ran: false,
         keys_written: 0,
@@ -57,7 +57,7 @@ pub(crate) fn skipped(id: Uuid) -> ProbeReport {
         payload_bytes: 0,
         duration_ms: 0,
         prefix: prefix(id),
-        error: None,
+        error: (!why.is_empty()).then_some(why),
     }
 }
 
