@@ -269,6 +269,8 @@ struct BigValue {
     type_byte: u8,
     ttl: bool,
     start_offset: u64,
+    /// The element count, for the encodings that allocate each element (memory estimate).
+    elements: Option<u64>,
     /// The largest element seen so far (a collection's member, field or value).
     largest_arg: u64,
     /// Field TTLs seen in a hash, on a target that has none.
@@ -309,6 +311,7 @@ impl ItemSink for Measuring<'_> {
                     type_byte: start.type_byte,
                     ttl: start.expire_ms.is_some(),
                     start_offset: offset,
+                    elements: matches!(start.type_byte, 1..=5).then_some(start.len),
                     // A big string goes as SETRANGEs of its pieces: no single argument is big.
                     largest_arg: 0,
                     field_ttls: false,
@@ -385,13 +388,12 @@ impl Measuring<'_> {
             return Ok(());
         }
         let len = entry.raw_value.len() as u64;
-        self.builder.key(
-            db,
-            &entry.key,
-            entry.type_byte,
-            len,
-            entry.expire_ms.is_some(),
-        );
+        let expanded = crate::rdb::sizes::expanded_len(entry.type_byte, &entry.raw_value);
+        let elements = crate::rdb::sizes::element_count(entry.type_byte, &entry.raw_value);
+        let ttl = entry.expire_ms.is_some();
+        let t = entry.type_byte;
+        self.builder
+            .key(db, &entry.key, t, len, expanded, elements, ttl);
         if let Some(reason) = self.refusal(db, &entry)? {
             let detail = self.detail(reason);
             self.builder
@@ -459,8 +461,15 @@ impl Measuring<'_> {
             return;
         }
         let len = offset.saturating_sub(big.start_offset);
-        self.builder
-            .key(big.db, &big.key, big.type_byte, len, big.ttl);
+        self.builder.key(
+            big.db,
+            &big.key,
+            big.type_byte,
+            len,
+            len,
+            big.elements,
+            big.ttl,
+        );
         let limit = self.limits.proto_max_bulk_len.unwrap_or(u64::MAX);
         let reason = if big.field_ttls {
             Some(CannotTakeReason::FieldTtls)
