@@ -47,7 +47,10 @@
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
 //! `LinkResumed` instead of the snapshot events. Cutover removes the offset key after the
-//! verification, which leaves it out.
+//! verification, which leaves it out. With `options.acl` `copy` or `replace`, `AclDiffed` and
+//! `AclCopied` come first (see `acl`). A dry run (`mode: dry_run`, see `dry_run`) emits
+//! `SnapshotRequested`, `SnapshotStarted`, `SnapshotProgress`* and `DryRunCompleted`, and writes
+//! nothing.
 
 mod acl;
 mod adapt;

@@ -662,6 +662,11 @@ mod tests {
     }
 
     #[test]
+    fn events_stay_small_with_large_payloads_boxed() {
+        assert!(std::mem::size_of::<EventKind>() <= 256);
+    }
+
+    #[test]
     fn the_type_list_is_exactly_the_enum() {
         assert_eq!(serde_variants(), EventKind::TYPE_NAMES.to_vec());
     }
