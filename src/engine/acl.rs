@@ -50,11 +50,37 @@ impl super::Run {
         if mode == AclMode::Ignore {
             return Ok(());
         }
-        let ferry = acl::FerryUsers {
+        carry_over(mode, source, target, self.ferry_users(), &self.reporter).await
+    }
+}
+
+impl super::Run {
+    /// A dry run with `options.acl` other than `ignore`: the diff is recorded (`AclDiffed`), and
+    /// nothing is applied.
+    pub(super) async fn diff_acl_only(
+        &self,
+        source: &mut Conn,
+        target: &mut Conn,
+    ) -> Result<(), EngineError> {
+        let mode = self.job.spec.options.acl;
+        if mode == AclMode::Ignore {
+            return Ok(());
+        }
+        let source_users = list(source, "source").await?;
+        let target_users = list(target, "target").await?;
+        let report = acl::diff(&source_users, &target_users, self.ferry_users(), mode);
+        self.reporter
+            .emit(EventKind::AclDiffed {
+                report: Box::new(report),
+            })
+            .await
+    }
+
+    fn ferry_users(&self) -> acl::FerryUsers<'_> {
+        acl::FerryUsers {
             source: self.source.url().username.as_deref().unwrap_or("default"),
             target: self.target.url().username.as_deref().unwrap_or("default"),
-        };
-        carry_over(mode, source, target, ferry, &self.reporter).await
+        }
     }
 }
 

@@ -194,3 +194,27 @@ async fn a_rule_the_target_refuses_fails_naming_the_user_not_its_password() {
     assert!(text.contains("`report`"), "{text}");
     assert!(!text.contains(&hash_of(&source, "report")[1..]), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_records_the_acl_diff_and_changes_no_user() {
+    let source = source_with_users("7.2");
+    let target = RedisServer::start("7.2");
+    let options = Options {
+        write_probe: false,
+        ..acl_options(AclMode::Copy)
+    };
+    let (result, events) = start(spec(&source, &target, Mode::DryRun, options), quick())
+        .finish()
+        .await;
+    result.unwrap_or_else(|e| panic!("{e}"));
+    let Some(EventKind::AclDiffed { report }) = events
+        .iter()
+        .find(|e| matches!(e, EventKind::AclDiffed { .. }))
+    else {
+        panic!("{:?}", names(&events))
+    };
+    assert_eq!(report.count(AclUserStatus::Missing), 2);
+    assert!(!names(&events).contains(&"AclCopied"));
+    assert_eq!(line(&target, "app"), None);
+    assert_eq!(line(&target, "report"), None);
+}

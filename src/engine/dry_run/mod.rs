@@ -22,14 +22,13 @@ use bytes::Bytes;
 use super::error::{show_key, EngineError};
 use super::snapshot::read::{self, ItemSink};
 use super::snapshot::{portable, rdb_error, restorable};
-use super::{relay_target, server_version, EngineJob, Reporter, Servers, Tuning};
+use super::{relay_target, server_version, Servers, Tuning};
 use crate::client::Conn;
 use crate::model::dry_run::{CannotTakeReason, DryRunReport, EtaEstimate};
 use crate::model::{EventKind, LEASE_KEY};
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::{BigPart, Entry, Item, Value};
 use crate::replication::{ReplicaLink, SyncStart, Transfer};
-use crate::transport::Peer;
 use report::ReportBuilder;
 
 /// What the dry run learns of the target before reading.
@@ -65,7 +64,7 @@ impl super::Run {
         let result = tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(EngineError::Cancelled),
-            r = run(&self.job, &self.source, &self.target, &self.reporter, &self.tuning) => r,
+            r = run(&self) => r,
         };
         if matches!(result, Err(EngineError::Cancelled)) && self.job.spec.options.write_probe {
             if let Err(e) = probe::remove(&self.target, self.job.migration_id).await {
@@ -77,13 +76,9 @@ impl super::Run {
 }
 
 /// Runs the dry run of `job` and reports `DryRunCompleted`.
-pub(super) async fn run(
-    job: &EngineJob,
-    source: &Peer,
-    target: &Peer,
-    reporter: &Reporter,
-    tuning: &Tuning,
-) -> Result<(), EngineError> {
+async fn run(this: &super::Run) -> Result<(), EngineError> {
+    let (job, source, target) = (&this.job, &this.source, &this.target);
+    let (reporter, tuning) = (&this.reporter, &this.tuning);
     let spec = &job.spec;
     let mut source_conn = Conn::connect(source).await.map_err(EngineError::source)?;
     let mut target_conn = Conn::connect(target).await.map_err(EngineError::target)?;
@@ -101,6 +96,9 @@ pub(super) async fn run(
         .await
         .ok()
         .and_then(|i| i.num("used_memory_dataset"));
+    // `options.acl`: what a migration would do to the users, recorded and not applied.
+    this.diff_acl_only(&mut source_conn, &mut target_conn)
+        .await?;
     drop(target_conn);
     if spec.options.write_probe {
         // A run that a crash interrupted mid-probe left its keys: a restarted job removes them
