@@ -284,6 +284,7 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 TransferArg::Relay => Transfer::Relay,
                 TransferArg::Restore => Transfer::Restore,
             },
+            set_keyspace_notifications: false,
         },
     })
 }

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod progress;
+mod scan;
 
 pub use progress::Progress;
 use progress::Rates;
@@ -142,6 +143,9 @@ pub struct Migration {
     /// The keys the target held before the first write (`TargetInventoried`); `Some(0)`: it
     /// was empty, so its restore point is "empty".
     pub target_keys_before: Option<u64>,
+    /// `source.read: scan`: the source's `notify-keyspace-events` before Ferry set it, while not
+    /// yet put back; a restarted engine puts this value back at its end.
+    pub keyspace_notifications_before: Option<String>,
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
@@ -226,6 +230,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         verification: None,
         transfer: None,
         target_keys_before: None,
+        keyspace_notifications_before: None,
         snapshot_started_at: None,
         rates: Rates::default(),
     };
@@ -301,6 +306,11 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
         EventKind::SourcePauseLapsed { .. } => {}
+        EventKind::ScanStarted { .. }
+        | EventKind::KeyspaceNotificationsSet { .. }
+        | EventKind::KeyspaceNotificationsRestored { .. }
+        | EventKind::ScanRedone { .. }
+        | EventKind::ScanCheckpoint { .. } => scan::fold(m, &event.kind),
         EventKind::BackupCompleted { backup_id, .. } => {
             v.phase = Some(Phase::Snapshot);
             v.phase_detail = Some(format!(
