@@ -284,7 +284,8 @@ const NOTIFY_CLASSES: &str = "g$lshzxet";
 /// already has it: `E` (key-event channels, whose message is the key) and every class of `A`.
 /// The classes already set are kept, so other subscribers lose nothing.
 pub fn keyspace_notifications_needed(current: &str) -> Option<String> {
-    let has = |c: char| current.contains(c) || (NOTIFY_CLASSES.contains(c) && current.contains('A'));
+    let has =
+        |c: char| current.contains(c) || (NOTIFY_CLASSES.contains(c) && current.contains('A'));
     let event = has('E');
     let classes = NOTIFY_CLASSES.chars().all(has);
     if event && classes {

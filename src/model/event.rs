@@ -456,12 +456,19 @@ pub enum EventKind {
     },
     /// Ferry turned the source's keyspace notifications on (`options.set_keyspace_notifications`):
     /// `previous` is put back when the migration ends (`KeyspaceNotificationsRestored`).
-    KeyspaceNotificationsSet { previous: String, set: String },
+    KeyspaceNotificationsSet {
+        previous: String,
+        set: String,
+    },
     /// The source's `notify-keyspace-events` is back to what it was before the migration.
-    KeyspaceNotificationsRestored { value: String },
+    KeyspaceNotificationsRestored {
+        value: String,
+    },
     /// A scan reader copies every key again: its notifications may have missed a change (the
     /// subscriber connection was lost, or more keys changed than it keeps track of).
-    ScanRedone { reason: String },
+    ScanRedone {
+        reason: String,
+    },
     /// Catch-up of a scan reader (about one a second): keys known changed and not yet copied
     /// again (`dirty_keys`: its lag), and what it copied again or deleted so far.
     ScanCheckpoint {

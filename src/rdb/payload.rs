@@ -45,7 +45,12 @@ pub fn decode(payload: &[u8]) -> Option<Result<super::Value, super::RdbError>> {
     let (type_byte, raw, version) = parse(payload)?;
     let raw = bytes::Bytes::copy_from_slice(raw);
     // Valkey 9 stamps 80 and up, the numbers its own encodings are read by.
-    Some(super::decode::decode_value(type_byte, &raw, 0, version >= 80))
+    Some(super::decode::decode_value(
+        type_byte,
+        &raw,
+        0,
+        version >= 80,
+    ))
 }
 
 #[cfg(test)]

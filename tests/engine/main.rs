@@ -13,5 +13,6 @@ mod cutover;
 mod failures;
 mod live;
 mod relay;
+mod scan;
 mod snapshot;
 mod valkey;

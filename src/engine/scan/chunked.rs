@@ -47,9 +47,14 @@ fn scan_reply(frame: Frame) -> Result<(Bytes, Vec<Bytes>), EngineError> {
         return Err(EngineError::SourceError("a *SCAN returned no array".into()));
     };
     let (Some(items), Some(next)) = (parts.pop(), parts.pop()) else {
-        return Err(EngineError::SourceError("a *SCAN returned a bad array".into()));
+        return Err(EngineError::SourceError(
+            "a *SCAN returned a bad array".into(),
+        ));
     };
-    let next = next.as_bytes().cloned().unwrap_or_else(|| Bytes::from_static(b"0"));
+    let next = next
+        .as_bytes()
+        .cloned()
+        .unwrap_or_else(|| Bytes::from_static(b"0"));
     Ok((next, array(items)))
 }
 
@@ -61,7 +66,11 @@ struct Out {
 }
 
 impl Out {
-    async fn push(&mut self, copier: &mut Copier<'_>, command: Vec<Bytes>) -> Result<(), EngineError> {
+    async fn push(
+        &mut self,
+        copier: &mut Copier<'_>,
+        command: Vec<Bytes>,
+    ) -> Result<(), EngineError> {
         if let Some(prev) = self.held.replace(command) {
             copier
                 .writer

@@ -22,12 +22,16 @@
 //! own earlier copies (the inventory of the target before the migration tells those from the
 //! keys it held; the keys the earlier run copied and the source no longer has are swept).
 //!
+//! Functions (7.0+) are copied first, with `FUNCTION DUMP` / `RESTORE` ([`functions`]); a
+//! function changed later on the source is not followed (no key notification names it).
+//!
 //! Files: [`copy`] (a batch: `MEMORY USAGE`, `PTTL` + `DUMP`, `RESTORE`), [`chunked`] (big
 //! keys), [`notify`] (the setting and the subscriber), [`cutover`].
 
 mod chunked;
 mod copy;
 mod cutover;
+mod functions;
 mod notify;
 
 use std::sync::{Arc, Mutex};
@@ -159,12 +163,7 @@ impl ScanReader<'_> {
             .await
             .map_err(EngineError::target)?;
         self.servers.prepare_writer(&mut writer_conn).await?;
-        let writer = Writer::new(
-            writer_conn,
-            run.tuning.writer,
-            spec.options.on_conflict,
-            0,
-        );
+        let writer = Writer::new(writer_conn, run.tuning.writer, spec.options.on_conflict, 0);
         let reader = Conn::connect(&run.source)
             .await
             .map_err(EngineError::source)?;
@@ -195,6 +194,14 @@ impl ScanReader<'_> {
             last_report: Instant::now(),
         };
         let started = Instant::now();
+        functions::copy(
+            self.source,
+            self.target,
+            self.servers,
+            spec.options.on_conflict,
+            redo.is_some(),
+        )
+        .await?;
         let policy = Policy::Scan {
             on_conflict: spec.options.on_conflict,
             preexisting: preexisting.as_ref(),
@@ -207,7 +214,10 @@ impl ScanReader<'_> {
             let removed = resume::sweep(self.target, written, before)
                 .await
                 .map_err(EngineError::target)?;
-            tracing::info!(removed, "scan redone: keys of the earlier copy the source no longer has deleted");
+            tracing::info!(
+                removed,
+                "scan redone: keys of the earlier copy the source no longer has deleted"
+            );
         }
         let stats = state.writer.stats();
         let load = std::sync::atomic::Ordering::Relaxed;
@@ -306,7 +316,11 @@ impl ScanReader<'_> {
         mut written: Option<&mut KeySet>,
         flush: bool,
     ) -> Result<(), EngineError> {
-        let info = self.source.info("keyspace").await.map_err(EngineError::source)?;
+        let info = self
+            .source
+            .info("keyspace")
+            .await
+            .map_err(EngineError::source)?;
         let dbs: Vec<u32> = info.keyspace.keys().copied().collect();
         let count = self.run.tuning.scan.batch.max(1).to_string();
         for db in dbs {
@@ -350,14 +364,21 @@ impl ScanReader<'_> {
     /// the mark of db 0 are set again right behind the flush).
     async fn flush_db(&mut self, state: &mut Reading, db: u32) -> Result<(), EngineError> {
         let run = self.run;
-        state.writer.setup(db, &[b"FLUSHDB"], "FLUSHDB", None).await?;
+        state
+            .writer
+            .setup(db, &[b"FLUSHDB"], "FLUSHDB", None)
+            .await?;
         if db == 0 {
             if let Some(lease) = &run.job.lease {
                 let set = lease.set_command();
                 let args: Vec<&[u8]> = set.iter().map(Vec::as_slice).collect();
                 state.writer.setup(0, &args, "SET", None).await?;
             }
-            let mark = [b"SET".as_slice(), &run.offset_key[..], SNAPSHOT_MARK.as_bytes()];
+            let mark = [
+                b"SET".as_slice(),
+                &run.offset_key[..],
+                SNAPSHOT_MARK.as_bytes(),
+            ];
             state.writer.setup(0, &mark, "SET", None).await?;
         }
         Ok(())
@@ -447,7 +468,8 @@ impl ScanReader<'_> {
             None => Policy::CatchUp,
         };
         let mut written = preexisting.map(|_| KeySet::default());
-        self.scan_pass(state, policy, written.as_mut(), false).await?;
+        self.scan_pass(state, policy, written.as_mut(), false)
+            .await?;
         if let (Some(written), Some(before)) = (&written, preexisting) {
             resume::sweep(self.target, written, before)
                 .await

@@ -154,11 +154,7 @@ impl Listener {
     }
 }
 
-async fn listen(
-    mut conn: Conn,
-    dirty: Dirty,
-    mut requests: mpsc::Receiver<oneshot::Sender<()>>,
-) {
+async fn listen(mut conn: Conn, dirty: Dirty, mut requests: mpsc::Receiver<oneshot::Sender<()>>) {
     let mut next_token = 0u64;
     let mut waiting: HashMap<Vec<u8>, oneshot::Sender<()>> = HashMap::new();
     loop {
