@@ -13,5 +13,6 @@ mod relay;
 mod roles;
 mod running;
 mod safety;
+mod scan;
 mod security;
 mod spec;

@@ -78,7 +78,7 @@ async fn scan_without_notifications_fails_naming_the_config_set_and_the_option()
         &[
             "sets notify-keyspace-events to `EA`",
             "no order across keys",
-            "not atomically",
+            "atomically",
             "at-most-once",
             "FLUSHDB",
             "TTLs",

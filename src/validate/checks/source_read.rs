@@ -31,6 +31,8 @@ pub const LOST: [&str; 7] = [
 pub fn source_read(inputs: &Inputs) -> Verdict {
     let id = "source.read";
     let spec = inputs.spec;
+    // Nothing is claimed about a server nobody reached.
+    inputs.source.need_info()?;
     if spec.source.read() == SourceRead::Replication {
         return pass(
             id,
@@ -99,11 +101,14 @@ pub fn source_read(inputs: &Inputs) -> Verdict {
 /// For the checks of the replication link: `Some(pass)` when the source is read by SCAN.
 pub fn not_replicating(inputs: &Inputs, id: &str) -> Option<Verdict> {
     (inputs.spec.source.read() == SourceRead::Scan).then(|| {
-        pass(
-            id,
-            "not used: the source is read by SCAN (source.read: scan), not replicated",
-            json!({ "read": "scan" }),
-        )
+        // Skipped, like every check, when the source was not reached.
+        inputs.source.need_info().and_then(|_| {
+            pass(
+                id,
+                "not used: the source is read by SCAN (source.read: scan), not replicated",
+                json!({ "read": "scan" }),
+            )
+        })
     })
 }
 
