@@ -17,20 +17,18 @@ pub(super) fn fold(m: &mut Migration, kind: &EventKind) {
                     .into(),
             );
         }
-        EventKind::KeyspaceNotificationsSet { previous, .. } => {
-            // A restarted engine finds its own setting on the source: the first one recorded
-            // is the value to put back.
-            if m.keyspace_notifications_before.is_none() {
-                m.keyspace_notifications_before = Some(previous.clone());
-            }
+        // A restarted engine finds its own setting on the source: the first one recorded is
+        // the value to put back.
+        EventKind::KeyspaceNotificationsSet { previous, .. }
+            if m.keyspace_notifications_before.is_none() =>
+        {
+            m.keyspace_notifications_before = Some(previous.clone());
         }
         EventKind::KeyspaceNotificationsRestored { .. } => {
             m.keyspace_notifications_before = None;
         }
-        EventKind::ScanRedone { reason } => {
-            if v.state.is_running() {
-                v.phase_detail = Some(format!("copying every key again: {reason}"));
-            }
+        EventKind::ScanRedone { reason } if v.state.is_running() => {
+            v.phase_detail = Some(format!("copying every key again: {reason}"));
         }
         EventKind::ScanCheckpoint {
             dirty_keys,
