@@ -26,8 +26,10 @@
 //! function changed later on the source is not followed (no key notification names it).
 //!
 //! Files: [`copy`] (a batch: `MEMORY USAGE`, `PTTL` + `DUMP`, `RESTORE`), [`chunked`] (big
-//! keys), [`notify`] (the setting and the subscriber), [`cutover`].
+//! keys), [`notify`] (the setting and the subscriber), [`catchup`] (dirty keys, re-scans, the
+//! wait for cutover), [`cutover`].
 
+mod catchup;
 mod chunked;
 mod copy;
 mod cutover;
@@ -36,8 +38,6 @@ mod notify;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 
 use super::error::EngineError;
 use super::resume::{self, KeySet, TargetMark, SNAPSHOT_MARK};
@@ -48,7 +48,7 @@ use crate::model::{EventKind, LEASE_KEY};
 use crate::spec::{keyspace_notifications_needed, Mode, OnConflict, Transfer, TransferKind};
 use crate::transport::Peer;
 use copy::{Copier, Counts, Policy};
-use notify::{Dirty, Listener, Taken};
+use notify::{Dirty, Listener};
 
 /// Knobs of the scan reader; tests shrink them.
 #[derive(Debug, Clone, Copy)]
@@ -274,25 +274,27 @@ impl ScanReader<'_> {
                  options.set_keyspace_notifications"
             )));
         }
-        notify::set(self.source, &wanted).await.map_err(|e| {
-            EngineError::Unsupported(format!(
-                "setting the source's notify-keyspace-events to `{wanted}` (CONFIG SET): {e}"
-            ))
-        })?;
+        // Recorded before it is changed: a crash right after the change still leaves the value
+        // to put back in the log (putting back an unchanged value is harmless).
+        if run.job.notifications_before.is_none() {
+            run.reporter
+                .emit(EventKind::KeyspaceNotificationsSet {
+                    previous: current.clone(),
+                    set: wanted.clone(),
+                })
+                .await?;
+        }
         {
             let mut slot = run.notify_restore.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
                 *slot = Some(current.clone());
             }
         }
-        if run.job.notifications_before.is_none() {
-            run.reporter
-                .emit(EventKind::KeyspaceNotificationsSet {
-                    previous: current,
-                    set: wanted.clone(),
-                })
-                .await?;
-        }
+        notify::set(self.source, &wanted).await.map_err(|e| {
+            EngineError::Unsupported(format!(
+                "setting the source's notify-keyspace-events to `{wanted}` (CONFIG SET): {e}"
+            ))
+        })?;
         Ok(wanted)
     }
 
@@ -401,135 +403,5 @@ impl ScanReader<'_> {
                 keys_expired: state.counts.gone,
             })
             .await
-    }
-
-    async fn checkpoint(&self, state: &mut Reading, force: bool) -> Result<(), EngineError> {
-        if !force && state.last_report.elapsed() < self.run.tuning.report_interval {
-            return Ok(());
-        }
-        state.last_report = Instant::now();
-        self.run
-            .reporter
-            .emit(EventKind::ScanCheckpoint {
-                dirty_keys: state.dirty.len() as u64,
-                keys_recopied: state.counts.recopied,
-                keys_deleted: state.counts.deleted,
-            })
-            .await
-    }
-
-    /// Copies the dirty keys once; `Ok(false)` when there were none.
-    async fn catch_up_once(
-        &mut self,
-        state: &mut Reading,
-        preexisting: Option<&KeySet>,
-    ) -> Result<bool, EngineError> {
-        match state.dirty.take(self.run.tuning.scan.batch.max(1)) {
-            Taken::Lost(reason) => {
-                self.rescan(state, reason, preexisting).await?;
-                Ok(true)
-            }
-            Taken::Keys(keys) if keys.is_empty() => Ok(false),
-            Taken::Keys(mut keys) => {
-                keys.sort_unstable_by_key(|(db, _)| *db);
-                for chunk in keys.chunk_by(|a, b| a.0 == b.0) {
-                    let db = chunk[0].0;
-                    let keys: Vec<Bytes> = chunk.iter().map(|(_, k)| k.clone()).collect();
-                    self.copier(state).copy(db, &keys, Policy::CatchUp).await?;
-                }
-                state.writer.check()?;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Changes may have been missed: subscribe again (before scanning) and copy every key again.
-    async fn rescan(
-        &mut self,
-        state: &mut Reading,
-        reason: String,
-        preexisting: Option<&KeySet>,
-    ) -> Result<(), EngineError> {
-        let run = self.run;
-        tracing::warn!(%reason, "scan reader: copying every key again");
-        run.reporter
-            .emit(EventKind::ScanRedone {
-                reason: reason.clone(),
-            })
-            .await?;
-        state.dirty.clear();
-        state.listener = self.resubscribe(state.dirty.clone(), &reason).await?;
-        let policy = match preexisting {
-            Some(before) => Policy::Scan {
-                on_conflict: run.job.spec.options.on_conflict,
-                preexisting: Some(before),
-            },
-            // Every source key on the target was checked by the first pass: it is ours.
-            None => Policy::CatchUp,
-        };
-        let mut written = preexisting.map(|_| KeySet::default());
-        self.scan_pass(state, policy, written.as_mut(), false)
-            .await?;
-        if let (Some(written), Some(before)) = (&written, preexisting) {
-            resume::sweep(self.target, written, before)
-                .await
-                .map_err(EngineError::target)?;
-        }
-        Ok(())
-    }
-
-    async fn resubscribe(&mut self, dirty: Dirty, reason: &str) -> Result<Listener, EngineError> {
-        let run = self.run;
-        let deadline = Instant::now() + run.tuning.reconnect_timeout;
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match Listener::start(&run.source, dirty.clone()).await {
-                Ok(listener) => return Ok(listener),
-                Err(e) if Instant::now() + wait > deadline => {
-                    return Err(EngineError::SourceLinkLost(format!(
-                        "{reason}; subscribing again failed: {e}"
-                    )))
-                }
-                Err(_) => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
-
-    /// Live mode: copies dirty keys as they come, until the cutover (manual, or automatic once
-    /// no dirty key waits).
-    async fn follow(
-        &mut self,
-        state: &mut Reading,
-        preexisting: Option<&KeySet>,
-    ) -> Result<(), EngineError> {
-        let run = self.run;
-        let options = &run.job.spec.options;
-        self.checkpoint(state, true).await?;
-        loop {
-            if run.controls.cutover.is_cancelled() {
-                return Ok(());
-            }
-            let busy = self.catch_up_once(state, preexisting).await?;
-            if !busy {
-                state.writer.drain().await?;
-                if options.auto_cutover && state.dirty.len() == 0 {
-                    self.checkpoint(state, true).await?;
-                    run.reporter
-                        .emit(EventKind::CutoverStarted {
-                            pause_source_writes: options.pause_source_writes_on_cutover,
-                        })
-                        .await?;
-                    return Ok(());
-                }
-                tokio::select! {
-                    _ = run.controls.cutover.cancelled() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
-            }
-            self.checkpoint(state, false).await?;
-        }
     }
 }
