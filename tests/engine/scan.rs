@@ -455,3 +455,102 @@ async fn a_restarted_job_redoes_the_scan_and_puts_the_setting_back() {
     assert_same(&source, &target, 1);
     assert_eq!(notify_setting(&source), "");
 }
+
+fn redone_reasons(events: &[EventKind]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::ScanRedone { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Notifications are at-most-once: a killed subscriber connection, and more changed keys than
+/// the dirty-key bound, each make the reader copy every key again (and sweep the copies of keys
+/// deleted meanwhile), saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_subscriber_or_too_many_changes_mean_scanning_again() {
+    let source = no_sync_source("7.2");
+    let target = RedisServer::start("7.2");
+    source.cli(&["CONFIG", "SET", "notify-keyspace-events", "EA"]);
+    for i in 0..100 {
+        source.cli(&["SET", &format!("k{i}"), "v"]);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let controls = ferry::engine::Controls::default();
+    let job = EngineJob {
+        before: TargetBefore::Empty,
+        ..EngineJob::new(
+            uuid::Uuid::now_v7(),
+            scan_spec(&source, &target, Mode::Live, false),
+        )
+    };
+    let mut tuning = quick();
+    tuning.scan.max_dirty = 50;
+    let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), tuning));
+    let mut events = vec![];
+    let mut next = |events: &mut Vec<EventKind>| {
+        let e = rx.try_recv().ok();
+        events.extend(e.clone());
+        e
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let wait = |events: &Vec<EventKind>, what: &str| {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what}: {:?}",
+            names(events)
+        );
+    };
+    while !events
+        .iter()
+        .any(|e| matches!(e, EventKind::StreamingStarted { .. }))
+    {
+        if next(&mut events).is_none() {
+            wait(&events, "StreamingStarted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // The subscriber is cut off; a delete and a write happen while nobody listens.
+    let killed = source.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert_eq!(killed.trim(), "1", "Ferry's subscriber was killed");
+    source.cli(&["DEL", "k7"]);
+    source.cli(&["SET", "during", "outage"]);
+    while redone_reasons(&events).is_empty() {
+        if next(&mut events).is_none() {
+            wait(&events, "ScanRedone");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert!(
+        redone_reasons(&events)[0].contains("connection"),
+        "{:?}",
+        redone_reasons(&events)
+    );
+    // More changed keys at once than the bound of 50.
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..1000 {
+        mset.extend([format!("burst:{i}"), i.to_string()]);
+    }
+    let args: Vec<&str> = mset.iter().map(String::as_str).collect();
+    source.cli(&args);
+    while !redone_reasons(&events).iter().any(|r| r.contains("bound")) {
+        if next(&mut events).is_none() {
+            wait(&events, "ScanRedone for the bound");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    controls.cutover.cancel();
+    drop(next);
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    task.await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}; {:?}", names(&events)));
+    assert_same(&source, &target, 1);
+    assert_eq!(get(&target, 0, "k7"), None);
+    assert_eq!(get(&target, 0, "during").as_deref(), Some("outage"));
+    assert!(verification(&events).is_clean());
+}

@@ -73,21 +73,41 @@ impl ScanReader<'_> {
             .await?;
         state.dirty.clear();
         state.listener = self.resubscribe(state.dirty.clone(), &reason).await?;
-        let policy = match preexisting {
+        // The keys the target held before the migration tell its own keys from the earlier
+        // copies; with them, the copies of keys deleted while notifications were lost are swept.
+        let loaded;
+        let before = match preexisting {
+            Some(before) => Some(before),
+            None => {
+                loaded = run
+                    .job
+                    .before
+                    .keys(&reason, run.job.migration_id)
+                    .await
+                    .ok();
+                loaded.as_ref()
+            }
+        };
+        let policy = match before {
             Some(before) => Policy::Scan {
                 on_conflict: run.job.spec.options.on_conflict,
                 preexisting: Some(before),
             },
-            // Every source key on the target was checked by the first pass: it is ours.
+            // Not recorded: every source key on the target was checked by the first pass, so
+            // it is ours; deleted keys may stay behind, and the full verification names them.
             None => Policy::CatchUp,
         };
-        let mut written = preexisting.map(|_| KeySet::default());
+        let mut written = before.map(|_| KeySet::default());
         self.scan_pass(state, policy, written.as_mut(), false)
             .await?;
-        if let (Some(written), Some(before)) = (&written, preexisting) {
-            resume::sweep(self.target, written, before)
+        if let (Some(written), Some(before)) = (&written, before) {
+            let removed = resume::sweep(self.target, written, before)
                 .await
                 .map_err(EngineError::target)?;
+            tracing::info!(
+                removed,
+                "scan again: copies of keys the source no longer has deleted"
+            );
         }
         Ok(())
     }
