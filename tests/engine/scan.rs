@@ -542,7 +542,6 @@ async fn a_lost_subscriber_or_too_many_changes_mean_scanning_again() {
         }
     }
     controls.cutover.cancel();
-    drop(next);
     while let Some(e) = rx.recv().await {
         events.push(e);
     }
