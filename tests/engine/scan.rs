@@ -553,3 +553,73 @@ async fn a_lost_subscriber_or_too_many_changes_mean_scanning_again() {
     assert_eq!(get(&target, 0, "during").as_deref(), Some("outage"));
     assert!(verification(&events).is_clean());
 }
+
+/// The oldest supported source (6.2: no functions, no field TTLs) and Valkey, each into a
+/// server of its own kind, with big keys in chunks: exact copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_6_2_and_valkey_sources_are_copied_by_scan() {
+    for version in ["6.2", "valkey-9.1"] {
+        let source = no_sync_source(version);
+        let target = RedisServer::start(version);
+        source.cli(&["CONFIG", "SET", "notify-keyspace-events", "EA"]);
+        let mut c = source.conn();
+        let many: Vec<String> = (0..500).map(|i| format!("member-{i}")).collect();
+        let pairs: Vec<String> = (0..500)
+            .flat_map(|i| [format!("{i}.5"), format!("m{i}")])
+            .collect();
+        let _: () = redis::pipe()
+            .cmd("SET")
+            .arg("small")
+            .arg("v")
+            .arg("PX")
+            .arg(600_000)
+            .ignore()
+            .cmd("SET")
+            .arg("big:string")
+            .arg("s".repeat(9000))
+            .ignore()
+            .cmd("RPUSH")
+            .arg("big:list")
+            .arg(&many)
+            .ignore()
+            .cmd("SADD")
+            .arg("big:set")
+            .arg(&many)
+            .ignore()
+            .cmd("ZADD")
+            .arg("big:zset")
+            .arg(&pairs)
+            .ignore()
+            .cmd("HSET")
+            .arg("big:hash")
+            .arg(&pairs)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg("big:hash")
+            .arg(600_000)
+            .ignore()
+            .cmd("HSET")
+            .arg("small:hash")
+            .arg(&["a", "1"])
+            .ignore()
+            .cmd("XADD")
+            .arg("stream")
+            .arg("1-1")
+            .arg("f")
+            .arg("v")
+            .ignore()
+            .query(&mut c)
+            .unwrap();
+        let (result, events) = start(scan_spec(&source, &target, Mode::Snapshot, false), chunky())
+            .finish()
+            .await;
+        result.unwrap_or_else(|e| panic!("{version}: {e}; events: {:?}", names(&events)));
+        assert_same(&source, &target, 1);
+        assert_eq!(
+            rewritten(&events),
+            5,
+            "{version}: the five big keys in chunks"
+        );
+        assert!(verification(&events).is_clean(), "{version}");
+    }
+}

@@ -136,3 +136,55 @@ pub fn notify_setting(server: &RedisServer) -> String {
         .unwrap();
     reply.get(1).cloned().unwrap_or_default()
 }
+
+/// A scan reader's user needs PSUBSCRIBE on the key-event channels, not PSYNC: the permissions
+/// follow `source.read`.
+#[tokio::test]
+async fn scan_needs_the_key_event_channels_and_not_psync() {
+    let source = RedisServer::start("7.2");
+    let target = RedisServer::start("7.2");
+    source.cli(&["CONFIG", "SET", "notify-keyspace-events", "EA"]);
+    for rules in [
+        // The replication commands refused, the channels granted exactly.
+        vec![
+            "scanner",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-psync",
+            "-sync",
+            "-replconf",
+            "resetchannels",
+            "&__keyevent@*__:*",
+        ],
+        // No subscription.
+        vec!["nosub", "on", ">pw", "~*", "+@all", "-psubscribe"],
+    ] {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&rules)
+            .query(&mut source.conn())
+            .unwrap();
+    }
+    for (user, ok) in [("scanner", true), ("nosub", false)] {
+        let url = format!("redis://{user}:pw@127.0.0.1:{}", source.port);
+        let mut spec = spec(&url, &target.url(), json!({}));
+        let endpoint = spec.source.endpoint().unwrap().clone();
+        spec.source = Source::Server(endpoint, SourceRead::Scan);
+        let data_dir = tempfile::tempdir().unwrap();
+        let report = run_with(&spec, &ValidateContext::new(data_dir.path())).await;
+        if ok {
+            expect(&report, "source.permissions", CheckStatus::Pass, &[]);
+            expect(&report, "source.read", CheckStatus::Warn, &["read by SCAN"]);
+        } else {
+            expect(
+                &report,
+                "source.permissions",
+                CheckStatus::Fail,
+                &["PSUBSCRIBE", "&__keyevent@*__:*"],
+            );
+            expect(&report, "source.read", CheckStatus::Fail, &["PSUBSCRIBE"]);
+        }
+    }
+}

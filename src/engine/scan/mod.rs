@@ -168,12 +168,7 @@ impl ScanReader<'_> {
             .await
             .map_err(EngineError::source)?;
         let keys_total = super::relay_target::total_keys(self.source).await.ok();
-        run.reporter
-            .emit(EventKind::ScanStarted {
-                keys_total,
-                notify: notify.clone(),
-            })
-            .await?;
+        // The phase is the snapshot's; then the view says how it is read.
         run.reporter
             .emit(EventKind::SnapshotStarted {
                 replid: String::new(),
@@ -182,6 +177,12 @@ impl ScanReader<'_> {
                 rdb_bytes_total: None,
                 redo: redo.clone(),
                 keys_total,
+            })
+            .await?;
+        run.reporter
+            .emit(EventKind::ScanStarted {
+                keys_total,
+                notify: notify.clone(),
             })
             .await?;
         let mut state = Reading {

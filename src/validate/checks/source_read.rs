@@ -41,6 +41,24 @@ pub fn source_read(inputs: &Inputs) -> Verdict {
             json!({ "read": "replication" }),
         );
     }
+    // CONFIG GET too: the reader must see that the notifications are on before it trusts them.
+    let mut needed_commands = vec!["SCAN", "DUMP", "PTTL", "PSUBSCRIBE", "CONFIG GET"];
+    if spec.options.set_keyspace_notifications {
+        needed_commands.push("CONFIG SET");
+    }
+    let denied = inputs.source.acl_denials(&needed_commands);
+    if !denied.is_empty() {
+        return fail(
+            id,
+            format!(
+                "source.read scan needs SCAN, DUMP, PTTL, PSUBSCRIBE and CONFIG GET on the \
+                 source (and CONFIG SET with set_keyspace_notifications), and Ferry's user may \
+                 not run: {}; see source.permissions",
+                denied.join("; ")
+            ),
+            json!({ "read": "scan", "acl_denied": denied, "guarantees_lost": LOST }),
+        );
+    }
     let current = inputs
         .source
         .need_config()?
@@ -49,30 +67,15 @@ pub fn source_read(inputs: &Inputs) -> Verdict {
         .to_string();
     let needed = keyspace_notifications_needed(&current);
     let allowed_to_set = spec.options.set_keyspace_notifications;
-    let denied = inputs
-        .source
-        .acl_denials(&["SCAN", "DUMP", "PTTL", "PSUBSCRIBE", "CONFIG SET"]);
     let details = json!({
         "read": "scan",
         "notify_keyspace_events": current,
         "notify_keyspace_events_needed": needed,
         "set_keyspace_notifications": allowed_to_set,
-        "acl_denied": denied,
         "guarantees_lost": LOST,
         "verify_at_cutover": "full",
     });
     let weaker = format!("weaker than replication: {}", LOST.join("; "));
-    if !denied.is_empty() {
-        return fail(
-            id,
-            format!(
-                "source.read scan needs SCAN, DUMP, PTTL and PSUBSCRIBE on the source, and Ferry's \
-                 user may not run: {}; see source.permissions",
-                denied.join("; ")
-            ),
-            details,
-        );
-    }
     let message = match (&needed, allowed_to_set) {
         (Some(value), false) => {
             return fail(
