@@ -10,7 +10,7 @@ use super::notify::{Dirty, Listener, Taken};
 use super::{Reading, ScanReader};
 use crate::engine::error::EngineError;
 use crate::engine::resume::{self, KeySet};
-use crate::model::EventKind;
+use crate::model::{EventKind, LEASE_KEY};
 
 impl ScanReader<'_> {
     pub(super) async fn checkpoint(
@@ -48,7 +48,13 @@ impl ScanReader<'_> {
                 keys.sort_unstable_by_key(|(db, _)| *db);
                 for chunk in keys.chunk_by(|a, b| a.0 == b.0) {
                     let db = chunk[0].0;
-                    let keys: Vec<Bytes> = chunk.iter().map(|(_, k)| k.clone()).collect();
+                    // Another writer's lease on the source is not data, and never overwrites
+                    // the target's.
+                    let keys: Vec<Bytes> = chunk
+                        .iter()
+                        .map(|(_, k)| k.clone())
+                        .filter(|k| !(db == 0 && &k[..] == LEASE_KEY.as_bytes()))
+                        .collect();
                     self.copier(state).copy(db, &keys, Policy::CatchUp).await?;
                 }
                 state.writer.check()?;
