@@ -61,8 +61,24 @@ async fn kill9_while_a_scan_reader_follows_then_the_job_completes_and_puts_the_s
     assert_ne!(notify_setting(&source), before);
     load.wait_more(200).await;
     ferry.restart().await;
-    ferry.wait_streaming(&id).await;
-    let events = ferry.events(&id).await;
+    // The view may still say `streaming` from before the kill: wait for the new run's own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let events = loop {
+        let events = ferry.events(&id).await;
+        if events
+            .iter()
+            .filter(|e| e["type"] == "StreamingStarted")
+            .count()
+            == 2
+        {
+            break events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second StreamingStarted: {events:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
     assert_eq!(count("ScanStarted"), 2, "scanned again after the restart");
     assert_eq!(
