@@ -71,7 +71,8 @@ pub struct LeaseView {
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
         "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
-        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null},
+        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null,
+        "lag_keys": null},
     "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
     "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
     "started_at": null, "finished_at": null}))]

@@ -15,7 +15,7 @@ use crate::model::Link;
 #[schema(example = json!({"rdb_bytes_total": 1048576, "rdb_bytes_read": 524288, "keys_written": 1200,
     "keys_skipped": 0, "keys_total": 2400, "estimated": false, "commands_streamed": null,
     "lag_bytes": null, "lag_seconds": null, "apply_rate": null, "link_reconnects": 0,
-    "percent": 50.0, "eta_seconds": 4}))]
+    "percent": 50.0, "eta_seconds": 4, "lag_keys": null}))]
 pub struct Progress {
     /// The RDB's size: exact when the source sends it from disk; while a diskless source streams
     /// it (size unknown until the end), an estimate from the bytes per key so far and
