@@ -623,3 +623,29 @@ async fn redis_6_2_and_valkey_sources_are_copied_by_scan() {
         assert!(verification(&events).is_clean(), "{version}");
     }
 }
+
+/// `auto_cutover`: once no changed key waits, the reader cuts over by itself (and says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_cutover_happens_once_no_changed_key_waits() {
+    let source = no_sync_source("7.2");
+    let target = RedisServer::start("7.2");
+    source.cli(&["CONFIG", "SET", "notify-keyspace-events", "EA"]);
+    populate(&source, 1);
+    let mut spec = scan_spec(&source, &target, Mode::Live, false);
+    spec.options.auto_cutover = true;
+    spec.options.pause_source_writes_on_cutover = true;
+    let (result, events) = start(spec, quick()).finish().await;
+    result.unwrap_or_else(|e| panic!("{e}; events: {:?}", names(&events)));
+    let names = names(&events);
+    let at = |kind: &str| names.iter().position(|n| *n == kind).unwrap_or(usize::MAX);
+    assert!(at("StreamingStarted") < at("CutoverStarted"), "{names:?}");
+    assert!(at("CutoverStarted") < at("CutoverCompleted"), "{names:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        EventKind::CutoverStarted {
+            pause_source_writes: true
+        }
+    )));
+    assert_same(&source, &target, 1);
+    source_writes_succeed_promptly(&source);
+}
