@@ -307,6 +307,7 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 TransferArg::Relay => Transfer::Relay,
                 TransferArg::Restore => Transfer::Restore,
             },
+            set_keyspace_notifications: false,
             write_probe: !args.no_write_probe,
             acl: match args.acl {
                 AclArg::Ignore => crate::spec::AclMode::Ignore,

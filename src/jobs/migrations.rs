@@ -178,7 +178,7 @@ impl Jobs {
         }
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        if let Source::Server(endpoint) = &mut spec.source {
+        if let Source::Server(endpoint, _) = &mut spec.source {
             endpoint.url = creds.source.clone();
         }
         spec.target.url = creds.target.clone();
@@ -189,15 +189,18 @@ impl Jobs {
         let mut source_moved = false;
         let mut source_resent = false;
         match patch.source {
-            Some(Source::Server(endpoint)) => {
+            Some(Source::Server(endpoint, read)) => {
                 source_moved =
                     stored_source.is_none_or(|stored| !same_place(&endpoint.url, stored));
                 source_resent = !is_redacted(&endpoint.url);
                 let url = keep_password(endpoint.url, &creds.source, "source.url")?;
-                spec.source = Source::Server(Endpoint {
-                    url,
-                    tls: endpoint.tls,
-                });
+                spec.source = Source::Server(
+                    Endpoint {
+                        url,
+                        tls: endpoint.tls,
+                    },
+                    read,
+                );
             }
             Some(file) => {
                 source_moved = true;
@@ -423,7 +426,7 @@ impl Jobs {
     pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.migration(id)?.spec();
         let creds = self.credentials(id).await?;
-        if let Source::Server(endpoint) = &mut spec.source {
+        if let Source::Server(endpoint, _) = &mut spec.source {
             endpoint.url = creds.source;
         }
         spec.target.url = creds.target;
@@ -448,6 +451,19 @@ impl Jobs {
     /// malformed (400: the documented schema says so); a PATCH whose result would be both
     /// conflicts with what the migration holds (409). A server source passes unchanged.
     fn check_source(&self, spec: &MigrationSpec, patched: bool) -> Result<(), JobError> {
+        if spec.mode == Mode::DryRun && spec.source.read() == crate::spec::SourceRead::Scan {
+            let detail = "a dry run reads the source's snapshot over the replication link, which \
+                          a `source.read: scan` source does not offer; a dry run cannot read by \
+                          SCAN yet: leave `source.read` out for the dry run (if the source allows \
+                          PSYNC), or use mode `snapshot`"
+                .to_string();
+            let field = "mode";
+            return Err(if patched {
+                JobError::Unusable { field, detail }
+            } else {
+                JobError::Invalid { field, detail }
+            });
+        }
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
         };

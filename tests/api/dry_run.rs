@@ -290,3 +290,20 @@ async fn acl_copy_from_an_rdb_file_is_refused_by_name() {
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_of_a_scan_source_is_refused_by_name() {
+    let app = spawn_app().await;
+    let response = app
+        .post_json(
+            "/v1/migrations",
+            &json!({"source": {"url": "redis://127.0.0.1:7001", "read": "scan"},
+                "target": {"url": "redis://127.0.0.1:7002"}, "mode": "dry_run"}),
+        )
+        .await;
+    let problem = crate::common::app::assert_problem(response, 400).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("source.read"),
+        "{problem}"
+    );
+}

@@ -14,5 +14,6 @@ mod relay;
 mod roles;
 mod running;
 mod safety;
+mod scan;
 mod security;
 mod spec;

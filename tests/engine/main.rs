@@ -15,5 +15,6 @@ mod dry_run;
 mod failures;
 mod live;
 mod relay;
+mod scan;
 mod snapshot;
 mod valkey;

@@ -15,6 +15,7 @@ mod acl;
 mod connect;
 mod faults;
 mod helpers;
+mod scan;
 mod source;
 mod target;
 mod tls;
