@@ -17,6 +17,7 @@
 
 pub mod checks;
 pub mod conn;
+mod dry_run;
 
 pub mod error;
 pub mod facts;
@@ -103,7 +104,11 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
         relay: &ctx.relay,
         filter_sample: filter_sample.as_ref(),
     };
-    ValidationReport::from_checks(checks::run_all(&inputs))
+    let mut results = checks::run_all(&inputs);
+    if spec.mode == crate::spec::Mode::DryRun {
+        dry_run::soften(&mut results);
+    }
+    ValidationReport::from_checks(results)
 }
 
 /// How many source keys the migration's filter selects (`filter.matches`), when it has one and

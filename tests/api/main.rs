@@ -6,6 +6,7 @@ mod common;
 mod helpers;
 
 mod cli;
+mod dry_run;
 mod inputs;
 mod lifecycle;
 mod persistence;
@@ -13,6 +14,7 @@ mod relay;
 mod roles;
 mod running;
 mod safety;
+mod scan;
 mod security;
 mod shaping;
 mod spec;

@@ -7,12 +7,15 @@ mod common;
 #[allow(dead_code)]
 mod helpers;
 
+mod acl;
 mod cancel;
 mod conflict;
 mod cutover;
+mod dry_run;
 mod failures;
 mod filters;
 mod live;
 mod relay;
+mod scan;
 mod snapshot;
 mod valkey;

@@ -11,9 +11,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acl;
 mod connect;
 mod faults;
 mod helpers;
+mod scan;
 mod source;
 mod target;
 mod tls;

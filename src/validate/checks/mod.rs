@@ -9,6 +9,7 @@
 //!
 //! [`ALL`] is the registry of check ids, in report order; the guide has one item per entry.
 
+mod acl;
 mod capacity;
 mod compat;
 mod config_diff;
@@ -17,6 +18,7 @@ mod permissions;
 mod relay;
 mod replication;
 mod shape;
+mod source_read;
 mod target;
 mod tls;
 
@@ -117,6 +119,10 @@ pub const ALL: &[Check] = &[
         run: replication::source_replication,
     },
     Check {
+        id: "source.read",
+        run: source_read::source_read,
+    },
+    Check {
         id: "source.permissions",
         run: permissions::source_permissions,
     },
@@ -211,6 +217,10 @@ pub const ALL: &[Check] = &[
     Check {
         id: "relay.tls",
         run: relay::tls,
+    },
+    Check {
+        id: "acl.users",
+        run: acl::users,
     },
 ];
 
