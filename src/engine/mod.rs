@@ -51,6 +51,12 @@
 //! `AclCopied` come first (see `acl`). A dry run (`mode: dry_run`, see `dry_run`) emits
 //! `SnapshotRequested`, `SnapshotStarted`, `SnapshotProgress`* and `DryRunCompleted`, and writes
 //! nothing.
+//!
+//! A shaped migration (`options.filter`, `db_map`, `rename`: [`crate::shape`]) puts every key of
+//! the snapshot and every command of the stream through one compiled [`crate::shape::Shape`]
+//! (`snapshot`, `stream`), verifies through it (`verify`'s `shaped`), and reports what it left
+//! behind as `KeysFiltered` after `SnapshotCompleted` and next to checkpoints. The offset key then
+//! records the *source's* db (the writer's `stream_db`), which a db map may send elsewhere.
 
 mod acl;
 mod adapt;
@@ -272,6 +278,8 @@ pub async fn run_with(
         events: events.clone(),
     };
     let migration = Run {
+        // A restarted job goes on counting from what the log says.
+        filtered: stream::FilterCounts::resumed(job.filtered),
         offset_key: resume::offset_key(job.migration_id),
         source,
         target,
@@ -282,24 +290,9 @@ pub async fn run_with(
         paused: Mutex::new(None),
         release_slot: release_slot.clone(),
         import_mode: Arc::default(),
-        filtered: stream::FilterCounts::default(),
         shape,
         notify_restore: notify_restore.clone(),
     };
-    // A restarted job goes on counting from what the log says.
-    let (snapshot_keys, stream_commands) = migration.job.filtered;
-    migration
-        .filtered
-        .snapshot_keys
-        .store(snapshot_keys, std::sync::atomic::Ordering::Relaxed);
-    migration
-        .filtered
-        .stream_commands
-        .store(stream_commands, std::sync::atomic::Ordering::Relaxed);
-    migration
-        .filtered
-        .reported
-        .store(stream_commands, std::sync::atomic::Ordering::Relaxed);
     if migration.job.spec.mode == Mode::DryRun {
         return migration.dry_run(cancel).await;
     }

@@ -83,6 +83,15 @@ pub(crate) struct FilterCounts {
 }
 
 impl FilterCounts {
+    /// Counts that start from an earlier run's totals (snapshot keys, stream commands).
+    pub fn resumed((snapshot_keys, stream_commands): (u64, u64)) -> FilterCounts {
+        FilterCounts {
+            snapshot_keys: AtomicU64::new(snapshot_keys),
+            stream_commands: AtomicU64::new(stream_commands),
+            reported: AtomicU64::new(stream_commands),
+        }
+    }
+
     pub fn event(&self) -> EventKind {
         let stream_commands = self.stream_commands.load(Ordering::Relaxed);
         self.reported.store(stream_commands, Ordering::Relaxed);
