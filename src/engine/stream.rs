@@ -16,6 +16,11 @@
 //!   did not write. They are forwarded only when the target held no keys at the start, or the
 //!   policy is `flush`; otherwise the migration stops before applying them
 //!   ([`EngineError::UnsafeCommand`]), naming the command.
+//! - A shaped migration (filter, db map, renames) puts each command through
+//!   [`crate::shape::command`] first, as the stream reads it (inside a transaction too): sent
+//!   with its keys renamed and its db mapped, dropped and counted (`KeysFiltered`), or the
+//!   migration stops before it ([`EngineError::Filtered`]); flushes follow the shape's rules
+//!   there, not the ones above.
 //!
 //! Cutover: pause the source's writes (unless the migration asked not to; see [`super::pause`]
 //! for how the pause is renewed and released), read its `master_repl_offset`, keep applying until
