@@ -8,7 +8,8 @@
 //! "missing", a target key the migration did not write is never "extra". `full` compares every
 //! key that passes; `sample` the first `sample_keys` (spread over the databases) that a bounded
 //! walk finds, so a narrow filter over a big source costs at most [`SAMPLE_SCAN_CALLS`] `SCAN`s
-//! per database.
+//! per database. Problems name the source's key and database (the target's are derived from
+//! them by the same shape).
 
 use bytes::Bytes;
 

@@ -11,13 +11,15 @@ use super::{fail, pass, warn, Inputs, Verdict};
 pub fn filter_matches(inputs: &Inputs) -> Verdict {
     let id = "filter.matches";
     let filter = &inputs.spec.options.filter;
-    if filter.is_everything() && inputs.spec.shape().is_ok() {
-        return pass(id, "no filter: every key moves", json!({}));
-    }
     let details = json!({ "filter": filter });
-    // The API refuses such a spec; one from an older log is judged here too.
+    // The API refuses such a spec; one from an older log is judged here too (no server needed).
     if let Err(e) = inputs.spec.shape() {
         return fail(id, format!("`{}`: {}", e.field, e.detail), details);
+    }
+    // Nothing about the source is claimed while it cannot be reached.
+    inputs.source.need_info()?;
+    if filter.is_everything() {
+        return pass(id, "no filter: every key moves", details);
     }
     let Some(sample) = inputs.filter_sample else {
         return pass(
