@@ -339,15 +339,19 @@ pub struct ForceQuery {
 }
 
 /// Cut a live migration over: stop at the source's current offset, verify, complete.
+///
+/// With a `schedule.cutover_window`, a cutover outside it is refused (409) unless the body is
+/// `{"force": true}`, which is recorded (`CutoverForced`, with the actor). The body is optional.
 #[utoipa::path(
     tag = "migrations",
     params(("id" = Uuid, Path, description = "Migration id")),
+    request_body(content = Option<CutoverRequest>, description = "Optional; `{\"force\": true}` cuts over outside the cutover window"),
     responses(
         (status = 202, description = "Cutover started", body = MigrationView),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or a bad body", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not a migrating live migration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a migrating live migration, or outside the cutover window without `force`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/migrations/{id}/cutover")]
@@ -355,8 +359,28 @@ pub async fn cutover(
     jobs: web::Data<Jobs>,
     actor: Actor,
     id: web::Path<Uuid>,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(jobs.cutover(*id, &actor.0).await?))
+    let body = read_body(&req, payload).await?;
+    let force = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        serde_json::from_slice::<CutoverRequest>(&body)
+            .map_err(|e| ApiError::invalid(Some("force".into()), format!("the body: {e}")))?
+            .force
+    };
+    Ok(HttpResponse::Accepted().json(jobs.cutover_with(*id, &actor.0, force).await?))
+}
+
+/// Body of `POST /v1/migrations/{id}/cutover` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CutoverRequest {
+    /// Cut over even outside `schedule.cutover_window` (recorded as `CutoverForced`).
+    #[serde(default)]
+    #[schema(default = false)]
+    pub force: bool,
 }
 
 /// Cancel a migration. A running engine stops at its next safe point and `MigrationCancelled`

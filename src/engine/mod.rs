@@ -57,6 +57,7 @@ mod import_mode;
 pub mod inventory;
 mod load;
 mod pause;
+pub mod rate;
 mod recover;
 mod relay;
 mod relay_observe;
@@ -71,6 +72,7 @@ mod translate_lua;
 #[cfg(test)]
 mod translate_tests;
 mod verify;
+mod window;
 mod writer;
 
 pub use error::EngineError;
@@ -132,12 +134,25 @@ impl EngineJob {
 }
 
 /// Signals from the API to a running engine.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Controls {
     /// Stop at the next safe point, release any source pause, return [`EngineError::Cancelled`].
     pub cancel: CancellationToken,
     /// Start the cutover (live mode). The supervisor has already recorded `CutoverStarted`.
     pub cutover: CancellationToken,
+    /// The user's rate limits as last changed while running (`LimitsChanged`); `None`: as the
+    /// spec says. The engine picks a change up before its next write.
+    pub limits: Arc<tokio::sync::watch::Sender<Option<crate::spec::Limits>>>,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Controls {
+            cancel: CancellationToken::new(),
+            cutover: CancellationToken::new(),
+            limits: Arc::new(tokio::sync::watch::Sender::new(None)),
+        }
+    }
 }
 
 /// Channel on which the engine reports facts, in order.
@@ -246,7 +261,9 @@ pub async fn run_with(
     let reporter = Reporter {
         events: events.clone(),
     };
+    let throttle = rate::Throttle::new(job.spec.options.limits, &controls.limits);
     let migration = Run {
+        throttle,
         offset_key: resume::offset_key(job.migration_id),
         source,
         target,
@@ -335,6 +352,8 @@ impl Reporter {
 /// One run of the engine for one migration: its job, its controls and what it reports through.
 /// (Named apart from the migration aggregate, which is the record; this is the work.)
 struct Run {
+    /// The rate limits every writer of this run obeys.
+    throttle: Arc<rate::Throttle>,
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
@@ -448,6 +467,20 @@ impl Run {
                         .map_err(EngineError::target)?,
                 };
                 (original, true)
+            }
+            None if spec.options.limits.any() => {
+                // The spec check refuses `relay` with limits; `auto` takes the restore path.
+                let reason = "auto: options.limits caps Ferry's own writes, and a relay's target \
+                              loads the source's RDB at its own pace, so every key is restored"
+                    .to_string();
+                self.reporter
+                    .emit(EventKind::TransferChosen {
+                        transfer: TransferKind::Restore,
+                        reason,
+                        relay_target: None,
+                    })
+                    .await?;
+                return Ok(TransferKind::Restore);
             }
             None => {
                 let facts =
@@ -598,6 +631,7 @@ impl Run {
                 };
                 let mut writer =
                     writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
+                writer.set_throttle(self.throttle.clone());
                 let mut written = redo.as_ref().map(|_| resume::KeySet::default());
                 let summary = snapshot::Snapshot {
                     link: &mut link,
@@ -684,6 +718,7 @@ impl Run {
             spec.options.on_conflict,
             offset,
         );
+        writer.set_throttle(self.throttle.clone());
         writer.select(start.db).await?;
         self.stream(link, writer, source, target, servers, replid, offset)
             .await
@@ -715,6 +750,7 @@ impl Run {
             })
             .await?;
         let mut replid = replid;
+        let mut window = window::WindowWatch::new(&spec.schedule);
         let final_offset = loop {
             let streamed = stream::Streamer {
                 link: &mut link,
@@ -725,6 +761,7 @@ impl Run {
                 tuning: &self.tuning,
                 replid: replid.clone(),
                 auto_cutover: spec.options.auto_cutover,
+                window: &mut window,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
                 source_peer: &self.source,
@@ -787,6 +824,7 @@ impl Run {
             servers.prepare_writer(&mut conn).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
+            writer.set_throttle(self.throttle.clone());
             writer.select(db).await?;
             writer.track_offset(self.offset_key.clone(), replid.clone());
             self.reporter

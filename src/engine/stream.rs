@@ -45,6 +45,8 @@ pub(crate) struct Streamer<'a> {
     pub tuning: &'a Tuning,
     pub replid: String,
     pub auto_cutover: bool,
+    /// The cutover window: the automatic cutover only inside it.
+    pub window: &'a mut super::window::WindowWatch,
     pub pause: bool,
     /// The source's write pause while the cutover holds it (released by the caller, or by its
     /// `Drop` on any other path).
@@ -194,7 +196,13 @@ impl Streamer<'_> {
                     last_checkpoint = Some(applied);
                     self.checkpoint(applied, streamed, Some(lag)).await?;
                 }
-                if self.auto_cutover && lag == 0 && goal.is_none() {
+                let caught_up = self.auto_cutover && lag == 0 && goal.is_none();
+                let in_window = if goal.is_none() {
+                    self.window.round(self.reporter, caught_up).await?
+                } else {
+                    false
+                };
+                if caught_up && in_window {
                     self.reporter
                         .emit(EventKind::CutoverStarted {
                             pause_source_writes: self.pause,

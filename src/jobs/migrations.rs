@@ -28,6 +28,8 @@ pub struct MigrationPatch {
     pub target: Option<Endpoint>,
     pub mode: Option<Mode>,
     pub options: Option<OptionsPatch>,
+    /// Replaces the whole schedule (before start only).
+    pub schedule: Option<crate::spec::Schedule>,
 }
 
 /// The options to change; absent fields keep their value.
@@ -41,6 +43,9 @@ pub struct OptionsPatch {
     pub pause_during_verification: Option<bool>,
     pub auto_cutover: Option<bool>,
     pub transfer: Option<crate::spec::Transfer>,
+    /// Replaces both limits (an absent one becomes `null`, unlimited). The only field a PATCH
+    /// may change while the migration runs.
+    pub limits: Option<crate::spec::Limits>,
 }
 
 impl OptionsPatch {
@@ -56,7 +61,45 @@ impl OptionsPatch {
             .unwrap_or(o.pause_during_verification);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
         o.transfer = self.transfer.unwrap_or(o.transfer);
+        o.limits = self.limits.unwrap_or(o.limits);
     }
+
+    /// The limits, when they are all this patch changes.
+    fn only_limits(&self) -> Option<crate::spec::Limits> {
+        let rest = OptionsPatch {
+            limits: None,
+            ..self.clone()
+        };
+        if rest == OptionsPatch::default() {
+            self.limits
+        } else {
+            None
+        }
+    }
+}
+
+impl MigrationPatch {
+    /// The limits, when they are all this patch changes (what a running migration accepts).
+    fn only_limits(&self) -> Option<crate::spec::Limits> {
+        let rest = MigrationPatch {
+            options: None,
+            ..self.clone()
+        };
+        if rest == MigrationPatch::default() {
+            self.options.as_ref()?.only_limits()
+        } else {
+            None
+        }
+    }
+}
+
+/// The limits and schedule checks, as a 400 naming the field.
+fn check_shape(spec: &MigrationSpec) -> Result<(), JobError> {
+    spec.check_limits_and_schedule(chrono::Utc::now())
+        .map_err(|e| JobError::Invalid {
+            field: e.field,
+            detail: e.detail,
+        })
 }
 
 impl Jobs {
@@ -109,6 +152,7 @@ impl Jobs {
         actor: &str,
     ) -> Result<MigrationView, JobError> {
         check_addresses(&spec)?;
+        check_shape(&spec)?;
         self.check_source(&spec, false)?;
         let id = Uuid::now_v7();
         // A file source has no secret; the sealed record needs a source URL all the same, so it
@@ -169,6 +213,24 @@ impl Jobs {
         let slot = self.migration_slot(id)?;
         let _guard = slot.commands.lock().await;
         let current = slot.snapshot();
+        if current.view.state.is_running() {
+            let Some(limits) = patch.only_limits() else {
+                let why = "it is running, and while it runs a PATCH may change only \
+                           `options.limits` (send `{\"options\": {\"limits\": {…}}}` alone); \
+                           anything else needs a new migration"
+                    .to_string();
+                return Err(migration::refusal(&current, Action::Update, Some(why)).into());
+            };
+            limits.check().map_err(|e| JobError::Invalid {
+                field: e.field,
+                detail: e.detail,
+            })?;
+            self.decide_and_commit(&slot, id, actor, Command::ChangeLimits { limits })
+                .await?;
+            // Recorded first: a restart re-applies it from the fold.
+            self.inner.worker.signal_limits(id, limits);
+            return Ok(slot.snapshot().view);
+        }
         if !migration::allowed(current.view.state, current.view.mode).contains(&Action::Update) {
             return Err(migration::refusal(&current, Action::Update, None).into());
         }
@@ -246,6 +308,10 @@ impl Jobs {
         if let Some(options) = &patch.options {
             options.apply(&mut spec.options);
         }
+        if let Some(schedule) = patch.schedule {
+            spec.schedule = schedule;
+        }
+        check_shape(&spec)?;
         self.check_source(&spec, true)?;
         let new_creds = Credentials {
             source: spec.source.url().unwrap_or(&spec.target.url).clone(),
@@ -275,6 +341,8 @@ impl Jobs {
             let _guard = slot.commands.lock().await;
             let current = slot.snapshot();
             migration::decide(&current, Command::StartValidation)?;
+            // A cutover window that has ended since the migration was created can never be used.
+            check_shape(&current.spec())?;
             if slot.busy.swap(true, Ordering::SeqCst) {
                 let why = "it is being validated already; wait for that report".to_string();
                 return Err(migration::refusal(&current, Action::Validate, Some(why)).into());
@@ -306,6 +374,13 @@ impl Jobs {
             since_version,
         };
         self.decide_and_commit(&slot, id, actor, command).await?;
+        let validated = slot.snapshot();
+        if let (State::Validated, Some(at)) =
+            (validated.view.state, validated.view.schedule.start_at)
+        {
+            // The timer starts it at `at` (at once when `at` has passed).
+            self.inner.worker.schedule_start(self.clone(), id, at);
+        }
         Ok(report)
     }
 
@@ -318,9 +393,34 @@ impl Jobs {
         actor: &str,
         force: bool,
     ) -> Result<MigrationView, JobError> {
+        self.start_with(id, actor, force, Command::Start).await
+    }
+
+    /// The scheduler's start of migration `id`, whose timer was set for `armed_for`: refused
+    /// (and nothing recorded) when the migration is no longer validated with that start time.
+    pub async fn start_scheduled(
+        &self,
+        id: Uuid,
+        armed_for: chrono::DateTime<chrono::Utc>,
+    ) -> Result<MigrationView, JobError> {
+        let command = Command::StartScheduled {
+            armed_for,
+            now: chrono::Utc::now(),
+        };
+        self.start_with(id, super::SCHEDULER_ACTOR, false, command)
+            .await
+    }
+
+    async fn start_with(
+        &self,
+        id: Uuid,
+        actor: &str,
+        force: bool,
+        command: Command,
+    ) -> Result<MigrationView, JobError> {
         let slot = self.migration_slot(id)?;
         let _guard = slot.commands.lock().await;
-        let started = migration::decide(&slot.snapshot(), Command::Start)?;
+        let started = migration::decide(&slot.snapshot(), command)?;
         self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;
         // The real URL and the target's TLS settings: the lease is taken over the same link.
         let target = self.real_spec(id).await?.target;
@@ -360,7 +460,21 @@ impl Jobs {
 
     /// Begins the cutover of a live migration.
     pub async fn cutover(&self, id: Uuid, actor: &str) -> Result<MigrationView, JobError> {
-        let view = self.run(id, actor, Command::Cutover).await?;
+        self.cutover_with(id, actor, false).await
+    }
+
+    /// Begins the cutover; outside the cutover window only with `force` (recorded).
+    pub async fn cutover_with(
+        &self,
+        id: Uuid,
+        actor: &str,
+        force: bool,
+    ) -> Result<MigrationView, JobError> {
+        let command = Command::Cutover {
+            force,
+            now: chrono::Utc::now(),
+        };
+        let view = self.run(id, actor, command).await?;
         self.inner.worker.signal_cutover(id);
         Ok(view)
     }

@@ -13,6 +13,7 @@ use thiserror::Error;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod limited;
 mod progress;
 
 pub use progress::Progress;
@@ -24,7 +25,7 @@ use crate::model::{
     Event, EventKind, LeaseOwner, PriorTransfer, ReportStatus, ResumeKind, ResumePoint,
     ValidationReport, VerificationReport,
 };
-use crate::spec::{Endpoint, MigrationSpec, Mode, Options, TransferKind, Verify};
+use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Schedule, TransferKind, Verify};
 
 /// Which transfer a migration uses, and why (from its latest `TransferChosen` event).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -90,6 +91,14 @@ pub struct MigrationView {
     pub source: crate::spec::Source,
     pub target: Endpoint,
     pub options: Options,
+    /// When it starts by itself and when it may cut over (`schedule` of the spec).
+    pub schedule: Schedule,
+    /// A validated migration waiting for `schedule.start_at`: when it starts by itself.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_start: Option<DateTime<Utc>>,
+    /// The target has caught up, and `auto_cutover` waits for the cutover window to open then.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub cutover_waits_until: Option<DateTime<Utc>>,
     /// The latest validation report, until the spec changes.
     pub validation: Option<ValidationReport>,
     /// The transfer the engine uses (`relay` or `restore`) and why; set once the migration runs.
@@ -145,6 +154,10 @@ pub struct Migration {
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
+    /// The last snapshot progress (time, keys, bytes): the rate since, against the limits.
+    last_progress: Option<(DateTime<Utc>, u64, u64)>,
+    /// The HA guard is slowing the writes down (`Throttled`, until `ThrottleLifted`).
+    guard_throttled: bool,
 }
 
 impl Migration {
@@ -156,6 +169,7 @@ impl Migration {
             target: self.view.target.clone(),
             mode: self.view.mode,
             options: self.view.options.clone(),
+            schedule: self.view.schedule,
         }
     }
 }
@@ -204,6 +218,9 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         source: spec.source.clone(),
         target: spec.target.clone(),
         options: spec.options.clone(),
+        schedule: spec.schedule,
+        scheduled_start: None,
+        cutover_waits_until: None,
         validation: None,
         transfer: None,
         progress: Progress::default(),
@@ -228,6 +245,8 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         target_keys_before: None,
         snapshot_started_at: None,
         rates: Rates::default(),
+        last_progress: None,
+        guard_throttled: false,
     };
     m.view.allowed_actions = allowed_now(&m);
     m
@@ -252,6 +271,8 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.target = spec.target.clone();
             v.mode = spec.mode;
             v.options = spec.options.clone();
+            v.schedule = spec.schedule;
+            v.scheduled_start = None;
             v.state = State::Configured;
             v.validation = None;
         }
@@ -260,6 +281,10 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.state = match report.status {
                 ReportStatus::Failed => State::ValidationFailed,
                 ReportStatus::Passed | ReportStatus::PassedWithWarnings => State::Validated,
+            };
+            v.scheduled_start = match v.state {
+                State::Validated => v.schedule.start_at,
+                _ => None,
             };
             v.validation = Some(report.clone());
         }
@@ -282,6 +307,10 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             };
             v.progress = Progress::default();
             v.error = None;
+            v.scheduled_start = None;
+            v.cutover_waits_until = None;
+            m.guard_throttled = false;
+            m.last_progress = None;
             m.resume = None;
             m.rates.reset();
             m.target_keys_before = None;
@@ -406,6 +435,10 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 (Some(started), Some(percent)) => progress::eta(started, event.at, percent),
                 _ => None,
             };
+            let now = (event.at, *keys_written + *keys_skipped, *rdb_bytes_read);
+            limited::snapshot_progress(p, &v.options.limits, m.last_progress, now);
+            limited::name_throttle(p, &v.options.limits, m.guard_throttled);
+            m.last_progress = Some(now);
         }
         EventKind::SnapshotCompleted {
             rdb_bytes,
@@ -459,6 +492,7 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 *commands_streamed,
                 *lag_bytes,
             );
+            limited::name_throttle(&mut v.progress, &v.options.limits, m.guard_throttled);
             m.resume = Some(ResumePoint {
                 replid: replid.clone(),
                 applied_offset: *applied_offset,
@@ -483,6 +517,8 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::CutoverStarted {
             pause_source_writes,
         } => {
+            v.cutover_waits_until = None;
+            v.progress.throttled_by = None;
             v.state = State::CuttingOver;
             v.phase = None;
             v.phase_detail = Some(if *pause_source_writes {
@@ -518,6 +554,46 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.phase = None;
             v.phase_detail = None;
             v.finished_at = Some(event.at);
+        }
+        // ---- #19: rate limits, the HA guard, maintenance windows ----
+        EventKind::LimitsChanged { limits } => {
+            v.options.limits = *limits;
+            limited::name_throttle(&mut v.progress, limits, m.guard_throttled);
+        }
+        EventKind::Throttled { .. } => {
+            m.guard_throttled = true;
+            v.progress.throttled_by = Some(limited::HA_GUARD.into());
+        }
+        EventKind::ThrottleLifted { .. } => {
+            m.guard_throttled = false;
+            if v.progress.throttled_by.as_deref() == Some(limited::HA_GUARD) {
+                v.progress.throttled_by = None;
+            }
+        }
+        EventKind::HaGuardBlind { .. }
+        | EventKind::SourceBufferNearLimit { .. }
+        | EventKind::ScheduledStart { .. }
+        | EventKind::CutoverForced { .. } => {}
+        EventKind::CutoverDeferred { opens_at } => {
+            v.cutover_waits_until = Some(*opens_at);
+            if v.state.is_running() {
+                v.phase_detail = Some(format!(
+                    "the target has caught up; the automatic cutover waits for the cutover \
+                     window opening at {}",
+                    opens_at.to_rfc3339()
+                ));
+            }
+        }
+        EventKind::CutoverWindowMissed { closed_at } => {
+            v.cutover_waits_until = None;
+            if v.state.is_running() {
+                v.phase_detail = Some(format!(
+                    "applying the source's writes as they happen; the cutover window closed at \
+                     {} without a cutover, and Ferry never cuts over by itself outside it: cut \
+                     over with {{\"force\": true}} when ready",
+                    closed_at.to_rfc3339()
+                ));
+            }
         }
     }
 }
