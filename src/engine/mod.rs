@@ -53,6 +53,7 @@ mod adapt;
 mod ask_source;
 mod error;
 mod from_file;
+pub mod ha_guard;
 mod import_mode;
 pub mod inventory;
 mod load;
@@ -190,6 +191,8 @@ pub struct Tuning {
     pub relay_connect_timeout: Duration,
     /// The largest value held whole in memory (see `[transfer]` in the config).
     pub max_whole_value_bytes: u64,
+    /// The HA guard's knobs (see [`ha_guard`]).
+    pub ha_guard: ha_guard::GuardSettings,
 }
 
 impl Tuning {
@@ -201,6 +204,11 @@ impl Tuning {
         Tuning {
             relay: RelayHub::new(relay),
             max_whole_value_bytes: transfer.max_whole_value_bytes,
+            ha_guard: ha_guard::GuardSettings {
+                replica_lag_secs: transfer.ha_guard_replica_lag_secs,
+                min_ops_per_sec: transfer.ha_guard_min_ops_per_sec,
+                ..ha_guard::GuardSettings::default()
+            },
             ..Tuning::default()
         }
     }
@@ -224,6 +232,7 @@ impl Default for Tuning {
             relay: RelayHub::new(crate::relay::RelaySettings::default()),
             relay_connect_timeout: Duration::from_secs(15),
             max_whole_value_bytes: 512 * 1024 * 1024,
+            ha_guard: ha_guard::GuardSettings::default(),
         }
     }
 }
@@ -264,6 +273,8 @@ pub async fn run_with(
     let throttle = rate::Throttle::new(job.spec.options.limits, &controls.limits);
     let migration = Run {
         throttle,
+        link_addr: Arc::default(),
+        events_for_guard: events.clone(),
         offset_key: resume::offset_key(job.migration_id),
         source,
         target,
@@ -354,6 +365,10 @@ impl Reporter {
 struct Run {
     /// The rate limits every writer of this run obeys.
     throttle: Arc<rate::Throttle>,
+    /// The local address of the current replica link (the HA guard finds Ferry's own
+    /// connection on the source by it).
+    link_addr: Arc<Mutex<Option<std::net::SocketAddr>>>,
+    events_for_guard: EventSender,
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
@@ -369,6 +384,22 @@ struct Run {
     release_slot: Arc<Mutex<Option<relay_target::Release>>>,
     /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
+}
+
+/// Aborts a helper task (the HA guard) when its run ends, whichever way.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Run {
+    /// Remembers the replica link's local address for the HA guard.
+    fn note_link(&self, link: &ReplicaLink) {
+        *self.link_addr.lock().unwrap_or_else(|p| p.into_inner()) = link.local_addr();
+    }
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -412,6 +443,18 @@ impl Run {
         {
             return Ok(());
         }
+        // The restore path writes through the throttle: the HA guard watches the source and
+        // slows it down while the source's replicas lag. It ends with this run.
+        let guard = tokio::spawn(ha_guard::watch(
+            self.source.clone(),
+            self.tuning.ha_guard,
+            self.throttle.clone(),
+            self.link_addr.clone(),
+            Reporter {
+                events: self.events_for_guard.clone(),
+            },
+        ));
+        let _guard = AbortOnDrop(guard);
 
         // The checkpoint from the log, corrected by what the target itself says it holds.
         let mark = resume::read_mark(&mut target, &self.offset_key)
@@ -569,6 +612,7 @@ impl Run {
         let mut link = ReplicaLink::connect(&self.source, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
+        self.note_link(&link);
         let mut writer_conn = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;

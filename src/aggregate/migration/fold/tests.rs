@@ -14,6 +14,7 @@ fn spec(mode: Mode) -> MigrationSpec {
         target: Endpoint::new(RedisUrl::parse("redis://127.0.0.1:2").unwrap()),
         mode,
         options: Options::default(),
+        schedule: Default::default(),
     }
 }
 
