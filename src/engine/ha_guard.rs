@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::rate::Throttle;
 use super::Reporter;
-use crate::client::{Conn, Config, Info};
+use crate::client::{Config, Conn, Info};
 use crate::model::EventKind;
 use crate::resp::Frame;
 use crate::transport::Peer;
@@ -249,10 +249,9 @@ pub(crate) async fn watch(
                     let used = output_memory(&String::from_utf8_lossy(&text), &addr.to_string());
                     look.buffer = used.map(|u| (u, limit));
                 }
-                Ok(Frame::Error(e)) => trouble.push(format!(
-                    "CLIENT LIST: {}",
-                    String::from_utf8_lossy(&e)
-                )),
+                Ok(Frame::Error(e)) => {
+                    trouble.push(format!("CLIENT LIST: {}", String::from_utf8_lossy(&e)))
+                }
                 Ok(_) => {}
                 Err(e) => trouble.push(format!("CLIENT LIST: {e}")),
             }
@@ -356,7 +355,10 @@ mod tests {
             guard.step(&s, &lagging(20, 100), None);
         }
         assert_eq!(guard.cap(), Some(100), "never below the floor");
-        assert!(guard.step(&s, &lagging(20, 100), None).is_empty(), "no news");
+        assert!(
+            guard.step(&s, &lagging(20, 100), None).is_empty(),
+            "no news"
+        );
         let events = guard.step(&s, &lagging(0, 100), None);
         assert!(matches!(&events[..], [EventKind::ThrottleLifted { .. }]));
         assert_eq!(guard.cap(), None);

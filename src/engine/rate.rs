@@ -193,8 +193,10 @@ impl Throttle {
                 tracing::info!(?user, "rate limits changed");
                 state.user = user;
                 state.apply(now);
-                self.limited
-                    .store(state.user.any() || state.guard_ops.is_some(), Ordering::Relaxed);
+                self.limited.store(
+                    state.user.any() || state.guard_ops.is_some(),
+                    Ordering::Relaxed,
+                );
             }
         }
         state.limiter.wait(now)
@@ -227,8 +229,10 @@ impl Throttle {
         let mut state = self.lock();
         state.guard_ops = ops;
         state.apply(Instant::now());
-        self.limited
-            .store(state.user.any() || state.guard_ops.is_some(), Ordering::Relaxed);
+        self.limited.store(
+            state.user.any() || state.guard_ops.is_some(),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn guard(&self) -> Option<u64> {
@@ -277,7 +281,10 @@ mod tests {
             // A full bucket at the start is 0.1 s worth: under 10% over any span of 1 s or more
             // and 5% from 2 s.
             let share = if secs >= 2.0 { 0.05 } else { 0.101 };
-            assert!((sent - expected).abs() / expected <= share, "{rate}/s: {sent}");
+            assert!(
+                (sent - expected).abs() / expected <= share,
+                "{rate}/s: {sent}"
+            );
         }
     }
 
@@ -289,7 +296,10 @@ mod tests {
         // 300 KB commands: each one is three bursts; the bucket goes into debt and the next
         // command waits it off.
         let sent = run(&mut limiter, 4.0, 300_000, t0);
-        assert!((13..=14).contains(&sent), "{sent} commands of 300 KB in 4 s");
+        assert!(
+            (13..=14).contains(&sent),
+            "{sent} commands of 300 KB in 4 s"
+        );
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl WindowWatch {
             };
         };
         if now >= window.to {
-            let event = (!self.missed).then(|| EventKind::CutoverWindowMissed {
+            let event = (!self.missed).then_some(EventKind::CutoverWindowMissed {
                 closed_at: window.to,
             });
             self.missed = true;
@@ -62,7 +62,7 @@ impl WindowWatch {
                 event: None,
             };
         }
-        let event = (caught_up && !self.deferred).then(|| EventKind::CutoverDeferred {
+        let event = (caught_up && !self.deferred).then_some(EventKind::CutoverDeferred {
             opens_at: window.from,
         });
         self.deferred |= caught_up;

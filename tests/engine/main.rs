@@ -11,6 +11,7 @@ mod cancel;
 mod conflict;
 mod cutover;
 mod failures;
+mod limits;
 mod live;
 mod relay;
 mod snapshot;

@@ -101,10 +101,20 @@ mod tests {
             eta_seconds: Some(2),
             ..Progress::default()
         };
-        snapshot_progress(&mut p, &limits, Some((t(1), 1000, 100_000)), (t(2), 2000, 200_000));
+        snapshot_progress(
+            &mut p,
+            &limits,
+            Some((t(1), 1000, 100_000)),
+            (t(2), 2000, 200_000),
+        );
         assert_eq!(p.eta_seconds, Some(8), "8000 keys left at 1000/s");
         assert_eq!(p.throttled_by.as_deref(), Some("max_ops_per_sec"));
-        snapshot_progress(&mut p, &limits, Some((t(2), 2000, 200_000)), (t(3), 2500, 250_000));
+        snapshot_progress(
+            &mut p,
+            &limits,
+            Some((t(2), 2000, 200_000)),
+            (t(3), 2500, 250_000),
+        );
         assert_eq!(p.throttled_by, None, "500/s is not held down by 1000/s");
         name_throttle(&mut p, &limits, true);
         assert_eq!(p.throttled_by.as_deref(), Some(HA_GUARD));
@@ -122,7 +132,12 @@ mod tests {
             eta_seconds: Some(1),
             ..Progress::default()
         };
-        snapshot_progress(&mut p, &limits, Some((t(1), 10, 100_000)), (t(2), 19, 190_000));
+        snapshot_progress(
+            &mut p,
+            &limits,
+            Some((t(1), 10, 100_000)),
+            (t(2), 19, 190_000),
+        );
         assert_eq!(p.eta_seconds, Some(9));
         assert_eq!(p.throttled_by.as_deref(), Some("max_bytes_per_sec"));
     }
