@@ -167,7 +167,9 @@ impl Streamer<'_> {
                     "unexpected snapshot data in the command stream".into(),
                 ));
             }
-            streak = if buffered {
+            // A command that waited for the rate limits ends the streak: at a low rate, 256
+            // commands can take minutes, and ACKs, checkpoints and the cutover must not wait.
+            streak = if buffered && !self.writer.take_paced() {
                 (streak + 1) % HOUSEKEEPING_EVERY
             } else {
                 0

@@ -180,6 +180,8 @@ pub struct Writer {
     wrap: Option<Wrap>,
     /// The rate limits of the run (`options.limits`, the HA guard), when any may apply.
     throttle: Option<Arc<super::rate::Throttle>>,
+    /// A command waited for the rate limits since [`Writer::take_paced`] was last asked.
+    paced: bool,
 }
 
 impl Writer {
@@ -219,6 +221,7 @@ impl Writer {
             offset_key: None,
             wrap: None,
             throttle: None,
+            paced: false,
         }
     }
 
@@ -238,6 +241,7 @@ impl Writer {
         if wait.is_zero() {
             return Ok(());
         }
+        self.paced = true;
         if whole {
             self.flush().await?;
         } else {
@@ -250,6 +254,11 @@ impl Writer {
             wait = throttle.wait();
         }
         Ok(())
+    }
+
+    /// Whether a command waited for the rate limits since the last call.
+    pub fn take_paced(&mut self) -> bool {
+        std::mem::take(&mut self.paced)
     }
 
     fn charge(&self, bytes: usize) {
