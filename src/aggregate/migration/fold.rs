@@ -65,13 +65,15 @@ pub struct LeaseView {
     "source": {"url": "redis://default:***@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
         "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false,
-        "transfer": "auto"},
+        "transfer": "auto", "limits": {"max_bytes_per_sec": null, "max_ops_per_sec": null}},
+    "schedule": {"start_at": null, "cutover_window": null}, "scheduled_start": null,
+    "cutover_waits_until": null,
     "validation": {"status": "passed", "checks": [
         {"id": "source.connect", "status": "pass", "message": "connected to 10.0.0.1:6379"},
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
         "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
-        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null},
+        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null, "throttled_by": null},
     "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
     "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
     "started_at": null, "finished_at": null}))]
