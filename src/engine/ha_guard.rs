@@ -285,6 +285,36 @@ pub(crate) async fn watch(
     }
 }
 
+/// Aborts the guard when its run ends, whichever way.
+pub(super) struct GuardTask(tokio::task::JoinHandle<()>);
+
+impl Drop for GuardTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl super::Run {
+    /// Starts the HA guard of this run.
+    pub(super) fn start_guard(&self) -> GuardTask {
+        GuardTask(tokio::spawn(watch(
+            self.source.clone(),
+            self.tuning.ha_guard,
+            self.throttle.clone(),
+            self.link_addr.clone(),
+            Reporter {
+                events: self.events_for_guard.clone(),
+            },
+        )))
+    }
+
+    /// Remembers the replica link's local address, by which the guard finds Ferry's own
+    /// connection on the source.
+    pub(super) fn note_link(&self, link: &crate::replication::ReplicaLink) {
+        *self.link_addr.lock().unwrap_or_else(|p| p.into_inner()) = link.local_addr();
+    }
+}
+
 /// The byte limit of a replica's output buffer: the hard limit, or the soft one when it is
 /// lower (a buffer over it for long enough is dropped too). `None`: unlimited.
 async fn config_limit(conn: &mut Conn) -> Result<Option<u64>, String> {

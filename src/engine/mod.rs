@@ -386,22 +386,6 @@ struct Run {
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
 }
 
-/// Aborts a helper task (the HA guard) when its run ends, whichever way.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl Run {
-    /// Remembers the replica link's local address for the HA guard.
-    fn note_link(&self, link: &ReplicaLink) {
-        *self.link_addr.lock().unwrap_or_else(|p| p.into_inner()) = link.local_addr();
-    }
-}
-
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
 /// cannot hold even the time one snapshot takes would loop forever).
 const MAX_REDOS: u32 = 5;
@@ -445,16 +429,7 @@ impl Run {
         }
         // The restore path writes through the throttle: the HA guard watches the source and
         // slows it down while the source's replicas lag. It ends with this run.
-        let guard = tokio::spawn(ha_guard::watch(
-            self.source.clone(),
-            self.tuning.ha_guard,
-            self.throttle.clone(),
-            self.link_addr.clone(),
-            Reporter {
-                events: self.events_for_guard.clone(),
-            },
-        ));
-        let _guard = AbortOnDrop(guard);
+        let _guard = self.start_guard();
 
         // The checkpoint from the log, corrected by what the target itself says it holds.
         let mark = resume::read_mark(&mut target, &self.offset_key)

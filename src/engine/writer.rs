@@ -225,48 +225,6 @@ impl Writer {
         }
     }
 
-    /// Paces every data command from now on by `throttle` (see [`super::rate`]).
-    pub fn set_throttle(&mut self, throttle: Arc<super::rate::Throttle>) {
-        self.throttle = Some(throttle);
-    }
-
-    /// Waits while the rate limits say so. What is encoded is sent first (the deadlock rule),
-    /// and an open wrap is closed when the stream is between whole commands (`whole`), so that
-    /// a slow rate does not hold the applied offset back for a whole wrap.
-    async fn pace(&mut self, whole: bool) -> Result<(), EngineError> {
-        let Some(throttle) = self.throttle.clone() else {
-            return Ok(());
-        };
-        let mut wait = throttle.wait();
-        if wait.is_zero() {
-            return Ok(());
-        }
-        self.paced = true;
-        if whole {
-            self.flush().await?;
-        } else {
-            self.send().await?;
-        }
-        while !wait.is_zero() {
-            // In slices: a limit raised meanwhile (PATCH) applies within 100 ms.
-            tokio::time::sleep(wait.min(std::time::Duration::from_millis(100))).await;
-            self.check()?;
-            wait = throttle.wait();
-        }
-        Ok(())
-    }
-
-    /// Whether a command waited for the rate limits since the last call.
-    pub fn take_paced(&mut self) -> bool {
-        std::mem::take(&mut self.paced)
-    }
-
-    fn charge(&self, bytes: usize) {
-        if let Some(throttle) = &self.throttle {
-            throttle.charge(1, bytes as u64);
-        }
-    }
-
     /// From now on, replication-stream commands go in wraps: `MULTI`, the commands (a source
     /// transaction's own `MULTI`/`EXEC` left out: it stays atomic inside ours), then
     /// `SELECT 0`, `SET <key> <replid>:<offset>:<db>`, `SELECT <db>`, `EXEC` (the db is the one
@@ -657,6 +615,8 @@ pub struct Restore<'a> {
     pub freq: Option<u8>,
 }
 
+#[path = "writer_pace.rs"]
+mod pace;
 #[path = "writer_reply.rs"]
 mod reply;
 use reply::ReplyReader;

@@ -63,44 +63,10 @@ impl OptionsPatch {
         o.transfer = self.transfer.unwrap_or(o.transfer);
         o.limits = self.limits.unwrap_or(o.limits);
     }
-
-    /// The limits, when they are all this patch changes.
-    fn only_limits(&self) -> Option<crate::spec::Limits> {
-        let rest = OptionsPatch {
-            limits: None,
-            ..self.clone()
-        };
-        if rest == OptionsPatch::default() {
-            self.limits
-        } else {
-            None
-        }
-    }
 }
 
-impl MigrationPatch {
-    /// The limits, when they are all this patch changes (what a running migration accepts).
-    fn only_limits(&self) -> Option<crate::spec::Limits> {
-        let rest = MigrationPatch {
-            options: None,
-            ..self.clone()
-        };
-        if rest == MigrationPatch::default() {
-            self.options.as_ref()?.only_limits()
-        } else {
-            None
-        }
-    }
-}
-
-/// The limits and schedule checks, as a 400 naming the field.
-fn check_shape(spec: &MigrationSpec) -> Result<(), JobError> {
-    spec.check_limits_and_schedule(chrono::Utc::now())
-        .map_err(|e| JobError::Invalid {
-            field: e.field,
-            detail: e.detail,
-        })
-}
+mod shaping;
+use shaping::check_shape;
 
 impl Jobs {
     fn migration_slot(&self, id: Uuid) -> Result<Arc<Slot<Migration>>, JobError> {
@@ -214,22 +180,7 @@ impl Jobs {
         let _guard = slot.commands.lock().await;
         let current = slot.snapshot();
         if current.view.state.is_running() {
-            let Some(limits) = patch.only_limits() else {
-                let why = "it is running, and while it runs a PATCH may change only \
-                           `options.limits` (send `{\"options\": {\"limits\": {…}}}` alone); \
-                           anything else needs a new migration"
-                    .to_string();
-                return Err(migration::refusal(&current, Action::Update, Some(why)).into());
-            };
-            limits.check().map_err(|e| JobError::Invalid {
-                field: e.field,
-                detail: e.detail,
-            })?;
-            self.decide_and_commit(&slot, id, actor, Command::ChangeLimits { limits })
-                .await?;
-            // Recorded first: a restart re-applies it from the fold.
-            self.inner.worker.signal_limits(id, limits);
-            return Ok(slot.snapshot().view);
+            return self.change_limits(&slot, &current, patch, actor).await;
         }
         if !migration::allowed(current.view.state, current.view.mode).contains(&Action::Update) {
             return Err(migration::refusal(&current, Action::Update, None).into());

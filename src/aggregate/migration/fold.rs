@@ -558,45 +558,15 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.finished_at = Some(event.at);
         }
         // ---- #19: rate limits, the HA guard, maintenance windows ----
-        EventKind::LimitsChanged { limits } => {
-            v.options.limits = *limits;
-            limited::name_throttle(&mut v.progress, limits, m.guard_throttled);
-        }
-        EventKind::Throttled { .. } => {
-            m.guard_throttled = true;
-            v.progress.throttled_by = Some(limited::HA_GUARD.into());
-        }
-        EventKind::ThrottleLifted { .. } => {
-            m.guard_throttled = false;
-            if v.progress.throttled_by.as_deref() == Some(limited::HA_GUARD) {
-                v.progress.throttled_by = None;
-            }
-        }
-        EventKind::HaGuardBlind { .. }
+        EventKind::LimitsChanged { .. }
+        | EventKind::Throttled { .. }
+        | EventKind::ThrottleLifted { .. }
+        | EventKind::HaGuardBlind { .. }
         | EventKind::SourceBufferNearLimit { .. }
         | EventKind::ScheduledStart { .. }
-        | EventKind::CutoverForced { .. } => {}
-        EventKind::CutoverDeferred { opens_at } => {
-            v.cutover_waits_until = Some(*opens_at);
-            if v.state.is_running() {
-                v.phase_detail = Some(format!(
-                    "the target has caught up; the automatic cutover waits for the cutover \
-                     window opening at {}",
-                    opens_at.to_rfc3339()
-                ));
-            }
-        }
-        EventKind::CutoverWindowMissed { closed_at } => {
-            v.cutover_waits_until = None;
-            if v.state.is_running() {
-                v.phase_detail = Some(format!(
-                    "applying the source's writes as they happen; the cutover window closed at \
-                     {} without a cutover, and Ferry never cuts over by itself outside it: cut \
-                     over with {{\"force\": true}} when ready",
-                    closed_at.to_rfc3339()
-                ));
-            }
-        }
+        | EventKind::CutoverForced { .. }
+        | EventKind::CutoverDeferred { .. }
+        | EventKind::CutoverWindowMissed { .. } => limited::apply_fact(m, &event.kind),
     }
 }
 

@@ -3,8 +3,56 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Progress;
+use super::{Migration, Progress};
+use crate::model::EventKind;
 use crate::spec::Limits;
+
+/// Folds the events of rate limits, the HA guard and the schedule.
+pub fn apply_fact(m: &mut Migration, kind: &EventKind) {
+    let v = &mut m.view;
+    match kind {
+        EventKind::LimitsChanged { limits } => {
+            v.options.limits = *limits;
+            name_throttle(&mut v.progress, limits, m.guard_throttled);
+        }
+        EventKind::Throttled { .. } => {
+            m.guard_throttled = true;
+            v.progress.throttled_by = Some(HA_GUARD.into());
+        }
+        EventKind::ThrottleLifted { .. } => {
+            m.guard_throttled = false;
+            if v.progress.throttled_by.as_deref() == Some(HA_GUARD) {
+                v.progress.throttled_by = None;
+            }
+        }
+        EventKind::HaGuardBlind { .. }
+        | EventKind::SourceBufferNearLimit { .. }
+        | EventKind::ScheduledStart { .. }
+        | EventKind::CutoverForced { .. } => {}
+        EventKind::CutoverDeferred { opens_at } => {
+            v.cutover_waits_until = Some(*opens_at);
+            if v.state.is_running() {
+                v.phase_detail = Some(format!(
+                    "the target has caught up; the automatic cutover waits for the cutover \
+                 window opening at {}",
+                    opens_at.to_rfc3339()
+                ));
+            }
+        }
+        EventKind::CutoverWindowMissed { closed_at } => {
+            v.cutover_waits_until = None;
+            if v.state.is_running() {
+                v.phase_detail = Some(format!(
+                    "applying the source's writes as they happen; the cutover window closed at \
+                 {} without a cutover, and Ferry never cuts over by itself outside it: cut \
+                 over with {{\"force\": true}} when ready",
+                    closed_at.to_rfc3339()
+                ));
+            }
+        }
+        _ => {}
+    }
+}
 
 /// `throttled_by` while the HA guard slows Ferry down.
 pub const HA_GUARD: &str = "ha_guard";
