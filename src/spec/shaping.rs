@@ -162,3 +162,75 @@ impl MigrationSpec {
         self.schedule.check(now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    fn spec(extra: serde_json::Value) -> MigrationSpec {
+        let mut body = serde_json::json!({"source": {"url": "redis://a:1"},
+            "target": {"url": "redis://b:2"}});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn windows_and_limits_that_cannot_work_are_refused_by_field() {
+        let window = |from, to| {
+            spec(
+                serde_json::json!({"schedule": {"cutover_window": {"from": t(from), "to": t(to)}}}),
+            )
+        };
+        assert!(window(10, 20).check_limits_and_schedule(t(0)).is_ok());
+        let backwards = window(20, 10).check_limits_and_schedule(t(0)).unwrap_err();
+        assert_eq!(backwards.field, "schedule.cutover_window.to");
+        let ended = window(10, 20).check_limits_and_schedule(t(20)).unwrap_err();
+        assert!(ended.detail.contains("ended"), "{}", ended.detail);
+
+        let limited = |options: serde_json::Value| spec(serde_json::json!({"options": options}));
+        let zero = limited(serde_json::json!({"limits": {"max_ops_per_sec": 0}}));
+        assert_eq!(
+            zero.check_limits_and_schedule(t(0)).unwrap_err().field,
+            "options.limits.max_ops_per_sec"
+        );
+        let tiny = limited(serde_json::json!({"limits": {"max_bytes_per_sec": 10}}));
+        assert!(tiny.check_limits_and_schedule(t(0)).is_err());
+        let relay =
+            limited(serde_json::json!({"transfer": "relay", "limits": {"max_ops_per_sec": 10}}));
+        let refused = relay.check_limits_and_schedule(t(0)).unwrap_err();
+        assert_eq!(refused.field, "options.limits");
+        assert!(
+            refused.detail.contains("transfer: restore"),
+            "{}",
+            refused.detail
+        );
+    }
+
+    #[test]
+    fn instants_need_an_offset_and_read_back_as_utc() {
+        let with_offset =
+            spec(serde_json::json!({"schedule": {"start_at": "2026-03-01T02:00:00+01:00"}}));
+        assert_eq!(
+            with_offset.schedule.start_at,
+            Some(t(0) + chrono::Duration::days(59) + chrono::Duration::hours(1))
+        );
+        let written = serde_json::to_value(&with_offset).unwrap();
+        assert_eq!(written["schedule"]["start_at"], "2026-03-01T01:00:00Z");
+        let no_offset = serde_json::from_value::<MigrationSpec>(serde_json::json!({
+            "source": {"url": "redis://a:1"}, "target": {"url": "redis://b:2"},
+            "schedule": {"start_at": "2026-03-01T02:00:00"}}));
+        assert!(no_offset.is_err());
+        let empty = spec(serde_json::json!({}));
+        assert!(serde_json::to_value(&empty)
+            .unwrap()
+            .get("schedule")
+            .is_none());
+    }
+}

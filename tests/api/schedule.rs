@@ -260,3 +260,49 @@ async fn windows_that_cannot_work_are_refused_by_name() {
         "{problem}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_at_already_past_at_validation_starts_at_once_and_says_how_late() {
+    let (source, target) = seeded();
+    let app = spawn_app().await;
+    let start_at = at(-5000);
+    let id = validated(
+        &app,
+        &source,
+        &target,
+        json!({"schedule": {"start_at": start_at}}),
+    )
+    .await;
+    app.wait_for(&id, WAIT, |v| v["state"] == "completed").await;
+    let scheduled = event(&app, &id, "ScheduledStart").await;
+    assert_eq!(scheduled["actor"], "scheduler");
+    assert!(
+        scheduled["data"]["late_secs"].as_u64().unwrap() >= 5,
+        "{scheduled}"
+    );
+    assert_eq!(target.cli(&["GET", "k"]).trim(), "v");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ferry_that_was_down_at_start_at_starts_it_when_back_and_records_it_late() {
+    let (source, target) = seeded();
+    let app = spawn_app().await;
+    let start_at = at(1500);
+    let id = validated(
+        &app,
+        &source,
+        &target,
+        json!({"schedule": {"start_at": start_at}}),
+    )
+    .await;
+    let (settings, dir) = app.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let app = crate::helpers::spawn_with(settings, dir).await;
+    app.wait_for(&id, WAIT, |v| v["state"] == "completed").await;
+    let scheduled = event(&app, &id, "ScheduledStart").await;
+    assert_eq!(scheduled["actor"], "scheduler");
+    assert!(
+        scheduled["data"]["late_secs"].as_u64().unwrap() >= 2,
+        "{scheduled}"
+    );
+}
