@@ -189,3 +189,51 @@ async fn a_patch_of_the_limits_changes_a_running_migration_and_survives_a_restar
     assert_eq!(app.action(&id, "cancel").await.status(), 202);
     app.wait_for(&id, WAIT, |v| v["state"] == "cancelled").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_take_the_restore_path_and_a_relay_with_limits_is_refused() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut source.conn())
+        .unwrap();
+    let target = RedisServer::start("7.2");
+    let app = spawn_app().await;
+    let relay = json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+        "options": {"transfer": "relay", "limits": {"max_ops_per_sec": 100}}});
+    let problem = assert_problem(app.post_json("/v1/migrations", &relay).await, 400).await;
+    assert_eq!(problem["field"], "options.limits", "{problem}");
+
+    let auto = json!({"source": {"url": source.url()}, "target": {"url": target.url()},
+        "options": {"backup": false, "limits": {"max_bytes_per_sec": 1048576}}});
+    let view: Value = app
+        .post_json("/v1/migrations", &auto)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = view["id"].as_str().unwrap().to_string();
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    let transfer = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "transfer")
+        .unwrap();
+    assert!(
+        transfer["message"]
+            .as_str()
+            .unwrap()
+            .contains("every key is restored"),
+        "{transfer}"
+    );
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let done = app.wait_for(&id, WAIT, |v| v["state"] == "completed").await;
+    assert_eq!(done["transfer"]["transfer"], "restore", "{done:#}");
+    assert!(done["transfer"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("options.limits"));
+    assert_eq!(target.cli(&["GET", "k"]).trim(), "v");
+}
