@@ -326,3 +326,57 @@ async fn a_lagging_replica_of_the_source_throttles_ferry_until_it_recovers() {
     );
     assert_same(&source, &target, 16);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_the_source_refuses_says_once_that_it_is_blind() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "mover", "on", ">pw", "~*", "&*", "+@all", "-config", "-client",
+        ])
+        .query(&mut source.conn())
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut source.conn())
+        .unwrap();
+    let target = RedisServer::start("7.2");
+    let url = format!("redis://mover:pw@127.0.0.1:{}", source.port);
+    let tuning = Tuning {
+        ha_guard: GuardSettings {
+            interval: Duration::from_millis(100),
+            ..GuardSettings::default()
+        },
+        ..quick()
+    };
+    let run = start(
+        spec(
+            url.as_str(),
+            &target,
+            Mode::Live,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        tuning,
+    );
+    run.wait_for("HaGuardBlind", |e| {
+        matches!(e, EventKind::HaGuardBlind { .. })
+    })
+    .await;
+    // Several more looks: still said once.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    run.controls.cutover.cancel();
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    let blind: Vec<&String> = events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::HaGuardBlind { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(blind.len(), 1, "{blind:?}");
+    assert!(blind[0].contains("CONFIG GET"), "{}", blind[0]);
+    assert!(!blind[0].contains("pw"), "no password in {}", blind[0]);
+    assert_same(&source, &target, 16);
+}
