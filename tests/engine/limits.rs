@@ -380,3 +380,80 @@ async fn a_guard_the_source_refuses_says_once_that_it_is_blind() {
     assert!(!blind[0].contains("pw"), "no password in {}", blind[0]);
     assert_same(&source, &target, 16);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrys_buffer_near_its_limit_makes_the_guard_warn_with_the_fix() {
+    // A small replica output buffer, and a writer far faster than Ferry's limit: what Ferry
+    // does not read piles up on the source.
+    let source = RedisServer::start_with(
+        "7.2",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--client-output-buffer-limit",
+            "replica 4mb 0 0",
+            "--repl-backlog-size",
+            "64mb",
+        ],
+    );
+    let target = RedisServer::start("7.2");
+    let tuning = Tuning {
+        ha_guard: GuardSettings {
+            interval: Duration::from_millis(50),
+            ..GuardSettings::default()
+        },
+        ..quick()
+    };
+    let mut opts = options(OnConflict::Fail, Verify::None);
+    opts.limits.max_ops_per_sec = Some(20);
+    let run = start(spec(&source, &target, Mode::Live, opts), tuning);
+    run.wait_for("StreamingStarted", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = stop.clone();
+    let url = source.url();
+    let writer = std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let value = vec![b'x'; 20_000];
+        let mut n = 0u64;
+        while !writing.load(std::sync::atomic::Ordering::Relaxed) && n < 20_000 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("big:{}", n % 100))
+                .arg(&value)
+                .query(&mut c)
+                .unwrap();
+            n += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    run.wait_for("SourceBufferNearLimit", |e| {
+        matches!(e, EventKind::SourceBufferNearLimit { .. })
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let warning = run
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            EventKind::SourceBufferNearLimit {
+                used_bytes,
+                limit_bytes,
+                advice,
+            } => Some((used_bytes, limit_bytes, advice)),
+            _ => None,
+        })
+        .unwrap();
+    eprintln!("buffer warning: {warning:?}");
+    assert_eq!(warning.1, 4 * 1024 * 1024);
+    assert!(warning.0 * 10 >= warning.1 * 7, "{warning:?}");
+    assert!(warning.2.contains("max_ops_per_sec is 20"), "{warning:?}");
+    run.controls.cancel.cancel();
+    let (result, _) = run.finish().await;
+    assert!(
+        matches!(result, Err(ferry::engine::EngineError::Cancelled)),
+        "{result:?}"
+    );
+}
