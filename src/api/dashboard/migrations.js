@@ -302,7 +302,11 @@
     LinkLost: 'link lost', LinkResumed: 'link resumed', CutoverStarted: 'cutover started',
     VerificationCompleted: 'verified', CutoverCompleted: 'cut over', MigrationCompleted: 'completed',
     MigrationFailed: 'failed', MigrationCancelled: 'cancelled', RollbackRequested: 'rollback requested',
-    RollbackEnded: 'rollback ended',
+    RollbackEnded: 'rollback ended', LimitsChanged: 'rate limits changed',
+    Throttled: 'slowed down (HA guard)', ThrottleLifted: 'slowdown lifted',
+    SourceBufferNearLimit: 'source buffer near its limit', ScheduledStart: 'started as scheduled',
+    CutoverDeferred: 'cutover waits for its window', CutoverWindowMissed: 'cutover window missed',
+    CutoverForced: 'cutover forced outside its window',
   };
 
   function migrateSection(v, events, verification) {
@@ -316,7 +320,7 @@
     const section = el('section', { id: 'migrate', 'aria-labelledby': 'migrate-title' },
       el('h2', { id: 'migrate-title' }, 'Migration'),
       el('p', { class: 'detail', id: 'phase' }, el('strong', {}, v.phase ? `${v.phase}: ` : `${v.state.replace(/_/g, ' ')}`),
-        v.phase_detail || ''),
+        v.phase_detail || (v.scheduled_start ? `starts by itself at ${v.scheduled_start}` : '')),
       bar(p.percent, p.estimated, 'Snapshot progress'),
       el('div', { class: 'grid' },
         stat('percent', 'Snapshot', percentText(p)),
@@ -326,7 +330,8 @@
         stat('lag', 'Lag', lagText(p)),
         stat('rate', 'Apply rate', p.apply_rate === null ? '–' : `${count(p.apply_rate)} ops/s`),
         stat('commands', 'Commands applied', count(p.commands_streamed)),
-        stat('reconnects', 'Link reconnects', count(p.link_reconnects || 0))),
+        stat('reconnects', 'Link reconnects', count(p.link_reconnects || 0)),
+        stat('throttle', 'Throttled by', p.throttled_by || '–')),
       v.mode === 'live' ? el('div', {}, el('h3', {}, 'Lag'), chart(samples)) : null,
       v.error ? el('div', { class: 'problem', role: 'alert', id: 'error' }, `${v.error.code}: ${v.error.message}`) : null,
       el('div', { class: 'buttons' },
