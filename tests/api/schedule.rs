@@ -306,3 +306,58 @@ async fn a_ferry_that_was_down_at_start_at_starts_it_when_back_and_records_it_la
         "{scheduled}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_closes_without_a_cutover_is_recorded_and_streaming_goes_on() {
+    let (source, target) = seeded();
+    let app = spawn_app().await;
+    let (from, to) = (at(-60_000), at(4000));
+    let id = validated(
+        &app,
+        &source,
+        &target,
+        json!({"mode": "live", "schedule": {"cutover_window": {"from": from, "to": to}}}),
+    )
+    .await;
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let missed = app
+        .wait_for(&id, WAIT, |v| {
+            v["phase_detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("closed"))
+        })
+        .await;
+    assert_eq!(missed["state"], "migrating", "{missed:#}");
+    let event = event(&app, &id, "CutoverWindowMissed").await;
+    assert_eq!(parse(&event["data"]["closed_at"]), parse(&json!(to)));
+    assert!(parse(&event["at"]) >= parse(&json!(to)));
+    // It still streams: a write made now reaches the target.
+    let _: () = redis::cmd("SET")
+        .arg("after")
+        .arg("1")
+        .query(&mut source.conn())
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while target.cli(&["GET", "after"]).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let problem = assert_problem(app.action(&id, "cutover").await, 409).await;
+    assert!(problem["detail"].as_str().unwrap().contains("outside"));
+    assert_eq!(app.action(&id, "cancel").await.status(), 202);
+    app.wait_for(&id, WAIT, |v| v["state"] == "cancelled").await;
+    let kinds: Vec<String> = events(&app, &id)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "CutoverWindowMissed").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"CutoverStarted".to_string()), "{kinds:?}");
+}
