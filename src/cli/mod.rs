@@ -294,6 +294,7 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 max_ops_per_sec: args.max_ops_per_sec,
                 max_bytes_per_sec: args.max_bytes_per_sec,
             },
+            set_keyspace_notifications: false,
         },
         schedule: crate::spec::Schedule::default(),
     })

@@ -119,7 +119,10 @@ impl EngineError {
         match e {
             LinkError::Connect { .. } => EngineError::SourceUnreachable(e.to_string()),
             LinkError::Auth { .. } => EngineError::AuthFailed(e.to_string()),
-            LinkError::Refused { .. } => EngineError::ReplicationRefused(e.to_string()),
+            LinkError::Refused { .. } => EngineError::ReplicationRefused(format!(
+                "{e}; or read it without replication: `source.read: \"scan\"` (SCAN + DUMP, \
+                 keyspace notifications; weaker, see validation's source.read)"
+            )),
             other => EngineError::SourceLinkLost(other.to_string()),
         }
     }

@@ -65,6 +65,7 @@ mod relay_observe;
 mod relay_session;
 mod relay_target;
 pub mod resume;
+mod scan;
 mod servers;
 mod snapshot;
 mod stream;
@@ -80,6 +81,7 @@ pub use error::EngineError;
 pub use from_file::run_from_file;
 pub use inventory::TargetBefore;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
+pub use scan::ScanTuning;
 pub use writer::WriterConfig;
 
 use ask_source::snapshot_request;
@@ -98,7 +100,7 @@ pub use crate::model::PriorTransfer;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::relay::RelayHub;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
-use crate::spec::{MigrationSpec, Mode, OnConflict, TransferKind, Verify};
+use crate::spec::{MigrationSpec, Mode, OnConflict, SourceRead, TransferKind, Verify};
 use crate::transport::Peer;
 
 /// Everything the engine needs to run one migration.
@@ -117,6 +119,9 @@ pub struct EngineJob {
     pub before: TargetBefore,
     /// The target's lease this migration holds, put back at once when a flush removes it.
     pub lease: Option<LeaseToken>,
+    /// `source.read: scan`: the source's `notify-keyspace-events` an earlier run of this job
+    /// recorded before setting it (and did not put back): this run puts it back at its end.
+    pub notifications_before: Option<String>,
 }
 
 impl EngineJob {
@@ -130,6 +135,7 @@ impl EngineJob {
             before: TargetBefore::Unknown,
             lease: None,
             transfer: None,
+            notifications_before: None,
         }
     }
 }
@@ -193,6 +199,8 @@ pub struct Tuning {
     pub max_whole_value_bytes: u64,
     /// The HA guard's knobs (see [`ha_guard`]).
     pub ha_guard: ha_guard::GuardSettings,
+    /// The scan reader (`source.read: scan`).
+    pub scan: ScanTuning,
 }
 
 impl Tuning {
@@ -233,6 +241,7 @@ impl Default for Tuning {
             relay_connect_timeout: Duration::from_secs(15),
             max_whole_value_bytes: 512 * 1024 * 1024,
             ha_guard: ha_guard::GuardSettings::default(),
+            scan: ScanTuning::default(),
         }
     }
 }
@@ -265,6 +274,8 @@ pub async fn run_with(
     let source = Peer::new(source_endpoint).map_err(|e| EngineError::source(e.into()))?;
     let target = Peer::new(&job.spec.target).map_err(|e| EngineError::target(e.into()))?;
     let target_for_cleanup = target.clone();
+    let source_for_cleanup = source.clone();
+    let notify_restore = scan::NotifySlot::default();
     let cancel = controls.cancel.clone();
     let release_slot = Arc::new(Mutex::new(None));
     let reporter = Reporter {
@@ -285,6 +296,7 @@ pub async fn run_with(
         paused: Mutex::new(None),
         release_slot: release_slot.clone(),
         import_mode: Arc::default(),
+        notify_restore: notify_restore.clone(),
     };
     let import = migration.import_mode.clone();
     // Whichever way this ends (success, failure, cancel, or this future being dropped), the
@@ -315,6 +327,8 @@ pub async fn run_with(
                 .await;
         }
     }
+    // Keyspace notifications a scan reader turned on are put back as they were.
+    scan::put_back_notifications(&source_for_cleanup, &notify_restore, &reporter).await;
     // An import mode we switched on is switched off again.
     let import = *import.lock().unwrap_or_else(|e| e.into_inner());
     import_mode::end(&target_for_cleanup, import).await;
@@ -384,6 +398,8 @@ struct Run {
     release_slot: Arc<Mutex<Option<relay_target::Release>>>,
     /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
+    /// A scan reader's source setting to put back at the end, for [`run_with`].
+    notify_restore: scan::NotifySlot,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -420,6 +436,19 @@ impl Run {
             "migration starting"
         );
 
+        if spec.source.read() == SourceRead::Scan {
+            // The scan reader writes through the same throttle; the guard watches the source's
+            // replicas for it too (it has no replica link of its own, so no buffer to watch).
+            let _guard = self.start_guard();
+            return scan::ScanReader {
+                run: &self,
+                source: &mut source,
+                target: &mut target,
+                servers: &servers,
+            }
+            .run()
+            .await;
+        }
         if self
             .choose_transfer(&mut source, &mut target, &servers)
             .await?

@@ -187,7 +187,7 @@ impl Jobs {
         }
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        if let Source::Server(endpoint) = &mut spec.source {
+        if let Source::Server(endpoint, _) = &mut spec.source {
             endpoint.url = creds.source.clone();
         }
         spec.target.url = creds.target.clone();
@@ -198,15 +198,18 @@ impl Jobs {
         let mut source_moved = false;
         let mut source_resent = false;
         match patch.source {
-            Some(Source::Server(endpoint)) => {
+            Some(Source::Server(endpoint, read)) => {
                 source_moved =
                     stored_source.is_none_or(|stored| !same_place(&endpoint.url, stored));
                 source_resent = !is_redacted(&endpoint.url);
                 let url = keep_password(endpoint.url, &creds.source, "source.url")?;
-                spec.source = Source::Server(Endpoint {
-                    url,
-                    tls: endpoint.tls,
-                });
+                spec.source = Source::Server(
+                    Endpoint {
+                        url,
+                        tls: endpoint.tls,
+                    },
+                    read,
+                );
             }
             Some(file) => {
                 source_moved = true;
@@ -472,7 +475,7 @@ impl Jobs {
     pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.migration(id)?.spec();
         let creds = self.credentials(id).await?;
-        if let Source::Server(endpoint) = &mut spec.source {
+        if let Source::Server(endpoint, _) = &mut spec.source {
             endpoint.url = creds.source;
         }
         spec.target.url = creds.target;

@@ -497,12 +497,43 @@ pub enum EventKind {
     CutoverForced {
         window: crate::spec::CutoverWindow,
     },
+    // --- source.read: scan (issue #19) ---
+    /// The source is read by `SCAN` (`source.read: scan`), not replicated: the snapshot events
+    /// that follow count keys, not RDB bytes; changes are followed through keyspace
+    /// notifications (`notify` is the source's `notify-keyspace-events` in use).
+    ScanStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys_total: Option<u64>,
+        notify: String,
+    },
+    /// Ferry turned the source's keyspace notifications on (`options.set_keyspace_notifications`):
+    /// `previous` is put back when the migration ends (`KeyspaceNotificationsRestored`).
+    KeyspaceNotificationsSet {
+        previous: String,
+        set: String,
+    },
+    /// The source's `notify-keyspace-events` is back to what it was before the migration.
+    KeyspaceNotificationsRestored {
+        value: String,
+    },
+    /// A scan reader copies every key again: its notifications may have missed a change (the
+    /// subscriber connection was lost, or more keys changed than it keeps track of).
+    ScanRedone {
+        reason: String,
+    },
+    /// Catch-up of a scan reader (about one a second): keys known changed and not yet copied
+    /// again (`dirty_keys`: its lag), and what it copied again or deleted so far.
+    ScanCheckpoint {
+        dirty_keys: u64,
+        keys_recopied: u64,
+        keys_deleted: u64,
+    },
 }
 
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 45] = [
+    pub const TYPE_NAMES: [&'static str; 50] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -548,6 +579,11 @@ impl EventKind {
         "CutoverDeferred",
         "CutoverWindowMissed",
         "CutoverForced",
+        "ScanStarted",
+        "KeyspaceNotificationsSet",
+        "KeyspaceNotificationsRestored",
+        "ScanRedone",
+        "ScanCheckpoint",
     ];
 
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
@@ -598,6 +634,11 @@ impl EventKind {
             EventKind::CutoverDeferred { .. } => "CutoverDeferred",
             EventKind::CutoverWindowMissed { .. } => "CutoverWindowMissed",
             EventKind::CutoverForced { .. } => "CutoverForced",
+            EventKind::ScanStarted { .. } => "ScanStarted",
+            EventKind::KeyspaceNotificationsSet { .. } => "KeyspaceNotificationsSet",
+            EventKind::KeyspaceNotificationsRestored { .. } => "KeyspaceNotificationsRestored",
+            EventKind::ScanRedone { .. } => "ScanRedone",
+            EventKind::ScanCheckpoint { .. } => "ScanCheckpoint",
         }
     }
 }

@@ -188,7 +188,10 @@ impl Supervisor {
         let target = Peer::new(&spec.target).ok();
         // A restarted job keeps the transfer its first run chose (a relay's target is a replica
         // of Ferry: it must be served again, or released).
-        let transfer = jobs.migration(id).ok().and_then(|m| m.transfer);
+        let (transfer, notifications_before) = match jobs.migration(id) {
+            Ok(m) => (m.transfer, m.keyspace_notifications_before),
+            Err(_) => (None, None),
+        };
         let job = EngineJob {
             migration_id: id,
             spec,
@@ -196,6 +199,7 @@ impl Supervisor {
             transfer,
             before,
             lease: Some(keeper.token().clone()),
+            notifications_before,
         };
         let outcome = self.run_engine(jobs, id, job, &running, &keeper).await?;
         let lease_lost = matches!(outcome, Err(EngineError::LeaseLost(_)));

@@ -155,8 +155,24 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Ferry connects as a replica (REPLCONF, PSYNC). Managed services often rename or forbid PSYNC, \
              and an ACL user needs +psync and +replconf.",
             "Ask the operator to enable PSYNC/REPLCONF for Ferry's user (`ACL SETUSER <user> +psync +replconf`, \
-             or remove `rename-command PSYNC`). Alternatives: migrate from a replica you run yourself, or export \
-             an RDB file and import it (POST /v1/backups/upload).",
+             or remove `rename-command PSYNC`). Alternatives: `source.read: \"scan\"` (copies by SCAN, weaker: \
+             see source.read), migrate from a replica you run yourself, or export an RDB file and import it \
+             (POST /v1/backups/upload).",
+        ),
+        item(
+            "source.read",
+            "How the source is read, and what `source.read: scan` gives up",
+            "`replication` (the default) reads one consistent snapshot and then every write in order, applied \
+             exactly once. `scan` serves sources that refuse SYNC/PSYNC: SCAN + DUMP + PTTL, big keys in \
+             chunks, then every key a keyspace notification names is copied again. It keeps no order across \
+             keys, does not carry transactions atomically, follows changes only through notifications (a lost \
+             subscriber connection means copying every key again; FLUSHDB/FLUSHALL/SWAPDB are not followed), \
+             and always verifies every key at cutover. It needs `notify-keyspace-events` with `E` and `A`, and \
+             SCAN, DUMP, PTTL and PSUBSCRIBE (`&__keyevent@*__:*`) for Ferry's user.",
+            "Run `CONFIG SET notify-keyspace-events <value>` on the source with the value the check names, or \
+             set `options.set_keyspace_notifications: true` (Ferry sets it and puts the old value back when \
+             the migration ends). Grant `+psubscribe &__keyevent@*__:*` (and `+config|set` if Ferry sets \
+             the notifications) on top of the source line of this guide.",
         ),
         item(
             "source.permissions",

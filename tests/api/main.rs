@@ -14,6 +14,7 @@ mod relay;
 mod roles;
 mod running;
 mod safety;
+mod scan;
 mod schedule;
 mod security;
 mod spec;

@@ -59,5 +59,6 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         transfer: ferry::spec::Transfer::Restore,
         drop_field_ttls: false,
         limits: Default::default(),
+        set_keyspace_notifications: false,
     }
 }

@@ -14,5 +14,6 @@ mod failures;
 mod limits;
 mod live;
 mod relay;
+mod scan;
 mod snapshot;
 mod valkey;

@@ -14,6 +14,7 @@ mod common;
 mod connect;
 mod faults;
 mod helpers;
+mod scan;
 mod source;
 mod target;
 mod tls;

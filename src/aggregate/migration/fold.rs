@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 mod limited;
 mod progress;
+mod scan;
 
 pub use progress::Progress;
 use progress::Rates;
@@ -73,7 +74,8 @@ pub struct LeaseView {
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
         "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
-        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null, "throttled_by": null},
+        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null,
+        "throttled_by": null, "lag_keys": null},
     "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
     "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
     "started_at": null, "finished_at": null}))]
@@ -153,6 +155,9 @@ pub struct Migration {
     /// The keys the target held before the first write (`TargetInventoried`); `Some(0)`: it
     /// was empty, so its restore point is "empty".
     pub target_keys_before: Option<u64>,
+    /// `source.read: scan`: the source's `notify-keyspace-events` before Ferry set it, while not
+    /// yet put back; a restarted engine puts this value back at its end.
+    pub keyspace_notifications_before: Option<String>,
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
@@ -245,6 +250,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         verification: None,
         transfer: None,
         target_keys_before: None,
+        keyspace_notifications_before: None,
         snapshot_started_at: None,
         rates: Rates::default(),
         last_progress: None,
@@ -332,6 +338,11 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
         EventKind::SourcePauseLapsed { .. } => {}
+        EventKind::ScanStarted { .. }
+        | EventKind::KeyspaceNotificationsSet { .. }
+        | EventKind::KeyspaceNotificationsRestored { .. }
+        | EventKind::ScanRedone { .. }
+        | EventKind::ScanCheckpoint { .. } => scan::fold(m, &event.kind),
         EventKind::BackupCompleted { backup_id, .. } => {
             v.phase = Some(Phase::Snapshot);
             v.phase_detail = Some(format!(

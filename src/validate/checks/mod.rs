@@ -16,6 +16,7 @@ mod connect;
 mod permissions;
 mod relay;
 mod replication;
+mod source_read;
 mod target;
 mod tls;
 
@@ -112,6 +113,10 @@ pub const ALL: &[Check] = &[
     Check {
         id: "source.replication",
         run: replication::source_replication,
+    },
+    Check {
+        id: "source.read",
+        run: source_read::source_read,
     },
     Check {
         id: "source.permissions",
