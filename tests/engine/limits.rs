@@ -457,3 +457,34 @@ async fn ferrys_buffer_near_its_limit_makes_the_guard_warn_with_the_fix() {
         "{result:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scan_reader_obeys_the_limit_too() {
+    let source = populated(6000, 16);
+    source.cli(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+    let target = RedisServer::start("7.2");
+    let mut opts = options(OnConflict::Fail, Verify::None);
+    opts.limits.max_ops_per_sec = Some(2000);
+    let mut spec = spec(&source, &target, Mode::Snapshot, opts);
+    let endpoint = spec.source.endpoint().unwrap().clone();
+    spec.source = ferry::spec::Source::Server(endpoint, ferry::spec::SourceRead::Scan);
+    let run = start(spec, quick());
+    let (result, events) = run.finish().await;
+    result.unwrap_or_else(|e| panic!("{e}; events: {:?}", names(&events)));
+    let (keys, ms) = events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::SnapshotCompleted {
+                keys_written,
+                duration_ms,
+                ..
+            } => Some((*keys_written, *duration_ms)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(keys, 6000);
+    let rate = keys as f64 * 1000.0 / ms as f64;
+    eprintln!("scan reader at 2000/s: {keys} keys in {ms} ms = {rate:.0}/s");
+    assert!((1800.0..=2200.0).contains(&rate), "{rate:.0}/s");
+    assert_same(&source, &target, 1);
+}
