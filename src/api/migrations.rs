@@ -242,10 +242,12 @@ pub async fn get(
     Ok(web::Json(jobs.get(*id)?))
 }
 
-/// Change a migration before it starts.
+/// Change a migration before it starts, or the rate limits of a running one.
 ///
 /// Only the fields given change. Any change sends the migration back to `configured`, so it must
-/// be validated again. A URL sent back with `***` as its password keeps the stored password, for
+/// be validated again. While the migration runs, only `{"options": {"limits": {…}}}` is accepted
+/// (the limits are replaced whole, recorded as `LimitsChanged`, and applied at once); anything
+/// else is 409. A URL sent back with `***` as its password keeps the stored password, for
 /// the same server only. Stored passwords never follow a new pairing: moving the source or the
 /// target to another server needs the other end's password in the same PATCH (409 naming it).
 #[utoipa::path(
@@ -257,7 +259,7 @@ pub async fn get(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The migration has started (`allowed_actions` says what it allows), or the PATCH moves one end to another server without the other end's password (`field` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The migration has started and the PATCH changes more than `options.limits` (`allowed_actions` says what it allows), a running relay was given limits, or the PATCH moves one end to another server without the other end's password (`field` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
     ),
