@@ -349,13 +349,17 @@ impl From<Source> for SourceBody {
 }
 
 /// `snapshot` copies the data once and completes; `live` keeps applying the source's writes until
-/// cutover.
+/// cutover; `dry_run` rehearses a migration: it reads everything and writes nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
     Snapshot,
     Live,
+    /// Reads the source's whole snapshot and writes nothing to the target (but a short write
+    /// probe, removed at once): a report of what the migration would meet. No lease, no restore
+    /// point.
+    DryRun,
 }
 
 /// What to do with a key that already exists on the target.
@@ -457,6 +461,27 @@ pub struct Options {
     /// every path (success, failure, cancel; a restarted job puts it back at its end). Off by
     /// default: validation then fails until the source has them, naming the `CONFIG SET`.
     pub set_keyspace_notifications: bool,
+    // ---- dry run and ACL users (issue #19) ----
+    /// Dry run only: measure the target's write speed with a short probe (2,000 RESTOREs into
+    /// keys under `ferry:probe:<migration id>:`, deleted at once). Off: not one write reaches
+    /// the target, and the ETA rests on the read speed alone.
+    pub write_probe: bool,
+    /// The source's ACL users: `ignore` (validation warns about users the target lacks), `copy`
+    /// (re-create them on the target before the first write, refusing users that exist there
+    /// with other rules) or `replace` (copy, and overwrite those). `default` and the user Ferry
+    /// authenticates as on the target are never changed; Ferry's user on the source is not
+    /// copied.
+    pub acl: AclMode,
+}
+
+/// What to do with the source's ACL users (see [`Options::acl`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AclMode {
+    #[default]
+    Ignore,
+    Copy,
+    Replace,
 }
 
 impl Default for Options {
@@ -472,6 +497,8 @@ impl Default for Options {
             drop_field_ttls: false,
             limits: Limits::default(),
             set_keyspace_notifications: false,
+            write_probe: true,
+            acl: AclMode::Ignore,
         }
     }
 }

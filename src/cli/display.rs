@@ -156,11 +156,37 @@ fn milestone(kind: &EventKind) -> Option<String> {
         }
         EventKind::LinkLost { link, cause } => format!("{link:?} link lost: {cause}"),
         EventKind::LinkResumed { link, kind, .. } => format!("{link:?} link resumed ({kind:?})"),
+        EventKind::DryRunCompleted { report } => super::dry_run::render(report),
+        EventKind::AclDiffed { report } => {
+            use crate::model::acl::AclUserStatus::*;
+            format!(
+                "ACL users: {} missing on the target, {} equal, {} different, {} skipped",
+                report.count(Missing),
+                report.count(Equal),
+                report.count(Different),
+                report.count(Skipped)
+            )
+        }
+        EventKind::AclCopied {
+            created, replaced, ..
+        } => format!(
+            "ACL users copied: created {}; replaced {}",
+            list_or_none(created),
+            list_or_none(replaced)
+        ),
         // The outcome is said once, at the end.
         EventKind::MigrationFailed { .. } => "failed".into(),
         EventKind::MigrationCancelled { .. } => "cancelled".into(),
         other => other.type_name().to_string(),
     })
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Phase, %, bytes, keys, ETA and lag, as far as they are known.

@@ -55,6 +55,9 @@ pub enum EngineError {
     Rdb(String),
     #[error("cannot migrate this to the target: {0}")]
     Unsupported(String),
+    /// `acl: copy` met a target user with other rules, or the target refused a user's rules.
+    #[error("ACL users: {0}")]
+    AclRefused(String),
     #[error("verification found differences: {0}")]
     VerificationFailed(String),
     #[error("cutover: the target did not catch up with the source within {secs}s (applied {applied}, source {source_offset})")]
@@ -103,6 +106,7 @@ impl EngineError {
             EngineError::StreamApplyFailed { .. } => "stream_apply_failed",
             EngineError::Rdb(_) => "rdb_unreadable",
             EngineError::Unsupported(_) => "unsupported",
+            EngineError::AclRefused(_) => "acl_refused",
             EngineError::VerificationFailed(_) => "verification_failed",
             EngineError::CutoverTimeout { .. } => "cutover_timeout",
             EngineError::EventsClosed => "events_closed",

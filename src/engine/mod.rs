@@ -47,10 +47,15 @@
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
 //! `LinkResumed` instead of the snapshot events. Cutover removes the offset key after the
-//! verification, which leaves it out.
+//! verification, which leaves it out. With `options.acl` `copy` or `replace`, `AclDiffed` and
+//! `AclCopied` come first (see `acl`). A dry run (`mode: dry_run`, see `dry_run`) emits
+//! `SnapshotRequested`, `SnapshotStarted`, `SnapshotProgress`* and `DryRunCompleted`, and writes
+//! nothing.
 
+mod acl;
 mod adapt;
 mod ask_source;
+mod dry_run;
 mod error;
 mod from_file;
 pub mod ha_guard;
@@ -298,6 +303,9 @@ pub async fn run_with(
         import_mode: Arc::default(),
         notify_restore: notify_restore.clone(),
     };
+    if migration.job.spec.mode == Mode::DryRun {
+        return migration.dry_run(cancel).await;
+    }
     let import = migration.import_mode.clone();
     // Whichever way this ends (success, failure, cancel, or this future being dropped), the
     // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
@@ -428,6 +436,8 @@ impl Run {
             .map_err(EngineError::target)?;
         servers.source_version = source_version.to_string();
         servers.source_keys = relay_target::total_keys(&mut source).await.ok();
+        // Before the first write, so that the target's clients can log in once it holds data.
+        self.carry_over_acl(&mut source, &mut target).await?;
         servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
         *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(

@@ -497,6 +497,22 @@ pub enum EventKind {
     CutoverForced {
         window: crate::spec::CutoverWindow,
     },
+    // ---- dry run and ACL users (issue #19) ----
+    /// A dry run read the whole snapshot: what the migration would meet (boxed: it is large).
+    DryRunCompleted {
+        report: Box<super::dry_run::DryRunReport>,
+    },
+    /// Before the first write (`options.acl: copy | replace`): the source's ACL users against
+    /// the target's, passwords redacted.
+    AclDiffed {
+        report: Box<super::acl::AclDiffReport>,
+    },
+    /// The users created and replaced on the target, and those left alone (with why).
+    AclCopied {
+        created: Vec<String>,
+        replaced: Vec<String>,
+        skipped: Vec<String>,
+    },
     // --- source.read: scan (issue #19) ---
     /// The source is read by `SCAN` (`source.read: scan`), not replicated: the snapshot events
     /// that follow count keys, not RDB bytes; changes are followed through keyspace
@@ -533,7 +549,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 50] = [
+    pub const TYPE_NAMES: [&'static str; 53] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -579,6 +595,9 @@ impl EventKind {
         "CutoverDeferred",
         "CutoverWindowMissed",
         "CutoverForced",
+        "DryRunCompleted",
+        "AclDiffed",
+        "AclCopied",
         "ScanStarted",
         "KeyspaceNotificationsSet",
         "KeyspaceNotificationsRestored",
@@ -634,6 +653,9 @@ impl EventKind {
             EventKind::CutoverDeferred { .. } => "CutoverDeferred",
             EventKind::CutoverWindowMissed { .. } => "CutoverWindowMissed",
             EventKind::CutoverForced { .. } => "CutoverForced",
+            EventKind::DryRunCompleted { .. } => "DryRunCompleted",
+            EventKind::AclDiffed { .. } => "AclDiffed",
+            EventKind::AclCopied { .. } => "AclCopied",
             EventKind::ScanStarted { .. } => "ScanStarted",
             EventKind::KeyspaceNotificationsSet { .. } => "KeyspaceNotificationsSet",
             EventKind::KeyspaceNotificationsRestored { .. } => "KeyspaceNotificationsRestored",
@@ -748,6 +770,11 @@ mod tests {
             })
             .map(|v| v.split('`').next().unwrap_or_default().to_string())
             .collect()
+    }
+
+    #[test]
+    fn events_stay_small_with_large_payloads_boxed() {
+        assert!(std::mem::size_of::<EventKind>() <= 256);
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct ServerFacts {
     /// The target's lease (`ferry:lease`, db 0): who writes there now (`None` inside: nobody).
     /// Read on the target only.
     pub lease: Option<Result<Option<LeaseHolder>, CallError>>,
+    /// `ACL LIST`, one line per user (passwords as hashes: never shown, only compared; see
+    /// [`crate::model::acl`]). `None` when the server was unreachable.
+    pub acl_users: Option<Result<Vec<String>, CallError>>,
 }
 
 /// What sampling hashes for field TTLs found.
@@ -117,6 +120,7 @@ impl ServerFacts {
             field_ttl_sample: None,
             function_libraries: None,
             lease: None,
+            acl_users: None,
         }
     }
 
@@ -209,6 +213,12 @@ impl ServerFacts {
         } else {
             Some(sample_field_ttls(&admin, &dbs_to_sample, url.db.unwrap_or(0)).await)
         };
+        let acl_users = Some(
+            admin
+                .call("ACL LIST", &words(&["ACL", "LIST"]))
+                .await
+                .and_then(|f| strings("ACL LIST", f)),
+        );
         // Last: it selects db 0 on the shared connection.
         let lease = if side == Side::Target {
             Some(read_lease(&admin).await)
@@ -238,6 +248,7 @@ impl ServerFacts {
             field_ttl_sample,
             function_libraries,
             lease,
+            acl_users,
         }
     }
 }

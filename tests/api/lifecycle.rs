@@ -65,7 +65,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
             "pause_source_writes_on_cutover": true, "pause_during_verification": false,
             "auto_cutover": false, "drop_field_ttls": false, "transfer": "auto",
             "limits": {"max_ops_per_sec": null, "max_bytes_per_sec": null},
-            "set_keyspace_notifications": false})
+            "set_keyspace_notifications": false, "write_probe": true, "acl": "ignore"})
     );
     assert_eq!(
         view["schedule"],

@@ -6,6 +6,7 @@ mod common;
 mod helpers;
 
 mod cli;
+mod dry_run;
 mod inputs;
 mod lifecycle;
 mod limits;

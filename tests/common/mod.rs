@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod data;
+pub mod dry_run;
 pub mod engine;
 pub mod ferry;
 pub mod redis;

@@ -60,5 +60,6 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         drop_field_ttls: false,
         limits: Default::default(),
         set_keyspace_notifications: false,
+        ..Options::default()
     }
 }

@@ -7,9 +7,11 @@ mod common;
 #[allow(dead_code)]
 mod helpers;
 
+mod acl;
 mod cancel;
 mod conflict;
 mod cutover;
+mod dry_run;
 mod failures;
 mod limits;
 mod live;

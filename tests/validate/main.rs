@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acl;
 mod connect;
 mod faults;
 mod helpers;

@@ -124,6 +124,14 @@ pub struct MigrationView {
     /// Ferry instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseView>,
+    // ---- dry run and ACL users (issue #19) ----
+    /// The report of a dry run (`mode: dry_run`), once it has read the whole snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run_report: Option<Box<crate::model::dry_run::DryRunReport>>,
+    /// The source's ACL users against the target's (`options.acl: copy | replace`), passwords
+    /// redacted, as the migration found them before its first write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl_users: Option<Box<crate::model::acl::AclDiffReport>>,
     /// What the migration accepts now (`POST /v1/migrations/{id}/<action>`; `update` is PATCH).
     pub allowed_actions: Vec<Action>,
     #[schema(value_type = String, format = DateTime)]
@@ -236,6 +244,8 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         rolled_back: None,
         rollback: None,
         lease: None,
+        dry_run_report: None,
+        acl_users: None,
         allowed_actions: Vec::new(),
         created_at: event.at,
         updated_at: event.at,
@@ -299,7 +309,16 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::MigrationStarted {} => {
             v.state = State::Migrating;
             v.started_at = Some(event.at);
-            (v.phase, v.phase_detail) = if v.options.backup {
+            v.dry_run_report = None;
+            (v.phase, v.phase_detail) = if v.mode == Mode::DryRun {
+                (
+                    Some(Phase::Snapshot),
+                    Some(
+                        "dry run: connecting to the source (nothing is written to the target)"
+                            .into(),
+                    ),
+                )
+            } else if v.options.backup {
                 (
                     Some(Phase::Backup),
                     Some(
@@ -338,6 +357,17 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
         EventKind::SourcePauseLapsed { .. } => {}
+        EventKind::DryRunCompleted { report } => {
+            v.phase_detail = Some("dry run: snapshot read; report ready".into());
+            let p = &mut v.progress;
+            p.rdb_bytes_read = Some(report.rdb_bytes);
+            p.rdb_bytes_total = Some(report.rdb_bytes);
+            p.keys_total = Some(report.keys + report.keys_expired + report.keys_empty);
+            p.estimated = false;
+            v.dry_run_report = Some(report.clone());
+        }
+        EventKind::AclDiffed { report } => v.acl_users = Some(report.clone()),
+        EventKind::AclCopied { .. } => {}
         EventKind::ScanStarted { .. }
         | EventKind::KeyspaceNotificationsSet { .. }
         | EventKind::KeyspaceNotificationsRestored { .. }
@@ -473,6 +503,7 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 (Mode::Live, _) => Phase::Streaming,
                 (Mode::Snapshot, Verify::None) => Phase::Snapshot,
                 (Mode::Snapshot, _) => Phase::Verifying,
+                (Mode::DryRun, _) => Phase::Snapshot,
             });
             v.phase_detail = Some(match v.phase {
                 Some(Phase::Verifying) => format!(

@@ -9,6 +9,7 @@
 //!
 //! [`ALL`] is the registry of check ids, in report order; the guide has one item per entry.
 
+mod acl;
 mod capacity;
 mod compat;
 mod config_diff;
@@ -209,6 +210,10 @@ pub const ALL: &[Check] = &[
     Check {
         id: "relay.tls",
         run: relay::tls,
+    },
+    Check {
+        id: "acl.users",
+        run: acl::users,
     },
 ];
 
