@@ -235,10 +235,6 @@ impl Throttle {
         );
     }
 
-    pub fn guard(&self) -> Option<u64> {
-        self.lock().guard_ops
-    }
-
     /// Whether any limit applies.
     pub fn active(&self) -> bool {
         self.limited.load(Ordering::Relaxed)
