@@ -470,6 +470,10 @@ pub struct Options {
     /// Off: the migration stops before such a command.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub flush_passthrough: bool,
+    // ---- #19: rate limits (see `Limits`) ----
+    /// Caps on the writes to the target (`null` = unlimited). The only option that may change
+    /// while the migration runs (`PATCH` with `{"options": {"limits": …}}`).
+    pub limits: Limits,
     // --- source.read: scan (issue #19) ---
     /// With `source.read: scan`: let Ferry turn on the keyspace notifications it needs on the
     /// source (`CONFIG SET notify-keyspace-events`, adding `E` and `A` to what is set). The value
@@ -515,6 +519,7 @@ impl Default for Options {
             db_map: DbMap::new(),
             rename: Vec::new(),
             flush_passthrough: false,
+            limits: Limits::default(),
             set_keyspace_notifications: false,
             write_probe: true,
             acl: AclMode::Ignore,
@@ -581,6 +586,11 @@ pub struct MigrationSpec {
     pub mode: Mode,
     #[serde(default)]
     pub options: Options,
+    /// When to start and when the cutover may happen; absent = start when asked, cut over any
+    /// time.
+    #[serde(default, skip_serializing_if = "Schedule::is_empty")]
+    #[schema(default = json!({"start_at": null, "cutover_window": null}))]
+    pub schedule: Schedule,
 }
 
 impl MigrationSpec {
@@ -637,6 +647,9 @@ impl MigrationSpec {
 pub const SHAPED_RELAY: &str =
     "a filter, db_map or rename needs transfer `restore` (or `auto`, which then chooses it): the \
      relay copies the whole server byte for byte and cannot leave keys out or rename them";
+// ---- #19: rate limits and maintenance windows (in `spec/shaping.rs`) ----
+mod shaping;
+pub use shaping::{CutoverWindow, Limits, Schedule, SpecError};
 
 #[cfg(test)]
 mod tests {

@@ -82,6 +82,7 @@ pub async fn load_rdb_file(
     lease: Option<&LeaseToken>,
     events: EventSender,
     tuning: Tuning,
+    throttle: Option<std::sync::Arc<super::rate::Throttle>>,
 ) -> Result<LoadSummary, EngineError> {
     let everything = Shape::default();
     load_shaped(
@@ -91,6 +92,7 @@ pub async fn load_rdb_file(
         lease,
         events,
         tuning,
+        throttle,
         &everything,
     )
     .await
@@ -105,6 +107,7 @@ pub(super) async fn load_shaped(
     lease: Option<&LeaseToken>,
     events: EventSender,
     tuning: Tuning,
+    throttle: Option<std::sync::Arc<super::rate::Throttle>>,
     shape: &Shape,
 ) -> Result<LoadSummary, EngineError> {
     let total = file.metadata().await.ok().map(|m| m.len());
@@ -114,6 +117,10 @@ pub(super) async fn load_shaped(
         .map_err(EngineError::target)?;
     let writer_conn = Conn::connect(target).await.map_err(EngineError::target)?;
     let mut writer = Writer::new(writer_conn, tuning.writer, on_conflict, 0);
+    if let Some(throttle) = throttle {
+        // A migration from a file obeys its limits; a restore (a rollback) runs at full speed.
+        writer.set_throttle(throttle);
+    }
     let mut input = FileInput {
         file,
         read: 0,

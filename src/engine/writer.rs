@@ -130,6 +130,8 @@ struct Wrap {
     commands: usize,
     /// The offset reached by the last whole command or transaction inside.
     offset: Option<i64>,
+    /// The last command in it completed a command or transaction (the wrap may close here).
+    whole: bool,
 }
 
 /// Commands per [`StreamBatch`].
@@ -179,6 +181,10 @@ pub struct Writer {
     /// The source's db when a db map makes it differ from the connection's (see
     /// [`Writer::note_stream_db`]).
     stream_db: Option<u32>,
+    /// The rate limits of the run (`options.limits`, the HA guard), when any may apply.
+    throttle: Option<Arc<super::rate::Throttle>>,
+    /// A command waited for the rate limits since [`Writer::take_paced`] was last asked.
+    paced: bool,
 }
 
 impl Writer {
@@ -218,6 +224,8 @@ impl Writer {
             offset_key: None,
             wrap: None,
             stream_db: None,
+            throttle: None,
+            paced: false,
         }
     }
 
@@ -455,6 +463,7 @@ impl Writer {
     /// `RESTORE key ttl payload [REPLACE] ABSTTL [IDLETIME s | FREQ f]`, with the DUMP payload
     /// (type byte, value bytes, RDB version, CRC64) built straight into the output buffer.
     pub async fn restore(&mut self, r: Restore<'_>) -> Result<(), EngineError> {
+        self.pace(true).await?;
         self.select(r.db).await?;
         let start = self.out.len();
         let hint = if r.idle_secs.is_some() || r.freq.is_some() {
@@ -508,6 +517,7 @@ impl Writer {
             self.out.len() - start
         };
         let key = r.key.clone();
+        self.charge(len);
         self.admit(len, Expect::Restore { db: r.db, key }).await
     }
 
@@ -519,10 +529,12 @@ impl Writer {
         args: &[Bytes],
         last: bool,
     ) -> Result<(), EngineError> {
+        self.pace(true).await?;
         self.select(db).await?;
         let start = self.out.len();
         self.out.command(args);
         let len = self.out.len() - start;
+        self.charge(len);
         let command = args.first().cloned().unwrap_or_default();
         self.admit(
             len,
@@ -544,6 +556,11 @@ impl Writer {
         args: &[Bytes],
         offset: Option<i64>,
     ) -> Result<(), EngineError> {
+        if self.throttle.is_some() {
+            let whole = self.wrap.as_ref().is_none_or(|w| w.whole);
+            self.pace(whole).await?;
+            self.charge(raw.len());
+        }
         let opens = self.offset_key.is_some() && self.wrap.is_none();
         let start = self.out.len();
         if opens {
@@ -573,6 +590,7 @@ impl Writer {
         let mut close = false;
         if let Some(wrap) = &mut self.wrap {
             wrap.commands += 1;
+            wrap.whole = offset.is_some();
             if offset.is_some() {
                 wrap.offset = offset;
                 close = wrap.commands >= WRAP_COMMANDS;
@@ -594,6 +612,7 @@ impl Writer {
         if let Some(wrap) = &mut self.wrap {
             // Between whole commands: the open wrap's key records this offset too.
             wrap.offset = Some(offset);
+            wrap.whole = true;
             return Ok(());
         }
         self.push_batch().await?;
@@ -614,6 +633,8 @@ pub struct Restore<'a> {
     pub freq: Option<u8>,
 }
 
+#[path = "writer_pace.rs"]
+mod pace;
 #[path = "writer_reply.rs"]
 mod reply;
 use reply::ReplyReader;

@@ -14,6 +14,7 @@ mod cutover;
 mod dry_run;
 mod failures;
 mod filters;
+mod limits;
 mod live;
 mod relay;
 mod scan;
