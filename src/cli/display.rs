@@ -174,6 +174,13 @@ fn milestone(kind: &EventKind) -> Option<String> {
             list_or_none(created),
             list_or_none(replaced)
         ),
+        EventKind::KeysFiltered {
+            snapshot_keys,
+            stream_commands,
+        } => format!(
+            "left behind by the filter: {snapshot_keys} snapshot keys, {stream_commands} stream \
+             commands"
+        ),
         // The outcome is said once, at the end.
         EventKind::MigrationFailed { .. } => "failed".into(),
         EventKind::MigrationCancelled { .. } => "cancelled".into(),
