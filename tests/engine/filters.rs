@@ -684,3 +684,40 @@ async fn a_restarted_job_resumes_in_the_mapped_database_and_counts_on() {
     );
     assert!(report(&events).is_clean());
 }
+
+/// Two source databases merged on purpose (`db_map` names both): their keys meet in one target
+/// database, verification compares each against its own source db, and a key both hold is a
+/// conflict like any other (`fail` stops, naming it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_databases_merged_on_purpose_land_together_and_collide_by_the_policy() {
+    let source = source();
+    let target = RedisServer::start("7.2");
+    source.cli(&["SET", "a", "from db 0"]);
+    source.cli(&["-n", "3", "SET", "b", "from db 3"]);
+    let merged = Options {
+        db_map: [(0, 0), (3, 0)].into_iter().collect(),
+        ..options(OnConflict::Fail, Verify::Full)
+    };
+    let run = start(
+        spec(&source, &target, Mode::Snapshot, merged.clone()),
+        quick(),
+    );
+    let (result, events) = run.finish().await;
+    result.unwrap();
+    assert_eq!(get(&target, 0, "a").as_deref(), Some("from db 0"));
+    assert_eq!(get(&target, 0, "b").as_deref(), Some("from db 3"));
+    assert_eq!(target.cli(&["-n", "3", "DBSIZE"]).trim(), "0");
+    let report = report(&events);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.checked, 2);
+
+    let target = RedisServer::start("7.2");
+    source.cli(&["-n", "3", "SET", "a", "also in db 3"]);
+    let (result, _) = start(spec(&source, &target, Mode::Snapshot, merged), quick())
+        .finish()
+        .await;
+    match result {
+        Err(EngineError::BusyKey { db, key }) => assert_eq!((db, key.as_str()), (0, "a")),
+        other => panic!("expected the collision to stop the copy, got {other:?}"),
+    }
+}
