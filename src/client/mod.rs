@@ -9,6 +9,7 @@
 //! two places for secrets to leak from. redis-rs stays a dev-dependency, for tests that fill and
 //! inspect servers independently of the code under test.
 
+pub mod cluster;
 mod conn;
 pub mod info;
 pub mod lease;

@@ -9,6 +9,7 @@
 //! ACL user may lack `MODULE`. The checks that need it then say which command was missing instead of
 //! guessing.
 
+use super::cluster_facts::ClusterFacts;
 use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
 use super::permissions;
@@ -80,6 +81,9 @@ pub struct ServerFacts {
     /// The target's lease (`ferry:lease`, db 0): who writes there now (`None` inside: nobody).
     /// Read on the target only.
     pub lease: Option<Result<Option<LeaseHolder>, CallError>>,
+    /// The slot map and every master's facts, when the server runs in cluster mode
+    /// (`cluster_enabled:1`); `None` for a standalone server.
+    pub cluster: Option<Result<ClusterFacts, CallError>>,
 }
 
 /// What sampling hashes for field TTLs found.
@@ -117,6 +121,7 @@ impl ServerFacts {
             field_ttl_sample: None,
             function_libraries: None,
             lease: None,
+            cluster: None,
         }
     }
 
@@ -209,6 +214,14 @@ impl ServerFacts {
         } else {
             Some(sample_field_ttls(&admin, &dbs_to_sample, url.db.unwrap_or(0)).await)
         };
+        let cluster_enabled = info
+            .as_ref()
+            .is_ok_and(|info| info.get("cluster_enabled") == Some("1"));
+        let cluster = if cluster_enabled {
+            Some(super::cluster_facts::gather(endpoint, &admin, options).await)
+        } else {
+            None
+        };
         // Last: it selects db 0 on the shared connection.
         let lease = if side == Side::Target {
             Some(read_lease(&admin).await)
@@ -238,6 +251,7 @@ impl ServerFacts {
             field_ttl_sample,
             function_libraries,
             lease,
+            cluster,
         }
     }
 }

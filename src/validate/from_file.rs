@@ -151,6 +151,7 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
         field_ttl_sample: None,
         function_libraries: None,
         lease: None,
+        cluster: None,
     }
 }
 

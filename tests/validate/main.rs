@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cluster;
 mod connect;
 mod faults;
 mod helpers;

@@ -1,0 +1,142 @@
+//! Facts about a cluster side: its slot map, as the seed node sees it, and for every master what
+//! the cluster checks need (reachable, its own view of the map, slots it is moving, memory, keys).
+//!
+//! Gathered only when the seed's `INFO` says `cluster_enabled:1`. The masters are asked
+//! concurrently, within what is left of the side's budget, so a cluster of any size keeps
+//! validation inside its time limit.
+
+use futures::future::join_all;
+
+use super::conn::{connect, Admin, ConnectOptions};
+use super::error::CallError;
+use crate::client::cluster::{node_endpoint, slot_map, slot_moves, Discovered};
+use crate::client::Info;
+use crate::cluster::{Node, SlotMove};
+use crate::spec::Endpoint;
+use crate::transport::Peer;
+
+/// What validation knows about a cluster side.
+#[derive(Debug, Clone)]
+pub struct ClusterFacts {
+    /// The seed node's view: the map every other view is compared with.
+    pub seed: Discovered,
+    /// One entry per master of the seed's map, in shard order.
+    pub masters: Vec<MasterFacts>,
+}
+
+/// One master, and what asking it gave.
+#[derive(Debug, Clone)]
+pub struct MasterFacts {
+    pub node: Node,
+    pub slots: u32,
+    /// Why the master could not be asked, as the report should say it.
+    pub state: Result<MasterState, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MasterState {
+    /// `INFO` (default sections: memory, keyspace, replication…).
+    pub info: Info,
+    /// Its own `CLUSTER NODES` line's importing/migrating slots.
+    pub moves: Vec<SlotMove>,
+    /// Whether its slot map gives every slot to the same master as the seed's.
+    pub agrees: bool,
+}
+
+impl ClusterFacts {
+    /// Masters that could not be asked, as `addr: why`.
+    pub fn unreachable(&self) -> Vec<String> {
+        self.masters
+            .iter()
+            .filter_map(|m| {
+                m.state
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("{}: {e}", m.node.addr()))
+            })
+            .collect()
+    }
+}
+
+/// Reads the cluster facts of a side whose seed answered `cluster_enabled:1`.
+pub async fn gather(
+    endpoint: &Endpoint,
+    admin: &Admin,
+    options: &ConnectOptions,
+) -> Result<ClusterFacts, CallError> {
+    let seed = {
+        let limit = admin.remaining();
+        let mut conn = admin.conn().await;
+        match tokio::time::timeout(limit, slot_map(&mut conn)).await {
+            Ok(Ok(seed)) => seed,
+            Ok(Err(e)) => {
+                return Err(CallError::Server {
+                    command: "CLUSTER SHARDS".into(),
+                    detail: crate::client::scrub(&e.to_string(), &endpoint.url),
+                })
+            }
+            Err(_) => {
+                return Err(CallError::Timeout {
+                    command: "CLUSTER SHARDS".into(),
+                    millis: limit.as_millis() as u64,
+                })
+            }
+        }
+    };
+    let budget = admin.budget_left();
+    let per_master = ConnectOptions {
+        budget,
+        ..options.clone()
+    };
+    let asked = seed.map.shards.iter().map(|shard| {
+        let node = shard.master.clone();
+        let slots = shard.slot_count();
+        let endpoint = node_endpoint(endpoint, &node);
+        let options = per_master.clone();
+        let seed_map = &seed.map;
+        async move {
+            let state =
+                match tokio::time::timeout(budget, ask_master(&endpoint, &options, seed_map)).await
+                {
+                    Ok(state) => state,
+                    Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+                };
+            MasterFacts { node, slots, state }
+        }
+    });
+    let masters = join_all(asked).await;
+    Ok(ClusterFacts { seed, masters })
+}
+
+async fn ask_master(
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+    seed_map: &crate::cluster::SlotMap,
+) -> Result<MasterState, String> {
+    let peer = Peer::new(endpoint).map_err(|e| e.to_string())?;
+    let admin = connect(&peer, options).await.map_err(|e| e.to_string())?;
+    let info = admin
+        .call("INFO", &[b"INFO".as_slice()])
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = match info.as_bytes() {
+        Some(text) => Info::parse(&String::from_utf8_lossy(text)),
+        None => return Err(format!("INFO answered {}", info.describe())),
+    };
+    let limit = admin.remaining();
+    let mut conn = admin.conn().await;
+    let asked = async {
+        let view = slot_map(&mut conn).await?;
+        let moves = slot_moves(&mut conn).await?;
+        Ok::<_, crate::client::cluster::DiscoveryError>((view, moves))
+    };
+    let (view, moves) = tokio::time::timeout(limit, asked)
+        .await
+        .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?
+        .map_err(|e| crate::client::scrub(&e.to_string(), &endpoint.url))?;
+    Ok(MasterState {
+        info,
+        moves,
+        agrees: view.map.same_owners(seed_map),
+    })
+}
