@@ -13,6 +13,7 @@ pub mod cluster;
 mod conn;
 pub mod info;
 pub mod lease;
+pub mod routed;
 
 pub use conn::{ClientError, Conn, CALL_TIMEOUT};
 pub use info::{Config, DbStats, Info, OutputLimit};

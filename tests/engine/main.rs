@@ -8,6 +8,7 @@ mod common;
 mod helpers;
 
 mod cancel;
+mod cluster_routing;
 mod conflict;
 mod cutover;
 mod failures;

@@ -1,0 +1,180 @@
+//! The routed cluster client (`client::routed::ClusterConn`) against real clusters: every command
+//! lands on the master of its slot, and a slot migrated under it is followed through `ASK`
+//! (half-way, transactions included) and `MOVED` (done), with nothing written twice or lost.
+
+use ferry::client::routed::ClusterConn;
+use ferry::cluster::{key_slot, SlotTags};
+use ferry::redis_url::RedisUrl;
+use ferry::resp::Frame;
+use ferry::spec::Endpoint;
+
+use crate::common::cluster::RedisCluster;
+
+fn endpoint(url: &str) -> Endpoint {
+    Endpoint {
+        url: RedisUrl::parse(url).unwrap(),
+        tls: None,
+    }
+}
+
+fn ok(frame: &Frame) -> bool {
+    matches!(frame, Frame::Simple(s) if s.as_ref() == b"OK")
+}
+
+#[tokio::test]
+async fn routed_writes_land_on_the_master_of_each_slot() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let mut routed = ClusterConn::connect(&endpoint(&cluster.url()))
+        .await
+        .unwrap();
+    assert_eq!(routed.map().shards.len(), 3);
+    for i in 0..300 {
+        let key = format!("k:{i}");
+        let reply = routed
+            .call_key(key.as_bytes(), &["SET", &key, &format!("v{i}")])
+            .await
+            .unwrap();
+        assert!(ok(&reply), "{reply:?}");
+    }
+    for i in 0..300 {
+        let key = format!("k:{i}");
+        let value: String = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut cluster.node(cluster.master_of(&key)).conn())
+            .unwrap();
+        assert_eq!(value, format!("v{i}"));
+    }
+    let sizes = routed.call_each_master(&["DBSIZE"]).await;
+    let total: i64 = sizes
+        .iter()
+        .map(|(_, r)| r.as_ref().unwrap().as_int().unwrap())
+        .sum();
+    assert_eq!((sizes.len(), total), (3, 300));
+    assert_eq!((routed.asks, routed.refreshes), (0, 0));
+}
+
+fn count_in(node: &crate::common::redis::RedisServer, slot: &str) -> i64 {
+    node.cli(&["CLUSTER", "COUNTKEYSINSLOT", slot])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_and_moved_are_followed_while_a_slot_migrates() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let mut routed = ClusterConn::connect(&endpoint(&cluster.url()))
+        .await
+        .unwrap();
+    let slot = 4242u16;
+    let tag = SlotTags::get().tag(slot).to_string();
+    let key = |name: &str| format!("{{{tag}}}:{name}");
+    assert_eq!(key_slot(key("x").as_bytes()), slot);
+    let from_port = cluster.master_of(&key("x"));
+    let to_port = *cluster
+        .master_ports()
+        .iter()
+        .find(|p| **p != from_port)
+        .unwrap();
+    let (from, to) = (cluster.node(from_port), cluster.node(to_port));
+    let id = |n: &crate::common::redis::RedisServer| n.cli(&["CLUSTER", "MYID"]).trim().to_string();
+    let (from_id, to_id) = (id(from), id(to));
+
+    let set = |name: &str| vec!["SET".to_string(), key(name), name.to_string()];
+    assert!(ok(&routed
+        .call_key(key("old").as_bytes(), &set("old"))
+        .await
+        .unwrap()));
+
+    // Half-way: the slot is migrating on `from`, importing on `to`.
+    let s = slot.to_string();
+    assert_eq!(
+        to.cli(&["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id])
+            .trim(),
+        "OK"
+    );
+    assert_eq!(
+        from.cli(&["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id])
+            .trim(),
+        "OK"
+    );
+    // A key `from` still holds is served there; a new one is asked for on `to`.
+    assert!(ok(&routed
+        .call_key(key("old").as_bytes(), &set("old"))
+        .await
+        .unwrap()));
+    assert_eq!(routed.asks, 0);
+    assert!(ok(&routed
+        .call_key(key("new").as_bytes(), &set("new"))
+        .await
+        .unwrap()));
+    assert_eq!(routed.asks, 1);
+    // A transaction of one slot (a batch and its offset key) writes new keys: the importing node
+    // answers TRYAGAIN until the slot's migration ends, so it waits, whole, and then lands.
+    let offset_key = format!("ferry:offset:{{{tag}}}:m");
+    let batch: Vec<Vec<String>> = vec![
+        vec!["MULTI".into()],
+        set("tx"),
+        vec!["SET".into(), offset_key.clone(), "r:10:0".into()],
+        vec!["EXEC".into()],
+    ];
+    let pending = tokio::spawn(async move {
+        let replies = routed.call_slot_batch(slot, &batch).await;
+        (routed, replies)
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(!pending.is_finished(), "the transaction waits for the slot");
+    assert_eq!(
+        count_in(to, &s) + count_in(from, &s),
+        2,
+        "nothing of it applied yet"
+    );
+
+    // Done: the old key moves, the slot is `to`'s on every master.
+    let migrated = from.cli(&[
+        "MIGRATE",
+        "127.0.0.1",
+        &to_port.to_string(),
+        &key("old"),
+        "0",
+        "5000",
+    ]);
+    assert_eq!(migrated.trim(), "OK");
+    for port in cluster.master_ports() {
+        let node = cluster.node(port);
+        assert_eq!(
+            node.cli(&["CLUSTER", "SETSLOT", &s, "NODE", &to_id]).trim(),
+            "OK"
+        );
+    }
+    let (mut routed, replies) = pending.await.unwrap();
+    let replies = replies.unwrap();
+    match &replies[3] {
+        Frame::Array(done) => assert!(done.len() == 2 && done.iter().all(ok), "{replies:?}"),
+        other => panic!("EXEC answered {other:?}"),
+    }
+    // The stale map met MOVED once the slot was `to`'s, and was read again.
+    assert!(routed.refreshes >= 1);
+    let owner = routed.map().shard_of(slot).unwrap();
+    assert_eq!(routed.map().shards[owner].master.port, to_port);
+    assert!(ok(&routed
+        .call_key(key("after").as_bytes(), &set("after"))
+        .await
+        .unwrap()));
+
+    // Every key of the slot is on `to`, once; none stayed behind.
+    let count = |node: &crate::common::redis::RedisServer| -> i64 {
+        node.cli(&["CLUSTER", "COUNTKEYSINSLOT", &s])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!((count(to), count(from)), (5, 0));
+    let mut conn = to.conn();
+    for name in ["old", "new", "tx", "after"] {
+        let value: String = redis::cmd("GET").arg(key(name)).query(&mut conn).unwrap();
+        assert_eq!(value, name);
+    }
+    let offset: String = redis::cmd("GET").arg(&offset_key).query(&mut conn).unwrap();
+    assert_eq!(offset, "r:10:0");
+}
