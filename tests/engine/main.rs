@@ -8,7 +8,7 @@ mod common;
 mod helpers;
 
 mod cancel;
-mod cluster_routing;
+mod cluster;
 mod conflict;
 mod cutover;
 mod failures;

@@ -67,11 +67,11 @@ pub fn mode(inputs: &Inputs) -> Verdict {
         "source": side_details(source),
         "target": side_details(target),
     });
-    let topology = format!(
-        "{}, {}",
-        describe(Side::Source, source),
-        describe(Side::Target, target)
-    );
+    let source_text = match inputs.spec.source.endpoint() {
+        None => "the source is an RDB file".to_string(),
+        Some(_) => describe(Side::Source, source),
+    };
+    let topology = format!("{source_text}, {}", describe(Side::Target, target));
     let what = match (source.is_some(), target.is_some()) {
         (false, false) => return pass(id, "both servers are standalone", details),
         (true, true) => "each source shard's keys would be routed by slot to the target's masters",

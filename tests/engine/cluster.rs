@@ -1,6 +1,8 @@
-//! The routed cluster client (`client::routed::ClusterConn`) against real clusters: every command
-//! lands on the master of its slot, and a slot migrated under it is followed through `ASK`
-//! (half-way, transactions included) and `MOVED` (done), with nothing written twice or lost.
+//! Redis Cluster in the engine. The routed cluster client (`client::routed::ClusterConn`)
+//! against real clusters: every command lands on the master of its slot, and a slot migrated
+//! under it is followed through `ASK` (half-way, transactions included) and `MOVED` (done), with
+//! nothing written twice or lost. And the engine's own refusal of a cluster on either side,
+//! which this build does not migrate yet, before anything is written or read.
 
 use ferry::client::routed::ClusterConn;
 use ferry::cluster::{key_slot, SlotTags};
@@ -8,7 +10,11 @@ use ferry::redis_url::RedisUrl;
 use ferry::resp::Frame;
 use ferry::spec::Endpoint;
 
+use ferry::spec::{Mode, OnConflict, Verify};
+
 use crate::common::cluster::RedisCluster;
+use crate::common::redis::RedisServer;
+use crate::helpers::*;
 
 fn endpoint(url: &str) -> Endpoint {
     Endpoint {
@@ -177,4 +183,36 @@ async fn ask_and_moved_are_followed_while_a_slot_migrates() {
     }
     let offset: String = redis::cmd("GET").arg(&offset_key).query(&mut conn).unwrap();
     assert_eq!(offset, "r:10:0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_refuses_a_cluster_on_either_side_before_writing() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let standalone = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
+    populate(&standalone, 1);
+    let seed = &cluster.nodes[0];
+    for (source, target, side) in [(&standalone, seed, "target"), (seed, &standalone, "source")] {
+        let run = start(
+            spec(
+                source,
+                target,
+                Mode::Snapshot,
+                options(OnConflict::Fail, Verify::Full),
+            ),
+            quick(),
+        );
+        let (result, events) = run.finish().await;
+        let err = result.expect_err("a cluster is refused");
+        assert_eq!(err.code(), "unsupported", "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("the {side} 127.0.0.1:{}", seed.port))
+                && message.contains("cluster.mode"),
+            "{message}"
+        );
+        assert!(events.is_empty(), "nothing happened before: {events:?}");
+    }
+    // Nothing reached the cluster.
+    let sizes: Vec<String> = cluster.nodes.iter().map(|n| n.cli(&["DBSIZE"])).collect();
+    assert!(sizes.iter().all(|s| s.trim() == "0"), "{sizes:?}");
 }
