@@ -1,6 +1,9 @@
 //! Facts about a cluster side: its slot map, as the seed node sees it, and for every master what
 //! the cluster checks need (reachable, its own view of the map, slots it is moving, memory, keys).
 //!
+//! On a target, the lease (`ferry:lease`) is read on the master serving its slot: one key for the
+//! whole cluster, which every writer of any of its masters takes first, so it covers them all.
+//!
 //! Gathered only when the seed's `INFO` says `cluster_enabled:1`. The masters are asked
 //! concurrently, within what is left of the side's budget, so a cluster of any size keeps
 //! validation inside its time limit.
@@ -8,10 +11,12 @@
 use futures::future::join_all;
 
 use super::conn::{connect, Admin, ConnectOptions};
-use super::error::CallError;
+use super::error::{CallError, Side};
+use super::facts::read_lease;
 use crate::client::cluster::{node_endpoint, slot_map, slot_moves, Discovered};
 use crate::client::Info;
-use crate::cluster::{Node, SlotMove};
+use crate::cluster::{key_slot, Node, SlotMove};
+use crate::model::{LeaseHolder, LEASE_KEY};
 use crate::spec::Endpoint;
 use crate::transport::Peer;
 
@@ -41,9 +46,36 @@ pub struct MasterState {
     pub moves: Vec<SlotMove>,
     /// Whether its slot map gives every slot to the same master as the seed's.
     pub agrees: bool,
+    /// The target's lease, read on the master serving `ferry:lease`'s slot (`None` elsewhere).
+    pub lease: Option<Result<Option<LeaseHolder>, CallError>>,
 }
 
 impl ClusterFacts {
+    /// The lease as the master serving its slot holds it; a failure names that master.
+    pub fn lease(&self) -> Result<Option<LeaseHolder>, CallError> {
+        let slot = key_slot(LEASE_KEY.as_bytes());
+        let owner = self.seed.map.shard_of(slot).map(|i| &self.masters[i]);
+        match owner.map(|m| (m, &m.state)) {
+            Some((
+                _,
+                Ok(MasterState {
+                    lease: Some(lease), ..
+                }),
+            )) => lease.clone(),
+            Some((master, Err(why))) => Err(CallError::Unexpected {
+                command: "GET ferry:lease".into(),
+                detail: format!(
+                    "{} (serving slot {slot}) did not answer: {why}",
+                    master.node.addr()
+                ),
+            }),
+            _ => Err(CallError::Unexpected {
+                command: "GET ferry:lease".into(),
+                detail: format!("no master serves slot {slot}"),
+            }),
+        }
+    }
+
     /// Masters that could not be asked, as `addr: why`.
     pub fn unreachable(&self) -> Vec<String> {
         self.masters
@@ -60,6 +92,7 @@ impl ClusterFacts {
 
 /// Reads the cluster facts of a side whose seed answered `cluster_enabled:1`.
 pub async fn gather(
+    side: Side,
     endpoint: &Endpoint,
     admin: &Admin,
     options: &ConnectOptions,
@@ -88,19 +121,24 @@ pub async fn gather(
         budget,
         ..options.clone()
     };
+    let lease_slot = key_slot(LEASE_KEY.as_bytes());
     let asked = seed.map.shards.iter().map(|shard| {
         let node = shard.master.clone();
+        let holds_lease = side == Side::Target && shard.serves(lease_slot);
         let slots = shard.slot_count();
         let endpoint = node_endpoint(endpoint, &node);
         let options = per_master.clone();
         let seed_map = &seed.map;
         async move {
-            let state =
-                match tokio::time::timeout(budget, ask_master(&endpoint, &options, seed_map)).await
-                {
-                    Ok(state) => state,
-                    Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
-                };
+            let state = match tokio::time::timeout(
+                budget,
+                ask_master(&endpoint, &options, seed_map, holds_lease),
+            )
+            .await
+            {
+                Ok(state) => state,
+                Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+            };
             MasterFacts { node, slots, state }
         }
     });
@@ -112,6 +150,7 @@ async fn ask_master(
     endpoint: &Endpoint,
     options: &ConnectOptions,
     seed_map: &crate::cluster::SlotMap,
+    holds_lease: bool,
 ) -> Result<MasterState, String> {
     let peer = Peer::new(endpoint).map_err(|e| e.to_string())?;
     let admin = connect(&peer, options).await.map_err(|e| e.to_string())?;
@@ -134,9 +173,16 @@ async fn ask_master(
         .await
         .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?
         .map_err(|e| crate::client::scrub(&e.to_string(), &endpoint.url))?;
+    drop(conn);
+    let lease = if holds_lease {
+        Some(read_lease(&admin).await)
+    } else {
+        None
+    };
     Ok(MasterState {
         info,
         moves,
         agrees: view.map.same_owners(seed_map),
+        lease,
     })
 }

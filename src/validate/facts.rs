@@ -218,15 +218,16 @@ impl ServerFacts {
             .as_ref()
             .is_ok_and(|info| info.get("cluster_enabled") == Some("1"));
         let cluster = if cluster_enabled {
-            Some(super::cluster_facts::gather(endpoint, &admin, options).await)
+            Some(super::cluster_facts::gather(side, endpoint, &admin, options).await)
         } else {
             None
         };
-        // Last: it selects db 0 on the shared connection.
-        let lease = if side == Side::Target {
-            Some(read_lease(&admin).await)
-        } else {
-            None
+        // Last: it selects db 0 on the shared connection. A cluster's lease is one key too, on
+        // the master that serves its slot (read there while gathering the cluster).
+        let lease = match (side, &cluster) {
+            (Side::Source, _) => None,
+            (Side::Target, Some(Ok(cluster))) => Some(cluster.lease()),
+            (Side::Target, _) => Some(read_lease(&admin).await),
         };
         ServerFacts {
             side,
@@ -265,7 +266,7 @@ fn unverified(endpoint: &Endpoint) -> bool {
 }
 
 /// Reads `ferry:lease` and its time to live (selects db 0 on the connection).
-async fn read_lease(admin: &Admin) -> Result<Option<LeaseHolder>, CallError> {
+pub(super) async fn read_lease(admin: &Admin) -> Result<Option<LeaseHolder>, CallError> {
     let key = LEASE_KEY.as_bytes();
     let mut replies = admin
         .call_many(&[

@@ -259,7 +259,8 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "target.in_use",
             "No other writer holds the target",
             "One writer per target: a migration, a restore or a rollback holds the target's lease \
-             (`ferry:lease` in db 0, renewed while it runs, expiring 15 s after its Ferry dies). \
+             (`ferry:lease` in db 0, renewed while it runs, expiring 15 s after its Ferry dies; \
+             on a cluster, the one key on the master serving its slot, whichever node the URL names). \
              A second writer's sweep or flush could destroy the first one's data, so start is \
              refused with 409 naming the holder.",
             "Wait for the holder to end, cancel it, or, if its Ferry is gone for good, start with \

@@ -87,6 +87,29 @@ async fn a_cluster_target_named_by_a_replica_is_discovered_and_refused_with_the_
         &["cluster.*"],
     );
     assert_eq!(report.status, ReportStatus::Failed);
+    expect(
+        &report,
+        "target.in_use",
+        CheckStatus::Pass,
+        &["lease `ferry:lease` is free"],
+    );
+
+    // The lease is one key of the cluster, read on the master serving its slot, whichever node
+    // the URL names.
+    let holder = cluster.node(cluster.master_of("ferry:lease"));
+    let _: () = redis::cmd("SET")
+        .arg("ferry:lease")
+        .arg("someone else")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut holder.conn())
+        .unwrap();
+    for port in cluster.master_ports() {
+        let report = validate(&source.url(), &cluster.node(port).url()).await;
+        expect(&report, "target.in_use", CheckStatus::Warn, &["in use by"]);
+        let details = check(&report, "target.in_use").details.clone().unwrap();
+        assert_eq!(details["lease"], "someone else");
+    }
 }
 
 #[tokio::test]
