@@ -156,8 +156,8 @@ impl TlsSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "SourceBody", into = "SourceBody")]
 pub enum Source {
-    /// A running server, read over the replication link.
-    Server(Endpoint),
+    /// A running server, read over the replication link (or by `SCAN`: see [`SourceRead`]).
+    Server(Endpoint, SourceRead),
     /// A stored backup's RDB file, loaded through the snapshot path (mode `snapshot` only).
     Rdb(RdbSource),
 }
@@ -171,15 +171,23 @@ impl Source {
     /// The server, when the source is a server.
     pub fn endpoint(&self) -> Option<&Endpoint> {
         match self {
-            Source::Server(endpoint) => Some(endpoint),
+            Source::Server(endpoint, _) => Some(endpoint),
             Source::Rdb(_) => None,
+        }
+    }
+
+    /// How a server source is read (a file is read whole: `replication`, its default).
+    pub fn read(&self) -> SourceRead {
+        match self {
+            Source::Server(_, read) => *read,
+            Source::Rdb(_) => SourceRead::Replication,
         }
     }
 
     /// The backup, when the source is a file.
     pub fn backup_id(&self) -> Option<uuid::Uuid> {
         match self {
-            Source::Server(_) => None,
+            Source::Server(..) => None,
             Source::Rdb(rdb) => Some(rdb.backup_id),
         }
     }
@@ -189,7 +197,7 @@ impl Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Server(endpoint) => write!(f, "{}", endpoint.url),
+            Source::Server(endpoint, _) => write!(f, "{}", endpoint.url),
             Source::Rdb(rdb) => write!(f, "backup {}", rdb.backup_id),
         }
     }
@@ -197,7 +205,7 @@ impl std::fmt::Display for Source {
 
 impl From<Endpoint> for Source {
     fn from(endpoint: Endpoint) -> Self {
-        Source::Server(endpoint)
+        Source::Server(endpoint, SourceRead::Replication)
     }
 }
 
@@ -234,14 +242,79 @@ pub struct SourceBody {
         deserialize_with = "object_or_null"
     )]
     pub rdb: Option<RdbSource>,
+    /// How a server source is read: `replication` (the default, PSYNC) or `scan` (for servers
+    /// that refuse SYNC/PSYNC; weaker: see [`SourceRead`]). Only with `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(default = "replication")]
+    pub read: Option<SourceRead>,
+}
+
+/// How Ferry reads a server source.
+///
+/// `replication` connects as a replica (PSYNC): one consistent snapshot, then every write in
+/// order, applied exactly once. `scan` is for servers that refuse SYNC/PSYNC (managed services):
+/// a pipelined `SCAN` + `DUMP` + `PTTL` copy (big keys read in chunks), then keyspace
+/// notifications mark the keys that change, and each is copied again. It is weaker, and says so
+/// in validation (`source.read`): no order across keys, no atomic multi-key transactions on the
+/// target, a write is caught only through its notification (at-most-once: a lost subscriber
+/// connection means a full re-scan), TTLs re-read in milliseconds, and a full verification at
+/// cutover is forced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceRead {
+    #[default]
+    Replication,
+    Scan,
+}
+
+impl SourceRead {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceRead::Replication => "replication",
+            SourceRead::Scan => "scan",
+        }
+    }
+}
+
+/// The key-space classes of `notify-keyspace-events` a scan reader follows: every class that
+/// `A` stands for (generic, string, list, set, hash, zset, expired, evicted, stream).
+const NOTIFY_CLASSES: &str = "g$lshzxet";
+
+/// What `notify-keyspace-events` must become for `source.read: scan`, or `None` when `current`
+/// already has it: `E` (key-event channels, whose message is the key) and every class of `A`.
+/// The classes already set are kept, so other subscribers lose nothing.
+pub fn keyspace_notifications_needed(current: &str) -> Option<String> {
+    let has =
+        |c: char| current.contains(c) || (NOTIFY_CLASSES.contains(c) && current.contains('A'));
+    let event = has('E');
+    let classes = NOTIFY_CLASSES.chars().all(has);
+    if event && classes {
+        return None;
+    }
+    let mut value = current.to_string();
+    if !event {
+        value.push('E');
+    }
+    if !classes {
+        value.push('A');
+    }
+    Some(value)
 }
 
 impl TryFrom<SourceBody> for Source {
     type Error = String;
 
     fn try_from(body: SourceBody) -> Result<Self, String> {
+        if body.read.is_some() && body.url.is_none() {
+            return Err(
+                "`source.read` goes with `source.url` (a server); a backup is read whole".into(),
+            );
+        }
         match (body.url, body.tls, body.rdb) {
-            (Some(url), tls, None) => Ok(Source::Server(Endpoint { url, tls })),
+            (Some(url), tls, None) => Ok(Source::Server(
+                Endpoint { url, tls },
+                body.read.unwrap_or_default(),
+            )),
             (None, Some(_), _) => Err("`source.tls` goes with `source.url` (a server)".to_string()),
             (None, None, Some(rdb)) => Ok(Source::Rdb(rdb)),
             (Some(_), _, Some(_)) => {
@@ -258,28 +331,35 @@ impl TryFrom<SourceBody> for Source {
 impl From<Source> for SourceBody {
     fn from(source: Source) -> Self {
         match source {
-            Source::Server(endpoint) => SourceBody {
+            Source::Server(endpoint, read) => SourceBody {
                 url: Some(endpoint.url),
                 tls: endpoint.tls,
                 rdb: None,
+                // A spec that did not ask reads back without the field, as it was written.
+                read: (read != SourceRead::Replication).then_some(read),
             },
             Source::Rdb(rdb) => SourceBody {
                 url: None,
                 tls: None,
                 rdb: Some(rdb),
+                read: None,
             },
         }
     }
 }
 
 /// `snapshot` copies the data once and completes; `live` keeps applying the source's writes until
-/// cutover.
+/// cutover; `dry_run` rehearses a migration: it reads everything and writes nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
     Snapshot,
     Live,
+    /// Reads the source's whole snapshot and writes nothing to the target (but a short write
+    /// probe, removed at once): a report of what the migration would meet. No lease, no restore
+    /// point.
+    DryRun,
 }
 
 /// What to do with a key that already exists on the target.
@@ -370,6 +450,34 @@ pub struct Options {
     /// validation refuses such a pair, counting the keys, and the engine stops at the first field
     /// TTL it meets rather than lose it silently.
     pub drop_field_ttls: bool,
+    // --- source.read: scan (issue #19) ---
+    /// With `source.read: scan`: let Ferry turn on the keyspace notifications it needs on the
+    /// source (`CONFIG SET notify-keyspace-events`, adding `E` and `A` to what is set). The value
+    /// found is recorded (`KeyspaceNotificationsSet`) and put back when the migration ends, on
+    /// every path (success, failure, cancel; a restarted job puts it back at its end). Off by
+    /// default: validation then fails until the source has them, naming the `CONFIG SET`.
+    pub set_keyspace_notifications: bool,
+    // ---- dry run and ACL users (issue #19) ----
+    /// Dry run only: measure the target's write speed with a short probe (2,000 RESTOREs into
+    /// keys under `ferry:probe:<migration id>:`, deleted at once). Off: not one write reaches
+    /// the target, and the ETA rests on the read speed alone.
+    pub write_probe: bool,
+    /// The source's ACL users: `ignore` (validation warns about users the target lacks), `copy`
+    /// (re-create them on the target before the first write, refusing users that exist there
+    /// with other rules) or `replace` (copy, and overwrite those). `default` and the user Ferry
+    /// authenticates as on the target are never changed; Ferry's user on the source is not
+    /// copied.
+    pub acl: AclMode,
+}
+
+/// What to do with the source's ACL users (see [`Options::acl`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AclMode {
+    #[default]
+    Ignore,
+    Copy,
+    Replace,
 }
 
 impl Default for Options {
@@ -383,6 +491,9 @@ impl Default for Options {
             auto_cutover: false,
             transfer: Transfer::Auto,
             drop_field_ttls: false,
+            set_keyspace_notifications: false,
+            write_probe: true,
+            acl: AclMode::Ignore,
         }
     }
 }
@@ -498,6 +609,31 @@ mod tests {
         assert!(half.check().unwrap_err().contains("key_file"));
         let err = serde_json::from_str::<Source>(r#"{"tls":{}}"#).unwrap_err();
         assert!(err.to_string().contains("source.url"), "{err}");
+    }
+
+    #[test]
+    fn source_read_defaults_to_replication_and_goes_only_with_a_url() {
+        let plain: Source = serde_json::from_str(r#"{"url":"redis://a:1"}"#).unwrap();
+        assert_eq!(plain.read(), SourceRead::Replication);
+        let scan = r#"{"url":"redis://a:1","read":"scan"}"#;
+        let parsed: Source = serde_json::from_str(scan).unwrap();
+        assert_eq!(parsed.read(), SourceRead::Scan);
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), scan);
+        let explicit: Source =
+            serde_json::from_str(r#"{"url":"redis://a:1","read":"replication"}"#).unwrap();
+        assert_eq!(explicit, plain);
+        let rdb = r#"{"rdb":{"backup_id":"0192f3a4-5b6c-7d8e-9f00-112233445566"},"read":"scan"}"#;
+        let err = serde_json::from_str::<Source>(rdb).unwrap_err();
+        assert!(err.to_string().contains("source.read"), "{err}");
+    }
+
+    #[test]
+    fn keyspace_notifications_add_only_what_is_missing() {
+        assert_eq!(keyspace_notifications_needed("").as_deref(), Some("EA"));
+        assert_eq!(keyspace_notifications_needed("Kx").as_deref(), Some("KxEA"));
+        assert_eq!(keyspace_notifications_needed("AE"), None);
+        assert_eq!(keyspace_notifications_needed("g$lshzxetE"), None);
+        assert_eq!(keyspace_notifications_needed("AK").as_deref(), Some("AKE"));
     }
 
     #[test]

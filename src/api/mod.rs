@@ -151,9 +151,12 @@ fn exact(doc: OpenApiDoc) -> OpenApiDoc {
     let schemas = &mut value["components"]["schemas"];
     let url = schemas["Endpoint"]["properties"]["url"].clone();
     let tls = schemas["Endpoint"]["properties"]["tls"].clone();
+    let read = json!({"$ref": "#/components/schemas/SourceRead", "default": "replication",
+        "description": "How the server is read: `replication` (PSYNC) or `scan` (SCAN + DUMP and \
+                        keyspace notifications, for servers that refuse SYNC/PSYNC; weaker)."});
     let server_source = json!({"type": "object", "required": ["url"],
-        "properties": {"url": url, "tls": tls}, "additionalProperties": false,
-        "description": "A running server, read over the replication link."});
+        "properties": {"url": url, "tls": tls, "read": read}, "additionalProperties": false,
+        "description": "A running server, read over the replication link (or by SCAN: `read`)."});
     let file_source = json!({"type": "object", "required": ["rdb"],
         "properties": {"rdb": {"$ref": "#/components/schemas/RdbSource"}},
         "additionalProperties": false,

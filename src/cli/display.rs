@@ -87,7 +87,19 @@ impl Display {
 /// One line for the events that mark a step; `None` for progress and checkpoints.
 fn milestone(kind: &EventKind) -> Option<String> {
     Some(match kind {
-        EventKind::SnapshotProgress { .. } | EventKind::Checkpoint { .. } => return None,
+        EventKind::SnapshotProgress { .. }
+        | EventKind::Checkpoint { .. }
+        | EventKind::ScanCheckpoint { .. } => return None,
+        EventKind::ScanStarted { notify, .. } => {
+            format!("reading the source by SCAN (keyspace notifications `{notify}`)")
+        }
+        EventKind::ScanRedone { reason } => format!("copying every key again: {reason}"),
+        EventKind::KeyspaceNotificationsSet { previous, set } => {
+            format!("source notify-keyspace-events set to `{set}` (was `{previous}`)")
+        }
+        EventKind::KeyspaceNotificationsRestored { value } => {
+            format!("source notify-keyspace-events put back to `{value}`")
+        }
         EventKind::SnapshotRequested {
             diskless,
             delay_secs,
@@ -110,7 +122,11 @@ fn milestone(kind: &EventKind) -> Option<String> {
             ..
         } => match (diskless, rdb_bytes_total) {
             (false, Some(total)) => format!("snapshot started ({})", bytes(*total)),
-            _ => "snapshot started (streamed diskless: size estimated from the key count)".into(),
+            (true, _) => {
+                "snapshot started (streamed diskless: size estimated from the key count)".into()
+            }
+            // A scan reader's snapshot has no RDB.
+            (false, None) => "snapshot started (progress counted in keys)".into(),
         },
         EventKind::SnapshotCompleted {
             rdb_bytes,
@@ -140,11 +156,37 @@ fn milestone(kind: &EventKind) -> Option<String> {
         }
         EventKind::LinkLost { link, cause } => format!("{link:?} link lost: {cause}"),
         EventKind::LinkResumed { link, kind, .. } => format!("{link:?} link resumed ({kind:?})"),
+        EventKind::DryRunCompleted { report } => super::dry_run::render(report),
+        EventKind::AclDiffed { report } => {
+            use crate::model::acl::AclUserStatus::*;
+            format!(
+                "ACL users: {} missing on the target, {} equal, {} different, {} skipped",
+                report.count(Missing),
+                report.count(Equal),
+                report.count(Different),
+                report.count(Skipped)
+            )
+        }
+        EventKind::AclCopied {
+            created, replaced, ..
+        } => format!(
+            "ACL users copied: created {}; replaced {}",
+            list_or_none(created),
+            list_or_none(replaced)
+        ),
         // The outcome is said once, at the end.
         EventKind::MigrationFailed { .. } => "failed".into(),
         EventKind::MigrationCancelled { .. } => "cancelled".into(),
         other => other.type_name().to_string(),
     })
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Phase, %, bytes, keys, ETA and lag, as far as they are known.

@@ -13,6 +13,7 @@
 //! - every error is printed once, with the CLI's own flag names in the advice.
 
 mod display;
+mod dry_run;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,18 @@ pub struct MigrateArgs {
     /// Print every event as a JSON line instead of a progress display.
     #[arg(long)]
     pub json: bool,
+    /// Rehearse: read the whole source and write nothing to the target (but a short write
+    /// probe, removed at once), then print what the migration would meet. Same as
+    /// `--mode dry-run`.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With a dry run: skip the write probe, so that not one write reaches the target.
+    #[arg(long)]
+    pub no_write_probe: bool,
+    /// The source's ACL users: ignore, copy (re-create them on the target), or replace (copy,
+    /// and overwrite differing ones). `default` and Ferry's own user are never changed.
+    #[arg(long, value_enum, default_value = "ignore")]
+    pub acl: AclArg,
     /// Where to record the migration (default: the config's data_dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -143,6 +156,14 @@ pub enum TransferArg {
 pub enum ModeArg {
     Snapshot,
     Live,
+    DryRun,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AclArg {
+    Ignore,
+    Copy,
+    Replace,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -259,8 +280,10 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
             tls: args.tls(false),
         },
         mode: match args.mode {
+            _ if args.dry_run => Mode::DryRun,
             ModeArg::Snapshot => Mode::Snapshot,
             ModeArg::Live => Mode::Live,
+            ModeArg::DryRun => Mode::DryRun,
         },
         options: Options {
             on_conflict: match args.on_conflict {
@@ -283,6 +306,13 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 TransferArg::Auto => Transfer::Auto,
                 TransferArg::Relay => Transfer::Relay,
                 TransferArg::Restore => Transfer::Restore,
+            },
+            set_keyspace_notifications: false,
+            write_probe: !args.no_write_probe,
+            acl: match args.acl {
+                AclArg::Ignore => crate::spec::AclMode::Ignore,
+                AclArg::Copy => crate::spec::AclMode::Copy,
+                AclArg::Replace => crate::spec::AclMode::Replace,
             },
         },
     })

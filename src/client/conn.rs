@@ -208,6 +208,20 @@ impl Conn {
         }
     }
 
+    /// Sends one command without reading its reply: for a subscribed connection, whose replies
+    /// and messages are read by [`Conn::next_frame`].
+    pub async fn send_only<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<(), ClientError> {
+        self.out.clear();
+        self.out.command(args);
+        self.send().await
+    }
+
+    /// The next frame the server sends, however long it takes (a subscribed connection's
+    /// messages). Cancel-safe: what was read stays buffered for the next call.
+    pub async fn next_frame(&mut self) -> Result<Frame, ClientError> {
+        self.read_reply().await
+    }
+
     /// `INFO <section>` (`all`, `server`, `keyspace`, ...), parsed.
     pub async fn info(&mut self, section: &str) -> Result<Info, ClientError> {
         let reply = self.call_ok(&["INFO", section]).await?;

@@ -55,6 +55,9 @@ pub enum EngineError {
     Rdb(String),
     #[error("cannot migrate this to the target: {0}")]
     Unsupported(String),
+    /// `acl: copy` met a target user with other rules, or the target refused a user's rules.
+    #[error("ACL users: {0}")]
+    AclRefused(String),
     #[error("verification found differences: {0}")]
     VerificationFailed(String),
     #[error("cutover: the target did not catch up with the source within {secs}s (applied {applied}, source {source_offset})")]
@@ -103,6 +106,7 @@ impl EngineError {
             EngineError::StreamApplyFailed { .. } => "stream_apply_failed",
             EngineError::Rdb(_) => "rdb_unreadable",
             EngineError::Unsupported(_) => "unsupported",
+            EngineError::AclRefused(_) => "acl_refused",
             EngineError::VerificationFailed(_) => "verification_failed",
             EngineError::CutoverTimeout { .. } => "cutover_timeout",
             EngineError::EventsClosed => "events_closed",
@@ -119,7 +123,10 @@ impl EngineError {
         match e {
             LinkError::Connect { .. } => EngineError::SourceUnreachable(e.to_string()),
             LinkError::Auth { .. } => EngineError::AuthFailed(e.to_string()),
-            LinkError::Refused { .. } => EngineError::ReplicationRefused(e.to_string()),
+            LinkError::Refused { .. } => EngineError::ReplicationRefused(format!(
+                "{e}; or read it without replication: `source.read: \"scan\"` (SCAN + DUMP, \
+                 keyspace notifications; weaker, see validation's source.read)"
+            )),
             other => EngineError::SourceLinkLost(other.to_string()),
         }
     }

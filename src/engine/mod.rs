@@ -47,10 +47,15 @@
 //! cutover only: the API records a manual one); then `VerificationCompleted` (unless `verify:
 //! none`) and, in live mode, `CutoverCompleted`. A job resumed by partial resync starts with
 //! `LinkResumed` instead of the snapshot events. Cutover removes the offset key after the
-//! verification, which leaves it out.
+//! verification, which leaves it out. With `options.acl` `copy` or `replace`, `AclDiffed` and
+//! `AclCopied` come first (see `acl`). A dry run (`mode: dry_run`, see `dry_run`) emits
+//! `SnapshotRequested`, `SnapshotStarted`, `SnapshotProgress`* and `DryRunCompleted`, and writes
+//! nothing.
 
+mod acl;
 mod adapt;
 mod ask_source;
+mod dry_run;
 mod error;
 mod from_file;
 mod import_mode;
@@ -63,6 +68,7 @@ mod relay_observe;
 mod relay_session;
 mod relay_target;
 pub mod resume;
+mod scan;
 mod servers;
 mod snapshot;
 mod stream;
@@ -78,6 +84,7 @@ pub use error::EngineError;
 pub use from_file::run_from_file;
 pub use inventory::TargetBefore;
 pub use load::{flush_target, load_rdb_file, LoadSummary};
+pub use scan::ScanTuning;
 pub use writer::WriterConfig;
 
 use ask_source::snapshot_request;
@@ -96,7 +103,7 @@ pub use crate::model::PriorTransfer;
 use crate::model::{EventKind, Link, ResumeKind, ResumePoint, VerificationReport};
 use crate::relay::RelayHub;
 use crate::replication::{LinkConfig, ReplicaLink, SyncStart, Transfer};
-use crate::spec::{MigrationSpec, Mode, OnConflict, TransferKind, Verify};
+use crate::spec::{MigrationSpec, Mode, OnConflict, SourceRead, TransferKind, Verify};
 use crate::transport::Peer;
 
 /// Everything the engine needs to run one migration.
@@ -115,6 +122,9 @@ pub struct EngineJob {
     pub before: TargetBefore,
     /// The target's lease this migration holds, put back at once when a flush removes it.
     pub lease: Option<LeaseToken>,
+    /// `source.read: scan`: the source's `notify-keyspace-events` an earlier run of this job
+    /// recorded before setting it (and did not put back): this run puts it back at its end.
+    pub notifications_before: Option<String>,
 }
 
 impl EngineJob {
@@ -128,6 +138,7 @@ impl EngineJob {
             before: TargetBefore::Unknown,
             lease: None,
             transfer: None,
+            notifications_before: None,
         }
     }
 }
@@ -176,6 +187,8 @@ pub struct Tuning {
     pub relay_connect_timeout: Duration,
     /// The largest value held whole in memory (see `[transfer]` in the config).
     pub max_whole_value_bytes: u64,
+    /// The scan reader (`source.read: scan`).
+    pub scan: ScanTuning,
 }
 
 impl Tuning {
@@ -210,6 +223,7 @@ impl Default for Tuning {
             relay: RelayHub::new(crate::relay::RelaySettings::default()),
             relay_connect_timeout: Duration::from_secs(15),
             max_whole_value_bytes: 512 * 1024 * 1024,
+            scan: ScanTuning::default(),
         }
     }
 }
@@ -242,6 +256,8 @@ pub async fn run_with(
     let source = Peer::new(source_endpoint).map_err(|e| EngineError::source(e.into()))?;
     let target = Peer::new(&job.spec.target).map_err(|e| EngineError::target(e.into()))?;
     let target_for_cleanup = target.clone();
+    let source_for_cleanup = source.clone();
+    let notify_restore = scan::NotifySlot::default();
     let cancel = controls.cancel.clone();
     let release_slot = Arc::new(Mutex::new(None));
     let reporter = Reporter {
@@ -258,7 +274,11 @@ pub async fn run_with(
         paused: Mutex::new(None),
         release_slot: release_slot.clone(),
         import_mode: Arc::default(),
+        notify_restore: notify_restore.clone(),
     };
+    if migration.job.spec.mode == Mode::DryRun {
+        return migration.dry_run(cancel).await;
+    }
     let import = migration.import_mode.clone();
     // Whichever way this ends (success, failure, cancel, or this future being dropped), the
     // run is dropped with it, and a source pause it still holds is lifted from its `Drop`.
@@ -288,6 +308,8 @@ pub async fn run_with(
                 .await;
         }
     }
+    // Keyspace notifications a scan reader turned on are put back as they were.
+    scan::put_back_notifications(&source_for_cleanup, &notify_restore, &reporter).await;
     // An import mode we switched on is switched off again.
     let import = *import.lock().unwrap_or_else(|e| e.into_inner());
     import_mode::end(&target_for_cleanup, import).await;
@@ -351,6 +373,8 @@ struct Run {
     release_slot: Arc<Mutex<Option<relay_target::Release>>>,
     /// The target's import mode as this run set it, for [`run_with`] to undo at the end.
     import_mode: Arc<std::sync::Mutex<import_mode::ImportMode>>,
+    /// A scan reader's source setting to put back at the end, for [`run_with`].
+    notify_restore: scan::NotifySlot,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -381,6 +405,8 @@ impl Run {
             .map_err(EngineError::target)?;
         servers.source_version = source_version.to_string();
         servers.source_keys = relay_target::total_keys(&mut source).await.ok();
+        // Before the first write, so that the target's clients can log in once it holds data.
+        self.carry_over_acl(&mut source, &mut target).await?;
         servers.import_mode = import_mode::begin(&mut target, &servers.target).await;
         *self.import_mode.lock().unwrap_or_else(|e| e.into_inner()) = servers.import_mode;
         tracing::info!(
@@ -389,6 +415,16 @@ impl Run {
             "migration starting"
         );
 
+        if spec.source.read() == SourceRead::Scan {
+            return scan::ScanReader {
+                run: &self,
+                source: &mut source,
+                target: &mut target,
+                servers: &servers,
+            }
+            .run()
+            .await;
+        }
         if self
             .choose_transfer(&mut source, &mut target, &servers)
             .await?

@@ -23,6 +23,7 @@
 //! it there, not to the target.
 
 mod big;
+pub(crate) mod read;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -40,7 +41,7 @@ use crate::model::EventKind;
 use crate::model::LEASE_KEY;
 use crate::rdb::commands::{value_to_commands, RewriteOptions};
 use crate::rdb::version::{payload_version, target_understands};
-use crate::rdb::{Entry, Item, Parser, RdbError};
+use crate::rdb::{Entry, Item, RdbError};
 use crate::replication::{LinkItem, ReplicaLink};
 use crate::spec::OnConflict;
 
@@ -116,85 +117,37 @@ pub(super) struct Counts {
     empty: u64,
 }
 
-fn rdb_error(e: RdbError) -> EngineError {
+pub(crate) fn rdb_error(e: RdbError) -> EngineError {
     EngineError::Rdb(e.to_string())
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-impl<I: RdbInput> Snapshot<'_, I> {
-    pub async fn run(mut self) -> Result<Summary, EngineError> {
+impl<'a, I: RdbInput> Snapshot<'a, I> {
+    pub async fn run(self) -> Result<Summary, EngineError> {
         let started = Instant::now();
-        let mut last_report = Instant::now();
-        // Values over the big-key threshold come in pieces and go out as they come; what must
-        // still be whole (another record, one element, an LZF string) is capped by config.
-        let mut parser = Parser::new()
-            .streaming_values_over(self.tuning.big_key_bytes, false)
-            .with_max_record_bytes(self.tuning.max_whole_value_bytes);
-        let mut big: Option<big::BigKey> = None;
-        let mut counts = Counts::default();
-        let mut flushed: HashSet<u32> = HashSet::new();
-        let mut db: u32 = 0;
-        loop {
-            let item = match self.link.next_buffered()? {
-                Some(item) => item,
-                None => {
-                    // About to wait on the source: let the target work on what we have.
-                    self.writer.flush().await?;
-                    self.link.next().await?
-                }
-            };
-            match item {
-                LinkItem::RdbChunk(chunk) => {
-                    parser.push(&chunk);
-                    drop(chunk);
-                    let now = now_ms();
-                    while let Some(item) = parser.next_item().map_err(rdb_error)? {
-                        match item {
-                            Item::BigStart(start) => {
-                                big = Some(self.big_start(start, now, &mut counts).await?);
-                            }
-                            Item::BigPart(part) => {
-                                if let Some(b) = &big {
-                                    self.big_part(b, part).await?;
-                                }
-                            }
-                            Item::BigEnd => {
-                                if let Some(b) = big.take() {
-                                    self.big_end(b).await?;
-                                }
-                            }
-                            item => {
-                                self.apply(item, now, &mut db, &mut flushed, &mut counts)
-                                    .await?
-                            }
-                        }
-                    }
-                }
-                LinkItem::RdbDone => break,
-                LinkItem::Command(_) => {
-                    return Err(EngineError::SourceLinkLost(
-                        "a command arrived before the snapshot ended".into(),
-                    ))
-                }
-            }
-            self.writer.check()?;
-            if last_report.elapsed() >= self.tuning.report_interval {
-                last_report = Instant::now();
-                let progress = self.progress(&counts);
-                self.reporter.emit(progress).await?;
-            }
-        }
-        parser.finish().map_err(rdb_error)?;
-        self.writer.drain().await?;
-        let stats = self.writer.stats();
+        let reporter = self.reporter;
+        let tuning = self.tuning;
+        let mut writing = Writing {
+            snapshot: self,
+            big: None,
+            counts: Counts::default(),
+            flushed: HashSet::new(),
+            db: 0,
+        };
+        read::drive(&mut writing, reporter, tuning).await?;
+        let Writing {
+            snapshot, counts, ..
+        } = writing;
+        snapshot.writer.drain().await?;
+        let stats = snapshot.writer.stats();
         Ok(Summary {
-            rdb_bytes: self.link.rdb_bytes(),
+            rdb_bytes: snapshot.link.rdb_bytes(),
             keys_written: stats.keys_written.load(Ordering::Relaxed),
             keys_skipped: stats.keys_skipped.load(Ordering::Relaxed) + counts.skipped,
             keys_expired: counts.expired,
@@ -203,11 +156,67 @@ impl<I: RdbInput> Snapshot<'_, I> {
             duration: started.elapsed(),
         })
     }
+}
 
-    fn progress(&self, counts: &Counts) -> EventKind {
+/// The restore path as an [`read::ItemSink`]: every item goes to the writer.
+struct Writing<'a, I: RdbInput> {
+    snapshot: Snapshot<'a, I>,
+    big: Option<big::BigKey>,
+    counts: Counts,
+    flushed: HashSet<u32>,
+    db: u32,
+}
+
+impl<I: RdbInput> read::ItemSink for Writing<'_, I> {
+    type Input = I;
+
+    fn input(&mut self) -> &mut I {
+        self.snapshot.link
+    }
+
+    async fn item(&mut self, item: Item, now: i64, _offset: u64) -> Result<(), EngineError> {
+        let s = &mut self.snapshot;
+        match item {
+            Item::BigStart(start) => {
+                self.big = Some(s.big_start(start, now, &mut self.counts).await?);
+            }
+            Item::BigPart(part) => {
+                if let Some(b) = &self.big {
+                    s.big_part(b, part).await?;
+                }
+            }
+            Item::BigEnd => {
+                if let Some(b) = self.big.take() {
+                    s.big_end(b).await?;
+                }
+            }
+            item => {
+                s.apply(item, now, &mut self.db, &mut self.flushed, &mut self.counts)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    async fn idle(&mut self) -> Result<(), EngineError> {
+        // About to wait on the source: let the target work on what we have.
+        self.snapshot.writer.flush().await
+    }
+
+    fn check(&mut self) -> Result<(), EngineError> {
+        self.snapshot.writer.check()
+    }
+
+    fn progress(&self, rdb_bytes_read: u64) -> EventKind {
+        self.snapshot.progress(rdb_bytes_read, &self.counts)
+    }
+}
+
+impl<I: RdbInput> Snapshot<'_, I> {
+    fn progress(&self, rdb_bytes_read: u64, counts: &Counts) -> EventKind {
         let stats = self.writer.stats();
         EventKind::SnapshotProgress {
-            rdb_bytes_read: self.link.rdb_bytes(),
+            rdb_bytes_read,
             rdb_bytes_total: self.rdb_bytes_total,
             keys_written: stats.keys_written.load(Ordering::Relaxed),
             keys_skipped: stats.keys_skipped.load(Ordering::Relaxed) + counts.skipped,
@@ -332,11 +341,12 @@ impl<I: RdbInput> Snapshot<'_, I> {
             .preexisting
             .is_some_and(|before| !before.contains(db, &entry.key));
         let target_rdb = self.servers.target_rdb;
-        // Module values (types 6, 7) are opaque: RESTORE is their only way, whatever their size.
-        let opaque = matches!(entry.type_byte, 6 | 7);
-        let restorable = target_understands(entry.type_byte, target_rdb)
-            && (opaque || entry.raw_value.len() <= self.tuning.big_key_bytes);
-        if !restorable {
+        if !restorable(
+            self.servers,
+            self.tuning,
+            entry.type_byte,
+            entry.raw_value.len(),
+        ) {
             return self.rewrite(db, entry, ours, counts).await;
         }
         // A payload may carry any version the target knows: the source's own if the target is
@@ -359,38 +369,9 @@ impl<I: RdbInput> Snapshot<'_, I> {
             .await
     }
 
-    /// Refuses, naming the key, what the target could only take by losing part of it: module
-    /// metadata attached to the key (Redis 8.6 `KEY_META`, which no command recreates), or a
-    /// module value whose module the target has not loaded. The migration stops at the first
-    /// such key: validation only warns about a module the target lacks, because a source that
-    /// loads one (Redis 8's built-in `vectorset`) often holds no key of it.
+    /// See [`portable`].
     fn portable(&self, db: u32, entry: &Entry) -> Result<(), EngineError> {
-        if entry.key_meta_classes > 0 {
-            return Err(EngineError::Unsupported(format!(
-                "key `{}` (db {db}) carries module metadata ({} KEY_META class{}, Redis 8.6+),                  which Ferry cannot carry yet",
-                show_key(&entry.key),
-                entry.key_meta_classes,
-                if entry.key_meta_classes == 1 { "" } else { "es" }
-            )));
-        }
-        let Some(type_name) = entry.module_name() else {
-            return Ok(());
-        };
-        let module = module_of_type(&type_name);
-        // A module type we cannot map to a module name, or a target that does not list its
-        // modules, is left to the target's RESTORE, which refuses the key if the module is missing.
-        let (Some(module), Some(listed)) = (module, &self.servers.target_modules) else {
-            return Ok(());
-        };
-        if listed.iter().any(|l| l.eq_ignore_ascii_case(module)) {
-            return Ok(());
-        }
-        Err(EngineError::Unsupported(format!(
-            "key `{}` (db {db}) holds a value of the `{}` module (type {type_name}), which the              target ({}) has not loaded: load the module on the target, or remove such keys",
-            show_key(&entry.key),
-            module,
-            self.servers.target_version
-        )))
+        portable(self.servers, db, entry)
     }
 
     /// Writes a key as plain commands, in chunks bounded by the tuning.
@@ -477,4 +458,46 @@ fn module_of_type(type_name: &str) -> Option<&'static str> {
         name if name.starts_with("ft_") => "search",
         _ => return None,
     })
+}
+
+/// Refuses, naming the key, what the target could only take by losing part of it: module
+/// metadata attached to the key (Redis 8.6 `KEY_META`, which no command recreates), or a
+/// module value whose module the target has not loaded. The migration stops at the first
+/// such key: validation only warns about a module the target lacks, because a source that
+/// loads one (Redis 8's built-in `vectorset`) often holds no key of it.
+pub(crate) fn portable(servers: &Servers, db: u32, entry: &Entry) -> Result<(), EngineError> {
+    if entry.key_meta_classes > 0 {
+        return Err(EngineError::Unsupported(format!(
+            "key `{}` (db {db}) carries module metadata ({} KEY_META class{}, Redis 8.6+),                  which Ferry cannot carry yet",
+            show_key(&entry.key),
+            entry.key_meta_classes,
+            if entry.key_meta_classes == 1 { "" } else { "es" }
+        )));
+    }
+    let Some(type_name) = entry.module_name() else {
+        return Ok(());
+    };
+    let module = module_of_type(&type_name);
+    // A module type we cannot map to a module name, or a target that does not list its
+    // modules, is left to the target's RESTORE, which refuses the key if the module is missing.
+    let (Some(module), Some(listed)) = (module, &servers.target_modules) else {
+        return Ok(());
+    };
+    if listed.iter().any(|l| l.eq_ignore_ascii_case(module)) {
+        return Ok(());
+    }
+    Err(EngineError::Unsupported(format!(
+        "key `{}` (db {db}) holds a value of the `{}` module (type {type_name}), which the              target ({}) has not loaded: load the module on the target, or remove such keys",
+        show_key(&entry.key),
+        module,
+        servers.target_version
+    )))
+}
+
+/// Whether a whole entry goes as one `RESTORE` (otherwise it is rewritten as plain commands): the
+/// target knows its type byte, and it is not above the big-key threshold. Module values (types 6,
+/// 7) are opaque: RESTORE is their only way, whatever their size.
+pub(crate) fn restorable(servers: &Servers, tuning: &Tuning, type_byte: u8, len: usize) -> bool {
+    let opaque = matches!(type_byte, 6 | 7);
+    target_understands(type_byte, servers.target_rdb) && (opaque || len <= tuning.big_key_bytes)
 }

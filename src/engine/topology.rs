@@ -5,7 +5,8 @@
 //! under a restarted job), and restores load into a target without validating it. A standalone
 //! writer pointed at a cluster node would write only the keys of that node's slots and fail on
 //! the rest (`MOVED`), and a replication link to one master would miss every other shard: so the
-//! engine asks itself, once per connection it writes through or reads from, and stops first.
+//! engine asks itself, once per connection it writes through or reads from (a migration of any source read, a dry
+//! run, a file load, a rollback's flush), and stops first.
 
 use super::error::EngineError;
 use crate::client::Conn;

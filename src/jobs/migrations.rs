@@ -41,6 +41,8 @@ pub struct OptionsPatch {
     pub pause_during_verification: Option<bool>,
     pub auto_cutover: Option<bool>,
     pub transfer: Option<crate::spec::Transfer>,
+    pub write_probe: Option<bool>,
+    pub acl: Option<crate::spec::AclMode>,
 }
 
 impl OptionsPatch {
@@ -56,6 +58,8 @@ impl OptionsPatch {
             .unwrap_or(o.pause_during_verification);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
         o.transfer = self.transfer.unwrap_or(o.transfer);
+        o.write_probe = self.write_probe.unwrap_or(o.write_probe);
+        o.acl = self.acl.unwrap_or(o.acl);
     }
 }
 
@@ -174,7 +178,7 @@ impl Jobs {
         }
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        if let Source::Server(endpoint) = &mut spec.source {
+        if let Source::Server(endpoint, _) = &mut spec.source {
             endpoint.url = creds.source.clone();
         }
         spec.target.url = creds.target.clone();
@@ -185,15 +189,18 @@ impl Jobs {
         let mut source_moved = false;
         let mut source_resent = false;
         match patch.source {
-            Some(Source::Server(endpoint)) => {
+            Some(Source::Server(endpoint, read)) => {
                 source_moved =
                     stored_source.is_none_or(|stored| !same_place(&endpoint.url, stored));
                 source_resent = !is_redacted(&endpoint.url);
                 let url = keep_password(endpoint.url, &creds.source, "source.url")?;
-                spec.source = Source::Server(Endpoint {
-                    url,
-                    tls: endpoint.tls,
-                });
+                spec.source = Source::Server(
+                    Endpoint {
+                        url,
+                        tls: endpoint.tls,
+                    },
+                    read,
+                );
             }
             Some(file) => {
                 source_moved = true;
@@ -321,6 +328,18 @@ impl Jobs {
         let slot = self.migration_slot(id)?;
         let _guard = slot.commands.lock().await;
         let started = migration::decide(&slot.snapshot(), Command::Start)?;
+        if slot.snapshot().view.mode == Mode::DryRun {
+            // A dry run writes nothing: it takes no lease (and needs no disk for a restore point).
+            let events = started
+                .into_iter()
+                .map(|kind| NewEvent::migration(id, actor, kind))
+                .collect();
+            self.commit(events).await?;
+            self.inner
+                .worker
+                .run_migration(self.clone(), id, None, false);
+            return Ok(slot.snapshot().view);
+        }
         self.inner.worker.disk_ready().map_err(JobError::NoSpace)?;
         // The real URL and the target's TLS settings: the lease is taken over the same link.
         let target = self.real_spec(id).await?.target;
@@ -407,7 +426,7 @@ impl Jobs {
     pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.migration(id)?.spec();
         let creds = self.credentials(id).await?;
-        if let Source::Server(endpoint) = &mut spec.source {
+        if let Source::Server(endpoint, _) = &mut spec.source {
             endpoint.url = creds.source;
         }
         spec.target.url = creds.target;
@@ -432,9 +451,33 @@ impl Jobs {
     /// malformed (400: the documented schema says so); a PATCH whose result would be both
     /// conflicts with what the migration holds (409). A server source passes unchanged.
     fn check_source(&self, spec: &MigrationSpec, patched: bool) -> Result<(), JobError> {
+        if spec.mode == Mode::DryRun && spec.source.read() == crate::spec::SourceRead::Scan {
+            let detail = "a dry run reads the source's snapshot over the replication link, which \
+                          a `source.read: scan` source does not offer; a dry run cannot read by \
+                          SCAN yet: leave `source.read` out for the dry run (if the source allows \
+                          PSYNC), or use mode `snapshot`"
+                .to_string();
+            let field = "mode";
+            return Err(if patched {
+                JobError::Unusable { field, detail }
+            } else {
+                JobError::Invalid { field, detail }
+            });
+        }
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
         };
+        if spec.options.acl != crate::spec::AclMode::Ignore {
+            let detail = "an RDB file holds no ACL users, so `options.acl` cannot copy any: set \
+                          it to `ignore` (or migrate from the server itself)"
+                .to_string();
+            let field = "options.acl";
+            return Err(if patched {
+                JobError::Unusable { field, detail }
+            } else {
+                JobError::Invalid { field, detail }
+            });
+        }
         if spec.mode != Mode::Snapshot {
             let detail = "a migration from an RDB file can only run in `snapshot` mode: a file \
                           has no stream of writes to follow; set `mode` to `snapshot`"

@@ -445,12 +445,59 @@ pub enum EventKind {
         goal_offset: i64,
         source_offset: i64,
     },
+    // ---- dry run and ACL users (issue #19) ----
+    /// A dry run read the whole snapshot: what the migration would meet (boxed: it is large).
+    DryRunCompleted {
+        report: Box<super::dry_run::DryRunReport>,
+    },
+    /// Before the first write (`options.acl: copy | replace`): the source's ACL users against
+    /// the target's, passwords redacted.
+    AclDiffed {
+        report: Box<super::acl::AclDiffReport>,
+    },
+    /// The users created and replaced on the target, and those left alone (with why).
+    AclCopied {
+        created: Vec<String>,
+        replaced: Vec<String>,
+        skipped: Vec<String>,
+    },
+    // --- source.read: scan (issue #19) ---
+    /// The source is read by `SCAN` (`source.read: scan`), not replicated: the snapshot events
+    /// that follow count keys, not RDB bytes; changes are followed through keyspace
+    /// notifications (`notify` is the source's `notify-keyspace-events` in use).
+    ScanStarted {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keys_total: Option<u64>,
+        notify: String,
+    },
+    /// Ferry turned the source's keyspace notifications on (`options.set_keyspace_notifications`):
+    /// `previous` is put back when the migration ends (`KeyspaceNotificationsRestored`).
+    KeyspaceNotificationsSet {
+        previous: String,
+        set: String,
+    },
+    /// The source's `notify-keyspace-events` is back to what it was before the migration.
+    KeyspaceNotificationsRestored {
+        value: String,
+    },
+    /// A scan reader copies every key again: its notifications may have missed a change (the
+    /// subscriber connection was lost, or more keys changed than it keeps track of).
+    ScanRedone {
+        reason: String,
+    },
+    /// Catch-up of a scan reader (about one a second): keys known changed and not yet copied
+    /// again (`dirty_keys`: its lag), and what it copied again or deleted so far.
+    ScanCheckpoint {
+        dirty_keys: u64,
+        keys_recopied: u64,
+        keys_deleted: u64,
+    },
 }
 
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 36] = [
+    pub const TYPE_NAMES: [&'static str; 44] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -487,6 +534,14 @@ impl EventKind {
         "LeaseAcquired",
         "TargetInventoried",
         "SourcePauseLapsed",
+        "DryRunCompleted",
+        "AclDiffed",
+        "AclCopied",
+        "ScanStarted",
+        "KeyspaceNotificationsSet",
+        "KeyspaceNotificationsRestored",
+        "ScanRedone",
+        "ScanCheckpoint",
     ];
 
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
@@ -528,6 +583,14 @@ impl EventKind {
             EventKind::LeaseAcquired { .. } => "LeaseAcquired",
             EventKind::TargetInventoried { .. } => "TargetInventoried",
             EventKind::SourcePauseLapsed { .. } => "SourcePauseLapsed",
+            EventKind::DryRunCompleted { .. } => "DryRunCompleted",
+            EventKind::AclDiffed { .. } => "AclDiffed",
+            EventKind::AclCopied { .. } => "AclCopied",
+            EventKind::ScanStarted { .. } => "ScanStarted",
+            EventKind::KeyspaceNotificationsSet { .. } => "KeyspaceNotificationsSet",
+            EventKind::KeyspaceNotificationsRestored { .. } => "KeyspaceNotificationsRestored",
+            EventKind::ScanRedone { .. } => "ScanRedone",
+            EventKind::ScanCheckpoint { .. } => "ScanCheckpoint",
         }
     }
 }
@@ -637,6 +700,11 @@ mod tests {
             })
             .map(|v| v.split('`').next().unwrap_or_default().to_string())
             .collect()
+    }
+
+    #[test]
+    fn events_stay_small_with_large_payloads_boxed() {
+        assert!(std::mem::size_of::<EventKind>() <= 256);
     }
 
     #[test]

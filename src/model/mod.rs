@@ -6,7 +6,9 @@
 //! user's request ([`crate::spec`]) and its addresses ([`crate::redis_url`]) are plain types of the
 //! same layer; they stay top-level modules because everything reads them.
 
+pub mod acl;
 pub mod audit;
+pub mod dry_run;
 pub mod event;
 pub mod lease;
 pub mod report;

@@ -41,6 +41,7 @@ pub mod inspect;
 pub mod module;
 pub mod payload;
 pub mod sanitize;
+pub mod sizes;
 pub mod types;
 pub mod version;
 

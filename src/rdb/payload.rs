@@ -38,6 +38,21 @@ pub fn parse(payload: &[u8]) -> Option<(u8, &[u8], u16)> {
     ))
 }
 
+/// Decodes a DUMP payload into a typed value (for a target that cannot take the payload as it
+/// is, or a value too big for one `RESTORE`: it is then rewritten as commands). `None` for a
+/// payload that [`parse`] refuses.
+pub fn decode(payload: &[u8]) -> Option<Result<super::Value, super::RdbError>> {
+    let (type_byte, raw, version) = parse(payload)?;
+    let raw = bytes::Bytes::copy_from_slice(raw);
+    // Valkey 9 stamps 80 and up, the numbers its own encodings are read by.
+    Some(super::decode::decode_value(
+        type_byte,
+        &raw,
+        0,
+        version >= 80,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ use crate::transport::Peer;
 
 /// Capacity of the engine's event channel; a full channel slows the engine down rather than
 /// letting reports pile up in memory.
-const EVENT_CHANNEL: usize = 1024;
+pub(super) const EVENT_CHANNEL: usize = 1024;
 
 /// How long an engine may take to honour a cancel before its task is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
@@ -38,7 +38,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Who cancelled a run (the actor of `MigrationCancelled`).
-fn cancelled_actor(running: &Running) -> String {
+pub(super) fn cancelled_actor(running: &Running) -> String {
     running
         .cancelled_by
         .lock()
@@ -152,6 +152,9 @@ impl Supervisor {
                 return jobs.end_migration(id, ENGINE_ACTOR, failed).await;
             }
         };
+        if spec.mode == crate::spec::Mode::DryRun {
+            return self.supervise_dry_run(jobs, id, spec, &running).await;
+        }
         // The lease: taken by `start` and handed over here, or taken again by a restarted Ferry.
         // Another writer holding it means this migration does not resume: the lease decides.
         let keeper = match self.held_lease(id) {
@@ -188,7 +191,10 @@ impl Supervisor {
         let target = Peer::new(&spec.target).ok();
         // A restarted job keeps the transfer its first run chose (a relay's target is a replica
         // of Ferry: it must be served again, or released).
-        let transfer = jobs.migration(id).ok().and_then(|m| m.transfer);
+        let (transfer, notifications_before) = match jobs.migration(id) {
+            Ok(m) => (m.transfer, m.keyspace_notifications_before),
+            Err(_) => (None, None),
+        };
         let job = EngineJob {
             migration_id: id,
             spec,
@@ -196,6 +202,7 @@ impl Supervisor {
             transfer,
             before,
             lease: Some(keeper.token().clone()),
+            notifications_before,
         };
         let outcome = self.run_engine(jobs, id, job, &running, &keeper).await?;
         let lease_lost = matches!(outcome, Err(EngineError::LeaseLost(_)));
@@ -449,7 +456,7 @@ impl Supervisor {
     }
 
     /// The engine for `job`: the file loader for a file source, the configured engine otherwise.
-    fn engine_for(
+    pub(super) fn engine_for(
         &self,
         jobs: &Jobs,
         job: EngineJob,

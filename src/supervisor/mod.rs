@@ -14,6 +14,7 @@
 //! migrations from their last checkpoint and records interrupted captures and restores as failed.
 //! The engine has to be crash-safe anyway; this way a graceful stop takes the same, tested path.
 
+mod dry_run;
 mod lease;
 mod migration;
 mod tasks;

@@ -81,6 +81,9 @@ pub struct ServerFacts {
     /// The target's lease (`ferry:lease`, db 0): who writes there now (`None` inside: nobody).
     /// Read on the target only.
     pub lease: Option<Result<Option<LeaseHolder>, CallError>>,
+    /// `ACL LIST`, one line per user (passwords as hashes: never shown, only compared; see
+    /// [`crate::model::acl`]). `None` when the server was unreachable.
+    pub acl_users: Option<Result<Vec<String>, CallError>>,
     /// The slot map and every master's facts, when the server runs in cluster mode
     /// (`cluster_enabled:1`); `None` for a standalone server.
     pub cluster: Option<Result<ClusterFacts, CallError>>,
@@ -122,6 +125,7 @@ impl ServerFacts {
             function_libraries: None,
             lease: None,
             cluster: None,
+            acl_users: None,
         }
     }
 
@@ -214,6 +218,12 @@ impl ServerFacts {
         } else {
             Some(sample_field_ttls(&admin, &dbs_to_sample, url.db.unwrap_or(0)).await)
         };
+        let acl_users = Some(
+            admin
+                .call("ACL LIST", &words(&["ACL", "LIST"]))
+                .await
+                .and_then(|f| strings("ACL LIST", f)),
+        );
         let cluster_enabled = info
             .as_ref()
             .is_ok_and(|info| info.get("cluster_enabled") == Some("1"));
@@ -253,6 +263,7 @@ impl ServerFacts {
             function_libraries,
             lease,
             cluster,
+            acl_users,
         }
     }
 }

@@ -157,6 +157,7 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
         function_libraries: None,
         lease: None,
         cluster: None,
+        acl_users: None,
     }
 }
 

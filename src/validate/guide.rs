@@ -155,15 +155,32 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Ferry connects as a replica (REPLCONF, PSYNC). Managed services often rename or forbid PSYNC, \
              and an ACL user needs +psync and +replconf.",
             "Ask the operator to enable PSYNC/REPLCONF for Ferry's user (`ACL SETUSER <user> +psync +replconf`, \
-             or remove `rename-command PSYNC`). Alternatives: migrate from a replica you run yourself, or export \
-             an RDB file and import it (POST /v1/backups/upload).",
+             or remove `rename-command PSYNC`). Alternatives: `source.read: \"scan\"` (copies by SCAN, weaker: \
+             see source.read), migrate from a replica you run yourself, or export an RDB file and import it \
+             (POST /v1/backups/upload).",
+        ),
+        item(
+            "source.read",
+            "How the source is read, and what `source.read: scan` gives up",
+            "`replication` (the default) reads one consistent snapshot and then every write in order, applied \
+             exactly once. `scan` serves sources that refuse SYNC/PSYNC: SCAN + DUMP + PTTL, big keys in \
+             chunks, then every key a keyspace notification names is copied again. It keeps no order across \
+             keys, does not carry transactions atomically, follows changes only through notifications (a lost \
+             subscriber connection means copying every key again; FLUSHDB/FLUSHALL/SWAPDB are not followed), \
+             and always verifies every key at cutover. It needs `notify-keyspace-events` with `E` and `A`, and \
+             SCAN, DUMP, PTTL and PSUBSCRIBE (`&__keyevent@*__:*`) for Ferry's user.",
+            "Run `CONFIG SET notify-keyspace-events <value>` on the source with the value the check names, or \
+             set `options.set_keyspace_notifications: true` (Ferry sets it and puts the old value back when \
+             the migration ends). Grant `+psubscribe &__keyevent@*__:*` (and `+config|set` if Ferry sets \
+             the notifications) on top of the source line of this guide.",
         ),
         item(
             "source.permissions",
             "Ferry's user on the source may do what the migration needs, and no more",
             "Ferry authenticates as the URL's user (`redis://user:password@…`, AUTH user password) on every \
              link, the replication link included. It needs PSYNC/REPLCONF to replicate, INFO and SELECT, read \
-             commands to verify, CLIENT PAUSE/UNPAUSE when pausing writes at cutover, and nothing that writes. \
+             commands to verify, CLIENT PAUSE/UNPAUSE when pausing writes at cutover, ACL LIST only with \
+             `options.acl: copy`, and nothing that writes. \
              Validation asks ACL DRYRUN (7.0+) or evaluates ACL GETUSER against COMMAND INFO (6.2).",
             "Create a user with exactly the rights of the source line under `users` in this guide (one line \
              for Redis 7.0+, one for 6.2), or grant the missing commands the check names.",
@@ -173,7 +190,8 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "Ferry's user on the target may do what the migration needs, and no more",
             "Ferry writes the snapshot with RESTORE in MULTI/EXEC, applies the live stream (any write command \
              the source's clients send, hence +@write), verifies with read commands, and FLUSHALL is needed \
-             only to roll back (FLUSHDB for on_conflict flush). Validation checks each of them for the URL's user.",
+             only to roll back (FLUSHDB for on_conflict flush), and ACL LIST and ACL SETUSER only with \
+             `options.acl: copy`. Validation checks each of them for the URL's user.",
             "Create a user with exactly the rights of the target line under `users` in this guide. If \
              applications PUBLISH on the source, the stream carries it: add `+publish &*`.",
         ),
@@ -315,6 +333,19 @@ pub fn prerequisites() -> Vec<GuideItem> {
              it holds no key of (Redis 8 loads `vectorset` by itself); the migration stops at the first key of \
              it, naming module and key, and never drops it silently.",
             "Load the named modules on the target (`loadmodule /path/to/module.so`), at least the source's versions.",
+        ),
+        item(
+            "acl.users",
+            "The target knows the users the applications log in as",
+            "ACL users are not part of the data: a migration copies keys, not users, so clients that \
+             authenticate as a user the target lacks are refused after cutover. `options.acl: copy` re-creates \
+             the source's users on the target before the first write (`ACL LIST` on both servers, then \
+             `ACL SETUSER <name> reset <rules>` with the passwords as their hashes, never in clear); it refuses \
+             users that exist on the target with other rules unless `acl` is `replace`. `default` and the user \
+             Ferry logs in as on the target are never changed (changing them could lock Ferry or every client \
+             out mid-migration).",
+            "Set `options.acl` to `copy` (or `replace`), and allow Ferry's users `+acl|list` on the source and \
+             `+acl|list +acl|setuser` on the target; or create the users the check names on the target by hand.",
         ),
         item(
             "keyspace_notifications",

@@ -18,6 +18,7 @@
 pub mod checks;
 pub mod cluster_facts;
 pub mod conn;
+mod dry_run;
 
 pub mod error;
 pub mod facts;
@@ -101,7 +102,11 @@ pub async fn run_with(spec: &MigrationSpec, ctx: &ValidateContext) -> Validation
         local: &local,
         relay: &ctx.relay,
     };
-    ValidationReport::from_checks(checks::run_all(&inputs))
+    let mut results = checks::run_all(&inputs);
+    if spec.mode == crate::spec::Mode::DryRun {
+        dry_run::soften(&mut results);
+    }
+    ValidationReport::from_checks(results)
 }
 
 /// Timeouts for the admin connections.

@@ -50,6 +50,12 @@ pub enum When {
     /// The relay transfer (`transfer: relay`, or `auto` when it picks the relay): the target is
     /// made a replica of Ferry and its replication settings are changed and put back.
     Relay,
+    /// Reading the source by replication (`source.read: replication`, the default).
+    Replication,
+    /// Reading the source by `SCAN` (`source.read: scan`): its keyspace notifications.
+    Scan,
+    /// `source.read: scan` with `options.set_keyspace_notifications`.
+    SetNotifications,
 }
 
 /// One command a side's user must be allowed, with harmless arguments for `ACL DRYRUN` (which
@@ -68,14 +74,30 @@ const fn need(name: &'static str, probe: &'static [&'static str], when: When) ->
 const SOURCE: &[Need] = &[
     need("PING", &["PING"], When::Always),
     need("INFO", &["INFO", "all"], When::Always),
-    need("PSYNC", &["PSYNC", "?", "-1"], When::Always),
-    need("REPLCONF", &["REPLCONF", "capa", "psync2"], When::Always),
+    need("PSYNC", &["PSYNC", "?", "-1"], When::Replication),
+    need(
+        "REPLCONF",
+        &["REPLCONF", "capa", "psync2"],
+        When::Replication,
+    ),
     need("SELECT", &["SELECT", "0"], When::Always),
     // Verification reads every type: these stand for `+@read`.
     need("SCAN", &["SCAN", "0"], When::Always),
     need("TYPE", &["TYPE", "ferry:probe"], When::Always),
     need("DUMP", &["DUMP", "ferry:probe"], When::Always),
     need("HGETALL", &["HGETALL", "ferry:probe"], When::Always),
+    // source.read: scan — each key's TTL, the key-event channels, and (if allowed) the setting.
+    need("PTTL", &["PTTL", "ferry:probe"], When::Always),
+    need(
+        "PSUBSCRIBE",
+        &["PSUBSCRIBE", "__keyevent@*__:*"],
+        When::Scan,
+    ),
+    need(
+        "CONFIG SET",
+        &["CONFIG", "SET", "notify-keyspace-events", "EA"],
+        When::SetNotifications,
+    ),
     need(
         "CONFIG GET",
         &["CONFIG", "GET", "maxmemory"],
@@ -205,6 +227,11 @@ pub fn rules(side: Side, redis_7: bool) -> String {
         ),
     }
 }
+
+/// What the source's user needs on top of [`rules`] for `source.read: scan`: the key-event
+/// channels (the pattern itself, as `PSUBSCRIBE` names it) and, for
+/// `options.set_keyspace_notifications`, `CONFIG SET`.
+pub const SCAN_RULES: &str = "+psubscribe &__keyevent@*__:* +config|set";
 
 /// What the target's user needs for the relay transfer (`transfer: auto` or `relay`); a
 /// migration with `transfer: restore` can do without.
@@ -488,7 +515,10 @@ mod tests {
     #[test]
     fn the_minimal_rules_grant_what_each_side_needs() {
         for side in [Side::Source, Side::Target] {
-            let rules = rules(side, false);
+            let mut rules = rules(side, false);
+            if side == Side::Source {
+                rules = format!("{rules} {SCAN_RULES}");
+            }
             for need in needs(side) {
                 let mut words = need.name.split(' ');
                 let command = words.next().unwrap().to_ascii_lowercase();

@@ -63,7 +63,8 @@ async fn create_returns_201_with_location_and_the_defaults() {
         view["options"],
         json!({"on_conflict": "fail", "backup": true, "verify": "sample",
             "pause_source_writes_on_cutover": true, "pause_during_verification": false,
-            "auto_cutover": false, "drop_field_ttls": false, "transfer": "auto"})
+            "auto_cutover": false, "drop_field_ttls": false, "transfer": "auto",
+            "set_keyspace_notifications": false, "write_probe": true, "acl": "ignore"})
     );
     assert_eq!(view["validation"], Value::Null);
     assert_eq!(view["error"], Value::Null);
@@ -72,7 +73,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
         json!({"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
             "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
             "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null,
-            "eta_seconds": null})
+            "eta_seconds": null, "lag_keys": null})
     );
     assert_eq!(
         view["allowed_actions"],

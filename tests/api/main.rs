@@ -6,6 +6,7 @@ mod common;
 mod helpers;
 
 mod cli;
+mod dry_run;
 mod inputs;
 mod lifecycle;
 mod persistence;
@@ -13,5 +14,6 @@ mod relay;
 mod roles;
 mod running;
 mod safety;
+mod scan;
 mod security;
 mod spec;

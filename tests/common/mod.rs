@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cluster;
 pub mod data;
+pub mod dry_run;
 pub mod engine;
 pub mod ferry;
 pub mod redis;

@@ -57,5 +57,7 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         auto_cutover: false,
         transfer: ferry::spec::Transfer::Restore,
         drop_field_ttls: false,
+        set_keyspace_notifications: false,
+        ..Options::default()
     }
 }

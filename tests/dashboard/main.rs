@@ -10,6 +10,7 @@ mod audit;
 mod backups_page;
 mod browser;
 mod cli;
+mod dry_run;
 mod metrics;
 mod progress;
 mod streams;

@@ -191,12 +191,16 @@ async fn the_engine_refuses_a_cluster_on_either_side_before_writing() {
     let standalone = RedisServer::start_with("7.4", &["--repl-diskless-sync-delay", "0"]);
     populate(&standalone, 1);
     let seed = &cluster.nodes[0];
-    for (source, target, side) in [(&standalone, seed, "target"), (seed, &standalone, "source")] {
+    for (source, target, side, mode) in [
+        (&standalone, seed, "target", Mode::Snapshot),
+        (seed, &standalone, "source", Mode::Live),
+        (&standalone, seed, "target", Mode::DryRun),
+    ] {
         let run = start(
             spec(
                 source,
                 target,
-                Mode::Snapshot,
+                mode,
                 options(OnConflict::Fail, Verify::Full),
             ),
             quick(),

@@ -99,4 +99,6 @@ async fn a_user_without_psync_gets_replication_refused() {
     let err = result.unwrap_err();
     assert_eq!(err.code(), "replication_refused", "{err}");
     assert!(err.to_string().contains("PSYNC"), "{err}");
+    // And it names the reader that needs no replication.
+    assert!(err.to_string().contains("`source.read: \"scan\"`"), "{err}");
 }

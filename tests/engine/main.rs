@@ -7,12 +7,15 @@ mod common;
 #[allow(dead_code)]
 mod helpers;
 
+mod acl;
 mod cancel;
 mod cluster;
 mod conflict;
 mod cutover;
+mod dry_run;
 mod failures;
 mod live;
 mod relay;
+mod scan;
 mod snapshot;
 mod valkey;

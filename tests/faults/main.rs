@@ -12,6 +12,7 @@ mod failover;
 mod ferry_restarts;
 mod relay;
 mod safety;
+mod scan;
 mod server_restarts;
 mod target_errors;
 mod tls;

@@ -11,10 +11,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod acl;
 mod cluster;
 mod connect;
 mod faults;
 mod helpers;
+mod scan;
 mod source;
 mod target;
 mod tls;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::helpers::*;
 
 #[tokio::test]
-async fn a_renamed_psync_warns_with_the_alternatives() {
+async fn a_renamed_psync_fails_naming_the_scan_reader_and_the_alternatives() {
     // `rename-command PSYNC ""` disables PSYNC, as managed services do.
     let source = RedisServer::start_with("7.4", &["--rename-command", "PSYNC", "\"\""]);
     let target = RedisServer::start("7.4");
@@ -14,8 +14,13 @@ async fn a_renamed_psync_warns_with_the_alternatives() {
     expect(
         &report,
         "source.replication",
-        CheckStatus::Warn,
-        &["PSYNC is renamed or disabled", "replica", "RDB"],
+        CheckStatus::Fail,
+        &[
+            "PSYNC is renamed or disabled",
+            "`source.read: \"scan\"`",
+            "replica",
+            "RDB",
+        ],
     );
     let details = check(&report, "source.replication")
         .details
@@ -30,8 +35,8 @@ async fn a_renamed_psync_warns_with_the_alternatives() {
     expect(
         &report,
         "source.replication",
-        CheckStatus::Warn,
-        &["PSYNC is renamed or disabled"],
+        CheckStatus::Fail,
+        &["PSYNC is renamed or disabled", "source.read"],
     );
 }
 

@@ -18,10 +18,13 @@ fn tls_spec(
     let settings =
         |v: Option<serde_json::Value>| v.map(|v| serde_json::from_value::<TlsSettings>(v).unwrap());
     let source_url = spec.source.url().unwrap().clone();
-    spec.source = Source::Server(Endpoint {
-        url: source_url,
-        tls: settings(source_tls),
-    });
+    spec.source = Source::Server(
+        Endpoint {
+            url: source_url,
+            tls: settings(source_tls),
+        },
+        Default::default(),
+    );
     spec.target.tls = settings(target_tls);
     spec
 }

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 mod progress;
+mod scan;
 
 pub use progress::Progress;
 use progress::Rates;
@@ -70,7 +71,8 @@ pub struct LeaseView {
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
         "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
-        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null},
+        "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null,
+        "lag_keys": null},
     "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
     "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
     "started_at": null, "finished_at": null}))]
@@ -111,6 +113,14 @@ pub struct MigrationView {
     /// Ferry instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseView>,
+    // ---- dry run and ACL users (issue #19) ----
+    /// The report of a dry run (`mode: dry_run`), once it has read the whole snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run_report: Option<Box<crate::model::dry_run::DryRunReport>>,
+    /// The source's ACL users against the target's (`options.acl: copy | replace`), passwords
+    /// redacted, as the migration found them before its first write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl_users: Option<Box<crate::model::acl::AclDiffReport>>,
     /// What the migration accepts now (`POST /v1/migrations/{id}/<action>`; `update` is PATCH).
     pub allowed_actions: Vec<Action>,
     #[schema(value_type = String, format = DateTime)]
@@ -142,6 +152,9 @@ pub struct Migration {
     /// The keys the target held before the first write (`TargetInventoried`); `Some(0)`: it
     /// was empty, so its restore point is "empty".
     pub target_keys_before: Option<u64>,
+    /// `source.read: scan`: the source's `notify-keyspace-events` before Ferry set it, while not
+    /// yet put back; a restarted engine puts this value back at its end.
+    pub keyspace_notifications_before: Option<String>,
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
@@ -212,6 +225,8 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         rolled_back: None,
         rollback: None,
         lease: None,
+        dry_run_report: None,
+        acl_users: None,
         allowed_actions: Vec::new(),
         created_at: event.at,
         updated_at: event.at,
@@ -226,6 +241,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         verification: None,
         transfer: None,
         target_keys_before: None,
+        keyspace_notifications_before: None,
         snapshot_started_at: None,
         rates: Rates::default(),
     };
@@ -266,7 +282,16 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::MigrationStarted {} => {
             v.state = State::Migrating;
             v.started_at = Some(event.at);
-            (v.phase, v.phase_detail) = if v.options.backup {
+            v.dry_run_report = None;
+            (v.phase, v.phase_detail) = if v.mode == Mode::DryRun {
+                (
+                    Some(Phase::Snapshot),
+                    Some(
+                        "dry run: connecting to the source (nothing is written to the target)"
+                            .into(),
+                    ),
+                )
+            } else if v.options.backup {
                 (
                     Some(Phase::Backup),
                     Some(
@@ -301,6 +326,22 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
         EventKind::SourcePauseLapsed { .. } => {}
+        EventKind::DryRunCompleted { report } => {
+            v.phase_detail = Some("dry run: snapshot read; report ready".into());
+            let p = &mut v.progress;
+            p.rdb_bytes_read = Some(report.rdb_bytes);
+            p.rdb_bytes_total = Some(report.rdb_bytes);
+            p.keys_total = Some(report.keys + report.keys_expired + report.keys_empty);
+            p.estimated = false;
+            v.dry_run_report = Some(report.clone());
+        }
+        EventKind::AclDiffed { report } => v.acl_users = Some(report.clone()),
+        EventKind::AclCopied { .. } => {}
+        EventKind::ScanStarted { .. }
+        | EventKind::KeyspaceNotificationsSet { .. }
+        | EventKind::KeyspaceNotificationsRestored { .. }
+        | EventKind::ScanRedone { .. }
+        | EventKind::ScanCheckpoint { .. } => scan::fold(m, &event.kind),
         EventKind::BackupCompleted { backup_id, .. } => {
             v.phase = Some(Phase::Snapshot);
             v.phase_detail = Some(format!(
@@ -427,6 +468,7 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 (Mode::Live, _) => Phase::Streaming,
                 (Mode::Snapshot, Verify::None) => Phase::Snapshot,
                 (Mode::Snapshot, _) => Phase::Verifying,
+                (Mode::DryRun, _) => Phase::Snapshot,
             });
             v.phase_detail = Some(match v.phase {
                 Some(Phase::Verifying) => format!(

@@ -149,7 +149,7 @@
         : field('source-url', 'Source server', el('input', { id: 'source-url', type: 'text', required: true, autocomplete: 'off', spellcheck: 'false', value: v ? v.source.url : '', placeholder: 'redis://[user:password@]host:6379' }),
           v ? 'Shown with *** for its password: leave *** to keep the stored one.' : 'Ferry reads it as a replica: PSYNC, then the live writes.'),
       field('target-url', 'Target server', el('input', { id: 'target-url', type: 'text', required: true, autocomplete: 'off', spellcheck: 'false', value: v ? v.target.url : '', placeholder: 'redis://host:6379' })),
-      field('mode', 'Mode', select('mode', v ? v.mode : 'snapshot', [['snapshot', 'snapshot: copy once, then complete'], ['live', 'live: keep applying writes until you cut over']])),
+      field('mode', 'Mode', select('mode', v ? v.mode : 'snapshot', [['snapshot', 'snapshot: copy once, then complete'], ['live', 'live: keep applying writes until you cut over'], ['dry_run', 'dry run: read everything, write nothing, report']])),
       el('fieldset', {}, el('legend', {}, 'Options'),
         field('on-conflict', 'A key that already exists on the target', select('on-conflict', o.on_conflict, [
           ['fail', 'fail: stop and name the key (default)'], ['replace', 'replace: overwrite it'],
@@ -302,8 +302,32 @@
     LinkLost: 'link lost', LinkResumed: 'link resumed', CutoverStarted: 'cutover started',
     VerificationCompleted: 'verified', CutoverCompleted: 'cut over', MigrationCompleted: 'completed',
     MigrationFailed: 'failed', MigrationCancelled: 'cancelled', RollbackRequested: 'rollback requested',
-    RollbackEnded: 'rollback ended',
+    RollbackEnded: 'rollback ended', DryRunCompleted: 'dry run report', AclDiffed: 'ACL users compared',
+    AclCopied: 'ACL users copied',
   };
+
+  // A dry run's report (`dry_run_report`): counts per db and type, the biggest keys, what the
+  // target cannot take, memory and ETA. The ACL diff (`acl_users`): names and statuses only.
+  function dryRunReport(r) {
+    const table = (id, head, rows) => el('table', { id }, el('thead', {}, el('tr', {}, head.map((h) => el('th', {}, h)))),
+      el('tbody', {}, rows.map((cells) => el('tr', {}, cells.map((c, i) => el('td', i === 0 || typeof c !== 'number' ? {} : { class: 'num' }, typeof c === 'number' ? count(c) : c))))));
+    const m = r.memory;
+    const fits = m.fits === null ? 'no maxmemory on the target' : (m.fits ? `fits in ${bytes(m.target_free_bytes)} free` : `does NOT fit in ${bytes(m.target_free_bytes)} free`);
+    return [el('h3', {}, 'Dry run'),
+      el('p', { id: 'dry-run-summary' }, `${count(r.keys)} keys · ${count(r.keys_expired)} expired · ${bytes(r.rdb_bytes)} read in ${seconds(r.read_ms / 1000)} · ETA ${seconds(r.eta.seconds)} · memory ≈ ${bytes(m.needed_bytes)} (${fits})`),
+      table('dry-run-databases', ['db', 'type', 'keys', 'bytes'], r.databases.map((c) => [`db ${c.db}`, c.type, c.keys, bytes(c.bytes)])),
+      el('h3', {}, 'Biggest keys'),
+      table('dry-run-biggest', ['key', 'type', 'bytes'], r.biggest_keys.map((k) => [`db ${k.db} ${k.key}`, k.type, bytes(k.bytes)])),
+      r.cannot_take.length
+        ? table('dry-run-cannot-take', ['the target cannot take', 'keys', 'examples'], r.cannot_take.map((c) => [`${c.reason.replace(/_/g, ' ')}: ${c.detail}`, c.count, c.examples.map((k) => `db ${k.db} ${k.key}`).join(', ')]))
+        : el('p', { id: 'dry-run-cannot-take' }, 'The target can take every key.'),
+      el('p', { class: 'muted' }, r.note)];
+  }
+
+  function aclUsers(report) {
+    return [el('h3', {}, 'ACL users'), el('table', { id: 'acl-users' }, el('tbody', {}, report.users.map((u) => el('tr', {},
+      el('td', { class: 'mono' }, u.user), el('td', {}, u.status), el('td', { class: 'mono' }, u.source_rules), el('td', {}, u.reason || '')))))];
+  }
 
   function migrateSection(v, events, verification) {
     const p = v.progress;
@@ -349,6 +373,8 @@
       el('ol', { class: 'timeline', id: 'timeline' }, timeline.map((e) => el('li', {},
         el('strong', {}, MILESTONES[e.type]), ' ', el('span', { class: 'muted' }, `${time(e.at)} · ${e.actor}`)))));
     if (v.backup_id) section.append(el('p', { class: 'muted' }, `Restore point: backup ${v.backup_id}`));
+    if (v.dry_run_report) section.append(...dryRunReport(v.dry_run_report));
+    if (v.acl_users) section.append(...aclUsers(v.acl_users));
     if (verification) {
       section.append(el('h3', {}, 'Verification'),
         el('p', { id: 'verification' }, `${verification.mode} · ${count(verification.checked)} keys checked · ${verification.missing} missing · ${verification.different} different · ${verification.extra} extra`),
@@ -419,6 +445,8 @@
       case 'LinkResumed': return `${d.link} ${d.kind}: ${d.reason}`;
       case 'VerificationCompleted': return `${count(d.report.checked)} checked, ${d.report.missing} missing, ${d.report.different} different`;
       case 'BackupCompleted': return `restore point ${d.backup_id}`;
+      case 'DryRunCompleted': return `${count(d.report.keys)} keys, ${d.report.cannot_take.length} reason(s) the target cannot take some`;
+      case 'AclCopied': return `created ${d.created.join(', ') || 'none'}; replaced ${d.replaced.join(', ') || 'none'}`;
       default: return '';
     }
   }

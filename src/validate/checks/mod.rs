@@ -9,6 +9,7 @@
 //!
 //! [`ALL`] is the registry of check ids, in report order; the guide has one item per entry.
 
+mod acl;
 mod capacity;
 mod cluster;
 mod compat;
@@ -17,6 +18,7 @@ mod connect;
 mod permissions;
 mod relay;
 mod replication;
+mod source_read;
 mod target;
 mod tls;
 
@@ -113,6 +115,10 @@ pub const ALL: &[Check] = &[
     Check {
         id: "source.replication",
         run: replication::source_replication,
+    },
+    Check {
+        id: "source.read",
+        run: source_read::source_read,
     },
     Check {
         id: "source.permissions",
@@ -225,6 +231,10 @@ pub const ALL: &[Check] = &[
     Check {
         id: "relay.tls",
         run: relay::tls,
+    },
+    Check {
+        id: "acl.users",
+        run: acl::users,
     },
 ];
 

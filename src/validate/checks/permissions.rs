@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::{fail, pass, warn, Inputs, Verdict};
-use crate::spec::{MigrationSpec, OnConflict, Transfer};
+use crate::spec::{MigrationSpec, OnConflict, SourceRead, Transfer};
 use crate::validate::error::{CallError, Side};
 use crate::validate::facts::{AclVerdict, ServerFacts};
 use crate::validate::permissions::ALL_KEYS;
@@ -28,6 +28,11 @@ fn used(when: When, spec: &MigrationSpec) -> bool {
         When::Rollback => spec.options.backup,
         // `auto` falls back to the restore path without them (the `transfer` check says so).
         When::Relay => spec.options.transfer == Transfer::Relay,
+        When::Replication => spec.source.read() == SourceRead::Replication,
+        When::Scan => spec.source.read() == SourceRead::Scan,
+        When::SetNotifications => {
+            spec.source.read() == SourceRead::Scan && spec.options.set_keyspace_notifications
+        }
     }
 }
 
@@ -71,7 +76,10 @@ fn decide(id: &str, facts: &ServerFacts, spec: &MigrationSpec) -> Verdict {
             Err(e) => unknown.push(e.to_string()),
         }
     }
-    let setuser = permissions::setuser_line(side, &user, redis_7);
+    let mut setuser = permissions::setuser_line(side, &user, redis_7);
+    if side == Side::Source && spec.source.read() == SourceRead::Scan {
+        setuser = format!("{setuser} {}", permissions::SCAN_RULES);
+    }
     let details = json!({
         "user": user,
         "missing": missing,

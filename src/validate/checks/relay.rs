@@ -81,6 +81,9 @@ pub fn transfer(inputs: &Inputs) -> Verdict {
     // Nothing is claimed about servers nobody reached.
     inputs.source.need_info()?;
     inputs.target.need_info()?;
+    if let Some(verdict) = super::source_read::transfer(inputs) {
+        return verdict;
+    }
     let choice = decide(inputs);
     let details = json!({
         "requested": inputs.spec.options.transfer,
@@ -110,6 +113,9 @@ pub fn transfer(inputs: &Inputs) -> Verdict {
 fn precondition(inputs: &Inputs, id: &str) -> Verdict {
     inputs.source.need_info()?;
     inputs.target.need_info()?;
+    if let Some(verdict) = super::source_read::not_replicating(inputs, id) {
+        return verdict;
+    }
     let choice = decide(inputs);
     let Some(p) = choice.preconditions.iter().find(|p| p.id == id) else {
         return pass(id, "not evaluated", json!({}));

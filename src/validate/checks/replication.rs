@@ -10,7 +10,7 @@
 
 use serde_json::json;
 
-use super::{config_mb, human, pass, warn, Inputs, Verdict};
+use super::{config_mb, fail, human, pass, warn, Inputs, Verdict};
 use crate::client::Info;
 
 /// How fast we assume a snapshot moves end to end (fork, transfer, parse, RESTORE), in bytes per
@@ -23,7 +23,9 @@ pub const BUFFER_SAFETY_FACTOR: u64 = 2;
 /// How long an interruption Ferry should be able to resume from without a new snapshot.
 pub const RESUME_WINDOW_SECS: u64 = 60;
 
-const ALTERNATIVES: [&str; 3] = [
+const ALTERNATIVES: [&str; 4] = [
+    "read the source without replication: `source.read: \"scan\"` (SCAN + DUMP with keyspace \
+     notifications; weaker, see the source.read check)",
     "ask the operator to allow PSYNC and REPLCONF for Ferry's user (managed services often rename them)",
     "migrate from a replica of the source that you run yourself",
     "export an RDB file from the source and import it (POST /v1/backups/upload)",
@@ -31,6 +33,9 @@ const ALTERNATIVES: [&str; 3] = [
 
 pub fn source_replication(inputs: &Inputs) -> Verdict {
     let id = "source.replication";
+    if let Some(verdict) = super::source_read::not_replicating(inputs, id) {
+        return verdict;
+    }
     let facts = inputs.source;
     let commands = facts
         .replication_commands
@@ -49,12 +54,12 @@ pub fn source_replication(inputs: &Inputs) -> Verdict {
         } else {
             "so is SYNC"
         };
-        return warn(
+        return fail(
             id,
             format!(
                 "PSYNC is renamed or disabled on the source ({sync}): Ferry cannot replicate from it; \
-                 alternatives: {}",
-                ALTERNATIVES.join("; ")
+                 set `source.read: \"scan\"` to copy it by SCAN instead; other alternatives: {}",
+                ALTERNATIVES[1..].join("; ")
             ),
             details,
         );
@@ -151,6 +156,9 @@ fn expected_sync_secs(dataset: u64) -> u64 {
 
 pub fn source_output_buffer(inputs: &Inputs) -> Verdict {
     let id = "source.output_buffer";
+    if let Some(verdict) = super::source_read::not_replicating(inputs, id) {
+        return verdict;
+    }
     let info = inputs.source.need_info()?;
     let config = inputs.source.need_config()?;
     let dataset = dataset_bytes(info);
@@ -220,6 +228,9 @@ pub fn source_output_buffer(inputs: &Inputs) -> Verdict {
 
 pub fn source_backlog(inputs: &Inputs) -> Verdict {
     let id = "source.backlog";
+    if let Some(verdict) = super::source_read::not_replicating(inputs, id) {
+        return verdict;
+    }
     let info = inputs.source.need_info()?;
     let rate = write_rate(info);
     // INFO reports the size even where CONFIG is renamed; fall back to CONFIG just in case.
@@ -284,6 +295,9 @@ pub fn source_backlog(inputs: &Inputs) -> Verdict {
 /// but the migration then sits still for that long, which looks like a hang: say so up front.
 pub fn source_sync_delay(inputs: &Inputs) -> Verdict {
     let id = "source.sync_delay";
+    if let Some(verdict) = super::source_read::not_replicating(inputs, id) {
+        return verdict;
+    }
     let config = inputs.source.need_config()?;
     let diskless = config.get("repl-diskless-sync") == Some("yes");
     let delay = config.num("repl-diskless-sync-delay").unwrap_or(0);

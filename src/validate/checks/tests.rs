@@ -61,6 +61,7 @@ fn server(side: Side, host: &str, info: &str, config: &[(&str, &str)]) -> Server
         function_libraries: None,
         lease: (side == Side::Target).then_some(Ok(None)),
         cluster: None,
+        acl_users: None,
     }
 }
 

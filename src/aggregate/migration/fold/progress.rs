@@ -15,7 +15,7 @@ use crate::model::Link;
 #[schema(example = json!({"rdb_bytes_total": 1048576, "rdb_bytes_read": 524288, "keys_written": 1200,
     "keys_skipped": 0, "keys_total": 2400, "estimated": false, "commands_streamed": null,
     "lag_bytes": null, "lag_seconds": null, "apply_rate": null, "link_reconnects": 0,
-    "percent": 50.0, "eta_seconds": 4}))]
+    "percent": 50.0, "eta_seconds": 4, "lag_keys": null}))]
 pub struct Progress {
     /// The RDB's size: exact when the source sends it from disk; while a diskless source streams
     /// it (size unknown until the end), an estimate from the bytes per key so far and
@@ -44,6 +44,14 @@ pub struct Progress {
     pub percent: Option<f64>,
     /// Estimated seconds until the snapshot is transferred, from the rate so far.
     pub eta_seconds: Option<u64>,
+    /// `source.read: scan`: keys known changed on the source and not yet copied again (the lag
+    /// of a scan reader, which has no replication offset); `null` for replication.
+    pub lag_keys: Option<u64>,
+}
+
+/// A scan reader's lag in seconds is unknown; it is 0 when no changed key waits.
+pub(super) fn scan_caught_up(progress: &mut Progress, dirty_keys: u64) {
+    progress.lag_seconds = (dirty_keys == 0).then_some(0.0);
 }
 
 /// How far back checkpoints are kept for the lag in seconds: a lag longer than this reads as

@@ -320,3 +320,47 @@ fn starting_with_an_unchecked_certificate_records_tls_verification_skipped() {
     let events = decide(&validated(spec(Mode::Snapshot)), Command::Start).unwrap();
     assert_eq!(events, vec![EventKind::MigrationStarted {}]);
 }
+
+#[test]
+fn a_scan_reader_shows_its_lag_in_keys_and_remembers_the_setting_to_put_back() {
+    let created = EventKind::MigrationCreated {
+        spec: Box::new(spec(Mode::Live)),
+    };
+    let set = |previous: &str| EventKind::KeyspaceNotificationsSet {
+        previous: previous.into(),
+        set: "EA".into(),
+    };
+    let m = fold(vec![
+        created.clone(),
+        set("Kx"),
+        // A restarted engine never records its own setting as the one to put back.
+        set("EA"),
+        EventKind::ScanStarted {
+            keys_total: Some(10),
+            notify: "EA".into(),
+        },
+        EventKind::ScanCheckpoint {
+            dirty_keys: 3,
+            keys_recopied: 7,
+            keys_deleted: 1,
+        },
+    ]);
+    assert_eq!(m.keyspace_notifications_before.as_deref(), Some("Kx"));
+    assert_eq!(m.view.progress.lag_keys, Some(3));
+    assert_eq!(m.view.progress.commands_streamed, Some(7));
+    assert_eq!(m.view.progress.lag_seconds, None);
+    assert_eq!(m.view.progress.keys_total, Some(10));
+
+    let m = fold(vec![
+        created,
+        set("Kx"),
+        EventKind::ScanCheckpoint {
+            dirty_keys: 0,
+            keys_recopied: 7,
+            keys_deleted: 1,
+        },
+        EventKind::KeyspaceNotificationsRestored { value: "Kx".into() },
+    ]);
+    assert_eq!(m.keyspace_notifications_before, None);
+    assert_eq!(m.view.progress.lag_seconds, Some(0.0));
+}
