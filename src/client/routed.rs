@@ -17,7 +17,8 @@ use thiserror::Error;
 
 use super::cluster::{node_endpoint, slot_map, DiscoveryError};
 use super::{ClientError, Conn};
-use crate::cluster::{key_slot, Node, Redirect, Role, Slot, SlotMap};
+use crate::cluster::offsets::{offset_key_pattern, parse_offset_value};
+use crate::cluster::{key_slot, offset_key, Node, Redirect, Role, Slot, SlotMap};
 use crate::resp::Frame;
 use crate::spec::Endpoint;
 use crate::transport::Peer;
@@ -37,6 +38,12 @@ pub enum RoutedError {
     Discovery(#[from] DiscoveryError),
     #[error("no master serves slot {slot}; the cluster's slot map has a hole")]
     Unserved { slot: Slot },
+    #[error("slot {slot}'s batch was refused by {addr}: {reply}")]
+    Refused {
+        slot: Slot,
+        addr: String,
+        reply: String,
+    },
     #[error("slot {slot} was still redirected after {}s (last: {last})", REDIRECT_BUDGET.as_secs())]
     TooManyRedirects { slot: Slot, last: String },
 }
@@ -215,6 +222,110 @@ impl ClusterConn {
             }
         }
         Err(RoutedError::TooManyRedirects { slot, last })
+    }
+
+    /// Applies one slot's commands and sets that slot's offset key to `offset_value`, in one
+    /// `MULTI`: the target holds both or neither (see [`crate::cluster::offsets`]).
+    pub async fn apply_slot_batch(
+        &mut self,
+        slot: Slot,
+        commands: &[Vec<bytes::Bytes>],
+        migration: &str,
+        offset_value: &str,
+    ) -> Result<(), RoutedError> {
+        let key = offset_key(slot, migration);
+        let mut batch: Vec<Vec<&[u8]>> = Vec::with_capacity(commands.len() + 3);
+        batch.push(vec![b"MULTI".as_slice()]);
+        batch.extend(
+            commands
+                .iter()
+                .map(|c| c.iter().map(|a| a.as_ref()).collect()),
+        );
+        batch.push(vec![
+            b"SET".as_slice(),
+            key.as_bytes(),
+            offset_value.as_bytes(),
+        ]);
+        batch.push(vec![b"EXEC".as_slice()]);
+        let replies = self.call_slot_batch(slot, &batch).await?;
+        let addr = self.owners[slot as usize].clone().unwrap_or_default();
+        let refused = |reply: String| RoutedError::Refused {
+            slot,
+            addr: addr.clone(),
+            reply,
+        };
+        match replies.last() {
+            Some(Frame::Array(results)) => match results.iter().find_map(Frame::as_error) {
+                None => Ok(()),
+                Some(e) => Err(refused(String::from_utf8_lossy(e).into_owned())),
+            },
+            Some(other) => {
+                // EXECABORT names the queued command that was refused: report that one.
+                let first = replies
+                    .iter()
+                    .find_map(Frame::as_error)
+                    .map(|e| String::from_utf8_lossy(e).into_owned());
+                Err(refused(first.unwrap_or_else(|| other.describe())))
+            }
+            None => Err(refused("no reply".into())),
+        }
+    }
+
+    /// Every offset key of `migration` on the cluster, as `(slot, offset)`; keys that do not hold
+    /// an offset (a snapshot marker) are left out.
+    pub async fn read_slot_offsets(
+        &mut self,
+        migration: &str,
+    ) -> Result<Vec<(Slot, i64)>, RoutedError> {
+        let pattern = offset_key_pattern(migration);
+        let masters: Vec<String> = self.map.masters().map(Node::addr).collect();
+        let mut keys = Vec::new();
+        for addr in masters {
+            let conn = self.conn_to(&addr).await?;
+            let mut cursor = b"0".to_vec();
+            loop {
+                let reply = conn
+                    .call(&[
+                        b"SCAN".as_slice(),
+                        &cursor,
+                        b"MATCH",
+                        pattern.as_bytes(),
+                        b"COUNT",
+                        b"1000",
+                    ])
+                    .await?;
+                let Frame::Array(parts) = reply else {
+                    return Err(RoutedError::Refused {
+                        slot: 0,
+                        addr: addr.clone(),
+                        reply: format!("SCAN answered {}", reply.describe()),
+                    });
+                };
+                let mut parts = parts.into_iter();
+                let next = parts
+                    .next()
+                    .and_then(|f| f.as_bytes().cloned())
+                    .unwrap_or_default();
+                if let Some(Frame::Array(found)) = parts.next() {
+                    keys.extend(found.into_iter().filter_map(|f| f.as_bytes().cloned()));
+                }
+                if next.as_ref() == b"0" || next.is_empty() {
+                    break;
+                }
+                cursor = next.to_vec();
+            }
+        }
+        let mut offsets = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value = self.call_key(&key, &[b"GET".as_slice(), &key]).await?;
+            let Some(value) = value.as_bytes() else {
+                continue;
+            };
+            if let Some((_, offset)) = parse_offset_value(&String::from_utf8_lossy(value)) {
+                offsets.push((key_slot(&key), offset));
+            }
+        }
+        Ok(offsets)
     }
 
     /// Runs one command on every master (DBSIZE, FLUSHDB, FUNCTION LOAD…), in shard order.

@@ -6,10 +6,12 @@
 //! - [`tags`]: a short tag hashing to each of the 16384 slots (per-slot offset keys).
 //! - [`map`]: a [`SlotMap`] from `CLUSTER SHARDS` (7.0+) or `CLUSTER SLOTS` (6.2), coverage.
 //! - [`nodes`]: `CLUSTER NODES`, for the slots a node is importing or migrating.
+//! - [`offsets`]: per-slot batches and offset keys (exactly-once on a cluster target).
 //! - [`redirect`]: `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN` replies.
 
 pub mod map;
 pub mod nodes;
+pub mod offsets;
 pub mod redirect;
 pub mod slot;
 pub mod tags;
@@ -18,6 +20,7 @@ mod tests;
 
 pub use map::{Coverage, Node, Ranges, Role, Shard, SlotMap};
 pub use nodes::{parse_nodes, MoveDirection, NodeLine, SlotMove};
+pub use offsets::{offset_key, SlotBatches, SlotOffsets};
 pub use redirect::Redirect;
 pub use slot::{crc16, hash_tag, key_slot, Slot, SLOTS};
 pub use tags::SlotTags;

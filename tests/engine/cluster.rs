@@ -220,3 +220,142 @@ async fn the_engine_refuses_a_cluster_on_either_side_before_writing() {
     let sizes: Vec<String> = cluster.nodes.iter().map(|n| n.cli(&["DBSIZE"])).collect();
     assert!(sizes.iter().all(|s| s.trim() == "0"), "{sizes:?}");
 }
+
+/// The exactly-once core of a cluster target: a stream of non-idempotent commands (INCR) is
+/// applied in per-slot `MULTI`s that also set each slot's offset key, while `redis-cli --cluster
+/// reshard` moves 300 slots under it; the writer "crashes" half-way through a flush, and a
+/// restarted one resumes from a lagging checkpoint, skipping per slot what the keys say is
+/// applied. Every counter ends exactly right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_slot_batches_apply_exactly_once_across_a_resharding_and_a_restart() {
+    use ferry::cluster::{SlotBatches, SlotOffsets};
+
+    const N: i64 = 6000;
+    const COUNTERS: i64 = 400;
+    const FLUSH: i64 = 250;
+    const CRASH_AT: i64 = 4000;
+    const CHECKPOINT: i64 = 3500;
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let seed = endpoint(&cluster.url());
+    let mut routed = ClusterConn::connect(&seed).await.unwrap();
+    let counter = |i: i64| format!("c:{}", i % COUNTERS);
+
+    let ports = cluster.master_ports();
+    let id = |p: u16| cluster.node(p).cli(&["CLUSTER", "MYID"]).trim().to_string();
+    let (from_id, to_id) = (id(ports[0]), id(ports[1]));
+    let cli = crate::common::redis::binary("7.4", "redis-cli");
+    let seed_addr = format!("127.0.0.1:{}", ports[0]);
+    let reshard = std::thread::spawn(move || {
+        std::process::Command::new(cli)
+            .args([
+                "--cluster",
+                "reshard",
+                &seed_addr,
+                "--cluster-from",
+                &from_id,
+            ])
+            .args([
+                "--cluster-to",
+                &to_id,
+                "--cluster-slots",
+                "300",
+                "--cluster-yes",
+            ])
+            .output()
+            .expect("run redis-cli --cluster reshard")
+    });
+
+    // Applies offsets `from..=to`, flush by flush, skipping what `done` covers; with `stop_after`
+    // it stops after that many slot batches of the last flush (a crash mid-flush).
+    async fn apply(
+        routed: &mut ClusterConn,
+        range: std::ops::RangeInclusive<i64>,
+        done: &SlotOffsets,
+        stop_after: Option<usize>,
+        counter: &dyn Fn(i64) -> String,
+    ) {
+        let mut batches = SlotBatches::default();
+        let end = *range.end();
+        for i in range {
+            let key = counter(i);
+            let slot = key_slot(key.as_bytes());
+            if !done.applied(slot, i) {
+                let command = vec![bytes::Bytes::from("INCR"), bytes::Bytes::from(key)];
+                batches.push(slot, command);
+            }
+            if i % FLUSH == 0 || i == end {
+                let slots = batches.take();
+                let limit = match stop_after {
+                    Some(n) if i == end => n,
+                    _ => slots.len(),
+                };
+                for (slot, commands) in slots.into_iter().take(limit) {
+                    let value = format!("r:{i}:0");
+                    routed
+                        .apply_slot_batch(slot, &commands, "m", &value)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    }
+
+    apply(
+        &mut routed,
+        1..=CRASH_AT,
+        &SlotOffsets::default(),
+        Some(60),
+        &counter,
+    )
+    .await;
+    let followed = routed.asks + routed.refreshes;
+    drop(routed);
+
+    // The restart: a new client, the lagging checkpoint, the slots' own keys.
+    let mut routed = ClusterConn::connect(&seed).await.unwrap();
+    let keys = routed.read_slot_offsets("m").await.unwrap();
+    assert!(
+        keys.iter().any(|(_, o)| *o == CRASH_AT),
+        "the half flush left keys"
+    );
+    let done = SlotOffsets::new(CHECKPOINT, keys);
+    assert_eq!(done.resume_from(), CHECKPOINT);
+    apply(&mut routed, CHECKPOINT + 1..=N, &done, None, &counter).await;
+    let followed = followed + routed.asks + routed.refreshes;
+
+    let out = reshard.join().unwrap();
+    assert!(
+        out.status.success(),
+        "reshard: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(followed > 0, "the writes met the resharding (MOVED or ASK)");
+    for c in 0..COUNTERS {
+        let key = format!("c:{c}");
+        let value = routed
+            .call_key(key.as_bytes(), &["GET", &key])
+            .await
+            .unwrap();
+        let value: i64 = std::str::from_utf8(value.as_bytes().expect("a counter"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(value, N / COUNTERS, "{key}");
+    }
+    // Every slot that received commands holds its offset key; the last flush reached N.
+    let keys = routed.read_slot_offsets("m").await.unwrap();
+    let slots: std::collections::HashSet<u16> = (0..COUNTERS)
+        .map(|c| key_slot(format!("c:{c}").as_bytes()))
+        .collect();
+    let keyed: std::collections::HashSet<u16> = keys.iter().map(|(s, _)| *s).collect();
+    assert_eq!(keyed, slots);
+    assert!(keys.iter().all(|(_, o)| *o > CHECKPOINT && *o <= N));
+    assert!(keys.iter().any(|(_, o)| *o == N));
+    let sizes = routed.call_each_master(&["DBSIZE"]).await;
+    let total: i64 = sizes
+        .iter()
+        .map(|(_, r)| r.as_ref().unwrap().as_int().unwrap())
+        .sum();
+    assert_eq!(total as usize, COUNTERS as usize + slots.len());
+}
