@@ -4,7 +4,8 @@
 //! The slot map is discovered from the seed (any node) and refreshed when a node answers `MOVED`
 //! (the slot has a new owner for good). `ASK` (a slot half-way through a migration) sends the
 //! command once more to the importing node after `ASKING`, leaving the map alone; `TRYAGAIN` and
-//! `CLUSTERDOWN` wait briefly and retry, for up to 30 s: a transaction of new keys in a slot being
+//! `CLUSTERDOWN` wait briefly and retry, for up to 30 s (a lost connection is not retried: the
+//! batch may have been applied; [`ClusterConn::apply_slot_batch`] asks the slot's offset key): a transaction of new keys in a slot being
 //! migrated is answered `TRYAGAIN` by the importing node until that slot's migration ends, so a
 //! per-slot batch waits for a resharding of its slot rather than split. A batch ([`ClusterConn::call_slot_batch`]) is retried
 //! whole, so it must be a transaction (`MULTI … EXEC`, where a redirected command aborts the
@@ -36,8 +37,8 @@ pub enum RoutedError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
-    #[error("no master serves slot {slot}; the cluster's slot map has a hole")]
-    Unserved { slot: Slot },
+    #[error("no node of the cluster answered")]
+    NoNode,
     #[error("slot {slot}'s batch was refused by {addr}: {reply}")]
     Refused {
         slot: Slot,
@@ -47,6 +48,9 @@ pub enum RoutedError {
     #[error("slot {slot} was still redirected after {}s (last: {last})", REDIRECT_BUDGET.as_secs())]
     TooManyRedirects { slot: Slot, last: String },
 }
+
+/// One slot's commands of a flush.
+pub type SlotBatch = (Slot, Vec<Vec<bytes::Bytes>>);
 
 /// Connections to the masters of one cluster, routed by slot.
 pub struct ClusterConn {
@@ -120,7 +124,7 @@ impl ClusterConn {
                 }
             }
         }
-        Err(last.unwrap_or(RoutedError::Unserved { slot: 0 }))
+        Err(last.unwrap_or(RoutedError::NoNode))
     }
 
     async fn conn_to(&mut self, addr: &str) -> Result<&mut Conn, RoutedError> {
@@ -162,15 +166,26 @@ impl ClusterConn {
         let mut last = String::new();
         let deadline = tokio::time::Instant::now() + REDIRECT_BUDGET;
         while tokio::time::Instant::now() < deadline {
-            let addr = match &ask {
-                Some(addr) => addr.clone(),
-                None => self.owners[slot as usize]
-                    .clone()
-                    .ok_or(RoutedError::Unserved { slot })?,
+            let addr = match (&ask, &self.owners[slot as usize]) {
+                (Some(addr), _) | (None, Some(addr)) => addr.clone(),
+                (None, None) => {
+                    // A hole in the map: a view taken mid-failover; read it again shortly.
+                    last = "no master serves the slot".into();
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    self.refresh().await.ok();
+                    continue;
+                }
             };
             let asking = ask.is_some();
             let sent = {
-                let conn = self.conn_to(&addr).await?;
+                let conn = match self.conn_to(&addr).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // A node gone (a failover): the next try goes where the map says now.
+                        self.refresh().await.ok();
+                        return Err(e);
+                    }
+                };
                 let mut batch: Vec<Vec<&[u8]>> = Vec::with_capacity(commands.len() + 1);
                 if asking {
                     batch.push(vec![b"ASKING".as_slice()]);
@@ -185,13 +200,11 @@ impl ClusterConn {
             let mut replies = match sent {
                 Ok(replies) => replies,
                 Err(e) => {
-                    // A dead node: forget the connection and the map; the next try asks again.
+                    // The connection broke with the batch possibly applied: not retried here
+                    // (a transaction is not idempotent); the map is read again for the caller.
                     self.conns.remove(&addr);
-                    last = e.to_string();
-                    ask = None;
-                    tokio::time::sleep(RETRY_PAUSE).await;
                     self.refresh().await.ok();
-                    continue;
+                    return Err(e.into());
                 }
             };
             if asking {
@@ -225,8 +238,86 @@ impl ClusterConn {
     }
 
     /// Applies one slot's commands and sets that slot's offset key to `offset_value`, in one
-    /// `MULTI`: the target holds both or neither (see [`crate::cluster::offsets`]).
+    /// `MULTI`: the target holds both or neither (see [`crate::cluster::offsets`]). When the
+    /// connection breaks (a target failover, a restart), the slot's offset key says whether the
+    /// batch got in: it holds `offset_value` exactly when it did (each flush's value is unique),
+    /// so the batch is sent again only when it did not.
     pub async fn apply_slot_batch(
+        &mut self,
+        slot: Slot,
+        commands: &[Vec<bytes::Bytes>],
+        migration: &str,
+        offset_value: &str,
+    ) -> Result<(), RoutedError> {
+        self.apply_or_check(slot, commands, migration, offset_value, false)
+            .await
+    }
+
+    /// [`ClusterConn::apply_slot_batch`], starting with the offset key's answer when `lost`
+    /// (an earlier send of this batch may have been applied).
+    async fn apply_or_check(
+        &mut self,
+        slot: Slot,
+        commands: &[Vec<bytes::Bytes>],
+        migration: &str,
+        offset_value: &str,
+        lost: bool,
+    ) -> Result<(), RoutedError> {
+        let deadline = tokio::time::Instant::now() + REDIRECT_BUDGET;
+        let mut checked = lost;
+        loop {
+            if checked {
+                match self.slot_holds(slot, migration, offset_value).await? {
+                    Some(true) => return Ok(()),
+                    Some(false) => {}
+                    // Not known yet (the node is still away): never send blind.
+                    None if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
+                    }
+                    None => {
+                        return Err(RoutedError::TooManyRedirects {
+                            slot,
+                            last: "the offset key could not be read after a lost connection".into(),
+                        })
+                    }
+                }
+            }
+            match self
+                .apply_once(slot, commands, migration, offset_value)
+                .await
+            {
+                Err(RoutedError::Client(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(slot, error = %e, "a slot batch lost its connection; checking its offset key");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    checked = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether `slot`'s offset key holds `offset_value` (its batch is applied); `None` while the
+    /// node cannot be asked.
+    async fn slot_holds(
+        &mut self,
+        slot: Slot,
+        migration: &str,
+        offset_value: &str,
+    ) -> Result<Option<bool>, RoutedError> {
+        let key = offset_key(slot, migration);
+        match self.call_key(key.as_bytes(), &["GET", key.as_str()]).await {
+            Ok(value) => Ok(Some(
+                value
+                    .as_bytes()
+                    .is_some_and(|v| v.as_ref() == offset_value.as_bytes()),
+            )),
+            Err(RoutedError::Client(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply_once(
         &mut self,
         slot: Slot,
         commands: &[Vec<bytes::Bytes>],
@@ -269,6 +360,110 @@ impl ClusterConn {
             }
             None => Err(refused("no reply".into())),
         }
+    }
+
+    /// Applies many slots' batches of one flush (each with its offset key, each in its own
+    /// `MULTI`): every node's transactions go as one pipeline, the nodes in parallel. A batch
+    /// that meets a redirection, or whose node's connection broke, is then applied alone
+    /// through [`ClusterConn::apply_slot_batch`] (which asks its offset key after a loss).
+    pub async fn apply_slot_batches(
+        &mut self,
+        batches: Vec<SlotBatch>,
+        migration: &str,
+        offset_value: &str,
+    ) -> Result<(), RoutedError> {
+        let mut by_node: HashMap<String, Vec<SlotBatch>> = HashMap::new();
+        let mut again = Vec::new();
+        for (slot, commands) in batches {
+            match self.owners[slot as usize].clone() {
+                Some(addr) => by_node.entry(addr).or_default().push((slot, commands)),
+                // Unserved in this view (mid-failover): applied alone, once the map has it.
+                None => again.push(((slot, commands), false)),
+            }
+        }
+        for addr in by_node.keys() {
+            self.conn_to(addr).await?;
+        }
+        let mut sending = Vec::with_capacity(by_node.len());
+        for (addr, list) in by_node {
+            let mut conn = self.conns.remove(&addr).expect("connected above");
+            sending.push(async move {
+                let keys: Vec<String> = list
+                    .iter()
+                    .map(|(s, _)| offset_key(*s, migration))
+                    .collect();
+                let mut pipeline: Vec<Vec<&[u8]>> = Vec::new();
+                for ((_, commands), key) in list.iter().zip(&keys) {
+                    pipeline.push(vec![b"MULTI".as_slice()]);
+                    pipeline.extend(
+                        commands
+                            .iter()
+                            .map(|c| c.iter().map(|a| a.as_ref()).collect()),
+                    );
+                    pipeline.push(vec![
+                        b"SET".as_slice(),
+                        key.as_bytes(),
+                        offset_value.as_bytes(),
+                    ]);
+                    pipeline.push(vec![b"EXEC".as_slice()]);
+                }
+                let replies = conn.call_many(&pipeline).await;
+                (addr, conn, list, replies)
+            });
+        }
+        for (addr, conn, list, replies) in futures::future::join_all(sending).await {
+            let replies = match replies {
+                Ok(replies) => {
+                    self.conns.insert(addr.clone(), conn);
+                    replies
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "a node's pipeline lost its connection");
+                    again.extend(list.into_iter().map(|b| (b, true)));
+                    continue;
+                }
+            };
+            let mut replies = replies.into_iter();
+            for (slot, commands) in list {
+                let mine: Vec<Frame> = replies.by_ref().take(commands.len() + 3).collect();
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                let redirected = mine
+                    .iter()
+                    .filter_map(Frame::as_error)
+                    .any(|e| Redirect::parse(e, host).is_some());
+                match mine.last() {
+                    _ if redirected => again.push(((slot, commands), false)),
+                    Some(Frame::Array(results)) => {
+                        if let Some(e) = results.iter().find_map(Frame::as_error) {
+                            return Err(RoutedError::Refused {
+                                slot,
+                                addr: addr.clone(),
+                                reply: String::from_utf8_lossy(e).into_owned(),
+                            });
+                        }
+                    }
+                    other => {
+                        let first = mine.iter().find_map(Frame::as_error);
+                        return Err(RoutedError::Refused {
+                            slot,
+                            addr: addr.clone(),
+                            reply: first.map_or_else(
+                                || other.map_or("no reply".into(), Frame::describe),
+                                |e| String::from_utf8_lossy(e).into_owned(),
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if again.iter().any(|(_, lost)| *lost) {
+            self.refresh().await.ok();
+        }
+        for ((slot, commands), lost) in again {
+            self.apply_or_check(slot, &commands, migration, offset_value, lost)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Every offset key of `migration` on the cluster, as `(slot, offset)`; keys that do not hold

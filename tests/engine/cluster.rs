@@ -5,7 +5,7 @@
 //! which this build does not migrate yet, before anything is written or read.
 
 use ferry::client::routed::ClusterConn;
-use ferry::cluster::{key_slot, SlotTags};
+use ferry::cluster::{key_slot, SlotBatches, SlotOffsets, SlotTags};
 use ferry::redis_url::RedisUrl;
 use ferry::resp::Frame;
 use ferry::spec::Endpoint;
@@ -221,25 +221,73 @@ async fn the_engine_refuses_a_cluster_on_either_side_before_writing() {
     assert!(sizes.iter().all(|s| s.trim() == "0"), "{sizes:?}");
 }
 
+const N: i64 = 6000;
+const COUNTERS: i64 = 400;
+const FLUSH: i64 = 250;
+
+fn counter(i: i64) -> String {
+    format!("c:{}", i % COUNTERS)
+}
+
+/// Applies offsets `range` as a stream of `INCR`s, flush by flush (each flush's slot batches
+/// pipelined per node), skipping what `done` covers; with `stop_after` it applies only that many
+/// slot batches of the last flush (a crash mid-flush).
+async fn apply(
+    routed: &mut ClusterConn,
+    range: std::ops::RangeInclusive<i64>,
+    done: &SlotOffsets,
+    stop_after: Option<usize>,
+) {
+    let mut batches = SlotBatches::default();
+    let end = *range.end();
+    for i in range {
+        let key = counter(i);
+        let slot = key_slot(key.as_bytes());
+        if !done.applied(slot, i) {
+            let command = vec![bytes::Bytes::from("INCR"), bytes::Bytes::from(key)];
+            batches.push(slot, command);
+        }
+        if i % FLUSH == 0 || i == end {
+            let mut slots = batches.take();
+            if let (Some(n), true) = (stop_after, i == end) {
+                slots.truncate(n);
+            }
+            routed
+                .apply_slot_batches(slots, "m", &format!("r:{i}:0"))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Every counter holds exactly the number of `INCR`s the stream had for it.
+async fn assert_counters(routed: &mut ClusterConn) {
+    for c in 0..COUNTERS {
+        let key = format!("c:{c}");
+        let value = routed
+            .call_key(key.as_bytes(), &["GET", &key])
+            .await
+            .unwrap();
+        let value: i64 = std::str::from_utf8(value.as_bytes().expect("a counter"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(value, N / COUNTERS, "{key}");
+    }
+}
+
 /// The exactly-once core of a cluster target: a stream of non-idempotent commands (INCR) is
-/// applied in per-slot `MULTI`s that also set each slot's offset key, while `redis-cli --cluster
-/// reshard` moves 300 slots under it; the writer "crashes" half-way through a flush, and a
-/// restarted one resumes from a lagging checkpoint, skipping per slot what the keys say is
-/// applied. Every counter ends exactly right.
+/// applied in per-slot `MULTI`s that also set each slot's offset key (pipelined per node), while
+/// `redis-cli --cluster reshard` moves 300 slots under it; the writer "crashes" half-way through
+/// a flush, and a restarted one resumes from a lagging checkpoint, skipping per slot what the
+/// keys say is applied. Every counter ends exactly right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_slot_batches_apply_exactly_once_across_a_resharding_and_a_restart() {
-    use ferry::cluster::{SlotBatches, SlotOffsets};
-
-    const N: i64 = 6000;
-    const COUNTERS: i64 = 400;
-    const FLUSH: i64 = 250;
     const CRASH_AT: i64 = 4000;
     const CHECKPOINT: i64 = 3500;
     let cluster = RedisCluster::start("7.4", 3, 0);
     let seed = endpoint(&cluster.url());
     let mut routed = ClusterConn::connect(&seed).await.unwrap();
-    let counter = |i: i64| format!("c:{}", i % COUNTERS);
-
     let ports = cluster.master_ports();
     let id = |p: u16| cluster.node(p).cli(&["CLUSTER", "MYID"]).trim().to_string();
     let (from_id, to_id) = (id(ports[0]), id(ports[1]));
@@ -265,49 +313,7 @@ async fn per_slot_batches_apply_exactly_once_across_a_resharding_and_a_restart()
             .expect("run redis-cli --cluster reshard")
     });
 
-    // Applies offsets `from..=to`, flush by flush, skipping what `done` covers; with `stop_after`
-    // it stops after that many slot batches of the last flush (a crash mid-flush).
-    async fn apply(
-        routed: &mut ClusterConn,
-        range: std::ops::RangeInclusive<i64>,
-        done: &SlotOffsets,
-        stop_after: Option<usize>,
-        counter: &dyn Fn(i64) -> String,
-    ) {
-        let mut batches = SlotBatches::default();
-        let end = *range.end();
-        for i in range {
-            let key = counter(i);
-            let slot = key_slot(key.as_bytes());
-            if !done.applied(slot, i) {
-                let command = vec![bytes::Bytes::from("INCR"), bytes::Bytes::from(key)];
-                batches.push(slot, command);
-            }
-            if i % FLUSH == 0 || i == end {
-                let slots = batches.take();
-                let limit = match stop_after {
-                    Some(n) if i == end => n,
-                    _ => slots.len(),
-                };
-                for (slot, commands) in slots.into_iter().take(limit) {
-                    let value = format!("r:{i}:0");
-                    routed
-                        .apply_slot_batch(slot, &commands, "m", &value)
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-    }
-
-    apply(
-        &mut routed,
-        1..=CRASH_AT,
-        &SlotOffsets::default(),
-        Some(60),
-        &counter,
-    )
-    .await;
+    apply(&mut routed, 1..=CRASH_AT, &SlotOffsets::default(), Some(60)).await;
     let followed = routed.asks + routed.refreshes;
     drop(routed);
 
@@ -320,7 +326,7 @@ async fn per_slot_batches_apply_exactly_once_across_a_resharding_and_a_restart()
     );
     let done = SlotOffsets::new(CHECKPOINT, keys);
     assert_eq!(done.resume_from(), CHECKPOINT);
-    apply(&mut routed, CHECKPOINT + 1..=N, &done, None, &counter).await;
+    apply(&mut routed, CHECKPOINT + 1..=N, &done, None).await;
     let followed = followed + routed.asks + routed.refreshes;
 
     let out = reshard.join().unwrap();
@@ -331,18 +337,7 @@ async fn per_slot_batches_apply_exactly_once_across_a_resharding_and_a_restart()
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(followed > 0, "the writes met the resharding (MOVED or ASK)");
-    for c in 0..COUNTERS {
-        let key = format!("c:{c}");
-        let value = routed
-            .call_key(key.as_bytes(), &["GET", &key])
-            .await
-            .unwrap();
-        let value: i64 = std::str::from_utf8(value.as_bytes().expect("a counter"))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(value, N / COUNTERS, "{key}");
-    }
+    assert_counters(&mut routed).await;
     // Every slot that received commands holds its offset key; the last flush reached N.
     let keys = routed.read_slot_offsets("m").await.unwrap();
     let slots: std::collections::HashSet<u16> = (0..COUNTERS)
@@ -358,4 +353,33 @@ async fn per_slot_batches_apply_exactly_once_across_a_resharding_and_a_restart()
         .map(|(_, r)| r.as_ref().unwrap().as_int().unwrap())
         .sum();
     assert_eq!(total as usize, COUNTERS as usize + slots.len());
+}
+
+/// A target master fails over (`CLUSTER FAILOVER` on its replica) in the middle of the stream:
+/// the old master answers MOVED, the map is read again, and every counter ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_slot_batches_survive_a_target_failover() {
+    let cluster = RedisCluster::start("7.4", 3, 1);
+    let mut routed = ClusterConn::connect(&endpoint(&cluster.url()))
+        .await
+        .unwrap();
+    let none = SlotOffsets::default();
+    apply(&mut routed, 1..=N / 2, &none, None).await;
+    let replica = cluster.replica_ports()[0];
+    let node = cluster.node(replica);
+    assert_eq!(node.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+    apply(&mut routed, N / 2 + 1..=N, &none, None).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !node.cli(&["INFO", "replication"]).contains("role:master") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica was not promoted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cluster.wait_ready(std::time::Duration::from_secs(20));
+    assert_counters(&mut routed).await;
+    // The client now knows the promoted replica as a master.
+    assert!(routed.map().masters().any(|m| m.port == replica));
+    assert!(routed.refreshes >= 1);
 }
