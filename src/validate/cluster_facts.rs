@@ -27,6 +27,8 @@ pub struct ClusterFacts {
     pub seed: Discovered,
     /// One entry per master of the seed's map, in shard order.
     pub masters: Vec<MasterFacts>,
+    /// Every replica the seed lists, and whether it answered (connect, AUTH, PING).
+    pub replicas: Vec<(Node, Result<(), String>)>,
 }
 
 /// One master, and what asking it gave.
@@ -142,8 +144,36 @@ pub async fn gather(
             MasterFacts { node, slots, state }
         }
     });
-    let masters = join_all(asked).await;
-    Ok(ClusterFacts { seed, masters })
+    let replica_nodes: Vec<Node> = seed
+        .map
+        .shards
+        .iter()
+        .flat_map(|s| s.replicas.iter().cloned())
+        .collect();
+    let pinged = replica_nodes.into_iter().map(|node| {
+        let endpoint = node_endpoint(endpoint, &node);
+        let options = per_master.clone();
+        async move {
+            let answer = async {
+                let peer = Peer::new(&endpoint).map_err(|e| e.to_string())?;
+                connect(&peer, &options)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            };
+            let answered = match tokio::time::timeout(budget, answer).await {
+                Ok(answered) => answered,
+                Err(_) => Err(format!("no answer within {} ms", budget.as_millis())),
+            };
+            (node, answered)
+        }
+    });
+    let (masters, replicas) = tokio::join!(join_all(asked), join_all(pinged));
+    Ok(ClusterFacts {
+        seed,
+        masters,
+        replicas,
+    })
 }
 
 async fn ask_master(

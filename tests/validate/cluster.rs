@@ -58,7 +58,7 @@ async fn a_cluster_target_named_by_a_replica_is_discovered_and_refused_with_the_
         &report,
         "cluster.coverage",
         CheckStatus::Pass,
-        &["all 16384 slots are served"],
+        &["all 16384 slots are served and every node answers"],
     );
     expect(
         &report,
@@ -110,6 +110,27 @@ async fn a_cluster_target_named_by_a_replica_is_discovered_and_refused_with_the_
         let details = check(&report, "target.in_use").details.clone().unwrap();
         assert_eq!(details["lease"], "someone else");
     }
+
+    // A replica that does not answer is named; it serves no slot, so it only warns.
+    let mut cluster = cluster;
+    let gone = cluster.replica_ports()[1];
+    cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.port == gone)
+        .unwrap()
+        .kill();
+    let master = cluster.master_ports()[0];
+    let report = validate(&source.url(), &cluster.node(master).url()).await;
+    expect(
+        &report,
+        "cluster.coverage",
+        CheckStatus::Warn,
+        &[
+            &format!("the target's replica 127.0.0.1:{gone}"),
+            "every master answers",
+        ],
+    );
 }
 
 #[tokio::test]

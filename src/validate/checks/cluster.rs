@@ -101,6 +101,7 @@ pub fn coverage(inputs: &Inputs) -> Verdict {
         (Side::Target, cluster_of(inputs.target)?),
     ];
     let mut problems = Vec::new();
+    let mut silent_replicas = Vec::new();
     let mut details = serde_json::Map::new();
     for (side, cluster) in sides {
         let Some(cluster) = cluster else { continue };
@@ -135,9 +136,21 @@ pub fn coverage(inputs: &Inputs) -> Verdict {
                 disagreeing.join(", ")
             ));
         }
+        let silent: Vec<String> = cluster
+            .replicas
+            .iter()
+            .filter_map(|(node, answered)| {
+                answered
+                    .as_ref()
+                    .err()
+                    .map(|e| format!("the {side}'s replica {}: {e}", node.addr()))
+            })
+            .collect();
+        silent_replicas.extend(silent.iter().cloned());
         details.insert(
             side.name().to_string(),
             json!({
+                "replicas_unreachable": silent,
                 "unserved": coverage.unserved.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
                 "doubly_served": coverage.doubly_served,
                 "unreachable": cluster.unreachable(),
@@ -149,10 +162,24 @@ pub fn coverage(inputs: &Inputs) -> Verdict {
     if details.as_object().is_some_and(|d| d.is_empty()) {
         return pass(id, "no cluster on either side", details);
     }
+    if problems.is_empty() && !silent_replicas.is_empty() {
+        // Replicas carry no slot of their own: a migration reads and writes masters.
+        return warn(
+            id,
+            format!(
+                "all {SLOTS} slots are served and every master answers, but not every replica: \
+                 {}; a failover to one of them would stall the migration until it is back",
+                silent_replicas.join("; ")
+            ),
+            details,
+        );
+    }
     if problems.is_empty() {
         return pass(
             id,
-            format!("all {SLOTS} slots are served and every master answers with the same map"),
+            format!(
+                "all {SLOTS} slots are served and every node answers, the masters with the same map"
+            ),
             details,
         );
     }
