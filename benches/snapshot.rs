@@ -93,6 +93,7 @@ fn snapshot(c: &mut Criterion) {
             transfer: ferry::spec::Transfer::Restore,
             ..Options::default()
         },
+        schedule: Default::default(),
     };
 
     let mut group = c.benchmark_group("snapshot");
@@ -207,6 +208,7 @@ fn live(c: &mut Criterion) {
                         transfer: ferry::spec::Transfer::Restore,
                         ..Options::default()
                     },
+                    schedule: Default::default(),
                 };
                 let tuning = Tuning {
                     report_interval: Duration::from_millis(5),

@@ -53,6 +53,7 @@ fn spec() -> MigrationSpec {
         target: Endpoint::new(RedisUrl::parse("redis://10.0.0.2:6379").expect("url")),
         mode: Mode::Live,
         options: Options::default(),
+        schedule: Default::default(),
     }
 }
 

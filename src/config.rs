@@ -178,6 +178,11 @@ pub struct TransferSettings {
     /// LZF-compressed string, a stream, a module value or a compact encoding must be whole, and
     /// one over this size fails the job with its key named, rather than exhausting memory.
     pub max_whole_value_bytes: u64,
+    /// The HA guard slows Ferry's writes down while a replica of the source lags more than this
+    /// many seconds (`lag` in the source's `INFO replication`); 0 turns the guard off.
+    pub ha_guard_replica_lag_secs: u64,
+    /// The HA guard never slows Ferry below this many commands a second.
+    pub ha_guard_min_ops_per_sec: u64,
 }
 
 impl Default for TransferSettings {
@@ -185,6 +190,8 @@ impl Default for TransferSettings {
         TransferSettings {
             // Redis' own proto-max-bulk-len: no single value of a default server is larger.
             max_whole_value_bytes: 512 * 1024 * 1024,
+            ha_guard_replica_lag_secs: 10,
+            ha_guard_min_ops_per_sec: 100,
         }
     }
 }

@@ -450,6 +450,10 @@ pub struct Options {
     /// validation refuses such a pair, counting the keys, and the engine stops at the first field
     /// TTL it meets rather than lose it silently.
     pub drop_field_ttls: bool,
+    // ---- #19: rate limits (see `Limits`) ----
+    /// Caps on the writes to the target (`null` = unlimited). The only option that may change
+    /// while the migration runs (`PATCH` with `{"options": {"limits": …}}`).
+    pub limits: Limits,
     // --- source.read: scan (issue #19) ---
     /// With `source.read: scan`: let Ferry turn on the keyspace notifications it needs on the
     /// source (`CONFIG SET notify-keyspace-events`, adding `E` and `A` to what is set). The value
@@ -491,6 +495,7 @@ impl Default for Options {
             auto_cutover: false,
             transfer: Transfer::Auto,
             drop_field_ttls: false,
+            limits: Limits::default(),
             set_keyspace_notifications: false,
             write_probe: true,
             acl: AclMode::Ignore,
@@ -540,6 +545,11 @@ pub struct MigrationSpec {
     pub mode: Mode,
     #[serde(default)]
     pub options: Options,
+    /// When to start and when the cutover may happen; absent = start when asked, cut over any
+    /// time.
+    #[serde(default, skip_serializing_if = "Schedule::is_empty")]
+    #[schema(default = json!({"start_at": null, "cutover_window": null}))]
+    pub schedule: Schedule,
 }
 
 impl MigrationSpec {
@@ -551,6 +561,10 @@ impl MigrationSpec {
         check_no_db(&self.target.url, "target.url")
     }
 }
+
+// ---- #19: rate limits and maintenance windows (in `spec/shaping.rs`) ----
+mod shaping;
+pub use shaping::{CutoverWindow, Limits, Schedule, SpecError};
 
 #[cfg(test)]
 mod tests {

@@ -77,6 +77,7 @@ fn top_level_field(key: &str, v: &Value) -> Option<String> {
     let fails = match key {
         "name" => fails::<Option<String>>(v),
         "mode" => fails::<Mode>(v),
+        "schedule" => return schedule(v),
         _ => true, // unknown field
     };
     fails.then(|| key.to_string())
@@ -138,12 +139,43 @@ fn options<T: DeserializeOwned>(v: &Value) -> Option<String> {
         | "pause_source_writes_on_cutover"
         | "pause_during_verification"
         | "auto_cutover" => fails::<bool>(v),
+        "limits" => fails::<crate::spec::Limits>(v),
         _ => true,
     });
     Some(match bad {
         Some((k, _)) => format!("options.{k}"),
         None => "options".into(),
     })
+}
+
+/// The failing field of a `schedule`.
+fn schedule(v: &Value) -> Option<String> {
+    if !fails::<crate::spec::Schedule>(v) {
+        return None;
+    }
+    let Some(o) = v.as_object() else {
+        return Some("schedule".into());
+    };
+    let bad = o.iter().find_map(|(k, v)| match k.as_str() {
+        "start_at" => fails::<Option<chrono::DateTime<chrono::Utc>>>(v)
+            .then(|| "schedule.start_at".to_string()),
+        "cutover_window" => {
+            if !fails::<Option<crate::spec::CutoverWindow>>(v) {
+                return None;
+            }
+            let field = v.as_object().and_then(|w| {
+                w.iter()
+                    .find(|(k, v)| {
+                        !matches!(k.as_str(), "from" | "to")
+                            || fails::<chrono::DateTime<chrono::Utc>>(v)
+                    })
+                    .map(|(k, _)| format!("schedule.cutover_window.{k}"))
+            });
+            Some(field.unwrap_or_else(|| "schedule.cutover_window".into()))
+        }
+        other => Some(format!("schedule.{other}")),
+    });
+    Some(bad.unwrap_or_else(|| "schedule".into()))
 }
 
 fn fails<T: DeserializeOwned>(v: &Value) -> bool {

@@ -43,11 +43,13 @@ pub struct ListQuery {
     "source": {"url": "redis://10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
         "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false,
-        "transfer": "auto"},
+        "transfer": "auto", "limits": {"max_bytes_per_sec": null, "max_ops_per_sec": null}},
+    "schedule": {"start_at": null, "cutover_window": null}, "scheduled_start": null,
+    "cutover_waits_until": null,
     "validation": null, "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null,
         "keys_skipped": null, "keys_total": null, "estimated": false, "commands_streamed": null,
         "lag_bytes": null, "lag_seconds": null, "apply_rate": null, "link_reconnects": null,
-        "percent": null, "eta_seconds": null},
+        "percent": null, "eta_seconds": null, "throttled_by": null},
     "error": null, "allowed_actions": ["update", "validate", "cancel"],
     "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:00Z",
     "started_at": null, "finished_at": null}],
@@ -240,10 +242,12 @@ pub async fn get(
     Ok(web::Json(jobs.get(*id)?))
 }
 
-/// Change a migration before it starts.
+/// Change a migration before it starts, or the rate limits of a running one.
 ///
 /// Only the fields given change. Any change sends the migration back to `configured`, so it must
-/// be validated again. A URL sent back with `***` as its password keeps the stored password, for
+/// be validated again. While the migration runs, only `{"options": {"limits": {…}}}` is accepted
+/// (the limits are replaced whole, recorded as `LimitsChanged`, and applied at once); anything
+/// else is 409. A URL sent back with `***` as its password keeps the stored password, for
 /// the same server only. Stored passwords never follow a new pairing: moving the source or the
 /// target to another server needs the other end's password in the same PATCH (409 naming it).
 #[utoipa::path(
@@ -255,7 +259,7 @@ pub async fn get(
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The migration has started (`allowed_actions` says what it allows), or the PATCH moves one end to another server without the other end's password (`field` names it)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The migration has started and the PATCH changes more than `options.limits` (`allowed_actions` says what it allows), a running relay was given limits, or the PATCH moves one end to another server without the other end's password (`field` names it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as `application/json`", body = Problem, content_type = "application/problem+json"),
     ),
@@ -339,15 +343,19 @@ pub struct ForceQuery {
 }
 
 /// Cut a live migration over: stop at the source's current offset, verify, complete.
+///
+/// With a `schedule.cutover_window`, a cutover outside it is refused (409) unless the body is
+/// `{"force": true}`, which is recorded (`CutoverForced`, with the actor). The body is optional.
 #[utoipa::path(
     tag = "migrations",
     params(("id" = Uuid, Path, description = "Migration id")),
+    request_body(content = Option<CutoverRequest>, description = "Optional; `{\"force\": true}` cuts over outside the cutover window"),
     responses(
         (status = 202, description = "Cutover started", body = MigrationView),
-        (status = 400, description = "The id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a UUID, or a bad body", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not a migrating live migration", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a migrating live migration, or outside the cutover window without `force`", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 #[post("/migrations/{id}/cutover")]
@@ -355,8 +363,28 @@ pub async fn cutover(
     jobs: web::Data<Jobs>,
     actor: Actor,
     id: web::Path<Uuid>,
+    req: actix_web::HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Accepted().json(jobs.cutover(*id, &actor.0).await?))
+    let body = read_body(&req, payload).await?;
+    let force = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        serde_json::from_slice::<CutoverRequest>(&body)
+            .map_err(|e| ApiError::invalid(Some("force".into()), format!("the body: {e}")))?
+            .force
+    };
+    Ok(HttpResponse::Accepted().json(jobs.cutover_with(*id, &actor.0, force).await?))
+}
+
+/// Body of `POST /v1/migrations/{id}/cutover` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CutoverRequest {
+    /// Cut over even outside `schedule.cutover_window` (recorded as `CutoverForced`).
+    #[serde(default)]
+    #[schema(default = false)]
+    pub force: bool,
 }
 
 /// Cancel a migration. A running engine stops at its next safe point and `MigrationCancelled`

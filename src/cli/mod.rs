@@ -67,6 +67,12 @@ pub struct MigrateArgs {
     /// Migrate hashes with field TTLs into a target without them, dropping the TTLs.
     #[arg(long)]
     pub drop_field_ttls: bool,
+    /// Most commands a second written to the target (options.limits.max_ops_per_sec).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_ops_per_sec: Option<u64>,
+    /// Most bytes a second written to the target (options.limits.max_bytes_per_sec, >= 1024).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_bytes_per_sec: Option<u64>,
     /// relay: the target replicates through Ferry (fastest; needs REPLICAOF and CONFIG on the
     /// target, which must be empty or flushed); restore: RESTORE every key; auto: relay when possible.
     #[arg(long, value_enum, default_value = "auto")]
@@ -307,6 +313,10 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 TransferArg::Relay => Transfer::Relay,
                 TransferArg::Restore => Transfer::Restore,
             },
+            limits: crate::spec::Limits {
+                max_ops_per_sec: args.max_ops_per_sec,
+                max_bytes_per_sec: args.max_bytes_per_sec,
+            },
             set_keyspace_notifications: false,
             write_probe: !args.no_write_probe,
             acl: match args.acl {
@@ -315,6 +325,7 @@ fn spec(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 AclArg::Replace => crate::spec::AclMode::Replace,
             },
         },
+        schedule: crate::spec::Schedule::default(),
     })
 }
 

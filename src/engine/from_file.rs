@@ -34,7 +34,7 @@ pub async fn run_from_file(
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(EngineError::Cancelled),
-        r = load_and_verify(job, path, expected, events, Tuning::default()) => r,
+        r = load_and_verify(job, path, expected, events, Tuning::default(), &controls) => r,
     }
 }
 
@@ -44,8 +44,10 @@ async fn load_and_verify(
     expected: Expected,
     events: EventSender,
     tuning: Tuning,
+    controls: &Controls,
 ) -> Result<(), EngineError> {
     let spec = &job.spec;
+    let throttle = super::rate::Throttle::new(spec.options.limits, &controls.limits);
     let target = Peer::new(&spec.target).map_err(|e| EngineError::target(e.into()))?;
     let reporter = Reporter {
         events: events.clone(),
@@ -74,6 +76,7 @@ async fn load_and_verify(
         job.lease.as_ref(),
         events,
         tuning.clone(),
+        Some(throttle),
     )
     .await?;
     tracing::info!(

@@ -80,6 +80,7 @@ pub async fn load_rdb_file(
     lease: Option<&LeaseToken>,
     events: EventSender,
     tuning: Tuning,
+    throttle: Option<std::sync::Arc<super::rate::Throttle>>,
 ) -> Result<LoadSummary, EngineError> {
     let total = file.metadata().await.ok().map(|m| m.len());
     let mut admin = Conn::connect(target).await.map_err(EngineError::target)?;
@@ -89,6 +90,10 @@ pub async fn load_rdb_file(
         .map_err(EngineError::target)?;
     let writer_conn = Conn::connect(target).await.map_err(EngineError::target)?;
     let mut writer = Writer::new(writer_conn, tuning.writer, on_conflict, 0);
+    if let Some(throttle) = throttle {
+        // A migration from a file obeys its limits; a restore (a rollback) runs at full speed.
+        writer.set_throttle(throttle);
+    }
     let mut input = FileInput {
         file,
         read: 0,

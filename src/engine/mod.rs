@@ -58,10 +58,12 @@ mod ask_source;
 mod dry_run;
 mod error;
 mod from_file;
+pub mod ha_guard;
 mod import_mode;
 pub mod inventory;
 mod load;
 mod pause;
+pub mod rate;
 mod recover;
 mod relay;
 mod relay_observe;
@@ -78,6 +80,7 @@ mod translate_lua;
 #[cfg(test)]
 mod translate_tests;
 mod verify;
+mod window;
 mod writer;
 
 pub use error::EngineError;
@@ -144,12 +147,25 @@ impl EngineJob {
 }
 
 /// Signals from the API to a running engine.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Controls {
     /// Stop at the next safe point, release any source pause, return [`EngineError::Cancelled`].
     pub cancel: CancellationToken,
     /// Start the cutover (live mode). The supervisor has already recorded `CutoverStarted`.
     pub cutover: CancellationToken,
+    /// The user's rate limits as last changed while running (`LimitsChanged`); `None`: as the
+    /// spec says. The engine picks a change up before its next write.
+    pub limits: Arc<tokio::sync::watch::Sender<Option<crate::spec::Limits>>>,
+}
+
+impl Default for Controls {
+    fn default() -> Self {
+        Controls {
+            cancel: CancellationToken::new(),
+            cutover: CancellationToken::new(),
+            limits: Arc::new(tokio::sync::watch::Sender::new(None)),
+        }
+    }
 }
 
 /// Channel on which the engine reports facts, in order.
@@ -187,6 +203,8 @@ pub struct Tuning {
     pub relay_connect_timeout: Duration,
     /// The largest value held whole in memory (see `[transfer]` in the config).
     pub max_whole_value_bytes: u64,
+    /// The HA guard's knobs (see [`ha_guard`]).
+    pub ha_guard: ha_guard::GuardSettings,
     /// The scan reader (`source.read: scan`).
     pub scan: ScanTuning,
 }
@@ -200,6 +218,11 @@ impl Tuning {
         Tuning {
             relay: RelayHub::new(relay),
             max_whole_value_bytes: transfer.max_whole_value_bytes,
+            ha_guard: ha_guard::GuardSettings {
+                replica_lag_secs: transfer.ha_guard_replica_lag_secs,
+                min_ops_per_sec: transfer.ha_guard_min_ops_per_sec,
+                ..ha_guard::GuardSettings::default()
+            },
             ..Tuning::default()
         }
     }
@@ -223,6 +246,7 @@ impl Default for Tuning {
             relay: RelayHub::new(crate::relay::RelaySettings::default()),
             relay_connect_timeout: Duration::from_secs(15),
             max_whole_value_bytes: 512 * 1024 * 1024,
+            ha_guard: ha_guard::GuardSettings::default(),
             scan: ScanTuning::default(),
         }
     }
@@ -263,7 +287,11 @@ pub async fn run_with(
     let reporter = Reporter {
         events: events.clone(),
     };
+    let throttle = rate::Throttle::new(job.spec.options.limits, &controls.limits);
     let migration = Run {
+        throttle,
+        link_addr: Arc::default(),
+        events_for_guard: events.clone(),
         offset_key: resume::offset_key(job.migration_id),
         source,
         target,
@@ -358,6 +386,12 @@ impl Reporter {
 /// One run of the engine for one migration: its job, its controls and what it reports through.
 /// (Named apart from the migration aggregate, which is the record; this is the work.)
 struct Run {
+    /// The rate limits every writer of this run obeys.
+    throttle: Arc<rate::Throttle>,
+    /// The local address of the current replica link (the HA guard finds Ferry's own
+    /// connection on the source by it).
+    link_addr: Arc<Mutex<Option<std::net::SocketAddr>>>,
+    events_for_guard: EventSender,
     /// `ferry:offset:<id>` on the target (see [`resume`]).
     offset_key: bytes::Bytes,
     job: EngineJob,
@@ -416,6 +450,9 @@ impl Run {
         );
 
         if spec.source.read() == SourceRead::Scan {
+            // The scan reader writes through the same throttle; the guard watches the source's
+            // replicas for it too (it has no replica link of its own, so no buffer to watch).
+            let _guard = self.start_guard();
             return scan::ScanReader {
                 run: &self,
                 source: &mut source,
@@ -432,6 +469,9 @@ impl Run {
         {
             return Ok(());
         }
+        // The restore path writes through the throttle: the HA guard watches the source and
+        // slows it down while the source's replicas lag. It ends with this run.
+        let _guard = self.start_guard();
 
         // The checkpoint from the log, corrected by what the target itself says it holds.
         let mark = resume::read_mark(&mut target, &self.offset_key)
@@ -487,6 +527,20 @@ impl Run {
                         .map_err(EngineError::target)?,
                 };
                 (original, true)
+            }
+            None if spec.options.limits.any() => {
+                // The spec check refuses `relay` with limits; `auto` takes the restore path.
+                let reason = "auto: options.limits caps Ferry's own writes, and a relay's target \
+                              loads the source's RDB at its own pace, so every key is restored"
+                    .to_string();
+                self.reporter
+                    .emit(EventKind::TransferChosen {
+                        transfer: TransferKind::Restore,
+                        reason,
+                        relay_target: None,
+                    })
+                    .await?;
+                return Ok(TransferKind::Restore);
             }
             None => {
                 let facts =
@@ -575,6 +629,7 @@ impl Run {
         let mut link = ReplicaLink::connect(&self.source, self.tuning.link, from)
             .await
             .map_err(EngineError::from_link)?;
+        self.note_link(&link);
         let mut writer_conn = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
@@ -637,6 +692,7 @@ impl Run {
                 };
                 let mut writer =
                     writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
+                writer.set_throttle(self.throttle.clone());
                 let mut written = redo.as_ref().map(|_| resume::KeySet::default());
                 let summary = snapshot::Snapshot {
                     link: &mut link,
@@ -723,6 +779,7 @@ impl Run {
             spec.options.on_conflict,
             offset,
         );
+        writer.set_throttle(self.throttle.clone());
         writer.select(start.db).await?;
         self.stream(link, writer, source, target, servers, replid, offset)
             .await
@@ -754,6 +811,7 @@ impl Run {
             })
             .await?;
         let mut replid = replid;
+        let mut window = window::WindowWatch::new(&spec.schedule);
         let final_offset = loop {
             let streamed = stream::Streamer {
                 link: &mut link,
@@ -764,6 +822,7 @@ impl Run {
                 tuning: &self.tuning,
                 replid: replid.clone(),
                 auto_cutover: spec.options.auto_cutover,
+                window: &mut window,
                 pause: spec.options.pause_source_writes_on_cutover,
                 paused: &self.paused,
                 source_peer: &self.source,
@@ -826,6 +885,7 @@ impl Run {
             servers.prepare_writer(&mut conn).await?;
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
+            writer.set_throttle(self.throttle.clone());
             writer.select(db).await?;
             writer.track_offset(self.offset_key.clone(), replid.clone());
             self.reporter

@@ -82,6 +82,7 @@ impl Run {
                 .await
             {
                 Ok(link) => {
+                    self.note_link(&link);
                     if let SyncStart::Partial { replid: id, .. } = link.start() {
                         let id = id.clone();
                         return Ok((link, id));

@@ -368,6 +368,7 @@ impl Serve<'_, '_> {
         let mut acked = start;
         self.checkpoint(replid, acked).await?;
         let mut goal: Option<Goal> = None;
+        let mut window = super::window::WindowWatch::new(&self.relay.job.spec.schedule);
         if self.relay.controls.cutover.is_cancelled() {
             goal = Some(self.begin_cutover().await?);
         }
@@ -440,7 +441,13 @@ impl Serve<'_, '_> {
                     }
                     let lag = self.checkpoint(replid, acked).await?;
                     let r = &*self.relay;
-                    if r.job.spec.options.auto_cutover && lag == 0 && goal.is_none() {
+                    let caught_up = r.job.spec.options.auto_cutover && lag == 0 && goal.is_none();
+                    let in_window = if goal.is_none() {
+                        window.round(r.reporter, caught_up).await?
+                    } else {
+                        false
+                    };
+                    if caught_up && in_window {
                         r.reporter
                             .emit(EventKind::CutoverStarted {
                                 pause_source_writes: r.job.spec.options.pause_source_writes_on_cutover,

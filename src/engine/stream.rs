@@ -45,6 +45,8 @@ pub(crate) struct Streamer<'a> {
     pub tuning: &'a Tuning,
     pub replid: String,
     pub auto_cutover: bool,
+    /// The cutover window: the automatic cutover only inside it.
+    pub window: &'a mut super::window::WindowWatch,
     pub pause: bool,
     /// The source's write pause while the cutover holds it (released by the caller, or by its
     /// `Drop` on any other path).
@@ -165,7 +167,9 @@ impl Streamer<'_> {
                     "unexpected snapshot data in the command stream".into(),
                 ));
             }
-            streak = if buffered {
+            // A command that waited for the rate limits ends the streak: at a low rate, 256
+            // commands can take minutes, and ACKs, checkpoints and the cutover must not wait.
+            streak = if buffered && !self.writer.take_paced() {
                 (streak + 1) % HOUSEKEEPING_EVERY
             } else {
                 0
@@ -194,7 +198,13 @@ impl Streamer<'_> {
                     last_checkpoint = Some(applied);
                     self.checkpoint(applied, streamed, Some(lag)).await?;
                 }
-                if self.auto_cutover && lag == 0 && goal.is_none() {
+                let caught_up = self.auto_cutover && lag == 0 && goal.is_none();
+                let in_window = if goal.is_none() {
+                    self.window.round(self.reporter, caught_up).await?
+                } else {
+                    false
+                };
+                if caught_up && in_window {
                     self.reporter
                         .emit(EventKind::CutoverStarted {
                             pause_source_writes: self.pause,

@@ -130,6 +130,8 @@ struct Wrap {
     commands: usize,
     /// The offset reached by the last whole command or transaction inside.
     offset: Option<i64>,
+    /// The last command in it completed a command or transaction (the wrap may close here).
+    whole: bool,
 }
 
 /// Commands per [`StreamBatch`].
@@ -176,6 +178,10 @@ pub struct Writer {
     batch: Option<StreamBatch>,
     offset_key: Option<OffsetKey>,
     wrap: Option<Wrap>,
+    /// The rate limits of the run (`options.limits`, the HA guard), when any may apply.
+    throttle: Option<Arc<super::rate::Throttle>>,
+    /// A command waited for the rate limits since [`Writer::take_paced`] was last asked.
+    paced: bool,
 }
 
 impl Writer {
@@ -214,6 +220,8 @@ impl Writer {
             batch: None,
             offset_key: None,
             wrap: None,
+            throttle: None,
+            paced: false,
         }
     }
 
@@ -437,6 +445,7 @@ impl Writer {
     /// `RESTORE key ttl payload [REPLACE] ABSTTL [IDLETIME s | FREQ f]`, with the DUMP payload
     /// (type byte, value bytes, RDB version, CRC64) built straight into the output buffer.
     pub async fn restore(&mut self, r: Restore<'_>) -> Result<(), EngineError> {
+        self.pace(true).await?;
         self.select(r.db).await?;
         let start = self.out.len();
         let hint = if r.idle_secs.is_some() || r.freq.is_some() {
@@ -490,6 +499,7 @@ impl Writer {
             self.out.len() - start
         };
         let key = r.key.clone();
+        self.charge(len);
         self.admit(len, Expect::Restore { db: r.db, key }).await
     }
 
@@ -501,10 +511,12 @@ impl Writer {
         args: &[Bytes],
         last: bool,
     ) -> Result<(), EngineError> {
+        self.pace(true).await?;
         self.select(db).await?;
         let start = self.out.len();
         self.out.command(args);
         let len = self.out.len() - start;
+        self.charge(len);
         let command = args.first().cloned().unwrap_or_default();
         self.admit(
             len,
@@ -526,6 +538,11 @@ impl Writer {
         args: &[Bytes],
         offset: Option<i64>,
     ) -> Result<(), EngineError> {
+        if self.throttle.is_some() {
+            let whole = self.wrap.as_ref().is_none_or(|w| w.whole);
+            self.pace(whole).await?;
+            self.charge(raw.len());
+        }
         let opens = self.offset_key.is_some() && self.wrap.is_none();
         let start = self.out.len();
         if opens {
@@ -555,6 +572,7 @@ impl Writer {
         let mut close = false;
         if let Some(wrap) = &mut self.wrap {
             wrap.commands += 1;
+            wrap.whole = offset.is_some();
             if offset.is_some() {
                 wrap.offset = offset;
                 close = wrap.commands >= WRAP_COMMANDS;
@@ -576,6 +594,7 @@ impl Writer {
         if let Some(wrap) = &mut self.wrap {
             // Between whole commands: the open wrap's key records this offset too.
             wrap.offset = Some(offset);
+            wrap.whole = true;
             return Ok(());
         }
         self.push_batch().await?;
@@ -596,6 +615,8 @@ pub struct Restore<'a> {
     pub freq: Option<u8>,
 }
 
+#[path = "writer_pace.rs"]
+mod pace;
 #[path = "writer_reply.rs"]
 mod reply;
 use reply::ReplyReader;

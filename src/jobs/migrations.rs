@@ -28,6 +28,8 @@ pub struct MigrationPatch {
     pub target: Option<Endpoint>,
     pub mode: Option<Mode>,
     pub options: Option<OptionsPatch>,
+    /// Replaces the whole schedule (before start only).
+    pub schedule: Option<crate::spec::Schedule>,
 }
 
 /// The options to change; absent fields keep their value.
@@ -41,6 +43,9 @@ pub struct OptionsPatch {
     pub pause_during_verification: Option<bool>,
     pub auto_cutover: Option<bool>,
     pub transfer: Option<crate::spec::Transfer>,
+    /// Replaces both limits (an absent one becomes `null`, unlimited). The only field a PATCH
+    /// may change while the migration runs.
+    pub limits: Option<crate::spec::Limits>,
     pub write_probe: Option<bool>,
     pub acl: Option<crate::spec::AclMode>,
 }
@@ -58,10 +63,14 @@ impl OptionsPatch {
             .unwrap_or(o.pause_during_verification);
         o.auto_cutover = self.auto_cutover.unwrap_or(o.auto_cutover);
         o.transfer = self.transfer.unwrap_or(o.transfer);
+        o.limits = self.limits.unwrap_or(o.limits);
         o.write_probe = self.write_probe.unwrap_or(o.write_probe);
         o.acl = self.acl.unwrap_or(o.acl);
     }
 }
+
+mod shaping;
+use shaping::check_shape;
 
 impl Jobs {
     fn migration_slot(&self, id: Uuid) -> Result<Arc<Slot<Migration>>, JobError> {
@@ -113,6 +122,7 @@ impl Jobs {
         actor: &str,
     ) -> Result<MigrationView, JobError> {
         check_addresses(&spec)?;
+        check_shape(&spec)?;
         self.check_source(&spec, false)?;
         let id = Uuid::now_v7();
         // A file source has no secret; the sealed record needs a source URL all the same, so it
@@ -173,6 +183,9 @@ impl Jobs {
         let slot = self.migration_slot(id)?;
         let _guard = slot.commands.lock().await;
         let current = slot.snapshot();
+        if current.view.state.is_running() {
+            return self.change_limits(&slot, &current, patch, actor).await;
+        }
         if !migration::allowed(current.view.state, current.view.mode).contains(&Action::Update) {
             return Err(migration::refusal(&current, Action::Update, None).into());
         }
@@ -253,6 +266,10 @@ impl Jobs {
         if let Some(options) = &patch.options {
             options.apply(&mut spec.options);
         }
+        if let Some(schedule) = patch.schedule {
+            spec.schedule = schedule;
+        }
+        check_shape(&spec)?;
         self.check_source(&spec, true)?;
         let new_creds = Credentials {
             source: spec.source.url().unwrap_or(&spec.target.url).clone(),
@@ -282,6 +299,8 @@ impl Jobs {
             let _guard = slot.commands.lock().await;
             let current = slot.snapshot();
             migration::decide(&current, Command::StartValidation)?;
+            // A cutover window that has ended since the migration was created can never be used.
+            check_shape(&current.spec())?;
             if slot.busy.swap(true, Ordering::SeqCst) {
                 let why = "it is being validated already; wait for that report".to_string();
                 return Err(migration::refusal(&current, Action::Validate, Some(why)).into());
@@ -313,6 +332,13 @@ impl Jobs {
             since_version,
         };
         self.decide_and_commit(&slot, id, actor, command).await?;
+        let validated = slot.snapshot();
+        if let (State::Validated, Some(at)) =
+            (validated.view.state, validated.view.schedule.start_at)
+        {
+            // The timer starts it at `at` (at once when `at` has passed).
+            self.inner.worker.schedule_start(self.clone(), id, at);
+        }
         Ok(report)
     }
 
@@ -325,9 +351,34 @@ impl Jobs {
         actor: &str,
         force: bool,
     ) -> Result<MigrationView, JobError> {
+        self.start_with(id, actor, force, Command::Start).await
+    }
+
+    /// The scheduler's start of migration `id`, whose timer was set for `armed_for`: refused
+    /// (and nothing recorded) when the migration is no longer validated with that start time.
+    pub async fn start_scheduled(
+        &self,
+        id: Uuid,
+        armed_for: chrono::DateTime<chrono::Utc>,
+    ) -> Result<MigrationView, JobError> {
+        let command = Command::StartScheduled {
+            armed_for,
+            now: chrono::Utc::now(),
+        };
+        self.start_with(id, super::SCHEDULER_ACTOR, false, command)
+            .await
+    }
+
+    async fn start_with(
+        &self,
+        id: Uuid,
+        actor: &str,
+        force: bool,
+        command: Command,
+    ) -> Result<MigrationView, JobError> {
         let slot = self.migration_slot(id)?;
         let _guard = slot.commands.lock().await;
-        let started = migration::decide(&slot.snapshot(), Command::Start)?;
+        let started = migration::decide(&slot.snapshot(), command)?;
         if slot.snapshot().view.mode == Mode::DryRun {
             // A dry run writes nothing: it takes no lease (and needs no disk for a restore point).
             let events = started
@@ -379,7 +430,21 @@ impl Jobs {
 
     /// Begins the cutover of a live migration.
     pub async fn cutover(&self, id: Uuid, actor: &str) -> Result<MigrationView, JobError> {
-        let view = self.run(id, actor, Command::Cutover).await?;
+        self.cutover_with(id, actor, false).await
+    }
+
+    /// Begins the cutover; outside the cutover window only with `force` (recorded).
+    pub async fn cutover_with(
+        &self,
+        id: Uuid,
+        actor: &str,
+        force: bool,
+    ) -> Result<MigrationView, JobError> {
+        let command = Command::Cutover {
+            force,
+            now: chrono::Utc::now(),
+        };
+        let view = self.run(id, actor, command).await?;
         self.inner.worker.signal_cutover(id);
         Ok(view)
     }

@@ -47,6 +47,8 @@ use table::Table;
 pub const ENGINE_ACTOR: &str = "engine";
 /// The actor of what Ferry records at start-up about work a restart interrupted.
 pub const RECOVERY_ACTOR: &str = "ferry";
+/// The actor of a start at `schedule.start_at`.
+pub const SCHEDULER_ACTOR: &str = "scheduler";
 
 /// Why a command did not happen.
 #[derive(Debug, Error)]
@@ -174,6 +176,15 @@ impl Jobs {
                     m.resume.clone(),
                     m.view.state == migration::State::CuttingOver,
                 );
+            }
+            // A schedule lives in the log: a restart arms its timer again (a `start_at` passed
+            // while Ferry was down starts at once, recorded as late).
+            if let (migration::State::Validated, Some(at)) =
+                (m.view.state, m.view.schedule.start_at)
+            {
+                self.inner
+                    .worker
+                    .schedule_start(self.clone(), m.view.id, at);
             }
         }
         Ok(())

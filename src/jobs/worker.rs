@@ -81,6 +81,11 @@ pub trait Worker: Send + Sync + 'static {
     fn run_migration(&self, jobs: Jobs, id: Uuid, resume: Option<ResumePoint>, cutover_now: bool);
     /// Asks a running engine to cut over. Whether one was running.
     fn signal_cutover(&self, id: Uuid) -> bool;
+    /// Hands a running engine new rate limits (already recorded). Whether one was running.
+    fn signal_limits(&self, id: Uuid, limits: crate::spec::Limits) -> bool;
+    /// Starts validated migration `id` at `at` (at once when it has passed) through
+    /// [`Jobs::start_scheduled`], unless Ferry stops first (the next start arms it again).
+    fn schedule_start(&self, jobs: Jobs, id: Uuid, at: chrono::DateTime<chrono::Utc>);
     /// Asks a running engine to stop; its end is then recorded as cancelled by `actor`. Whether
     /// one was running.
     fn signal_cancel(&self, id: Uuid, actor: &str) -> bool;

@@ -445,6 +445,58 @@ pub enum EventKind {
         goal_offset: i64,
         source_offset: i64,
     },
+    // ---- #19: rate limits, the HA guard, maintenance windows ----
+    /// `options.limits` of a running migration changed (`PATCH`); the envelope's `actor` says
+    /// who changed them. The engine applies them at once.
+    LimitsChanged {
+        limits: crate::spec::Limits,
+    },
+    /// The HA guard slowed Ferry's writes down to `ops_per_sec`, and why (a replica of the
+    /// source lags).
+    Throttled {
+        reason: String,
+        ops_per_sec: u64,
+    },
+    /// The HA guard's slowdown ended, and why.
+    ThrottleLifted {
+        reason: String,
+    },
+    /// The HA guard cannot see what it watches (a command the source's ACL refuses, say): said
+    /// once per run.
+    HaGuardBlind {
+        reason: String,
+    },
+    /// Ferry's own output buffer on the source nears `client-output-buffer-limit replica`: the
+    /// source may disconnect Ferry, which then copies a whole snapshot again. `advice` says
+    /// what to change.
+    SourceBufferNearLimit {
+        used_bytes: u64,
+        limit_bytes: u64,
+        advice: String,
+    },
+    /// A scheduled migration was started by the scheduler (actor `scheduler`), `late_secs`
+    /// after its `start_at` (a Ferry that was down then starts it on its next start).
+    ScheduledStart {
+        #[schema(value_type = String, format = DateTime)]
+        start_at: DateTime<Utc>,
+        late_secs: u64,
+    },
+    /// The target caught up outside the cutover window: `auto_cutover` waits for it to open.
+    CutoverDeferred {
+        #[schema(value_type = String, format = DateTime)]
+        opens_at: DateTime<Utc>,
+    },
+    /// The cutover window closed without a cutover; the migration keeps streaming and never
+    /// cuts over by itself (a manual cutover needs `force`).
+    CutoverWindowMissed {
+        #[schema(value_type = String, format = DateTime)]
+        closed_at: DateTime<Utc>,
+    },
+    /// A manual cutover outside the cutover window, asked with `force: true` (the envelope's
+    /// actor says by whom).
+    CutoverForced {
+        window: crate::spec::CutoverWindow,
+    },
     // ---- dry run and ACL users (issue #19) ----
     /// A dry run read the whole snapshot: what the migration would meet (boxed: it is large).
     DryRunCompleted {
@@ -497,7 +549,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 44] = [
+    pub const TYPE_NAMES: [&'static str; 53] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -534,6 +586,15 @@ impl EventKind {
         "LeaseAcquired",
         "TargetInventoried",
         "SourcePauseLapsed",
+        "LimitsChanged",
+        "Throttled",
+        "ThrottleLifted",
+        "HaGuardBlind",
+        "SourceBufferNearLimit",
+        "ScheduledStart",
+        "CutoverDeferred",
+        "CutoverWindowMissed",
+        "CutoverForced",
         "DryRunCompleted",
         "AclDiffed",
         "AclCopied",
@@ -583,6 +644,15 @@ impl EventKind {
             EventKind::LeaseAcquired { .. } => "LeaseAcquired",
             EventKind::TargetInventoried { .. } => "TargetInventoried",
             EventKind::SourcePauseLapsed { .. } => "SourcePauseLapsed",
+            EventKind::LimitsChanged { .. } => "LimitsChanged",
+            EventKind::Throttled { .. } => "Throttled",
+            EventKind::ThrottleLifted { .. } => "ThrottleLifted",
+            EventKind::HaGuardBlind { .. } => "HaGuardBlind",
+            EventKind::SourceBufferNearLimit { .. } => "SourceBufferNearLimit",
+            EventKind::ScheduledStart { .. } => "ScheduledStart",
+            EventKind::CutoverDeferred { .. } => "CutoverDeferred",
+            EventKind::CutoverWindowMissed { .. } => "CutoverWindowMissed",
+            EventKind::CutoverForced { .. } => "CutoverForced",
             EventKind::DryRunCompleted { .. } => "DryRunCompleted",
             EventKind::AclDiffed { .. } => "AclDiffed",
             EventKind::AclCopied { .. } => "AclCopied",

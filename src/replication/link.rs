@@ -128,6 +128,8 @@ pub struct ReplicaLink {
     rdb_bytes: u64,
     /// A command has arrived since the snapshot.
     stream_started: bool,
+    /// This end's address, as the master lists this replica's connection (`CLIENT LIST`).
+    local_addr: Option<std::net::SocketAddr>,
 }
 
 /// ACK interval between the end of a snapshot and the first command. A diskless master starts
@@ -148,6 +150,7 @@ impl ReplicaLink {
             offset,
         });
         let (wire, start) = handshake::perform(peer, cfg, resume.as_ref()).await?;
+        let local_addr = wire.stream.local_addr();
         let (phase, offset, legacy) = match &start {
             SyncStart::Full {
                 transfer,
@@ -174,7 +177,13 @@ impl ReplicaLink {
             last_ack: Instant::now(),
             rdb_bytes: 0,
             stream_started: false,
+            local_addr,
         })
+    }
+
+    /// This end's address (the master's `CLIENT LIST` shows it as this replica's `addr`).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr
     }
 
     /// How the master answered PSYNC.

@@ -113,6 +113,24 @@ struct Inner {
     shutdown: CancellationToken,
 }
 
+/// Waits until `at`, then starts migration `id` as the scheduler. A refusal (cancelled, changed,
+/// started by hand meanwhile) records nothing and is only logged.
+async fn scheduled_start(jobs: Jobs, id: Uuid, at: chrono::DateTime<chrono::Utc>) {
+    // Slept in slices against the wall clock, which is what `start_at` is about (a suspended
+    // host or a stepped clock does not shift the start).
+    loop {
+        let left = (at - chrono::Utc::now()).num_milliseconds();
+        if left <= 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(left.min(1000) as u64)).await;
+    }
+    match jobs.start_scheduled(id, at).await {
+        Ok(_) => tracing::info!(migration = %id, start_at = %at, "started as scheduled"),
+        Err(e) => tracing::info!(migration = %id, error = %e, "scheduled start not made"),
+    }
+}
+
 /// A running engine and how to reach it.
 struct Running {
     controls: Controls,
@@ -233,6 +251,16 @@ impl Worker for Supervisor {
         self.running(id)
             .map(|r| r.controls.cutover.cancel())
             .is_some()
+    }
+
+    fn signal_limits(&self, id: Uuid, limits: crate::spec::Limits) -> bool {
+        self.running(id)
+            .map(|r| r.controls.limits.send_replace(Some(limits)))
+            .is_some()
+    }
+
+    fn schedule_start(&self, jobs: Jobs, id: Uuid, at: chrono::DateTime<chrono::Utc>) {
+        self.spawn("scheduled start", scheduled_start(jobs, id, at));
     }
 
     fn signal_cancel(&self, id: Uuid, actor: &str) -> bool {

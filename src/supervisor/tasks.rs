@@ -217,6 +217,7 @@ async fn load(
         Some(lease),
         tx,
         Tuning::default(),
+        None,
     );
     let (loaded, ()) = tokio::join!(loading, recorder);
     let summary = loaded?;

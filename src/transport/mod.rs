@@ -473,6 +473,14 @@ impl Stream {
         })
     }
 
+    /// This end's address (what the server lists as the client's `addr`).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(tcp) => tcp.local_addr().ok(),
+            Stream::Tls(tls) => tls.get_ref().0.local_addr().ok(),
+        }
+    }
+
     /// Owned read and write halves, for a reader task beside a writer.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {

@@ -64,8 +64,15 @@ async fn create_returns_201_with_location_and_the_defaults() {
         json!({"on_conflict": "fail", "backup": true, "verify": "sample",
             "pause_source_writes_on_cutover": true, "pause_during_verification": false,
             "auto_cutover": false, "drop_field_ttls": false, "transfer": "auto",
+            "limits": {"max_ops_per_sec": null, "max_bytes_per_sec": null},
             "set_keyspace_notifications": false, "write_probe": true, "acl": "ignore"})
     );
+    assert_eq!(
+        view["schedule"],
+        json!({"start_at": null, "cutover_window": null})
+    );
+    assert_eq!(view["scheduled_start"], Value::Null);
+    assert_eq!(view["cutover_waits_until"], Value::Null);
     assert_eq!(view["validation"], Value::Null);
     assert_eq!(view["error"], Value::Null);
     assert_eq!(
@@ -73,7 +80,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
         json!({"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
             "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
             "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null,
-            "eta_seconds": null, "lag_keys": null})
+            "eta_seconds": null, "throttled_by": null, "lag_keys": null})
     );
     assert_eq!(
         view["allowed_actions"],
@@ -82,7 +89,7 @@ async fn create_returns_201_with_location_and_the_defaults() {
     let keys: Vec<&String> = view.as_object().unwrap().keys().collect();
     assert_eq!(
         keys.len(),
-        17,
+        20,
         "the view has exactly the documented fields: {keys:?}"
     );
     assert_eq!(app.view(id).await, view);

@@ -42,6 +42,7 @@ pub fn spec(
         target: Endpoint::new(url(target.server_url())),
         mode,
         options,
+        schedule: Default::default(),
     }
 }
 
@@ -57,6 +58,7 @@ pub fn options(on_conflict: OnConflict, verify: Verify) -> Options {
         auto_cutover: false,
         transfer: ferry::spec::Transfer::Restore,
         drop_field_ttls: false,
+        limits: Default::default(),
         set_keyspace_notifications: false,
         ..Options::default()
     }

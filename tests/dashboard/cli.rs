@@ -282,3 +282,60 @@ fn a_failed_validation_is_said_once_with_the_cli_flag_names() {
     assert_eq!(stderr.matches("validation failed").count(), 1, "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one error line: {stderr}");
 }
+
+#[test]
+fn ferry_migrate_takes_the_rate_limits_as_flags() {
+    let source = RedisServer::start_with("7.2", &["--repl-diskless-sync-delay", "0"]);
+    let target = RedisServer::start("7.2");
+    seed(&source, 3000);
+    let dir = tempfile::tempdir().unwrap();
+    let refused = ferry(
+        &[
+            "migrate",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--max-bytes-per-sec",
+            "10",
+        ],
+        dir.path(),
+    );
+    assert_eq!(refused.status.code(), Some(2), "clap refuses it");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--max-bytes-per-sec"));
+
+    let started = std::time::Instant::now();
+    let out = ferry(
+        &[
+            "migrate",
+            "--source",
+            &source.url(),
+            "--target",
+            &target.url(),
+            "--max-ops-per-sec",
+            "1000",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#""limits":{"max_bytes_per_sec":null,"max_ops_per_sec":1000}"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#""transfer":"restore""#),
+        "auto restores: {stdout}"
+    );
+    assert!(
+        elapsed >= std::time::Duration::from_millis(2700),
+        "3000 keys at 1000/s took {elapsed:?}"
+    );
+    assert_eq!(target.cli(&["DBSIZE"]).trim(), "3000");
+}

@@ -14,6 +14,7 @@ mod conflict;
 mod cutover;
 mod dry_run;
 mod failures;
+mod limits;
 mod live;
 mod relay;
 mod scan;

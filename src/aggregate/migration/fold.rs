@@ -13,6 +13,7 @@ use thiserror::Error;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+mod limited;
 mod progress;
 mod scan;
 
@@ -25,7 +26,7 @@ use crate::model::{
     Event, EventKind, LeaseOwner, PriorTransfer, ReportStatus, ResumeKind, ResumePoint,
     ValidationReport, VerificationReport,
 };
-use crate::spec::{Endpoint, MigrationSpec, Mode, Options, TransferKind, Verify};
+use crate::spec::{Endpoint, MigrationSpec, Mode, Options, Schedule, TransferKind, Verify};
 
 /// Which transfer a migration uses, and why (from its latest `TransferChosen` event).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -65,14 +66,16 @@ pub struct LeaseView {
     "source": {"url": "redis://default:***@10.0.0.1:6379"}, "target": {"url": "redis://10.0.0.2:6379"},
     "options": {"on_conflict": "fail", "backup": true, "verify": "sample",
         "pause_source_writes_on_cutover": true, "pause_during_verification": false, "auto_cutover": false,
-        "transfer": "auto"},
+        "transfer": "auto", "limits": {"max_bytes_per_sec": null, "max_ops_per_sec": null}},
+    "schedule": {"start_at": null, "cutover_window": null}, "scheduled_start": null,
+    "cutover_waits_until": null,
     "validation": {"status": "passed", "checks": [
         {"id": "source.connect", "status": "pass", "message": "connected to 10.0.0.1:6379"},
         {"id": "target.connect", "status": "pass", "message": "connected to 10.0.0.2:6379"}]},
     "progress": {"rdb_bytes_total": null, "rdb_bytes_read": null, "keys_written": null, "keys_skipped": null,
         "keys_total": null, "estimated": false, "commands_streamed": null, "lag_bytes": null,
         "lag_seconds": null, "apply_rate": null, "link_reconnects": null, "percent": null, "eta_seconds": null,
-        "lag_keys": null},
+        "throttled_by": null, "lag_keys": null},
     "error": null, "allowed_actions": ["update", "validate", "start", "cancel"],
     "created_at": "2026-01-01T12:00:00Z", "updated_at": "2026-01-01T12:00:05Z",
     "started_at": null, "finished_at": null}))]
@@ -92,6 +95,14 @@ pub struct MigrationView {
     pub source: crate::spec::Source,
     pub target: Endpoint,
     pub options: Options,
+    /// When it starts by itself and when it may cut over (`schedule` of the spec).
+    pub schedule: Schedule,
+    /// A validated migration waiting for `schedule.start_at`: when it starts by itself.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_start: Option<DateTime<Utc>>,
+    /// The target has caught up, and `auto_cutover` waits for the cutover window to open then.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub cutover_waits_until: Option<DateTime<Utc>>,
     /// The latest validation report, until the spec changes.
     pub validation: Option<ValidationReport>,
     /// The transfer the engine uses (`relay` or `restore`) and why; set once the migration runs.
@@ -158,6 +169,10 @@ pub struct Migration {
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
+    /// The last snapshot progress (time, keys, bytes): the rate since, against the limits.
+    last_progress: Option<(DateTime<Utc>, u64, u64)>,
+    /// The HA guard is slowing the writes down (`Throttled`, until `ThrottleLifted`).
+    guard_throttled: bool,
 }
 
 impl Migration {
@@ -169,6 +184,7 @@ impl Migration {
             target: self.view.target.clone(),
             mode: self.view.mode,
             options: self.view.options.clone(),
+            schedule: self.view.schedule,
         }
     }
 }
@@ -217,6 +233,9 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         source: spec.source.clone(),
         target: spec.target.clone(),
         options: spec.options.clone(),
+        schedule: spec.schedule,
+        scheduled_start: None,
+        cutover_waits_until: None,
         validation: None,
         transfer: None,
         progress: Progress::default(),
@@ -244,6 +263,8 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         keyspace_notifications_before: None,
         snapshot_started_at: None,
         rates: Rates::default(),
+        last_progress: None,
+        guard_throttled: false,
     };
     m.view.allowed_actions = allowed_now(&m);
     m
@@ -268,6 +289,8 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.target = spec.target.clone();
             v.mode = spec.mode;
             v.options = spec.options.clone();
+            v.schedule = spec.schedule;
+            v.scheduled_start = None;
             v.state = State::Configured;
             v.validation = None;
         }
@@ -276,6 +299,10 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.state = match report.status {
                 ReportStatus::Failed => State::ValidationFailed,
                 ReportStatus::Passed | ReportStatus::PassedWithWarnings => State::Validated,
+            };
+            v.scheduled_start = match v.state {
+                State::Validated => v.schedule.start_at,
+                _ => None,
             };
             v.validation = Some(report.clone());
         }
@@ -307,6 +334,10 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             };
             v.progress = Progress::default();
             v.error = None;
+            v.scheduled_start = None;
+            v.cutover_waits_until = None;
+            m.guard_throttled = false;
+            m.last_progress = None;
             m.resume = None;
             m.rates.reset();
             m.target_keys_before = None;
@@ -447,6 +478,10 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 (Some(started), Some(percent)) => progress::eta(started, event.at, percent),
                 _ => None,
             };
+            let now = (event.at, *keys_written + *keys_skipped, *rdb_bytes_read);
+            limited::snapshot_progress(p, &v.options.limits, m.last_progress, now);
+            limited::name_throttle(p, &v.options.limits, m.guard_throttled);
+            m.last_progress = Some(now);
         }
         EventKind::SnapshotCompleted {
             rdb_bytes,
@@ -501,6 +536,7 @@ fn apply_fact(m: &mut Migration, event: &Event) {
                 *commands_streamed,
                 *lag_bytes,
             );
+            limited::name_throttle(&mut v.progress, &v.options.limits, m.guard_throttled);
             m.resume = Some(ResumePoint {
                 replid: replid.clone(),
                 applied_offset: *applied_offset,
@@ -525,6 +561,8 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         EventKind::CutoverStarted {
             pause_source_writes,
         } => {
+            v.cutover_waits_until = None;
+            v.progress.throttled_by = None;
             v.state = State::CuttingOver;
             v.phase = None;
             v.phase_detail = Some(if *pause_source_writes {
@@ -561,6 +599,16 @@ fn apply_fact(m: &mut Migration, event: &Event) {
             v.phase_detail = None;
             v.finished_at = Some(event.at);
         }
+        // ---- #19: rate limits, the HA guard, maintenance windows ----
+        EventKind::LimitsChanged { .. }
+        | EventKind::Throttled { .. }
+        | EventKind::ThrottleLifted { .. }
+        | EventKind::HaGuardBlind { .. }
+        | EventKind::SourceBufferNearLimit { .. }
+        | EventKind::ScheduledStart { .. }
+        | EventKind::CutoverForced { .. }
+        | EventKind::CutoverDeferred { .. }
+        | EventKind::CutoverWindowMissed { .. } => limited::apply_fact(m, &event.kind),
     }
 }
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::{Action, Refusal};
 use crate::model::{AggregateType, EventKind, Link, ValidationReport};
-use crate::spec::MigrationSpec;
+use crate::spec::{MigrationSpec, TransferKind};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -164,7 +164,21 @@ pub enum Command {
         since_version: u64,
     },
     Start,
-    Cutover,
+    /// The scheduler's start at `schedule.start_at` (`armed_for`: the instant its timer was set
+    /// for; a schedule changed since is not started by an old timer), at `now`.
+    StartScheduled {
+        armed_for: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    },
+    /// A cutover asked at `now`; outside the cutover window it needs `force`.
+    Cutover {
+        force: bool,
+        now: chrono::DateTime<chrono::Utc>,
+    },
+    /// New rate limits for a running migration (`PATCH` of `options.limits`).
+    ChangeLimits {
+        limits: crate::spec::Limits,
+    },
     /// `engine_running`: the supervisor was running an engine and has signalled it; the engine's
     /// end records `MigrationCancelled` then, so nothing is recorded now.
     Cancel {
@@ -229,33 +243,76 @@ pub fn decide(m: &Migration, command: Command) -> Result<Vec<EventKind>, Refusal
         }
         Command::Start => {
             check(Action::Start)?;
-            let spec = m.spec();
-            let unchecked = [
-                (Link::Source, spec.source.endpoint()),
-                (Link::Target, Some(&spec.target)),
-            ]
-            .into_iter()
-            .filter_map(|(link, endpoint)| {
-                let endpoint = endpoint?;
-                let skipped = endpoint.url.tls
-                    && endpoint
-                        .tls
-                        .as_ref()
-                        .is_some_and(|t| t.insecure_skip_verify);
-                skipped.then(|| EventKind::TlsVerificationSkipped {
-                    link,
-                    addr: endpoint.url.addr(),
-                })
-            });
-            Ok(std::iter::once(EventKind::MigrationStarted {})
-                .chain(unchecked)
-                .collect())
+            Ok(started(m, None))
         }
-        Command::Cutover => {
+        Command::StartScheduled { armed_for, now } => {
+            check(Action::Start)?;
+            if m.view.schedule.start_at != Some(armed_for) {
+                return Err(refusal(
+                    m,
+                    Action::Start,
+                    Some(format!(
+                        "its schedule changed since the start was set for {}",
+                        armed_for.to_rfc3339()
+                    )),
+                ));
+            }
+            let late_secs = (now - armed_for).num_seconds().max(0) as u64;
+            Ok(started(
+                m,
+                Some(EventKind::ScheduledStart {
+                    start_at: armed_for,
+                    late_secs,
+                }),
+            ))
+        }
+        Command::Cutover { force, now } => {
             check(Action::Cutover)?;
-            Ok(vec![EventKind::CutoverStarted {
+            let mut events = Vec::new();
+            if let Some(window) = m.view.schedule.cutover_window {
+                if !window.contains(now) {
+                    if !force {
+                        return Err(refusal(
+                            m,
+                            Action::Cutover,
+                            Some(format!(
+                                "it is outside the cutover window ({} to {}); cut over inside \
+                                 it, or send {{\"force\": true}} to cut over now anyway \
+                                 (recorded as CutoverForced)",
+                                window.from.to_rfc3339(),
+                                window.to.to_rfc3339()
+                            )),
+                        ));
+                    }
+                    events.push(EventKind::CutoverForced { window });
+                }
+            }
+            events.push(EventKind::CutoverStarted {
                 pause_source_writes: m.view.options.pause_source_writes_on_cutover,
-            }])
+            });
+            Ok(events)
+        }
+        Command::ChangeLimits { limits } => {
+            if !m.view.state.is_running() {
+                return Err(refusal(
+                    m,
+                    Action::Update,
+                    Some("limits change this way only while it runs".into()),
+                ));
+            }
+            let relay = m.view.transfer.as_ref().map(|t| t.transfer) == Some(TransferKind::Relay);
+            if limits.any() && relay {
+                return Err(refusal(
+                    m,
+                    Action::Update,
+                    Some(
+                        "it runs as a relay (the target replicates through Ferry at its own \
+                         pace), which rate limits cannot slow down"
+                            .into(),
+                    ),
+                ));
+            }
+            Ok(vec![EventKind::LimitsChanged { limits }])
         }
         Command::Cancel {
             actor,
@@ -294,6 +351,33 @@ pub fn decide(m: &Migration, command: Command) -> Result<Vec<EventKind>, Refusal
             restored,
         }]),
     }
+}
+
+/// The events of a start: `MigrationStarted`, the scheduler's note when it started it, and a
+/// `TlsVerificationSkipped` per end whose certificate is not checked.
+fn started(m: &Migration, scheduled: Option<EventKind>) -> Vec<EventKind> {
+    let spec = m.spec();
+    let unchecked = [
+        (Link::Source, spec.source.endpoint()),
+        (Link::Target, Some(&spec.target)),
+    ]
+    .into_iter()
+    .filter_map(|(link, endpoint)| {
+        let endpoint = endpoint?;
+        let skipped = endpoint.url.tls
+            && endpoint
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.insecure_skip_verify);
+        skipped.then(|| EventKind::TlsVerificationSkipped {
+            link,
+            addr: endpoint.url.addr(),
+        })
+    });
+    std::iter::once(EventKind::MigrationStarted {})
+        .chain(scheduled)
+        .chain(unchecked)
+        .collect()
 }
 
 /// The refusal of `action` by `m`, with what it allows now.

@@ -163,7 +163,8 @@ impl ScanReader<'_> {
             .await
             .map_err(EngineError::target)?;
         self.servers.prepare_writer(&mut writer_conn).await?;
-        let writer = Writer::new(writer_conn, run.tuning.writer, spec.options.on_conflict, 0);
+        let mut writer = Writer::new(writer_conn, run.tuning.writer, spec.options.on_conflict, 0);
+        writer.set_throttle(run.throttle.clone());
         let reader = Conn::connect(&run.source)
             .await
             .map_err(EngineError::source)?;

@@ -84,6 +84,15 @@ pub fn transfer(inputs: &Inputs) -> Verdict {
     if let Some(verdict) = super::source_read::transfer(inputs) {
         return verdict;
     }
+    if inputs.spec.options.limits.any() && inputs.spec.options.transfer == Transfer::Auto {
+        // As the engine decides (a relay's target loads at its own pace, past any limit).
+        return pass(
+            "transfer",
+            "auto: options.limits caps Ferry's own writes, and a relay's target loads the \
+             source's RDB at its own pace, so every key is restored",
+            json!({"requested": "auto", "transfer": "restore"}),
+        );
+    }
     let choice = decide(inputs);
     let details = json!({
         "requested": inputs.spec.options.transfer,

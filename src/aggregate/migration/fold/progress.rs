@@ -42,8 +42,13 @@ pub struct Progress {
     pub link_reconnects: Option<u64>,
     /// Share of the snapshot transferred, 0–100.
     pub percent: Option<f64>,
-    /// Estimated seconds until the snapshot is transferred, from the rate so far.
+    /// Estimated seconds until the snapshot is transferred, from the rate so far; never less
+    /// than what is left at the rate limits (`options.limits`).
     pub eta_seconds: Option<u64>,
+    /// What holds the write rate down now: `max_ops_per_sec` or `max_bytes_per_sec` (the rate
+    /// measured since the last report is within 10% of that limit), `ha_guard` (the HA guard
+    /// slowed Ferry down: see the `Throttled` event), or `null`.
+    pub throttled_by: Option<String>,
     /// `source.read: scan`: keys known changed on the source and not yet copied again (the lag
     /// of a scan reader, which has no replication offset); `null` for replication.
     pub lag_keys: Option<u64>,

@@ -14,6 +14,7 @@ fn spec(mode: Mode) -> MigrationSpec {
         target: Endpoint::new(RedisUrl::parse("redis://127.0.0.1:2").unwrap()),
         mode,
         options: Options::default(),
+        schedule: Default::default(),
     }
 }
 
@@ -319,6 +320,204 @@ fn starting_with_an_unchecked_certificate_records_tls_verification_skipped() {
     );
     let events = decide(&validated(spec(Mode::Snapshot)), Command::Start).unwrap();
     assert_eq!(events, vec![EventKind::MigrationStarted {}]);
+}
+
+/// A live migration validated with `schedule`, optionally started.
+fn scheduled(schedule: crate::spec::Schedule, started: bool) -> Migration {
+    let mut spec = spec(Mode::Live);
+    spec.schedule = schedule;
+    let mut kinds = vec![
+        EventKind::MigrationCreated {
+            spec: Box::new(spec),
+        },
+        EventKind::ValidationStarted {},
+        EventKind::ValidationCompleted {
+            report: report(CheckStatus::Pass),
+        },
+    ];
+    if started {
+        kinds.push(EventKind::MigrationStarted {});
+    }
+    fold(kinds)
+}
+
+#[test]
+fn a_scheduled_start_is_shown_and_only_the_current_schedule_starts_it() {
+    use crate::aggregate::migration::{decide, Command};
+    let t = |s: i64| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(s);
+    let schedule = crate::spec::Schedule {
+        start_at: Some(t(100)),
+        cutover_window: None,
+    };
+    let m = scheduled(schedule, false);
+    assert_eq!(m.view.scheduled_start, Some(t(100)));
+    let events = decide(
+        &m,
+        Command::StartScheduled {
+            armed_for: t(100),
+            now: t(103),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            EventKind::MigrationStarted {},
+            EventKind::ScheduledStart {
+                start_at: t(100),
+                late_secs: 3
+            }
+        ]
+    );
+    let stale = decide(
+        &m,
+        Command::StartScheduled {
+            armed_for: t(50),
+            now: t(103),
+        },
+    )
+    .unwrap_err();
+    assert!(stale.to_string().contains("schedule changed"), "{stale}");
+}
+
+#[test]
+fn a_cutover_outside_the_window_needs_force_and_limits_change_only_while_running() {
+    use crate::aggregate::migration::{decide, Command};
+    use crate::spec::{CutoverWindow, Limits, Schedule, TransferKind};
+    let t = |s: i64| Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(s);
+    let window = CutoverWindow {
+        from: t(100),
+        to: t(200),
+    };
+    let m = scheduled(
+        Schedule {
+            start_at: None,
+            cutover_window: Some(window),
+        },
+        true,
+    );
+    let early = decide(
+        &m,
+        Command::Cutover {
+            force: false,
+            now: t(99),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        early.to_string().contains("outside the cutover window"),
+        "{early}"
+    );
+    let forced = decide(
+        &m,
+        Command::Cutover {
+            force: true,
+            now: t(99),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        forced,
+        vec![
+            EventKind::CutoverForced { window },
+            EventKind::CutoverStarted {
+                pause_source_writes: true
+            }
+        ]
+    );
+    let inside = decide(
+        &m,
+        Command::Cutover {
+            force: false,
+            now: t(150),
+        },
+    )
+    .unwrap();
+    assert_eq!(inside.len(), 1, "no CutoverForced inside the window");
+
+    let limits = Limits {
+        max_ops_per_sec: Some(10),
+        max_bytes_per_sec: None,
+    };
+    let changed = decide(&m, Command::ChangeLimits { limits }).unwrap();
+    assert_eq!(changed, vec![EventKind::LimitsChanged { limits }]);
+    let not_running = scheduled(Schedule::default(), false);
+    assert!(decide(&not_running, Command::ChangeLimits { limits }).is_err());
+    let mut relay = m.clone();
+    let relay_id = relay.view.id;
+    fold_into(
+        &mut relay,
+        &Event {
+            seq: 99,
+            aggregate_type: AggregateType::Migration,
+            aggregate_id: relay_id,
+            at: t(10),
+            actor: "engine".into(),
+            kind: EventKind::TransferChosen {
+                transfer: TransferKind::Relay,
+                reason: "test".into(),
+                relay_target: None,
+            },
+            chain: None,
+        },
+    );
+    let refused = decide(&relay, Command::ChangeLimits { limits }).unwrap_err();
+    assert!(refused.to_string().contains("relay"), "{refused}");
+    // Lifting every limit of a relay is no change it cannot honour.
+    assert!(decide(
+        &relay,
+        Command::ChangeLimits {
+            limits: Limits::default()
+        }
+    )
+    .is_ok());
+}
+
+#[test]
+fn limits_changed_and_the_guard_show_in_the_view() {
+    use crate::spec::Limits;
+    let limits = Limits {
+        max_ops_per_sec: Some(500),
+        max_bytes_per_sec: None,
+    };
+    let mut m = scheduled(crate::spec::Schedule::default(), true);
+    let at = m.view.updated_at;
+    let mut apply = |kind: EventKind| {
+        fold_into(
+            &mut m,
+            &Event {
+                seq: 100,
+                aggregate_type: AggregateType::Migration,
+                aggregate_id: Uuid::nil(),
+                at,
+                actor: "api".into(),
+                kind,
+                chain: None,
+            },
+        );
+    };
+    apply(EventKind::LimitsChanged { limits });
+    apply(EventKind::Throttled {
+        reason: "lag".into(),
+        ops_per_sec: 100,
+    });
+    assert_eq!(m.view.options.limits, limits);
+    assert_eq!(m.view.progress.throttled_by.as_deref(), Some("ha_guard"));
+    fold_into(
+        &mut m,
+        &Event {
+            seq: 101,
+            aggregate_type: AggregateType::Migration,
+            aggregate_id: Uuid::nil(),
+            at,
+            actor: "engine".into(),
+            kind: EventKind::ThrottleLifted {
+                reason: "ok".into(),
+            },
+            chain: None,
+        },
+    );
+    assert_eq!(m.view.progress.throttled_by, None);
 }
 
 #[test]
