@@ -34,6 +34,9 @@ impl RedisCluster {
             "nodes.conf",
             "--cluster-node-timeout",
             "2000",
+            // A replica (a node's own, or Ferry's link) syncs at once, not after 5 s.
+            "--repl-diskless-sync-delay",
+            "0",
         ];
         let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
             .map(|_| RedisServer::start_on(version, &node_args, cluster_port))
