@@ -58,7 +58,8 @@
 //! - [`backup`]: capturing a server's RDB over the replication link; writing RDB files whole.
 //! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens,
 //!   plain or TLS, with TLS failures named the way validation reports them; the target lease on
-//!   the wire ([`client::lease`]).
+//!   the wire ([`client::lease`]); a cluster's slot map ([`client::cluster`]) and connections to
+//!   its masters routed by slot ([`client::routed`]).
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
 //! - [`cluster`]: Redis Cluster without I/O: key slots, per-slot hash tags, the slot map parsed
