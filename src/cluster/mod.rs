@@ -4,11 +4,13 @@
 //!
 //! - [`slot`]: CRC16/XMODEM with the hash-tag rule.
 //! - [`tags`]: a short tag hashing to each of the 16384 slots (per-slot offset keys).
+//! - [`keys`]: the keys of a replicated command, and its route (one slot, split, cross-slot).
 //! - [`map`]: a [`SlotMap`] from `CLUSTER SHARDS` (7.0+) or `CLUSTER SLOTS` (6.2), coverage.
 //! - [`nodes`]: `CLUSTER NODES`, for the slots a node is importing or migrating.
 //! - [`offsets`]: per-slot batches and offset keys (exactly-once on a cluster target).
 //! - [`redirect`]: `MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN` replies.
 
+pub mod keys;
 pub mod map;
 pub mod nodes;
 pub mod offsets;
@@ -18,6 +20,7 @@ pub mod tags;
 #[cfg(test)]
 mod tests;
 
+pub use keys::{command_keys, route, Route};
 pub use map::{Coverage, Node, Ranges, Role, Shard, SlotMap};
 pub use nodes::{parse_nodes, MoveDirection, NodeLine, SlotMove};
 pub use offsets::{offset_key, SlotBatches, SlotOffsets};

@@ -383,3 +383,82 @@ async fn per_slot_batches_survive_a_target_failover() {
     assert!(routed.map().masters().any(|m| m.port == replica));
     assert!(routed.refreshes >= 1);
 }
+
+/// The keys Ferry finds in a replicated command are the ones the server itself names
+/// (`COMMAND GETKEYS`), for the write commands a stream carries.
+#[test]
+fn stream_command_keys_match_command_getkeys() {
+    let server = RedisServer::start("7.4");
+    let commands = [
+        "SET a 1 EX 10",
+        "SETEX a 10 v",
+        "APPEND a x",
+        "INCRBY a 2",
+        "DEL a b c",
+        "UNLINK a b",
+        "EXPIRE a 10",
+        "PEXPIREAT a 1",
+        "PERSIST a",
+        "MSET a 1 b 2 c 3",
+        "MSETNX a 1 b 2",
+        "RENAME a b",
+        "RENAMENX a b",
+        "COPY a b REPLACE",
+        "HSET h f v g w",
+        "HDEL h f",
+        "LPUSH l a b",
+        "LMOVE l m LEFT RIGHT",
+        "RPOPLPUSH l m",
+        "LMPOP 2 l m LEFT",
+        "SADD s a",
+        "SMOVE s t a",
+        "SINTERSTORE d s t u",
+        "SUNIONSTORE d s t",
+        "ZADD z 1 a",
+        "ZUNIONSTORE d 2 z y WEIGHTS 1 2",
+        "ZINTERSTORE d 2 z y",
+        "ZDIFFSTORE d 2 z y",
+        "ZRANGESTORE d z 0 -1",
+        "ZMPOP 2 z y MIN",
+        "PFADD p a",
+        "PFMERGE d p q",
+        "BITOP AND d a b c",
+        "SETRANGE a 1 x",
+        "XADD x * f v",
+        "XTRIM x MAXLEN 10",
+        "GEOADD g 1 2 m",
+        "GEOSEARCHSTORE d g FROMLONLAT 1 2 BYRADIUS 1 km",
+        "SORT l STORE d",
+        "EVAL return 2 a b x y",
+        "FCALL f 1 a x",
+        "RESTORE a 0 payload",
+        "PUBLISH ch msg",
+        "FLUSHALL",
+        "SELECT 0",
+        "PING",
+    ];
+    let mut conn = server.conn();
+    let mut keyless = Vec::new();
+    for command in commands {
+        let args: Vec<bytes::Bytes> = command
+            .split(' ')
+            .map(|w| bytes::Bytes::from(w.to_string()))
+            .collect();
+        let ours: Vec<String> = ferry::cluster::command_keys(&args)
+            .into_iter()
+            .map(|k| String::from_utf8(k.to_vec()).unwrap())
+            .collect();
+        let mut getkeys = redis::cmd("COMMAND");
+        getkeys.arg("GETKEYS");
+        for word in command.split(' ') {
+            getkeys.arg(word);
+        }
+        // A keyless command is an error to GETKEYS ("no key arguments").
+        let theirs: Vec<String> = getkeys.query(&mut conn).unwrap_or_default();
+        assert_eq!(ours, theirs, "{command}");
+        if theirs.is_empty() {
+            keyless.push(command);
+        }
+    }
+    assert_eq!(keyless, ["PUBLISH ch msg", "FLUSHALL", "SELECT 0", "PING"]);
+}
