@@ -125,9 +125,11 @@ impl SlotMap {
                     _ => replicas.push(node),
                 }
             }
-            // A shard made only of failed replicas serves nothing and has no master to read.
+            // A shard made only of replicas, or whose master serves no slot (a node just added,
+            // or a replica still listed in a shard of its own right after joining), holds no
+            // key to read or write: it is no shard of the map (as in `CLUSTER SLOTS`).
             let Some(master) = master else { continue };
-            if ranges.is_empty() && !master.healthy {
+            if ranges.is_empty() {
                 continue;
             }
             replicas.retain(|r| r.id != master.id);

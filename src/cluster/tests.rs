@@ -92,6 +92,17 @@ fn shards_reply_gives_masters_replicas_and_full_coverage() {
 }
 
 #[test]
+fn a_master_without_slots_is_no_shard() {
+    let mut reply = three_shards();
+    if let Frame::Array(shards) = &mut reply {
+        shards.push(shard(&[], vec![shard_node('e', 7005, "master", "online")]));
+    }
+    let map = SlotMap::from_shards(&reply, "seed").unwrap();
+    assert_eq!(map.shards.len(), 3);
+    assert!(map.nodes().all(|n| n.id != id('e')));
+}
+
+#[test]
 fn a_failed_master_gives_way_to_the_promoted_one() {
     let reply = arr(vec![shard(
         &[0, 16383],

@@ -109,6 +109,15 @@ impl RedisCluster {
                 return Some(format!("replica {} has no link: {replication}", node.port));
             }
             views.insert(slot_owners(&node.cli(&["CLUSTER", "NODES"])));
+            // 7.0+: right after joining, a replica may still be listed as a shard of its own
+            // (its shard id not gossiped yet); ready once every node lists one shard per master.
+            if self.version != "6.2" {
+                let shards = node.cli(&["CLUSTER", "SHARDS"]);
+                let listed = shards.lines().filter(|l| l.trim() == "slots").count();
+                if listed != self.masters {
+                    return Some(format!("{} lists {listed} shards", node.port));
+                }
+            }
         }
         (views.len() != 1).then(|| format!("nodes disagree on the slot map: {views:?}"))
     }

@@ -369,12 +369,16 @@ async fn per_slot_batches_survive_a_target_failover() {
     let node = cluster.node(replica);
     assert_eq!(node.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
     apply(&mut routed, N / 2 + 1..=N, &none, None).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // A manual failover gives up after 5 s on a loaded machine: ask again, up to three times.
+    let mut asked = 1;
+    let mut since = std::time::Instant::now();
     while !node.cli(&["INFO", "replication"]).contains("role:master") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replica was not promoted"
-        );
+        if since.elapsed() > std::time::Duration::from_secs(7) {
+            assert!(asked < 3, "the replica was not promoted");
+            assert_eq!(node.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+            asked += 1;
+            since = std::time::Instant::now();
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     cluster.wait_ready(std::time::Duration::from_secs(20));
