@@ -16,7 +16,7 @@
 //!              │        │   client (one admin Conn, one Info) ─► transport (TCP/TLS + AUTH)
 //!              │        │     ▼                                   ▲
 //!              │        │   relay · replication · rdb · resp ─────┘ (protocol and format libraries)
-//!              └────────┴─► config, telemetry      model · spec · redis_url · disk: plain types, used by all
+//!              └────────┴─► config, telemetry      model · spec · redis_url · disk · cluster: plain types, used by all
 //! ```
 //! 1. **No module imports one that imports it back.** `/work/shared/tools/module-cycles src`
 //!    prints no `cycle:` line; the arrows above are the only directions.
@@ -58,11 +58,14 @@
 //! - [`backup`]: capturing a server's RDB over the replication link; writing RDB files whole.
 //! - [`client`], [`transport`]: the one admin client and the socket it (and replication) opens,
 //!   plain or TLS, with TLS failures named the way validation reports them; the target lease on
-//!   the wire ([`client::lease`]).
+//!   the wire ([`client::lease`]); a cluster's slot map ([`client::cluster`]) and connections to
+//!   its masters routed by slot ([`client::routed`]).
 //! - [`replication`], [`rdb`], [`resp`]: protocol and format libraries. Bytes in, typed items out;
 //!   they know nothing about jobs, HTTP or sled, and are tested and benchmarked on their own.
 //! - [`shape`]: which keys a migration moves, under which names and database numbers (pure;
 //!   the snapshot, the stream and verification all ask it).
+//! - [`cluster`]: Redis Cluster without I/O: key slots, per-slot hash tags, the slot map parsed
+//!   from a node's replies.
 //! - [`model`], [`spec`], [`redis_url`], [`disk`]: plain types and leaf helpers: events, reports,
 //!   the user's request and its addresses (passwords redacted wherever they could be shown), free
 //!   disk space and private (0600/0700) files.
@@ -73,6 +76,7 @@ pub mod app;
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod disk;

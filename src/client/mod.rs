@@ -8,10 +8,16 @@
 //! same [`crate::transport`]; a second client would mean two TLS setups, two error vocabularies and
 //! two places for secrets to leak from. redis-rs stays a dev-dependency, for tests that fill and
 //! inspect servers independently of the code under test.
+//!
+//! A Redis Cluster is spoken to through the same [`Conn`]s: [`cluster`] asks a node for the slot
+//! map, and [`routed::ClusterConn`] holds one connection per master and sends each command (or
+//! one slot's transaction) where its slot lives, following `MOVED` and `ASK`.
 
+pub mod cluster;
 mod conn;
 pub mod info;
 pub mod lease;
+pub mod routed;
 
 pub use conn::{ClientError, Conn, CALL_TIMEOUT};
 pub use info::{Config, DbStats, Info, OutputLimit};

@@ -14,6 +14,7 @@ use super::writer::Writer;
 use super::{EventSender, Reporter, Servers, Tuning};
 use crate::client::lease::LeaseToken;
 use crate::client::Conn;
+use crate::model::Link;
 use crate::replication::LinkItem;
 use crate::shape::Shape;
 use crate::spec::OnConflict;
@@ -112,6 +113,7 @@ pub(super) async fn load_shaped(
 ) -> Result<LoadSummary, EngineError> {
     let total = file.metadata().await.ok().map(|m| m.len());
     let mut admin = Conn::connect(target).await.map_err(EngineError::target)?;
+    super::topology::refuse_cluster(&mut admin, Link::Target).await?;
     let servers = Servers::of_target(&mut admin, false)
         .await
         .map_err(EngineError::target)?;
@@ -161,6 +163,7 @@ pub(super) async fn load_shaped(
 /// so no other writer ever finds the target without it.
 pub async fn flush_target(target: &Peer, lease: Option<&LeaseToken>) -> Result<(), EngineError> {
     let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
+    super::topology::refuse_cluster(&mut conn, Link::Target).await?;
     conn.select(0).await.map_err(EngineError::target)?;
     let mut commands: Vec<Vec<Vec<u8>>> = vec![
         vec![b"MULTI".to_vec()],

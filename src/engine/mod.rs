@@ -80,6 +80,7 @@ mod scan;
 mod servers;
 mod snapshot;
 mod stream;
+mod topology;
 mod translate;
 mod translate_lua;
 #[cfg(test)]
@@ -450,6 +451,8 @@ impl Run {
         let mut target = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
+        topology::refuse_cluster(&mut source, Link::Source).await?;
+        topology::refuse_cluster(&mut target, Link::Target).await?;
         let source_version = server_version(&mut source)
             .await
             .map_err(EngineError::source)?;

@@ -218,6 +218,23 @@ impl Admin {
     }
 
     /// The user name the URL authenticates as (`default` when it names none), for `ACL DRYRUN`.
+    /// What is left of the budget for one more call.
+    pub fn remaining(&self) -> Duration {
+        self.call_timeout
+            .min(self.deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// What is left of the whole gathering's budget.
+    pub fn budget_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The connection itself, for a conversation [`crate::client`] drives (cluster discovery);
+    /// the caller bounds it with [`Admin::remaining`].
+    pub async fn conn(&self) -> tokio::sync::MutexGuard<'_, Conn> {
+        self.conn.lock().await
+    }
+
     pub fn user(&self) -> &str {
         self.url.username.as_deref().unwrap_or("default")
     }

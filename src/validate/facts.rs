@@ -9,6 +9,7 @@
 //! ACL user may lack `MODULE`. The checks that need it then say which command was missing instead of
 //! guessing.
 
+use super::cluster_facts::ClusterFacts;
 use super::conn::{connect, Admin, ConnectOptions};
 use super::error::{CallError, ConnectError, Side};
 use super::permissions;
@@ -83,6 +84,9 @@ pub struct ServerFacts {
     /// `ACL LIST`, one line per user (passwords as hashes: never shown, only compared; see
     /// [`crate::model::acl`]). `None` when the server was unreachable.
     pub acl_users: Option<Result<Vec<String>, CallError>>,
+    /// The slot map and every master's facts, when the server runs in cluster mode
+    /// (`cluster_enabled:1`); `None` for a standalone server.
+    pub cluster: Option<Result<ClusterFacts, CallError>>,
 }
 
 /// What sampling hashes for field TTLs found.
@@ -120,6 +124,7 @@ impl ServerFacts {
             field_ttl_sample: None,
             function_libraries: None,
             lease: None,
+            cluster: None,
             acl_users: None,
         }
     }
@@ -219,11 +224,20 @@ impl ServerFacts {
                 .await
                 .and_then(|f| strings("ACL LIST", f)),
         );
-        // Last: it selects db 0 on the shared connection.
-        let lease = if side == Side::Target {
-            Some(read_lease(&admin).await)
+        let cluster_enabled = info
+            .as_ref()
+            .is_ok_and(|info| info.get("cluster_enabled") == Some("1"));
+        let cluster = if cluster_enabled {
+            Some(super::cluster_facts::gather(side, endpoint, &admin, options).await)
         } else {
             None
+        };
+        // Last: it selects db 0 on the shared connection. A cluster's lease is one key too, on
+        // the master that serves its slot (read there while gathering the cluster).
+        let lease = match (side, &cluster) {
+            (Side::Source, _) => None,
+            (Side::Target, Some(Ok(cluster))) => Some(cluster.lease()),
+            (Side::Target, _) => Some(read_lease(&admin).await),
         };
         ServerFacts {
             side,
@@ -248,6 +262,7 @@ impl ServerFacts {
             field_ttl_sample,
             function_libraries,
             lease,
+            cluster,
             acl_users,
         }
     }
@@ -262,7 +277,7 @@ fn unverified(endpoint: &Endpoint) -> bool {
 }
 
 /// Reads `ferry:lease` and its time to live (selects db 0 on the connection).
-async fn read_lease(admin: &Admin) -> Result<Option<LeaseHolder>, CallError> {
+pub(super) async fn read_lease(admin: &Admin) -> Result<Option<LeaseHolder>, CallError> {
     let key = LEASE_KEY.as_bytes();
     let mut replies = admin
         .call_many(&[

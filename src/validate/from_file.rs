@@ -26,6 +26,11 @@ use crate::spec::MigrationSpec;
 /// The server checks that only need the target (and the file's keyspace and size).
 const TARGET_CHECKS: &[&str] = &[
     "target.connect",
+    "cluster.mode",
+    "cluster.coverage",
+    "cluster.slots_stable",
+    "cluster.databases",
+    "cluster.memory",
     "target.writable",
     "databases",
     "filter.matches",
@@ -154,6 +159,7 @@ fn file_facts(spec: &MigrationSpec, backup: Option<&StoredBackup>) -> ServerFact
         field_ttl_sample: None,
         function_libraries: None,
         lease: None,
+        cluster: None,
         acl_users: None,
     }
 }
@@ -211,5 +217,25 @@ fn versions(backup: Option<&StoredBackup>, target: &ServerFacts) -> CheckResult 
         status,
         message,
         details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `target.writable` leaves a cluster target to the `cluster.*` checks: a file source must
+    /// run every one of them, or a cluster target would pass unrefused.
+    #[test]
+    fn a_file_source_runs_every_cluster_check() {
+        let cluster: Vec<&str> = checks::ALL
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| id.starts_with("cluster."))
+            .collect();
+        assert!(cluster.contains(&"cluster.mode"));
+        for id in cluster {
+            assert!(TARGET_CHECKS.contains(&id), "{id}");
+        }
     }
 }

@@ -197,17 +197,54 @@ pub fn prerequisites() -> Vec<GuideItem> {
         ),
         item(
             "source.role",
-            "The source is a standalone master or replica",
+            "The source is a master or a healthy replica",
             "Reading from a replica is fine and spares the master. A replica whose master link is down serves \
-             stale data. Cluster mode is not supported yet.",
-            "Repair a broken master link or migrate from the master; for a cluster, migrate each shard's data \
-             through a standalone server.",
+             stale data. A cluster node passes here: the cluster.* checks judge its shards.",
+            "Repair a broken master link or migrate from the master.",
+        ),
+        item(
+            "cluster.mode",
+            "Ferry can move this topology",
+            "A server is a Redis Cluster when its INFO says cluster_enabled:1; the URL may name any node \
+             and the shards are discovered with CLUSTER SHARDS (7.0+) or CLUSTER SLOTS (6.2). This \
+             build moves data between standalone servers only: a cluster on either side is refused \
+             here, with the topology and what differs between the two sides explained.",
+            "Use standalone servers on both sides until cluster support lands (issue #16).",
+        ),
+        item(
+            "cluster.coverage",
+            "Every slot of a cluster is served and every master answers",
+            "A slot no master serves has no place for its keys; a master Ferry cannot reach is a shard \
+             it cannot read or write; masters that disagree on the map are mid-change.",
+            "Run `redis-cli --cluster check <node>`, repair with `redis-cli --cluster fix <node>`, and \
+             make every master reachable from Ferry with the URL's credentials.",
+        ),
+        item(
+            "cluster.slots_stable",
+            "No slot is being resharded",
+            "A slot being imported or migrated has its keys on two nodes: what a read sees depends on \
+             timing, so a migration must not start in the middle of one.",
+            "Let the resharding finish, or close it with `redis-cli --cluster fix <node>`.",
+        ),
+        item(
+            "cluster.databases",
+            "A cluster target receives db 0 only",
+            "A cluster has only db 0. Keys of other databases of a standalone source need a rule that \
+             says where they go, and must not collide there.",
+            "Map each database with `options.db_map`, or move the keys into db 0 first.",
+        ),
+        item(
+            "cluster.memory",
+            "Every target master has room for its slots' keys",
+            "Each source shard's dataset is spread evenly over its slots and placed on the target's masters \
+             by slot, plus a 20% margin; a master that fills up refuses writes (OOM) or evicts.",
+            "Raise maxmemory on the named masters, or rebalance or add masters to the target.",
         ),
         item(
             "target.writable",
             "The target accepts Ferry's writes",
             "A replica refuses writes (and its master would overwrite them), min-replicas-to-write can refuse \
-             them, and an ACL user needs RESTORE, SELECT and FLUSHDB (checked with ACL DRYRUN on Redis 7.0+).",
+             them (a cluster node passes here: the cluster.* checks judge its masters), and an ACL user needs RESTORE, SELECT and FLUSHDB (checked with ACL DRYRUN on Redis 7.0+).",
             "Point Ferry at a master or run `REPLICAOF NO ONE` on the target; grant \
              `ACL SETUSER <user> +restore +select +flushdb` and the write commands of your data types.",
         ),
@@ -247,7 +284,8 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "target.in_use",
             "No other writer holds the target",
             "One writer per target: a migration, a restore or a rollback holds the target's lease \
-             (`ferry:lease` in db 0, renewed while it runs, expiring 15 s after its Ferry dies). \
+             (`ferry:lease` in db 0, renewed while it runs, expiring 15 s after its Ferry dies; \
+             on a cluster, the one key on the master serving its slot, whichever node the URL names). \
              A second writer's sweep or flush could destroy the first one's data, so start is \
              refused with 409 naming the holder.",
             "Wait for the holder to end, cancel it, or, if its Ferry is gone for good, start with \

@@ -16,6 +16,7 @@
 //! [`run`] never fails: every problem is a check result. The guide ([`guide`]) explains each id.
 
 pub mod checks;
+pub mod cluster_facts;
 pub mod conn;
 mod dry_run;
 

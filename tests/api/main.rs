@@ -6,6 +6,7 @@ mod common;
 mod helpers;
 
 mod cli;
+mod cluster;
 mod dry_run;
 mod inputs;
 mod lifecycle;

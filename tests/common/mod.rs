@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod cluster;
 pub mod data;
 pub mod dry_run;
 pub mod engine;

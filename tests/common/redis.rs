@@ -79,6 +79,12 @@ impl RedisServer {
 
     /// Starts a server with extra config arguments, e.g. `&["--databases", "2"]`.
     pub fn start_with(version: &str, extra: &[&str]) -> Self {
+        Self::start_on(version, extra, free_port)
+    }
+
+    /// Starts a server on a port `pick_port` chooses (a cluster node needs its bus port,
+    /// port + 10000, free as well), retrying with another pick when the port was taken.
+    pub fn start_on(version: &str, extra: &[&str], pick_port: fn() -> u16) -> Self {
         let mut last_log = String::new();
         // A port can be taken between our probe and the server's bind: retry with another.
         for _ in 0..10 {
@@ -88,7 +94,7 @@ impl RedisServer {
                 .expect("create a temp dir for redis-server");
             let mut server = RedisServer {
                 version: version.to_string(),
-                port: free_port(),
+                port: pick_port(),
                 args: extra.iter().map(|s| s.to_string()).collect(),
                 dir,
                 child: None,

@@ -9,6 +9,7 @@ mod helpers;
 
 mod acl;
 mod cancel;
+mod cluster;
 mod conflict;
 mod cutover;
 mod dry_run;

@@ -1,5 +1,6 @@
 //! The replica link against real servers: handshake, both RDB framings, offsets, ACKs, resume, auth.
 
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -12,6 +12,7 @@
 mod common;
 
 mod acl;
+mod cluster;
 mod connect;
 mod faults;
 mod helpers;

@@ -162,12 +162,20 @@ async fn a_cluster_enabled_source_fails() {
     let source = RedisServer::start_with("7.0", &["--cluster-enabled", "yes"]);
     let target = RedisServer::start("7.0");
     let report = validate(&source.url(), &target.url()).await;
+    // A lone cluster node with no slots (no shard yet): refused as a topology, nothing is served.
     expect(
         &report,
-        "source.role",
+        "cluster.mode",
         CheckStatus::Fail,
-        &["cluster mode", "not support"],
+        &["the source is a Redis Cluster of 0 masters", "issue #16"],
     );
+    expect(
+        &report,
+        "cluster.coverage",
+        CheckStatus::Fail,
+        &["no master of the source serves slots 0-16383"],
+    );
+    expect(&report, "source.role", CheckStatus::Pass, &["cluster.*"]);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 
 mod acl;
 mod capacity;
+mod cluster;
 mod compat;
 mod config_diff;
 mod connect;
@@ -133,6 +134,26 @@ pub const ALL: &[Check] = &[
     Check {
         id: "source.role",
         run: replication::source_role,
+    },
+    Check {
+        id: "cluster.mode",
+        run: cluster::mode,
+    },
+    Check {
+        id: "cluster.coverage",
+        run: cluster::coverage,
+    },
+    Check {
+        id: "cluster.slots_stable",
+        run: cluster::slots_stable,
+    },
+    Check {
+        id: "cluster.databases",
+        run: cluster::databases,
+    },
+    Check {
+        id: "cluster.memory",
+        run: cluster::memory,
     },
     Check {
         id: "target.writable",

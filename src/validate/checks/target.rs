@@ -30,6 +30,14 @@ pub fn target_writable(inputs: &Inputs) -> Verdict {
         "connected_replicas": connected_replicas,
         "acl": facts.acl_details(),
     });
+    if info.get("cluster_enabled") == Some("1") {
+        // A cluster has a master per shard: `cluster.mode` and the other `cluster.*` checks judge it.
+        return pass(
+            id,
+            "the target is a cluster node; the cluster.* checks judge its masters",
+            details,
+        );
+    }
     if role == "slave" || role == "replica" {
         let master = format!(
             "{}:{}",
@@ -42,14 +50,6 @@ pub fn target_writable(inputs: &Inputs) -> Verdict {
                 "the target is a read-only replica of {master}: it refuses writes, and its master would \
                  overwrite them anyway; point Ferry at a master, or run `REPLICAOF NO ONE` on the target"
             ),
-            details,
-        );
-    }
-    if info.get("cluster_enabled") == Some("1") {
-        return fail(
-            id,
-            "the target runs in cluster mode (cluster-enabled yes), which Ferry does not support yet; \
-             use a standalone target",
             details,
         );
     }

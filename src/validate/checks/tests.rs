@@ -60,6 +60,7 @@ fn server(side: Side, host: &str, info: &str, config: &[(&str, &str)]) -> Server
         field_ttl_sample: None,
         function_libraries: None,
         lease: (side == Side::Target).then_some(Ok(None)),
+        cluster: None,
         acl_users: None,
     }
 }
