@@ -66,7 +66,7 @@
 //!   the snapshot, the stream and verification all ask it).
 //! - [`cluster`]: Redis Cluster without I/O: key slots, per-slot hash tags, the slot map parsed
 //!   from a node's replies.
-//! - [`model`], [`spec`], [`redis_url`], [`disk`]: plain types and leaf helpers: events, reports,
+//! - [`model`], [`spec`], [`redis_url`], [`disk`], [`serde_objects`]: plain types and leaf helpers: events, reports,
 //!   the user's request and its addresses (passwords redacted wherever they could be shown), free
 //!   disk space and private (0600/0700) files.
 
@@ -88,6 +88,7 @@ pub mod redis_url;
 pub mod relay;
 pub mod replication;
 pub mod resp;
+pub mod serde_objects;
 pub mod shape;
 pub mod spec;
 pub mod store;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::redis_url::RedisUrl;
+use crate::serde_objects::map_only;
 use crate::shape::{DbMap, KeyFilter, Rename, Shape, ShapeError};
 
 /// One Redis server. `url` is `redis://[user[:password]@]host:port` or `rediss://…` (a `/db` is
@@ -36,7 +37,7 @@ pub struct Endpoint {
 /// An optional nested object (`tls`, `rdb`) as an object or null only. serde's derived
 /// `Deserialize` would also build a struct from an array of its fields in order (`[null, null]`
 /// → all defaults); the schema says object, so an array is refused like any other wrong type.
-fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -61,6 +62,16 @@ where
         }
     }
     d.deserialize_option(ObjectOrNull(std::marker::PhantomData))
+}
+
+/// A nested object that must be an object: not null, and not the array of its fields in order
+/// that serde's derived `Deserialize` would also take (the schema says object).
+fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    object_or_null(d)?.ok_or_else(|| serde::de::Error::custom("expected an object, not null"))
 }
 
 impl Endpoint {
@@ -454,7 +465,10 @@ pub struct Options {
     pub drop_field_ttls: bool,
     // ---- shaping: filters, database map, renames (issue #19) ----
     /// Which source keys move, by database, glob pattern and type. Default: every key.
-    #[serde(skip_serializing_if = "KeyFilter::is_everything")]
+    #[serde(
+        skip_serializing_if = "KeyFilter::is_everything",
+        deserialize_with = "map_only"
+    )]
     pub filter: KeyFilter,
     /// Source database → target database, as a JSON object with the source's number as the key
     /// (`{"3": 0}`); databases not named keep their number. Two source databases may share a
@@ -473,6 +487,7 @@ pub struct Options {
     // ---- #19: rate limits (see `Limits`) ----
     /// Caps on the writes to the target (`null` = unlimited). The only option that may change
     /// while the migration runs (`PATCH` with `{"options": {"limits": …}}`).
+    #[serde(deserialize_with = "map_only")]
     pub limits: Limits,
     // --- source.read: scan (issue #19) ---
     /// With `source.read: scan`: let Ferry turn on the keyspace notifications it needs on the
@@ -584,11 +599,15 @@ pub struct MigrationSpec {
     pub target: Endpoint,
     #[serde(default)]
     pub mode: Mode,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "map_only")]
     pub options: Options,
     /// When to start and when the cutover may happen; absent = start when asked, cut over any
     /// time.
-    #[serde(default, skip_serializing_if = "Schedule::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Schedule::is_empty",
+        deserialize_with = "object_only"
+    )]
     #[schema(default = json!({"start_at": null, "cutover_window": null}))]
     pub schedule: Schedule,
 }

@@ -151,7 +151,9 @@ fn exact(doc: OpenApiDoc) -> OpenApiDoc {
     let schemas = &mut value["components"]["schemas"];
     let url = schemas["Endpoint"]["properties"]["url"].clone();
     let tls = schemas["Endpoint"]["properties"]["tls"].clone();
-    let read = json!({"$ref": "#/components/schemas/SourceRead", "default": "replication",
+    // `null` reads as the default, as serde takes it: the schema says so.
+    let read = json!({"oneOf": [{"$ref": "#/components/schemas/SourceRead"}, {"type": "null"}],
+        "default": "replication",
         "description": "How the server is read: `replication` (PSYNC) or `scan` (SCAN + DUMP and \
                         keyspace notifications, for servers that refuse SYNC/PSYNC; weaker)."});
     let server_source = json!({"type": "object", "required": ["url"],
@@ -161,6 +163,23 @@ fn exact(doc: OpenApiDoc) -> OpenApiDoc {
         "properties": {"rdb": {"$ref": "#/components/schemas/RdbSource"}},
         "additionalProperties": false,
         "description": "A stored backup's RDB file (`snapshot` mode only)."});
+    // A type filter names a type as TYPE does: a built-in one, or a module type's 9-character
+    // name (what `shape` accepts, said in the schema so that nothing schema-valid is refused).
+    if let Some(items) = schemas["KeyFilter"]["properties"]["types"]["items"].as_object_mut() {
+        items.insert(
+            "pattern".into(),
+            json!("^(string|list|set|zset|hash|stream|[A-Za-z0-9_-]{9})$"),
+        );
+    }
+    // A database map's keys are source database numbers, written as JSON object keys.
+    for holder in ["Options", "OptionsPatch"] {
+        if let Some(map) = schemas[holder]["properties"]["db_map"].as_object_mut() {
+            map.insert(
+                "propertyNames".into(),
+                json!({"type": "string", "pattern": "^(0|[1-9][0-9]{0,8})$"}),
+            );
+        }
+    }
     schemas["SourceBody"] = json!({
         "description": schemas["SourceBody"]["description"].clone(),
         "oneOf": [server_source.clone(), file_source.clone()],
@@ -181,6 +200,8 @@ fn exact(doc: OpenApiDoc) -> OpenApiDoc {
             "oneOf": [from_server, from_file],
         });
     }
+    // A JSON edit the document type cannot read back would silently drop every rule above;
+    // tests/api/spec.rs checks that they are all in the served document.
     serde_json::from_value(value).unwrap_or(doc)
 }
 

@@ -25,10 +25,13 @@ pub struct MigrationPatch {
     /// `{url}` or `{rdb: {backup_id}}`.
     #[schema(value_type = Option<crate::spec::SourceBody>)]
     pub source: Option<Source>,
+    #[serde(default, deserialize_with = "crate::spec::object_or_null")]
     pub target: Option<Endpoint>,
     pub mode: Option<Mode>,
+    #[serde(default, deserialize_with = "crate::spec::object_or_null")]
     pub options: Option<OptionsPatch>,
     /// Replaces the whole schedule (before start only).
+    #[serde(default, deserialize_with = "crate::spec::object_or_null")]
     pub schedule: Option<crate::spec::Schedule>,
 }
 
@@ -44,6 +47,7 @@ pub struct OptionsPatch {
     pub auto_cutover: Option<bool>,
     pub transfer: Option<crate::spec::Transfer>,
     // ---- shaping (issue #19): each replaces the whole option ----
+    #[serde(default, deserialize_with = "crate::spec::object_or_null")]
     pub filter: Option<crate::shape::KeyFilter>,
     #[schema(value_type = Option<std::collections::BTreeMap<String, u32>>)]
     pub db_map: Option<crate::shape::DbMap>,
@@ -51,6 +55,7 @@ pub struct OptionsPatch {
     pub flush_passthrough: Option<bool>,
     /// Replaces both limits (an absent one becomes `null`, unlimited). The only field a PATCH
     /// may change while the migration runs.
+    #[serde(default, deserialize_with = "crate::spec::object_or_null")]
     pub limits: Option<crate::spec::Limits>,
     pub write_probe: Option<bool>,
     pub acl: Option<crate::spec::AclMode>,
@@ -86,7 +91,7 @@ impl OptionsPatch {
 }
 
 mod shaping;
-use shaping::check_shape;
+use shaping::{check_for_validation, check_shape};
 
 impl Jobs {
     fn migration_slot(&self, id: Uuid) -> Result<Arc<Slot<Migration>>, JobError> {
@@ -316,7 +321,7 @@ impl Jobs {
             let current = slot.snapshot();
             migration::decide(&current, Command::StartValidation)?;
             // A cutover window that has ended since the migration was created can never be used.
-            check_shape(&current.spec())?;
+            check_for_validation(&current)?;
             if slot.busy.swap(true, Ordering::SeqCst) {
                 let why = "it is being validated already; wait for that report".to_string();
                 return Err(migration::refusal(&current, Action::Validate, Some(why)).into());
@@ -632,14 +637,16 @@ fn keep_password(
     Ok(new)
 }
 
-/// A URL naming a database is refused by name (see [`crate::spec::check_no_db`]), and so is a
-/// filter, map or rename that cannot work as written (see [`crate::shape`]).
+/// A URL naming a database is refused by name (see [`crate::spec::check_no_db`]), and so are
+/// type names and database numbers the schema does not allow ([`crate::shape::check_form`]);
+/// the rest of the shape's rules are validation's (`filter.matches`).
 fn check_addresses(spec: &MigrationSpec) -> Result<(), JobError> {
     spec.check_addresses().map_err(|e| JobError::Invalid {
         field: e.field.into(),
         detail: e.detail,
     })?;
-    spec.shape().map(|_| ()).map_err(|e| JobError::Invalid {
+    let o = &spec.options;
+    crate::shape::check_form(&o.filter, &o.db_map).map_err(|e| JobError::Invalid {
         field: e.field.into(),
         detail: e.detail,
     })

@@ -26,8 +26,10 @@ use glob::Glob;
 /// of every database.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
+// The example leaves `types` out: it is a snapshot-only field, and the example is reused for
+// live migrations (PATCH, the spec's own examples).
 #[schema(example = json!({"dbs": [0, 3], "include": ["user:*", "session:*"],
-    "exclude": ["session:tmp:*"], "types": ["hash", "string"]}))]
+    "exclude": ["session:tmp:*"]}))]
 pub struct KeyFilter {
     /// Source databases to move (empty: all).
     pub dbs: Vec<u32>,
@@ -50,12 +52,33 @@ impl KeyFilter {
 }
 
 /// Keys whose name starts with `from_prefix` move under `to_prefix` + the rest of the name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(example = json!({"from_prefix": "app1:", "to_prefix": "tenant1:"}))]
 pub struct Rename {
     pub from_prefix: String,
     pub to_prefix: String,
+}
+
+/// The fields of a [`Rename`] as the request names them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameFields {
+    from_prefix: String,
+    to_prefix: String,
+}
+
+/// An object only (serde's derive would also take `["a:", "b:"]`, which the schema does not).
+impl<'de> Deserialize<'de> for Rename {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let RenameFields {
+            from_prefix,
+            to_prefix,
+        } = crate::serde_objects::map_only(d)?;
+        Ok(Rename {
+            from_prefix,
+            to_prefix,
+        })
+    }
 }
 
 /// Source database → target database. Databases not named keep their number.
@@ -85,6 +108,51 @@ fn module_type_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What the OpenAPI document itself says about the options (type names, database numbers):
+/// the API refuses a request that breaks it (400). Every other rule here (globs, renames, the
+/// map against the filter, types in live mode) needs the whole spec and is judged by validation
+/// (`filter.matches` fails with the field) and by the engine, so that a schema-valid request is
+/// always accepted.
+pub fn check_form(filter: &KeyFilter, db_map: &DbMap) -> Result<(), ShapeError> {
+    for (i, t) in filter.types.iter().enumerate() {
+        if !(BUILTIN_TYPES.contains(&t.as_str()) || module_type_name(t)) {
+            return Err(refuse(
+                format!("options.filter.types[{i}]"),
+                format!(
+                    "`{t}` is not a type name: use string, list, set, zset, hash, stream, or \
+                         a module type's 9-character name as TYPE reports it (e.g. ReJSON-RL)"
+                ),
+            ));
+        }
+    }
+    // The schema says int32 for a database number (Redis' own `databases` is an int).
+    for (i, &db) in filter.dbs.iter().enumerate() {
+        if db > i32::MAX as u32 {
+            return Err(refuse(
+                format!("options.filter.dbs[{i}]"),
+                format!(
+                    "database {db} is beyond any server's `databases` (at most {})",
+                    i32::MAX
+                ),
+            ));
+        }
+    }
+    if let Some((&from, &to)) = db_map
+        .iter()
+        .find(|(&from, &to)| from > i32::MAX as u32 || to > i32::MAX as u32)
+    {
+        return Err(refuse(
+            format!("options.db_map.{from}"),
+            format!(
+                "database numbers go up to {} (Redis' `databases` is an int); {from} → {to} \
+                     cannot be one",
+                i32::MAX
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The options, compiled: what the engine asks about each key and command.
@@ -123,17 +191,7 @@ impl Shape {
         };
         let include = globs(&filter.include, "include")?;
         let exclude = globs(&filter.exclude, "exclude")?;
-        for (i, t) in filter.types.iter().enumerate() {
-            if !(BUILTIN_TYPES.contains(&t.as_str()) || module_type_name(t)) {
-                return Err(refuse(
-                    format!("options.filter.types[{i}]"),
-                    format!(
-                        "`{t}` is not a type name: use string, list, set, zset, hash, stream, or \
-                         a module type's 9-character name as TYPE reports it (e.g. ReJSON-RL)"
-                    ),
-                ));
-            }
-        }
+        check_form(filter, db_map)?;
         if live && !filter.types.is_empty() {
             return Err(refuse(
                 "options.filter.types",

@@ -42,6 +42,23 @@ impl Limits {
                 "`options.limits.max_ops_per_sec` must be at least 1 (or null for unlimited)",
             ));
         }
+        // The schema says int64 (JSON's widest integer most clients read): a larger number is
+        // refused rather than taken as a u64 the document does not promise.
+        let too_big = |v: Option<u64>| v.is_some_and(|v| v > i64::MAX as u64);
+        for (field, value) in [
+            ("options.limits.max_ops_per_sec", self.max_ops_per_sec),
+            ("options.limits.max_bytes_per_sec", self.max_bytes_per_sec),
+        ] {
+            if too_big(value) {
+                return Err(SpecError::new(
+                    field,
+                    format!(
+                        "`{field}` must be at most {} (or null for unlimited)",
+                        i64::MAX
+                    ),
+                ));
+            }
+        }
         if self.max_bytes_per_sec.is_some_and(|b| b < 1024) {
             return Err(SpecError::new(
                 "options.limits.max_bytes_per_sec",
@@ -59,8 +76,9 @@ impl Limits {
 /// recurring local-time window could.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
-#[schema(example = json!({"start_at": "2026-03-01T01:00:00Z",
-    "cutover_window": {"from": "2026-03-01T02:00:00Z", "to": "2026-03-01T03:00:00Z"}}))]
+// Far-future instants: a window that has ended is refused, and an example must stay valid.
+#[schema(example = json!({"start_at": "2099-03-01T01:00:00Z",
+    "cutover_window": {"from": "2099-03-01T02:00:00Z", "to": "2099-03-01T03:00:00Z"}}))]
 pub struct Schedule {
     /// A validated migration starts by itself at this instant (actor `scheduler`); `null`:
     /// it starts when asked (`POST …/start`).
@@ -68,6 +86,7 @@ pub struct Schedule {
     pub start_at: Option<chrono::DateTime<chrono::Utc>>,
     /// `auto_cutover` cuts over only inside this window, and a manual cutover outside it needs
     /// `{"force": true}`; `null`: any time.
+    #[serde(deserialize_with = "super::object_or_null")]
     pub cutover_window: Option<CutoverWindow>,
 }
 

@@ -202,8 +202,17 @@ async fn limits_take_the_restore_path_and_a_relay_with_limits_is_refused() {
     let app = spawn_app().await;
     let relay = json!({"source": {"url": source.url()}, "target": {"url": target.url()},
         "options": {"transfer": "relay", "limits": {"max_ops_per_sec": 100}}});
-    let problem = assert_problem(app.post_json("/v1/migrations", &relay).await, 400).await;
-    assert_eq!(problem["field"], "options.limits", "{problem}");
+    // Accepted as written (schema-valid), refused when asked to validate, naming the field.
+    let created = app.post_json("/v1/migrations", &relay).await;
+    assert_eq!(created.status(), 201);
+    let relay_id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let problem = assert_problem(app.action(&relay_id, "validate").await, 409).await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("`options.limits`"), "{problem}");
+    assert!(detail.contains("transfer: restore"), "{problem}");
 
     let auto = json!({"source": {"url": source.url()}, "target": {"url": target.url()},
         "options": {"backup": false, "limits": {"max_bytes_per_sec": 1048576}}});

@@ -1,5 +1,5 @@
-//! Shaping options through the API (issue #19): every input error is a 400 problem naming the
-//! field to fix, and a filtered migration run by the real app shows its options, the transfer it
+//! Shaping options through the API (issue #19): what the schema rules out is a 400 problem naming
+//! the field, a rule between fields fails validation naming it, and a filtered migration run by the real app shows its options, the transfer it
 //! chose, and what it left behind.
 
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::redis::RedisServer;
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 fn spec(options: Value, mode: &str) -> Value {
     json!({"source": {"url": "redis://127.0.0.1:7001"}, "target": {"url": "redis://127.0.0.1:7002"},
@@ -15,15 +15,57 @@ fn spec(options: Value, mode: &str) -> Value {
 }
 
 #[tokio::test]
-async fn bad_shaping_options_get_400_naming_the_field() {
+async fn bad_shaping_options_are_refused_naming_the_field() {
     let app = spawn_app().await;
-    let cases = [
+    // What the OpenAPI document itself rules out (types, database numbers, field names and
+    // types): a 400 at once.
+    let form = [
         (
             json!({"filter": {"types": ["string", "strings"]}}),
-            "snapshot",
             "options.filter.types[1]",
             "`strings`",
         ),
+        (json!({"filter": {"dbs": [-1]}}), "options.filter.dbs", ""),
+        (
+            json!({"filter": {"colour": "red"}}),
+            "options.filter.colour",
+            "",
+        ),
+        (json!({"db_map": {"x": 0}}), "options.db_map.x", ""),
+        (json!({"db_map": {"3": -1}}), "options.db_map.3", ""),
+        (
+            json!({"rename": [{"from_prefix": "a:"}]}),
+            "options.rename[0]",
+            "",
+        ),
+        (json!({"rename": [["a:", "b:"]]}), "options.rename[0]", ""),
+        // (The path stops at `options`: the object-only rule reads it as a whole.)
+        (
+            json!({"limits": [null, null]}),
+            "options",
+            "expected an object",
+        ),
+        (
+            json!({"flush_passthrough": "yes"}),
+            "options.flush_passthrough",
+            "",
+        ),
+    ];
+    for (options, field, fragment) in form {
+        let response = app
+            .post_json("/v1/migrations", &spec(options.clone(), "snapshot"))
+            .await;
+        let problem = assert_problem(response, 400).await;
+        assert_eq!(problem["field"], field, "{options}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(fragment),
+            "{options}: {problem}"
+        );
+    }
+    // Rules between fields (or over a glob's syntax, which no schema states): the request is
+    // accepted as schema-valid, validation's `filter.matches` fails naming the field (without
+    // reaching any server), and the engine refuses it too.
+    let rules = [
         (
             json!({"filter": {"types": ["string"]}}),
             "live",
@@ -43,30 +85,6 @@ async fn bad_shaping_options_get_400_naming_the_field() {
             "lone",
         ),
         (
-            json!({"filter": {"dbs": [-1]}}),
-            "snapshot",
-            "options.filter.dbs",
-            "",
-        ),
-        (
-            json!({"filter": {"colour": "red"}}),
-            "snapshot",
-            "options.filter.colour",
-            "",
-        ),
-        (
-            json!({"db_map": {"x": 0}}),
-            "snapshot",
-            "options.db_map.x",
-            "",
-        ),
-        (
-            json!({"db_map": {"3": -1}}),
-            "snapshot",
-            "options.db_map.3",
-            "",
-        ),
-        (
             json!({"db_map": {"3": 0}}),
             "snapshot",
             "options.db_map.3",
@@ -79,22 +97,10 @@ async fn bad_shaping_options_get_400_naming_the_field() {
             "leaves it out",
         ),
         (
-            json!({"rename": [{"from_prefix": "a:"}]}),
-            "snapshot",
-            "options.rename[0]",
-            "",
-        ),
-        (
             json!({"rename": [{"from_prefix": "a:", "to_prefix": "b:"}, {"from_prefix": "a:x", "to_prefix": "c:"}]}),
             "snapshot",
             "options.rename[1].from_prefix",
             "first matching prefix wins",
-        ),
-        (
-            json!({"flush_passthrough": "yes"}),
-            "live",
-            "options.flush_passthrough",
-            "",
         ),
         (
             json!({"filter": {"dbs": [0]}, "transfer": "relay"}),
@@ -109,22 +115,27 @@ async fn bad_shaping_options_get_400_naming_the_field() {
             "dry run",
         ),
     ];
-    for (options, mode, field, fragment) in cases {
+    for (options, mode, field, fragment) in rules {
         let response = app
             .post_json("/v1/migrations", &spec(options.clone(), mode))
             .await;
-        let problem = assert_problem(response, 400).await;
-        assert_eq!(problem["field"], field, "{options}: {problem}");
-        assert!(
-            problem["detail"].as_str().unwrap().contains(fragment),
-            "{options}: {problem}"
-        );
+        assert_eq!(response.status(), 201, "{options}");
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_filter_check_fails(&app, &id, field, fragment).await;
     }
-    // The scan reader does not shape (yet): refused by name, not ignored.
+    // The scan reader does not shape (yet): refused by name at validation, not ignored.
     let scan = json!({"source": {"url": "redis://127.0.0.1:7001", "read": "scan"},
         "target": {"url": "redis://127.0.0.1:7002"}, "options": {"filter": {"include": ["a*"]}}});
-    let problem = assert_problem(app.post_json("/v1/migrations", &scan).await, 400).await;
-    assert_eq!(problem["field"], "source.read", "{problem}");
+    let response = app.post_json("/v1/migrations", &scan).await;
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_filter_check_fails(&app, &id, "source.read", "scan reader").await;
     // A URL's `/3` points at the options that do choose databases.
     let response = app
         .post_json(
@@ -138,8 +149,6 @@ async fn bad_shaping_options_get_400_naming_the_field() {
         detail.contains("options.filter.dbs") && detail.contains("options.db_map"),
         "{detail}"
     );
-    let list: Value = app.get("/v1/migrations").await.json().await.unwrap();
-    assert_eq!(list["migrations"], json!([]), "nothing was created");
 
     // The README's example is accepted as written.
     let readme = json!({
@@ -151,7 +160,7 @@ async fn bad_shaping_options_get_400_naming_the_field() {
     let created: Value = response.json().await.unwrap();
     assert_eq!(created["options"]["db_map"], json!({"3": 1}));
 
-    // A PATCH that makes a valid spec invalid is refused the same way.
+    // A PATCH that makes a valid spec unworkable is judged the same way: validation names it.
     let created: Value = app
         .post_json(
             "/v1/migrations",
@@ -166,14 +175,12 @@ async fn bad_shaping_options_get_400_naming_the_field() {
     let response = app
         .patch_json(&format!("/v1/migrations/{id}"), &json!({"mode": "live"}))
         .await;
-    assert_eq!(
-        assert_problem(response, 400).await["field"],
-        "options.filter.types"
-    );
+    assert_eq!(response.status(), 200);
+    assert_filter_check_fails(&app, id, "options.filter.types", "snapshot").await;
     let response = app
         .patch_json(
             &format!("/v1/migrations/{id}"),
-            &json!({"options": {"filter": {"include": ["user:*"]}, "rename": [{"from_prefix": "user:", "to_prefix": "u:"}]}}),
+            &json!({"mode": "snapshot", "options": {"filter": {"include": ["user:*"]}, "rename": [{"from_prefix": "user:", "to_prefix": "u:"}]}}),
         )
         .await;
     assert_eq!(response.status(), 200);
@@ -183,6 +190,26 @@ async fn bad_shaping_options_get_400_naming_the_field() {
         json!({"dbs": [], "include": ["user:*"], "exclude": [], "types": []})
     );
     assert_eq!(view["options"]["rename"][0]["to_prefix"], "u:");
+}
+
+/// Validates migration `id` and asserts that `filter.matches` failed naming `field`, with
+/// `fragment` in its message, and that the migration did not pass validation.
+async fn assert_filter_check_fails(app: &TestApp, id: &str, field: &str, fragment: &str) {
+    let response = app.action(id, "validate").await;
+    assert_eq!(response.status(), 200, "{id}");
+    let report: Value = response.json().await.unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "filter.matches")
+        .unwrap_or_else(|| panic!("no filter.matches check: {report}"))
+        .clone();
+    assert_eq!(check["status"], "fail", "{check}");
+    let message = check["message"].as_str().unwrap();
+    assert!(message.contains(&format!("`{field}`")), "{check}");
+    assert!(message.contains(fragment), "{check}");
+    assert_eq!(app.view(id).await["state"], "validation_failed", "{id}");
 }
 
 /// A filtered migration through the real app and supervisor: `auto` takes the restore path and

@@ -104,3 +104,27 @@ async fn the_served_document_is_the_committed_one_and_docs_serve_swagger_ui() {
         .unwrap();
     assert!(script.contains("/openapi.json"), "{script}");
 }
+
+/// The rules `api::exact` writes into the document by hand (a source is a server *or* a file;
+/// type names; database-map keys) are all there: a JSON edit the document type cannot read back
+/// would otherwise drop every one of them without a sound.
+#[test]
+fn the_hand_written_schema_rules_are_in_the_document() {
+    let doc: Value = serde_json::from_str(&ferry::api::openapi_json()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["SourceBody"]["oneOf"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        schemas["MigrationSpec"]["oneOf"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(schemas["KeyFilter"]["properties"]["types"]["items"]["pattern"].is_string());
+    for holder in ["Options", "OptionsPatch"] {
+        assert!(
+            schemas[holder]["properties"]["db_map"]["propertyNames"]["pattern"].is_string(),
+            "{holder}"
+        );
+    }
+}

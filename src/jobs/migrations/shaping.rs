@@ -36,12 +36,29 @@ impl MigrationPatch {
     }
 }
 
-/// The limits and schedule checks, as a 400 naming the field.
+/// The bounds of the limits (what the schema itself says: at least 1 op, 1024 bytes, at most
+/// an int64), as a 400 naming the field. Rules between fields or against the clock (a window
+/// that ended, `to` before `from`, limits with `transfer: relay`) are not the request's form:
+/// a schema-valid request is accepted, and [`check_for_validation`] refuses to validate it.
 pub(super) fn check_shape(spec: &MigrationSpec) -> Result<(), JobError> {
-    spec.check_limits_and_schedule(chrono::Utc::now())
-        .map_err(|e| JobError::Invalid {
-            field: e.field.into(),
-            detail: e.detail,
+    spec.options.limits.check().map_err(|e| JobError::Invalid {
+        field: e.field.into(),
+        detail: e.detail,
+    })
+}
+
+/// Every limits and schedule rule, before a validation: a 409 naming the field and what to
+/// change with `PATCH`.
+pub(super) fn check_for_validation(current: &Migration) -> Result<(), JobError> {
+    current
+        .spec()
+        .check_limits_and_schedule(chrono::Utc::now())
+        .map_err(|e| {
+            let why = format!(
+                "`{}`: {}; change it with PATCH, then validate again",
+                e.field, e.detail
+            );
+            migration::refusal(current, super::Action::Validate, Some(why)).into()
         })
 }
 
