@@ -175,13 +175,29 @@ async fn an_event_edited_in_sled_is_named_by_the_api_and_by_ferry_audit_verify()
     assert!(stdout.contains("BROKEN at seq 2"), "{stdout}");
 
     // And on its own, with nobody holding the data dir.
+    // The stopped app's last handles on the store (event streams, tasks winding down) may
+    // hold sled's lock a moment longer on a loaded machine: `ferry audit verify` then says the
+    // data dir is held, and is asked again.
     let (_, dir) = app.stop().await;
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["audit", "verify", "--json", "--data-dir"])
-        .arg(dir.path())
-        .env("FERRY_CONFIG", "/dev/null")
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).expect("--json prints the report");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let report: Value = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["audit", "verify", "--json", "--data-dir"])
+            .arg(dir.path())
+            .env("FERRY_CONFIG", "/dev/null")
+            .output()
+            .unwrap();
+        match serde_json::from_slice(&out.stdout) {
+            Ok(report) => break report,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!(
+                "--json prints the report ({e}); stdout {:?}, stderr {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    };
     assert_eq!(report["first_broken_seq"], 2, "{report}");
 }
