@@ -543,15 +543,7 @@ impl Jobs {
                           SCAN yet: leave `source.read` out for the dry run (if the source allows \
                           PSYNC), or use mode `snapshot`"
                 .to_string();
-            let field = "mode";
-            return Err(if patched {
-                JobError::Unusable { field, detail }
-            } else {
-                JobError::Invalid {
-                    field: field.into(),
-                    detail,
-                }
-            });
+            return Err(source_refusal("mode", detail, patched));
         }
         let Some(backup_id) = spec.source.backup_id() else {
             return Ok(());
@@ -560,29 +552,13 @@ impl Jobs {
             let detail = "an RDB file holds no ACL users, so `options.acl` cannot copy any: set \
                           it to `ignore` (or migrate from the server itself)"
                 .to_string();
-            let field = "options.acl";
-            return Err(if patched {
-                JobError::Unusable { field, detail }
-            } else {
-                JobError::Invalid {
-                    field: field.into(),
-                    detail,
-                }
-            });
+            return Err(source_refusal("options.acl", detail, patched));
         }
         if spec.mode != Mode::Snapshot {
             let detail = "a migration from an RDB file can only run in `snapshot` mode: a file \
                           has no stream of writes to follow; set `mode` to `snapshot`"
                 .to_string();
-            let field = "mode";
-            return Err(if patched {
-                JobError::Unusable { field, detail }
-            } else {
-                JobError::Invalid {
-                    field: field.into(),
-                    detail,
-                }
-            });
+            return Err(source_refusal("mode", detail, patched));
         }
         let b = self.backup_state(backup_id)?;
         if b.status != backup::BackupStatus::Completed {
@@ -594,6 +570,19 @@ impl Jobs {
             return Err(backup::refusal(&b, Action::Download, Some(why)).into());
         }
         Ok(())
+    }
+}
+
+/// A source that cannot run as the spec asks: malformed in a new spec (400), a conflict with
+/// what the migration holds in a PATCH (409).
+fn source_refusal(field: &'static str, detail: String, patched: bool) -> JobError {
+    if patched {
+        JobError::Unusable { field, detail }
+    } else {
+        JobError::Invalid {
+            field: field.into(),
+            detail,
+        }
     }
 }
 

@@ -11,27 +11,12 @@ use crate::helpers::spawn_app;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn notify_setting(server: &RedisServer) -> String {
-    let reply: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("notify-keyspace-events")
-        .query(&mut server.conn())
-        .unwrap();
-    reply.get(1).cloned().unwrap_or_default()
+    server.config_get("notify-keyspace-events")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_without_psync_is_migrated_live_by_scan_through_the_api() {
-    let source = RedisServer::start_with(
-        "7.2",
-        &[
-            "--rename-command",
-            "SYNC",
-            "",
-            "--rename-command",
-            "PSYNC",
-            "",
-        ],
-    );
+    let source = RedisServer::start_without_sync("7.2");
     let target = RedisServer::start("7.2");
     let mut c = source.conn();
     let mut pipe = redis::pipe();

@@ -175,6 +175,45 @@ impl RedisServer {
             .unwrap_or_else(|e| panic!("connect to redis {} on {}: {e}", self.version, self.port))
     }
 
+    /// A server that refuses replication (`SYNC` and `PSYNC` renamed away), as managed
+    /// services do; checked, so that a test of the scan reader cannot pass on a server that
+    /// would have replicated after all.
+    pub fn start_without_sync(version: &str) -> Self {
+        let server = Self::start_with(
+            version,
+            &[
+                "--rename-command",
+                "SYNC",
+                "",
+                "--rename-command",
+                "PSYNC",
+                "",
+            ],
+        );
+        for command in ["PSYNC", "SYNC"] {
+            let refused: redis::RedisResult<redis::Value> = redis::cmd(command)
+                .arg("?")
+                .arg("-1")
+                .query(&mut server.conn());
+            let message = format!("{refused:?}");
+            assert!(
+                message.contains("unknown command"),
+                "{command} is gone: {message}"
+            );
+        }
+        server
+    }
+
+    /// `CONFIG GET name`: its value, or "" when the server has no such setting.
+    pub fn config_get(&self, name: &str) -> String {
+        let reply: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut self.conn())
+            .unwrap();
+        reply.get(1).cloned().unwrap_or_default()
+    }
+
     /// Runs `redis-cli -p <port> args…` and returns its stdout.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(binary(&self.version, "redis-cli"))

@@ -15,29 +15,7 @@ use crate::helpers::*;
 
 /// A source that refuses replication, as managed services do.
 fn no_sync_source(version: &str) -> RedisServer {
-    let source = RedisServer::start_with(
-        version,
-        &[
-            "--rename-command",
-            "SYNC",
-            "",
-            "--rename-command",
-            "PSYNC",
-            "",
-        ],
-    );
-    for command in ["PSYNC", "SYNC"] {
-        let refused: redis::RedisResult<redis::Value> = redis::cmd(command)
-            .arg("?")
-            .arg("-1")
-            .query(&mut source.conn());
-        let message = format!("{refused:?}");
-        assert!(
-            message.contains("unknown command"),
-            "{command} is gone: {message}"
-        );
-    }
-    source
+    RedisServer::start_without_sync(version)
 }
 
 fn scan_spec(
@@ -65,12 +43,7 @@ fn chunky() -> Tuning {
 }
 
 fn notify_setting(server: &RedisServer) -> String {
-    let reply: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("notify-keyspace-events")
-        .query(&mut server.conn())
-        .unwrap();
-    reply.get(1).cloned().unwrap_or_default()
+    server.config_get("notify-keyspace-events")
 }
 
 fn verification(events: &[EventKind]) -> ferry::model::VerificationReport {

@@ -8,27 +8,12 @@ use crate::common::redis::RedisServer;
 use crate::harness::{assert_converged, seed, Ferry, Load};
 
 fn notify_setting(server: &RedisServer) -> String {
-    let reply: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("notify-keyspace-events")
-        .query(&mut server.conn())
-        .unwrap();
-    reply.get(1).cloned().unwrap_or_default()
+    server.config_get("notify-keyspace-events")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_while_a_scan_reader_follows_then_the_job_completes_and_puts_the_setting_back() {
-    let source = RedisServer::start_with(
-        "7.2",
-        &[
-            "--rename-command",
-            "SYNC",
-            "",
-            "--rename-command",
-            "PSYNC",
-            "",
-        ],
-    );
+    let source = RedisServer::start_without_sync("7.2");
     let target = RedisServer::start("7.2");
     source.cli(&["CONFIG", "SET", "notify-keyspace-events", "Kg"]);
     let before = notify_setting(&source);
