@@ -154,6 +154,7 @@
     await load();
     const reload = debounce(load, 400);
     const stream = follow('/v1/events/stream', {
+      onOpen: reload,
       onEvent: (event) => {
         if (event.aggregate_type === 'backup' || event.aggregate_type === 'restore') reload();
       },

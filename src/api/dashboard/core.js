@@ -120,7 +120,10 @@ const Ferry = (() => {
    * EventSource cannot send). Reconnects with Last-Event-ID after a drop. `after`: start after
    * this seq (null: only events from now on). Returns {stop}.
    */
-  function follow(path, { after = null, onEvent }) {
+  // `onOpen` runs each time the stream is connected: a page that drew itself from a list before
+  // following the log without a position (`after`) reloads then, or an event between its load
+  // and the connection (a short restore finishing, say) is never seen and the page stays stale.
+  function follow(path, { after = null, onEvent, onOpen = null }) {
     let last = after;
     let stopped = false;
     let controller = null;
@@ -161,6 +164,7 @@ const Ferry = (() => {
           }
           if (!res.ok) throw new Error(`HTTP ${res.status}`);
           status('live', true);
+          if (onOpen) onOpen();
           const reader = res.body.getReader();
           const decoder = new TextDecoder();
           let buffer = '';

@@ -95,6 +95,8 @@
       draw();
     }, 250);
     const stream = follow('/v1/events/stream', {
+      // Connected: what changed between the first load and now is read again.
+      onOpen: debounce(() => load().catch(() => {}), 250),
       onEvent: (event) => {
         if (event.aggregate_type !== 'migration') return;
         changed.add(event.aggregate_id);
