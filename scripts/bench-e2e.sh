@@ -6,6 +6,7 @@
 #   scripts/bench-e2e.sh --big-keys --runs 2          # 300 MB string, 2M list, 1M hash
 #   scripts/bench-e2e.sh --scale --runs 1             # 1M, 3M, 10M keys
 #   scripts/bench-e2e.sh --tls --runs 5               # rediss:// vs plain vs native TLS replication
+#   scripts/bench-e2e.sh --cluster --runs 3           # 3-shard cluster -> 3-shard cluster vs native
 # See scripts/bench_e2e.py --help for all of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -37,6 +37,9 @@ plain port (a private CA made with `openssl` per run):
 (the relay transfer serves its target plain TCP, so a TLS copy is always the restore path).
 Targets: ferry-tls / disk-tls <= 1.0 and ferry-tls / ferry <= 1.15.
 
+--cluster (issue 16): 3-shard cluster -> 3-shard cluster against each shard's native replication,
+in the same run; see scripts/bench_cluster.py. Target: ferry <= 1.2x the slowest native shard.
+
 Only the standard library is used, so the script runs wherever the test suite does.
 """
 
@@ -403,6 +406,9 @@ def main():
                    help="the scaling curve instead: comma-separated key counts")
     p.add_argument("--tls", action="store_true",
                    help="the TLS scenario instead: ferry-tls vs ferry (plain) vs native disk-tls")
+    p.add_argument("--cluster", action="store_true",
+                   help="the cluster scenario instead: 3 shards -> 3 shards vs per-shard native "
+                        "replication")
     p.add_argument("--ferry", default=os.environ.get("FERRY_BENCH_BIN",
                                                      os.path.join(ROOT, "target/release/ferry")))
     p.add_argument("--redis-dir", default=os.environ.get("FERRY_REDIS_DIR", os.path.join(ROOT, "target/redis")))
@@ -427,7 +433,10 @@ def main():
 
     print("machine: %d cores, %s; redis %s; %s" % (
         os.cpu_count(), time.strftime("%Y-%m-%d %H:%M"), args.version, load_note()), flush=True)
-    if args.big_keys or args.scale:
+    if args.cluster:
+        import bench_cluster
+        checks = bench_cluster.cluster_scenario(args, generate)
+    elif args.big_keys or args.scale:
         import bench_big
         checks = bench_big.big_keys(args) if args.big_keys else bench_big.scale(args, load)
     elif args.tls:
