@@ -86,6 +86,27 @@ pub fn node_endpoint(seed: &Endpoint, node: &Node) -> Endpoint {
     endpoint
 }
 
+/// The masters of the cluster `conn`'s server belongs to, each with `seed`'s credentials and
+/// TLS settings; `None` when that server is not a cluster node. What reads or counts a whole
+/// target (its keys before the first write, say) asks every master, since each holds only the
+/// keys of its slots.
+pub async fn master_endpoints(
+    conn: &mut Conn,
+    seed: &Endpoint,
+) -> Result<Option<Vec<Endpoint>>, DiscoveryError> {
+    if conn.info("cluster").await?.get("cluster_enabled") != Some("1") {
+        return Ok(None);
+    }
+    let discovered = slot_map(conn).await?;
+    Ok(Some(
+        discovered
+            .map
+            .masters()
+            .map(|node| node_endpoint(seed, node))
+            .collect(),
+    ))
+}
+
 /// The host part of `host:port` (an IPv6 address keeps its colons).
 fn seed_host(addr: &str) -> String {
     match addr.rsplit_once(':') {

@@ -22,9 +22,12 @@ use uuid::Uuid;
 
 use super::error::EngineError;
 use super::resume::{scan_reply, KeySet};
+use crate::client::cluster::master_endpoints;
 use crate::client::{ClientError, Conn};
-use crate::model::BOOKKEEPING_PREFIX;
+use crate::model::{BOOKKEEPING_PREFIX, LEASE_KEY};
 use crate::rdb::crc64;
+use crate::resp::Frame;
+use crate::spec::Endpoint;
 use crate::transport::Peer;
 
 const MAGIC: &[u8] = b"FERRYINV1\n";
@@ -77,6 +80,9 @@ pub enum InventoryError {
         #[source]
         source: std::io::Error,
     },
+    /// The target's TLS settings, or its cluster's nodes, could not be used.
+    #[error("{0}")]
+    Peer(String),
     #[error("{0} is damaged: {1}")]
     Damaged(String, String),
 }
@@ -91,8 +97,65 @@ pub fn path(data_dir: &Path, id: Uuid) -> PathBuf {
     data_dir.join("inventories").join(format!("{id}.keys"))
 }
 
-/// Lists every key of `target` (bookkeeping left out) into `path`. Returns how many.
-pub async fn take(target: &Peer, path: &Path) -> Result<u64, InventoryError> {
+/// The servers that hold `target`'s keys: the server itself, or every master of its cluster
+/// (each holds only the keys of its slots, so one node's `SCAN` would miss the rest and a redo
+/// could then take the others' keys for the migration's own).
+async fn key_holders(target: &Endpoint) -> Result<Vec<Peer>, InventoryError> {
+    let seed = Peer::new(target).map_err(|e| InventoryError::Peer(e.to_string()))?;
+    let mut conn = Conn::connect(&seed).await?;
+    match master_endpoints(&mut conn, target)
+        .await
+        .map_err(|e| InventoryError::Peer(e.to_string()))?
+    {
+        None => Ok(vec![seed]),
+        Some(masters) => masters
+            .iter()
+            .map(|m| Peer::new(m).map_err(|e| InventoryError::Peer(e.to_string())))
+            .collect(),
+    }
+}
+
+/// How many keys `target` holds, Ferry's lease aside (every master of a cluster summed), and
+/// whether it is a cluster.
+pub async fn count(target: &Endpoint) -> Result<(u64, bool), InventoryError> {
+    let mut total = 0u64;
+    let holders = key_holders(target).await?;
+    let cluster = holders.len() > 1 || is_cluster(&holders[0]).await?;
+    for holder in holders {
+        let mut conn = Conn::connect(&holder).await?;
+        let info = conn.info("keyspace").await?;
+        total += info.total_keys();
+        if info.keyspace.contains_key(&0) {
+            conn.select(0).await?;
+            // On a cluster, only the master of the lease's slot holds it: the others answer
+            // MOVED, which says just that.
+            match conn
+                .call(&[b"EXISTS".as_slice(), LEASE_KEY.as_bytes()])
+                .await?
+            {
+                Frame::Integer(n) if n > 0 => total = total.saturating_sub(1),
+                Frame::Integer(_) => {}
+                Frame::Error(e) if e.starts_with(b"MOVED ") => {}
+                other => {
+                    return Err(InventoryError::Target(ClientError::NotRedis {
+                        addr: conn.addr().to_string(),
+                        detail: format!("EXISTS {LEASE_KEY} answered {other:?}"),
+                    }))
+                }
+            }
+        }
+    }
+    Ok((total, cluster))
+}
+
+async fn is_cluster(peer: &Peer) -> Result<bool, InventoryError> {
+    let mut conn = Conn::connect(peer).await?;
+    Ok(conn.info("cluster").await?.get("cluster_enabled") == Some("1"))
+}
+
+/// Lists every key of `target` (bookkeeping left out; every master of a cluster) into `path`.
+/// Returns how many.
+pub async fn take(target: &Endpoint, path: &Path) -> Result<u64, InventoryError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     crate::disk::private_dir(dir).map_err(io(format!("create {}", dir.display())))?;
     let partial = path.with_extension("keys.partial");
@@ -110,41 +173,43 @@ pub async fn take(target: &Peer, path: &Path) -> Result<u64, InventoryError> {
     let written = async {
         out.write_all(MAGIC).await.map_err(io("write"))?;
         crc = crc64::update(crc, MAGIC);
-        let mut conn = Conn::connect(target).await?;
-        let dbs: Vec<u32> = conn
-            .info("keyspace")
-            .await?
-            .keyspace
-            .keys()
-            .copied()
-            .collect();
-        for db in dbs {
-            conn.select(db).await?;
-            let mut cursor = b"0".to_vec();
-            loop {
-                let reply = conn
-                    .call_ok(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"])
-                    .await?;
-                let (next, keys) = scan_reply(reply).ok_or_else(|| ClientError::NotRedis {
-                    addr: conn.addr().to_string(),
-                    detail: "SCAN returned an unexpected reply".into(),
-                })?;
-                for key in keys
-                    .iter()
-                    .filter(|k| !(db == 0 && k.starts_with(BOOKKEEPING_PREFIX)))
-                {
-                    let mut record = Vec::with_capacity(8 + key.len());
-                    record.extend_from_slice(&db.to_le_bytes());
-                    record.extend_from_slice(&(key.len() as u32).to_le_bytes());
-                    record.extend_from_slice(key);
-                    crc = crc64::update(crc, &record);
-                    out.write_all(&record).await.map_err(io("write"))?;
-                    count += 1;
+        for holder in key_holders(target).await? {
+            let mut conn = Conn::connect(&holder).await?;
+            let dbs: Vec<u32> = conn
+                .info("keyspace")
+                .await?
+                .keyspace
+                .keys()
+                .copied()
+                .collect();
+            for db in dbs {
+                conn.select(db).await?;
+                let mut cursor = b"0".to_vec();
+                loop {
+                    let reply = conn
+                        .call_ok(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"])
+                        .await?;
+                    let (next, keys) = scan_reply(reply).ok_or_else(|| ClientError::NotRedis {
+                        addr: conn.addr().to_string(),
+                        detail: "SCAN returned an unexpected reply".into(),
+                    })?;
+                    for key in keys
+                        .iter()
+                        .filter(|k| !(db == 0 && k.starts_with(BOOKKEEPING_PREFIX)))
+                    {
+                        let mut record = Vec::with_capacity(8 + key.len());
+                        record.extend_from_slice(&db.to_le_bytes());
+                        record.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                        record.extend_from_slice(key);
+                        crc = crc64::update(crc, &record);
+                        out.write_all(&record).await.map_err(io("write"))?;
+                        count += 1;
+                    }
+                    if next == b"0" {
+                        break;
+                    }
+                    cursor = next;
                 }
-                if next == b"0" {
-                    break;
-                }
-                cursor = next;
             }
         }
         let mut trailer = END.to_le_bytes().to_vec();

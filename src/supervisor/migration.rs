@@ -319,24 +319,22 @@ impl Supervisor {
         // start in plain words, before anything is written.
         let peer = Peer::new(&spec.target).map_err(|e| unreadable(&e.to_string()))?;
         let target = &peer;
-        let summary = match tokio::time::timeout(
-            PROBE_TIMEOUT,
-            crate::backup::capture::server_summary(target),
-        )
-        .await
-        {
-            Ok(Ok(summary)) => summary,
-            Ok(Err(e)) => {
-                return Err(unreadable(&crate::client::scrub(
-                    &e.to_string(),
-                    target.url(),
-                )))
-            }
-            Err(_) => {
-                let why = format!("it did not answer within {}s", PROBE_TIMEOUT.as_secs());
-                return Err(unreadable(&why));
-            }
-        };
+        // Every master of a cluster target is counted: each holds only its slots' keys.
+        let (keys, cluster) =
+            match tokio::time::timeout(PROBE_TIMEOUT, engine::inventory::count(&spec.target)).await
+            {
+                Ok(Ok(counted)) => counted,
+                Ok(Err(e)) => {
+                    return Err(unreadable(&crate::client::scrub(
+                        &e.to_string(),
+                        target.url(),
+                    )))
+                }
+                Err(_) => {
+                    let why = format!("it did not answer within {}s", PROBE_TIMEOUT.as_secs());
+                    return Err(unreadable(&why));
+                }
+            };
         // The engine marks the target (its offset key) before the first key lands. A mark with
         // no inventory recorded is a migration that began writing before inventories existed:
         // the target's earlier state is gone, and neither a restore point nor an inventory
@@ -344,7 +342,18 @@ impl Supervisor {
         if engine::resume::target_marked(target, id, PROBE_TIMEOUT).await == Some(true) {
             return Ok(());
         }
-        let keys = summary.total_keys();
+        if keys > 0 && spec.options.backup && cluster {
+            // A restore point captures one server; a cluster's keys are spread over its masters.
+            // Validation (cluster.mode) refuses this too: the target may have filled since.
+            return Err((
+                "backup_failed",
+                format!(
+                    "the target is a cluster that holds {keys} keys, and this build of Ferry \
+                     takes no restore point of a cluster, so nothing was written: set \
+                     options.backup false to write into it without one, or empty it first"
+                ),
+            ));
+        }
         if keys > 0 && spec.options.backup && m.view.backup_id.is_none() {
             let backup_id = self
                 .take_restore_point(jobs, id, &spec.target)
@@ -364,18 +373,20 @@ impl Supervisor {
         }
         if keys > 0 {
             let path = engine::inventory::path(&self.inner.config.data_dir, id);
-            engine::inventory::take(target, &path).await.map_err(|e| {
-                (
-                    "inventory_failed",
-                    crate::client::scrub(
-                        &format!(
-                            "the keys the target holds could not be listed before the first \
+            engine::inventory::take(&spec.target, &path)
+                .await
+                .map_err(|e| {
+                    (
+                        "inventory_failed",
+                        crate::client::scrub(
+                            &format!(
+                                "the keys the target holds could not be listed before the first \
                              write, so nothing was written: {e}"
+                            ),
+                            target.url(),
                         ),
-                        target.url(),
-                    ),
-                )
-            })?;
+                    )
+                })?;
         }
         jobs.report_migration(id, vec![EventKind::TargetInventoried { keys }])
             .await
