@@ -269,18 +269,21 @@ impl Run {
         Ok(())
     }
 
-    /// A redone snapshot's sweep on a cluster is not supported: it would have to tell apart,
-    /// on every master, the earlier copy's keys from the keys held before.
-    pub(super) fn cluster_redo_refused(&self) -> Result<(), EngineError> {
-        if self.cluster_target() {
-            return Err(EngineError::RedoUnprovable(
-                "the snapshot must be copied again, but with a Redis Cluster target this build \
-                 of Ferry cannot remove the keys of the earlier copy that the source no longer \
-                 has; roll back and start the migration again"
-                    .into(),
-            ));
+    /// A redone snapshot's sweep (see [`resume::sweep`]): on a cluster, every master is walked
+    /// and the keys of the earlier copy that the new snapshot did not write are deleted there.
+    pub(super) async fn sweep_target(
+        &self,
+        target: &mut Conn,
+        written: &resume::KeySet,
+        before: &resume::KeySet,
+    ) -> Result<u64, EngineError> {
+        if !self.cluster_target() {
+            return resume::sweep(target, written, before, &self.shape)
+                .await
+                .map_err(EngineError::target);
         }
-        Ok(())
+        let mut conn = self.cluster_conn().await?;
+        verify::sweep(&mut conn, written, before, &self.shape).await
     }
 
     /// Verification on a cluster target (see `cluster_verify`).

@@ -112,6 +112,38 @@ pub(super) async fn data_keys(conn: &mut ClusterConn) -> Result<u64, EngineError
     Ok(total)
 }
 
+/// [`super::super::resume::sweep`] on every master of a cluster: the keys neither `written` by
+/// the redone snapshot nor held `before` the migration (nor `ferry:*`), deleted on the master
+/// that holds them, one key per `DEL` (a cluster refuses a `DEL` across slots).
+pub(super) async fn sweep(
+    conn: &mut ClusterConn,
+    written: &super::super::resume::KeySet,
+    before: &super::super::resume::KeySet,
+    shape: &crate::shape::Shape,
+) -> Result<u64, EngineError> {
+    let seed = conn.seed().clone();
+    let mut removed = 0u64;
+    for mut master in master_conns(conn, &seed).await? {
+        let stale: Vec<Bytes> = scan_node(&mut master, "*")
+            .await?
+            .into_iter()
+            .filter(|k| {
+                !k.starts_with(crate::model::BOOKKEEPING_PREFIX)
+                    && !written.contains(0, k)
+                    && !before.contains(0, k)
+                    && (shape.is_identity() || shape.may_have_written(0, k))
+            })
+            .collect();
+        for chunk in stale.chunks(1000) {
+            let dels: Vec<Vec<&[u8]>> = chunk.iter().map(|k| vec![b"DEL".as_slice(), k]).collect();
+            for reply in master.call_many(&dels).await.map_err(EngineError::target)? {
+                removed += reply.as_int().unwrap_or(0).max(0) as u64;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// `(next cursor, keys)` of a SCAN reply.
 fn scan_reply(reply: Frame) -> Option<(Vec<u8>, Vec<Bytes>)> {
     let Frame::Array(mut parts) = reply else {

@@ -690,9 +690,6 @@ impl Run {
                         })
                         .await?;
                 }
-                if redo.is_some() {
-                    self.cluster_redo_refused()?;
-                }
                 // Marked before the first key lands: a crash from here on redoes the snapshot.
                 self.write_target_mark(target, resume::SNAPSHOT_MARK)
                     .await?;
@@ -758,9 +755,7 @@ impl Run {
                     Err(other) => return Err(other),
                 };
                 if let (Some(written), Some(preexisting)) = (&written, &preexisting) {
-                    let removed = resume::sweep(target, written, preexisting, &self.shape)
-                        .await
-                        .map_err(EngineError::target)?;
+                    let removed = self.sweep_target(target, written, preexisting).await?;
                     tracing::info!(
                         removed,
                         "redone snapshot: stale keys of the earlier copy deleted"

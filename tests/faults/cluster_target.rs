@@ -228,3 +228,118 @@ async fn a_crash_while_streaming_into_a_cluster_resumes_from_the_per_slot_offset
     );
     eprintln!("cluster target: {kills} crashes survived, {rounds} load rounds, counters exact");
 }
+
+/// A crash in the middle of the snapshot into a cluster: the restarted job finds the base key's
+/// `snapshot` mark, copies the snapshot again, and deletes (on every master) the keys of the
+/// first copy that the source no longer has; the cluster ends with exactly the source's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_the_snapshot_into_a_cluster_redoes_it_and_sweeps_stale_keys() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    // 1 ms per key while the source saves: the snapshot takes seconds, and the crash lands in it.
+    let source = RedisServer::start_with(
+        "7.4",
+        &[
+            "--repl-diskless-sync-delay",
+            "0",
+            "--rdb-key-save-delay",
+            "1000",
+        ],
+    );
+    let mut c = source.conn();
+    let mut p = redis::pipe();
+    for i in 0..3000 {
+        p.cmd("SET").arg(format!("k:{i}")).arg(i).ignore();
+    }
+    p.query::<()>(&mut c).unwrap();
+    let spec = spec(
+        &source,
+        &cluster.url(),
+        ferry::spec::Mode::Snapshot,
+        options(OnConflict::Fail, Verify::Full),
+    );
+    let id = uuid::Uuid::now_v7();
+    let mut job = EngineJob::new(id, spec.clone());
+    job.before = TargetBefore::Empty;
+    let first = run(job);
+    first
+        .wait_for("keys written by the snapshot", |e| {
+            matches!(e, EventKind::SnapshotProgress { keys_written, .. } if *keys_written > 200)
+        })
+        .await;
+    first.task.abort();
+    let _ = first.task.await;
+    let copied: u64 = cluster
+        .master_ports()
+        .iter()
+        .map(|p| {
+            cluster
+                .node(*p)
+                .cli(&["DBSIZE"])
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(copied > 200, "part of a copy is on the cluster: {copied}");
+    // Keys of the first copy the source deletes meanwhile must not survive the redo.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("rdb-key-save-delay")
+        .arg("0")
+        .query(&mut c)
+        .unwrap();
+    for i in 0..300 {
+        let _: i64 = redis::cmd("DEL")
+            .arg(format!("k:{i}"))
+            .query(&mut c)
+            .unwrap();
+    }
+    let mut job = EngineJob::new(id, spec);
+    job.before = TargetBefore::Empty;
+    job.transfer = Some(PriorTransfer {
+        kind: TransferKind::Restore,
+        relay_target: None,
+    });
+    let second = run(job);
+    let result = tokio::time::timeout(Duration::from_secs(120), second.task)
+        .await
+        .expect("the redo within 120 s")
+        .expect("no panic");
+    let events = second.events.lock().unwrap().clone();
+    result.unwrap_or_else(|e| panic!("{e}; events {events:?}"));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EventKind::SnapshotStarted { redo: Some(_), .. })),
+        "the snapshot says it is redone: {events:?}"
+    );
+    let report = events
+        .iter()
+        .find_map(|e| match e {
+            EventKind::VerificationCompleted { report } => Some(report.clone()),
+            _ => None,
+        })
+        .expect("VerificationCompleted");
+    assert!(report.is_clean() && report.checked == 2700, "{report:?}");
+    let total: u64 = cluster
+        .master_ports()
+        .iter()
+        .map(|p| {
+            cluster
+                .node(*p)
+                .cli(&["DBSIZE"])
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 2700, "exactly the source's keys, no offset key left");
+    for i in [0, 150, 299] {
+        let key = format!("k:{i}");
+        let gone: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut cluster.node(cluster.master_of(&key)).conn())
+            .unwrap();
+        assert_eq!(gone, None, "{key} was deleted on the source");
+    }
+}
