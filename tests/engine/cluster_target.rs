@@ -395,3 +395,62 @@ async fn a_cross_slot_rename_stops_the_stream_naming_it() {
     assert_eq!(err.code(), "unsupported");
     assert!(err.to_string().contains("RENAME"), "{err}");
 }
+
+/// A target master fails over (`CLUSTER FAILOVER` on its replica) while the stream runs: the
+/// routed writer follows the new master, and every counter ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_into_a_cluster_survives_a_target_failover() {
+    let cluster = RedisCluster::start("7.4", 3, 1);
+    let source = standalone_source();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_counters(&source, stop.clone());
+    let run = start(
+        spec(
+            &source,
+            &cluster.url(),
+            Mode::Live,
+            options(OnConflict::Fail, Verify::Full),
+        ),
+        quick(),
+    );
+    run.wait_for("a checkpoint past 500 commands", |e| {
+        matches!(e, EventKind::Checkpoint { commands_streamed, .. } if *commands_streamed > 500)
+    })
+    .await;
+    let replica = cluster.replica_ports()[0];
+    let node = cluster.node(replica);
+    assert_eq!(node.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+    // A manual failover gives up after 5 s on a loaded machine: ask again, up to three times.
+    let mut asked = 1;
+    let mut since = std::time::Instant::now();
+    while !node.cli(&["INFO", "replication"]).contains("role:master") {
+        if since.elapsed() > std::time::Duration::from_secs(7) {
+            assert!(asked < 3, "the replica was not promoted");
+            assert_eq!(node.cli(&["CLUSTER", "FAILOVER"]).trim(), "OK");
+            asked += 1;
+            since = std::time::Instant::now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cluster.wait_ready(std::time::Duration::from_secs(20));
+    // The stream goes on after the failover, into the promoted master too.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    run.controls.cutover.cancel();
+    let (result, events) = run.finish().await;
+    result.unwrap_or_else(|e| panic!("{e}; events {:?}", names(&events)));
+    clean_verification(&events);
+    assert_cluster_same(&source, 1, &cluster);
+    let mut src = source.conn();
+    for i in 0..300 {
+        let key = format!("c:{i}");
+        let want: i64 = redis::cmd("GET").arg(&key).query(&mut src).unwrap();
+        let got: i64 = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut cluster.node(cluster.master_of(&key)).conn())
+            .unwrap();
+        assert_eq!(got, want, "{key}");
+    }
+    assert_no_bookkeeping(&cluster);
+}
