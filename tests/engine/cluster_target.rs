@@ -454,3 +454,43 @@ async fn live_into_a_cluster_survives_a_target_failover() {
     }
     assert_no_bookkeeping(&cluster);
 }
+
+/// The lease key of a cluster target lives on the master of its slot: resolved from a seed that
+/// does not serve it, taken there with the lease's own compare-and-set (no `MOVED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_of_a_cluster_target_is_taken_on_the_master_of_its_slot() {
+    use ferry::client::lease::{acquire, LeaseToken, LEASE_TTL};
+    use ferry::model::{LeaseOwner, LeaseVerdict, LEASE_KEY};
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let owner_port = cluster.master_of(LEASE_KEY);
+    let seed = cluster
+        .master_ports()
+        .into_iter()
+        .find(|p| *p != owner_port)
+        .unwrap();
+    let url = ferry::redis_url::RedisUrl::parse(&cluster.node(seed).url()).unwrap();
+    let peer = ferry::transport::Peer::from_url(&url).unwrap();
+    let resolved = ferry::client::cluster::key_peer(&peer, LEASE_KEY.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(resolved.url().port, owner_port);
+    let mut conn = ferry::client::Conn::connect(&resolved).await.unwrap();
+    let owner = LeaseOwner {
+        instance: uuid::Uuid::now_v7(),
+        kind: ferry::model::AggregateType::Migration,
+        id: uuid::Uuid::now_v7(),
+        actor: "test".into(),
+    };
+    let token = LeaseToken::new(owner, LEASE_TTL);
+    acquire(&mut conn, &token, |found| {
+        assert!(found.is_none());
+        LeaseVerdict::Take
+    })
+    .await
+    .unwrap();
+    let held: String = redis::cmd("GET")
+        .arg(LEASE_KEY)
+        .query(&mut cluster.node(owner_port).conn())
+        .unwrap();
+    assert_eq!(held, token.value);
+}
