@@ -111,6 +111,13 @@ impl ClusterSink {
 fn routed_error(e: RoutedError) -> EngineError {
     match e {
         RoutedError::Client(c) => EngineError::target(c),
+        // A RESTORE without REPLACE met a key (`on_conflict: fail`); the reply does not name it.
+        RoutedError::Refused { slot, reply, .. } if reply.starts_with("BUSYKEY") => {
+            EngineError::BusyKey {
+                db: 0,
+                key: format!("(one of the keys of slot {slot})"),
+            }
+        }
         RoutedError::Refused { slot, addr, reply } => EngineError::StreamApplyFailed {
             db: 0,
             command: format!("(the transaction of slot {slot} on {addr})"),
@@ -387,6 +394,20 @@ impl Writer {
         }
         sink.pending_offset = Some(end);
         self.cluster_flush_if_full().await
+    }
+
+    /// On a cluster: whether `key` exists, asked on the master of its slot (a rewritten key's
+    /// conflict check; the admin connection to the seed node would be answered `MOVED`).
+    /// `None` on a standalone target: the caller asks its own connection.
+    pub(crate) async fn cluster_exists(&mut self, key: &[u8]) -> Option<Result<bool, EngineError>> {
+        let sink = self.cluster.as_deref_mut()?;
+        Some(
+            sink.conn
+                .call_key(key, &[b"EXISTS".as_slice(), key])
+                .await
+                .map(|reply| reply.as_int().unwrap_or(0) > 0)
+                .map_err(routed_error),
+        )
     }
 
     /// [`Writer::mark_applied`] on a cluster: the offset counts with the next flush.

@@ -494,3 +494,89 @@ async fn the_lease_of_a_cluster_target_is_taken_on_the_master_of_its_slot() {
         .unwrap();
     assert_eq!(held, token.value);
 }
+
+/// 64 hex characters that do not compress (an RDB compresses repeated text to almost nothing).
+fn noise(seed: usize) -> String {
+    let mut x = (seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..4)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{x:016x}")
+        })
+        .collect()
+}
+
+/// Keys above the big-key threshold are written as chunked commands, each routed to the key's
+/// master; under `on_conflict: fail` their existence is asked there too (not on the seed, which
+/// would answer MOVED), and a second copy into the same cluster stops on the first key it meets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_keys_are_chunked_into_their_masters_and_conflicts_are_named() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let source = standalone_source();
+    let mut c = source.conn();
+    for k in 0..6 {
+        let items: Vec<String> = (0..3000).map(|i| noise(k * 10_000 + i)).collect();
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("big:list:{k}"))
+            .arg(&items)
+            .query(&mut c)
+            .unwrap();
+        let mut fields = vec![];
+        for i in 0..3000 {
+            fields.push(format!("f{i}"));
+            fields.push(noise(k * 10_000 + i + 5000));
+        }
+        let _: () = redis::cmd("HSET")
+            .arg(format!("big:hash:{k}"))
+            .arg(&fields)
+            .query(&mut c)
+            .unwrap();
+    }
+    let tuning = ferry::engine::Tuning {
+        big_key_bytes: 64 * 1024,
+        rewrite_chunk_bytes: 16 * 1024,
+        ..quick()
+    };
+    let spec = spec(
+        &source,
+        &cluster.url(),
+        Mode::Snapshot,
+        options(OnConflict::Fail, Verify::Full),
+    );
+    let run = start(spec.clone(), tuning.clone());
+    let (result, events) = run.finish().await;
+    result.unwrap_or_else(|e| panic!("{e}; events {:?}", names(&events)));
+    assert_eq!(clean_verification(&events).checked, 12);
+    assert_cluster_same(&source, 1, &cluster);
+    assert_eq!(total_keys(&cluster), 12);
+    // Written in chunks: many RPUSH/HSET calls summed over the masters, no RESTORE of them.
+    let calls = |command: &str| -> u64 {
+        cluster
+            .master_ports()
+            .iter()
+            .map(|p| {
+                let stats = cluster.node(*p).cli(&["INFO", "commandstats"]);
+                stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                    .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let (rpush, hset) = (calls("rpush"), calls("hset"));
+    assert!(
+        rpush > 6 && hset > 6,
+        "chunked writes: {rpush} RPUSH, {hset} HSET, {} RESTORE",
+        calls("restore")
+    );
+    assert_eq!(calls("restore"), 0);
+
+    let run = start(spec, tuning);
+    let (result, _) = run.finish().await;
+    let err = result.expect_err("the keys exist on the cluster now");
+    assert_eq!(err.code(), "busy_key", "{err}");
+    assert!(err.to_string().contains("big:"), "{err}");
+}
