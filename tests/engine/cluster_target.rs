@@ -580,3 +580,56 @@ async fn big_keys_are_chunked_into_their_masters_and_conflicts_are_named() {
     assert_eq!(err.code(), "busy_key", "{err}");
     assert!(err.to_string().contains("big:"), "{err}");
 }
+
+/// What a cluster target does not take in this build is refused before anything is written,
+/// naming the option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_a_cluster_target_does_not_take_are_refused_before_writing() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let source = standalone_source();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg(1)
+        .query(&mut source.conn())
+        .unwrap();
+    let base = options(OnConflict::Fail, Verify::Full);
+    let cases: Vec<(&str, ferry::spec::Options)> = vec![
+        (
+            "options.transfer relay",
+            ferry::spec::Options {
+                transfer: ferry::spec::Transfer::Relay,
+                ..base.clone()
+            },
+        ),
+        (
+            "options.on_conflict flush",
+            ferry::spec::Options {
+                on_conflict: OnConflict::Flush,
+                ..base.clone()
+            },
+        ),
+        (
+            "options.on_conflict skip",
+            ferry::spec::Options {
+                on_conflict: OnConflict::Skip,
+                ..base.clone()
+            },
+        ),
+        (
+            "options.acl copy/replace",
+            ferry::spec::Options {
+                acl: ferry::spec::AclMode::Copy,
+                ..base.clone()
+            },
+        ),
+    ];
+    for (option, opts) in cases {
+        let run = start(spec(&source, &cluster.url(), Mode::Snapshot, opts), quick());
+        let (result, events) = run.finish().await;
+        let err = result.expect_err(option);
+        assert_eq!(err.code(), "unsupported", "{option}: {err}");
+        assert!(err.to_string().contains(option), "{err}");
+        assert!(events.is_empty(), "{option}: {events:?}");
+    }
+    assert_eq!(total_keys(&cluster), 0, "nothing was written");
+}
