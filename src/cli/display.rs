@@ -174,6 +174,15 @@ fn milestone(kind: &EventKind) -> Option<String> {
             list_or_none(created),
             list_or_none(replaced)
         ),
+        EventKind::TransactionSplit {
+            offset,
+            slots,
+            commands,
+        } => format!(
+            "transaction at offset {offset} split over {} target slots ({commands} commands, \
+             each slot's part atomic)",
+            slots.len()
+        ),
         EventKind::KeysFiltered {
             snapshot_keys,
             stream_commands,

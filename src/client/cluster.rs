@@ -11,6 +11,7 @@ use super::{ClientError, Conn};
 use crate::cluster::{parse_nodes, ClusterError, Node, SlotMap, SlotMove};
 use crate::resp::Frame;
 use crate::spec::Endpoint;
+use crate::transport::Peer;
 
 /// Why a node's view of its cluster could not be read.
 #[derive(Debug, Error)]
@@ -75,6 +76,28 @@ pub async fn slot_moves(conn: &mut Conn) -> Result<Vec<SlotMove>, DiscoveryError
         .filter(|line| line.is_myself())
         .flat_map(|line| line.moves)
         .collect())
+}
+
+/// The server that holds `key` behind `target`: `target` itself when it is not a cluster node,
+/// else the master serving the key's slot now. For the callers that speak plain commands about
+/// one key (the lease, [`super::lease`]) and would otherwise be answered `MOVED`.
+pub async fn key_peer(target: &Peer, key: &[u8]) -> Result<Peer, DiscoveryError> {
+    let mut conn = Conn::connect(target).await?;
+    let info = conn.info("cluster").await?;
+    if info.get("cluster_enabled") != Some("1") {
+        return Ok(target.clone());
+    }
+    let map = slot_map(&mut conn).await?.map;
+    let slot = crate::cluster::key_slot(key);
+    let Some(shard) = map.shard_of(slot) else {
+        return Err(ClusterError::Malformed {
+            command: "CLUSTER SHARDS",
+            detail: format!("no master serves slot {slot}"),
+        }
+        .into());
+    };
+    let master = &map.shards[shard].master;
+    Ok(target.at(&master.host, master.port))
 }
 
 /// The endpoint of another node of the same cluster: its address, the seed's credentials and

@@ -83,6 +83,12 @@ impl ClusterConn {
         Ok(routed)
     }
 
+    /// The node this connection was discovered from (its endpoint carries the credentials and
+    /// TLS settings every node shares).
+    pub fn seed(&self) -> &Endpoint {
+        &self.seed
+    }
+
     /// The slot map in use.
     pub fn map(&self) -> &SlotMap {
         &self.map

@@ -57,10 +57,16 @@
 //! (`snapshot`, `stream`), verifies through it (`verify`'s `shaped`), and reports what it left
 //! behind as `KeysFiltered` after `SnapshotCompleted` and next to checkpoints. The offset key then
 //! records the *source's* db (the writer's `stream_db`), which a db map may send elsewhere.
+//!
+//! A Redis Cluster target (`cluster_enabled:1`) takes the same path: the writer routes every key
+//! to the master of its slot and streams in per-slot transactions with per-slot offset keys, the
+//! offset mark becomes the cluster's base key, and verification reads through the routed client
+//! (see [`cluster_target`]).
 
 mod acl;
 mod adapt;
 mod ask_source;
+mod cluster_target;
 mod dry_run;
 mod error;
 mod from_file;
@@ -321,6 +327,7 @@ pub async fn run_with(
         import_mode: Arc::default(),
         shape,
         notify_restore: notify_restore.clone(),
+        target_cluster: Default::default(),
     };
     if migration.job.spec.mode == Mode::DryRun {
         return migration.dry_run(cancel).await;
@@ -431,6 +438,8 @@ struct Run {
     filtered: stream::FilterCounts,
     /// A scan reader's source setting to put back at the end, for [`run_with`].
     notify_restore: scan::NotifySlot,
+    /// The target is a Redis Cluster (see [`cluster_target`]), as its INFO said at the start.
+    target_cluster: std::sync::atomic::AtomicBool,
 }
 
 /// How many snapshots in a row may be redone before the job gives up (a source whose backlog
@@ -452,7 +461,7 @@ impl Run {
             .await
             .map_err(EngineError::target)?;
         topology::refuse_cluster(&mut source, Link::Source).await?;
-        topology::refuse_cluster(&mut target, Link::Target).await?;
+        self.check_cluster_target(&mut target).await?;
         let source_version = server_version(&mut source)
             .await
             .map_err(EngineError::source)?;
@@ -496,9 +505,7 @@ impl Run {
         let _guard = self.start_guard();
 
         // The checkpoint from the log, corrected by what the target itself says it holds.
-        let mark = resume::read_mark(&mut target, &self.offset_key)
-            .await
-            .map_err(EngineError::target)?;
+        let mark = self.read_target_mark(&mut target).await?;
         let mut start = resume::decide(self.job.resume.clone(), mark);
         let mut redos = 0;
         loop {
@@ -532,6 +539,9 @@ impl Run {
         target: &mut Conn,
         servers: &Servers,
     ) -> Result<TransferKind, EngineError> {
+        if self.cluster_target() {
+            return self.cluster_transfer().await;
+        }
         let spec = &self.job.spec;
         let (original, resumed) = match &self.job.transfer {
             Some(PriorTransfer {
@@ -681,9 +691,8 @@ impl Run {
                         .await?;
                 }
                 // Marked before the first key lands: a crash from here on redoes the snapshot.
-                resume::write_mark(target, &self.offset_key, resume::SNAPSHOT_MARK)
-                    .await
-                    .map_err(EngineError::target)?;
+                self.write_target_mark(target, resume::SNAPSHOT_MARK)
+                    .await?;
                 let (diskless, total) = match transfer {
                     Transfer::Sized(len) => (false, Some(len)),
                     Transfer::Diskless { .. } => (true, None),
@@ -715,6 +724,7 @@ impl Run {
                 let mut writer =
                     writer::Writer::new(writer_conn, self.tuning.writer, on_conflict, offset);
                 writer.set_throttle(self.throttle.clone());
+                self.writer_for_cluster(&mut writer, false).await?;
                 let mut written = redo.as_ref().map(|_| resume::KeySet::default());
                 let summary = snapshot::Snapshot {
                     link: &mut link,
@@ -745,9 +755,7 @@ impl Run {
                     Err(other) => return Err(other),
                 };
                 if let (Some(written), Some(preexisting)) = (&written, &preexisting) {
-                    let removed = resume::sweep(target, written, preexisting, &self.shape)
-                        .await
-                        .map_err(EngineError::target)?;
+                    let removed = self.sweep_target(target, written, preexisting).await?;
                     tracing::info!(
                         removed,
                         "redone snapshot: stale keys of the earlier copy deleted"
@@ -783,9 +791,7 @@ impl Run {
                     drop(link);
                     drop(writer);
                     self.verify(source, target, servers).await?;
-                    return resume::remove_mark(target, &self.offset_key)
-                        .await
-                        .map_err(EngineError::target);
+                    return self.remove_target_mark(target).await;
                 }
                 return self
                     .stream(link, writer, source, target, servers, replid, offset)
@@ -809,6 +815,7 @@ impl Run {
             offset,
         );
         writer.set_throttle(self.throttle.clone());
+        self.writer_for_cluster(&mut writer, true).await?;
         // The offset key records the source's db; the connection goes to its mapped one.
         writer.select(self.shape.target_db(start.db)).await?;
         writer.note_stream_db(start.db);
@@ -831,9 +838,7 @@ impl Run {
         // The key says where the target's data stands before any stream command lands; from
         // here on every batch moves it atomically with the data.
         let value = resume::mark_value(&replid, offset, writer.stream_db());
-        resume::write_mark(target, &self.offset_key, &value)
-            .await
-            .map_err(EngineError::target)?;
+        self.write_target_mark(target, &value).await?;
         writer.track_offset(self.offset_key.clone(), replid.clone());
         self.reporter
             .emit(EventKind::StreamingStarted {
@@ -897,10 +902,7 @@ impl Run {
                     // What was in flight may or may not have landed; the offset key, written
                     // in the same transaction as the data, says which.
                     *target = self.reconnect_conn(Link::Target, &cause).await?;
-                    match resume::read_mark(target, &self.offset_key)
-                        .await
-                        .map_err(EngineError::target)?
-                    {
+                    match self.read_target_mark(target).await? {
                         resume::TargetMark::Applied(point, db) => {
                             replid = point.replid;
                             (point.applied_offset, db)
@@ -921,6 +923,7 @@ impl Run {
             writer =
                 writer::Writer::new(conn, self.tuning.writer, spec.options.on_conflict, applied);
             writer.set_throttle(self.throttle.clone());
+            self.writer_for_cluster(&mut writer, true).await?;
             writer.select(self.shape.target_db(db)).await?;
             writer.note_stream_db(db);
             writer.track_offset(self.offset_key.clone(), replid.clone());
@@ -948,9 +951,7 @@ impl Run {
             other => other,
         };
         self.verify(source, target, servers).await?;
-        resume::remove_mark(target, &self.offset_key)
-            .await
-            .map_err(EngineError::target)?;
+        self.remove_target_mark(target).await?;
         if let Some(pause) = kept {
             pause.release().await;
         }
@@ -966,6 +967,9 @@ impl Run {
         target: &mut Conn,
         servers: &Servers,
     ) -> Result<(), EngineError> {
+        if self.cluster_target() {
+            return self.verify_cluster(source).await;
+        }
         let mode = self.job.spec.options.verify;
         if mode == Verify::None {
             return Ok(());

@@ -78,7 +78,7 @@ pub async fn read_mark(target: &mut Conn, key: &[u8]) -> Result<TargetMark, Clie
     Ok(parse_mark(&value))
 }
 
-fn parse_mark(value: &str) -> TargetMark {
+pub(crate) fn parse_mark(value: &str) -> TargetMark {
     if value == SNAPSHOT_MARK {
         return TargetMark::Snapshot;
     }

@@ -443,15 +443,19 @@ impl<I: RdbInput> Snapshot<'_, I> {
         };
         match policy {
             OnConflict::Fail | OnConflict::Skip => {
-                self.target.select(db).await.map_err(EngineError::target)?;
-                let exists = self
-                    .target
-                    .call_ok(&[b"EXISTS".as_slice(), &entry.key])
-                    .await
-                    .map_err(EngineError::target)?
-                    .as_int()
-                    .unwrap_or(0)
-                    > 0;
+                let exists = match self.writer.cluster_exists(&entry.key).await {
+                    Some(found) => found?,
+                    None => {
+                        self.target.select(db).await.map_err(EngineError::target)?;
+                        self.target
+                            .call_ok(&[b"EXISTS".as_slice(), &entry.key])
+                            .await
+                            .map_err(EngineError::target)?
+                            .as_int()
+                            .unwrap_or(0)
+                            > 0
+                    }
+                };
                 if exists && policy == OnConflict::Skip {
                     counts.skipped += 1;
                     return Ok(());

@@ -185,6 +185,9 @@ pub struct Writer {
     throttle: Option<Arc<super::rate::Throttle>>,
     /// A command waited for the rate limits since [`Writer::take_paced`] was last asked.
     paced: bool,
+    /// Set for a Redis Cluster target: every call below is routed by slot instead
+    /// ([`cluster::ClusterSink`]).
+    cluster: Option<Box<cluster::ClusterSink>>,
 }
 
 impl Writer {
@@ -226,6 +229,7 @@ impl Writer {
             stream_db: None,
             throttle: None,
             paced: false,
+            cluster: None,
         }
     }
 
@@ -237,6 +241,7 @@ impl Writer {
     /// each batch and records the offset it reached in one atomic step, which is what makes a
     /// resume exactly-once: after any crash, the key says precisely which writes the data holds.
     pub fn track_offset(&mut self, key: Bytes, replid: String) {
+        self.cluster_track(replid.clone());
         self.offset_key = Some(OffsetKey { key, replid });
     }
 
@@ -284,6 +289,11 @@ impl Writer {
 
     /// Fails fast if the reader has seen an error.
     pub fn check(&self) -> Result<(), EngineError> {
+        if self.is_cluster() {
+            // Cluster writes are answered within each flush; the idle standalone half's
+            // connection (to the seed node) is not used, and may go away in a failover.
+            return Ok(());
+        }
         let failed = self
             .shared
             .error
@@ -300,6 +310,9 @@ impl Writer {
     /// Sends everything encoded so far, and lets the reader expect all of it. An open wrap is
     /// closed first: callers flush only between whole commands and transactions.
     pub async fn flush(&mut self) -> Result<(), EngineError> {
+        if self.is_cluster() {
+            return self.cluster_flush().await;
+        }
         self.close_wrap().await?;
         self.send().await
     }
@@ -372,6 +385,9 @@ impl Writer {
 
     /// Waits until every command sent so far has been answered (and checked).
     pub async fn drain(&mut self) -> Result<(), EngineError> {
+        if self.is_cluster() {
+            return self.cluster_flush().await;
+        }
         self.flush().await?;
         let (tx, rx) = oneshot::channel();
         self.enqueue(Pending::Barrier(tx)).await?;
@@ -427,6 +443,9 @@ impl Writer {
 
     /// Switches the connection to `db` unless it is there already.
     pub async fn select(&mut self, db: u32) -> Result<(), EngineError> {
+        if self.is_cluster() {
+            return self.cluster_select(db);
+        }
         if self.db == Some(db) {
             return Ok(());
         }
@@ -453,6 +472,9 @@ impl Writer {
         what: &'static str,
         tolerate: Option<&'static str>,
     ) -> Result<(), EngineError> {
+        if self.is_cluster() {
+            return self.cluster_setup(db, args, what, tolerate).await;
+        }
         self.select(db).await?;
         let start = self.out.len();
         self.out.command(args);
@@ -464,6 +486,10 @@ impl Writer {
     /// (type byte, value bytes, RDB version, CRC64) built straight into the output buffer.
     pub async fn restore(&mut self, r: Restore<'_>) -> Result<(), EngineError> {
         self.pace(true).await?;
+        if self.is_cluster() {
+            self.charge(r.raw_value.len());
+            return self.cluster_restore(r).await;
+        }
         self.select(r.db).await?;
         let start = self.out.len();
         let hint = if r.idle_secs.is_some() || r.freq.is_some() {
@@ -530,6 +556,10 @@ impl Writer {
         last: bool,
     ) -> Result<(), EngineError> {
         self.pace(true).await?;
+        if self.is_cluster() {
+            self.charge(args.iter().map(Bytes::len).sum());
+            return self.cluster_rewrite(db, key, args, last).await;
+        }
         self.select(db).await?;
         let start = self.out.len();
         self.out.command(args);
@@ -560,6 +590,9 @@ impl Writer {
             let whole = self.wrap.as_ref().is_none_or(|w| w.whole);
             self.pace(whole).await?;
             self.charge(raw.len());
+        }
+        if self.is_cluster() {
+            return self.cluster_forward(args, offset).await;
         }
         let opens = self.offset_key.is_some() && self.wrap.is_none();
         let start = self.out.len();
@@ -609,6 +642,9 @@ impl Writer {
 
     /// Marks `offset` applied once everything queued before it is (for commands not sent).
     pub async fn mark_applied(&mut self, offset: i64) -> Result<(), EngineError> {
+        if self.is_cluster() {
+            return self.cluster_mark_applied(offset).await;
+        }
         if let Some(wrap) = &mut self.wrap {
             // Between whole commands: the open wrap's key records this offset too.
             wrap.offset = Some(offset);
@@ -633,6 +669,8 @@ pub struct Restore<'a> {
     pub freq: Option<u8>,
 }
 
+#[path = "writer_cluster.rs"]
+pub(crate) mod cluster;
 #[path = "writer_pace.rs"]
 mod pace;
 #[path = "writer_reply.rs"]

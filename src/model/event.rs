@@ -453,6 +453,15 @@ pub enum EventKind {
         snapshot_keys: u64,
         stream_commands: u64,
     },
+    /// A source transaction (or one command rewritten into several) whose commands land on
+    /// several slots of a Redis Cluster target: a cluster cannot apply it atomically, so each
+    /// slot's part was applied in its own transaction (issue #16). `offset`: where it ends in
+    /// the source's stream; `commands`: how many commands it held.
+    TransactionSplit {
+        offset: i64,
+        slots: Vec<u16>,
+        commands: u32,
+    },
     // ---- #19: rate limits, the HA guard, maintenance windows ----
     /// `options.limits` of a running migration changed (`PATCH`); the envelope's `actor` says
     /// who changed them. The engine applies them at once.
@@ -557,7 +566,7 @@ pub enum EventKind {
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 54] = [
+    pub const TYPE_NAMES: [&'static str; 55] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -595,6 +604,7 @@ impl EventKind {
         "TargetInventoried",
         "SourcePauseLapsed",
         "KeysFiltered",
+        "TransactionSplit",
         "LimitsChanged",
         "Throttled",
         "ThrottleLifted",
@@ -654,6 +664,7 @@ impl EventKind {
             EventKind::TargetInventoried { .. } => "TargetInventoried",
             EventKind::SourcePauseLapsed { .. } => "SourcePauseLapsed",
             EventKind::KeysFiltered { .. } => "KeysFiltered",
+            EventKind::TransactionSplit { .. } => "TransactionSplit",
             EventKind::LimitsChanged { .. } => "LimitsChanged",
             EventKind::Throttled { .. } => "Throttled",
             EventKind::ThrottleLifted { .. } => "ThrottleLifted",

@@ -60,6 +60,18 @@ impl Supervisor {
         force: bool,
     ) -> Result<(LeaseKeeper, Granted), String> {
         let token = LeaseToken::new(owner.clone(), LEASE_TTL);
+        // On a Redis Cluster the lease key lives on the master of its slot: taken, renewed and
+        // released there (the seed node would answer MOVED). A target that cannot be asked
+        // keeps its address, and the attempt below says why.
+        let resolved = tokio::time::timeout(
+            ACQUIRE_TIMEOUT,
+            crate::client::cluster::key_peer(target, crate::model::LEASE_KEY.as_bytes()),
+        )
+        .await;
+        let target = &match resolved {
+            Ok(Ok(peer)) => peer,
+            _ => target.clone(),
+        };
         let attempt = async {
             let mut conn = Conn::connect(target).await.map_err(LeaseError::Client)?;
             wire::acquire(&mut conn, &token, |found| {

@@ -177,6 +177,18 @@ impl Peer {
         &self.url
     }
 
+    /// The same credentials and TLS client at another address: another node of the same
+    /// Redis Cluster (a cluster shares its users and its certificate authority).
+    pub fn at(&self, host: &str, port: u16) -> Peer {
+        let mut url = self.url.clone();
+        url.host = host.to_string();
+        url.port = port;
+        Peer {
+            url,
+            tls: self.tls.clone(),
+        }
+    }
+
     /// `host:port`, for messages.
     pub fn addr(&self) -> String {
         self.url.addr()

@@ -370,6 +370,9 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         }
         EventKind::TargetInventoried { keys } => m.target_keys_before = Some(*keys),
         EventKind::SourcePauseLapsed { .. } => {}
+        // Recorded in the log (a cluster target's non-atomic transactions); the view has no
+        // field for them yet.
+        EventKind::TransactionSplit { .. } => {}
         EventKind::KeysFiltered {
             snapshot_keys,
             stream_commands,

@@ -69,15 +69,19 @@ impl<I: RdbInput> Snapshot<'_, I> {
         }
         match self.on_conflict {
             OnConflict::Fail | OnConflict::Skip => {
-                self.target.select(db).await.map_err(EngineError::target)?;
-                let exists = self
-                    .target
-                    .call_ok(&[b"EXISTS".as_slice(), &big.key])
-                    .await
-                    .map_err(EngineError::target)?
-                    .as_int()
-                    .unwrap_or(0)
-                    > 0;
+                let exists = match self.writer.cluster_exists(&big.key).await {
+                    Some(found) => found?,
+                    None => {
+                        self.target.select(db).await.map_err(EngineError::target)?;
+                        self.target
+                            .call_ok(&[b"EXISTS".as_slice(), &big.key])
+                            .await
+                            .map_err(EngineError::target)?
+                            .as_int()
+                            .unwrap_or(0)
+                            > 0
+                    }
+                };
                 if exists && self.on_conflict == OnConflict::Skip {
                     counts.skipped += 1;
                     big.skip = true;
