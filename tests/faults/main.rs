@@ -8,6 +8,7 @@
 mod common;
 mod harness;
 
+mod cluster_source;
 mod failover;
 mod ferry_restarts;
 mod relay;
