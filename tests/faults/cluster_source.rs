@@ -139,6 +139,11 @@ async fn a_crash_during_streaming_resumes_every_shard_from_its_own_checkpoint() 
         .await
         .expect("the resumed run ends")
         .expect("no panic");
+    // The collector lets go once it has every event the run sent.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&events) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let events = events.lock().unwrap().clone();
     result.unwrap_or_else(|e| panic!("{e}; events: {events:?}"));
     // Every shard continued by partial resync; none copied its snapshot again.
