@@ -14,37 +14,55 @@ use super::redis::RedisServer;
 
 /// Which master port serves each slot, from one node's `CLUSTER NODES`.
 pub fn slot_owners(cluster: &RedisCluster) -> Vec<u16> {
+    parse_owners(&cluster.nodes[0].cli(&["CLUSTER", "NODES"]))
+}
+
+/// `CLUSTER NODES` text → the master port of each slot (0: unknown).
+fn parse_owners(nodes: &str) -> Vec<u16> {
     let mut owners = vec![0u16; 16384];
-    let nodes = cluster.nodes[0].cli(&["CLUSTER", "NODES"]);
     for line in nodes.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        if fields.len() < 9 || !fields[2].contains("master") {
+        if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
             continue;
         }
-        let port: u16 = fields[1]
+        let Some(port) = fields[1]
             .split('@')
             .next()
             .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .expect("a node address");
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
         for range in &fields[8..] {
             if range.starts_with('[') {
                 continue;
             }
             let (a, b) = range.split_once('-').unwrap_or((range, range));
-            for s in a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap() {
-                owners[s] = port;
+            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+                for owner in owners.iter_mut().take(b.min(16383) + 1).skip(a) {
+                    *owner = port;
+                }
             }
         }
     }
     owners
 }
 
-/// A writer that sends each key to the master of its slot, and follows `MOVED` (a failover).
+/// A writer that sends each key to the master of its slot, and follows `MOVED` and failovers
+/// (a dead master: the map is read again from any node that answers).
 pub struct Routed {
     cluster_ports: Vec<u16>,
     owners: Vec<u16>,
     conns: BTreeMap<u16, redis::Connection>,
+}
+
+fn connect(port: u16) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let conn = client
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    Some(conn)
 }
 
 impl Routed {
@@ -56,25 +74,37 @@ impl Routed {
         }
     }
 
-    fn conn(&mut self, port: u16) -> &mut redis::Connection {
-        self.conns.entry(port).or_insert_with(|| {
-            redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                .unwrap()
-                .get_connection()
-                .unwrap()
-        })
+    /// Reads the slot map again from the first node that answers.
+    fn refresh(&mut self) {
+        for &port in &self.cluster_ports {
+            if let Some(mut c) = connect(port) {
+                if let Ok(text) = redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c) {
+                    self.owners = parse_owners(&text);
+                    return;
+                }
+            }
+        }
     }
 
-    /// Runs `cmd` on the master of `key`'s slot, retrying after `MOVED` (and while a failover
-    /// makes the cluster refuse for a moment) for up to 20 s.
+    /// Runs `cmd` on the master of `key`'s slot, retrying after `MOVED` and while a failover
+    /// makes the cluster refuse (or a master is down), for up to 30 s.
     pub fn run<T: redis::FromRedisValue>(&mut self, key: &str, cmd: &redis::Cmd) -> T {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let slot = key_slot(key.as_bytes()) as usize;
         loop {
-            let port = self.owners[key_slot(key.as_bytes()) as usize];
-            match cmd.query::<T>(self.conn(port)) {
+            let port = self.owners[slot];
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.conns.entry(port) {
+                if let Some(c) = connect(port) {
+                    slot.insert(c);
+                }
+            }
+            let outcome = match self.conns.get_mut(&port) {
+                Some(c) => cmd.query::<T>(c).map_err(|e| e.to_string()),
+                None => Err(format!("cannot connect to {port}")),
+            };
+            match outcome {
                 Ok(v) => return v,
-                Err(e) if Instant::now() < deadline => {
-                    let text = e.to_string();
+                Err(text) if Instant::now() < deadline => {
                     let moved = text.to_ascii_uppercase().contains("MOVED");
                     let to = text
                         .split_whitespace()
@@ -82,15 +112,16 @@ impl Routed {
                         .next_back();
                     match to {
                         Some(p) if moved && self.cluster_ports.contains(&p) => {
-                            self.owners[key_slot(key.as_bytes()) as usize] = p;
+                            self.owners[slot] = p;
                         }
                         _ => {
                             self.conns.remove(&port);
-                            std::thread::sleep(Duration::from_millis(50));
+                            std::thread::sleep(Duration::from_millis(100));
+                            self.refresh();
                         }
                     }
                 }
-                Err(e) => panic!("{key}: {e}"),
+                Err(text) => panic!("{key}: {text}"),
             }
         }
     }

@@ -370,3 +370,143 @@ async fn a_slot_resharded_during_streaming_fails_naming_the_slot() {
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_source_master_is_followed_to_its_promoted_replica() {
+    let mut cluster = RedisCluster::start("7.4", 3, 1);
+    let target = RedisServer::start("7.4");
+    populate_cluster(&cluster, 600);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_counters(&cluster, stop.clone());
+    let mut s = cluster_spec(&cluster, &target, Mode::Live, Prefer::Master);
+    s.options.pause_source_writes_on_cutover = true;
+    let tuning = ferry::engine::Tuning {
+        reconnect_timeout: Duration::from_secs(6),
+        ..quick()
+    };
+    // The target was empty: a shard whose new master cannot continue may copy its snapshot again.
+    let job = ferry::engine::EngineJob {
+        before: ferry::engine::TargetBefore::Empty,
+        ..ferry::engine::EngineJob::new(uuid::Uuid::now_v7(), s)
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+    let controls = ferry::engine::Controls::default();
+    let task = tokio::spawn(ferry::engine::run_with(job, tx, controls.clone(), tuning));
+    let events: Arc<Mutex<Vec<EventKind>>> = Arc::default();
+    let sink = events.clone();
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            sink.lock().unwrap().push(e);
+        }
+    });
+    let wait = |what: &'static str, pred: fn(&EventKind) -> bool| {
+        let events = events.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while !events.lock().unwrap().iter().any(pred) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no {what}: {:?}",
+                    names(&events.lock().unwrap())
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait("streaming", |e| {
+        matches!(e, EventKind::StreamingStarted { .. })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let victim = cluster.master_of("c:1");
+    cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.port == victim)
+        .unwrap()
+        .kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, EventKind::ShardFailedOver { .. }))
+    {
+        if Instant::now() > deadline || task.is_finished() {
+            let inner: Vec<String> = events
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .take(12)
+                .map(|e| match e {
+                    EventKind::ShardEvent { shard, event } => format!("{}:{:?}", shard.addr, event),
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            let live = cluster.nodes.iter().find(|n| n.port != victim).unwrap();
+            let nodes = live.cli(&["CLUSTER", "NODES"]);
+            let result = if task.is_finished() {
+                format!("{:?}", task.await)
+            } else {
+                "running".into()
+            };
+            panic!("no failover followed ({result}): {inner:#?}\n{nodes}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The shard streams again, from its new master.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        // Three shards started streaming; the one followed to its new master starts again.
+        let resumed = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(e, EventKind::ShardEvent { shard, event }
+                    if !shard.addr.ends_with(&format!(":{victim}"))
+                        && matches!(**event, EventKind::StreamingStarted { .. }))
+            })
+            .count()
+            > 2;
+        if resumed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shard streams again: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    controls.cutover.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("the run ends")
+        .expect("no panic");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&events) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let events = events.lock().unwrap().clone();
+    result.unwrap_or_else(|e| panic!("{e}; events: {events:?}"));
+    // A kill -9 may lose writes the dead master acknowledged: the target must hold exactly what
+    // the cluster holds now.
+    let mut routed = crate::common::cluster_load::Routed::new(&cluster);
+    let source_counts: Vec<i64> = (0..crate::common::cluster_load::COUNTERS)
+        .map(|c| {
+            let key = format!("c:{c}");
+            routed
+                .run::<Option<i64>>(&key, redis::cmd("GET").arg(&key))
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_counters(&target, &source_counts);
+    assert_same_as_cluster(&cluster, &target);
+    let report = the_verification(&events);
+    assert_eq!((report.missing, report.different, report.extra), (0, 0, 0));
+}

@@ -44,8 +44,8 @@ impl Watch {
     /// answered (a node restarting is not a resharding: the next round asks again).
     pub async fn map(&mut self, seed: &Endpoint, plans: &[Plan]) -> Option<SlotMap> {
         if let Some(conn) = self.conn.as_mut() {
-            if let Ok(found) = slot_map(conn).await {
-                return Some(found.map);
+            if let Some(map) = full_map(conn, &seed.url.host).await {
+                return Some(map);
             }
             self.conn = None;
         }
@@ -63,13 +63,25 @@ impl Watch {
             else {
                 continue;
             };
-            if let Ok(found) = slot_map(&mut conn).await {
+            if let Some(map) = full_map(&mut conn, &seed.url.host).await {
                 self.conn = Some(conn);
-                return Some(found.map);
+                return Some(map);
             }
         }
         None
     }
+}
+
+/// The node's slot map, covering every slot. Right after a failover, Redis 7.4's `CLUSTER SHARDS`
+/// can list the shard under its failed master, which has no slots any more, and so leave the
+/// shard's slots out: `CLUSTER SLOTS` (who serves each slot) is asked then.
+pub(super) async fn full_map(conn: &mut Conn, host: &str) -> Option<SlotMap> {
+    let map = slot_map(conn).await.ok()?.map;
+    if map.coverage().is_full() {
+        return Some(map);
+    }
+    let reply = conn.call(&["CLUSTER", "SLOTS"]).await.ok()?;
+    SlotMap::from_slots(&reply, host).ok()
 }
 
 /// Compares the map with the shards as they started: failovers to follow, or the resharding.

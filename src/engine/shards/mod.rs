@@ -123,10 +123,17 @@ fn refuse(job: &EngineJob) -> Result<(), EngineError> {
 async fn discover(seed: &Endpoint, prefer: Prefer) -> Result<Vec<Plan>, EngineError> {
     let peer = Peer::new(seed).map_err(|e| EngineError::source(e.into()))?;
     let mut conn = Conn::connect(&peer).await.map_err(EngineError::source)?;
-    let map = slot_map(&mut conn)
-        .await
-        .map_err(|e| EngineError::SourceError(format!("reading the source's slot map: {e}")))?
-        .map;
+    let map = match follow::full_map(&mut conn, &seed.url.host).await {
+        Some(map) => map,
+        None => {
+            slot_map(&mut conn)
+                .await
+                .map_err(|e| {
+                    EngineError::SourceError(format!("reading the source's slot map: {e}"))
+                })?
+                .map
+        }
+    };
     let coverage = map.coverage();
     if !coverage.is_full() {
         return Err(EngineError::Unsupported(format!(
@@ -214,7 +221,11 @@ pub(crate) async fn run(
         tuning,
         held: None,
         released: false,
+        tasks: JoinSet::new(),
+        tx: None,
+        restarts: Vec::new(),
     };
+    orchestra.restarts = vec![0; orchestra.plans.len()];
     let result = orchestra.run(&job, &controls).await;
     if let Err(e) = &result {
         if !matches!(e, EngineError::LeaseLost(_) | EngineError::EventsClosed) {
@@ -240,9 +251,100 @@ struct Orchestra {
     /// The masters' pauses while the cutover holds them.
     held: Option<cutover::Held>,
     released: bool,
+    /// The shard runs; dropped with the orchestra, which aborts any still running.
+    tasks: JoinSet<()>,
+    /// Where the shard runs send their events (`None` once nothing new may start).
+    tx: Option<mpsc::Sender<Msg>>,
+    /// How many times each shard's run was started again on another node.
+    restarts: Vec<u32>,
 }
 
+/// How long a shard whose source node is gone waits for the cluster to promote another.
+const FAILOVER_WAIT: Duration = Duration::from_secs(30);
+
+/// How many times one shard's run may be started again on its new master.
+const MAX_RESTARTS: u32 = 3;
+
 impl Orchestra {
+    /// Starts shard `i`'s run on its `read` node. `first`: with the shard's checkpoint from the
+    /// log; a run started again after a failover takes its point from the target's offset key.
+    fn spawn_shard(
+        &mut self,
+        i: usize,
+        job: &EngineJob,
+        controls: &Controls,
+        first: bool,
+    ) -> Result<(), EngineError> {
+        let Some(tx) = self.tx.clone() else {
+            return Ok(());
+        };
+        let plan = &self.plans[i];
+        let shard_controls = Controls {
+            cancel: self.stop.clone(),
+            cutover: self.cutovers[i].clone(),
+            limits: controls.limits.clone(),
+        };
+        let endpoint = node_endpoint(&self.seed, &plan.read);
+        let peer = Peer::new(&endpoint).map_err(|e| EngineError::source(e.into()))?;
+        let scope = Scope {
+            shard: plan.node_ref(),
+            ranges: plan.ranges.clone(),
+        };
+        let mut shard_job = shard_job(job, plan, endpoint);
+        if !first {
+            shard_job.resume = None;
+        }
+        self.tasks.spawn(shard_task(
+            i,
+            shard_job,
+            peer,
+            shard_controls,
+            self.tuning.clone(),
+            scope,
+            tx,
+        ));
+        Ok(())
+    }
+
+    /// After shard `i`'s run failed on its source link: whether its master failed over (read
+    /// the map now), and if so, its run is started again on the new master, continuing from the
+    /// target's offset key (psync2 lets the promoted replica continue the old history; when it
+    /// cannot, that shard alone copies its snapshot again).
+    async fn follow_failover(
+        &mut self,
+        i: usize,
+        error: &EngineError,
+        job: &EngineJob,
+        controls: &Controls,
+    ) -> Result<bool, EngineError> {
+        let link_error = matches!(
+            error,
+            EngineError::SourceLinkLost(_)
+                | EngineError::SourceUnreachable(_)
+                | EngineError::SourceError(_)
+        );
+        if !link_error || self.restarts[i] >= MAX_RESTARTS || self.agg.cutting_over {
+            return Ok(false);
+        }
+        // A cluster promotes a replica only after its node timeout and an election.
+        let deadline = tokio::time::Instant::now() + FAILOVER_WAIT;
+        let mut watch = follow::Watch::default();
+        while self.plans[i].read.id == self.plans[i].master.id {
+            if tokio::time::Instant::now() > deadline {
+                return Ok(false);
+            }
+            self.watch_map(&mut watch).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let plan = &mut self.plans[i];
+        tracing::warn!(shard = %plan.name, from = %plan.read.addr(), to = %plan.master.addr(), %error, "following the shard to its new master");
+        plan.read = plan.master.clone();
+        self.restarts[i] += 1;
+        self.agg.shards[i].finished = false;
+        self.spawn_shard(i, job, controls, false)?;
+        Ok(true)
+    }
+
     async fn run(&mut self, job: &EngineJob, controls: &Controls) -> Result<(), EngineError> {
         if job.transfer.is_none() {
             self.reporter
@@ -258,39 +360,18 @@ impl Orchestra {
                 .await?;
         }
         let (tx, mut rx) = mpsc::channel::<Msg>(256);
-        // Dropped with this function: any shard task still running is aborted with it.
-        let mut tasks = JoinSet::new();
-        for (i, plan) in self.plans.iter().enumerate() {
+        self.tx = Some(tx);
+        for i in 0..self.plans.len() {
             let cutover = CancellationToken::new();
-            self.cutovers.push(cutover.clone());
-            let shard_controls = Controls {
-                cancel: self.stop.clone(),
-                cutover,
-                limits: controls.limits.clone(),
-            };
-            let endpoint = node_endpoint(&self.seed, &plan.read);
-            let peer = Peer::new(&endpoint).map_err(|e| EngineError::source(e.into()))?;
-            let scope = Scope {
-                shard: plan.node_ref(),
-                ranges: plan.ranges.clone(),
-            };
-            let shard_job = shard_job(job, plan, endpoint);
-            tasks.spawn(shard_task(
-                i,
-                shard_job,
-                peer,
-                shard_controls,
-                self.tuning.clone(),
-                scope,
-                tx.clone(),
-            ));
+            self.cutovers.push(cutover);
+            self.spawn_shard(i, job, controls, true)?;
         }
-        drop(tx);
         let outcome = self.drive(job, controls, &mut rx).await;
         if let Err(e) = outcome {
             // Stop the others and let them end (their pauses, links and import modes are put
             // back by their own runs), recording what they still say.
             self.stop.cancel();
+            self.tx = None;
             let drain = async {
                 while let Some(msg) = rx.recv().await {
                     if let Msg::Event(i, event) = msg {
@@ -372,6 +453,9 @@ impl Orchestra {
                     Some(Msg::Done(i, result)) => {
                         self.agg.shards[i].finished = true;
                         if let Err(e) = result {
+                            if self.follow_failover(i, &e, job, controls).await? {
+                                continue;
+                            }
                             tracing::warn!(shard = %self.plans[i].name, error = %e, "shard failed");
                             return Err(e);
                         }
