@@ -38,6 +38,12 @@
 //! - A target error no retry can fix (OOM, NOPERM, WRONGTYPE) fails the job naming the
 //!   command and key.
 //!
+//! ## A Redis Cluster source
+//! [`run_with`] asks the source's `INFO cluster` first: a cluster is migrated by [`shards`], one
+//! ordinary run ([`run_one`]) per shard, each with its own link, offsets, resume and offset key
+//! (`ferry:offset:<id>:<shard>`), its verification and redo sweep scoped to the shard's slots
+//! (the shape's `within_slots`), and one cutover over every master.
+//!
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
 //!
