@@ -510,3 +510,33 @@ async fn a_killed_source_master_is_followed_to_its_promoted_replica() {
     let report = the_verification(&events);
     assert_eq!((report.missing, report.different, report.extra), (0, 0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_cutover_waits_for_every_shard_then_cuts_over_once() {
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let target = RedisServer::start("7.4");
+    populate_cluster(&cluster, 300);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_counters(&cluster, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let counts = writer.join().unwrap();
+    let mut s = cluster_spec(&cluster, &target, Mode::Live, Prefer::Master);
+    s.options.auto_cutover = true;
+    s.options.pause_source_writes_on_cutover = true;
+    let (result, events) = start(s, quick()).finish().await;
+    result.unwrap_or_else(|e| panic!("{e}; events: {:?}", names(&events)));
+    let count = |name: &str| names(&events).iter().filter(|n| **n == name).count();
+    assert_eq!((count("CutoverStarted"), count("CutoverCompleted")), (1, 1));
+    let started = names(&events)
+        .iter()
+        .position(|n| *n == "CutoverStarted")
+        .unwrap();
+    let streaming = names(&events)
+        .iter()
+        .position(|n| *n == "StreamingStarted")
+        .unwrap();
+    assert!(streaming < started, "{:?}", names(&events));
+    assert_counters(&target, &counts);
+    assert_same_as_cluster(&cluster, &target);
+}

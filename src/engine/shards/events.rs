@@ -207,3 +207,91 @@ impl Aggregator {
         self.shards.iter().filter_map(|s| s.final_offset).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Aggregator;
+    use crate::model::{EventKind, ShardRef};
+
+    fn node(i: usize) -> ShardRef {
+        ShardRef {
+            name: format!("s{i}"),
+            node_id: format!("{i:040}"),
+            addr: format!("127.0.0.1:{}", 7000 + i),
+        }
+    }
+
+    fn completed(keys: u64, ms: u64) -> EventKind {
+        EventKind::SnapshotCompleted {
+            rdb_bytes: keys * 10,
+            keys_written: keys,
+            keys_skipped: 0,
+            keys_expired: 1,
+            keys_rewritten: 0,
+            duration_ms: ms,
+            keys_empty: 0,
+        }
+    }
+
+    fn started() -> EventKind {
+        EventKind::SnapshotStarted {
+            replid: "r".into(),
+            offset: 1,
+            diskless: true,
+            rdb_bytes_total: None,
+            redo: None,
+            keys_total: None,
+        }
+    }
+
+    fn types(events: &[EventKind]) -> Vec<&'static str> {
+        events.iter().map(|e| e.type_name()).collect()
+    }
+
+    #[test]
+    fn migration_wide_facts_come_once_when_true_of_every_shard() {
+        let mut agg = Aggregator::new(2);
+        assert_eq!(
+            types(&agg.on_event(0, node(0), started())),
+            ["ShardEvent", "SnapshotStarted"]
+        );
+        assert_eq!(types(&agg.on_event(1, node(1), started())), ["ShardEvent"]);
+        assert_eq!(
+            types(&agg.on_event(0, node(0), completed(10, 50))),
+            ["ShardEvent"]
+        );
+        let last = agg.on_event(1, node(1), completed(5, 80));
+        assert_eq!(types(&last), ["ShardEvent", "SnapshotCompleted"]);
+        assert!(matches!(
+            last[1],
+            EventKind::SnapshotCompleted {
+                keys_written: 15,
+                keys_expired: 2,
+                rdb_bytes: 150,
+                duration_ms: 80,
+                ..
+            }
+        ));
+        let streaming = || EventKind::StreamingStarted {
+            replid: "r".into(),
+            offset: 9,
+        };
+        assert_eq!(
+            types(&agg.on_event(0, node(0), streaming())),
+            ["ShardEvent"]
+        );
+        assert_eq!(
+            types(&agg.on_event(1, node(1), streaming())),
+            ["ShardEvent", "StreamingStarted"]
+        );
+        assert!(agg.all_streaming());
+        for i in 0..2 {
+            agg.on_event(
+                i,
+                node(i),
+                EventKind::CutoverCompleted { final_offset: 100 },
+            );
+        }
+        assert_eq!(agg.final_offset(), 200);
+    }
+}
