@@ -331,6 +331,15 @@ impl Orchestra {
             tokio::select! {
                 biased;
                 _ = controls.cancel.cancelled() => return Err(EngineError::Cancelled),
+                // Before the events: it fires at most every 250 ms, and a busy event stream
+                // must not starve the watch and the cutover.
+                _ = tick.tick() => {
+                    if last_watch.elapsed() >= self.tuning.report_interval {
+                        last_watch = tokio::time::Instant::now();
+                        self.watch_map(&mut watch).await?;
+                    }
+                    self.cutover_round(spec, controls).await?;
+                }
                 msg = rx.recv() => match msg {
                     Some(Msg::Event(i, event)) => {
                         let node = self.plans[i].node_ref();
@@ -353,13 +362,6 @@ impl Orchestra {
                     }
                     None => return Ok(()),
                 },
-                _ = tick.tick() => {
-                    if last_watch.elapsed() >= self.tuning.report_interval {
-                        last_watch = tokio::time::Instant::now();
-                        self.watch_map(&mut watch).await?;
-                    }
-                    self.cutover_round(spec, controls).await?;
-                }
             }
         }
     }
