@@ -169,8 +169,9 @@ impl TlsSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "SourceBody", into = "SourceBody")]
 pub enum Source {
-    /// A running server, read over the replication link (or by `SCAN`: see [`SourceRead`]).
-    Server(Endpoint, SourceRead),
+    /// A running server, read over the replication link (or by `SCAN`: see [`SourceRead`]); for a
+    /// Redis Cluster, which node of each shard the link reads from ([`Prefer`]).
+    Server(Endpoint, SourceRead, Prefer),
     /// A stored backup's RDB file, loaded through the snapshot path (mode `snapshot` only).
     Rdb(RdbSource),
 }
@@ -184,7 +185,7 @@ impl Source {
     /// The server, when the source is a server.
     pub fn endpoint(&self) -> Option<&Endpoint> {
         match self {
-            Source::Server(endpoint, _) => Some(endpoint),
+            Source::Server(endpoint, ..) => Some(endpoint),
             Source::Rdb(_) => None,
         }
     }
@@ -192,8 +193,16 @@ impl Source {
     /// How a server source is read (a file is read whole: `replication`, its default).
     pub fn read(&self) -> SourceRead {
         match self {
-            Source::Server(_, read) => *read,
+            Source::Server(_, read, _) => *read,
             Source::Rdb(_) => SourceRead::Replication,
+        }
+    }
+
+    /// Which node of each shard a cluster source is read from (`master` for anything else).
+    pub fn prefer(&self) -> Prefer {
+        match self {
+            Source::Server(_, _, prefer) => *prefer,
+            Source::Rdb(_) => Prefer::Master,
         }
     }
 
@@ -210,7 +219,7 @@ impl Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Server(endpoint, _) => write!(f, "{}", endpoint.url),
+            Source::Server(endpoint, ..) => write!(f, "{}", endpoint.url),
             Source::Rdb(rdb) => write!(f, "backup {}", rdb.backup_id),
         }
     }
@@ -218,7 +227,7 @@ impl std::fmt::Display for Source {
 
 impl From<Endpoint> for Source {
     fn from(endpoint: Endpoint) -> Self {
-        Source::Server(endpoint, SourceRead::Replication)
+        Source::Server(endpoint, SourceRead::Replication, Prefer::Master)
     }
 }
 
@@ -260,6 +269,22 @@ pub struct SourceBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(default = "replication")]
     pub read: Option<SourceRead>,
+    /// A Redis Cluster source: read each shard from its `master` (the default) or from one of its
+    /// `replica`s (a shard without one is read from its master). Only with `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(default = "master")]
+    pub prefer: Option<Prefer>,
+}
+
+/// Which node of each shard of a Redis Cluster source Ferry replicates from. `replica` keeps the
+/// snapshot's fork and the replication buffer off the masters that serve the application; the
+/// cutover still pauses the masters and waits until each replica has all of its master's writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Prefer {
+    #[default]
+    Master,
+    Replica,
 }
 
 /// How Ferry reads a server source.
@@ -318,6 +343,13 @@ impl TryFrom<SourceBody> for Source {
     type Error = String;
 
     fn try_from(body: SourceBody) -> Result<Self, String> {
+        if body.prefer.is_some() && body.url.is_none() {
+            return Err(
+                "`source.prefer` goes with `source.url` (a cluster's seed node); a backup is read \
+                 whole"
+                    .into(),
+            );
+        }
         if body.read.is_some() && body.url.is_none() {
             return Err(
                 "`source.read` goes with `source.url` (a server); a backup is read whole".into(),
@@ -327,6 +359,7 @@ impl TryFrom<SourceBody> for Source {
             (Some(url), tls, None) => Ok(Source::Server(
                 Endpoint { url, tls },
                 body.read.unwrap_or_default(),
+                body.prefer.unwrap_or_default(),
             )),
             (None, Some(_), _) => Err("`source.tls` goes with `source.url` (a server)".to_string()),
             (None, None, Some(rdb)) => Ok(Source::Rdb(rdb)),
@@ -344,18 +377,20 @@ impl TryFrom<SourceBody> for Source {
 impl From<Source> for SourceBody {
     fn from(source: Source) -> Self {
         match source {
-            Source::Server(endpoint, read) => SourceBody {
+            Source::Server(endpoint, read, prefer) => SourceBody {
                 url: Some(endpoint.url),
                 tls: endpoint.tls,
                 rdb: None,
                 // A spec that did not ask reads back without the field, as it was written.
                 read: (read != SourceRead::Replication).then_some(read),
+                prefer: (prefer != Prefer::Master).then_some(prefer),
             },
             Source::Rdb(rdb) => SourceBody {
                 url: None,
                 tls: None,
                 rdb: Some(rdb),
                 read: None,
+                prefer: None,
             },
         }
     }

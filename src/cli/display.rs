@@ -190,6 +190,19 @@ fn milestone(kind: &EventKind) -> Option<String> {
             "left behind by the filter: {snapshot_keys} snapshot keys, {stream_commands} stream \
              commands"
         ),
+        // A shard's own steps show under its name; its progress and checkpoints do not.
+        EventKind::ShardEvent { shard, event } => {
+            format!(
+                "shard {} ({}): {}",
+                shard.name,
+                shard.addr,
+                milestone(event)?
+            )
+        }
+        EventKind::ShardFailedOver { shard, from, to } => format!(
+            "shard {shard} failed over: {} ({}) → {} ({})",
+            from.node_id, from.addr, to.node_id, to.addr
+        ),
         // The outcome is said once, at the end.
         EventKind::MigrationFailed { .. } => "failed".into(),
         EventKind::MigrationCancelled { .. } => "cancelled".into(),

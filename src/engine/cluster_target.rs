@@ -57,9 +57,14 @@ fn unsupported(option: &str, why: &str) -> EngineError {
 }
 
 impl Run {
-    /// The scope of this run's offset keys on a cluster target.
+    /// The scope of this run's offset keys on a cluster target: the migration id, or
+    /// `<id>:<shard>` for a shard of a cluster source, so that the shards' runs (each with its
+    /// own replication id and offsets) never read one another's keys.
     pub(super) fn offset_scope(&self) -> String {
-        self.job.migration_id.to_string()
+        match &self.shard {
+            Some(shard) => format!("{}:{}", self.job.migration_id, shard.name),
+            None => self.job.migration_id.to_string(),
+        }
     }
 
     /// Whether the target is a cluster (known once [`Run::check_cluster_target`] ran).

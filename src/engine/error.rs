@@ -90,6 +90,11 @@ pub enum EngineError {
     /// cannot read, a flush): stopped before it, naming it.
     #[error("{0}")]
     Filtered(String),
+    /// A slot of a Redis Cluster source moved between its shards during the migration: each
+    /// shard is replicated on its own, so the order of the move's writes across two shards is
+    /// not known, and going on could lose keys silently.
+    #[error("the source cluster was resharded during the migration: slot {slot} {detail}; start the migration again once the resharding is done")]
+    SourceResharded { slot: u16, detail: String },
 }
 
 impl EngineError {
@@ -120,6 +125,7 @@ impl EngineError {
             EngineError::LeaseLost(_) => "lease_lost",
             EngineError::UnsafeCommand(_) => "unsafe_command",
             EngineError::Filtered(_) => "filtered_command",
+            EngineError::SourceResharded { .. } => "source_resharded",
         }
     }
 

@@ -113,7 +113,7 @@ pub(super) async fn load_shaped(
 ) -> Result<LoadSummary, EngineError> {
     let total = file.metadata().await.ok().map(|m| m.len());
     let mut admin = Conn::connect(target).await.map_err(EngineError::target)?;
-    super::topology::refuse_cluster(&mut admin, Link::Target).await?;
+    super::topology::refuse_cluster(&mut admin, Link::Target, "loading an RDB file").await?;
     let servers = Servers::of_target(&mut admin, false)
         .await
         .map_err(EngineError::target)?;
@@ -163,7 +163,7 @@ pub(super) async fn load_shaped(
 /// so no other writer ever finds the target without it.
 pub async fn flush_target(target: &Peer, lease: Option<&LeaseToken>) -> Result<(), EngineError> {
     let mut conn = Conn::connect(target).await.map_err(EngineError::target)?;
-    super::topology::refuse_cluster(&mut conn, Link::Target).await?;
+    super::topology::refuse_cluster(&mut conn, Link::Target, "loading an RDB file").await?;
     conn.select(0).await.map_err(EngineError::target)?;
     let mut commands: Vec<Vec<Vec<u8>>> = vec![
         vec![b"MULTI".to_vec()],

@@ -38,6 +38,12 @@
 //! - A target error no retry can fix (OOM, NOPERM, WRONGTYPE) fails the job naming the
 //!   command and key.
 //!
+//! ## A Redis Cluster source
+//! [`run_with`] asks the source's `INFO cluster` first: a cluster is migrated by [`shards`], one
+//! ordinary run ([`run_one`]) per shard, each with its own link, offsets, resume and offset key
+//! (`ferry:offset:<id>:<shard>`), its verification and redo sweep scoped to the shard's slots
+//! (the shape's `within_slots`), and one cutover over every master.
+//!
 //! Cancellation is a race at the top of [`run_with`]: whichever phase is running is dropped, which
 //! closes its sockets, and a source pause is then released explicitly.
 //!
@@ -84,6 +90,7 @@ mod relay_target;
 pub mod resume;
 mod scan;
 mod servers;
+mod shards;
 mod snapshot;
 mod stream;
 mod topology;
@@ -143,6 +150,8 @@ pub struct EngineJob {
     /// `source.read: scan`: the source's `notify-keyspace-events` an earlier run of this job
     /// recorded before setting it (and did not put back): this run puts it back at its end.
     pub notifications_before: Option<String>,
+    /// A cluster source: each shard's last `Checkpoint`, by shard name (see [`shards`]).
+    pub shard_resume: std::collections::BTreeMap<String, ResumePoint>,
 }
 
 impl EngineJob {
@@ -158,6 +167,7 @@ impl EngineJob {
             transfer: None,
             filtered: (0, 0),
             notifications_before: None,
+            shard_resume: Default::default(),
         }
     }
 }
@@ -294,11 +304,37 @@ pub async fn run_with(
     // TLS files are read here, once: a missing or bad file fails the start, and reconnects
     // reuse what was loaded.
     let source = Peer::new(source_endpoint).map_err(|e| EngineError::source(e.into()))?;
+    // A Redis Cluster source is one run per shard (see [`shards`]), each the run below.
+    if shards::is_cluster(&source).await? {
+        return shards::run(job, events, controls, tuning).await;
+    }
+    run_one(job, source, events, controls, tuning, None).await
+}
+
+/// One run against one source server: the whole migration of a standalone source, or one shard
+/// of a cluster source (`shard`: its name and slots, which scope its offset key, and its
+/// verification and redo sweep, to that shard; see [`shards`]).
+pub(crate) async fn run_one(
+    job: EngineJob,
+    source: Peer,
+    events: EventSender,
+    controls: Controls,
+    tuning: Tuning,
+    shard: Option<shards::Scope>,
+) -> Result<(), EngineError> {
     // The API refuses a shape that cannot work; a spec from an older log is checked again.
     let shape = job
         .spec
         .shape()
         .map_err(|e| EngineError::Unsupported(format!("`{}`: {}", e.field, e.detail)))?;
+    let shape = match &shard {
+        Some(scope) => shape.within_slots(scope.ranges.clone()),
+        None => shape,
+    };
+    let offset_key = match &shard {
+        Some(scope) => shards::offset_key(job.migration_id, &scope.shard.name),
+        None => resume::offset_key(job.migration_id),
+    };
     let target = Peer::new(&job.spec.target).map_err(|e| EngineError::target(e.into()))?;
     let target_for_cleanup = target.clone();
     let source_for_cleanup = source.clone();
@@ -315,7 +351,8 @@ pub async fn run_with(
         throttle,
         link_addr: Arc::default(),
         events_for_guard: events.clone(),
-        offset_key: resume::offset_key(job.migration_id),
+        offset_key,
+        shard: shard.map(|scope| scope.shard),
         source,
         target,
         job,
@@ -417,8 +454,11 @@ struct Run {
     /// connection on the source by it).
     link_addr: Arc<Mutex<Option<std::net::SocketAddr>>>,
     events_for_guard: EventSender,
-    /// `ferry:offset:<id>` on the target (see [`resume`]).
+    /// `ferry:offset:<id>` on the target (see [`resume`]); `ferry:offset:<id>:<shard>` for a
+    /// shard of a cluster source.
     offset_key: bytes::Bytes,
+    /// The shard of a cluster source this run reads (`None`: a standalone source).
+    shard: Option<crate::model::ShardRef>,
     job: EngineJob,
     /// The source server (`job.spec.source` is always a server here).
     source: Peer,
@@ -460,7 +500,15 @@ impl Run {
         let mut target = Conn::connect(&self.target)
             .await
             .map_err(EngineError::target)?;
-        topology::refuse_cluster(&mut source, Link::Source).await?;
+        // A shard run reads one node of a cluster on purpose; only it may.
+        if self.shard.is_none() {
+            topology::refuse_cluster(
+                &mut source,
+                Link::Source,
+                "a run of one replication link (a cluster source is read shard by shard)",
+            )
+            .await?;
+        }
         self.check_cluster_target(&mut target).await?;
         let source_version = server_version(&mut source)
             .await
@@ -973,6 +1021,11 @@ impl Run {
         let mode = self.job.spec.options.verify;
         if mode == Verify::None {
             return Ok(());
+        }
+        if self.shard.is_some() {
+            // A shard may be read from a cluster replica (by choice, or after a failover), which
+            // answers reads of its keys only on a READONLY connection (else `MOVED`).
+            shards::read_only(source).await?;
         }
         let report = verify::Verifier {
             source,

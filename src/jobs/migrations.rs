@@ -212,7 +212,7 @@ impl Jobs {
         }
         let creds = self.credentials(id).await?;
         let mut spec = current.spec();
-        if let Source::Server(endpoint, _) = &mut spec.source {
+        if let Source::Server(endpoint, ..) = &mut spec.source {
             endpoint.url = creds.source.clone();
         }
         spec.target.url = creds.target.clone();
@@ -223,7 +223,7 @@ impl Jobs {
         let mut source_moved = false;
         let mut source_resent = false;
         match patch.source {
-            Some(Source::Server(endpoint, read)) => {
+            Some(Source::Server(endpoint, read, prefer)) => {
                 source_moved =
                     stored_source.is_none_or(|stored| !same_place(&endpoint.url, stored));
                 source_resent = !is_redacted(&endpoint.url);
@@ -234,6 +234,7 @@ impl Jobs {
                         tls: endpoint.tls,
                     },
                     read,
+                    prefer,
                 );
             }
             Some(file) => {
@@ -512,7 +513,7 @@ impl Jobs {
     pub async fn real_spec(&self, id: Uuid) -> Result<MigrationSpec, JobError> {
         let mut spec = self.migration(id)?.spec();
         let creds = self.credentials(id).await?;
-        if let Source::Server(endpoint, _) = &mut spec.source {
+        if let Source::Server(endpoint, ..) = &mut spec.source {
             endpoint.url = creds.source;
         }
         spec.target.url = creds.target;

@@ -561,12 +561,42 @@ pub enum EventKind {
         keys_recopied: u64,
         keys_deleted: u64,
     },
+    /// A fact of one shard of a Redis Cluster source: each shard runs its own replication link
+    /// (snapshot, stream, checkpoints, resume), and every event of that run comes wrapped in the
+    /// shard it is about. The migration-wide facts (`SnapshotStarted`, `SnapshotCompleted`,
+    /// `StreamingStarted`, `VerificationCompleted`, `CutoverCompleted`) are recorded once, unwrapped,
+    /// from all shards.
+    ShardEvent {
+        shard: ShardRef,
+        #[schema(value_type = Object)]
+        event: Box<EventKind>,
+    },
+    /// The master of a source shard changed (a failover): Ferry follows the shard, by its slots,
+    /// to the node now serving it.
+    ShardFailedOver {
+        shard: String,
+        from: ShardRef,
+        to: ShardRef,
+    },
+}
+
+/// One shard of a Redis Cluster source, as events name it: `s<first slot>` (the first slot it
+/// served when the migration started: stable across failovers), and the node Ferry reads it from
+/// (node id and address) at the time of the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ShardRef {
+    /// `s<first slot>`, e.g. `s0`, `s5461`.
+    pub name: String,
+    /// The 40-character cluster node id.
+    pub node_id: String,
+    /// `host:port`.
+    pub addr: String,
 }
 
 impl EventKind {
     /// Every `type` tag, in declaration order: what `GET /v1/events?type=` accepts. A unit test
     /// checks it against serde's own list of variants, so it cannot drift from the enum.
-    pub const TYPE_NAMES: [&'static str; 55] = [
+    pub const TYPE_NAMES: [&'static str; 57] = [
         "MigrationCreated",
         "MigrationUpdated",
         "ValidationStarted",
@@ -622,6 +652,8 @@ impl EventKind {
         "KeyspaceNotificationsRestored",
         "ScanRedone",
         "ScanCheckpoint",
+        "ShardEvent",
+        "ShardFailedOver",
     ];
 
     /// The `type` tag, for filtering (`GET /v1/events?type=`).
@@ -682,6 +714,8 @@ impl EventKind {
             EventKind::KeyspaceNotificationsRestored { .. } => "KeyspaceNotificationsRestored",
             EventKind::ScanRedone { .. } => "ScanRedone",
             EventKind::ScanCheckpoint { .. } => "ScanCheckpoint",
+            EventKind::ShardEvent { .. } => "ShardEvent",
+            EventKind::ShardFailedOver { .. } => "ShardFailedOver",
         }
     }
 }

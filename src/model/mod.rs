@@ -17,7 +17,7 @@ pub mod server;
 pub use audit::{ChainLink, Digest32};
 pub use event::{
     AggregateType, BackupDb, BackupDetails, Event, EventKind, EventWire, Link, PriorTransfer,
-    RelayTargetSettings, ResumeKind, ResumePoint, StoredBackup,
+    RelayTargetSettings, ResumeKind, ResumePoint, ShardRef, StoredBackup,
 };
 pub use lease::{LeaseHolder, LeaseOwner, LeaseVerdict, BOOKKEEPING_PREFIX, LEASE_KEY};
 pub use report::{

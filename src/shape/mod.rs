@@ -167,6 +167,11 @@ pub struct Shape {
     /// `FLUSHDB`/`FLUSHALL` from the source reach the target even though it holds keys
     /// outside the filter (see [`command`]).
     pub flush_passthrough: bool,
+    /// One shard of a Redis Cluster source: only keys of these slots (inclusive ranges) are its
+    /// own. The target holds every shard's keys, so this shard's verification compares, and a
+    /// redo of its snapshot sweeps, only these; and a `FLUSHALL` from this shard is not applied
+    /// to the others' keys (see [`command`]).
+    slots: Option<std::sync::Arc<Vec<(u16, u16)>>>,
 }
 
 impl Shape {
@@ -235,6 +240,20 @@ impl Shape {
                 })
                 .collect(),
             flush_passthrough,
+            slots: None,
+        })
+    }
+
+    /// This shape, restricted to the keys of one cluster shard's `ranges`.
+    pub fn within_slots(mut self, ranges: Vec<(u16, u16)>) -> Shape {
+        self.slots = Some(std::sync::Arc::new(ranges));
+        self
+    }
+
+    fn slot_in(&self, key: &[u8]) -> bool {
+        self.slots.as_ref().is_none_or(|ranges| {
+            let slot = crate::cluster::key_slot(key);
+            ranges.iter().any(|&(a, b)| (a..=b).contains(&slot))
         })
     }
 
@@ -246,6 +265,7 @@ impl Shape {
             && self.types.is_none()
             && self.db_map.is_empty()
             && self.rename.is_empty()
+            && self.slots.is_none()
     }
 
     /// Whether some key of the source may stay behind (a filter of any kind).
@@ -270,6 +290,7 @@ impl Shape {
         self.db_in(db)
             && (self.include.is_empty() || self.include.iter().any(|g| g.matches(key)))
             && !self.exclude.iter().any(|g| g.matches(key))
+            && self.slot_in(key)
     }
 
     /// Whether a key of this type (as `TYPE` names it) passes the type filter.

@@ -191,9 +191,9 @@ impl Supervisor {
         let target = Peer::new(&spec.target).ok();
         // A restarted job keeps the transfer its first run chose (a relay's target is a replica
         // of Ferry: it must be served again, or released).
-        let (transfer, notifications_before) = match jobs.migration(id) {
-            Ok(m) => (m.transfer, m.keyspace_notifications_before),
-            Err(_) => (None, None),
+        let (transfer, notifications_before, shard_resume) = match jobs.migration(id) {
+            Ok(m) => (m.transfer, m.keyspace_notifications_before, m.shard_resume),
+            Err(_) => (None, None, Default::default()),
         };
         let job = EngineJob {
             migration_id: id,
@@ -208,6 +208,7 @@ impl Supervisor {
                 .and_then(|m| m.view.filtered)
                 .map_or((0, 0), |f| (f.snapshot_keys, f.stream_commands)),
             notifications_before,
+            shard_resume,
         };
         let outcome = self.run_engine(jobs, id, job, &running, &keeper).await?;
         let lease_lost = matches!(outcome, Err(EngineError::LeaseLost(_)));

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod cluster;
+pub mod cluster_load;
 pub mod data;
 pub mod dry_run;
 pub mod engine;

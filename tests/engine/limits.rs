@@ -467,7 +467,11 @@ async fn the_scan_reader_obeys_the_limit_too() {
     opts.limits.max_ops_per_sec = Some(2000);
     let mut spec = spec(&source, &target, Mode::Snapshot, opts);
     let endpoint = spec.source.endpoint().unwrap().clone();
-    spec.source = ferry::spec::Source::Server(endpoint, ferry::spec::SourceRead::Scan);
+    spec.source = ferry::spec::Source::Server(
+        endpoint,
+        ferry::spec::SourceRead::Scan,
+        ferry::spec::Prefer::Master,
+    );
     let run = start(spec, quick());
     let (result, events) = run.finish().await;
     result.unwrap_or_else(|e| panic!("{e}; events: {:?}", names(&events)));

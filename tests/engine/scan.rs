@@ -28,7 +28,7 @@ fn scan_spec(
     opts.set_keyspace_notifications = set_notify;
     let mut spec = spec(source, target, mode, opts);
     let endpoint = spec.source.endpoint().unwrap().clone();
-    spec.source = Source::Server(endpoint, SourceRead::Scan);
+    spec.source = Source::Server(endpoint, SourceRead::Scan, ferry::spec::Prefer::Master);
     spec
 }
 

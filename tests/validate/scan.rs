@@ -28,7 +28,7 @@ async fn validate_scan(
 ) -> ValidationReport {
     let mut spec = spec(&source.url(), &target.url(), options);
     let endpoint = spec.source.endpoint().unwrap().clone();
-    spec.source = Source::Server(endpoint, SourceRead::Scan);
+    spec.source = Source::Server(endpoint, SourceRead::Scan, ferry::spec::Prefer::Master);
     let data_dir = tempfile::tempdir().unwrap();
     run_with(&spec, &ValidateContext::new(data_dir.path())).await
 }
@@ -171,7 +171,7 @@ async fn scan_needs_the_key_event_channels_and_not_psync() {
         let url = format!("redis://{user}:pw@127.0.0.1:{}", source.port);
         let mut spec = spec(&url, &target.url(), json!({}));
         let endpoint = spec.source.endpoint().unwrap().clone();
-        spec.source = Source::Server(endpoint, SourceRead::Scan);
+        spec.source = Source::Server(endpoint, SourceRead::Scan, ferry::spec::Prefer::Master);
         let data_dir = tempfile::tempdir().unwrap();
         let report = run_with(&spec, &ValidateContext::new(data_dir.path())).await;
         if ok {

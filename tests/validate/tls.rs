@@ -24,6 +24,7 @@ fn tls_spec(
             tls: settings(source_tls),
         },
         Default::default(),
+        Default::default(),
     );
     spec.target.tls = settings(target_tls);
     spec

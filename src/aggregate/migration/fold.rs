@@ -16,9 +16,11 @@ use uuid::Uuid;
 mod limited;
 mod progress;
 mod scan;
+mod shards;
 
 pub use progress::Progress;
 use progress::Rates;
+pub use shards::ShardProgress;
 
 use super::{allowed_now, Phase, State};
 use crate::aggregate::{Action, ErrorInfo};
@@ -178,6 +180,8 @@ pub struct Migration {
     /// `source.read: scan`: the source's `notify-keyspace-events` before Ferry set it, while not
     /// yet put back; a restarted engine puts this value back at its end.
     pub keyspace_notifications_before: Option<String>,
+    /// A cluster source: where each shard continues (its last `Checkpoint`), by shard name.
+    pub shard_resume: std::collections::BTreeMap<String, ResumePoint>,
     snapshot_started_at: Option<DateTime<Utc>>,
     /// Recent checkpoints, for the lag in seconds and the apply rate.
     rates: Rates,
@@ -274,6 +278,7 @@ fn created(event: &Event, spec: &MigrationSpec) -> Migration {
         transfer: None,
         target_keys_before: None,
         keyspace_notifications_before: None,
+        shard_resume: Default::default(),
         snapshot_started_at: None,
         rates: Rates::default(),
         last_progress: None,
@@ -634,6 +639,8 @@ fn apply_fact(m: &mut Migration, event: &Event) {
         | EventKind::CutoverForced { .. }
         | EventKind::CutoverDeferred { .. }
         | EventKind::CutoverWindowMissed { .. } => limited::apply_fact(m, &event.kind),
+        EventKind::ShardEvent { shard, event } => shards::fold(m, shard, event),
+        EventKind::ShardFailedOver { to, .. } => shards::failed_over(m, to),
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Progress {
     /// `source.read: scan`: keys known changed on the source and not yet copied again (the lag
     /// of a scan reader, which has no replication offset); `null` for replication.
     pub lag_keys: Option<u64>,
+    /// A Redis Cluster source: each shard's own progress (empty for a single server).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<super::ShardProgress>,
 }
 
 /// A scan reader's lag in seconds is unknown; it is 0 when no changed key waits.
