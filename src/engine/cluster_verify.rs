@@ -1,7 +1,8 @@
 //! Verification against a Redis Cluster target.
 //!
 //! Counts: the source's keys (per db, those the shape sends) against the keys of every master
-//! summed (`DBSIZE`), minus Ferry's own bookkeeping there (`ferry:*`: the lease, the base key
+//! summed (`DBSIZE`; for one shard of a cluster source, `CLUSTER COUNTKEYSINSLOT` of its slots),
+//! minus Ferry's own bookkeeping there (`ferry:*`: the lease, the base key
 //! and the per-slot offset keys, found by `SCAN MATCH` on each master). Keys: `sample` takes
 //! keys at random from the source (`RANDOMKEY`, each db's share of the sample size), `full`
 //! walks the source with `SCAN`; each key is compared with its target name on the master of
@@ -108,6 +109,62 @@ pub(super) async fn data_keys(conn: &mut ClusterConn) -> Result<u64, EngineError
             .max(0) as u64;
         let own = scan_node(&mut master, "ferry:*").await?.len() as u64;
         total += size.saturating_sub(own);
+    }
+    Ok(total)
+}
+
+/// The data keys (all but `ferry:*`) of the slots in `ranges` only: what one shard of a cluster
+/// source wrote into a cluster target that also holds the other shards' keys. Each slot is
+/// counted on the master serving it (`CLUSTER COUNTKEYSINSLOT`, pipelined per master), and
+/// Ferry's own keys of those slots are taken off.
+pub(super) async fn data_keys_in(
+    conn: &mut ClusterConn,
+    ranges: &[(u16, u16)],
+) -> Result<u64, EngineError> {
+    let inside = |slot: u16| ranges.iter().any(|&(a, b)| (a..=b).contains(&slot));
+    let seed = conn.seed().clone();
+    let shards = conn.map().shards.clone();
+    let mut total = 0u64;
+    for shard in shards {
+        let slots: Vec<u16> = shard
+            .ranges
+            .iter()
+            .flat_map(|&(a, b)| a..=b)
+            .filter(|s| inside(*s))
+            .collect();
+        if slots.is_empty() {
+            continue;
+        }
+        let peer = Peer::new(&node_endpoint(&seed, &shard.master))
+            .map_err(|e| EngineError::target(crate::client::ClientError::Connect(e)))?;
+        let mut master = Conn::connect(&peer).await.map_err(EngineError::target)?;
+        for chunk in slots.chunks(1000) {
+            let commands: Vec<Vec<String>> = chunk
+                .iter()
+                .map(|s| vec!["CLUSTER".into(), "COUNTKEYSINSLOT".into(), s.to_string()])
+                .collect();
+            for reply in master
+                .call_many(&commands)
+                .await
+                .map_err(EngineError::target)?
+            {
+                match reply {
+                    Frame::Integer(n) => total += n.max(0) as u64,
+                    other => {
+                        return Err(EngineError::TargetLinkLost(format!(
+                            "{} answered CLUSTER COUNTKEYSINSLOT with {other:?}",
+                            master.addr()
+                        )))
+                    }
+                }
+            }
+        }
+        let own = scan_node(&mut master, "ferry:*")
+            .await?
+            .iter()
+            .filter(|k| inside(crate::cluster::key_slot(k)))
+            .count() as u64;
+        total = total.saturating_sub(own);
     }
     Ok(total)
 }
@@ -230,7 +287,11 @@ impl Verifier<'_> {
         // Counts are comparable when no key stays behind (a filter makes the source's count
         // say nothing about the target's).
         if !self.shape.filters() {
-            let target_count = data_keys(self.target).await?;
+            // One shard of a cluster source answers for its own slots only.
+            let target_count = match self.shape.slots() {
+                Some(ranges) => data_keys_in(self.target, ranges).await?,
+                None => data_keys(self.target).await?,
+            };
             let expected = source_total.saturating_sub(missing_seen);
             if self.mode != Verify::Full && source_total > target_count {
                 let gone = source_total - target_count;

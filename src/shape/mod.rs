@@ -250,6 +250,11 @@ impl Shape {
         self
     }
 
+    /// The slots of the one cluster shard this shape is restricted to (`None`: every slot).
+    pub fn slots(&self) -> Option<&[(u16, u16)]> {
+        self.slots.as_deref().map(Vec::as_slice)
+    }
+
     fn slot_in(&self, key: &[u8]) -> bool {
         self.slots.as_ref().is_none_or(|ranges| {
             let slot = crate::cluster::key_slot(key);

@@ -204,12 +204,16 @@ pub fn prerequisites() -> Vec<GuideItem> {
         ),
         item(
             "cluster.mode",
-            "Ferry can move this topology",
+            "Ferry can move this topology with these options",
             "A server is a Redis Cluster when its INFO says cluster_enabled:1; the URL may name any node \
-             and the shards are discovered with CLUSTER SHARDS (7.0+) or CLUSTER SLOTS (6.2). This \
-             build moves data between standalone servers only: a cluster on either side is refused \
-             here, with the topology and what differs between the two sides explained.",
-            "Use standalone servers on both sides until cluster support lands (issue #16).",
+             and the shards are discovered with CLUSTER SHARDS (7.0+) or CLUSTER SLOTS (6.2). Cluster → \
+             cluster, standalone → cluster and cluster → standalone all move: one replication link per \
+             source master, and a slot-routed writer with one offset key per target slot. Options the \
+             cluster path does not carry fail here by name: a dry run, transfer relay, on_conflict \
+             flush, source.read scan from a cluster, and into a cluster on_conflict skip, acl copy or \
+             replace, an RDB file, and a restore point of a target that holds keys.",
+            "Use the option the message names instead (for a restore point: options.backup false, or an \
+             empty target).",
         ),
         item(
             "cluster.coverage",
@@ -231,7 +235,19 @@ pub fn prerequisites() -> Vec<GuideItem> {
             "A cluster target receives db 0 only",
             "A cluster has only db 0. Keys of other databases of a standalone source need a rule that \
              says where they go, and must not collide there.",
-            "Map each database with `options.db_map`, or move the keys into db 0 first.",
+            "Map each database with `options.db_map` (`{\"0\": 0, \"1\": 0, \"2\": 0}`: an explicit choice, since keys \
+             from several databases may collide), leave it out with `options.filter.dbs`, or move the \
+             keys into db 0 first.",
+        ),
+        item(
+            "cluster.transactions",
+            "A source transaction stays atomic, or its split is announced",
+            "A cluster refuses MULTI across slots. Streaming from a standalone source into a cluster, \
+             a MULTI/EXEC whose keys fall in several target slots is applied slot by slot (each part \
+             whole) and recorded as a TransactionSplit event; this check warns in live mode with the \
+             source's count of MULTI calls. A cluster source's transactions already keep to one slot.",
+            "Keep a transaction's keys in one slot with a hash tag ({user:1}:a, {user:1}:b), or accept \
+             the split.",
         ),
         item(
             "cluster.memory",

@@ -1,5 +1,9 @@
-//! A cluster target through the HTTP API, as the README's curl example does it: the migration is
-//! created, validation describes the cluster and refuses it, and start is refused.
+//! Clusters through the HTTP API, as the README's curl example does it: a standalone source with
+//! keys in two databases into a cluster (validation describes the cluster and asks for a
+//! `db_map`; with it, the migration runs live, cuts over and leaves every key on the master of
+//! its slot), and a cluster source whose view shows each shard's progress.
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -7,61 +11,91 @@ use crate::common::app::spawn_app;
 use crate::common::cluster::RedisCluster;
 use crate::common::redis::RedisServer;
 
+fn check(report: &Value, id: &str) -> Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {id} in {report:#}"))
+}
+
+fn cluster_keys(cluster: &RedisCluster) -> u64 {
+    cluster
+        .master_ports()
+        .iter()
+        .map(|p| {
+            cluster
+                .node(*p)
+                .cli(&["DBSIZE"])
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_target_is_described_and_refused_and_cannot_start() {
+async fn a_standalone_source_moves_into_a_cluster_once_db_map_says_where_db_1_goes() {
     let app = spawn_app().await;
     let source = RedisServer::start("7.4");
+    for i in 0..300 {
+        source.cli(&["SET", &format!("user:{i}"), "v"]);
+    }
+    for i in 0..100 {
+        source.cli(&["-n", "1", "SET", &format!("session:{i}"), "s"]);
+    }
     let cluster = RedisCluster::start("7.4", 3, 0);
-    let response = app
-        .post_json(
-            "/v1/migrations",
-            &json!({"source": {"url": source.url()}, "target": {"url": cluster.url()},
-                "mode": "live"}),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = response.json().await.unwrap();
-    let id = view["id"].as_str().unwrap().to_string();
-
-    let response = app.action(&id, "validate").await;
-    assert_eq!(response.status(), 200);
-    let report: Value = response.json().await.unwrap();
-    assert_eq!(report["status"], "failed", "{report:#}");
-    let check = |id: &str| -> Value {
-        report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {id} in {report:#}"))
+    let body = |options: Value| {
+        json!({"source": {"url": source.url()}, "target": {"url": cluster.url()},
+            "mode": "live", "options": options})
     };
-    let mode = check("cluster.mode");
-    assert_eq!(mode["status"], "fail");
-    let message = mode["message"].as_str().unwrap();
-    assert!(
-        message.contains("the target is a Redis Cluster of 3 masters (found with CLUSTER SHARDS)")
-            && message.contains("issue #16"),
-        "{message}"
-    );
-    assert_eq!(
-        mode["details"]["target"]["masters"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
-    assert_eq!(check("cluster.coverage")["status"], "pass");
-
-    let response = app.action(&id, "start").await;
-    assert_eq!(response.status(), 409);
-    let view: Value = app
-        .get(&format!("/v1/migrations/{id}"))
+    let created: Value = app
+        .post_json("/v1/migrations", &body(json!({})))
         .await
         .json()
         .await
         .unwrap();
-    assert_ne!(view["state"], "validated", "{view:#}");
-    let sizes: Vec<String> = cluster.nodes.iter().map(|n| n.cli(&["DBSIZE"])).collect();
-    assert!(sizes.iter().all(|s| s.trim() == "0"), "{sizes:?}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let mode = check(&report, "cluster.mode");
+    assert_eq!(mode["status"], "pass", "{mode:#}");
+    assert!(mode["message"]
+        .as_str()
+        .unwrap()
+        .contains("the target is a Redis Cluster of 3 masters"));
+    let databases = check(&report, "cluster.databases");
+    assert_eq!(databases["status"], "fail", "{databases:#}");
+    assert!(databases["message"].as_str().unwrap().contains("db 1"));
+    assert_eq!(app.action(&id, "start").await.status(), 409);
+
+    // With the explicit map, it runs.
+    let created: Value = app
+        .post_json(
+            "/v1/migrations",
+            &body(json!({"db_map": {"0": 0, "1": 0}, "auto_cutover": true})),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let report: Value = app.action(&id, "validate").await.json().await.unwrap();
+    assert_ne!(report["status"], "failed", "{report:#}");
+    assert_eq!(check(&report, "cluster.transactions")["status"], "warn");
+    assert_eq!(app.action(&id, "start").await.status(), 202);
+    let view = app
+        .wait_for(&id, Duration::from_secs(60), |v| {
+            ["completed", "failed", "cancelled"].contains(&v["state"].as_str().unwrap_or(""))
+        })
+        .await;
+    assert_eq!(view["state"], "completed", "{view:#}");
+    assert_eq!(cluster_keys(&cluster), 400);
+    for i in [0, 17, 299] {
+        let key = format!("user:{i}");
+        let master = cluster.node(cluster.master_of(&key));
+        assert_eq!(master.cli(&["GET", &key]).trim(), "v");
+    }
 }

@@ -10,6 +10,7 @@ mod helpers;
 mod acl;
 mod cancel;
 mod cluster;
+mod cluster_both;
 mod cluster_source;
 mod cluster_target;
 mod conflict;

@@ -8,6 +8,7 @@
 mod common;
 mod harness;
 
+mod cluster_both;
 mod cluster_source;
 mod cluster_target;
 mod failover;

@@ -1,6 +1,8 @@
 //! The `cluster.*` checks against real clusters: discovery from any node (CLUSTER SHARDS on 7.x,
-//! CLUSTER SLOTS on 6.2), the topology refused with the mismatch explained, slots in motion and
-//! unserved slots named, databases a cluster cannot hold, memory per master.
+//! CLUSTER SLOTS on 6.2), the topology described with the mismatch explained and the options a
+//! cluster does not carry refused by name, slots in motion and unserved slots named, databases a
+//! cluster cannot hold unless `db_map` sends them to 0, transactions that would be split, memory
+//! per master.
 
 use super::helpers::*;
 use crate::common::cluster::RedisCluster;
@@ -14,7 +16,7 @@ fn masters_of(report: &ValidationReport, side: &str) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test]
-async fn a_cluster_target_named_by_a_replica_is_discovered_and_refused_with_the_topology() {
+async fn a_cluster_target_named_by_a_replica_is_discovered_and_described_with_the_topology() {
     let source = RedisServer::start("7.4");
     set_many(&source, 0, 50, 10);
     set_many(&source, 2, 5, 10);
@@ -25,12 +27,12 @@ async fn a_cluster_target_named_by_a_replica_is_discovered_and_refused_with_the_
     expect(
         &report,
         "cluster.mode",
-        CheckStatus::Fail,
+        CheckStatus::Pass,
         &[
             "the source is a standalone server",
             "the target is a Redis Cluster of 3 masters (found with CLUSTER SHARDS)",
+            "routed by slot",
             "cluster-enabled differs",
-            "issue #16",
         ],
     );
     let masters = masters_of(&report, "target");
@@ -71,6 +73,13 @@ async fn a_cluster_target_named_by_a_replica_is_discovered_and_refused_with_the_
         "cluster.databases",
         CheckStatus::Fail,
         &["keys in db 2", "options.db_map"],
+    );
+    // A snapshot splits no transaction.
+    expect(
+        &report,
+        "cluster.transactions",
+        CheckStatus::Pass,
+        &["snapshot"],
     );
     expect(
         &report,
@@ -141,10 +150,11 @@ async fn a_6_2_cluster_source_is_discovered_with_cluster_slots() {
     expect(
         &report,
         "cluster.mode",
-        CheckStatus::Fail,
+        CheckStatus::Pass,
         &[
             "the source is a Redis Cluster of 3 masters (found with CLUSTER SLOTS)",
             "the target is a standalone server",
+            "one replication link per source master",
             "written to db 0 of the target",
         ],
     );
@@ -207,5 +217,151 @@ async fn a_slot_in_motion_and_an_unserved_slot_are_named() {
         "cluster.coverage",
         CheckStatus::Fail,
         &[&format!("no master of the source serves slots {released}")],
+    );
+}
+
+#[tokio::test]
+async fn db_map_sends_other_databases_into_a_clusters_db_0_only_when_it_says_so() {
+    let source = RedisServer::start("7.4");
+    set_many(&source, 0, 20, 10);
+    set_many(&source, 1, 20, 10);
+    set_many(&source, 2, 20, 10);
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let only_1 = validate_with(&source.url(), &cluster.url(), json!({"db_map": {"1": 0}})).await;
+    expect(
+        &only_1,
+        "cluster.databases",
+        CheckStatus::Fail,
+        &["keys in db 2", "does not send it to db 0"],
+    );
+    let elsewhere = validate_with(
+        &source.url(),
+        &cluster.url(),
+        json!({"db_map": {"1": 0, "2": 3}}),
+    )
+    .await;
+    expect(
+        &elsewhere,
+        "cluster.databases",
+        CheckStatus::Fail,
+        &["other than 0"],
+    );
+    let both = validate_with(
+        &source.url(),
+        &cluster.url(),
+        json!({"db_map": {"0": 0, "1": 0, "2": 0}}),
+    )
+    .await;
+    expect(
+        &both,
+        "cluster.databases",
+        CheckStatus::Pass,
+        &["db_map sends db 1, 2 into db 0"],
+    );
+    // A filter that leaves db 2 out needs no rule for it.
+    let filtered = validate_with(
+        &source.url(),
+        &cluster.url(),
+        json!({"db_map": {"0": 0, "1": 0}, "filter": {"dbs": [0, 1]}}),
+    )
+    .await;
+    expect(&filtered, "cluster.databases", CheckStatus::Pass, &["db 1"]);
+}
+
+#[tokio::test]
+async fn options_a_cluster_does_not_carry_fail_cluster_mode_by_name() {
+    let source = RedisServer::start("7.4");
+    set_many(&source, 0, 20, 10);
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let relay = validate_with(
+        &source.url(),
+        &cluster.url(),
+        json!({"transfer": "relay", "on_conflict": "flush"}),
+    )
+    .await;
+    expect(
+        &relay,
+        "cluster.mode",
+        CheckStatus::Fail,
+        &[
+            "transfer `relay`",
+            "on_conflict `flush`",
+            "use `restore` or `auto`",
+        ],
+    );
+    // A target that holds keys and a restore point asked for (the default): refused, with
+    // the way out named; without a restore point it passes.
+    let _: () = redis::cmd("SET")
+        .arg("kept")
+        .arg("1")
+        .query(&mut cluster.node(cluster.master_of("kept")).conn())
+        .unwrap();
+    let backup = validate(&source.url(), &cluster.url()).await;
+    expect(
+        &backup,
+        "cluster.mode",
+        CheckStatus::Fail,
+        &["restore point of a cluster target", "options.backup false"],
+    );
+    let no_backup = validate_with(&source.url(), &cluster.url(), json!({"backup": false})).await;
+    expect(
+        &no_backup,
+        "cluster.mode",
+        CheckStatus::Pass,
+        &["routed by slot"],
+    );
+    // A cluster source read by SCAN is refused.
+    let target = RedisServer::start("7.4");
+    let mut scan = spec(&cluster.url(), &target.url(), json!({}));
+    scan.source = ferry::spec::Source::Server(
+        scan.source.endpoint().unwrap().clone(),
+        ferry::spec::SourceRead::Scan,
+        ferry::spec::Prefer::Master,
+    );
+    let data_dir = tempfile::tempdir().unwrap();
+    let report = run_with(&scan, &ValidateContext::new(data_dir.path())).await;
+    expect(
+        &report,
+        "cluster.mode",
+        CheckStatus::Fail,
+        &["source.read `scan`"],
+    );
+}
+
+#[tokio::test]
+async fn a_live_migration_into_a_cluster_warns_that_cross_slot_transactions_are_split() {
+    let source = RedisServer::start("7.4");
+    let _: () = redis::pipe()
+        .atomic()
+        .set("a", 1)
+        .set("b", 2)
+        .query(&mut source.conn())
+        .unwrap();
+    let cluster = RedisCluster::start("7.4", 3, 0);
+    let mut live = spec(&source.url(), &cluster.url(), json!({}));
+    live.mode = ferry::spec::Mode::Live;
+    let data_dir = tempfile::tempdir().unwrap();
+    let report = run_with(&live, &ValidateContext::new(data_dir.path())).await;
+    expect(
+        &report,
+        "cluster.transactions",
+        CheckStatus::Warn,
+        &[
+            "has run MULTI once",
+            "slot by slot",
+            "TransactionSplit",
+            "hash tag",
+        ],
+    );
+    // Cluster to cluster: the source's transactions already keep to one slot.
+    let other = RedisCluster::start("7.4", 3, 0);
+    let mut both = spec(&other.url(), &cluster.url(), json!({}));
+    both.mode = ferry::spec::Mode::Live;
+    let report = run_with(&both, &ValidateContext::new(data_dir.path())).await;
+    expect(
+        &report,
+        "cluster.transactions",
+        CheckStatus::Pass,
+        &["source is a cluster too"],
     );
 }

@@ -82,8 +82,10 @@ async fn run(this: &super::Run) -> Result<(), EngineError> {
     let spec = &job.spec;
     let mut source_conn = Conn::connect(source).await.map_err(EngineError::source)?;
     let mut target_conn = Conn::connect(target).await.map_err(EngineError::target)?;
-    super::topology::refuse_cluster(&mut source_conn, crate::model::Link::Source, "a dry run").await?;
-    super::topology::refuse_cluster(&mut target_conn, crate::model::Link::Target, "a dry run").await?;
+    super::topology::refuse_cluster(&mut source_conn, crate::model::Link::Source, "a dry run")
+        .await?;
+    super::topology::refuse_cluster(&mut target_conn, crate::model::Link::Target, "a dry run")
+        .await?;
     let source_version = server_version(&mut source_conn)
         .await
         .map_err(EngineError::source)?;

@@ -12,6 +12,7 @@ use super::replication::dataset_bytes;
 use super::{fail, human, pass, warn, Inputs, Unknown, Verdict};
 use crate::client::Info;
 use crate::cluster::{MoveDirection, Ranges, Slot, SLOTS};
+use crate::spec::{AclMode, Mode, OnConflict, SourceRead, Transfer};
 use crate::validate::cluster_facts::ClusterFacts;
 use crate::validate::error::Side;
 use crate::validate::facts::ServerFacts;
@@ -58,7 +59,12 @@ fn side_details(cluster: Option<&ClusterFacts>) -> Value {
     }
 }
 
-/// `cluster.mode`: which topology this is, the mismatch explained, and whether Ferry moves it.
+/// `cluster.mode`: which topology this is, the mismatch explained, and whether Ferry moves it
+/// with these options.
+///
+/// Every pairing moves (cluster → cluster, standalone → cluster, cluster → standalone), through
+/// the replication link to each source master and the slot-routed writer on a cluster target.
+/// What fails is an option the cluster path does not carry, named with what to use instead.
 pub fn mode(inputs: &Inputs) -> Verdict {
     let id = "cluster.mode";
     let source = cluster_of(inputs.source)?;
@@ -74,23 +80,113 @@ pub fn mode(inputs: &Inputs) -> Verdict {
     let topology = format!("{source_text}, {}", describe(Side::Target, target));
     let what = match (source.is_some(), target.is_some()) {
         (false, false) => return pass(id, "both servers are standalone", details),
-        (true, true) => "each source shard's keys would be routed by slot to the target's masters",
+        (true, true) => {
+            "one replication link per source master, each shard's keys routed by slot to the \
+             target's masters"
+        }
         (true, false) => {
-            "every source shard's keys would be written to db 0 of the target (a cluster has only db 0)"
+            "one replication link per source master, every shard's keys written to db 0 of the \
+             target (a cluster has only db 0)"
         }
         (false, true) => {
-            "the source's keys would be routed by slot to the target's masters (cluster-enabled \
-             differs on the two sides: a cluster holds db 0 only and refuses a transaction across slots)"
+            "the source's keys routed by slot to the target's masters (cluster-enabled differs on \
+             the two sides: a cluster holds db 0 only, and a source transaction across slots is \
+             applied slot by slot, see cluster.transactions)"
         }
     };
+    let unsupported = unsupported_options(inputs, source.is_some(), target.is_some());
+    if unsupported.is_empty() {
+        return pass(id, format!("{topology}: {what}"), details);
+    }
     fail(
         id,
-        format!(
-            "{topology}: {what}; this build of Ferry does not move data from or to a Redis Cluster \
-             yet (issue #16), so use standalone servers on both sides"
-        ),
+        format!("{topology}: {what}; but {}", unsupported.join("; and ")),
         details,
     )
+}
+
+/// The options this migration sets that a cluster on either side does not carry, each with
+/// what to do instead. Kept with the engine's own refusals (it refuses the same, should a
+/// server change between validation and start).
+fn unsupported_options(inputs: &Inputs, source_cluster: bool, target_cluster: bool) -> Vec<String> {
+    let spec = inputs.spec;
+    let options = &spec.options;
+    let mut no = Vec::new();
+    if spec.mode == Mode::DryRun {
+        no.push(
+            "a dry run reads one standalone source: run it against each shard's master, or use \
+             mode `snapshot` or `live`"
+                .to_string(),
+        );
+    }
+    if options.transfer == Transfer::Relay {
+        no.push(
+            "transfer `relay` needs a standalone source and target (a cluster node refuses \
+             REPLICAOF and a relay carries one link): use `restore` or `auto`"
+                .to_string(),
+        );
+    }
+    if options.on_conflict == OnConflict::Flush {
+        no.push(
+            "on_conflict `flush` is not carried across a cluster's masters: empty the target \
+             yourself, or use `fail` or `replace`"
+                .to_string(),
+        );
+    }
+    if target_cluster && options.on_conflict == OnConflict::Skip {
+        no.push(
+            "on_conflict `skip` into a cluster: a RESTORE refused inside one slot's transaction \
+             cannot be told apart per key; use `fail` or `replace`"
+                .to_string(),
+        );
+    }
+    if target_cluster && options.acl != AclMode::Ignore {
+        no.push(
+            "options.acl `copy`/`replace` into a cluster: its users would have to be created on \
+             every master; create them there yourself and use `ignore`"
+                .to_string(),
+        );
+    }
+    if source_cluster && spec.source.read() == SourceRead::Scan {
+        no.push(
+            "source.read `scan` reads one node: a cluster source is read through one \
+             replication link per master (source.read `replication`)"
+                .to_string(),
+        );
+    }
+    if target_cluster && spec.source.endpoint().is_none() {
+        no.push(
+            "an RDB file loads into a standalone target only: load it into a standalone server \
+             and migrate that into the cluster"
+                .to_string(),
+        );
+    }
+    if target_cluster && options.backup && target_holds_keys(inputs) {
+        no.push(
+            "a restore point of a cluster target is not taken by this build, and the target \
+             holds keys: set options.backup false to write into it without one (the keys it \
+             holds are then kept, or refused by on_conflict), or empty it first"
+                .to_string(),
+        );
+    }
+    no
+}
+
+/// Whether any master of the target cluster holds keys (any key counts: `INFO` cannot tell
+/// Ferry's own keys from the application's). Unknown counts as holding keys.
+fn target_holds_keys(inputs: &Inputs) -> bool {
+    match &inputs.target.cluster {
+        Some(Ok(cluster)) => cluster.masters.iter().any(|m| {
+            m.state
+                .as_ref()
+                .map_or(true, |state| state.info.total_keys() > 0)
+        }),
+        _ => inputs
+            .target
+            .info
+            .as_ref()
+            .map_or(true, |info| info.total_keys() > 0),
+    }
 }
 
 /// `cluster.coverage`: all 16384 slots served, every master reachable and of one mind.
@@ -246,31 +342,133 @@ pub fn slots_stable(inputs: &Inputs) -> Verdict {
 }
 
 /// `cluster.databases`: a cluster holds db 0 only, so a source with keys elsewhere must say
-/// where they go.
+/// where they go. Sending several databases into one may make keys collide, so it is never
+/// assumed: each database besides 0 that the filter lets through must be mapped to 0 by name.
 pub fn databases(inputs: &Inputs) -> Verdict {
     let id = "cluster.databases";
     let target = cluster_of(inputs.target)?;
     let source_info = inputs.source.need_info()?;
+    let options = &inputs.spec.options;
+    let selected = |db: u32| options.filter.dbs.is_empty() || options.filter.dbs.contains(&db);
     let elsewhere: Vec<u32> = source_info
         .keyspace
         .iter()
-        .filter(|(db, stats)| **db != 0 && stats.keys > 0)
+        .filter(|(db, stats)| **db != 0 && stats.keys > 0 && selected(**db))
         .map(|(db, _)| *db)
         .collect();
-    let details = json!({ "target_cluster": target.is_some(), "source_dbs_besides_0": elsewhere });
-    if target.is_none() || elsewhere.is_empty() {
-        return pass(id, "every key can keep its database", details);
+    let details = json!({
+        "target_cluster": target.is_some(),
+        "source_dbs_besides_0": elsewhere,
+        "db_map": options.db_map,
+    });
+    if target.is_none() {
+        return pass(
+            id,
+            "the target is not a cluster: every key can keep its database",
+            details,
+        );
     }
-    let dbs: Vec<String> = elsewhere.iter().map(u32::to_string).collect();
+    let unmapped: Vec<String> = elsewhere
+        .iter()
+        .filter(|db| options.db_map.get(db) != Some(&0))
+        .map(u32::to_string)
+        .collect();
+    let elsewhere_to_0 = options
+        .db_map
+        .iter()
+        .any(|(from, to)| *from != 0 && *to != 0);
+    if unmapped.is_empty() && !elsewhere_to_0 {
+        return pass(
+            id,
+            match elsewhere.len() {
+                0 => {
+                    "the source's keys are all in db 0, the only database of a cluster".to_string()
+                }
+                _ => format!(
+                    "options.db_map sends db {} into db 0, the only database of a cluster",
+                    elsewhere
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            details,
+        );
+    }
+    let mut problems = Vec::new();
+    if !unmapped.is_empty() {
+        problems.push(format!(
+            "the source holds keys in db {} and options.db_map does not send {} to db 0",
+            unmapped.join(", "),
+            if unmapped.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if elsewhere_to_0 {
+        problems.push("options.db_map sends a database to a number other than 0".to_string());
+    }
     fail(
         id,
         format!(
-            "the target is a cluster, which has only db 0, and the source holds keys in db {}; \
-             map each database onto db 0 with `options.db_map` (keys from several databases must \
-             not collide) or move those keys first",
-            dbs.join(", ")
+            "the target is a cluster, which has only db 0: {}; map each database onto db 0 \
+             explicitly (e.g. {{\"0\": 0, \"1\": 0, \"2\": 0}}: keys from several databases must not \
+             collide), leave it out with options.filter.dbs, or move those keys first",
+            problems.join("; ")
         ),
         details,
+    )
+}
+
+/// `cluster.transactions`: a source transaction whose keys span target slots cannot stay atomic
+/// on a cluster target (a cluster refuses `MULTI` across slots). The engine applies such a
+/// transaction slot by slot and records each split (`TransactionSplit`); this check says so
+/// before the start, with what the source's own counters say of its use of `MULTI`.
+pub fn transactions(inputs: &Inputs) -> Verdict {
+    let id = "cluster.transactions";
+    let source = cluster_of(inputs.source)?;
+    let target = cluster_of(inputs.target)?;
+    let details = |multi: Option<u64>| json!({ "source_multi_calls": multi });
+    if target.is_none() {
+        return pass(
+            id,
+            "the target is not a cluster: transactions stay whole",
+            details(None),
+        );
+    }
+    if source.is_some() {
+        return pass(
+            id,
+            "the source is a cluster too: its transactions already keep to one slot, and stay \
+             whole on the target",
+            details(None),
+        );
+    }
+    if inputs.spec.mode != Mode::Live {
+        return pass(
+            id,
+            "a snapshot copies keys, not transactions: nothing is split",
+            details(None),
+        );
+    }
+    let info = inputs.source.need_info()?;
+    let multi = info
+        .get("cmdstat_multi")
+        .and_then(|stats| stats.split(',').find_map(|f| f.strip_prefix("calls=")))
+        .and_then(|calls| calls.parse::<u64>().ok());
+    let used = match multi {
+        Some(0) | None => "the source has run no MULTI since it started".to_string(),
+        Some(1) => "the source has run MULTI once since it started".to_string(),
+        Some(n) => format!("the source has run MULTI {n} times since it started"),
+    };
+    warn(
+        id,
+        format!(
+            "{used}; a streamed MULTI/EXEC whose keys fall in more than one target slot cannot \
+             stay atomic on a cluster: Ferry applies it slot by slot, each slot's part whole, \
+             and records each split as a TransactionSplit event; keep the keys of a \
+             transaction in one slot with a hash tag ({{user:1}}:a, {{user:1}}:b) to avoid it"
+        ),
+        details(multi),
     )
 }
 

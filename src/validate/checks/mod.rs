@@ -152,6 +152,10 @@ pub const ALL: &[Check] = &[
         run: cluster::databases,
     },
     Check {
+        id: "cluster.transactions",
+        run: cluster::transactions,
+    },
+    Check {
         id: "cluster.memory",
         run: cluster::memory,
     },
