@@ -344,7 +344,11 @@ pub(crate) async fn run_one(
     let reporter = Reporter {
         events: events.clone(),
     };
-    let throttle = rate::Throttle::new(job.spec.options.limits, &controls.limits);
+    // A shard of a cluster source writes through the migration's one throttle.
+    let throttle = match &shard {
+        Some(scope) => scope.throttle.clone(),
+        None => rate::Throttle::new(job.spec.options.limits, &controls.limits),
+    };
     let migration = Run {
         // A restarted job goes on counting from what the log says.
         filtered: stream::FilterCounts::resumed(job.filtered),

@@ -175,6 +175,18 @@ async fn a_cluster_source_refuses_what_it_cannot_do() {
             },
             "transfer: relay",
         ),
+        (
+            {
+                let mut s = base.clone();
+                s.mode = Mode::Live;
+                s.schedule.cutover_window = Some(ferry::spec::CutoverWindow {
+                    from: chrono::Utc::now(),
+                    to: chrono::Utc::now() + chrono::Duration::hours(1),
+                });
+                s
+            },
+            "schedule.cutover_window",
+        ),
     ];
     for (spec, words) in cases {
         let (result, events) = start(spec, quick()).finish().await;

@@ -311,6 +311,7 @@
     CutoverForced: 'cutover forced outside its window',
     DryRunCompleted: 'dry run report', AclDiffed: 'ACL users compared',
     AclCopied: 'ACL users copied',
+    ShardFailedOver: 'a source shard failed over (followed)',
   };
 
   // A dry run's report (`dry_run_report`): counts per db and type, the biggest keys, what the
@@ -336,6 +337,19 @@
       el('td', { class: 'mono' }, u.user), el('td', {}, u.status), el('td', { class: 'mono' }, u.source_rules), el('td', {}, u.reason || '')))))];
   }
 
+  // A cluster source: one row per shard (`progress.shards`), each read over its own link.
+  function shardTable(shards) {
+    const head = ['shard', 'read from', 'phase', 'bytes', 'keys', 'commands', 'lag', 'offset'];
+    return el('div', {}, el('h3', {}, 'Shards'), el('table', { id: 'shards' },
+      el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, shards.map((sh) => el('tr', { 'data-shard': sh.name },
+        el('td', { class: 'mono' }, sh.name), el('td', { class: 'mono', title: sh.node_id }, sh.addr), el('td', {}, sh.phase),
+        el('td', { class: 'num' }, bytes(sh.rdb_bytes_read)), el('td', { class: 'num' }, count(sh.keys_written)),
+        el('td', { class: 'num' }, count(sh.commands_streamed)),
+        el('td', { class: 'num' }, sh.lag_bytes === null || sh.lag_bytes === undefined ? '–' : bytes(sh.lag_bytes)),
+        el('td', { class: 'num' }, sh.applied_offset === null || sh.applied_offset === undefined ? '–' : String(sh.applied_offset)))))));
+  }
+
   function migrateSection(v, events, verification) {
     const p = v.progress;
     const allowed = v.allowed_actions;
@@ -359,6 +373,7 @@
         stat('commands', 'Commands applied', count(p.commands_streamed)),
         stat('reconnects', 'Link reconnects', count(p.link_reconnects || 0)),
         stat('throttle', 'Throttled by', p.throttled_by || '–')),
+      p.shards && p.shards.length ? shardTable(p.shards) : null,
       v.mode === 'live' ? el('div', {}, el('h3', {}, 'Lag'), chart(samples)) : null,
       v.error ? el('div', { class: 'problem', role: 'alert', id: 'error' }, `${v.error.code}: ${v.error.message}`) : null,
       el('div', { class: 'buttons' },
@@ -454,6 +469,9 @@
       case 'VerificationCompleted': return `${count(d.report.checked)} checked, ${d.report.missing} missing, ${d.report.different} different`;
       case 'BackupCompleted': return `restore point ${d.backup_id}`;
       case 'DryRunCompleted': return `${count(d.report.keys)} keys, ${d.report.cannot_take.length} reason(s) the target cannot take some`;
+      case 'ShardEvent': { const inner = summary(d.event || {}); return `${d.shard.name} (${d.shard.addr}) ${d.event ? d.event.type : ''}${inner ? `: ${inner}` : ''}`; }
+      case 'ShardFailedOver': return `${d.shard}: ${d.from.addr} → ${d.to.addr}`;
+      case 'TransactionSplit': return `a source transaction at offset ${d.offset} applied slot by slot: ${d.commands} commands over slots ${d.slots.join(', ')}`;
       case 'AclCopied': return `created ${d.created.join(', ') || 'none'}; replaced ${d.replaced.join(', ') || 'none'}`;
       default: return '';
     }

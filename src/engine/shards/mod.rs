@@ -47,11 +47,14 @@ use crate::spec::{Endpoint, Mode, Prefer, Source, SourceRead, TransferKind, Veri
 use crate::transport::Peer;
 
 /// What a shard run knows of its shard.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Scope {
     pub shard: ShardRef,
     /// The slots it served at the start (inclusive ranges).
     pub ranges: Vec<(Slot, Slot)>,
+    /// The migration's one throttle, shared by every shard's writer: `options.limits` caps
+    /// the migration's writes to the target, not each shard's.
+    pub throttle: std::sync::Arc<super::rate::Throttle>,
 }
 
 /// The offset key of one shard: `ferry:offset:<migration id>:<shard>`.
@@ -112,6 +115,7 @@ pub(crate) async fn run(
         tasks: JoinSet::new(),
         tx: None,
         restarts: Vec::new(),
+        throttle: super::rate::Throttle::new(job.spec.options.limits, &controls.limits),
     };
     orchestra.restarts = vec![0; orchestra.plans.len()];
     let result = orchestra.run(&job, &controls).await;
@@ -145,6 +149,8 @@ struct Orchestra {
     tx: Option<mpsc::Sender<Msg>>,
     /// How many times each shard's run was started again on another node.
     restarts: Vec<u32>,
+    /// The one throttle of the migration (see [`Scope::throttle`]).
+    throttle: std::sync::Arc<super::rate::Throttle>,
 }
 
 /// How long a shard whose source node is gone waits for the cluster to promote another.
@@ -177,6 +183,7 @@ impl Orchestra {
         let scope = Scope {
             shard: plan.node_ref(),
             ranges: plan.ranges.clone(),
+            throttle: self.throttle.clone(),
         };
         let mut shard_job = shard_job(job, plan, endpoint);
         if !first {

@@ -54,6 +54,10 @@ pub(super) fn refuse(job: &EngineJob) -> Result<(), EngineError> {
     } else if spec.options.transfer == Transfer::Relay {
         "`transfer: relay` is not supported for a Redis Cluster source: a relay replicates one \
          server into one target; use `transfer: restore` (or `auto`)"
+    } else if spec.schedule.cutover_window.is_some() {
+        "`schedule.cutover_window` is not supported for a Redis Cluster source: the cutover over \
+         every master does not wait for a window yet; cut over by hand (POST …/cutover) inside \
+         your window, without auto_cutover"
     } else {
         return Ok(());
     };

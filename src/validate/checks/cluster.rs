@@ -147,6 +147,13 @@ fn unsupported_options(inputs: &Inputs, source_cluster: bool, target_cluster: bo
                 .to_string(),
         );
     }
+    if source_cluster && spec.schedule.cutover_window.is_some() {
+        no.push(
+            "schedule.cutover_window with a cluster source: the cutover over every master does \
+             not wait for a window yet; cut over by hand inside your window"
+                .to_string(),
+        );
+    }
     if source_cluster && spec.source.read() == SourceRead::Scan {
         no.push(
             "source.read `scan` reads one node: a cluster source is read through one \
