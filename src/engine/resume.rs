@@ -293,12 +293,57 @@ pub async fn target_marked(
     tokio::time::timeout(timeout, probe).await.ok().flatten()
 }
 
-/// Removes migration `id`'s offset key from `target` (a failed or cancelled migration leaves
-/// nothing behind). `None` when the target could not be reached within `timeout`.
+/// Removes every offset key of migration `id` from `target`, so that a failed or cancelled
+/// migration leaves nothing behind: `ferry:offset:<id>`, a cluster source's shard keys
+/// `ferry:offset:<id>:<shard>`, and on a cluster target every per-slot and base key of every
+/// scope (`ferry:offset:{<tag>}:<id>…`), found with `SCAN` on every master and deleted one by one
+/// (a cluster refuses a `DEL` across slots). `None` when the target could not be reached, or
+/// walked, within `timeout`.
 pub async fn clear_mark(target: &Peer, id: uuid::Uuid, timeout: std::time::Duration) -> Option<()> {
     let attempt = async {
         let mut conn = Conn::connect(target).await.ok()?;
-        remove_mark(&mut conn, &offset_key(id)).await.ok()
+        remove_mark(&mut conn, &offset_key(id)).await.ok()?;
+        let nodes = match conn.info("cluster").await.ok()?.get("cluster_enabled") {
+            Some("1") => crate::client::cluster::slot_map(&mut conn)
+                .await
+                .ok()?
+                .map
+                .masters()
+                .map(|node| target.at(&node.host, node.port))
+                .collect(),
+            _ => vec![target.clone()],
+        };
+        let pattern = format!("ferry:offset:*{id}*");
+        for node in nodes {
+            let mut conn = Conn::connect(&node).await.ok()?;
+            let mut cursor = b"0".to_vec();
+            loop {
+                let reply = conn
+                    .call_ok(&[
+                        b"SCAN".as_slice(),
+                        &cursor,
+                        b"MATCH",
+                        pattern.as_bytes(),
+                        b"COUNT",
+                        b"1000",
+                    ])
+                    .await
+                    .ok()?;
+                let (next, keys) = scan_reply(reply)?;
+                if !keys.is_empty() {
+                    let dels: Vec<Vec<&[u8]>> = keys
+                        .iter()
+                        .map(|k| vec![b"DEL".as_slice(), &k[..]])
+                        .collect();
+                    conn.call_many(&dels).await.ok()?;
+                }
+                if next == b"0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Some(())
     };
     tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }

@@ -123,7 +123,7 @@ pub(crate) async fn run(
         if !matches!(e, EngineError::LeaseLost(_) | EngineError::EventsClosed) {
             // As the supervisor does for a standalone source's key: a failed or cancelled
             // migration leaves no offset key behind (the data stays for the rollback to judge).
-            clear_marks(&job, &orchestra.plans).await;
+            clear_marks(&job).await;
         }
     }
     result
@@ -499,26 +499,16 @@ async fn shard_task(
     let _ = tx.send(Msg::Done(i, result)).await;
 }
 
-/// Removes every shard's offset key from the target (bounded: an unreachable target keeps them).
-async fn clear_marks(job: &EngineJob, plans: &[Plan]) {
-    let attempt = async {
-        let peer = Peer::new(&job.spec.target).ok()?;
-        let mut conn = Conn::connect(&peer).await.ok()?;
-        conn.select(0).await.ok()?;
-        let keys: Vec<Bytes> = plans
-            .iter()
-            .map(|p| offset_key(job.migration_id, &p.name))
-            .collect();
-        let mut del: Vec<&[u8]> = vec![b"DEL"];
-        del.extend(keys.iter().map(|k| &k[..]));
-        conn.call_ok(&del).await.ok()
+/// Removes every shard's offset key from the target, a standalone server or a cluster (bounded:
+/// an unreachable target keeps them; see [`super::resume::clear_mark`]).
+async fn clear_marks(job: &EngineJob) {
+    let cleared = match Peer::new(&job.spec.target) {
+        Ok(peer) => {
+            super::resume::clear_mark(&peer, job.migration_id, Duration::from_secs(10)).await
+        }
+        Err(_) => None,
     };
-    if tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
+    if cleared.is_none() {
         tracing::warn!("could not remove the shards' offset keys from the target");
     }
 }
