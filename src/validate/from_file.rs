@@ -30,6 +30,7 @@ const TARGET_CHECKS: &[&str] = &[
     "cluster.coverage",
     "cluster.slots_stable",
     "cluster.databases",
+    "cluster.transactions",
     "cluster.memory",
     "target.writable",
     "databases",
