@@ -78,26 +78,20 @@ pub async fn slot_moves(conn: &mut Conn) -> Result<Vec<SlotMove>, DiscoveryError
         .collect())
 }
 
-/// The server that holds `key` behind `target`: `target` itself when it is not a cluster node,
-/// else the master serving the key's slot now. For the callers that speak plain commands about
-/// one key (the lease, [`super::lease`]) and would otherwise be answered `MOVED`.
+/// The server that holds `key` behind `target`: `target` itself when it is not a cluster node
+/// (or serves the key's slot), else the master the cluster names in its `MOVED` answer. One
+/// `EXISTS` asks it: no `INFO` and no slot map, so the lease's first look at a target costs one
+/// round trip. For the callers that speak plain commands about one key (the lease,
+/// [`super::lease`]) and would otherwise be answered `MOVED`.
 pub async fn key_peer(target: &Peer, key: &[u8]) -> Result<Peer, DiscoveryError> {
     let mut conn = Conn::connect(target).await?;
-    let info = conn.info("cluster").await?;
-    if info.get("cluster_enabled") != Some("1") {
-        return Ok(target.clone());
+    match conn.call(&[b"EXISTS".as_slice(), key]).await? {
+        Frame::Error(e) => match crate::cluster::Redirect::parse(&e, &target.url().host) {
+            Some(crate::cluster::Redirect::Moved { host, port, .. }) => Ok(target.at(&host, port)),
+            _ => Err(refused(&conn, "EXISTS", &e)),
+        },
+        _ => Ok(target.clone()),
     }
-    let map = slot_map(&mut conn).await?.map;
-    let slot = crate::cluster::key_slot(key);
-    let Some(shard) = map.shard_of(slot) else {
-        return Err(ClusterError::Malformed {
-            command: "CLUSTER SHARDS",
-            detail: format!("no master serves slot {slot}"),
-        }
-        .into());
-    };
-    let master = &map.shards[shard].master;
-    Ok(target.at(&master.host, master.port))
 }
 
 /// The endpoint of another node of the same cluster: its address, the seed's credentials and

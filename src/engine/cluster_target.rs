@@ -6,7 +6,7 @@
 //!
 //! - **What is refused**, clearly and before any write: options a cluster target does not take
 //!   in this build (see [`Run::check_cluster_target`]).
-//! - **The base key** `ferry:offset:{<tag of slot 0>}:<scope>:base`, the standalone offset key's
+//! - **The base key** `ferry:offset:{<tag of slot 0, or of a source shard's first slot>}:<scope>:base`, the standalone offset key's
 //!   role on a cluster: `snapshot` while a snapshot is written (a restarted job then redoes it),
 //!   then `<replid>:<offset>:<db>`, moved after every flush to the offset *every* slot has
 //!   applied. A restart resumes from the later of it and the log's checkpoint (both are points
@@ -39,8 +39,17 @@ use crate::spec::{AclMode, Mode, OnConflict, SourceRead, Transfer, TransferKind}
 mod verify;
 
 /// The base key of `scope` (see the module docs).
+///
+/// It lives in slot 0, or for a shard of a cluster source (scope `<id>:s<first slot>`) in the
+/// shard's first slot: inside the shard's own slots, so that one shard's count of its slots'
+/// keys (verification) never sees another shard's base key come and go.
 pub(crate) fn base_key(scope: &str) -> String {
-    format!("{}:base", offset_key(0, scope))
+    let slot = scope
+        .rsplit_once(":s")
+        .and_then(|(_, first)| first.parse::<u16>().ok())
+        .filter(|slot| *slot < crate::cluster::SLOTS)
+        .unwrap_or(0);
+    format!("{}:base", offset_key(slot, scope))
 }
 
 fn routed(e: RoutedError) -> EngineError {
