@@ -103,23 +103,19 @@ pub fn node_endpoint(seed: &Endpoint, node: &Node) -> Endpoint {
     endpoint
 }
 
-/// The masters of the cluster `conn`'s server belongs to, each with `seed`'s credentials and
-/// TLS settings; `None` when that server is not a cluster node. What reads or counts a whole
-/// target (its keys before the first write, say) asks every master, since each holds only the
-/// keys of its slots.
-pub async fn master_endpoints(
-    conn: &mut Conn,
-    seed: &Endpoint,
-) -> Result<Option<Vec<Endpoint>>, DiscoveryError> {
+/// Every master of the cluster `target` belongs to, dialled with `target`'s credentials and TLS
+/// client ([`Peer::at`]); `None` when `target` is not a cluster node. What reads, counts or
+/// cleans a whole target (its keys before the first write, Ferry's offset keys) asks every
+/// master, since each holds only the keys of its slots.
+pub async fn master_peers(target: &Peer) -> Result<Option<Vec<Peer>>, DiscoveryError> {
+    let mut conn = Conn::connect(target).await?;
     if conn.info("cluster").await?.get("cluster_enabled") != Some("1") {
         return Ok(None);
     }
-    let discovered = slot_map(conn).await?;
+    let map = slot_map(&mut conn).await?.map;
     Ok(Some(
-        discovered
-            .map
-            .masters()
-            .map(|node| node_endpoint(seed, node))
+        map.masters()
+            .map(|node| target.at(&node.host, node.port))
             .collect(),
     ))
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::error::EngineError;
 use super::resume::{scan_reply, KeySet};
-use crate::client::cluster::master_endpoints;
+use crate::client::cluster::{master_peers, DiscoveryError};
 use crate::client::{ClientError, Conn};
 use crate::model::{BOOKKEEPING_PREFIX, LEASE_KEY};
 use crate::rdb::crc64;
@@ -97,21 +97,16 @@ pub fn path(data_dir: &Path, id: Uuid) -> PathBuf {
     data_dir.join("inventories").join(format!("{id}.keys"))
 }
 
-/// The servers that hold `target`'s keys: the server itself, or every master of its cluster
-/// (each holds only the keys of its slots, so one node's `SCAN` would miss the rest and a redo
-/// could then take the others' keys for the migration's own).
-async fn key_holders(target: &Endpoint) -> Result<Vec<Peer>, InventoryError> {
+/// The servers that hold `target`'s keys, and whether it is a cluster: the server itself, or
+/// every master of its cluster (each holds only the keys of its slots, so one node's `SCAN`
+/// would miss the rest and a redo could then take the others' keys for the migration's own).
+async fn key_holders(target: &Endpoint) -> Result<(Vec<Peer>, bool), InventoryError> {
     let seed = Peer::new(target).map_err(|e| InventoryError::Peer(e.to_string()))?;
-    let mut conn = Conn::connect(&seed).await?;
-    match master_endpoints(&mut conn, target)
-        .await
-        .map_err(|e| InventoryError::Peer(e.to_string()))?
-    {
-        None => Ok(vec![seed]),
-        Some(masters) => masters
-            .iter()
-            .map(|m| Peer::new(m).map_err(|e| InventoryError::Peer(e.to_string())))
-            .collect(),
+    match master_peers(&seed).await {
+        Ok(None) => Ok((vec![seed], false)),
+        Ok(Some(masters)) => Ok((masters, true)),
+        Err(DiscoveryError::Client(e)) => Err(InventoryError::Target(e)),
+        Err(e) => Err(InventoryError::Peer(e.to_string())),
     }
 }
 
@@ -119,8 +114,7 @@ async fn key_holders(target: &Endpoint) -> Result<Vec<Peer>, InventoryError> {
 /// whether it is a cluster.
 pub async fn count(target: &Endpoint) -> Result<(u64, bool), InventoryError> {
     let mut total = 0u64;
-    let holders = key_holders(target).await?;
-    let cluster = holders.len() > 1 || is_cluster(&holders[0]).await?;
+    let (holders, cluster) = key_holders(target).await?;
     for holder in holders {
         let mut conn = Conn::connect(&holder).await?;
         let info = conn.info("keyspace").await?;
@@ -148,11 +142,6 @@ pub async fn count(target: &Endpoint) -> Result<(u64, bool), InventoryError> {
     Ok((total, cluster))
 }
 
-async fn is_cluster(peer: &Peer) -> Result<bool, InventoryError> {
-    let mut conn = Conn::connect(peer).await?;
-    Ok(conn.info("cluster").await?.get("cluster_enabled") == Some("1"))
-}
-
 /// Lists every key of `target` (bookkeeping left out; every master of a cluster) into `path`.
 /// Returns how many.
 pub async fn take(target: &Endpoint, path: &Path) -> Result<u64, InventoryError> {
@@ -173,7 +162,7 @@ pub async fn take(target: &Endpoint, path: &Path) -> Result<u64, InventoryError>
     let written = async {
         out.write_all(MAGIC).await.map_err(io("write"))?;
         crc = crc64::update(crc, MAGIC);
-        for holder in key_holders(target).await? {
+        for holder in key_holders(target).await?.0 {
             let mut conn = Conn::connect(&holder).await?;
             let dbs: Vec<u32> = conn
                 .info("keyspace")

@@ -303,16 +303,10 @@ pub async fn clear_mark(target: &Peer, id: uuid::Uuid, timeout: std::time::Durat
     let attempt = async {
         let mut conn = Conn::connect(target).await.ok()?;
         remove_mark(&mut conn, &offset_key(id)).await.ok()?;
-        let nodes = match conn.info("cluster").await.ok()?.get("cluster_enabled") {
-            Some("1") => crate::client::cluster::slot_map(&mut conn)
-                .await
-                .ok()?
-                .map
-                .masters()
-                .map(|node| target.at(&node.host, node.port))
-                .collect(),
-            _ => vec![target.clone()],
-        };
+        let nodes = crate::client::cluster::master_peers(target)
+            .await
+            .ok()?
+            .unwrap_or_else(|| vec![target.clone()]);
         let pattern = format!("ferry:offset:*{id}*");
         for node in nodes {
             let mut conn = Conn::connect(&node).await.ok()?;
