@@ -181,6 +181,27 @@ impl RedisCluster {
         panic!("no master serves slot {slot}: {nodes}")
     }
 
+    /// Keys on all masters together (`DBSIZE` summed): the cluster's keys, bookkeeping included.
+    pub fn keys(&self) -> u64 {
+        self.master_ports()
+            .iter()
+            .map(|p| {
+                let size = self.node(*p).cli(&["DBSIZE"]);
+                size.trim()
+                    .parse::<u64>()
+                    .unwrap_or_else(|e| panic!("DBSIZE on {p}: {size:?}: {e}"))
+            })
+            .sum()
+    }
+
+    /// No `ferry:*` key on any master: a migration's offset keys, base keys and lease are gone.
+    pub fn assert_no_bookkeeping(&self) {
+        for port in self.master_ports() {
+            let left = self.node(port).cli(&["--scan", "--pattern", "ferry:*"]);
+            assert!(left.trim().is_empty(), "bookkeeping left on {port}: {left}");
+        }
+    }
+
     /// Every node's log, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes

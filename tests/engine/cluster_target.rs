@@ -88,29 +88,6 @@ fn assert_cluster_same(source: &RedisServer, dbs: u32, cluster: &RedisCluster) {
     }
 }
 
-/// No `ferry:*` key on any master: the offset keys and the base key were cleaned up.
-fn assert_no_bookkeeping(cluster: &RedisCluster) {
-    for port in cluster.master_ports() {
-        let left = cluster.node(port).cli(&["--scan", "--pattern", "ferry:*"]);
-        assert!(left.trim().is_empty(), "left on {port}: {left}");
-    }
-}
-
-fn total_keys(cluster: &RedisCluster) -> u64 {
-    cluster
-        .master_ports()
-        .iter()
-        .map(|p| {
-            cluster
-                .node(*p)
-                .cli(&["DBSIZE"])
-                .trim()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum()
-}
-
 fn clean_verification(events: &[EventKind]) -> ferry::model::VerificationReport {
     let report = events
         .iter()
@@ -149,8 +126,8 @@ async fn standalone_to_cluster_snapshot_puts_every_key_on_its_slots_master() {
     let report = clean_verification(&events);
     assert_eq!(report.checked, keys);
     assert_cluster_same(&source, 1, &cluster);
-    assert_eq!(total_keys(&cluster), keys, "exactly the source's keys");
-    assert_no_bookkeeping(&cluster);
+    assert_eq!(cluster.keys(), keys, "exactly the source's keys");
+    cluster.assert_no_bookkeeping();
     // The function library is on every master (any of them may run an FCALL).
     for port in cluster.master_ports() {
         assert_eq!(function_names(cluster.node(port)), function_names(&source));
@@ -193,8 +170,8 @@ async fn three_source_databases_go_to_db_0_of_the_cluster_by_the_db_map() {
     assert_eq!(completed_counts(&events), (3 * 203, 0));
     assert_eq!(clean_verification(&events).checked, 3 * 203);
     assert_cluster_same(&source, 3, &cluster);
-    assert_eq!(total_keys(&cluster), 3 * 203);
-    assert_no_bookkeeping(&cluster);
+    assert_eq!(cluster.keys(), 3 * 203);
+    cluster.assert_no_bookkeeping();
 
     // Without the map, a source db other than 0 cannot go anywhere on a cluster: stopped, named.
     let other = RedisCluster::start("7.4", 3, 0);
@@ -347,7 +324,7 @@ async fn live_into_cluster(reshard: bool) {
         "MULTI/EXEC over two slots is recorded as split"
     );
     assert_eq!(names(&events).last(), Some(&"CutoverCompleted"));
-    assert_no_bookkeeping(&cluster);
+    cluster.assert_no_bookkeeping();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +429,7 @@ async fn live_into_a_cluster_survives_a_target_failover() {
             .unwrap();
         assert_eq!(got, want, "{key}");
     }
-    assert_no_bookkeeping(&cluster);
+    cluster.assert_no_bookkeeping();
 }
 
 /// The lease key of a cluster target lives on the master of its slot: resolved from a seed that
@@ -550,7 +527,7 @@ async fn big_keys_are_chunked_into_their_masters_and_conflicts_are_named() {
     result.unwrap_or_else(|e| panic!("{e}; events {:?}", names(&events)));
     assert_eq!(clean_verification(&events).checked, 12);
     assert_cluster_same(&source, 1, &cluster);
-    assert_eq!(total_keys(&cluster), 12);
+    assert_eq!(cluster.keys(), 12);
     // Written in chunks: many RPUSH/HSET calls summed over the masters, no RESTORE of them.
     let calls = |command: &str| -> u64 {
         cluster
@@ -631,5 +608,5 @@ async fn options_a_cluster_target_does_not_take_are_refused_before_writing() {
         assert!(err.to_string().contains(option), "{err}");
         assert!(events.is_empty(), "{option}: {events:?}");
     }
-    assert_eq!(total_keys(&cluster), 0, "nothing was written");
+    assert_eq!(cluster.keys(), 0, "nothing was written");
 }

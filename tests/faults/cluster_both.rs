@@ -170,8 +170,5 @@ async fn kill9_of_ferry_while_a_cluster_streams_into_a_cluster_then_every_counte
     let (from, to) = (contents(&source), contents(&target));
     assert_eq!(from.len(), to.len(), "as many keys");
     assert!(from == to, "the same keys and values");
-    for port in target.master_ports() {
-        let left = target.node(port).cli(&["--scan", "--pattern", "ferry:*"]);
-        assert!(left.trim().is_empty(), "bookkeeping left on {port}: {left}");
-    }
+    target.assert_no_bookkeeping();
 }

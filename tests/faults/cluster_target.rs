@@ -210,18 +210,7 @@ async fn a_crash_while_streaming_into_a_cluster_resumes_from_the_per_slot_offset
         assert_eq!(got, want, "{key} after {kills} crashes");
     }
     let source_keys: u64 = source.cli(&["DBSIZE"]).trim().parse().unwrap();
-    let cluster_keys: u64 = cluster
-        .master_ports()
-        .iter()
-        .map(|p| {
-            cluster
-                .node(*p)
-                .cli(&["DBSIZE"])
-                .trim()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let cluster_keys: u64 = cluster.keys();
     assert_eq!(
         cluster_keys, source_keys,
         "no offset key left, no key missing"
@@ -268,18 +257,7 @@ async fn a_crash_during_the_snapshot_into_a_cluster_redoes_it_and_sweeps_stale_k
         .await;
     first.task.abort();
     let _ = first.task.await;
-    let copied: u64 = cluster
-        .master_ports()
-        .iter()
-        .map(|p| {
-            cluster
-                .node(*p)
-                .cli(&["DBSIZE"])
-                .trim()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let copied: u64 = cluster.keys();
     assert!(copied > 200, "part of a copy is on the cluster: {copied}");
     // Keys of the first copy the source deletes meanwhile must not survive the redo.
     let _: () = redis::cmd("CONFIG")
@@ -321,18 +299,7 @@ async fn a_crash_during_the_snapshot_into_a_cluster_redoes_it_and_sweeps_stale_k
         })
         .expect("VerificationCompleted");
     assert!(report.is_clean() && report.checked == 2700, "{report:?}");
-    let total: u64 = cluster
-        .master_ports()
-        .iter()
-        .map(|p| {
-            cluster
-                .node(*p)
-                .cli(&["DBSIZE"])
-                .trim()
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
+    let total: u64 = cluster.keys();
     assert_eq!(total, 2700, "exactly the source's keys, no offset key left");
     for i in [0, 150, 299] {
         let key = format!("k:{i}");
