@@ -8,8 +8,12 @@
 //! ([`LeaseKeeper`]).
 //!
 //! The decision who may write is not made here: [`acquire`] asks the caller's `decide` (in
-//! production [`crate::aggregate::lease::decide`]) with what it found. For a cluster target the
-//! same calls run once per master.
+//! production [`crate::aggregate::lease::decide`]) with what it found.
+//!
+//! On a Redis Cluster the lease is one key of the cluster, on the master serving its slot
+//! ([`super::cluster::key_peer`]): every Ferry about to write to any master checks that one key.
+//! The keeper asks again at every reconnect, so a failover of that master is followed (the old
+//! master, now a replica, answers `MOVED` to the new one).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -279,7 +283,7 @@ impl LeaseKeeper {
     pub async fn release(self) {
         self.task.abort();
         let attempt = async {
-            let mut conn = Conn::connect(&self.url).await.ok()?;
+            let mut conn = connect_holder(&self.url).await?;
             release(&mut conn, &self.token).await.ok()
         };
         if tokio::time::timeout(CALL_TIMEOUT, attempt)
@@ -299,6 +303,15 @@ impl Drop for LeaseKeeper {
     }
 }
 
+/// A connection to the node holding the lease behind `url` (itself, or on a cluster the master
+/// its `MOVED` names).
+async fn connect_holder(url: &Peer) -> Option<Conn> {
+    let holder = super::cluster::key_peer(url, LEASE_KEY.as_bytes())
+        .await
+        .unwrap_or_else(|_| url.clone());
+    Conn::connect(&holder).await.ok()
+}
+
 async fn keep(
     url: Peer,
     token: LeaseToken,
@@ -310,7 +323,7 @@ async fn keep(
     loop {
         tokio::time::sleep(every).await;
         if conn.is_none() {
-            conn = Conn::connect(&url).await.ok();
+            conn = connect_holder(&url).await;
         }
         let Some(c) = conn.as_mut() else {
             tracing::warn!(target = %url.url(), "cannot reach the target to renew its lease; retrying");
